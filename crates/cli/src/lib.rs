@@ -1,0 +1,81 @@
+//! `crius`: the command line for people. It speaks CRI to `criusd` over the
+//! socket, exactly as kubelet does.
+
+mod client;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// crius: inspect and drive a crius node runtime over CRI.
+#[derive(Debug, Parser)]
+#[command(name = "crius", version, about)]
+pub struct Cli {
+    /// CRI endpoint: a socket path or unix:///path.
+    #[arg(
+        long,
+        global = true,
+        env = "CRIUS_ENDPOINT",
+        default_value = "unix:///run/crius/crius.sock"
+    )]
+    pub endpoint: String,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Seconds to wait for an answer.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Versions of crius, its CRI API and the endpoint's runtime.
+    Version,
+    /// Runtime conditions, containerd and runtime handlers.
+    Info,
+}
+
+impl Cli {
+    fn socket_path(&self) -> PathBuf {
+        PathBuf::from(
+            self.endpoint
+                .strip_prefix("unix://")
+                .unwrap_or(&self.endpoint),
+        )
+    }
+}
+
+/// Entry point of the `crius` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("crius: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(&cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crius: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

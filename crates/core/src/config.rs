@@ -1,0 +1,486 @@
+//! The daemon configuration: one TOML file, typed, validated whole at load.
+//!
+//! [`Config::parse`] refuses unknown keys and bad values with a message naming
+//! the key. The validated value is immutable; the daemon holds it behind a
+//! swappable pointer so a reload replaces it whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::CgroupDriverSetting;
+use crate::names::{ShimName, validate_namespace};
+
+/// Where `criusd` reads its config unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/crius/config.toml";
+
+/// The full configuration of `criusd`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Persistent state (survives reboots).
+    pub root_dir: PathBuf,
+    /// Volatile state (netns pins, sockets); lost at reboot.
+    pub state_dir: PathBuf,
+    /// The CRI socket kubelet and `crius` talk to.
+    pub socket: PathBuf,
+    /// cgroup driver: auto, cgroupfs or systemd.
+    pub cgroup_driver: CgroupDriverSetting,
+    /// Longest wait for in-flight RPCs at shutdown, in seconds.
+    pub shutdown_timeout_secs: u64,
+    /// The runtime handler used when a pod names none.
+    pub default_runtime: String,
+    pub log: LogConfig,
+    pub containerd: ContainerdConfig,
+    pub cni: CniConfig,
+    /// Runtime handlers by name (the names Kubernetes RuntimeClasses use).
+    pub runtimes: BTreeMap<String, RuntimeHandler>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// trace, debug, info, warn or error.
+    pub level: LogLevel,
+    /// text or json.
+    pub format: LogFormat,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The level's name as tracing filters spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[containerd]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerdConfig {
+    /// containerd's gRPC socket.
+    pub address: PathBuf,
+    /// The containerd namespace all of crius' objects live in.
+    pub namespace: String,
+    /// The snapshotter for image layers and container root filesystems.
+    pub snapshotter: String,
+}
+
+/// `[cni]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniConfig {
+    /// Directory of CNI network configurations (`*.conflist`, `*.conf`, `*.json`).
+    pub conf_dir: PathBuf,
+    /// Directories searched, in order, for CNI plugin binaries.
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+/// `[runtimes.<handler>]`: one runtime handler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandler {
+    /// containerd shim name, e.g. `io.containerd.runc.v2` or `io.containerd.kata.v2`.
+    pub runtime_type: String,
+    /// Options of the runc shim family, sent to the shim by containerd.
+    #[serde(default)]
+    pub options: RuncOptions,
+}
+
+/// `[runtimes.<handler>.options]` for the runc shim family.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuncOptions {
+    /// OCI runtime binary the shim runs (default: runc on the shim's PATH).
+    pub binary_name: String,
+    /// runc state root (default: the shim's).
+    pub root: String,
+    /// Let runc manage cgroups through systemd.
+    pub systemd_cgroup: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut runtimes = BTreeMap::new();
+        runtimes.insert(
+            "runc".to_string(),
+            RuntimeHandler {
+                runtime_type: "io.containerd.runc.v2".to_string(),
+                options: RuncOptions::default(),
+            },
+        );
+        Config {
+            root_dir: PathBuf::from("/var/lib/crius"),
+            state_dir: PathBuf::from("/run/crius"),
+            socket: PathBuf::from("/run/crius/crius.sock"),
+            cgroup_driver: CgroupDriverSetting::Auto,
+            shutdown_timeout_secs: 10,
+            default_runtime: "runc".to_string(),
+            log: LogConfig::default(),
+            containerd: ContainerdConfig::default(),
+            cni: CniConfig::default(),
+            runtimes,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: LogLevel::Info,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for ContainerdConfig {
+    fn default() -> Self {
+        ContainerdConfig {
+            address: PathBuf::from("/run/containerd/containerd.sock"),
+            namespace: "crius".to_string(),
+            snapshotter: "overlayfs".to_string(),
+        }
+    }
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid TOML, an unknown key or a value of the wrong type.
+    #[error("{0}")]
+    Parse(String),
+    /// Well-formed but invalid values; each entry starts with the key.
+    #[error("invalid configuration:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+/// Command-line overrides applied on top of the file, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub socket: Option<PathBuf>,
+    pub root_dir: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub containerd_address: Option<PathBuf>,
+    pub containerd_namespace: Option<String>,
+    pub cni_conf_dir: Option<PathBuf>,
+    pub log_level: Option<LogLevel>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Self::parse_with(text, &Overrides::default())
+    }
+
+    /// Parses a TOML document, applies `overrides`, then validates.
+    pub fn parse_with(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, o: &Overrides) {
+        fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
+            if let Some(v) = src {
+                *dst = v.clone();
+            }
+        }
+        set(&mut self.socket, &o.socket);
+        set(&mut self.root_dir, &o.root_dir);
+        set(&mut self.state_dir, &o.state_dir);
+        set(&mut self.containerd.address, &o.containerd_address);
+        set(&mut self.containerd.namespace, &o.containerd_namespace);
+        set(&mut self.cni.conf_dir, &o.cni_conf_dir);
+        set(&mut self.log.level, &o.log_level);
+        set(&mut self.log.format, &o.log_format);
+    }
+
+    /// Checks every value; reports all problems at once, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut absolute = |key: &str, p: &Path| {
+            if !p.is_absolute() {
+                problems.push(format!("{key}: {p:?} must be an absolute path"));
+            }
+        };
+        absolute("root_dir", &self.root_dir);
+        absolute("state_dir", &self.state_dir);
+        absolute("socket", &self.socket);
+        absolute("containerd.address", &self.containerd.address);
+        absolute("cni.conf_dir", &self.cni.conf_dir);
+        for (i, dir) in self.cni.bin_dirs.iter().enumerate() {
+            absolute(&format!("cni.bin_dirs[{i}]"), dir);
+        }
+        if self.cni.bin_dirs.is_empty() {
+            problems.push("cni.bin_dirs: must list at least one directory".into());
+        }
+        if !(1..=300).contains(&self.shutdown_timeout_secs) {
+            problems.push(format!(
+                "shutdown_timeout_secs: {} is outside 1..=300",
+                self.shutdown_timeout_secs
+            ));
+        }
+        if let Err(e) = validate_namespace(&self.containerd.namespace) {
+            problems.push(format!(
+                "containerd.namespace: {:?} is not a valid containerd namespace: {e}",
+                self.containerd.namespace
+            ));
+        }
+        let snap = &self.containerd.snapshotter;
+        if snap.is_empty()
+            || !snap
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            problems.push(format!(
+                "containerd.snapshotter: {snap:?} is not a snapshotter name"
+            ));
+        }
+        for (name, handler) in &self.runtimes {
+            if !is_handler_name(name) {
+                problems.push(format!(
+                    "runtimes.{name}: a handler name must be a DNS label ([a-z0-9-], at most 63 characters)"
+                ));
+            }
+            if let Err(e) = ShimName::parse(&handler.runtime_type) {
+                problems.push(format!(
+                    "runtimes.{name}.runtime_type: {:?} is not a containerd shim name: {e}",
+                    handler.runtime_type
+                ));
+            }
+        }
+        if !self.runtimes.contains_key(&self.default_runtime)
+            && let Err(e) = ShimName::parse(&self.default_runtime)
+        {
+            problems.push(format!(
+                "default_runtime: {:?} is neither a configured handler ([runtimes.*]) nor a shim name: {e}",
+                self.default_runtime
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The shim name of `default_runtime`.
+    pub fn default_runtime_type(&self) -> &str {
+        self.runtimes
+            .get(&self.default_runtime)
+            .map(|h| h.runtime_type.as_str())
+            .unwrap_or(&self.default_runtime)
+    }
+}
+
+/// A Kubernetes RuntimeClass handler name: a DNS label.
+fn is_handler_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The default configuration as a commented TOML document
+/// (`criusd config default`). A unit test keeps it equal to [`Config::default`].
+pub const DEFAULT_TOML: &str = r#"# criusd configuration. Every key is optional; these are the defaults.
+
+# Persistent state of crius (survives reboots).
+root_dir = "/var/lib/crius"
+# Volatile state: network namespace pins, pod files (lost at reboot).
+state_dir = "/run/crius"
+# The CRI socket that kubelet and `crius` connect to (mode 0660).
+socket = "/run/crius/crius.sock"
+# cgroup driver reported to kubelet: "auto" (systemd when the host was booted
+# by systemd, else cgroupfs), "cgroupfs" or "systemd".
+cgroup_driver = "auto"
+# How long a shutdown waits for in-flight requests, in seconds (1-300).
+# Containers keep running when criusd stops.
+shutdown_timeout_secs = 10
+# Runtime handler for pods that name none: a [runtimes.*] name or a shim name.
+default_runtime = "runc"
+
+[log]
+# trace, debug, info, warn or error.
+level = "info"
+# "text" or "json".
+format = "text"
+
+[containerd]
+# containerd's gRPC socket.
+address = "/run/containerd/containerd.sock"
+# containerd namespace of crius' images, containers and snapshots; a
+# namespace of its own lets crius share a containerd with other users.
+namespace = "crius"
+# Snapshotter for image layers and container root filesystems.
+snapshotter = "overlayfs"
+
+[cni]
+# CNI network configurations; the first (by file name) is used.
+conf_dir = "/etc/cni/net.d"
+# Where CNI plugin binaries are looked up, in order.
+bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
+
+# Runtime handlers: the names Kubernetes RuntimeClasses refer to.
+[runtimes.runc]
+# containerd shim name (io.containerd.<name>.<version>).
+runtime_type = "io.containerd.runc.v2"
+
+[runtimes.runc.options]
+# OCI runtime binary run by the shim ("" = runc on the shim's PATH).
+binary_name = ""
+# runc state root ("" = the shim's default).
+root = ""
+# Let runc manage cgroups through systemd.
+systemd_cgroup = false
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(text: &str) -> Vec<String> {
+        match Config::parse(text) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_toml_is_the_default() {
+        assert_eq!(
+            Config::parse(DEFAULT_TOML).expect("default parses"),
+            Config::default()
+        );
+        assert_eq!(Config::parse("").expect("empty parses"), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        for (text, key) in [
+            ("frobnicate = 1", "frobnicate"),
+            ("[containerd]\nadress = \"/x\"", "adress"),
+            (
+                "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\nbogus = true",
+                "bogus",
+            ),
+            ("[runtimes.runc.options]\nBinaryName = \"x\"", "BinaryName"),
+        ] {
+            match Config::parse(text) {
+                Err(ConfigError::Parse(msg)) => assert!(msg.contains(key), "{msg}"),
+                other => panic!("{text}: expected parse error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_types_and_enums_are_refused() {
+        for text in [
+            "shutdown_timeout_secs = \"ten\"",
+            "cgroup_driver = \"cgroupv3\"",
+            "[log]\nlevel = \"loud\"",
+            "[log]\nformat = \"xml\"",
+        ] {
+            assert!(
+                matches!(Config::parse(text), Err(ConfigError::Parse(_))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let p = invalid("socket = \"relative.sock\"\n[containerd]\nnamespace = \"Bad Ns\"");
+        assert!(p.iter().any(|m| m.starts_with("socket:")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("containerd.namespace:")),
+            "{p:?}"
+        );
+        let p = invalid("shutdown_timeout_secs = 0");
+        assert!(p[0].starts_with("shutdown_timeout_secs:"), "{p:?}");
+        let p = invalid("[cni]\nbin_dirs = []");
+        assert!(p[0].starts_with("cni.bin_dirs:"), "{p:?}");
+        let p = invalid("[runtimes.kata]\nruntime_type = \"/usr/bin/containerd-shim-kata-v2\"");
+        assert!(p[0].starts_with("runtimes.kata.runtime_type:"), "{p:?}");
+        let p = invalid("[runtimes.Bad_Name]\nruntime_type = \"io.containerd.runc.v2\"");
+        assert!(p[0].starts_with("runtimes.Bad_Name:"), "{p:?}");
+        let p = invalid("default_runtime = \"nope\"");
+        assert!(p[0].starts_with("default_runtime:"), "{p:?}");
+    }
+
+    #[test]
+    fn default_runtime_may_be_a_shim_name() {
+        let c = Config::parse("default_runtime = \"io.containerd.kata.v2\"").expect("valid");
+        assert_eq!(c.default_runtime_type(), "io.containerd.kata.v2");
+        assert_eq!(
+            Config::default().default_runtime_type(),
+            "io.containerd.runc.v2"
+        );
+    }
+
+    #[test]
+    fn overrides_win_and_are_validated() {
+        let o = Overrides {
+            socket: Some(PathBuf::from("/tmp/x.sock")),
+            containerd_namespace: Some("other".into()),
+            log_level: Some(LogLevel::Debug),
+            ..Default::default()
+        };
+        let c = Config::parse_with("socket = \"/a.sock\"", &o).expect("valid");
+        assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(c.containerd.namespace, "other");
+        assert_eq!(c.log.level, LogLevel::Debug);
+        let bad = Overrides {
+            containerd_namespace: Some("no/slash".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Config::parse_with("", &bad),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,17 @@
+//! The core of crius: domain types and rules with no I/O.
+//!
+//! Adapters (containerd, CNI, files) and the gRPC layer depend on this crate,
+//! never the other way round.
+
+pub mod cgroup;
+pub mod config;
+pub mod error;
+pub mod names;
+pub mod readiness;
+
+pub use error::{Error, Result};
+
+/// The runtime name reported by `Version`.
+pub const RUNTIME_NAME: &str = "crius";
+/// crius' own version, reported by `Version`.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,9 @@
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/api.proto");
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .generate_default_stubs(false)
+        .compile_protos(&["proto/api.proto"], &["proto"])?;
+    Ok(())
+}

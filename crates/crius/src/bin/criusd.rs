@@ -1,0 +1,4 @@
+//! The crius daemon; everything lives in `crius-daemon`.
+fn main() -> std::process::ExitCode {
+    crius_daemon::main()
+}

@@ -1,0 +1,55 @@
+//! `criusd`: loads the config, binds the CRI socket, connects to containerd
+//! in the background and serves until SIGTERM/SIGINT.
+
+mod args;
+mod logging;
+mod serve;
+mod socket;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Args;
+
+/// Entry point of the `criusd` binary.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(args::Command::Config {
+        command: args::ConfigCommand::Default,
+    }) = args.command
+    {
+        print!("{}", crius_core::config::DEFAULT_TOML);
+        return ExitCode::SUCCESS;
+    }
+    let config = match args.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("criusd: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(args::Command::Config {
+        command: args::ConfigCommand::Check,
+    }) = args.command
+    {
+        match toml::to_string(&config) {
+            Ok(text) => {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("criusd: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    logging::init(&config.log);
+    match serve::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("criusd failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

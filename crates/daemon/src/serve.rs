@@ -1,0 +1,142 @@
+//! Start-up, serving and graceful shutdown.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use crius_containerd::Containerd;
+use crius_core::config::Config;
+use crius_server::State;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_stream::wrappers::UnixListenerStream;
+
+/// First and longest pause between attempts to reach containerd.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Runs the daemon until a termination signal; returns when the socket is gone.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    make_dir(&config.root_dir, 0o700)?;
+    make_dir(&config.state_dir, 0o711)?;
+    let listener = crate::socket::bind(&config.socket)?;
+    let socket = config.socket.clone();
+    let driver = config
+        .cgroup_driver
+        .resolve(Path::new("/run/systemd/system").is_dir());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(serve(config, listener, driver));
+    // Leave no socket behind for clients to hang on.
+    if let Err(e) = std::fs::remove_file(&socket) {
+        tracing::warn!(socket = %socket.display(), "cannot remove the socket: {e}");
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!("criusd stopped; containers keep running");
+    result
+}
+
+fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+async fn serve(
+    config: Config,
+    listener: std::os::unix::net::UnixListener,
+    driver: crius_core::cgroup::CgroupDriver,
+) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
+    let socket = config.socket.clone();
+    let state = Arc::new(State::new(config, driver));
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let connector = tokio::spawn(connect_containerd(state.clone()));
+
+    let (runtime_svc, image_svc) = crius_server::services(state);
+    let server = tonic::transport::Server::builder()
+        .add_service(runtime_svc)
+        .add_service(image_svc)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            let _ = stop_rx.changed().await;
+        });
+    tracing::info!(socket = %socket.display(), version = crius_core::RUNTIME_VERSION, "serving CRI v1");
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r.context("serving the CRI socket"),
+        name = termination() => {
+            tracing::info!(signal = name, "shutting down: no new requests, waiting for in-flight ones");
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(shutdown_timeout, &mut server).await {
+                Ok(r) => r.context("serving the CRI socket"),
+                Err(_) => {
+                    tracing::warn!(?shutdown_timeout, "in-flight requests did not finish in time; closing them");
+                    Ok(())
+                }
+            }
+        }
+    };
+    connector.abort();
+    result
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn termination() -> &'static str {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop criusd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Connects to containerd, retrying with backoff until it answers, and
+/// keeps the reason it waits in the state (`Status` shows it).
+async fn connect_containerd(state: Arc<State>) {
+    let mut delay = RETRY_FIRST;
+    let mut attempt: u32 = 0;
+    loop {
+        let config = state.config();
+        let address = &config.containerd.address;
+        match Containerd::connect(address, &config.containerd.namespace).await {
+            Ok(containerd) => {
+                match containerd.version().await {
+                    Ok(v) => tracing::info!(
+                        address = %address.display(),
+                        namespace = %config.containerd.namespace,
+                        containerd_version = %v.version,
+                        "connected to containerd"
+                    ),
+                    Err(e) => {
+                        tracing::warn!("connected to containerd, but its version is unknown: {e}")
+                    }
+                }
+                state.set_ready(containerd);
+                return;
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(attempt, retry_in = ?delay, "waiting for containerd: {e}");
+                state.set_waiting(format!(
+                    "waiting for containerd: {e} (attempt {attempt}, retrying every {:?} at most)",
+                    RETRY_MAX
+                ));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}

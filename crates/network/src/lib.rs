@@ -1,0 +1,3 @@
+//! Pod networking through CNI.
+
+pub mod cni;

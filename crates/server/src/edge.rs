@@ -1,0 +1,97 @@
+//! The edge of every RPC: one span, one log line, one error mapping.
+
+use std::future::Future;
+use std::time::Instant;
+
+use crius_core::Error;
+use tonic::{Code, Response, Status};
+use tracing::Instrument;
+
+/// Maps a crius error to the gRPC status the client sees. Exhaustive on
+/// purpose: a new error kind must choose its code here.
+pub fn to_status(e: Error) -> Status {
+    let code = match &e {
+        Error::InvalidArgument { .. } => Code::InvalidArgument,
+        Error::NotFound { .. } => Code::NotFound,
+        Error::AlreadyExists { .. } => Code::AlreadyExists,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Unimplemented { .. } => Code::Unimplemented,
+        Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+        Error::Containerd { .. } | Error::Io { .. } | Error::Internal(_) => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+/// Runs one RPC's body inside a span, logs its outcome once and maps its error.
+pub(crate) async fn respond<T>(
+    rpc: &'static str,
+    body: impl Future<Output = Result<T, Error>>,
+) -> Result<Response<T>, Status> {
+    let start = Instant::now();
+    let result = body.instrument(tracing::debug_span!("rpc", rpc)).await;
+    let elapsed_us = start.elapsed().as_micros() as u64;
+    match result {
+        Ok(v) => {
+            tracing::debug!(rpc, elapsed_us, "ok");
+            Ok(Response::new(v))
+        }
+        Err(e) => {
+            let status = to_status(e);
+            if matches!(status.code(), Code::Internal | Code::Unknown) {
+                tracing::error!(rpc, elapsed_us, error = status.message(), "failed");
+            } else {
+                tracing::debug!(rpc, elapsed_us, code = ?status.code(), error = status.message(), "refused");
+            }
+            Err(status)
+        }
+    }
+}
+
+/// The answer of an RPC crius does not serve yet.
+pub(crate) async fn not_yet<T>(rpc: &'static str) -> Result<Response<T>, Status> {
+    respond(rpc, async { Err(Error::Unimplemented { rpc }) }).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_maps_to_its_code() {
+        let io = std::io::Error::other("x");
+        for (e, code) in [
+            (
+                Error::invalid("metadata.name", "empty"),
+                Code::InvalidArgument,
+            ),
+            (Error::not_found("pod x"), Code::NotFound),
+            (
+                Error::AlreadyExists { what: "x".into() },
+                Code::AlreadyExists,
+            ),
+            (
+                Error::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
+            (Error::Unavailable("x".into()), Code::Unavailable),
+            (Error::Unimplemented { rpc: "Exec" }, Code::Unimplemented),
+            (Error::DeadlineExceeded("x".into()), Code::DeadlineExceeded),
+            (
+                Error::Containerd {
+                    op: "x",
+                    message: "y".into(),
+                },
+                Code::Internal,
+            ),
+            (Error::io("reading", io), Code::Internal),
+            (Error::Internal("x".into()), Code::Internal),
+        ] {
+            assert_eq!(to_status(e).code(), code);
+        }
+        let s = to_status(Error::invalid("metadata.name", "must not be empty"));
+        assert_eq!(s.message(), "invalid metadata.name: must not be empty");
+        let s = to_status(Error::Unimplemented { rpc: "ExecSync" });
+        assert!(s.message().contains("ExecSync"));
+    }
+}

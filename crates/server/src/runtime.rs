@@ -1,0 +1,413 @@
+//! `runtime.v1.RuntimeService`.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crius_core::cgroup::CgroupDriver;
+use crius_core::{Error, RUNTIME_NAME, RUNTIME_VERSION};
+use crius_cri_api::CRI_API_VERSION;
+use crius_cri_api::v1::{self, runtime_service_server::RuntimeService};
+use serde_json::json;
+use tonic::{Request, Response, Status};
+
+use crate::edge::{not_yet, respond};
+use crate::state::State;
+
+/// The CRI version of the kubelet API crius answers `Version` with
+/// (containerd's CRI plugin answers the same).
+const KUBELET_API_VERSION: &str = "0.1.0";
+/// How long `Status` waits for containerd before calling it not ready.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The runtime service.
+pub struct RuntimeSvc {
+    state: Arc<State>,
+}
+
+impl RuntimeSvc {
+    pub fn new(state: Arc<State>) -> Self {
+        RuntimeSvc { state }
+    }
+
+    fn version(&self) -> v1::VersionResponse {
+        v1::VersionResponse {
+            version: KUBELET_API_VERSION.into(),
+            runtime_name: RUNTIME_NAME.into(),
+            runtime_version: RUNTIME_VERSION.into(),
+            runtime_api_version: CRI_API_VERSION.into(),
+        }
+    }
+
+    async fn status(&self, verbose: bool) -> Result<v1::StatusResponse, Error> {
+        let config = self.state.config();
+        // Runtime: start-up finished and containerd answers now.
+        let mut containerd_version = None;
+        let runtime = match (self.state.containerd(), self.state.readiness()) {
+            (Ok(c), _) => match tokio::time::timeout(HEALTH_TIMEOUT, c.version()).await {
+                Ok(Ok(v)) => {
+                    containerd_version = Some(v);
+                    condition("RuntimeReady", None)
+                }
+                Ok(Err(e)) => condition(
+                    "RuntimeReady",
+                    Some(("ContainerdUnavailable", e.to_string())),
+                ),
+                Err(_) => condition(
+                    "RuntimeReady",
+                    Some((
+                        "ContainerdUnavailable",
+                        format!(
+                            "containerd at {} did not answer within {HEALTH_TIMEOUT:?}",
+                            c.address().display()
+                        ),
+                    )),
+                ),
+            },
+            (Err(e), _) => condition("RuntimeReady", Some(("CriusStarting", e.to_string()))),
+        };
+        let network = match crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs) {
+            Ok(_) => condition("NetworkReady", None),
+            Err(e) => condition(
+                "NetworkReady",
+                Some(("NetworkPluginNotReady", e.to_string())),
+            ),
+        };
+        let mut handlers: Vec<v1::RuntimeHandler> = config
+            .runtimes
+            .keys()
+            .map(|name| v1::RuntimeHandler {
+                name: name.clone(),
+                features: Some(v1::RuntimeHandlerFeatures::default()),
+            })
+            .collect();
+        // The default handler, as kubelet names it: the empty name.
+        handlers.insert(
+            0,
+            v1::RuntimeHandler {
+                name: String::new(),
+                features: Some(v1::RuntimeHandlerFeatures::default()),
+            },
+        );
+        let mut info = HashMap::new();
+        if verbose {
+            let to_json = |v: serde_json::Value| v.to_string();
+            info.insert(
+                "config".to_string(),
+                serde_json::to_string(&*config).map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            info.insert(
+                "containerd".to_string(),
+                to_json(json!({
+                    "address": config.containerd.address,
+                    "namespace": config.containerd.namespace,
+                    "version": containerd_version.as_ref().map(|v| &v.version),
+                    "revision": containerd_version.as_ref().map(|v| &v.revision),
+                })),
+            );
+            let handlers: Vec<_> = config
+                .runtimes
+                .iter()
+                .map(|(name, h)| {
+                    json!({
+                        "name": name,
+                        "runtime_type": h.runtime_type,
+                        "options": h.options,
+                        "default": *name == config.default_runtime,
+                    })
+                })
+                .collect();
+            info.insert(
+                "runtimeHandlers".to_string(),
+                to_json(json!({ "default": config.default_runtime, "handlers": handlers })),
+            );
+            info.insert(
+                "version".to_string(),
+                to_json(json!({
+                    "runtimeName": RUNTIME_NAME,
+                    "runtimeVersion": RUNTIME_VERSION,
+                    "runtimeApiVersion": CRI_API_VERSION,
+                })),
+            );
+            info.insert("podCIDR".to_string(), self.state.pod_cidr());
+        }
+        Ok(v1::StatusResponse {
+            status: Some(v1::RuntimeStatus {
+                conditions: vec![runtime, network],
+            }),
+            info,
+            runtime_handlers: handlers,
+            features: Some(v1::RuntimeFeatures {
+                supplemental_groups_policy: false,
+            }),
+        })
+    }
+}
+
+/// A condition that holds, or not with a (reason, message).
+fn condition(kind: &str, failure: Option<(&str, String)>) -> v1::RuntimeCondition {
+    match failure {
+        None => v1::RuntimeCondition {
+            r#type: kind.into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        },
+        Some((reason, message)) => v1::RuntimeCondition {
+            r#type: kind.into(),
+            status: false,
+            reason: reason.into(),
+            message,
+        },
+    }
+}
+
+type EventStream =
+    Pin<Box<dyn futures_core::Stream<Item = Result<v1::ContainerEventResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeSvc {
+    async fn version(
+        &self,
+        _req: Request<v1::VersionRequest>,
+    ) -> Result<Response<v1::VersionResponse>, Status> {
+        respond("Version", async { Ok(RuntimeSvc::version(self)) }).await
+    }
+
+    async fn status(
+        &self,
+        req: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        let verbose = req.into_inner().verbose;
+        respond("Status", RuntimeSvc::status(self, verbose)).await
+    }
+
+    async fn runtime_config(
+        &self,
+        _req: Request<v1::RuntimeConfigRequest>,
+    ) -> Result<Response<v1::RuntimeConfigResponse>, Status> {
+        respond("RuntimeConfig", async {
+            let driver = match self.state.cgroup_driver() {
+                CgroupDriver::Cgroupfs => v1::CgroupDriver::Cgroupfs,
+                CgroupDriver::Systemd => v1::CgroupDriver::Systemd,
+            };
+            Ok(v1::RuntimeConfigResponse {
+                linux: Some(v1::LinuxRuntimeConfiguration {
+                    cgroup_driver: driver as i32,
+                }),
+            })
+        })
+        .await
+    }
+
+    async fn update_runtime_config(
+        &self,
+        req: Request<v1::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<v1::UpdateRuntimeConfigResponse>, Status> {
+        let req = req.into_inner();
+        respond("UpdateRuntimeConfig", async {
+            let cidr = req
+                .runtime_config
+                .and_then(|c| c.network_config)
+                .map(|n| n.pod_cidr)
+                .unwrap_or_default();
+            if !cidr.is_empty() {
+                for part in cidr.split(',') {
+                    validate_cidr(part.trim())?;
+                }
+                tracing::info!(pod_cidr = %cidr, "pod CIDR updated");
+                self.state.set_pod_cidr(cidr);
+            }
+            Ok(v1::UpdateRuntimeConfigResponse {})
+        })
+        .await
+    }
+
+    type GetContainerEventsStream = EventStream;
+
+    async fn get_container_events(
+        &self,
+        _req: Request<v1::GetEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        not_yet("GetContainerEvents").await
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        _: Request<v1::RunPodSandboxRequest>,
+    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        not_yet("RunPodSandbox").await
+    }
+    async fn stop_pod_sandbox(
+        &self,
+        _: Request<v1::StopPodSandboxRequest>,
+    ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        not_yet("StopPodSandbox").await
+    }
+    async fn remove_pod_sandbox(
+        &self,
+        _: Request<v1::RemovePodSandboxRequest>,
+    ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        not_yet("RemovePodSandbox").await
+    }
+    async fn pod_sandbox_status(
+        &self,
+        _: Request<v1::PodSandboxStatusRequest>,
+    ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        not_yet("PodSandboxStatus").await
+    }
+    async fn list_pod_sandbox(
+        &self,
+        _: Request<v1::ListPodSandboxRequest>,
+    ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        not_yet("ListPodSandbox").await
+    }
+    async fn create_container(
+        &self,
+        _: Request<v1::CreateContainerRequest>,
+    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        not_yet("CreateContainer").await
+    }
+    async fn start_container(
+        &self,
+        _: Request<v1::StartContainerRequest>,
+    ) -> Result<Response<v1::StartContainerResponse>, Status> {
+        not_yet("StartContainer").await
+    }
+    async fn stop_container(
+        &self,
+        _: Request<v1::StopContainerRequest>,
+    ) -> Result<Response<v1::StopContainerResponse>, Status> {
+        not_yet("StopContainer").await
+    }
+    async fn remove_container(
+        &self,
+        _: Request<v1::RemoveContainerRequest>,
+    ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        not_yet("RemoveContainer").await
+    }
+    async fn list_containers(
+        &self,
+        _: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        not_yet("ListContainers").await
+    }
+    async fn container_status(
+        &self,
+        _: Request<v1::ContainerStatusRequest>,
+    ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        not_yet("ContainerStatus").await
+    }
+    async fn update_container_resources(
+        &self,
+        _: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        not_yet("UpdateContainerResources").await
+    }
+    async fn reopen_container_log(
+        &self,
+        _: Request<v1::ReopenContainerLogRequest>,
+    ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        not_yet("ReopenContainerLog").await
+    }
+    async fn exec_sync(
+        &self,
+        _: Request<v1::ExecSyncRequest>,
+    ) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        not_yet("ExecSync").await
+    }
+    async fn exec(
+        &self,
+        _: Request<v1::ExecRequest>,
+    ) -> Result<Response<v1::ExecResponse>, Status> {
+        not_yet("Exec").await
+    }
+    async fn attach(
+        &self,
+        _: Request<v1::AttachRequest>,
+    ) -> Result<Response<v1::AttachResponse>, Status> {
+        not_yet("Attach").await
+    }
+    async fn port_forward(
+        &self,
+        _: Request<v1::PortForwardRequest>,
+    ) -> Result<Response<v1::PortForwardResponse>, Status> {
+        not_yet("PortForward").await
+    }
+    async fn container_stats(
+        &self,
+        _: Request<v1::ContainerStatsRequest>,
+    ) -> Result<Response<v1::ContainerStatsResponse>, Status> {
+        not_yet("ContainerStats").await
+    }
+    async fn list_container_stats(
+        &self,
+        _: Request<v1::ListContainerStatsRequest>,
+    ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
+        not_yet("ListContainerStats").await
+    }
+    async fn pod_sandbox_stats(
+        &self,
+        _: Request<v1::PodSandboxStatsRequest>,
+    ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
+        not_yet("PodSandboxStats").await
+    }
+    async fn list_pod_sandbox_stats(
+        &self,
+        _: Request<v1::ListPodSandboxStatsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
+        not_yet("ListPodSandboxStats").await
+    }
+    async fn checkpoint_container(
+        &self,
+        _: Request<v1::CheckpointContainerRequest>,
+    ) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
+        not_yet("CheckpointContainer").await
+    }
+    async fn list_metric_descriptors(
+        &self,
+        _: Request<v1::ListMetricDescriptorsRequest>,
+    ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
+        not_yet("ListMetricDescriptors").await
+    }
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _: Request<v1::ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
+        not_yet("ListPodSandboxMetrics").await
+    }
+}
+
+/// Checks one `address/prefix` of a pod CIDR.
+fn validate_cidr(cidr: &str) -> Result<(), Error> {
+    let bad = || {
+        Error::invalid(
+            "runtime_config.network_config.pod_cidr",
+            format!("{cidr:?} is not an address/prefix"),
+        )
+    };
+    let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_cidr;
+
+    #[test]
+    fn cidrs() {
+        for ok in ["10.88.0.0/16", "fd00::/64", "0.0.0.0/0"] {
+            assert!(validate_cidr(ok).is_ok(), "{ok}");
+        }
+        for bad in ["10.88.0.0", "10.88.0.0/33", "x/8", "10.88.0.0/-1", ""] {
+            assert!(validate_cidr(bad).is_err(), "{bad}");
+        }
+    }
+}
