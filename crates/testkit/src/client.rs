@@ -1,0 +1,34 @@
+//! A CRI client over a unix socket, as kubelet dials one.
+
+use std::path::Path;
+
+use anyhow::Context;
+use crius_cri_api::v1::image_service_client::ImageServiceClient;
+use crius_cri_api::v1::runtime_service_client::RuntimeServiceClient;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint};
+
+/// Both CRI services on one connection.
+#[derive(Clone)]
+pub struct Cri {
+    pub runtime: RuntimeServiceClient<Channel>,
+    pub image: ImageServiceClient<Channel>,
+}
+
+/// Connects to the CRI socket at `socket`.
+pub async fn connect(socket: &Path) -> anyhow::Result<Cri> {
+    let path = socket.to_path_buf();
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    Ok(Cri {
+        runtime: RuntimeServiceClient::new(channel.clone()),
+        image: ImageServiceClient::new(channel),
+    })
+}

@@ -1,0 +1,135 @@
+//! A private containerd: its own root, state and socket in a temporary
+//! directory, the CRI plugin off. Stopped (with any shim it started) on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{kill_and_reap, require_binary};
+
+/// A containerd that is configured, and started or not.
+pub struct Containerd {
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Containerd {
+    /// Writes the config of a private containerd without starting it (to
+    /// test a daemon that comes up before containerd does).
+    pub fn configure() -> anyhow::Result<Self> {
+        require_binary("containerd", "containerd")?;
+        let dir = tempfile::Builder::new()
+            .prefix("crius-ctd-")
+            .tempdir_in("/tmp")
+            .context("creating containerd's directory")?;
+        let socket = dir.path().join("containerd.sock");
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{socket}"
+[ttrpc]
+  address = "{socket}.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+"#,
+            root = dir.path().join("root").display(),
+            state = dir.path().join("state").display(),
+            socket = socket.display(),
+        );
+        std::fs::write(dir.path().join("config.toml"), config)?;
+        Ok(Containerd {
+            dir,
+            socket,
+            child: None,
+        })
+    }
+
+    /// A started private containerd.
+    pub fn start() -> anyhow::Result<Self> {
+        let mut c = Self::configure()?;
+        c.spawn()?;
+        Ok(c)
+    }
+
+    /// Starts the configured containerd and waits until its socket answers.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("containerd is already running");
+        }
+        let log = std::fs::File::create(self.dir.path().join("containerd.log"))?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting containerd")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("containerd exited with {status}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "containerd did not open {} within 20 s: {}",
+            self.socket.display(),
+            self.log()
+        )
+    }
+
+    /// containerd's gRPC socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// containerd's root directory.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// What containerd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// Stops containerd and every shim it started.
+    pub fn stop(&mut self) {
+        kill_shims(&self.socket);
+        if let Some(child) = self.child.take() {
+            kill_and_reap(child, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Kills the shims whose command line names `socket` as their containerd.
+pub fn kill_shims(socket: &Path) {
+    let needle = socket.display().to_string();
+    for pid in crate::pids_with_arg(&needle) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
