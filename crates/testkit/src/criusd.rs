@@ -108,6 +108,36 @@ impl Criusd {
         )
     }
 
+    /// Waits until `Status` reports `RuntimeReady` (containerd connected).
+    pub async fn wait_runtime_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut cri = crate::client::connect(&self.socket).await?;
+        loop {
+            let status = cri
+                .runtime
+                .status(crius_cri_api::v1::StatusRequest { verbose: false })
+                .await?
+                .into_inner();
+            let ready = status
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| c.r#type == "RuntimeReady");
+            match ready {
+                Some(c) if c.status => return Ok(()),
+                Some(c) if Instant::now() > deadline => {
+                    bail!(
+                        "criusd not ready within {timeout:?}: {}: {}",
+                        c.reason,
+                        c.message
+                    )
+                }
+                None => bail!("Status has no RuntimeReady condition: {status:?}"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     /// The CRI socket.
     pub fn socket(&self) -> &Path {
         &self.socket

@@ -31,6 +31,10 @@ impl Env {
         crius_testkit::require_root()?;
         let containerd = Containerd::start()?;
         let criusd = Criusd::start(&CriusdOptions::new(CRIUSD, containerd.socket()))?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(criusd.wait_runtime_ready(std::time::Duration::from_secs(30)))?;
         Ok(Env { containerd, criusd })
     }
 
