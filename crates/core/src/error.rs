@@ -20,6 +20,15 @@ pub enum Error {
     /// The system is not in a state that allows the request.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller's credentials were refused or are missing (e.g. by a registry).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but not allowed (e.g. a registry refuses access).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Data failed verification (a blob whose digest or size is wrong).
+    #[error("{0}")]
+    DataLoss(String),
     /// A dependency (containerd, start-up) is not available yet; retry later.
     #[error("{0}")]
     Unavailable(String),
