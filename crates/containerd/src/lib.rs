@@ -2,24 +2,49 @@
 //! rest of crius needs, returning [`crius_core::Error`].
 //!
 //! Every request carries the `containerd-namespace` header of crius'
-//! namespace, so crius can share a containerd with other users.
+//! namespace, so crius can share a containerd with other users. A clone made
+//! by [`Containerd::with_lease`] also carries a `containerd-lease` header, so
+//! everything it creates (content, snapshots, images) belongs to that lease
+//! and is safe from containerd's garbage collector until the lease is deleted.
+//!
+//! The calls are grouped by containerd service: [`leases`], [`content`],
+//! [`images`], [`snapshots`], [`diff`], plus the [`unpack`] helper built on
+//! snapshots and diff.
+
+pub mod content;
+pub mod diff;
+pub mod images;
+pub mod leases;
+pub mod snapshots;
+mod time;
+pub mod unpack;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
-use containerd_client::services::v1::snapshots::{ListSnapshotsRequest, UsageRequest};
 use containerd_client::services::v1::{
     PluginsRequest, introspection_client::IntrospectionClient, version_client::VersionClient,
 };
 use crius_core::{Error, Result};
-use futures::StreamExt;
+use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde::Serialize;
 use tonic::transport::Channel;
 
+pub use containerd_client::types::Mount;
+pub use content::ContentInfo;
+pub use images::ImageRecord;
+pub use snapshots::{SnapshotInfo, SnapshotKind};
+pub use unpack::{chain_id, chain_ids};
+
 /// How long establishing the connection may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The gRPC metadata header that selects the containerd namespace.
+const NAMESPACE_HEADER: &str = "containerd-namespace";
+/// The gRPC metadata header that puts what a request creates into a lease.
+const LEASE_HEADER: &str = "containerd-lease";
 
 /// containerd's own version, as its Version service reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,12 +60,17 @@ pub struct Usage {
     pub inodes: u64,
 }
 
-/// A connection to containerd, bound to one namespace. Cheap to clone.
+/// A connection to containerd, bound to one namespace (and, for a clone made
+/// by [`Containerd::with_lease`], one lease). Cheap to clone.
 #[derive(Clone)]
 pub struct Containerd {
     channel: Channel,
     namespace: String,
+    lease: Option<String>,
     address: PathBuf,
+    /// Shared by the clones of one connection: one extraction of a layer at
+    /// a time (see [`Containerd::unpack`]).
+    unpack_locks: Arc<unpack::KeyedLocks>,
 }
 
 impl std::fmt::Debug for Containerd {
@@ -48,33 +78,97 @@ impl std::fmt::Debug for Containerd {
         f.debug_struct("Containerd")
             .field("address", &self.address)
             .field("namespace", &self.namespace)
+            .field("lease", &self.lease)
             .finish()
     }
 }
 
 /// Maps a status containerd returned for `op` to a crius error.
 fn map_status(op: &'static str) -> impl FnOnce(tonic::Status) -> Error {
-    move |s| {
-        let message = s.message().to_string();
-        match s.code() {
-            tonic::Code::NotFound => Error::NotFound {
-                what: format!("{op}: {message}"),
-            },
-            tonic::Code::AlreadyExists => Error::AlreadyExists {
-                what: format!("{op}: {message}"),
-            },
-            tonic::Code::FailedPrecondition => {
-                Error::FailedPrecondition(format!("containerd {op}: {message}"))
-            }
-            tonic::Code::Unavailable => {
-                Error::Unavailable(format!("containerd is not answering ({op}): {message}"))
-            }
-            tonic::Code::DeadlineExceeded => {
-                Error::DeadlineExceeded(format!("containerd {op}: {message}"))
-            }
-            _ => Error::Containerd { op, message },
+    move |s| status_error(op, &s)
+}
+
+/// The crius error for a status containerd returned for `op`.
+fn status_error(op: &'static str, s: &tonic::Status) -> Error {
+    let message = s.message().to_string();
+    match s.code() {
+        tonic::Code::NotFound => Error::NotFound {
+            what: format!("{op}: {message}"),
+        },
+        tonic::Code::AlreadyExists => Error::AlreadyExists {
+            what: format!("{op}: {message}"),
+        },
+        tonic::Code::InvalidArgument => Error::InvalidArgument {
+            field: format!("containerd {op}"),
+            reason: message,
+        },
+        tonic::Code::FailedPrecondition => {
+            Error::FailedPrecondition(format!("containerd {op}: {message}"))
         }
+        tonic::Code::Unavailable => {
+            Error::Unavailable(format!("containerd is not answering ({op}): {message}"))
+        }
+        tonic::Code::DeadlineExceeded => {
+            Error::DeadlineExceeded(format!("containerd {op}: {message}"))
+        }
+        tonic::Code::DataLoss => Error::DataLoss(format!("containerd {op}: {message}")),
+        tonic::Code::PermissionDenied => {
+            Error::PermissionDenied(format!("containerd {op}: {message}"))
+        }
+        tonic::Code::Unauthenticated => {
+            Error::Unauthenticated(format!("containerd {op}: {message}"))
+        }
+        _ => Error::Containerd { op, message },
     }
+}
+
+/// `Ok(None)` for NotFound, the mapped error for any other failure.
+fn not_found_as_none<T>(op: &'static str, r: Result<T, tonic::Status>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => Err(status_error(op, &s)),
+    }
+}
+
+/// `Ok(())` for success and for NotFound (idempotent removals).
+fn not_found_ok<T>(op: &'static str, r: Result<T, tonic::Status>) -> Result<()> {
+    not_found_as_none(op, r).map(|_| ())
+}
+
+/// A protobuf timestamp as a [`SystemTime`] (None when absent or out of range).
+fn system_time(ts: Option<prost_types::Timestamp>) -> Option<SystemTime> {
+    ts.and_then(|t| SystemTime::try_from(t).ok())
+}
+
+/// An OCI descriptor as containerd's.
+fn to_containerd_descriptor(d: &Descriptor) -> containerd_client::types::Descriptor {
+    containerd_client::types::Descriptor {
+        media_type: d.media_type().to_string(),
+        digest: d.digest().to_string(),
+        size: i64::try_from(d.size()).unwrap_or(i64::MAX),
+        annotations: d.annotations().clone().unwrap_or_default(),
+    }
+}
+
+/// containerd's descriptor as an OCI one; `op` names the call that returned it.
+fn from_containerd_descriptor(
+    op: &'static str,
+    d: containerd_client::types::Descriptor,
+) -> Result<Descriptor> {
+    let digest = Digest::try_from(d.digest.clone()).map_err(|e| Error::Containerd {
+        op,
+        message: format!("invalid digest {:?} in a descriptor: {e}", d.digest),
+    })?;
+    let mut desc = Descriptor::new(
+        MediaType::from(d.media_type.as_str()),
+        u64::try_from(d.size).unwrap_or(0),
+        digest,
+    );
+    if !d.annotations.is_empty() {
+        desc.set_annotations(Some(d.annotations));
+    }
+    Ok(desc)
 }
 
 impl Containerd {
@@ -93,7 +187,9 @@ impl Containerd {
         let client = Containerd {
             channel,
             namespace: namespace.to_string(),
+            lease: None,
             address: address.to_path_buf(),
+            unpack_locks: Arc::default(),
         };
         client
             .version()
@@ -112,11 +208,33 @@ impl Containerd {
         &self.namespace
     }
 
+    /// The lease every request of this clone carries, if any.
+    pub fn lease(&self) -> Option<&str> {
+        self.lease.as_deref()
+    }
+
+    /// A clone whose every request also carries the `containerd-lease`
+    /// header of lease `id` (created with [`Containerd::lease_create`]).
+    pub fn with_lease(&self, id: &str) -> Containerd {
+        Containerd {
+            lease: Some(id.to_string()),
+            ..self.clone()
+        }
+    }
+
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         // A namespace is validated at config load; the header value is ASCII.
         if let Ok(v) = self.namespace.parse() {
-            req.metadata_mut().insert("containerd-namespace", v);
+            req.metadata_mut().insert(NAMESPACE_HEADER, v);
+        }
+        if let Some(lease) = &self.lease {
+            match lease.parse() {
+                Ok(v) => {
+                    req.metadata_mut().insert(LEASE_HEADER, v);
+                }
+                Err(_) => tracing::warn!(lease, "lease id is not a valid header value"),
+            }
         }
         req
     }
@@ -172,42 +290,81 @@ impl Containerd {
             ))
         })
     }
+}
 
-    /// Total usage of all snapshots of this namespace in `snapshotter`.
-    pub async fn snapshots_usage(&self, snapshotter: &str) -> Result<Usage> {
-        let mut snapshots = SnapshotsClient::new(self.channel.clone());
-        let mut stream = snapshots
-            .list(self.request(ListSnapshotsRequest {
-                snapshotter: snapshotter.to_string(),
-                filters: vec![],
-            }))
-            .await
-            .map_err(map_status("snapshots list"))?
-            .into_inner();
-        let mut keys = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(map_status("snapshots list"))?;
-            keys.extend(batch.info.into_iter().map(|i| i.name));
-        }
-        let mut total = Usage::default();
-        for key in keys {
-            let usage = snapshots
-                .usage(self.request(UsageRequest {
-                    snapshotter: snapshotter.to_string(),
-                    key,
-                }))
-                .await;
-            match usage {
-                Ok(u) => {
-                    let u = u.into_inner();
-                    total.bytes += u.size.max(0) as u64;
-                    total.inodes += u.inodes.max(0) as u64;
-                }
-                // Removed between list and usage: it uses nothing any more.
-                Err(s) if s.code() == tonic::Code::NotFound => {}
-                Err(s) => return Err(map_status("snapshot usage")(s)),
-            }
-        }
-        Ok(total)
+/// A string unique on this host (process id, time, counter), for temporary
+/// names: ingest refs, extraction keys, lease ids.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{nanos:x}-{n:x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compile-time check: the futures of the calls a server spawns are Send.
+    #[allow(dead_code)]
+    fn futures_are_send(c: &Containerd, layers: &[Descriptor], diff_ids: &[String]) {
+        fn send<T: Send>(_: T) {}
+        send(c.content_write(
+            "r",
+            "sha256:00",
+            0,
+            HashMap::new(),
+            futures::stream::empty(),
+        ));
+        send(c.content_write_bytes("r", "sha256:00", HashMap::new(), bytes::Bytes::new()));
+        send(c.content_read("sha256:00", 0));
+        send(c.unpack("overlayfs", layers, diff_ids));
+        send(c.image_put(ImageRecord::default()));
+        send(c.image_list(&[]));
+        send(c.lease_create("l", Duration::from_secs(1)));
+        send(c.snapshot_prepare("overlayfs", "k", None, HashMap::new()));
+        send(c.diff_apply(&ImageRecord::default().target, vec![]));
+    }
+
+    #[test]
+    fn statuses_map_to_errors() {
+        let e = |code| status_error("op", &tonic::Status::new(code, "msg"));
+        assert!(matches!(e(tonic::Code::NotFound), Error::NotFound { .. }));
+        assert!(matches!(
+            e(tonic::Code::AlreadyExists),
+            Error::AlreadyExists { .. }
+        ));
+        assert!(matches!(
+            e(tonic::Code::InvalidArgument),
+            Error::InvalidArgument { .. }
+        ));
+        assert!(matches!(e(tonic::Code::DataLoss), Error::DataLoss(_)));
+        assert!(matches!(e(tonic::Code::Unknown), Error::Containerd { .. }));
+    }
+
+    #[test]
+    fn descriptors_convert_both_ways() -> Result<()> {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let mut d = Descriptor::new(
+            MediaType::ImageLayerGzip,
+            42,
+            Digest::try_from(digest.clone()).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        d.set_annotations(Some(HashMap::from([("k".into(), "v".into())])));
+        let c = to_containerd_descriptor(&d);
+        assert_eq!(c.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+        assert_eq!(c.digest, digest);
+        assert_eq!(c.size, 42);
+        assert_eq!(from_containerd_descriptor("t", c)?, d);
+        let bad = containerd_client::types::Descriptor {
+            digest: "nope".into(),
+            ..Default::default()
+        };
+        assert!(from_containerd_descriptor("t", bad).is_err());
+        Ok(())
     }
 }
