@@ -2,6 +2,7 @@
 //! in the background and serves until SIGTERM/SIGINT.
 
 mod args;
+pub mod authority;
 mod logging;
 mod serve;
 mod socket;

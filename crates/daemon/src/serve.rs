@@ -11,7 +11,6 @@ use crius_core::config::Config;
 use crius_server::State;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 
 /// First and longest pause between attempts to reach containerd.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
@@ -61,11 +60,12 @@ async fn serve(
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let connector = tokio::spawn(connect_containerd(state.clone()));
 
-    let (runtime_svc, image_svc) = crius_server::services(state);
+    let services = crius_server::services(state);
     let server = tonic::transport::Server::builder()
-        .add_service(runtime_svc)
-        .add_service(image_svc)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+        .add_service(services.runtime)
+        .add_service(services.image)
+        .add_service(services.admin)
+        .serve_with_incoming_shutdown(crate::authority::incoming(listener), async move {
             let _ = stop_rx.changed().await;
         });
     tracing::info!(socket = %socket.display(), version = crius_core::RUNTIME_VERSION, "serving CRI v1");
@@ -124,8 +124,23 @@ async fn connect_containerd(state: Arc<State>) {
                         tracing::warn!("connected to containerd, but its version is unknown: {e}")
                     }
                 }
-                state.set_ready(containerd);
-                return;
+                let backend = crius_server::state::Backend::new(containerd);
+                state.set_waiting("recovering state from containerd".into());
+                match backend.images.recover().await {
+                    Ok(()) => {
+                        state.set_ready(backend);
+                        return;
+                    }
+                    Err(e) => {
+                        attempt += 1;
+                        tracing::warn!(attempt, retry_in = ?delay, "recovery failed: {e}");
+                        state.set_waiting(format!(
+                            "recovering state from containerd failed: {e} (attempt {attempt})"
+                        ));
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(RETRY_MAX);
+                    }
+                }
             }
             Err(e) => {
                 attempt += 1;
