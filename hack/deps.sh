@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(containerd runc containernetworking-plugins protobuf-compiler iproute2 iptables)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(docker-registry busybox-static skopeo umoci)
+  packages+=(docker-registry busybox-static skopeo umoci openssl)
 fi
 
 missing=()

@@ -1,9 +1,10 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/api.proto");
+    println!("cargo:rerun-if-changed=proto/crius.proto");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .generate_default_stubs(false)
-        .compile_protos(&["proto/api.proto"], &["proto"])?;
+        .compile_protos(&["proto/api.proto", "proto/crius.proto"], &["proto"])?;
     Ok(())
 }

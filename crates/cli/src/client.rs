@@ -4,16 +4,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use crius_cri_api::admin::admin_client::AdminClient;
 use crius_cri_api::v1::image_service_client::ImageServiceClient;
 use crius_cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
-/// Both CRI clients on one connection.
+/// The CRI clients and crius' admin client, on one connection.
 pub struct Cri {
     pub runtime: RuntimeServiceClient<Channel>,
-    #[allow(dead_code)]
     pub image: ImageServiceClient<Channel>,
+    pub admin: AdminClient<Channel>,
 }
 
 /// Connects to the CRI socket at `path`.
@@ -36,6 +37,7 @@ pub async fn connect(path: &Path, timeout: Duration) -> anyhow::Result<Cri> {
         .with_context(|| format!("cannot connect to {} (is criusd running?)", path.display()))?;
     Ok(Cri {
         runtime: RuntimeServiceClient::new(channel.clone()),
-        image: ImageServiceClient::new(channel),
+        image: ImageServiceClient::new(channel.clone()),
+        admin: AdminClient::new(channel),
     })
 }

@@ -6,13 +6,25 @@ use anyhow::Context;
 use crius_cri_api::v1;
 use serde_json::{Value, json};
 
-use crate::{Cli, Command, Output, client};
+use crate::{Cli, Command, ImageCommand, Output, client};
 
 pub async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut cri = client::connect(&cli.socket_path(), Duration::from_secs(cli.timeout)).await?;
-    match cli.command {
+    match &cli.command {
         Command::Version => version(cli, &mut cri).await,
         Command::Info => info(cli, &mut cri).await,
+        Command::Pull { image, creds } => pull(cli, &mut cri, image, creds.as_deref()).await,
+        Command::Images { image, quiet } => images(cli, &mut cri, image.as_deref(), *quiet).await,
+        Command::Rmi { images } => rmi(&mut cri, images).await,
+        Command::Image { command } => match command {
+            ImageCommand::Inspect { image } => inspect_image(&mut cri, image).await,
+            ImageCommand::Ls { quiet } => images(cli, &mut cri, None, *quiet).await,
+            ImageCommand::Rm { images } => rmi(&mut cri, images).await,
+            ImageCommand::Pull { image, creds } => {
+                pull(cli, &mut cri, image, creds.as_deref()).await
+            }
+            ImageCommand::Import { file } => import(cli, &mut cri, file).await,
+        },
     }
 }
 
@@ -111,6 +123,211 @@ async fn info(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     println!("Runtime handlers (default: {}):", s(&handlers["default"]));
     for h in handlers["handlers"].as_array().into_iter().flatten() {
         println!("  {:<14} {}", s(&h["name"]), s(&h["runtime_type"]));
+    }
+    Ok(())
+}
+
+fn image_spec(image: &str) -> Option<v1::ImageSpec> {
+    Some(v1::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    })
+}
+
+async fn pull(
+    cli: &Cli,
+    cri: &mut client::Cri,
+    image: &str,
+    creds: Option<&str>,
+) -> anyhow::Result<()> {
+    let auth = match creds {
+        Some(c) => {
+            let (username, password) = c.split_once(':').context("--creds takes user:password")?;
+            Some(v1::AuthConfig {
+                username: username.into(),
+                password: password.into(),
+                ..Default::default()
+            })
+        }
+        None => None,
+    };
+    let started = std::time::Instant::now();
+    if cli.output == Output::Text {
+        eprintln!("pulling {image} ...");
+    }
+    let resp = cri
+        .image
+        .pull_image(v1::PullImageRequest {
+            image: image_spec(image),
+            auth,
+            sandbox_config: None,
+        })
+        .await
+        .with_context(|| format!("pulling {image}"))?
+        .into_inner();
+    match cli.output {
+        Output::Json => print_json(
+            &json!({ "image": image, "imageRef": resp.image_ref, "seconds": started.elapsed().as_secs_f64() }),
+        ),
+        Output::Text => {
+            println!(
+                "{} ({image}, {:.2} s)",
+                resp.image_ref,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn image_json(i: &v1::Image) -> Value {
+    json!({
+        "id": i.id,
+        "repoTags": i.repo_tags,
+        "repoDigests": i.repo_digests,
+        "size": i.size,
+        "uid": i.uid.as_ref().map(|u| u.value),
+        "username": i.username,
+        "pinned": i.pinned,
+    })
+}
+
+/// `sha256:0123456789ab…` shortened to 13 hex digits, as container tools show ids.
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(13)]
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1}{}", UNITS[unit])
+}
+
+async fn images(
+    cli: &Cli,
+    cri: &mut client::Cri,
+    image: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let images = cri
+        .image
+        .list_images(v1::ListImagesRequest {
+            filter: image.map(|i| v1::ImageFilter {
+                image: image_spec(i),
+            }),
+        })
+        .await
+        .context("ListImages")?
+        .into_inner()
+        .images;
+    if cli.output == Output::Json {
+        return print_json(&Value::Array(images.iter().map(image_json).collect()));
+    }
+    if quiet {
+        for i in &images {
+            println!("{}", i.id);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<60} {:<15} {:<14} {:>8}",
+        "IMAGE", "TAG", "IMAGE ID", "SIZE"
+    );
+    for i in &images {
+        let mut names: Vec<(String, String)> = i
+            .repo_tags
+            .iter()
+            .filter_map(|t| {
+                t.rsplit_once(':')
+                    .map(|(r, t)| (r.to_string(), t.to_string()))
+            })
+            .collect();
+        if names.is_empty() {
+            names = i
+                .repo_digests
+                .iter()
+                .filter_map(|d| {
+                    d.split_once('@')
+                        .map(|(r, _)| (r.to_string(), "<none>".to_string()))
+                })
+                .collect();
+        }
+        for (repo, tag) in names {
+            println!(
+                "{repo:<60} {tag:<15} {:<14} {:>8}",
+                short_id(&i.id),
+                human_size(i.size)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn rmi(cri: &mut client::Cri, images: &[String]) -> anyhow::Result<()> {
+    for image in images {
+        cri.image
+            .remove_image(v1::RemoveImageRequest {
+                image: image_spec(image),
+            })
+            .await
+            .with_context(|| format!("removing {image}"))?;
+        println!("removed {image}");
+    }
+    Ok(())
+}
+
+async fn inspect_image(cri: &mut client::Cri, image: &str) -> anyhow::Result<()> {
+    let resp = cri
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: image_spec(image),
+            verbose: true,
+        })
+        .await
+        .context("ImageStatus")?
+        .into_inner();
+    let Some(found) = resp.image else {
+        anyhow::bail!("image {image} not found");
+    };
+    let mut out = json!({ "status": image_json(&found) });
+    if let Some(info) = resp.info.get("info") {
+        out["info"] = serde_json::from_str(info).unwrap_or(Value::String(info.clone()));
+    }
+    print_json(&out)
+}
+
+async fn import(cli: &Cli, cri: &mut client::Cri, file: &std::path::Path) -> anyhow::Result<()> {
+    // The daemon opens the file: send it a path it can open.
+    let path = std::fs::canonicalize(file).with_context(|| format!("{}", file.display()))?;
+    let resp = cri
+        .admin
+        .import_images(crius_cri_api::admin::ImportImagesRequest {
+            path: path.display().to_string(),
+        })
+        .await
+        .with_context(|| format!("importing {}", path.display()))?
+        .into_inner();
+    if cli.output == Output::Json {
+        let images: Vec<Value> = resp
+            .images
+            .iter()
+            .map(|i| json!({ "id": i.id, "repoTags": i.repo_tags, "repoDigests": i.repo_digests }))
+            .collect();
+        return print_json(&Value::Array(images));
+    }
+    for i in &resp.images {
+        let names = if i.repo_tags.is_empty() {
+            "<no name>".to_string()
+        } else {
+            i.repo_tags.join(", ")
+        };
+        println!("imported {} {names}", i.id);
     }
     Ok(())
 }

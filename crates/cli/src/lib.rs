@@ -46,6 +46,56 @@ pub enum Command {
     Version,
     /// Runtime conditions, containerd and runtime handlers.
     Info,
+    /// Pull an image from its registry.
+    Pull {
+        /// Image reference, e.g. busybox or registry.example.com/app:1.0.
+        image: String,
+        /// Registry credentials, user:password.
+        #[arg(long)]
+        creds: Option<String>,
+    },
+    /// List images.
+    Images {
+        /// Only this image.
+        image: Option<String>,
+        /// Show only image ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove images (by tag, digest or id).
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Image commands.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Show an image's status and config.
+    Inspect { image: String },
+    /// List images.
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove images.
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Pull an image.
+    Pull {
+        image: String,
+        #[arg(long)]
+        creds: Option<String>,
+    },
+    /// Load images from an archive on this node (OCI image layout or `docker save` tar).
+    Import { file: PathBuf },
 }
 
 impl Cli {

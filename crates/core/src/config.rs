@@ -34,6 +34,7 @@ pub struct Config {
     pub log: LogConfig,
     pub containerd: ContainerdConfig,
     pub cni: CniConfig,
+    pub images: ImagesConfig,
     /// Runtime handlers by name (the names Kubernetes RuntimeClasses use).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
 }
@@ -104,6 +105,50 @@ pub struct CniConfig {
     pub bin_dirs: Vec<PathBuf>,
 }
 
+/// `[images]`: pulling and unpacking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Registry host configuration in containerd's layout:
+    /// `<dir>/<host>/hosts.toml` (mirrors, plain HTTP, CAs). "" = none.
+    pub registry_config_dir: PathBuf,
+    /// Registries reached over plain HTTP without a hosts.toml (e.g. "127.0.0.1:5000").
+    pub plain_http_hosts: Vec<String>,
+    /// Unpack layers into the snapshotter at pull; else on first use.
+    pub unpack_on_pull: bool,
+    /// Layers downloaded at once per pull.
+    pub max_concurrent_downloads: usize,
+    /// A transfer that receives nothing for this long fails, in seconds.
+    pub progress_timeout_secs: u64,
+    /// Credentials per registry host.
+    pub auths: BTreeMap<String, RegistryAuth>,
+}
+
+/// `[images.auths."<host>"]`: credentials for one registry.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    /// OAuth2 refresh token.
+    pub identity_token: String,
+    /// Bearer token sent as is.
+    pub registry_token: String,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            registry_config_dir: PathBuf::from("/etc/crius/certs.d"),
+            plain_http_hosts: vec![],
+            unpack_on_pull: true,
+            max_concurrent_downloads: 3,
+            progress_timeout_secs: 30,
+            auths: BTreeMap::new(),
+        }
+    }
+}
+
 /// `[runtimes.<handler>]`: one runtime handler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +192,7 @@ impl Default for Config {
             log: LogConfig::default(),
             containerd: ContainerdConfig::default(),
             cni: CniConfig::default(),
+            images: ImagesConfig::default(),
             runtimes,
         }
     }
@@ -252,6 +298,12 @@ impl Config {
         for (i, dir) in self.cni.bin_dirs.iter().enumerate() {
             absolute(&format!("cni.bin_dirs[{i}]"), dir);
         }
+        if !self.images.registry_config_dir.as_os_str().is_empty() {
+            absolute(
+                "images.registry_config_dir",
+                &self.images.registry_config_dir,
+            );
+        }
         if self.cni.bin_dirs.is_empty() {
             problems.push("cni.bin_dirs: must list at least one directory".into());
         }
@@ -266,6 +318,25 @@ impl Config {
                 "containerd.namespace: {:?} is not a valid containerd namespace: {e}",
                 self.containerd.namespace
             ));
+        }
+        if !(1..=32).contains(&self.images.max_concurrent_downloads) {
+            problems.push(format!(
+                "images.max_concurrent_downloads: {} is outside 1..=32",
+                self.images.max_concurrent_downloads
+            ));
+        }
+        if !(1..=3600).contains(&self.images.progress_timeout_secs) {
+            problems.push(format!(
+                "images.progress_timeout_secs: {} is outside 1..=3600",
+                self.images.progress_timeout_secs
+            ));
+        }
+        for host in &self.images.plain_http_hosts {
+            if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+                problems.push(format!(
+                    "images.plain_http_hosts: {host:?} is not a host[:port]"
+                ));
+            }
         }
         let snap = &self.containerd.snapshotter;
         if snap.is_empty()
@@ -365,6 +436,23 @@ conf_dir = "/etc/cni/net.d"
 # Where CNI plugin binaries are looked up, in order.
 bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 
+[images]
+# Registry hosts in containerd's layout: <dir>/<registry-host>/hosts.toml
+# (server, [host."…"] mirrors with capabilities, skip_verify, ca).
+registry_config_dir = "/etc/crius/certs.d"
+# Registries reached over plain HTTP without a hosts.toml, e.g. ["127.0.0.1:5000"].
+plain_http_hosts = []
+# Unpack layers into the snapshotter at pull (else when a container first needs them).
+unpack_on_pull = true
+# Layers downloaded at once per pull (1-32).
+max_concurrent_downloads = 3
+# A transfer that receives nothing for this long fails, in seconds.
+progress_timeout_secs = 30
+# Credentials per registry host:
+# [images.auths."registry.example.com"]
+# username = "…"
+# password = "…"
+
 # Runtime handlers: the names Kubernetes RuntimeClasses refer to.
 [runtimes.runc]
 # containerd shim name (io.containerd.<name>.<version>).
@@ -448,6 +536,17 @@ mod tests {
         assert!(p[0].starts_with("runtimes.kata.runtime_type:"), "{p:?}");
         let p = invalid("[runtimes.Bad_Name]\nruntime_type = \"io.containerd.runc.v2\"");
         assert!(p[0].starts_with("runtimes.Bad_Name:"), "{p:?}");
+        let p =
+            invalid("[images]\nmax_concurrent_downloads = 0\nplain_http_hosts = [\"http://x\"]");
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("images.max_concurrent_downloads:")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("images.plain_http_hosts:")),
+            "{p:?}"
+        );
         let p = invalid("default_runtime = \"nope\"");
         assert!(p[0].starts_with("default_runtime:"), "{p:?}");
     }

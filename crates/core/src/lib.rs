@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod config;
 pub mod error;
+pub mod image;
 pub mod names;
 pub mod readiness;
 

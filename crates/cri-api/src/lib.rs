@@ -10,5 +10,10 @@ pub mod v1 {
     tonic::include_proto!("runtime.v1");
 }
 
+/// crius' own admin API (`crius.v1.Admin`), served beside CRI for the CLI.
+pub mod admin {
+    tonic::include_proto!("crius.v1");
+}
+
 /// The CRI API version this crate speaks, as reported by `Version`.
 pub const CRI_API_VERSION: &str = "v1";

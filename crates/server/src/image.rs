@@ -1,13 +1,18 @@
 //! `runtime.v1.ImageService`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crius_core::Error;
+use crius_core::image::{CriImage, parse_user};
 use crius_cri_api::v1::{self, image_service_server::ImageService};
+use crius_image::Query;
+use crius_registry::Credentials;
+use serde_json::json;
 use tonic::{Request, Response, Status};
 
-use crate::edge::{not_yet, respond};
+use crate::edge::respond;
 use crate::state::State;
 
 /// The image service.
@@ -21,7 +26,7 @@ impl ImageSvc {
     }
 
     async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, Error> {
-        let containerd = self.state.containerd()?;
+        let containerd = &self.state.backend()?.containerd;
         let snapshotter = self.state.config().containerd.snapshotter.clone();
         let root = containerd.snapshotter_root(&snapshotter).await?;
         let usage = containerd.snapshots_usage(&snapshotter).await?;
@@ -58,29 +63,134 @@ impl ImageService for ImageSvc {
 
     async fn list_images(
         &self,
-        _req: Request<v1::ListImagesRequest>,
+        req: Request<v1::ListImagesRequest>,
     ) -> Result<Response<v1::ListImagesResponse>, Status> {
-        not_yet("ListImages").await
+        let filter = req
+            .into_inner()
+            .filter
+            .and_then(|f| f.image)
+            .map(|s| s.image)
+            .filter(|s| !s.is_empty());
+        respond("ListImages", async {
+            let images = &self.state.backend()?.images;
+            let found = match filter {
+                Some(q) => images.find(&Query::parse(&q)?).await?.into_iter().collect(),
+                None => images.list().await?,
+            };
+            Ok(v1::ListImagesResponse {
+                images: found.into_iter().map(to_cri).collect(),
+            })
+        })
+        .await
     }
 
     async fn image_status(
         &self,
-        _req: Request<v1::ImageStatusRequest>,
+        req: Request<v1::ImageStatusRequest>,
     ) -> Result<Response<v1::ImageStatusResponse>, Status> {
-        not_yet("ImageStatus").await
+        let req = req.into_inner();
+        respond("ImageStatus", async {
+            let query = image_query(req.image.as_ref())?;
+            let images = &self.state.backend()?.images;
+            let Some(image) = images.find(&query).await? else {
+                return Ok(v1::ImageStatusResponse::default());
+            };
+            let mut info = HashMap::new();
+            if req.verbose {
+                let config = images.config(&image).await?;
+                let verbose = json!({
+                    "imageSpec": config,
+                    "manifest": image.manifest,
+                    "chainID": image.chain_id,
+                    "records": image.record_names,
+                });
+                info.insert("info".to_string(), verbose.to_string());
+            }
+            Ok(v1::ImageStatusResponse {
+                image: Some(to_cri(image)),
+                info,
+            })
+        })
+        .await
     }
 
     async fn pull_image(
         &self,
-        _req: Request<v1::PullImageRequest>,
+        req: Request<v1::PullImageRequest>,
     ) -> Result<Response<v1::PullImageResponse>, Status> {
-        not_yet("PullImage").await
+        let req = req.into_inner();
+        respond("PullImage", async {
+            let image = req.image.map(|s| s.image).unwrap_or_default();
+            if image.is_empty() {
+                return Err(Error::invalid("image.image", "must name an image"));
+            }
+            let credentials = req.auth.map(credentials).transpose()?;
+            let backend = self.state.backend()?;
+            let config = self.state.config();
+            let pulled = backend
+                .images
+                .pull(
+                    &config.images,
+                    &config.containerd.snapshotter,
+                    &image,
+                    credentials,
+                )
+                .await?;
+            Ok(v1::PullImageResponse {
+                image_ref: pulled.id,
+            })
+        })
+        .await
     }
 
     async fn remove_image(
         &self,
-        _req: Request<v1::RemoveImageRequest>,
+        req: Request<v1::RemoveImageRequest>,
     ) -> Result<Response<v1::RemoveImageResponse>, Status> {
-        not_yet("RemoveImage").await
+        let req = req.into_inner();
+        respond("RemoveImage", async {
+            let query = image_query(req.image.as_ref())?;
+            self.state.backend()?.images.remove(&query).await?;
+            Ok(v1::RemoveImageResponse {})
+        })
+        .await
     }
+}
+
+/// The query an `ImageSpec` names.
+fn image_query(spec: Option<&v1::ImageSpec>) -> Result<Query, Error> {
+    let image = spec.map(|s| s.image.as_str()).unwrap_or_default();
+    if image.is_empty() {
+        return Err(Error::invalid("image.image", "must name an image"));
+    }
+    Query::parse(image)
+}
+
+/// A CRI image from a stored one.
+fn to_cri(i: CriImage) -> v1::Image {
+    let (uid, username) = parse_user(&i.user);
+    v1::Image {
+        spec: Some(v1::ImageSpec {
+            image: i.id.clone(),
+            ..Default::default()
+        }),
+        id: i.id,
+        repo_tags: i.repo_tags,
+        repo_digests: i.repo_digests,
+        size: i.size,
+        uid: uid.map(|value| v1::Int64Value { value }),
+        username,
+        pinned: i.pinned,
+    }
+}
+
+/// Registry credentials from a CRI `AuthConfig`.
+fn credentials(a: v1::AuthConfig) -> Result<Credentials, Error> {
+    Credentials::from_parts(
+        &a.username,
+        &a.password,
+        &a.auth,
+        &a.identity_token,
+        &a.registry_token,
+    )
 }

@@ -9,13 +9,30 @@ use crius_core::cgroup::CgroupDriver;
 use crius_core::config::Config;
 use crius_core::readiness::Readiness;
 use crius_core::{Error, Result};
+use crius_image::Images;
+
+/// What serving needs once containerd answers.
+pub struct Backend {
+    pub containerd: Containerd,
+    pub images: Images,
+}
+
+impl Backend {
+    /// The adapters over one containerd connection.
+    pub fn new(containerd: Containerd) -> Self {
+        Backend {
+            images: Images::new(containerd.clone()),
+            containerd,
+        }
+    }
+}
 
 /// Daemon-wide state. Locks here are std locks held for a few instructions,
 /// never across an `.await`.
 pub struct State {
     config: ArcSwap<Config>,
     readiness: RwLock<Readiness>,
-    containerd: OnceLock<Containerd>,
+    backend: OnceLock<Backend>,
     cgroup_driver: CgroupDriver,
     pod_cidr: Mutex<String>,
 }
@@ -30,7 +47,7 @@ impl State {
         State {
             config: ArcSwap::from_pointee(config),
             readiness: RwLock::new(Readiness::Starting(waiting)),
-            containerd: OnceLock::new(),
+            backend: OnceLock::new(),
             cgroup_driver,
             pod_cidr: Mutex::new(String::new()),
         }
@@ -59,10 +76,10 @@ impl State {
         self.set_readiness(Readiness::Starting(why));
     }
 
-    /// Records the containerd connection (once) and marks start-up done.
-    pub fn set_ready(&self, containerd: Containerd) {
+    /// Records the backend (once) and marks start-up done.
+    pub fn set_ready(&self, backend: Backend) {
         // A second call keeps the first connection: tonic channels reconnect.
-        let _ = self.containerd.set(containerd);
+        let _ = self.backend.set(backend);
         self.set_readiness(Readiness::Ready);
     }
 
@@ -73,17 +90,17 @@ impl State {
         }
     }
 
-    /// The containerd connection, or `Unavailable` while starting.
-    pub fn containerd(&self) -> Result<&Containerd> {
+    /// The backend, or `Unavailable` while starting.
+    pub fn backend(&self) -> Result<&Backend> {
         self.readiness().check()?;
-        self.containerd
+        self.backend
             .get()
             .ok_or_else(|| Error::Internal("ready without a containerd connection".into()))
     }
 
-    /// The containerd connection when one was ever made, ready or not.
-    pub fn containerd_if_connected(&self) -> Option<&Containerd> {
-        self.containerd.get()
+    /// The containerd connection, or `Unavailable` while starting.
+    pub fn containerd(&self) -> Result<&Containerd> {
+        Ok(&self.backend()?.containerd)
     }
 
     /// The cgroup driver in force.

@@ -6,6 +6,7 @@
 //! one. Needs root; fails (never skips) without it.
 
 mod foundation;
+mod images;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use crius_testkit::client::{self, Cri};
 use crius_testkit::containerd::Containerd;
 use crius_testkit::criusd::{Criusd, CriusdOptions};
+use crius_testkit::images::TestImages;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 /// The `criusd` binary under test.
@@ -24,29 +26,63 @@ pub const CRIUS: &str = env!("CARGO_BIN_EXE_crius");
 pub struct Env {
     pub containerd: Containerd,
     pub criusd: Criusd,
+    /// docker-registry on 127.0.0.1 serving the test images.
+    pub images: TestImages,
+    next_namespace: std::sync::atomic::AtomicUsize,
 }
 
 impl Env {
     fn setup() -> anyhow::Result<Env> {
         crius_testkit::require_root()?;
+        let images = TestImages::start_default()?;
         let containerd = Containerd::start()?;
-        let criusd = Criusd::start(&CriusdOptions::new(CRIUSD, containerd.socket()))?;
+        let mut opts = CriusdOptions::new(CRIUSD, containerd.socket());
+        opts.extra_config = registry_config(&images);
+        let criusd = Criusd::start(&opts)?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(criusd.wait_runtime_ready(std::time::Duration::from_secs(30)))?;
-        Ok(Env { containerd, criusd })
+        Ok(Env {
+            containerd,
+            criusd,
+            images,
+            next_namespace: Default::default(),
+        })
     }
 
     /// Options for a further daemon on the shared containerd.
     pub fn options(&self) -> CriusdOptions {
-        CriusdOptions::new(CRIUSD, self.containerd.socket())
+        let mut opts = CriusdOptions::new(CRIUSD, self.containerd.socket());
+        opts.extra_config = registry_config(&self.images);
+        opts
+    }
+
+    /// A daemon of its own, in a containerd namespace of its own, so a test
+    /// can add and remove images without seeing any other test's.
+    pub async fn isolated(&self) -> anyhow::Result<(Criusd, Cri)> {
+        let n = self
+            .next_namespace
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut opts = self.options();
+        opts.namespace = format!("crius-test-{}-{n}", std::process::id());
+        let daemon = Criusd::start(&opts)?;
+        daemon
+            .wait_runtime_ready(std::time::Duration::from_secs(30))
+            .await?;
+        let cri = client::connect(daemon.socket()).await?;
+        Ok((daemon, cri))
     }
 
     /// A CRI client of the shared daemon.
     pub async fn cri(&self) -> anyhow::Result<Cri> {
         client::connect(self.criusd.socket()).await
     }
+}
+
+/// Config lines that let a daemon pull from the test registry over plain HTTP.
+fn registry_config(images: &TestImages) -> String {
+    format!("[images]\nplain_http_hosts = [{:?}]\n", images.addr())
 }
 
 /// A test body: gets the shared environment, runs async.
@@ -73,7 +109,7 @@ fn main() {
         }
     };
     let mut trials = Vec::new();
-    for (name, body) in foundation::all() {
+    for (name, body) in foundation::all().into_iter().chain(images::all()) {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");
         trials.push(Trial::test(name, move || run(env, body)));

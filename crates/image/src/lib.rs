@@ -1,0 +1,12 @@
+//! The image store: images pulled from registries into containerd's content
+//! store and image service, unpacked into the snapshotter, and read back as
+//! CRI images.
+//!
+//! containerd holds everything; see [`crius_core::image`] for the records
+//! and labels crius writes.
+
+mod import;
+mod pull;
+mod store;
+
+pub use store::{Images, Query};

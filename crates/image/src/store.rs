@@ -1,0 +1,182 @@
+//! Reading and removing images: containerd's image records, grouped by id.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crius_containerd::Containerd;
+use crius_core::image::{self, CriImage, ImageRecord, LABEL_MANAGED};
+use crius_core::{Error, Result};
+
+/// Largest image config crius reads back.
+pub(crate) const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
+/// The image store of one containerd namespace.
+pub struct Images {
+    pub(crate) containerd: Containerd,
+    /// One lock per normalized reference: concurrent pulls of one image
+    /// queue behind the first and then find everything in place.
+    pub(crate) pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// How a request names an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// By id: `sha256:<hex>` or the bare hex.
+    Id(String),
+    /// By reference, normalized (`docker.io/library/busybox:latest`, `…@sha256:…`).
+    Name { name: String, is_tag: bool },
+}
+
+impl Query {
+    /// Parses what a CRI `ImageSpec.image` holds.
+    pub fn parse(s: &str) -> Result<Query> {
+        let s = s.trim();
+        if image::is_digest(s) {
+            return Ok(Query::Id(s.to_string()));
+        }
+        let hex = format!("sha256:{s}");
+        if image::is_digest(&hex) {
+            return Ok(Query::Id(hex));
+        }
+        let reference = crius_registry::parse_reference(s)?;
+        let name = crius_registry::normalized(&reference);
+        let is_tag = image::name_kind(&name) == image::NameKind::Tag;
+        Ok(Query::Name { name, is_tag })
+    }
+
+    fn matches(&self, image: &CriImage) -> bool {
+        match self {
+            Query::Id(id) => image.id == *id,
+            Query::Name { name, .. } => image.record_names.iter().any(|n| n == name),
+        }
+    }
+}
+
+impl Images {
+    pub fn new(containerd: Containerd) -> Self {
+        Images {
+            containerd,
+            pulls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every image, one entry per id.
+    pub async fn list(&self) -> Result<Vec<CriImage>> {
+        let records = self
+            .containerd
+            .image_list(&[format!("labels.\"{LABEL_MANAGED}\"==true")])
+            .await?
+            .into_iter()
+            .map(|r| ImageRecord {
+                name: r.name,
+                labels: r.labels,
+            })
+            .collect::<Vec<_>>();
+        Ok(image::group(&records))
+    }
+
+    /// The image a query names, if present.
+    pub async fn find(&self, query: &Query) -> Result<Option<CriImage>> {
+        Ok(self.list().await?.into_iter().find(|i| query.matches(i)))
+    }
+
+    /// The image config (JSON) of an image, for verbose status.
+    pub async fn config(&self, image: &CriImage) -> Result<serde_json::Value> {
+        let bytes = self
+            .containerd
+            .content_read(&image.id, MAX_CONFIG_SIZE)
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("image config {} is not JSON: {e}", image.id)))
+    }
+
+    /// Removes what a query names: a tag alone when the image keeps other
+    /// tags, else every record of the image (its content and snapshots then
+    /// go to containerd's garbage collector, unless a container still uses
+    /// them). Absent images are fine: removal is idempotent.
+    pub async fn remove(&self, query: &Query) -> Result<()> {
+        let Some(image) = self.find(query).await? else {
+            return Ok(());
+        };
+        if let Query::Name { name, is_tag: true } = query
+            && image.repo_tags.len() > 1
+        {
+            tracing::info!(image = %image.id, tag = %name, "removing one tag");
+            return self.containerd.image_delete(name, false).await;
+        }
+        tracing::info!(image = %image.id, records = ?image.record_names, "removing image");
+        let last = image.record_names.len().saturating_sub(1);
+        for (i, name) in image.record_names.iter().enumerate() {
+            // The last deletion waits for garbage collection.
+            self.containerd.image_delete(name, i == last).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Images {
+    /// Start-up clean-up after a daemon that died mid-pull or mid-import:
+    /// its leases (which would pin partial content until they expire) and
+    /// its unfinished ingests go, so the next pull starts clean.
+    pub async fn recover(&self) -> Result<()> {
+        let mut leases = 0;
+        for prefix in ["crius-pull-", "crius-import-"] {
+            for lease in self.containerd.lease_list_prefix(prefix).await? {
+                self.containerd.lease_delete(&lease).await?;
+                leases += 1;
+            }
+        }
+        let mut ingests = 0;
+        for reference in self.containerd.content_list_statuses().await? {
+            if reference.starts_with("crius-") {
+                self.containerd.content_abort(&reference).await?;
+                ingests += 1;
+            }
+        }
+        if leases + ingests > 0 {
+            tracing::info!(
+                leases,
+                ingests,
+                "removed what an interrupted pull left behind"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            Query::parse(&format!("sha256:{hex}")).ok(),
+            Some(Query::Id(format!("sha256:{hex}")))
+        );
+        assert_eq!(
+            Query::parse(&hex).ok(),
+            Some(Query::Id(format!("sha256:{hex}")))
+        );
+        assert_eq!(
+            Query::parse("busybox").ok(),
+            Some(Query::Name {
+                name: "docker.io/library/busybox:latest".into(),
+                is_tag: true
+            })
+        );
+        let by_digest = format!("127.0.0.1:5000/x/y@sha256:{hex}");
+        assert_eq!(
+            Query::parse(&by_digest).ok(),
+            Some(Query::Name {
+                name: by_digest.clone(),
+                is_tag: false
+            })
+        );
+        assert!(matches!(
+            Query::parse("UPPER:x"),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+}
