@@ -3,7 +3,7 @@
 # Packages already present are not reinstalled; apt-get runs only when something is missing.
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins protobuf-compiler iproute2 iptables)
+packages=(containerd runc containernetworking-plugins protobuf-compiler iproute2 iptables gcc libc6-dev)
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(docker-registry busybox-static skopeo umoci openssl)
 fi

@@ -23,6 +23,10 @@ pub const LABEL_CHAIN_ID: &str = "io.crius.image.chainid";
 /// Label: the image is pinned (never garbage collected by kubelet).
 pub const LABEL_PINNED: &str = "io.crius.image.pinned";
 
+/// The sandbox image crius builds itself from its embedded pause program.
+pub const BUILTIN_SANDBOX_IMAGE: &str =
+    concat!("localhost/crius/pause:", env!("CARGO_PKG_VERSION"));
+
 /// One image record as stored in containerd: its name and labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRecord {

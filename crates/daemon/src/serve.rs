@@ -126,7 +126,7 @@ async fn connect_containerd(state: Arc<State>) {
                 }
                 let backend = crius_server::state::Backend::new(containerd);
                 state.set_waiting("recovering state from containerd".into());
-                match backend.images.recover().await {
+                match recover(&backend, &config).await {
                     Ok(()) => {
                         state.set_ready(backend);
                         return;
@@ -154,4 +154,29 @@ async fn connect_containerd(state: Arc<State>) {
             }
         }
     }
+}
+
+/// Start-up work before serving: clean up after a previous daemon and make
+/// sure the built-in sandbox image is in place.
+async fn recover(
+    backend: &crius_server::state::Backend,
+    config: &Config,
+) -> crius_core::Result<()> {
+    backend.images.recover().await?;
+    let pause = crius_image::File {
+        path: "/pause",
+        mode: 0o755,
+        data: crius_pause::PAUSE,
+    };
+    backend
+        .images
+        .ensure_builtin(
+            &config.images,
+            &config.containerd.snapshotter,
+            crius_core::image::BUILTIN_SANDBOX_IMAGE,
+            &[pause],
+            &["/pause"],
+        )
+        .await?;
+    Ok(())
 }

@@ -496,6 +496,7 @@ impl Images {
                     config: &f.config,
                     layers: &f.layers,
                     diff_ids: &f.diff_ids,
+                    pinned: false,
                 };
                 commit_image(
                     &leased.containerd,

@@ -5,8 +5,10 @@
 //! containerd holds everything; see [`crius_core::image`] for the records
 //! and labels crius writes.
 
+mod builtin;
 mod import;
 mod pull;
 mod store;
 
+pub use builtin::File;
 pub use store::{Images, Query};

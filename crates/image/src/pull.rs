@@ -8,7 +8,8 @@ use std::time::Duration;
 use crius_containerd::{Containerd, ImageRecord as StoredImage};
 use crius_core::config::ImagesConfig;
 use crius_core::image::{
-    CriImage, LABEL_CHAIN_ID, LABEL_ID, LABEL_MANAGED, LABEL_MANIFEST, LABEL_SIZE, LABEL_USER,
+    CriImage, LABEL_CHAIN_ID, LABEL_ID, LABEL_MANAGED, LABEL_MANIFEST, LABEL_PINNED, LABEL_SIZE,
+    LABEL_USER,
 };
 use crius_core::{Error, Result};
 use crius_registry::{Blob, Credentials, Fetcher, Platform, RegistryConfig, Resolved};
@@ -178,6 +179,7 @@ async fn store(
         config: &resolved.config,
         layers: &resolved.layers,
         diff_ids: &resolved.diff_ids,
+        pinned: false,
     };
     commit_image(
         c,
@@ -210,6 +212,8 @@ pub(crate) struct Parts<'a> {
     pub config: &'a Blob,
     pub layers: &'a [Descriptor],
     pub diff_ids: &'a [String],
+    /// Never to be garbage collected by kubelet (the sandbox image).
+    pub pinned: bool,
 }
 
 /// Stores config, manifest and index with the labels containerd's garbage
@@ -276,6 +280,10 @@ pub(crate) async fn commit_image(
         (LABEL_USER.to_string(), user),
         (LABEL_CHAIN_ID.to_string(), chain_id),
     ]);
+    let mut labels = labels;
+    if parts.pinned {
+        labels.insert(LABEL_PINNED.to_string(), "true".to_string());
+    }
     for name in names.into_iter().chain([config_digest]) {
         c.image_put(StoredImage {
             name,

@@ -12,6 +12,7 @@ use crius_testkit::images as ti;
 use crate::{CRIUS, Env};
 
 crate::tests![
+    builtin_sandbox_image_is_listed_and_pinned,
     pull_by_tag_then_status,
     pull_without_tag_defaults_to_latest,
     pull_by_digest,
@@ -64,13 +65,17 @@ async fn status(cri: &mut Cri, image: &str) -> anyhow::Result<Option<v1::Image>>
         .image)
 }
 
+/// The images a test pulled: all but the pinned built-in sandbox image.
 async fn list(cri: &mut Cri) -> anyhow::Result<Vec<v1::Image>> {
     Ok(cri
         .image
         .list_images(v1::ListImagesRequest { filter: None })
         .await?
         .into_inner()
-        .images)
+        .images
+        .into_iter()
+        .filter(|i| !i.pinned)
+        .collect())
 }
 
 async fn pull_by_tag_then_status(env: Arc<Env>) -> anyhow::Result<()> {
@@ -686,5 +691,23 @@ async fn daemon_killed_mid_pull_leaves_nothing_that_breaks_the_next(
     cri = crius_testkit::client::connect(daemon.socket()).await?;
     pull(&mut cri, &reference).await?;
     ensure!(status(&mut cri, &reference).await?.is_some());
+    Ok(())
+}
+
+async fn builtin_sandbox_image_is_listed_and_pinned(env: Arc<Env>) -> anyhow::Result<()> {
+    let (_d, mut cri) = env.isolated().await?;
+    let all = cri
+        .image
+        .list_images(v1::ListImagesRequest { filter: None })
+        .await?
+        .into_inner()
+        .images;
+    let pause: Vec<_> = all.iter().filter(|i| i.pinned).collect();
+    ensure!(pause.len() == 1, "{all:?}");
+    let name = format!("localhost/crius/pause:{}", env!("CARGO_PKG_VERSION"));
+    ensure!(pause[0].repo_tags == vec![name.clone()], "{:?}", pause[0]);
+    // Pinned: kubelet's image garbage collection never removes it.
+    let status = status(&mut cri, &name).await?.context("no pause image")?;
+    ensure!(status.pinned && status.size > 100_000, "{status:?}");
     Ok(())
 }
