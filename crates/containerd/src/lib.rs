@@ -9,13 +9,17 @@
 //!
 //! The calls are grouped by containerd service: [`leases`], [`content`],
 //! [`images`], [`snapshots`], [`diff`], plus the [`unpack`] helper built on
-//! snapshots and diff.
+//! snapshots and diff; [`containers`] (records), [`tasks`] (what runs) and
+//! [`events`].
 
+pub mod containers;
 pub mod content;
 pub mod diff;
+pub mod events;
 pub mod images;
 pub mod leases;
 pub mod snapshots;
+pub mod tasks;
 mod time;
 pub mod unpack;
 
@@ -33,9 +37,12 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 pub use containerd_client::types::Mount;
+pub use containers::{ContainerRecord, RUNC_V2, RuncOptions, Runtime, runc_options};
 pub use content::ContentInfo;
+pub use events::{Event, EventKind};
 pub use images::ImageRecord;
 pub use snapshots::{SnapshotInfo, SnapshotKind};
+pub use tasks::{ProcessInfo, Stdio, TaskExit, TaskInfo, TaskMetric, TaskStatus};
 pub use unpack::{chain_id, chain_ids};
 
 /// How long establishing the connection may take before it counts as failed.
