@@ -1,3 +1,10 @@
-//! Pod networking through CNI.
+//! Pod networking through CNI: configuration discovery ([`cni`]), pinned
+//! network namespaces ([`netns`]) and plugin execution ([`exec`]) and its
+//! results ([`result`]).
 
 pub mod cni;
+pub mod exec;
+pub mod netns;
+pub mod result;
+
+pub use exec::{Attachment, Cni, CniResult, Interface, IpConfig, PortMapping, RuntimeConfig};
