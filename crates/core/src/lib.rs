@@ -9,6 +9,7 @@ pub mod error;
 pub mod image;
 pub mod names;
 pub mod readiness;
+pub mod sandbox;
 
 pub use error::{Error, Result};
 

@@ -1,0 +1,100 @@
+//! The life of a sandbox, from crius' point of view.
+//!
+//! `RunPodSandbox` creates and starts the pause task in one call, and a
+//! sandbox is recorded only once that succeeded, so a sandbox is born
+//! [`Ready`](SandboxState::Ready). After that:
+//!
+//! | state      | [`Stopped`](SandboxEvent::Stopped) | [`TaskExited`](SandboxEvent::TaskExited) | stop has work | removable |
+//! |------------|----------|------------|---------------|-----------|
+//! | `Ready`    | NotReady | NotReady   | yes           | no (stop first) |
+//! | `NotReady` | NotReady | NotReady   | no (no-op)    | yes       |
+//! | `Unknown`  | NotReady | NotReady   | yes           | no (stop first) |
+//!
+//! `Unknown` only comes from recovery, when crius restarted and could not
+//! learn whether the pause task still runs. `RemovePodSandbox` on a sandbox
+//! that is not removable stops it first (containerd does the same), so
+//! "not removable" means "stop before removing", not an error for the
+//! client. A sandbox never goes back to `Ready`: kubelet makes a new one
+//! (next `attempt`) instead.
+
+/// The state of a sandbox; only [`SandboxState::Ready`] is reported to CRI
+/// as `SANDBOX_READY`, everything else as `SANDBOX_NOTREADY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxState {
+    /// The pause task runs and the pod network is set up.
+    Ready,
+    /// Stopped, or the pause task died.
+    NotReady,
+    /// Recovered without knowing whether the pause task runs.
+    Unknown,
+}
+
+/// What can happen to a recorded sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxEvent {
+    /// `StopPodSandbox` (or the stop inside `RemovePodSandbox`) completed.
+    Stopped,
+    /// The pause task exited on its own (or was killed behind crius' back).
+    TaskExited,
+}
+
+impl SandboxState {
+    /// The state of a sandbox found at recovery: `task_running` is whether
+    /// its pause task runs, `None` when that could not be determined.
+    pub fn recovered(task_running: Option<bool>) -> Self {
+        match task_running {
+            Some(true) => SandboxState::Ready,
+            Some(false) => SandboxState::NotReady,
+            None => SandboxState::Unknown,
+        }
+    }
+
+    /// The state after `event` (see the module table).
+    pub fn after(self, event: SandboxEvent) -> Self {
+        match event {
+            SandboxEvent::Stopped | SandboxEvent::TaskExited => SandboxState::NotReady,
+        }
+    }
+
+    /// Whether CRI sees the sandbox as `SANDBOX_READY`.
+    pub fn is_ready(self) -> bool {
+        self == SandboxState::Ready
+    }
+
+    /// Whether stopping has anything to do; stopping a `NotReady` sandbox is
+    /// an idempotent success.
+    pub fn needs_stop(self) -> bool {
+        matches!(self, SandboxState::Ready | SandboxState::Unknown)
+    }
+
+    /// Whether the sandbox may be removed as it is; otherwise stop it first.
+    pub fn can_remove(self) -> bool {
+        self == SandboxState::NotReady
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SandboxState::*;
+
+    #[test]
+    fn transition_table() {
+        for state in [Ready, NotReady, Unknown] {
+            for event in [SandboxEvent::Stopped, SandboxEvent::TaskExited] {
+                assert_eq!(state.after(event), NotReady, "{state:?} {event:?}");
+            }
+        }
+        assert!(Ready.is_ready());
+        assert!(!NotReady.is_ready() && !Unknown.is_ready());
+        assert!(Ready.needs_stop() && Unknown.needs_stop() && !NotReady.needs_stop());
+        assert!(NotReady.can_remove() && !Ready.can_remove() && !Unknown.can_remove());
+    }
+
+    #[test]
+    fn recovery() {
+        assert_eq!(SandboxState::recovered(Some(true)), Ready);
+        assert_eq!(SandboxState::recovered(Some(false)), NotReady);
+        assert_eq!(SandboxState::recovered(None), Unknown);
+    }
+}

@@ -1,0 +1,708 @@
+//! Validation of a [`PodSandboxRequest`]: every refusal is an
+//! [`Error::InvalidArgument`] naming the CRI field (`config.metadata.name`,
+//! `config.linux.sysctls["kernel.foo"]`, ...).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::{
+    DnsConfig, LinuxSandbox, NamespaceMode, NamespaceOptions, PodSandboxRequest, PortMapping,
+    Protocol, Resources, SecurityProfile, sysctl,
+};
+use crate::{Error, Result};
+
+/// Longest pod name, namespace or UID (a DNS subdomain).
+const MAX_NAME_LEN: usize = 253;
+/// Longest hostname the kernel takes (`__NEW_UTS_LEN`).
+const MAX_HOSTNAME_LEN: usize = 64;
+/// Longest DNS label.
+const MAX_HOSTNAME_LABEL_LEN: usize = 63;
+/// containerd's limit on a label's key plus value.
+const MAX_LABEL_SIZE: usize = 4096;
+/// The kernel's bounds on a CFS period, in microseconds.
+const CPU_PERIOD_RANGE: std::ops::RangeInclusive<i64> = 1_000..=1_000_000;
+
+/// Checks `req` before anything is created. Host networking makes the
+/// hostname irrelevant (it is ignored, not checked).
+pub fn validate(req: &PodSandboxRequest) -> Result<()> {
+    for (field, value) in [
+        ("config.metadata.name", &req.name),
+        ("config.metadata.uid", &req.uid),
+        ("config.metadata.namespace", &req.namespace),
+    ] {
+        check_object_name(value).map_err(|r| Error::invalid(field, r))?;
+    }
+    if req.linux.namespaces.network != NamespaceMode::Node && !req.hostname.is_empty() {
+        check_hostname(&req.hostname).map_err(|r| Error::invalid("config.hostname", r))?;
+    }
+    check_absolute_path(&req.log_directory)
+        .map_err(|r| Error::invalid("config.log_directory", r))?;
+    if let Some(dns) = &req.dns {
+        validate_dns(dns)?;
+    }
+    validate_port_mappings(&req.port_mappings)?;
+    validate_labels(&req.labels)?;
+    validate_linux(&req.linux)
+}
+
+/// A pod name, namespace or UID: non-empty, at most 253 characters, no `/`,
+/// whitespace or control characters (they end up in paths, keys and logs).
+fn check_object_name(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+    }
+    match value
+        .chars()
+        .find(|c| *c == '/' || c.is_whitespace() || c.is_control())
+    {
+        Some(c) => Err(format!("character {c:?} is not allowed")),
+        None => Ok(()),
+    }
+}
+
+/// An RFC 1123 hostname the kernel accepts: dot-separated labels of
+/// letters, digits and inner `-`, at most 64 characters in all.
+pub(crate) fn check_hostname(hostname: &str) -> Result<(), String> {
+    if hostname.len() > MAX_HOSTNAME_LEN {
+        return Err(format!("longer than {MAX_HOSTNAME_LEN} characters"));
+    }
+    for label in hostname.split('.') {
+        if label.is_empty() || label.len() > MAX_HOSTNAME_LABEL_LEN {
+            return Err(format!(
+                "{hostname:?} is not an RFC 1123 hostname (labels of 1 to 63 characters)"
+            ));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err(format!(
+                "{hostname:?} is not an RFC 1123 hostname (letters, digits, inner '-')"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Empty, or an absolute path without `.`/`..` components or control characters.
+fn check_absolute_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} is not an absolute path"));
+    }
+    if path.chars().any(char::is_control) {
+        return Err("control characters are not allowed".into());
+    }
+    if path.split('/').any(|c| c == "." || c == "..") {
+        return Err(format!("{path:?} has a '.' or '..' component"));
+    }
+    Ok(())
+}
+
+fn validate_dns(dns: &DnsConfig) -> Result<()> {
+    for (list, entries) in [
+        ("servers", &dns.servers),
+        ("searches", &dns.searches),
+        ("options", &dns.options),
+    ] {
+        for (i, entry) in entries.iter().enumerate() {
+            check_resolv_entry(entry)
+                .map_err(|r| Error::invalid(format!("config.dns_config.{list}[{i}]"), r))?;
+        }
+    }
+    Ok(())
+}
+
+/// One word of resolv.conf: non-empty, no blanks or line breaks.
+fn check_resolv_entry(entry: &str) -> Result<(), String> {
+    if entry.is_empty() {
+        return Err("must not be empty".into());
+    }
+    match entry.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        Some(c) => Err(format!(
+            "character {c:?} is not allowed (the entry is written to resolv.conf)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Ports in range; a host port used at most once per protocol and host IP
+/// (Kubernetes' own uniqueness rule).
+fn validate_port_mappings(ports: &[PortMapping]) -> Result<()> {
+    let mut used: BTreeMap<(Protocol, u16, Option<IpAddr>), usize> = BTreeMap::new();
+    for (i, port) in ports.iter().enumerate() {
+        let field = |name: &str| format!("config.port_mappings[{i}].{name}");
+        let container_port = u16::try_from(port.container_port).unwrap_or(0);
+        if container_port == 0 {
+            return Err(Error::invalid(
+                field("container_port"),
+                "must be in 1..=65535",
+            ));
+        }
+        let host_port = u16::try_from(port.host_port)
+            .map_err(|_| Error::invalid(field("host_port"), "must be in 0..=65535"))?;
+        let host_ip = if port.host_ip.is_empty() {
+            None
+        } else {
+            let ip = port.host_ip.parse::<IpAddr>().map_err(|_| {
+                Error::invalid(
+                    field("host_ip"),
+                    format!("{:?} is not an IP address", port.host_ip),
+                )
+            })?;
+            Some(ip)
+        };
+        if host_port == 0 {
+            continue;
+        }
+        let key = (port.protocol, host_port, host_ip);
+        if let Some(first) = used.insert(key, i) {
+            return Err(Error::invalid(
+                field("host_port"),
+                format!(
+                    "{} host port {host_port} on {} is already mapped by config.port_mappings[{first}]",
+                    port.protocol,
+                    host_ip.map_or_else(|| "all addresses".to_string(), |ip| ip.to_string())
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in labels {
+        let field = || format!("config.labels[{key:?}]");
+        if key.is_empty() {
+            return Err(Error::invalid(field(), "the key must not be empty"));
+        }
+        if key.len() + value.len() > MAX_LABEL_SIZE {
+            return Err(Error::invalid(
+                field(),
+                format!(
+                    "key and value are longer than {MAX_LABEL_SIZE} bytes (containerd's limit)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
+    validate_namespaces(&linux.namespaces)?;
+    check_cgroup_parent(&linux.cgroup_parent)
+        .map_err(|r| Error::invalid("config.linux.cgroup_parent", r))?;
+    sysctl::validate(&linux.sysctls, &linux.namespaces)?;
+    validate_ids(linux)?;
+    validate_seccomp(linux.seccomp.as_ref())?;
+    for (name, resources) in [
+        ("resources", &linux.resources),
+        ("overhead", &linux.overhead),
+    ] {
+        if let Some(r) = resources {
+            validate_resources(name, r)?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_namespaces(ns: &NamespaceOptions) -> Result<()> {
+    let field = |name: &str| format!("config.linux.security_context.namespace_options.{name}");
+    for (name, mode) in [("network", ns.network), ("ipc", ns.ipc)] {
+        if matches!(mode, NamespaceMode::Container | NamespaceMode::Target) {
+            return Err(Error::invalid(
+                field(name),
+                format!("{mode:?} is not supported for a pod (use POD or NODE)"),
+            ));
+        }
+    }
+    if ns.pid == NamespaceMode::Target {
+        return Err(Error::invalid(
+            field("pid"),
+            "TARGET is not supported for a pod (use POD, CONTAINER or NODE)",
+        ));
+    }
+    Ok(())
+}
+
+/// Driver-independent checks; [`super::spec::cgroups_path`] checks the form
+/// the driver needs.
+fn check_cgroup_parent(parent: &str) -> Result<(), String> {
+    if parent.chars().any(char::is_control) {
+        return Err("control characters are not allowed".into());
+    }
+    if parent.split('/').any(|c| c == "." || c == "..") {
+        return Err(format!("{parent:?} has a '.' or '..' component"));
+    }
+    Ok(())
+}
+
+/// A uid or gid as the kernel takes it (`(uid_t)-1` is not one).
+pub(crate) fn to_id(value: i64) -> Option<u32> {
+    u32::try_from(value).ok().filter(|id| *id != u32::MAX)
+}
+
+fn validate_ids(linux: &LinuxSandbox) -> Result<()> {
+    let field = |name: &str| format!("config.linux.security_context.{name}");
+    let bad = |value: i64| format!("{value} is not a valid id (0..=4294967294)");
+    if let Some(uid) = linux.run_as_user.filter(|v| to_id(*v).is_none()) {
+        return Err(Error::invalid(field("run_as_user"), bad(uid)));
+    }
+    if let Some(gid) = linux.run_as_group {
+        if linux.run_as_user.is_none() {
+            return Err(Error::invalid(
+                field("run_as_group"),
+                "is set without run_as_user",
+            ));
+        }
+        if to_id(gid).is_none() {
+            return Err(Error::invalid(field("run_as_group"), bad(gid)));
+        }
+    }
+    for (i, gid) in linux.supplemental_groups.iter().enumerate() {
+        if to_id(*gid).is_none() {
+            return Err(Error::invalid(
+                field(&format!("supplemental_groups[{i}]")),
+                bad(*gid),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Only "no profile" for now: crius has no seccomp profiles yet.
+fn validate_seccomp(profile: Option<&SecurityProfile>) -> Result<()> {
+    match profile {
+        None | Some(SecurityProfile::Unconfined) => Ok(()),
+        Some(other) => Err(Error::invalid(
+            "config.linux.security_context.seccomp",
+            format!("{other:?} is not supported for a pod sandbox yet (only Unconfined)"),
+        )),
+    }
+}
+
+fn validate_resources(name: &str, r: &Resources) -> Result<()> {
+    let field = |f: &str| format!("config.linux.{name}.{f}");
+    if r.cpu_period != 0 && !CPU_PERIOD_RANGE.contains(&r.cpu_period) {
+        return Err(Error::invalid(
+            field("cpu_period"),
+            "must be 0 (unset) or in 1000..=1000000 microseconds",
+        ));
+    }
+    if r.cpu_quota < -1 {
+        return Err(Error::invalid(
+            field("cpu_quota"),
+            "must be -1 or 0 (unlimited) or positive",
+        ));
+    }
+    for (f, value) in [
+        ("cpu_shares", r.cpu_shares),
+        ("memory_limit_in_bytes", r.memory_limit_in_bytes),
+    ] {
+        if value < 0 {
+            return Err(Error::invalid(field(f), "must not be negative"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> PodSandboxRequest {
+        PodSandboxRequest {
+            name: "web-0".into(),
+            uid: "6f1c3d9e-0000-4000-8000-000000000001".into(),
+            namespace: "default".into(),
+            hostname: "web-0".into(),
+            log_directory: "/var/log/pods/default_web-0_6f1c3d9e".into(),
+            ..Default::default()
+        }
+    }
+
+    /// The field of the InvalidArgument `req` is refused with.
+    fn refused_field(req: &PodSandboxRequest) -> String {
+        match validate(req) {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_pod_is_valid() -> Result<()> {
+        validate(&request())?;
+        validate(&PodSandboxRequest {
+            hostname: String::new(),
+            log_directory: String::new(),
+            ..request()
+        })
+    }
+
+    #[test]
+    fn metadata_is_required() {
+        for (field, edit) in [
+            (
+                "config.metadata.name",
+                (|r| r.name.clear()) as fn(&mut PodSandboxRequest),
+            ),
+            ("config.metadata.uid", |r| r.uid.clear()),
+            ("config.metadata.namespace", |r| r.namespace.clear()),
+            ("config.metadata.name", |r| r.name = "a/b".into()),
+            ("config.metadata.name", |r| r.name = "a\0b".into()),
+            ("config.metadata.name", |r| r.name = "a\nb".into()),
+            ("config.metadata.namespace", |r| {
+                r.namespace = "x".repeat(254)
+            }),
+            ("config.metadata.uid", |r| r.uid = "../x".into()),
+        ] {
+            let mut req = request();
+            edit(&mut req);
+            assert_eq!(refused_field(&req), field, "{req:?}");
+        }
+        let mut req = request();
+        req.name = "x".repeat(253);
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn hostnames() {
+        for ok in ["a", "web-0", "a.b-c.d", "A1", &"a".repeat(63), "0a"] {
+            assert!(check_hostname(ok).is_ok(), "{ok}");
+        }
+        let long = format!("{}.{}", "a".repeat(40), "b".repeat(24));
+        for bad in [
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "a_b",
+            "a b",
+            "a\n",
+            &"a".repeat(64),
+            &long,
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad:?}");
+        }
+        let mut req = request();
+        req.hostname = "bad_host".into();
+        assert_eq!(refused_field(&req), "config.hostname");
+        // With host networking the hostname is ignored, as containerd (and
+        // kubelet, which never sends one then) does.
+        req.linux.namespaces.network = NamespaceMode::Node;
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn log_directory_is_absolute() {
+        for bad in ["var/log", "/var/log/../etc", "/var/log/./x", "/var/log\n"] {
+            let mut req = request();
+            req.log_directory = bad.into();
+            assert_eq!(refused_field(&req), "config.log_directory", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dns_entries_are_single_words() {
+        for (field, dns) in [
+            (
+                "config.dns_config.servers[1]",
+                DnsConfig {
+                    servers: vec!["10.0.0.10".into(), "1.1.1.1\nnameserver 6.6.6.6".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "config.dns_config.searches[0]",
+                DnsConfig {
+                    searches: vec!["a\rb".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "config.dns_config.options[0]",
+                DnsConfig {
+                    options: vec!["ndots:5\0".into()],
+                    ..Default::default()
+                },
+            ),
+            (
+                "config.dns_config.options[0]",
+                DnsConfig {
+                    options: vec![String::new()],
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let req = PodSandboxRequest {
+                dns: Some(dns),
+                ..request()
+            };
+            assert_eq!(refused_field(&req), field);
+        }
+    }
+
+    fn mapping(
+        protocol: Protocol,
+        container_port: i32,
+        host_port: i32,
+        host_ip: &str,
+    ) -> PortMapping {
+        PortMapping {
+            protocol,
+            container_port,
+            host_port,
+            host_ip: host_ip.into(),
+        }
+    }
+
+    #[test]
+    fn port_mappings() {
+        let with = |ports: Vec<PortMapping>| PodSandboxRequest {
+            port_mappings: ports,
+            ..request()
+        };
+        let ok = with(vec![
+            mapping(Protocol::Tcp, 80, 8080, ""),
+            mapping(Protocol::Udp, 80, 8080, ""),
+            mapping(Protocol::Tcp, 81, 8080, "127.0.0.1"),
+            mapping(Protocol::Tcp, 443, 0, ""),
+            mapping(Protocol::Tcp, 444, 0, ""),
+            mapping(Protocol::Sctp, 9, 9, "::1"),
+        ]);
+        assert!(validate(&ok).is_ok());
+        for (field, ports) in [
+            (
+                "config.port_mappings[0].container_port",
+                vec![mapping(Protocol::Tcp, 0, 0, "")],
+            ),
+            (
+                "config.port_mappings[0].container_port",
+                vec![mapping(Protocol::Tcp, 65536, 0, "")],
+            ),
+            (
+                "config.port_mappings[0].host_port",
+                vec![mapping(Protocol::Tcp, 80, -1, "")],
+            ),
+            (
+                "config.port_mappings[0].host_port",
+                vec![mapping(Protocol::Tcp, 80, 70000, "")],
+            ),
+            (
+                "config.port_mappings[0].host_ip",
+                vec![mapping(Protocol::Tcp, 80, 80, "localhost")],
+            ),
+            (
+                "config.port_mappings[1].host_port",
+                vec![
+                    mapping(Protocol::Tcp, 80, 8080, ""),
+                    mapping(Protocol::Tcp, 81, 8080, ""),
+                ],
+            ),
+            (
+                "config.port_mappings[2].host_port",
+                vec![
+                    mapping(Protocol::Tcp, 80, 8080, "::1"),
+                    mapping(Protocol::Udp, 80, 8080, "::1"),
+                    mapping(Protocol::Tcp, 81, 8080, "0:0::1"),
+                ],
+            ),
+        ] {
+            assert_eq!(refused_field(&with(ports)), field);
+        }
+    }
+
+    #[test]
+    fn labels_fit_containerd() {
+        let mut req = request();
+        req.labels.insert("k".into(), "v".repeat(4095));
+        assert!(validate(&req).is_ok());
+        req.labels.insert("k".into(), "v".repeat(4096));
+        assert_eq!(refused_field(&req), "config.labels[\"k\"]");
+        let mut req = request();
+        req.labels.insert(String::new(), "v".into());
+        assert_eq!(refused_field(&req), "config.labels[\"\"]");
+    }
+
+    #[test]
+    fn namespace_modes() {
+        let ns = "config.linux.security_context.namespace_options";
+        for (field, options) in [
+            (
+                "network",
+                NamespaceOptions {
+                    network: NamespaceMode::Container,
+                    ..Default::default()
+                },
+            ),
+            (
+                "network",
+                NamespaceOptions {
+                    network: NamespaceMode::Target,
+                    ..Default::default()
+                },
+            ),
+            (
+                "ipc",
+                NamespaceOptions {
+                    ipc: NamespaceMode::Container,
+                    ..Default::default()
+                },
+            ),
+            (
+                "pid",
+                NamespaceOptions {
+                    pid: NamespaceMode::Target,
+                    ..Default::default()
+                },
+            ),
+        ] {
+            let mut req = request();
+            req.linux.namespaces = options;
+            assert_eq!(refused_field(&req), format!("{ns}.{field}"));
+        }
+        let mut req = request();
+        req.linux.namespaces.pid = NamespaceMode::Container;
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn cgroup_parent() {
+        for ok in [
+            "",
+            "/kubepods/besteffort/pod1",
+            "kubepods-besteffort-pod1.slice",
+        ] {
+            let mut req = request();
+            req.linux.cgroup_parent = ok.into();
+            assert!(validate(&req).is_ok(), "{ok}");
+        }
+        for bad in ["/kubepods/../x", "/kubepods/./x", "/kubepods\n"] {
+            let mut req = request();
+            req.linux.cgroup_parent = bad.into();
+            assert_eq!(refused_field(&req), "config.linux.cgroup_parent", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn users_and_groups() {
+        let sc = "config.linux.security_context";
+        type Edit = fn(&mut LinuxSandbox);
+        let cases: [(&str, Edit); 5] = [
+            ("run_as_user", |l| l.run_as_user = Some(-1)),
+            ("run_as_user", |l| l.run_as_user = Some(4_294_967_295)),
+            ("run_as_group", |l| l.run_as_group = Some(1000)),
+            ("run_as_group", |l| {
+                l.run_as_user = Some(1000);
+                l.run_as_group = Some(-5);
+            }),
+            ("supplemental_groups[1]", |l| {
+                l.supplemental_groups = vec![1, 1 << 40]
+            }),
+        ];
+        for (field, edit) in cases {
+            let mut req = request();
+            edit(&mut req.linux);
+            assert_eq!(refused_field(&req), format!("{sc}.{field}"));
+        }
+        let mut req = request();
+        req.linux.run_as_user = Some(65535);
+        req.linux.run_as_group = Some(65535);
+        req.linux.supplemental_groups = vec![0, 4_294_967_294];
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn seccomp_only_unconfined_for_now() {
+        let mut req = request();
+        req.linux.seccomp = Some(SecurityProfile::Unconfined);
+        assert!(validate(&req).is_ok());
+        for profile in [
+            SecurityProfile::RuntimeDefault,
+            SecurityProfile::Localhost("/var/lib/kubelet/seccomp/x.json".into()),
+        ] {
+            req.linux.seccomp = Some(profile);
+            assert_eq!(refused_field(&req), "config.linux.security_context.seccomp");
+        }
+    }
+
+    #[test]
+    fn resources() {
+        let mut req = request();
+        req.linux.resources = Some(Resources {
+            cpu_period: 100_000,
+            cpu_quota: -1,
+            cpu_shares: 1024,
+            memory_limit_in_bytes: 1 << 30,
+        });
+        assert!(validate(&req).is_ok());
+        let bad: [(&str, Resources); 4] = [
+            (
+                "cpu_period",
+                Resources {
+                    cpu_period: 10,
+                    ..Default::default()
+                },
+            ),
+            (
+                "cpu_quota",
+                Resources {
+                    cpu_quota: -2,
+                    ..Default::default()
+                },
+            ),
+            (
+                "cpu_shares",
+                Resources {
+                    cpu_shares: -1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "memory_limit_in_bytes",
+                Resources {
+                    memory_limit_in_bytes: -1,
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (field, r) in bad {
+            let mut req = request();
+            req.linux.overhead = Some(r);
+            assert_eq!(
+                refused_field(&req),
+                format!("config.linux.overhead.{field}")
+            );
+        }
+    }
+
+    #[test]
+    fn sysctls_are_checked_with_the_pod_namespaces() {
+        let mut req = request();
+        req.linux.sysctls.insert(
+            "kernel.shm_rmid_forced".into(),
+            "1+kernel.core_pattern=|/evil".into(),
+        );
+        assert_eq!(
+            refused_field(&req),
+            "config.linux.sysctls[\"kernel.shm_rmid_forced\"]"
+        );
+        let mut req = request();
+        req.linux.namespaces.network = NamespaceMode::Node;
+        req.linux
+            .sysctls
+            .insert("net.ipv4.ip_forward".into(), "1".into());
+        assert_eq!(
+            refused_field(&req),
+            "config.linux.sysctls[\"net.ipv4.ip_forward\"]"
+        );
+    }
+}
