@@ -31,6 +31,9 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// The runtime handler used when a pod names none.
     pub default_runtime: String,
+    /// The image of pod sandboxes (pulled like any image); "" for crius'
+    /// built-in pause image, which needs no registry.
+    pub sandbox_image: String,
     pub log: LogConfig,
     pub containerd: ContainerdConfig,
     pub cni: CniConfig,
@@ -189,6 +192,7 @@ impl Default for Config {
             cgroup_driver: CgroupDriverSetting::Auto,
             shutdown_timeout_secs: 10,
             default_runtime: "runc".to_string(),
+            sandbox_image: String::new(),
             log: LogConfig::default(),
             containerd: ContainerdConfig::default(),
             cni: CniConfig::default(),
@@ -414,6 +418,11 @@ cgroup_driver = "auto"
 shutdown_timeout_secs = 10
 # Runtime handler for pods that name none: a [runtimes.*] name or a shim name.
 default_runtime = "runc"
+# Image of the pod sandboxes' pause container; "" = crius' built-in pause
+# image (localhost/crius/pause:<version>), made at start-up without a registry.
+# Another image must contain the mount points /proc, /sys and /dev: the
+# sandbox root filesystem is a read-only view.
+sandbox_image = ""
 
 [log]
 # trace, debug, info, warn or error.

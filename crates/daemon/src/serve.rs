@@ -124,7 +124,8 @@ async fn connect_containerd(state: Arc<State>) {
                         tracing::warn!("connected to containerd, but its version is unknown: {e}")
                     }
                 }
-                let backend = crius_server::state::Backend::new(containerd);
+                let backend =
+                    crius_server::state::Backend::new(containerd, &config, crius_pause::PAUSE);
                 state.set_waiting("recovering state from containerd".into());
                 match recover(&backend, &config).await {
                     Ok(()) => {
@@ -156,27 +157,12 @@ async fn connect_containerd(state: Arc<State>) {
     }
 }
 
-/// Start-up work before serving: clean up after a previous daemon and make
-/// sure the built-in sandbox image is in place.
+/// Start-up work before serving: clean up after a previous daemon, make
+/// sure the built-in sandbox image is in place, rebuild the pod index.
 async fn recover(
     backend: &crius_server::state::Backend,
     config: &Config,
 ) -> crius_core::Result<()> {
     backend.images.recover().await?;
-    let pause = crius_image::File {
-        path: "/pause",
-        mode: 0o755,
-        data: crius_pause::PAUSE,
-    };
-    backend
-        .images
-        .ensure_builtin(
-            &config.images,
-            &config.containerd.snapshotter,
-            crius_core::image::BUILTIN_SANDBOX_IMAGE,
-            &[pause],
-            &["/pause"],
-        )
-        .await?;
-    Ok(())
+    backend.pods.recover(config).await
 }

@@ -14,11 +14,11 @@ use sha2::{Digest as _, Sha256};
 use crate::pull::{Parts, UNCOMPRESSED, commit_image};
 use crate::store::{Images, Query};
 
-/// A file of a built-in image.
+/// A file of a built-in image; `None` data makes a directory.
 pub struct File<'a> {
     pub path: &'a str,
     pub mode: u32,
-    pub data: &'a [u8],
+    pub data: Option<&'a [u8]>,
 }
 
 fn digest_of(data: &[u8]) -> Result<oci_spec::image::Digest> {
@@ -39,13 +39,19 @@ fn layer_tar(files: &[File<'_>]) -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     for f in files {
         let mut header = tar::Header::new_ustar();
-        header.set_size(f.data.len() as u64);
+        let data = f.data.unwrap_or_default();
+        header.set_entry_type(if f.data.is_some() {
+            tar::EntryType::Regular
+        } else {
+            tar::EntryType::Directory
+        });
+        header.set_size(data.len() as u64);
         header.set_mode(f.mode);
         header.set_uid(0);
         header.set_gid(0);
         header.set_mtime(0);
         header.set_cksum();
-        tar.append_data(&mut header, f.path.trim_start_matches('/'), f.data)
+        tar.append_data(&mut header, f.path.trim_start_matches('/'), data)
             .map_err(|e| Error::io("building a layer", e))?;
     }
     tar.into_inner()
@@ -154,11 +160,18 @@ mod tests {
 
     #[test]
     fn layer_is_deterministic() {
-        let files = [File {
-            path: "/pause",
-            mode: 0o755,
-            data: b"binary",
-        }];
+        let files = [
+            File {
+                path: "/dev",
+                mode: 0o755,
+                data: None,
+            },
+            File {
+                path: "/pause",
+                mode: 0o755,
+                data: Some(b"binary"),
+            },
+        ];
         let a = layer_tar(&files).expect("tar");
         let b = layer_tar(&files).expect("tar");
         assert_eq!(a, b);

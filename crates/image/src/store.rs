@@ -144,6 +144,58 @@ impl Images {
     }
 }
 
+impl Images {
+    /// Makes sure the image's layers are unpacked in `snapshotter`: the lazy
+    /// path, taken only when the top snapshot is missing (never unpacked, or
+    /// removed). Returns the top chain id.
+    pub async fn ensure_unpacked(&self, image: &CriImage, snapshotter: &str) -> Result<String> {
+        if !image.chain_id.is_empty()
+            && self
+                .containerd
+                .snapshot_stat(snapshotter, &image.chain_id)
+                .await?
+                .is_some()
+        {
+            return Ok(image.chain_id.clone());
+        }
+        let manifest = self
+            .containerd
+            .content_read(&image.manifest, MAX_CONFIG_SIZE)
+            .await?;
+        let manifest: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&manifest).map_err(|e| {
+                Error::Internal(format!("manifest {} of {}: {e}", image.manifest, image.id))
+            })?;
+        let config = self.config(image).await?;
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let lease = format!("crius-pull-unpack-{}", crius_containerd::unique_suffix());
+        self.containerd
+            .lease_create(&lease, std::time::Duration::from_secs(3600))
+            .await?;
+        let result = self
+            .containerd
+            .with_lease(&lease)
+            .unpack(snapshotter, manifest.layers(), &diff_ids)
+            .await;
+        if let Err(e) = self.containerd.lease_delete(&lease).await {
+            tracing::warn!(
+                lease,
+                "cannot delete the unpack lease (it expires on its own): {e}"
+            );
+        }
+        let chain_id = result?;
+        tracing::info!(image = %image.id, chain_id, "unpacked on first use");
+        Ok(chain_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! error goes through one mapping ([`edge`]) to a gRPC status.
 
 mod admin;
+mod convert;
 mod edge;
 mod image;
 mod runtime;

@@ -12,8 +12,11 @@ use crius_cri_api::v1::{self, runtime_service_server::RuntimeService};
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
+use crate::convert;
 use crate::edge::{not_yet, respond};
 use crate::state::State;
+use crius_core::sandbox::SandboxState;
+use crius_pod::{ListFilter, SandboxMeta};
 
 /// The CRI version of the kubelet API crius answers `Version` with
 /// (containerd's CRI plugin answers the same).
@@ -224,6 +227,122 @@ impl RuntimeService for RuntimeSvc {
         .await
     }
 
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<v1::RunPodSandboxRequest>,
+    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
+        let req = req.into_inner();
+        respond("RunPodSandbox", async {
+            let request = convert::pod_sandbox_request(req.config, req.runtime_handler)?;
+            let backend = self.state.backend()?;
+            let id = backend
+                .pods
+                .run(self.state.config(), self.state.cgroup_driver(), request)
+                .await?;
+            Ok(v1::RunPodSandboxResponse { pod_sandbox_id: id })
+        })
+        .await
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<v1::StopPodSandboxRequest>,
+    ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
+        let id = req.into_inner().pod_sandbox_id;
+        respond("StopPodSandbox", async {
+            let backend = self.state.backend()?;
+            backend.pods.stop(&self.state.config(), &id).await?;
+            Ok(v1::StopPodSandboxResponse {})
+        })
+        .await
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<v1::RemovePodSandboxRequest>,
+    ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
+        let id = req.into_inner().pod_sandbox_id;
+        respond("RemovePodSandbox", async {
+            let backend = self.state.backend()?;
+            backend.pods.remove(&self.state.config(), &id).await?;
+            Ok(v1::RemovePodSandboxResponse {})
+        })
+        .await
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<v1::PodSandboxStatusRequest>,
+    ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
+        let req = req.into_inner();
+        respond("PodSandboxStatus", async {
+            let backend = self.state.backend()?;
+            let st = backend
+                .pods
+                .status(&req.pod_sandbox_id, req.verbose)
+                .await?;
+            let mut info = HashMap::new();
+            if req.verbose {
+                let verbose = json!({
+                    "runtimeHandler": st.meta.runtime_handler,
+                    "runtimeType": st.meta.runtime_type,
+                    "netnsPath": st.meta.netns,
+                    "network": st.meta.network,
+                    "ips": st.meta.ips,
+                    "pid": st.pid,
+                    "image": st.meta.image,
+                    "runtimeSpec": st.spec,
+                });
+                info.insert("info".to_string(), verbose.to_string());
+            }
+            Ok(v1::PodSandboxStatusResponse {
+                status: Some(sandbox_status(&st.meta, st.state)),
+                info,
+                containers_statuses: vec![],
+                timestamp: now_ns(),
+            })
+        })
+        .await
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<v1::ListPodSandboxRequest>,
+    ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        respond("ListPodSandbox", async {
+            let backend = self.state.backend()?;
+            let state = match filter.state.map(|s| v1::PodSandboxState::try_from(s.state)) {
+                None => None,
+                Some(Ok(v1::PodSandboxState::SandboxReady)) => Some(SandboxState::Ready),
+                Some(Ok(v1::PodSandboxState::SandboxNotready)) => Some(SandboxState::NotReady),
+                Some(Err(_)) => {
+                    return Err(Error::invalid("filter.state", "unknown sandbox state"));
+                }
+            };
+            let items = backend.pods.list(&ListFilter {
+                id: filter.id,
+                state,
+                label_selector: filter.label_selector.into_iter().collect(),
+            });
+            Ok(v1::ListPodSandboxResponse {
+                items: items
+                    .into_iter()
+                    .map(|(m, state)| v1::PodSandbox {
+                        id: m.id.clone(),
+                        metadata: Some(metadata(&m)),
+                        state: cri_state(state),
+                        created_at: m.created_at,
+                        labels: m.labels.clone().into_iter().collect(),
+                        annotations: m.annotations.clone().into_iter().collect(),
+                        runtime_handler: m.runtime_handler.clone(),
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
     type GetContainerEventsStream = EventStream;
 
     async fn get_container_events(
@@ -233,36 +352,6 @@ impl RuntimeService for RuntimeSvc {
         not_yet("GetContainerEvents").await
     }
 
-    async fn run_pod_sandbox(
-        &self,
-        _: Request<v1::RunPodSandboxRequest>,
-    ) -> Result<Response<v1::RunPodSandboxResponse>, Status> {
-        not_yet("RunPodSandbox").await
-    }
-    async fn stop_pod_sandbox(
-        &self,
-        _: Request<v1::StopPodSandboxRequest>,
-    ) -> Result<Response<v1::StopPodSandboxResponse>, Status> {
-        not_yet("StopPodSandbox").await
-    }
-    async fn remove_pod_sandbox(
-        &self,
-        _: Request<v1::RemovePodSandboxRequest>,
-    ) -> Result<Response<v1::RemovePodSandboxResponse>, Status> {
-        not_yet("RemovePodSandbox").await
-    }
-    async fn pod_sandbox_status(
-        &self,
-        _: Request<v1::PodSandboxStatusRequest>,
-    ) -> Result<Response<v1::PodSandboxStatusResponse>, Status> {
-        not_yet("PodSandboxStatus").await
-    }
-    async fn list_pod_sandbox(
-        &self,
-        _: Request<v1::ListPodSandboxRequest>,
-    ) -> Result<Response<v1::ListPodSandboxResponse>, Status> {
-        not_yet("ListPodSandbox").await
-    }
     async fn create_container(
         &self,
         _: Request<v1::CreateContainerRequest>,
@@ -376,6 +465,63 @@ impl RuntimeService for RuntimeSvc {
         _: Request<v1::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
         not_yet("ListPodSandboxMetrics").await
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+fn cri_state(s: SandboxState) -> i32 {
+    (if s == SandboxState::Ready {
+        v1::PodSandboxState::SandboxReady
+    } else {
+        v1::PodSandboxState::SandboxNotready
+    }) as i32
+}
+
+fn metadata(m: &SandboxMeta) -> v1::PodSandboxMetadata {
+    v1::PodSandboxMetadata {
+        name: m.name.clone(),
+        uid: m.uid.clone(),
+        namespace: m.namespace.clone(),
+        attempt: m.attempt,
+    }
+}
+
+/// The CRI status of a sandbox.
+fn sandbox_status(m: &SandboxMeta, state: SandboxState) -> v1::PodSandboxStatus {
+    let [network, pid, ipc] = m.namespace_modes;
+    v1::PodSandboxStatus {
+        id: m.id.clone(),
+        metadata: Some(metadata(m)),
+        state: cri_state(state),
+        created_at: m.created_at,
+        network: Some(v1::PodSandboxNetworkStatus {
+            ip: m.ips.first().cloned().unwrap_or_default(),
+            additional_ips: m
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| v1::PodIp { ip: ip.clone() })
+                .collect(),
+        }),
+        linux: Some(v1::LinuxPodSandboxStatus {
+            namespaces: Some(v1::Namespace {
+                options: Some(v1::NamespaceOption {
+                    network,
+                    pid,
+                    ipc,
+                    ..Default::default()
+                }),
+            }),
+        }),
+        labels: m.labels.clone().into_iter().collect(),
+        annotations: m.annotations.clone().into_iter().collect(),
+        runtime_handler: m.runtime_handler.clone(),
     }
 }
 

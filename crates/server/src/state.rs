@@ -10,18 +10,30 @@ use crius_core::config::Config;
 use crius_core::readiness::Readiness;
 use crius_core::{Error, Result};
 use crius_image::Images;
+use crius_pod::Pods;
 
 /// What serving needs once containerd answers.
 pub struct Backend {
     pub containerd: Containerd,
-    pub images: Images,
+    pub images: Arc<Images>,
+    pub pods: Arc<Pods>,
 }
 
 impl Backend {
-    /// The adapters over one containerd connection.
-    pub fn new(containerd: Containerd) -> Self {
+    /// The adapters over one containerd connection. `pause` is the pause
+    /// program of the built-in sandbox image.
+    pub fn new(containerd: Containerd, config: &Config, pause: &'static [u8]) -> Self {
+        let images = Arc::new(Images::new(containerd.clone()));
+        let pods = Arc::new(Pods::new(
+            containerd.clone(),
+            images.clone(),
+            config.cni.bin_dirs.clone(),
+            config.state_dir.clone(),
+            pause,
+        ));
         Backend {
-            images: Images::new(containerd.clone()),
+            images,
+            pods,
             containerd,
         }
     }

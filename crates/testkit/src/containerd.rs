@@ -108,12 +108,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
-    /// Stops containerd and every shim it started.
+    /// Stops containerd, every shim it started and every container process
+    /// of those shims (a killed shim leaves its containers running).
     pub fn stop(&mut self) {
+        kill_containers(&self.dir.path().join("state"));
         kill_shims(&self.socket);
         if let Some(child) = self.child.take() {
             kill_and_reap(child, nix::sys::signal::Signal::SIGTERM);
         }
+        crate::unmount_under(self.dir.path());
     }
 }
 
@@ -131,5 +134,44 @@ pub fn kill_shims(socket: &Path) {
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+    }
+}
+
+/// Kills the processes of every container whose task state lives under
+/// `state` (containerd's state dir): each task's `init.pid` and whatever
+/// shares its pids cgroup.
+fn kill_containers(state: &Path) {
+    let tasks = state.join("io.containerd.runtime.v2.task");
+    let Ok(namespaces) = std::fs::read_dir(&tasks) else {
+        return;
+    };
+    for ns in namespaces.flatten() {
+        let Ok(containers) = std::fs::read_dir(ns.path()) else {
+            continue;
+        };
+        for c in containers.flatten() {
+            let Some(pid) = std::fs::read_to_string(c.path().join("init.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let mut pids = vec![pid];
+            if let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                && let Some(path) = cgroups
+                    .lines()
+                    .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()))
+                && let Ok(procs) =
+                    std::fs::read_to_string(format!("/sys/fs/cgroup/pids{path}/cgroup.procs"))
+            {
+                pids.extend(procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()));
+            }
+            for p in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }

@@ -198,5 +198,6 @@ impl Drop for Criusd {
         if let Some(child) = self.child.take() {
             crate::kill_and_reap(child, Signal::SIGKILL);
         }
+        crate::unmount_under(self.dir.path());
     }
 }

@@ -58,3 +58,24 @@ pub fn pids_with_arg(arg: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Unmounts (lazily, deepest first) every mount at or below `dir`: what a
+/// killed daemon or a failed test left (pod `/dev/shm`, pinned network
+/// namespaces, the netns directory's own bind mount), so the directory can go.
+pub fn unmount_under(dir: &std::path::Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let prefix = dir.display().to_string();
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| p == &prefix || p.starts_with(&format!("{prefix}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.dedup();
+    for p in points {
+        let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}

@@ -7,6 +7,7 @@
 
 mod foundation;
 mod images;
+mod pods;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -109,7 +110,11 @@ fn main() {
         }
     };
     let mut trials = Vec::new();
-    for (name, body) in foundation::all().into_iter().chain(images::all()) {
+    for (name, body) in foundation::all()
+        .into_iter()
+        .chain(images::all())
+        .chain(pods::all())
+    {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");
         trials.push(Trial::test(name, move || run(env, body)));

@@ -1,0 +1,835 @@
+//! Issue 4: pod sandboxes over real containerd, runc and CNI plugins.
+//! Each test has a daemon of its own (own containerd namespace, own CNI
+//! bridge and subnet), torn down with nothing left behind.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use crius_cri_api::v1;
+use crius_testkit::client::{self, Cri};
+use crius_testkit::criusd::Criusd;
+use nix::sys::signal::Signal;
+
+use crate::Env;
+
+crate::tests![
+    run_status_stop_remove,
+    hostname_dns_and_hosts_files,
+    sysctls_are_applied,
+    bad_sysctls_are_refused_and_nothing_is_left,
+    missing_metadata_is_invalid,
+    list_filters,
+    twenty_pods_in_parallel,
+    host_network_pod_sees_host_interfaces,
+    host_port_reaches_the_pod,
+    labels_and_annotations_in_containerd,
+    identical_retry_gets_the_same_id,
+    daemon_restart_keeps_pods_running,
+];
+
+static NEXT: AtomicUsize = AtomicUsize::new(1);
+
+/// A daemon with a CNI network of its own.
+struct PodEnv {
+    daemon: Option<Criusd>,
+    cri: Cri,
+    bridge: String,
+    subnet: String,
+    containerd: crius_containerd::Containerd,
+}
+
+impl PodEnv {
+    async fn start(env: &Env) -> anyhow::Result<PodEnv> {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id() % 10_000;
+        let bridge = format!("crp{pid}x{n}");
+        let subnet = format!("10.89.{n}.0/24");
+        let mut opts = env.options();
+        opts.namespace = format!("crius-pods-{pid}-{n}");
+        let daemon = Criusd::start(&opts)?;
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": "crius-test",
+            "plugins": [
+                {
+                    "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
+                    "ipam": {
+                        "type": "host-local", "ranges": [[{ "subnet": subnet }]],
+                        "dataDir": daemon.dir().join("ipam"),
+                    }
+                },
+                { "type": "portmap", "capabilities": { "portMappings": true } },
+                { "type": "loopback" }
+            ]
+        });
+        std::fs::write(
+            daemon.cni_conf_dir().join("10-test.conflist"),
+            conf.to_string(),
+        )?;
+        daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
+        let cri = client::connect(daemon.socket()).await?;
+        let containerd =
+            crius_containerd::Containerd::connect(env.containerd.socket(), &opts.namespace).await?;
+        Ok(PodEnv {
+            daemon: Some(daemon),
+            cri,
+            bridge,
+            subnet,
+            containerd,
+        })
+    }
+
+    fn daemon(&self) -> &Criusd {
+        self.daemon.as_ref().expect("daemon running")
+    }
+
+    fn ipam_dir(&self) -> PathBuf {
+        self.daemon().dir().join("ipam").join("crius-test")
+    }
+
+    fn netns_dir(&self) -> PathBuf {
+        self.daemon().dir().join("state").join("netns")
+    }
+
+    /// Removes every pod, then checks nothing is left: no sandbox, netns,
+    /// pod directory, allocated IP, containerd container, snapshot of a
+    /// sandbox, or shim.
+    async fn remove_all_and_check(&mut self) -> anyhow::Result<()> {
+        let pods = self
+            .cri
+            .runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+            .await?
+            .into_inner()
+            .items;
+        for p in &pods {
+            self.cri
+                .runtime
+                .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                })
+                .await?;
+        }
+        let left = self
+            .cri
+            .runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+            .await?
+            .into_inner()
+            .items;
+        ensure!(left.is_empty(), "pods left: {left:?}");
+        let entries = |d: PathBuf| -> Vec<String> {
+            std::fs::read_dir(&d)
+                .map(|e| {
+                    e.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        ensure!(
+            entries(self.netns_dir()).is_empty(),
+            "netns left: {:?}",
+            entries(self.netns_dir())
+        );
+        let pod_dirs = entries(self.daemon().dir().join("state").join("sandboxes"));
+        ensure!(pod_dirs.is_empty(), "pod directories left: {pod_dirs:?}");
+        let ips: Vec<_> = entries(self.ipam_dir())
+            .into_iter()
+            .filter(|f| f.chars().next().is_some_and(|c| c.is_ascii_digit()))
+            .collect();
+        ensure!(ips.is_empty(), "IPs still allocated: {ips:?}");
+        let containers = self.containerd.container_list(&[]).await?;
+        ensure!(
+            containers.is_empty(),
+            "containerd containers left: {containers:?}"
+        );
+        for p in &pods {
+            ensure!(
+                crius_testkit::pids_with_arg(&p.id).is_empty(),
+                "a shim of {} is still running",
+                p.id
+            );
+            let snap = self.containerd.snapshot_stat("overlayfs", &p.id).await?;
+            ensure!(snap.is_none(), "snapshot {} left", p.id);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PodEnv {
+    fn drop(&mut self) {
+        drop(self.daemon.take());
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
+
+fn config(name: &str) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: format!("/tmp/crius-test-logs/{name}"),
+        labels: HashMap::from([("app".to_string(), name.to_string())]),
+        annotations: HashMap::from([("note".to_string(), "hello".to_string())]),
+        linux: Some(v1::LinuxPodSandboxConfig::default()),
+        ..Default::default()
+    }
+}
+
+async fn run(cri: &mut Cri, config: v1::PodSandboxConfig) -> Result<String, tonic::Status> {
+    cri.runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+async fn status(
+    cri: &mut Cri,
+    id: &str,
+) -> anyhow::Result<(v1::PodSandboxStatus, serde_json::Value)> {
+    let resp = cri
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info = resp.info.get("info").context("no verbose info")?;
+    Ok((
+        resp.status.context("no status")?,
+        serde_json::from_str(info)?,
+    ))
+}
+
+fn ready(s: &v1::PodSandboxStatus) -> bool {
+    s.state == v1::PodSandboxState::SandboxReady as i32
+}
+
+/// Runs `args` inside the namespaces of `pid` (nsenter flags like `-n`, `-u`).
+fn nsenter(pid: u64, flags: &[&str], args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("nsenter")
+        .arg("-t")
+        .arg(pid.to_string())
+        .args(flags)
+        .args(args)
+        .output()
+        .context("nsenter (util-linux)")?;
+    ensure!(
+        out.status.success(),
+        "nsenter {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+fn in_subnet(ip: &str, subnet: &str) -> bool {
+    let prefix = subnet.trim_end_matches("0/24");
+    ip.starts_with(prefix)
+}
+
+async fn run_status_stop_remove(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let id = run(&mut p.cri, config("web")).await?;
+    let (s, info) = status(&mut p.cri, &id).await?;
+    ensure!(ready(&s), "{s:?}");
+    let ip = s.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+    ensure!(in_subnet(&ip, &p.subnet), "pod IP {ip} not in {}", p.subnet);
+    let netns = info["netnsPath"]
+        .as_str()
+        .context("netns path")?
+        .to_string();
+    ensure!(std::path::Path::new(&netns).exists(), "{netns}");
+    ensure!(info["pid"].as_u64().is_some(), "{info}");
+    // The host reaches the pod.
+    let ping = Command::new("busybox")
+        .args(["ping", "-c1", "-W2", &ip])
+        .output()?;
+    ensure!(
+        ping.status.success(),
+        "ping {ip}: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    for _ in 0..2 {
+        p.cri
+            .runtime
+            .stop_pod_sandbox(v1::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await?;
+    }
+    let (s, _) = status(&mut p.cri, &id).await?;
+    ensure!(!ready(&s), "still ready after stop");
+    let ping = Command::new("busybox")
+        .args(["ping", "-c1", "-W1", &ip])
+        .output()?;
+    ensure!(!ping.status.success(), "the pod still answers after stop");
+    for _ in 0..2 {
+        p.cri
+            .runtime
+            .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await?;
+    }
+    ensure!(
+        !std::path::Path::new(&netns).exists(),
+        "netns left: {netns}"
+    );
+    let err = p
+        .cri
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .expect_err("removed");
+    ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
+    let err = p
+        .cri
+        .runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .expect_err("unknown");
+    ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
+    p.remove_all_and_check().await
+}
+
+async fn hostname_dns_and_hosts_files(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let mut c = config("dns");
+    c.hostname = "my-host".into();
+    c.dns_config = Some(v1::DnsConfig {
+        servers: vec!["10.0.0.10".into()],
+        searches: vec![
+            "default.svc.cluster.local".into(),
+            "svc.cluster.local".into(),
+        ],
+        options: vec!["ndots:5".into()],
+    });
+    let id = run(&mut p.cri, c).await?;
+    let (s, info) = status(&mut p.cri, &id).await?;
+    let pid = info["pid"].as_u64().context("pid")?;
+    let hostname = nsenter(pid, &["-u"], &["hostname"])?;
+    ensure!(hostname.trim() == "my-host", "{hostname}");
+    let dir = p.daemon().dir().join("state").join("sandboxes").join(&id);
+    let resolv = std::fs::read_to_string(dir.join("resolv.conf"))?;
+    ensure!(resolv.contains("nameserver 10.0.0.10"), "{resolv}");
+    ensure!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local"),
+        "{resolv}"
+    );
+    ensure!(resolv.contains("options ndots:5"), "{resolv}");
+    let hosts = std::fs::read_to_string(dir.join("hosts"))?;
+    let ip = s.network.map(|n| n.ip).unwrap_or_default();
+    ensure!(hosts.contains(&ip) && hosts.contains("my-host"), "{hosts}");
+    ensure!(std::fs::read_to_string(dir.join("hostname"))? == "my-host\n");
+    p.remove_all_and_check().await
+}
+
+async fn sysctls_are_applied(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let mut c = config("sysctl");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        sysctls: HashMap::from([
+            ("net.core.somaxconn".to_string(), "1234".to_string()),
+            ("kernel.shm_rmid_forced".to_string(), "1".to_string()),
+        ]),
+        ..Default::default()
+    });
+    let id = run(&mut p.cri, c).await?;
+    let (_, info) = status(&mut p.cri, &id).await?;
+    let pid = info["pid"].as_u64().context("pid")?;
+    let v = nsenter(pid, &["-n"], &["cat", "/proc/sys/net/core/somaxconn"])?;
+    ensure!(v.trim() == "1234", "somaxconn {v}");
+    let host = std::fs::read_to_string("/proc/sys/net/core/somaxconn")?;
+    ensure!(host.trim() != "1234", "the host's value changed");
+    let v = nsenter(pid, &["-i"], &["cat", "/proc/sys/kernel/shm_rmid_forced"])?;
+    ensure!(v.trim() == "1", "shm_rmid_forced {v}");
+    p.remove_all_and_check().await
+}
+
+async fn bad_sysctls_are_refused_and_nothing_is_left(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let core_pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern")?;
+    for (k, v) in [
+        ("kernel.core_pattern", "|/tmp/evil"),
+        ("vm.swappiness", "10"),
+        ("kernel.shm_rmid_forced", "1+kernel.core_pattern=|/tmp/evil"),
+        ("net.core.somaxconn", "1\nkernel.core_pattern=x"),
+        ("kernel.hostname", "x"),
+        ("../../etc/passwd", "1"),
+    ] {
+        let mut c = config("badsysctl");
+        c.linux = Some(v1::LinuxPodSandboxConfig {
+            sysctls: HashMap::from([(k.to_string(), v.to_string())]),
+            ..Default::default()
+        });
+        let err = run(&mut p.cri, c).await.expect_err(k);
+        ensure!(
+            err.code() == tonic::Code::InvalidArgument,
+            "{k}={v:?}: {err:?}"
+        );
+        ensure!(err.message().contains("sysctl"), "{k}: {err:?}");
+    }
+    // A host-network pod may not set net.* sysctls.
+    let mut c = config("badsysctl");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        sysctls: HashMap::from([("net.core.somaxconn".to_string(), "1".to_string())]),
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            namespace_options: Some(v1::NamespaceOption {
+                network: v1::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let err = run(&mut p.cri, c)
+        .await
+        .expect_err("net sysctl with host network");
+    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    ensure!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern")? == core_pattern,
+        "host touched"
+    );
+    p.remove_all_and_check().await
+}
+
+/// Breaks one part of a config.
+type Mutate = fn(&mut v1::PodSandboxConfig);
+
+async fn missing_metadata_is_invalid(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let cases: [(&str, Mutate); 4] = [
+        ("metadata", |c| c.metadata = None),
+        ("name", |c| {
+            if let Some(m) = c.metadata.as_mut() {
+                m.name.clear()
+            }
+        }),
+        ("uid", |c| {
+            if let Some(m) = c.metadata.as_mut() {
+                m.uid.clear()
+            }
+        }),
+        ("namespace", |c| {
+            if let Some(m) = c.metadata.as_mut() {
+                m.namespace.clear()
+            }
+        }),
+    ];
+    for (field, mutate) in cases {
+        let mut c = config("meta");
+        mutate(&mut c);
+        let err = run(&mut p.cri, c).await.expect_err(field);
+        ensure!(
+            err.code() == tonic::Code::InvalidArgument,
+            "{field}: {err:?}"
+        );
+        ensure!(
+            err.message().contains(field),
+            "{field} should be named: {err:?}"
+        );
+    }
+    let err = p
+        .cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest::default())
+        .await
+        .expect_err("no config");
+    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    p.remove_all_and_check().await
+}
+
+async fn list_filters(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let a = run(&mut p.cri, config("list-a")).await?;
+    let b = run(&mut p.cri, config("list-b")).await?;
+    p.cri
+        .runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: b.clone(),
+        })
+        .await?;
+    let list = |filter: v1::PodSandboxFilter| {
+        let mut cri = p.cri.clone();
+        async move {
+            Ok::<_, anyhow::Error>(
+                cri.runtime
+                    .list_pod_sandbox(v1::ListPodSandboxRequest {
+                        filter: Some(filter),
+                    })
+                    .await?
+                    .into_inner()
+                    .items
+                    .into_iter()
+                    .map(|i| i.id)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    ensure!(list(v1::PodSandboxFilter::default()).await?.len() == 2);
+    ensure!(
+        list(v1::PodSandboxFilter {
+            id: a.clone(),
+            ..Default::default()
+        })
+        .await?
+            == vec![a.clone()]
+    );
+    ensure!(
+        list(v1::PodSandboxFilter {
+            id: a[..12].to_string(),
+            ..Default::default()
+        })
+        .await?
+            == vec![a.clone()]
+    );
+    let ready = v1::PodSandboxFilter {
+        state: Some(v1::PodSandboxStateValue {
+            state: v1::PodSandboxState::SandboxReady as i32,
+        }),
+        ..Default::default()
+    };
+    ensure!(list(ready).await? == vec![a.clone()]);
+    let not_ready = v1::PodSandboxFilter {
+        state: Some(v1::PodSandboxStateValue {
+            state: v1::PodSandboxState::SandboxNotready as i32,
+        }),
+        ..Default::default()
+    };
+    ensure!(list(not_ready).await? == vec![b.clone()]);
+    let by_label = v1::PodSandboxFilter {
+        label_selector: HashMap::from([("app".to_string(), "list-b".to_string())]),
+        ..Default::default()
+    };
+    ensure!(list(by_label).await? == vec![b.clone()]);
+    p.remove_all_and_check().await
+}
+
+async fn twenty_pods_in_parallel(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let mut cri = p.cri.clone();
+        tasks.push(tokio::spawn(async move {
+            run(&mut cri, config(&format!("par-{i}"))).await
+        }));
+    }
+    let mut ips = std::collections::BTreeSet::new();
+    for t in tasks {
+        let id = t.await??;
+        let (s, _) = status(&mut p.cri, &id).await?;
+        ensure!(ready(&s), "{s:?}");
+        ips.insert(s.network.map(|n| n.ip).unwrap_or_default());
+    }
+    ensure!(ips.len() == 20, "IPs not distinct: {ips:?}");
+    eprintln!("20 pods ready in {:?}", started.elapsed());
+    p.remove_all_and_check().await
+}
+
+async fn host_network_pod_sees_host_interfaces(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let mut c = config("hostnet");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            namespace_options: Some(v1::NamespaceOption {
+                network: v1::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = run(&mut p.cri, c).await?;
+    let (s, info) = status(&mut p.cri, &id).await?;
+    ensure!(ready(&s), "{s:?}");
+    ensure!(
+        s.network.map(|n| n.ip).unwrap_or_default().is_empty(),
+        "a host-network pod has no pod IP"
+    );
+    let pid = info["pid"].as_u64().context("pid")?;
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"))?;
+    let ours = std::fs::read_link("/proc/self/ns/net")?;
+    ensure!(theirs == ours, "{theirs:?} != {ours:?}");
+    let links = nsenter(pid, &["-n"], &["ip", "-o", "link"])?;
+    ensure!(
+        links.contains("eth0") || links.lines().count() > 1,
+        "{links}"
+    );
+    p.remove_all_and_check().await
+}
+
+async fn host_port_reaches_the_pod(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut c = config("hostport");
+    c.port_mappings = vec![v1::PortMapping {
+        protocol: v1::Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: host_port as i32,
+        host_ip: String::new(),
+    }];
+    let id = run(&mut p.cri, c).await?;
+    let (_, info) = status(&mut p.cri, &id).await?;
+    let netns = info["netnsPath"].as_str().context("netns")?.to_string();
+    // A listener inside the pod's network namespace.
+    let mut server = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args([
+            "busybox",
+            "nc",
+            "-l",
+            "-p",
+            "8080",
+            "-e",
+            "echo",
+            "hello-from-pod",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let mut answer = String::new();
+    for _ in 0..50 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", host_port)) {
+            use std::io::Read;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let _ = s.read_to_string(&mut answer);
+            if !answer.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    ensure!(
+        answer.contains("hello-from-pod"),
+        "host port {host_port} did not reach the pod: {answer:?}"
+    );
+    p.remove_all_and_check().await?;
+    let rules = Command::new("iptables-save").output()?;
+    ensure!(
+        !String::from_utf8_lossy(&rules.stdout).contains(&id),
+        "iptables rules of the pod left"
+    );
+    Ok(())
+}
+
+async fn labels_and_annotations_in_containerd(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let id = run(&mut p.cri, config("records")).await?;
+    let record = p
+        .containerd
+        .container_get(&id)
+        .await?
+        .context("no containerd record")?;
+    for (k, v) in [
+        ("io.kubernetes.pod.name", "records"),
+        ("io.kubernetes.pod.namespace", "default"),
+        ("io.kubernetes.pod.uid", "uid-records"),
+        ("io.crius.kind", "sandbox"),
+        ("app", "records"),
+    ] {
+        ensure!(
+            record.labels.get(k).map(String::as_str) == Some(v),
+            "label {k}: {:?}",
+            record.labels
+        );
+    }
+    let ann = record.spec.annotations().clone().unwrap_or_default();
+    for (k, v) in [
+        ("io.kubernetes.cri.container-type", "sandbox"),
+        ("io.kubernetes.cri.sandbox-id", id.as_str()),
+        ("io.kubernetes.cri.sandbox-name", "records"),
+        ("io.kubernetes.cri.sandbox-namespace", "default"),
+        ("io.kubernetes.cri.sandbox-uid", "uid-records"),
+        (
+            "io.kubernetes.cri.sandbox-log-directory",
+            "/tmp/crius-test-logs/records",
+        ),
+    ] {
+        ensure!(
+            ann.get(k).map(String::as_str) == Some(v),
+            "annotation {k}: {ann:?}"
+        );
+    }
+    ensure!(
+        record.runtime.name == "io.containerd.runc.v2",
+        "{:?}",
+        record.runtime
+    );
+    ensure!(
+        record
+            .spec
+            .root()
+            .as_ref()
+            .is_some_and(|r| r.readonly() == Some(true)),
+        "root must be read-only"
+    );
+    let snap = p
+        .containerd
+        .snapshot_stat("overlayfs", &id)
+        .await?
+        .context("no snapshot")?;
+    ensure!(
+        snap.kind == crius_containerd::SnapshotKind::View,
+        "sandbox rootfs must be a view: {snap:?}"
+    );
+    p.remove_all_and_check().await
+}
+
+async fn identical_retry_gets_the_same_id(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let (a, b) = tokio::join!(
+        {
+            let mut cri = p.cri.clone();
+            async move { run(&mut cri, config("retry")).await }
+        },
+        {
+            let mut cri = p.cri.clone();
+            async move { run(&mut cri, config("retry")).await }
+        },
+    );
+    let (a, b) = (a?, b?);
+    ensure!(a == b, "two ids for one pod: {a} {b}");
+    // The same name with a different request is refused while it exists.
+    let mut other = config("retry");
+    other.hostname = "different".into();
+    let err = run(&mut p.cri, other).await.expect_err("name taken");
+    ensure!(err.code() == tonic::Code::AlreadyExists, "{err:?}");
+    p.remove_all_and_check().await?;
+    // After removal the name is free again.
+    let id = run(&mut p.cri, config("retry")).await?;
+    ensure!(id != a);
+    p.remove_all_and_check().await
+}
+
+async fn daemon_restart_keeps_pods_running(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let a = run(&mut p.cri, config("survivor-a")).await?;
+    let b = run(&mut p.cri, config("survivor-b")).await?;
+    p.cri
+        .runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: b.clone(),
+        })
+        .await?;
+    let (sa, info) = status(&mut p.cri, &a).await?;
+    let pid = info["pid"].as_u64().context("pid")?;
+    let before = p
+        .cri
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+
+    let Some(mut daemon) = p.daemon.take() else {
+        bail!("no daemon")
+    };
+    daemon.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
+    // The pod keeps running without the daemon.
+    ensure!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pause died with the daemon"
+    );
+    // A new daemon with the same config (same state dir).
+    let config_path = daemon.dir().join("config.toml");
+    let log = std::fs::File::create(daemon.dir().join("criusd-2.log"))?;
+    let mut second = Command::new(crate::CRIUSD)
+        .arg("--config")
+        .arg(&config_path)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let result = async {
+        let socket = daemon.socket().to_path_buf();
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let mut cri = client::connect(&socket).await?;
+        // Wait until recovered.
+        let mut after = Vec::new();
+        for _ in 0..200 {
+            match cri
+                .runtime
+                .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+                .await
+            {
+                Ok(r) => {
+                    after = r.into_inner().items;
+                    break;
+                }
+                Err(e) if e.code() == tonic::Code::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let key = |v: &Vec<v1::PodSandbox>| {
+            let mut k: Vec<_> = v
+                .iter()
+                .map(|p| (p.id.clone(), p.state, p.created_at))
+                .collect();
+            k.sort();
+            k
+        };
+        ensure!(
+            key(&before) == key(&after),
+            "before {before:?}\nafter {after:?}"
+        );
+        let (sa2, _) = status(&mut cri, &a).await?;
+        ensure!(ready(&sa2), "{sa2:?}");
+        ensure!(
+            sa2.network == sa.network,
+            "IPs changed: {:?} {:?}",
+            sa.network,
+            sa2.network
+        );
+        for id in [&a, &b] {
+            cri.runtime
+                .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await?;
+        }
+        ensure!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "pause still running after remove"
+        );
+        Ok(())
+    }
+    .await;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.id() as i32),
+        Signal::SIGTERM,
+    );
+    let _ = second.wait();
+    drop(daemon);
+    result
+}

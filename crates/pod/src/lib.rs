@@ -1,0 +1,64 @@
+//! Pods: the lifecycle of pod sandboxes over containerd (a pause container
+//! per pod), CNI (the pod network) and files under the daemon's state
+//! directory (`/etc/hosts`, `/etc/resolv.conf`, `/etc/hostname`, `/dev/shm`).
+//!
+//! containerd's container records are the source of truth: each sandbox's
+//! record carries its labels and, as an extension, [`meta::SandboxMeta`];
+//! a restarted daemon rebuilds its index from them ([`Pods::recover`]).
+
+mod meta;
+mod podfs;
+mod recover;
+pub mod registrar;
+mod sandbox;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crius_containerd::Containerd;
+use crius_image::Images;
+use crius_network::exec::Cni;
+
+pub use meta::SandboxMeta;
+pub use sandbox::{ListFilter, SandboxStatus};
+pub use store::Sandbox;
+
+/// Pod sandboxes of one containerd namespace.
+pub struct Pods {
+    containerd: Containerd,
+    images: Arc<Images>,
+    cni: Cni,
+    state_dir: PathBuf,
+    store: store::Store,
+    /// The pause program of the built-in sandbox image.
+    pause: &'static [u8],
+}
+
+impl Pods {
+    /// `state_dir` is the daemon's volatile state directory.
+    pub fn new(
+        containerd: Containerd,
+        images: Arc<Images>,
+        cni_bin_dirs: Vec<PathBuf>,
+        state_dir: PathBuf,
+        pause: &'static [u8],
+    ) -> Self {
+        Pods {
+            pause,
+            cni: Cni::new(cni_bin_dirs, state_dir.join("cni-cache")),
+            containerd,
+            images,
+            store: store::Store::default(),
+            state_dir,
+        }
+    }
+
+    fn pods_dir(&self) -> PathBuf {
+        self.state_dir.join("sandboxes")
+    }
+
+    fn netns_dir(&self) -> PathBuf {
+        self.state_dir.join("netns")
+    }
+}

@@ -1,0 +1,60 @@
+//! What crius keeps about a sandbox in containerd (an extension of its
+//! container record) and in the pod's directory (for crash clean-up).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The extension name on a sandbox's containerd record.
+pub const EXTENSION: &str = "io.crius.sandbox";
+/// The type URL of that extension (JSON).
+pub const TYPE_URL: &str = "io.crius/SandboxMeta";
+
+/// A sandbox as crius needs it to answer CRI, persisted as versioned JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxMeta {
+    pub version: u32,
+    pub id: String,
+    pub name: String,
+    pub uid: String,
+    pub namespace: String,
+    pub attempt: u32,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub runtime_handler: String,
+    pub runtime_type: String,
+    /// Nanoseconds since the epoch.
+    pub created_at: i64,
+    /// The pinned network namespace; `None` with host network.
+    pub netns: Option<String>,
+    /// The CNI network the pod is attached to.
+    pub network: Option<String>,
+    /// Pod IPs, IPv4 first.
+    pub ips: Vec<String>,
+    pub hostname: String,
+    pub log_directory: String,
+    /// CRI namespace modes (network, pid, ipc) as CRI enum values.
+    pub namespace_modes: [i32; 3],
+    pub image: String,
+    /// Port mappings as given, for CNI DEL.
+    pub port_mappings: Vec<(String, u16, u16, String)>,
+    /// The pod's `/dev/shm` mount, when it has its own.
+    pub shm: Option<String>,
+}
+
+impl SandboxMeta {
+    pub const VERSION: u32 = 1;
+
+    pub fn to_any(&self) -> crius_core::Result<prost_types::Any> {
+        Ok(prost_types::Any {
+            type_url: TYPE_URL.to_string(),
+            value: serde_json::to_vec(self)
+                .map_err(|e| crius_core::Error::Internal(format!("encoding sandbox meta: {e}")))?,
+        })
+    }
+
+    pub fn from_any(any: &prost_types::Any) -> crius_core::Result<Self> {
+        serde_json::from_slice(&any.value)
+            .map_err(|e| crius_core::Error::Internal(format!("decoding sandbox meta: {e}")))
+    }
+}

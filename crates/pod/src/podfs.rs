@@ -1,0 +1,97 @@
+//! A pod's directory under the state dir: its `/etc` files, its `/dev/shm`
+//! and an intent record that lets start-up clean up after a daemon that died
+//! half-way through `RunPodSandbox`.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crius_core::{Error, Result};
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::meta::SandboxMeta;
+
+/// The intent record's file name.
+pub const INTENT: &str = "sandbox.json";
+/// Size of a pod's own `/dev/shm` (containerd's and Docker's default).
+const SHM_SIZE: &str = "size=65536k";
+
+/// Creates `dir` (0711: containers' processes need not list it).
+pub fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Writes `data` to `path` atomically: a temporary file, fsync, rename.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let ctx = || format!("writing {}", path.display());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::io(ctx(), e))?;
+    f.write_all(data).map_err(|e| Error::io(ctx(), e))?;
+    f.sync_all().map_err(|e| Error::io(ctx(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(ctx(), e))
+}
+
+/// Records what a sandbox being created holds, for clean-up after a crash.
+pub fn write_intent(dir: &Path, meta: &SandboxMeta) -> Result<()> {
+    let data = serde_json::to_vec_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
+    write_atomic(&dir.join(INTENT), &data, 0o600)
+}
+
+/// Reads the intent record of a pod directory, if any.
+pub fn read_intent(dir: &Path) -> Option<SandboxMeta> {
+    let data = std::fs::read(dir.join(INTENT)).ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
+/// Mounts a fresh tmpfs as the pod's `/dev/shm` at `dir/shm`.
+pub fn mount_shm(dir: &Path) -> Result<PathBuf> {
+    let shm = dir.join("shm");
+    std::fs::DirBuilder::new()
+        .mode(0o1777)
+        .create(&shm)
+        .or_else(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| Error::io(format!("creating {}", shm.display()), e))?;
+    nix::mount::mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,{SHM_SIZE}").as_str()),
+    )
+    .map_err(|e| Error::io(format!("mounting tmpfs on {}", shm.display()), e.into()))?;
+    Ok(shm)
+}
+
+/// Unmounts the pod's `/dev/shm`; absent or not mounted is fine.
+pub fn unmount_shm(shm: &Path) -> Result<()> {
+    match nix::mount::umount2(shm, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(Error::io(format!("unmounting {}", shm.display()), e.into())),
+    }
+}
+
+/// Removes a pod directory (after its mounts are gone).
+pub fn remove_dir(dir: &Path) -> Result<()> {
+    unmount_shm(&dir.join("shm"))?;
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
+    }
+}

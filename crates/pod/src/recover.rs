@@ -1,0 +1,131 @@
+//! Start-up: rebuild the sandbox index from containerd, then clean up what a
+//! daemon that died half-way through a run left behind.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crius_containerd::TaskStatus;
+use crius_core::config::Config;
+use crius_core::sandbox::{SandboxState, labels};
+use crius_core::{Error, Result};
+use futures::StreamExt;
+
+use crate::meta::{self, SandboxMeta};
+use crate::store::Sandbox;
+use crate::{Pods, podfs};
+
+/// Sandboxes loaded at once at start-up.
+const RECOVERY_CONCURRENCY: usize = 16;
+
+impl Pods {
+    /// Rebuilds the index from containerd's records (bounded concurrency),
+    /// reports sandboxes whose pause task died meanwhile as NOTREADY, and
+    /// removes the leftovers of interrupted runs.
+    pub async fn recover(&self, config: &Config) -> Result<()> {
+        self.ensure_pause_image(config).await?;
+        let filter = format!("labels.\"{}\"=={}", labels::KIND, labels::KIND_SANDBOX);
+        let records = self.containerd.container_list(&[filter]).await?;
+        let loaded: Vec<Result<Option<Sandbox>>> = futures::stream::iter(records)
+            .map(|r| async move {
+                let Some(any) = r.extensions.get(meta::EXTENSION) else {
+                    tracing::warn!(id = %r.id, "sandbox record without crius metadata; ignoring it");
+                    return Ok(None);
+                };
+                let meta = SandboxMeta::from_any(any)?;
+                let task = self.containerd.task_get(&r.id).await?;
+                let running = task.map(|t| t.status == TaskStatus::Running).unwrap_or(false);
+                Ok(Some(Sandbox::new(meta, SandboxState::recovered(Some(running)))))
+            })
+            .buffer_unordered(RECOVERY_CONCURRENCY)
+            .collect()
+            .await;
+        let (mut ready, mut not_ready) = (0, 0);
+        for s in loaded {
+            let Some(s) = s? else { continue };
+            let m = &s.meta;
+            let key = labels::sandbox_name_key(&m.name, &m.uid, &m.namespace, m.attempt);
+            self.store.names.insert_taken(&key, &m.id);
+            if s.state() == SandboxState::Ready {
+                ready += 1;
+            } else {
+                not_ready += 1;
+            }
+            self.store.insert(Arc::new(s));
+        }
+        let orphans = self.remove_orphans(config).await;
+        tracing::info!(ready, not_ready, orphans, "sandboxes recovered");
+        Ok(())
+    }
+
+    /// Pod directories and network namespaces no sandbox record owns: the
+    /// remains of runs interrupted before their record was written.
+    async fn remove_orphans(&self, config: &Config) -> usize {
+        let mut removed = 0;
+        let known = |id: &str| {
+            self.store
+                .find(id)
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.meta.id == id)
+        };
+        for entry in read_dir_names(&self.pods_dir()) {
+            if known(&entry) {
+                continue;
+            }
+            let dir = self.pods_dir().join(&entry);
+            if let Some(meta) = podfs::read_intent(&dir)
+                && let Err(e) = self.teardown_network(config, &meta).await
+            {
+                tracing::warn!(sandbox = %entry, "orphan network: {e}");
+            }
+            if let Err(e) = podfs::remove_dir(&dir) {
+                tracing::warn!(sandbox = %entry, "orphan directory: {e}");
+            }
+            removed += 1;
+        }
+        for entry in read_dir_names(&self.netns_dir()) {
+            if known(&entry) {
+                continue;
+            }
+            let path = self.netns_dir().join(&entry);
+            if let Err(e) = crius_network::netns::remove(&path) {
+                tracing::warn!(netns = %path.display(), "orphan netns: {e}");
+            }
+            removed += 1;
+        }
+        removed
+    }
+
+    /// CNI DEL for a sandbox's network, if it has one.
+    async fn teardown_network(&self, config: &Config, meta: &SandboxMeta) -> Result<()> {
+        let (Some(network), Some(netns)) = (&meta.network, &meta.netns) else {
+            return Ok(());
+        };
+        let net = crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs)
+            .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
+        if &net.name != network {
+            return Err(Error::FailedPrecondition(format!(
+                "network {network} is no longer configured"
+            )));
+        }
+        let netns = if crius_network::netns::is_pinned(Path::new(netns)) {
+            Path::new(netns).to_path_buf()
+        } else {
+            Default::default()
+        };
+        self.cni
+            .del(&net, &crate::sandbox::attachment(meta, &netns))
+            .await
+    }
+}
+
+fn read_dir_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| !n.ends_with(".tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
+}

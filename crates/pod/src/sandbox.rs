@@ -1,0 +1,666 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
+//! ListPodSandbox.
+//!
+//! A run goes: validate → reserve the name → pod directory and intent record
+//! → network namespace → CNI ADD → `/etc` files and `/dev/shm` → OCI spec →
+//! a read-only view of the sandbox image → containerd container → pause
+//! task. It runs in a task of its own, so a client that gives up does not
+//! cut it short; a failure undoes every step done, in reverse.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crius_containerd::{ContainerRecord, Runtime, Stdio, TaskStatus, runc_options};
+use crius_core::cgroup::CgroupDriver;
+use crius_core::config::Config;
+use crius_core::image::{BUILTIN_SANDBOX_IMAGE, CriImage};
+use crius_core::sandbox::{
+    self, ImageProcess, NamespaceMode, PodSandboxRequest, SandboxSpecInput, SandboxState, files,
+    labels,
+};
+use crius_core::{Error, Result};
+use crius_image::Query;
+use crius_network::exec::{Attachment, PortMapping, RuntimeConfig};
+use sha2::{Digest as _, Sha256};
+
+use crate::meta::{self, SandboxMeta};
+use crate::registrar::Reserve;
+use crate::store::Sandbox;
+use crate::{Pods, podfs};
+
+/// How long a stop waits for the pause process to die after SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lease around a sandbox's creation (its snapshot must not be collected
+/// before the container record references it).
+const CREATE_LEASE: Duration = Duration::from_secs(600);
+/// kubelet's and containerd's oom_score_adj for the pause process.
+const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
+
+/// Filters of `ListPodSandbox`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub id: String,
+    pub state: Option<SandboxState>,
+    pub label_selector: BTreeMap<String, String>,
+}
+
+/// What `PodSandboxStatus` reports.
+#[derive(Debug, Clone)]
+pub struct SandboxStatus {
+    pub meta: SandboxMeta,
+    pub state: SandboxState,
+    pub pid: Option<u32>,
+    /// The OCI spec containerd holds (verbose status).
+    pub spec: Option<serde_json::Value>,
+}
+
+/// What a failed run must undo.
+#[derive(Default)]
+struct Undo {
+    pod_dir: Option<PathBuf>,
+    netns: Option<PathBuf>,
+    network: Option<(crius_network::cni::NetworkConfig, Attachment)>,
+    snapshot: Option<(String, String)>,
+    container: Option<String>,
+    task: Option<String>,
+    lease: Option<String>,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+fn random_id() -> String {
+    let mut seed = [0u8; 32];
+    // The kernel's randomness; the time and a counter would do, but need not.
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+        .is_err()
+    {
+        let t = now_ns().to_le_bytes();
+        seed[..8].copy_from_slice(&t);
+    }
+    sandbox::id::new_id(seed)
+}
+
+/// Identifies a request, so an identical retry is recognized.
+fn fingerprint(req: &PodSandboxRequest) -> String {
+    format!("{:x}", Sha256::digest(format!("{req:?}").as_bytes()))
+}
+
+fn mode_of(m: NamespaceMode) -> i32 {
+    match m {
+        NamespaceMode::Pod => 0,
+        NamespaceMode::Container => 1,
+        NamespaceMode::Node => 2,
+        NamespaceMode::Target => 3,
+    }
+}
+
+/// The runtime handler a pod asked for (or the default): its name, shim and options.
+fn runtime_for(
+    config: &Config,
+    requested: &str,
+) -> Result<(String, String, Option<prost_types::Any>)> {
+    let name = if requested.is_empty() {
+        config.default_runtime.as_str()
+    } else {
+        requested
+    };
+    match config.runtimes.get(name) {
+        Some(h) => {
+            let o = &h.options;
+            let options = (h.runtime_type.starts_with("io.containerd.runc."))
+                .then(|| runc_options(&o.binary_name, &o.root, o.systemd_cgroup));
+            Ok((name.to_string(), h.runtime_type.clone(), options))
+        }
+        None if name == config.default_runtime => Ok((name.to_string(), name.to_string(), None)),
+        None => Err(Error::not_found(format!(
+            "runtime handler {name:?} (not configured)"
+        ))),
+    }
+}
+
+/// The process the pause image runs, from its config.
+fn image_process(config: &serde_json::Value) -> ImageProcess {
+    let c = &config["config"];
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ImageProcess {
+        entrypoint: strings(&c["Entrypoint"]),
+        cmd: strings(&c["Cmd"]),
+        env: strings(&c["Env"]),
+        working_dir: c["WorkingDir"].as_str().unwrap_or_default().to_string(),
+        user: c["User"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// This process's oom_score_adj: a child may not go lower without
+/// CAP_SYS_RESOURCE.
+fn own_oom_score_adj() -> i32 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn node_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn port_mappings(req: &PodSandboxRequest) -> Vec<PortMapping> {
+    req.port_mappings
+        .iter()
+        .filter(|p| p.host_port > 0)
+        .map(|p| PortMapping {
+            host_port: p.host_port as u16,
+            container_port: p.container_port as u16,
+            protocol: p.protocol.to_string().to_lowercase(),
+            host_ip: p.host_ip.clone(),
+        })
+        .collect()
+}
+
+pub(crate) fn attachment(meta: &SandboxMeta, netns: &Path) -> Attachment {
+    Attachment {
+        container_id: meta.id.clone(),
+        netns: netns.to_path_buf(),
+        ifname: "eth0".to_string(),
+        args: Attachment::kubernetes_args(&meta.namespace, &meta.name, &meta.uid, &meta.id),
+        capabilities: RuntimeConfig {
+            port_mappings: meta
+                .port_mappings
+                .iter()
+                .map(
+                    |(protocol, host_port, container_port, host_ip)| PortMapping {
+                        host_port: *host_port,
+                        container_port: *container_port,
+                        protocol: protocol.clone(),
+                        host_ip: host_ip.clone(),
+                    },
+                )
+                .collect(),
+        },
+    }
+}
+
+impl Pods {
+    /// Runs a sandbox; returns its id. An identical retry of a request in
+    /// flight gets the same id.
+    pub async fn run(
+        self: &Arc<Self>,
+        config: Arc<Config>,
+        driver: CgroupDriver,
+        req: PodSandboxRequest,
+    ) -> Result<String> {
+        sandbox::validate(&req)?;
+        let key = labels::sandbox_name_key(&req.name, &req.uid, &req.namespace, req.attempt);
+        let id = random_id();
+        let reservation = match self
+            .store
+            .names
+            .reserve(&key, &id, &fingerprint(&req))
+            .await?
+        {
+            Reserve::Duplicate(Some(id)) => return Ok(id),
+            Reserve::Duplicate(None) => {
+                return Err(Error::Internal(
+                    "name reservation ended without an id".into(),
+                ));
+            }
+            Reserve::Reserved(r) => r,
+        };
+        let pods = self.clone();
+        let task = tokio::spawn(async move {
+            let mut undo = Undo::default();
+            match pods
+                .create(&config, driver, &req, reservation.id(), &mut undo)
+                .await
+            {
+                Ok(sandbox) => {
+                    let id = sandbox.meta.id.clone();
+                    pods.store.insert(sandbox);
+                    reservation.commit();
+                    Ok(id)
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %req.name, namespace = %req.namespace, "RunPodSandbox failed, undoing: {e}");
+                    pods.undo(undo).await;
+                    drop(reservation);
+                    Err(e)
+                }
+            }
+        });
+        task.await
+            .map_err(|e| Error::Internal(format!("sandbox creation task: {e}")))?
+    }
+
+    async fn sandbox_image(&self, config: &Config) -> Result<CriImage> {
+        let name = if config.sandbox_image.is_empty() {
+            BUILTIN_SANDBOX_IMAGE
+        } else {
+            config.sandbox_image.as_str()
+        };
+        let query = Query::parse(name)?;
+        let image = match self.images.find(&query).await? {
+            Some(i) => i,
+            None if name == BUILTIN_SANDBOX_IMAGE => self.ensure_pause_image(config).await?,
+            None => {
+                self.images
+                    .pull(&config.images, &config.containerd.snapshotter, name, None)
+                    .await?
+            }
+        };
+        self.images
+            .ensure_unpacked(&image, &config.containerd.snapshotter)
+            .await?;
+        Ok(image)
+    }
+
+    /// Builds the built-in pause image when it is missing.
+    pub async fn ensure_pause_image(&self, config: &Config) -> Result<CriImage> {
+        let pause = crius_image::File {
+            path: "/pause",
+            mode: 0o755,
+            data: Some(self.pause),
+        };
+        let dir = |path| crius_image::File {
+            path,
+            mode: 0o755,
+            data: None,
+        };
+        // The mount points runc needs: the rootfs is a read-only view.
+        let files = [dir("/dev"), dir("/etc"), dir("/proc"), dir("/sys"), pause];
+        self.images
+            .ensure_builtin(
+                &config.images,
+                &config.containerd.snapshotter,
+                BUILTIN_SANDBOX_IMAGE,
+                &files,
+                &["/pause"],
+            )
+            .await
+    }
+
+    async fn create(
+        &self,
+        config: &Config,
+        driver: CgroupDriver,
+        req: &PodSandboxRequest,
+        id: &str,
+        undo: &mut Undo,
+    ) -> Result<Arc<Sandbox>> {
+        let (handler, runtime_type, options) = runtime_for(config, &req.runtime_handler)?;
+        let snapshotter = config.containerd.snapshotter.clone();
+        let image = self.sandbox_image(config).await?;
+        let image_config = self.images.config(&image).await?;
+
+        let ns = req.linux.namespaces;
+        let host_network = ns.network == NamespaceMode::Node;
+        let pod_dir = self.pods_dir().join(id);
+        let netns = (!host_network).then(|| self.netns_dir().join(id));
+        let hostname = if host_network {
+            node_hostname()
+        } else if req.hostname.is_empty() {
+            req.name.clone()
+        } else {
+            req.hostname.clone()
+        };
+        let mut meta = SandboxMeta {
+            version: SandboxMeta::VERSION,
+            id: id.to_string(),
+            name: req.name.clone(),
+            uid: req.uid.clone(),
+            namespace: req.namespace.clone(),
+            attempt: req.attempt,
+            labels: req.labels.clone(),
+            annotations: req.annotations.clone(),
+            runtime_handler: handler,
+            runtime_type: runtime_type.clone(),
+            created_at: now_ns(),
+            netns: netns.as_ref().map(|p| p.display().to_string()),
+            network: None,
+            ips: vec![],
+            hostname: hostname.clone(),
+            log_directory: req.log_directory.clone(),
+            namespace_modes: [mode_of(ns.network), mode_of(ns.pid), mode_of(ns.ipc)],
+            image: image
+                .repo_tags
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            port_mappings: port_mappings(req)
+                .into_iter()
+                .map(|p| (p.protocol, p.host_port, p.container_port, p.host_ip))
+                .collect(),
+            shm: None,
+        };
+
+        // The directory first: its intent record lets start-up undo the rest.
+        podfs::create_dir(&pod_dir)?;
+        undo.pod_dir = Some(pod_dir.clone());
+        podfs::write_intent(&pod_dir, &meta)?;
+
+        let mut ips: Vec<IpAddr> = Vec::new();
+        if let Some(netns) = &netns {
+            let net = crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs)
+                .map_err(|e| Error::FailedPrecondition(format!("pod network is not ready: {e}")))?;
+            meta.network = Some(net.name.clone());
+            podfs::write_intent(&pod_dir, &meta)?;
+            let dir = self.netns_dir();
+            let name = id.to_string();
+            let created =
+                tokio::task::spawn_blocking(move || crius_network::netns::create(&dir, &name))
+                    .await
+                    .map_err(|e| Error::Internal(format!("netns task: {e}")))??;
+            undo.netns = Some(created.clone());
+            let att = attachment(&meta, netns);
+            undo.network = Some((net.clone(), att.clone()));
+            let result = self.cni.add(&net, &att).await?;
+            ips = result.pod_ips();
+            meta.ips = ips.iter().map(IpAddr::to_string).collect();
+            tracing::info!(sandbox = id, ips = ?meta.ips, network = %net.name, "pod network set up");
+        }
+
+        // /etc files and /dev/shm.
+        let host_files =
+            |name: &str| std::fs::read(Path::new("/etc").join(name)).unwrap_or_default();
+        podfs::write_atomic(
+            &pod_dir.join("hostname"),
+            files::hostname_file(&hostname).as_bytes(),
+            0o644,
+        )?;
+        let hosts = if host_network {
+            host_files("hosts")
+        } else {
+            files::hosts(&hostname, &ips).into_bytes()
+        };
+        podfs::write_atomic(&pod_dir.join("hosts"), &hosts, 0o644)?;
+        let resolv = match &req.dns {
+            Some(dns) if !host_network => files::resolv_conf(dns).into_bytes(),
+            _ => host_files("resolv.conf"),
+        };
+        podfs::write_atomic(&pod_dir.join("resolv.conf"), &resolv, 0o644)?;
+        if ns.ipc != NamespaceMode::Node {
+            let shm = podfs::mount_shm(&pod_dir)?;
+            meta.shm = Some(shm.display().to_string());
+        }
+        podfs::write_intent(&pod_dir, &meta)?;
+
+        // Pod annotations reach the spec only through a runtime handler's
+        // allow-list (runtime handlers issue); the CRI ones are always there.
+        let annotations = BTreeMap::new();
+        let spec = sandbox::sandbox_spec(&SandboxSpecInput {
+            id: id.to_string(),
+            request: req,
+            image_config: image_process(&image_config),
+            netns_path: meta.netns.clone(),
+            pod_shm: meta.shm.clone(),
+            hostname: hostname.clone(),
+            cgroup_driver: driver,
+            daemon_oom_score_adj: own_oom_score_adj(),
+            sandbox_oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
+            annotations,
+        })?;
+
+        let lease = format!("crius-sandbox-{id}");
+        self.containerd.lease_create(&lease, CREATE_LEASE).await?;
+        undo.lease = Some(lease.clone());
+        let c = self.containerd.with_lease(&lease);
+        let mounts = c
+            .snapshot_view(&snapshotter, id, Some(&image.chain_id), HashMap::new())
+            .await?;
+        undo.snapshot = Some((snapshotter.clone(), id.to_string()));
+        let mut record_labels: HashMap<String, String> =
+            labels::sandbox_labels(req).into_iter().collect();
+        record_labels.insert(
+            "io.crius.sandbox.runtime-handler".to_string(),
+            meta.runtime_handler.clone(),
+        );
+        let record = ContainerRecord {
+            id: id.to_string(),
+            labels: record_labels,
+            image: meta.image.clone(),
+            runtime: Runtime {
+                name: runtime_type,
+                options,
+            },
+            spec,
+            snapshotter: snapshotter.clone(),
+            snapshot_key: id.to_string(),
+            extensions: HashMap::from([(meta::EXTENSION.to_string(), meta.to_any()?)]),
+            ..Default::default()
+        };
+        c.container_create(&record).await?;
+        undo.container = Some(id.to_string());
+        undo.task = Some(id.to_string());
+        c.task_create(id, mounts, &Stdio::null()).await?;
+        let pid = c.task_start(id).await?;
+        if let Err(e) = self.containerd.lease_delete(&lease).await {
+            tracing::warn!(
+                lease,
+                "cannot delete the creation lease (it expires on its own): {e}"
+            );
+        }
+        undo.lease = None;
+        tracing::info!(sandbox = id, pod = %req.name, namespace = %req.namespace, pid, "sandbox ready");
+        Ok(Arc::new(Sandbox::new(meta, SandboxState::Ready)))
+    }
+
+    /// Undoes a failed run, in reverse; errors are logged, not returned.
+    async fn undo(&self, undo: Undo) {
+        if let Some(id) = &undo.task
+            && let Err(e) = self.kill_and_delete_task(id).await
+        {
+            tracing::warn!(sandbox = %id, "undo: task: {e}");
+        }
+        if let Some(id) = &undo.container
+            && let Err(e) = self.containerd.container_delete(id).await
+        {
+            tracing::warn!(sandbox = %id, "undo: container: {e}");
+        }
+        if let Some((snapshotter, key)) = &undo.snapshot
+            && let Err(e) = self.containerd.snapshot_remove(snapshotter, key).await
+        {
+            tracing::warn!(key, "undo: snapshot: {e}");
+        }
+        if let Some((net, att)) = &undo.network
+            && let Err(e) = self.cni.del(net, att).await
+        {
+            tracing::warn!(container = %att.container_id, "undo: CNI DEL: {e}");
+        }
+        if let Some(path) = &undo.netns {
+            let path = path.clone();
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || crius_network::netns::remove(&path)).await
+            {
+                tracing::warn!("undo: netns: {e}");
+            }
+        }
+        if let Some(dir) = &undo.pod_dir
+            && let Err(e) = podfs::remove_dir(dir)
+        {
+            tracing::warn!(dir = %dir.display(), "undo: pod directory: {e}");
+        }
+        if let Some(lease) = &undo.lease
+            && let Err(e) = self.containerd.lease_delete(lease).await
+        {
+            tracing::warn!(lease, "undo: lease: {e}");
+        }
+    }
+
+    /// Kills a task (all its processes), waits for it, deletes it. Absent is fine.
+    async fn kill_and_delete_task(&self, id: &str) -> Result<()> {
+        let Some(task) = self.containerd.task_get(id).await? else {
+            return Ok(());
+        };
+        if matches!(
+            task.status,
+            TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing | TaskStatus::Created
+        ) {
+            match self.containerd.task_kill(id, 9, true).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            if task.status != TaskStatus::Created {
+                match tokio::time::timeout(STOP_TIMEOUT, self.containerd.task_wait(id)).await {
+                    Ok(Ok(_)) | Ok(Err(Error::NotFound { .. })) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        return Err(Error::DeadlineExceeded(format!(
+                            "task {id} did not exit within {STOP_TIMEOUT:?} of SIGKILL"
+                        )));
+                    }
+                }
+            }
+        }
+        self.containerd.task_delete(id).await?;
+        Ok(())
+    }
+
+    /// Stops a sandbox: its processes killed, its network torn down.
+    /// Idempotent.
+    pub async fn stop(&self, config: &Config, id: &str) -> Result<()> {
+        let sandbox = self
+            .store
+            .find(id)?
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {id}")))?;
+        let _op = sandbox.op.lock().await;
+        self.stop_locked(config, &sandbox).await
+    }
+
+    async fn stop_locked(&self, config: &Config, sandbox: &Sandbox) -> Result<()> {
+        let id = &sandbox.meta.id;
+        self.kill_and_delete_task(id).await?;
+        if let (Some(network), Some(netns)) = (&sandbox.meta.network, &sandbox.meta.netns) {
+            // The network config may have changed since; DEL with the cached
+            // config when the named network is gone is the plugin's job.
+            match crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs) {
+                Ok(net) if &net.name == network => {
+                    let netns = if crius_network::netns::is_pinned(Path::new(netns)) {
+                        PathBuf::from(netns)
+                    } else {
+                        PathBuf::new()
+                    };
+                    self.cni
+                        .del(&net, &attachment(&sandbox.meta, &netns))
+                        .await?;
+                }
+                Ok(net) => {
+                    tracing::warn!(sandbox = %id, was = %network, now = %net.name, "the pod's network is no longer configured; skipping CNI DEL")
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, "no CNI config to tear the pod network down: {e}")
+                }
+            }
+        }
+        sandbox.set_state(SandboxState::NotReady);
+        tracing::info!(sandbox = %id, "sandbox stopped");
+        Ok(())
+    }
+
+    /// Removes a sandbox, stopping it first. Unknown ids are fine.
+    pub async fn remove(&self, config: &Config, id: &str) -> Result<()> {
+        let Some(sandbox) = self.store.find(id)? else {
+            return Ok(());
+        };
+        let _op = sandbox.op.lock().await;
+        if self.store.find(&sandbox.meta.id)?.is_none() {
+            return Ok(()); // removed while we waited
+        }
+        if sandbox.state() != SandboxState::NotReady
+            || self.containerd.task_get(&sandbox.meta.id).await?.is_some()
+        {
+            self.stop_locked(config, &sandbox).await?;
+        }
+        let id = sandbox.meta.id.clone();
+        self.containerd.container_delete(&id).await?;
+        self.containerd
+            .snapshot_remove(&config.containerd.snapshotter, &id)
+            .await?;
+        if let Some(netns) = sandbox.meta.netns.clone() {
+            tokio::task::spawn_blocking(move || crius_network::netns::remove(Path::new(&netns)))
+                .await
+                .map_err(|e| Error::Internal(format!("netns task: {e}")))??;
+        }
+        podfs::remove_dir(&self.pods_dir().join(&id))?;
+        let key = labels::sandbox_name_key(
+            &sandbox.meta.name,
+            &sandbox.meta.uid,
+            &sandbox.meta.namespace,
+            sandbox.meta.attempt,
+        );
+        self.store.names.release(&key, &id);
+        self.store.remove(&id);
+        tracing::info!(sandbox = %id, "sandbox removed");
+        Ok(())
+    }
+
+    /// A sandbox's status, checked against its pause task.
+    pub async fn status(&self, id: &str, verbose: bool) -> Result<SandboxStatus> {
+        let sandbox = self
+            .store
+            .find(id)?
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {id}")))?;
+        let task = self.containerd.task_get(&sandbox.meta.id).await?;
+        let running = task
+            .as_ref()
+            .is_some_and(|t| t.status == TaskStatus::Running);
+        if sandbox.state() == SandboxState::Ready && !running {
+            // The pause process died under us.
+            sandbox.set_state(SandboxState::NotReady);
+        }
+        let spec = if verbose {
+            self.containerd
+                .container_get(&sandbox.meta.id)
+                .await?
+                .and_then(|r| serde_json::to_value(r.spec).ok())
+        } else {
+            None
+        };
+        Ok(SandboxStatus {
+            meta: sandbox.meta.clone(),
+            state: sandbox.state(),
+            pid: task
+                .filter(|t| t.status == TaskStatus::Running)
+                .map(|t| t.pid),
+            spec,
+        })
+    }
+
+    /// Sandboxes matching `filter`.
+    pub fn list(&self, filter: &ListFilter) -> Vec<(SandboxMeta, SandboxState)> {
+        let mut out: Vec<_> = self
+            .store
+            .all()
+            .into_iter()
+            .filter(|s| filter.id.is_empty() || s.meta.id.starts_with(&filter.id))
+            .filter(|s| filter.state.is_none_or(|st| s.state() == st))
+            .filter(|s| {
+                filter
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| s.meta.labels.get(k) == Some(v))
+            })
+            .map(|s| (s.meta.clone(), s.state()))
+            .collect();
+        out.sort_by_key(|(m, _)| m.created_at);
+        out
+    }
+}

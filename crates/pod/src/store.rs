@@ -1,0 +1,96 @@
+//! The in-memory index of sandboxes, rebuilt from containerd at start-up.
+//!
+//! Two levels: a std `RwLock` over the map (held for a lookup, never across
+//! `.await`) and, per sandbox, immutable metadata plus a small status under a
+//! std mutex and a tokio mutex that serializes the long operations (stop,
+//! remove) of one sandbox.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crius_core::sandbox::SandboxState;
+use crius_core::{Error, Result};
+
+use crate::meta::SandboxMeta;
+use crate::registrar::Registrar;
+
+/// One sandbox.
+pub struct Sandbox {
+    pub meta: SandboxMeta,
+    state: Mutex<SandboxState>,
+    /// Held by stop and remove for their whole duration.
+    pub(crate) op: tokio::sync::Mutex<()>,
+}
+
+impl Sandbox {
+    pub fn new(meta: SandboxMeta, state: SandboxState) -> Self {
+        Sandbox {
+            meta,
+            state: Mutex::new(state),
+            op: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn state(&self) -> SandboxState {
+        match self.state.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
+    pub fn set_state(&self, s: SandboxState) {
+        match self.state.lock() {
+            Ok(mut g) => *g = s,
+            Err(p) => *p.into_inner() = s,
+        }
+    }
+}
+
+/// All sandboxes, plus the name registrar.
+#[derive(Default)]
+pub struct Store {
+    map: RwLock<HashMap<String, Arc<Sandbox>>>,
+    pub names: Registrar,
+}
+
+impl Store {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Sandbox>>> {
+        match self.map.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Sandbox>>> {
+        match self.map.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn insert(&self, s: Arc<Sandbox>) {
+        self.write().insert(s.meta.id.clone(), s);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.write().remove(id);
+    }
+
+    pub fn all(&self) -> Vec<Arc<Sandbox>> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The sandbox an id or unique id prefix names.
+    pub fn find(&self, id_or_prefix: &str) -> Result<Option<Arc<Sandbox>>> {
+        if id_or_prefix.is_empty() {
+            return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
+        }
+        let map = self.read();
+        if let Some(s) = map.get(id_or_prefix) {
+            return Ok(Some(s.clone()));
+        }
+        let found =
+            crius_core::sandbox::id::match_prefix(map.keys().map(String::as_str), id_or_prefix)?;
+        Ok(found.and_then(|id| map.get(id).cloned()))
+    }
+}

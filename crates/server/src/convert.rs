@@ -1,0 +1,124 @@
+//! CRI messages ↔ domain types. Unknown enum values become errors naming
+//! the field; nothing else is judged here (the core validates).
+
+use crius_core::Error;
+use crius_core::sandbox::{
+    DnsConfig, LinuxSandbox, NamespaceMode, NamespaceOptions, PodSandboxRequest, PortMapping,
+    Protocol, Resources, SecurityProfile,
+};
+use crius_cri_api::v1;
+
+fn namespace_mode(field: &str, v: i32) -> Result<NamespaceMode, Error> {
+    match v1::NamespaceMode::try_from(v) {
+        Ok(v1::NamespaceMode::Pod) => Ok(NamespaceMode::Pod),
+        Ok(v1::NamespaceMode::Container) => Ok(NamespaceMode::Container),
+        Ok(v1::NamespaceMode::Node) => Ok(NamespaceMode::Node),
+        Ok(v1::NamespaceMode::Target) => Ok(NamespaceMode::Target),
+        Err(_) => Err(Error::invalid(field, format!("unknown namespace mode {v}"))),
+    }
+}
+
+fn protocol(field: &str, v: i32) -> Result<Protocol, Error> {
+    match v1::Protocol::try_from(v) {
+        Ok(v1::Protocol::Tcp) => Ok(Protocol::Tcp),
+        Ok(v1::Protocol::Udp) => Ok(Protocol::Udp),
+        Ok(v1::Protocol::Sctp) => Ok(Protocol::Sctp),
+        Err(_) => Err(Error::invalid(field, format!("unknown protocol {v}"))),
+    }
+}
+
+fn profile(field: &str, p: Option<&v1::SecurityProfile>) -> Result<Option<SecurityProfile>, Error> {
+    let Some(p) = p else { return Ok(None) };
+    match v1::security_profile::ProfileType::try_from(p.profile_type) {
+        Ok(v1::security_profile::ProfileType::RuntimeDefault) => {
+            Ok(Some(SecurityProfile::RuntimeDefault))
+        }
+        Ok(v1::security_profile::ProfileType::Unconfined) => Ok(Some(SecurityProfile::Unconfined)),
+        Ok(v1::security_profile::ProfileType::Localhost) => {
+            Ok(Some(SecurityProfile::Localhost(p.localhost_ref.clone())))
+        }
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("unknown profile type {}", p.profile_type),
+        )),
+    }
+}
+
+fn resources(r: Option<&v1::LinuxContainerResources>) -> Option<Resources> {
+    r.map(|r| Resources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+    })
+}
+
+/// A `RunPodSandboxRequest` as the core sees it.
+pub fn pod_sandbox_request(
+    config: Option<v1::PodSandboxConfig>,
+    runtime_handler: String,
+) -> Result<PodSandboxRequest, Error> {
+    let c = config.ok_or_else(|| Error::invalid("config", "is required"))?;
+    let meta = c
+        .metadata
+        .ok_or_else(|| Error::invalid("config.metadata", "is required"))?;
+    let linux = c.linux.unwrap_or_default();
+    let sc = linux.security_context.unwrap_or_default();
+    let ns = sc.namespace_options.unwrap_or_default();
+    let port_mappings = c
+        .port_mappings
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(PortMapping {
+                protocol: protocol(&format!("config.port_mappings[{i}].protocol"), p.protocol)?,
+                container_port: p.container_port,
+                host_port: p.host_port,
+                host_ip: p.host_ip.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(PodSandboxRequest {
+        name: meta.name,
+        uid: meta.uid,
+        namespace: meta.namespace,
+        attempt: meta.attempt,
+        hostname: c.hostname,
+        log_directory: c.log_directory,
+        dns: c.dns_config.map(|d| DnsConfig {
+            servers: d.servers,
+            searches: d.searches,
+            options: d.options,
+        }),
+        port_mappings,
+        labels: c.labels.into_iter().collect(),
+        annotations: c.annotations.into_iter().collect(),
+        runtime_handler,
+        linux: LinuxSandbox {
+            cgroup_parent: linux.cgroup_parent,
+            sysctls: linux.sysctls.into_iter().collect(),
+            namespaces: NamespaceOptions {
+                network: namespace_mode(
+                    "config.linux.security_context.namespace_options.network",
+                    ns.network,
+                )?,
+                pid: namespace_mode(
+                    "config.linux.security_context.namespace_options.pid",
+                    ns.pid,
+                )?,
+                ipc: namespace_mode(
+                    "config.linux.security_context.namespace_options.ipc",
+                    ns.ipc,
+                )?,
+            },
+            privileged: sc.privileged,
+            run_as_user: sc.run_as_user.map(|v| v.value),
+            run_as_group: sc.run_as_group.map(|v| v.value),
+            supplemental_groups: sc.supplemental_groups,
+            readonly_rootfs: sc.readonly_rootfs,
+            seccomp: profile("config.linux.security_context.seccomp", sc.seccomp.as_ref())?,
+            overhead: resources(linux.overhead.as_ref()),
+            resources: resources(linux.resources.as_ref()),
+        },
+    })
+}
