@@ -6,7 +6,7 @@ use anyhow::Context;
 use crius_cri_api::v1;
 use serde_json::{Value, json};
 
-use crate::{Cli, Command, ImageCommand, Output, client};
+use crate::{Cli, Command, ImageCommand, Output, PodCommand, client, podspec};
 
 pub async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut cri = client::connect(&cli.socket_path(), Duration::from_secs(cli.timeout)).await?;
@@ -16,6 +16,14 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Pull { image, creds } => pull(cli, &mut cri, image, creds.as_deref()).await,
         Command::Images { image, quiet } => images(cli, &mut cri, image.as_deref(), *quiet).await,
         Command::Rmi { images } => rmi(&mut cri, images).await,
+        Command::Pods { quiet, label } => pods(cli, &mut cri, *quiet, label).await,
+        Command::Pod { command } => match command {
+            PodCommand::Run { file, runtime } => pod_run(cli, &mut cri, file, runtime).await,
+            PodCommand::Inspect { id } => pod_inspect(&mut cri, id).await,
+            PodCommand::Stop { ids } => pod_stop(&mut cri, ids).await,
+            PodCommand::Rm { ids, .. } => pod_rm(&mut cri, ids).await,
+            PodCommand::Ls { quiet } => pods(cli, &mut cri, *quiet, &[]).await,
+        },
         Command::Image { command } => match command {
             ImageCommand::Inspect { image } => inspect_image(&mut cri, image).await,
             ImageCommand::Ls { quiet } => images(cli, &mut cri, None, *quiet).await,
@@ -328,6 +336,175 @@ async fn import(cli: &Cli, cri: &mut client::Cri, file: &std::path::Path) -> any
             i.repo_tags.join(", ")
         };
         println!("imported {} {names}", i.id);
+    }
+    Ok(())
+}
+
+fn pod_state(state: i32) -> &'static str {
+    if state == v1::PodSandboxState::SandboxReady as i32 {
+        "Ready"
+    } else {
+        "NotReady"
+    }
+}
+
+/// "3 minutes ago" style age of a nanosecond timestamp.
+fn age(created_ns: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default();
+    let secs = ((now - created_ns) / 1_000_000_000).max(0);
+    match secs {
+        0..=59 => format!("{secs} seconds ago"),
+        60..=3599 => format!("{} minutes ago", secs / 60),
+        3600..=86399 => format!("{} hours ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86400),
+    }
+}
+
+async fn pods(
+    cli: &Cli,
+    cri: &mut client::Cri,
+    quiet: bool,
+    labels: &[String],
+) -> anyhow::Result<()> {
+    let mut selector = std::collections::HashMap::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').context("--label takes key=value")?;
+        selector.insert(k.to_string(), v.to_string());
+    }
+    let items = cri
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest {
+            filter: Some(v1::PodSandboxFilter {
+                label_selector: selector,
+                ..Default::default()
+            }),
+        })
+        .await
+        .context("ListPodSandbox")?
+        .into_inner()
+        .items;
+    if cli.output == Output::Json {
+        let out: Vec<Value> = items
+            .iter()
+            .map(|p| {
+                let m = p.metadata.clone().unwrap_or_default();
+                json!({ "id": p.id, "name": m.name, "namespace": m.namespace, "uid": m.uid, "attempt": m.attempt,
+                        "state": pod_state(p.state), "createdAt": p.created_at, "runtimeHandler": p.runtime_handler,
+                        "labels": p.labels })
+            })
+            .collect();
+        return print_json(&Value::Array(out));
+    }
+    if quiet {
+        for p in &items {
+            println!("{}", p.id);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<16} {:<9} {:<30} {:<16} RUNTIME",
+        "POD ID", "CREATED", "STATE", "NAME", "NAMESPACE"
+    );
+    for p in &items {
+        let m = p.metadata.clone().unwrap_or_default();
+        println!(
+            "{:<14} {:<16} {:<9} {:<30} {:<16} {}",
+            short_id(&p.id),
+            age(p.created_at),
+            pod_state(p.state),
+            m.name,
+            m.namespace,
+            if p.runtime_handler.is_empty() {
+                "(default)"
+            } else {
+                &p.runtime_handler
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn pod_run(
+    cli: &Cli,
+    cri: &mut client::Cri,
+    file: &std::path::Path,
+    runtime: &str,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let config = podspec::parse(&text)
+        .with_context(|| format!("{} is not a PodSandboxConfig", file.display()))?;
+    let id = cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: runtime.to_string(),
+        })
+        .await
+        .context("RunPodSandbox")?
+        .into_inner()
+        .pod_sandbox_id;
+    match cli.output {
+        Output::Json => print_json(&json!({ "id": id })),
+        Output::Text => {
+            println!("{id}");
+            Ok(())
+        }
+    }
+}
+
+async fn pod_inspect(cri: &mut client::Cri, id: &str) -> anyhow::Result<()> {
+    let resp = cri
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: true,
+        })
+        .await
+        .context("PodSandboxStatus")?
+        .into_inner();
+    let s = resp.status.context("no status")?;
+    let m = s.metadata.clone().unwrap_or_default();
+    let net = s.network.clone().unwrap_or_default();
+    let mut out = json!({
+        "status": {
+            "id": s.id, "name": m.name, "namespace": m.namespace, "uid": m.uid, "attempt": m.attempt,
+            "state": pod_state(s.state), "createdAt": s.created_at,
+            "ip": net.ip, "additionalIps": net.additional_ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>(),
+            "labels": s.labels, "annotations": s.annotations, "runtimeHandler": s.runtime_handler,
+        }
+    });
+    if let Some(info) = resp.info.get("info") {
+        out["info"] = serde_json::from_str(info).unwrap_or(Value::String(info.clone()));
+    }
+    print_json(&out)
+}
+
+async fn pod_stop(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
+    for id in ids {
+        cri.runtime
+            .stop_pod_sandbox(v1::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .with_context(|| format!("stopping {id}"))?;
+        println!("stopped {id}");
+    }
+    Ok(())
+}
+
+async fn pod_rm(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
+    for id in ids {
+        cri.runtime
+            .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .with_context(|| format!("removing {id}"))?;
+        println!("removed {id}");
     }
     Ok(())
 }

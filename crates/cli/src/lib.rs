@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod podspec;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,51 @@ pub enum Command {
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+    },
+    /// List pod sandboxes.
+    Pods {
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Only pods with this label (key=value), repeatable.
+        #[arg(short, long)]
+        label: Vec<String>,
+    },
+    /// Pod sandbox commands.
+    Pod {
+        #[command(subcommand)]
+        command: PodCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PodCommand {
+    /// Run a pod sandbox from a PodSandboxConfig (JSON, CRI field names).
+    Run {
+        file: PathBuf,
+        /// Runtime handler (RuntimeClass handler) to run it with.
+        #[arg(long, default_value = "")]
+        runtime: String,
+    },
+    /// Show a pod's status (verbose).
+    Inspect { id: String },
+    /// Stop pods (kill their processes, tear their network down).
+    Stop {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove pods (stopping them first).
+    Rm {
+        /// Accepted for compatibility: running pods are always stopped first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List pods.
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
     },
 }
 

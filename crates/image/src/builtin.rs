@@ -176,13 +176,26 @@ mod tests {
         let b = layer_tar(&files).expect("tar");
         assert_eq!(a, b);
         let mut archive = tar::Archive::new(&a[..]);
-        let entry = archive
+        let entries: Vec<(String, bool, u32)> = archive
             .entries()
             .expect("entries")
-            .next()
-            .expect("one")
-            .expect("entry");
-        assert_eq!(entry.path().expect("path").to_str(), Some("pause"));
-        assert_eq!(entry.header().mode().expect("mode"), 0o755);
+            .map(|e| {
+                let e = e.expect("entry");
+                let path = e.path().expect("path").display().to_string();
+                let header = e.header();
+                (
+                    path,
+                    header.entry_type().is_dir(),
+                    header.mode().expect("mode"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("dev".to_string(), true, 0o755),
+                ("pause".to_string(), false, 0o755)
+            ]
+        );
     }
 }

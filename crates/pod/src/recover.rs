@@ -52,6 +52,9 @@ impl Pods {
             }
             self.store.insert(Arc::new(s));
         }
+        for lease in self.containerd.lease_list_prefix("crius-sandbox-").await? {
+            self.containerd.lease_delete(&lease).await?;
+        }
         let orphans = self.remove_orphans(config).await;
         tracing::info!(ready, not_ready, orphans, "sandboxes recovered");
         Ok(())

@@ -33,6 +33,7 @@ impl CriusdOptions {
 
 /// A running (or exited) `criusd`.
 pub struct Criusd {
+    binary: PathBuf,
     dir: tempfile::TempDir,
     child: Option<Child>,
     socket: PathBuf,
@@ -70,23 +71,23 @@ impl Criusd {
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config)?;
-        let log = std::fs::File::create(dir.path().join("criusd.log"))?;
-        let child = Command::new(&opts.binary)
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--log-level")
-            .arg("debug")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting criusd")?;
+        let child = launch(&opts.binary, dir.path())?;
         Ok(Criusd {
+            binary: opts.binary.clone(),
             dir,
             child: Some(child),
             socket,
         })
+    }
+
+    /// Kills the daemon with `signal` and starts it again with the same
+    /// config and state (the log is appended to); waits for its socket.
+    pub fn restart(&mut self, signal: Signal) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            self.signal_and_wait(signal, Duration::from_secs(15))?;
+        }
+        self.child = Some(launch(&self.binary, self.dir.path())?);
+        self.wait_for_socket()
     }
 
     /// Waits until the CRI socket accepts connections.
@@ -200,4 +201,23 @@ impl Drop for Criusd {
         }
         crate::unmount_under(self.dir.path());
     }
+}
+
+/// Starts `criusd` on the config in `dir`, logging to `dir/criusd.log`.
+fn launch(binary: &Path, dir: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("criusd.log"))?;
+    Command::new(binary)
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .arg("--log-level")
+        .arg("debug")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting criusd")
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use crius_cri_api::v1;
 use crius_testkit::client::{self, Cri};
 use crius_testkit::criusd::Criusd;
@@ -30,6 +30,9 @@ crate::tests![
     labels_and_annotations_in_containerd,
     identical_retry_gets_the_same_id,
     daemon_restart_keeps_pods_running,
+    cli_pod_commands,
+    failed_cni_add_leaves_nothing,
+    killed_mid_run_leaves_nothing,
 ];
 
 static NEXT: AtomicUsize = AtomicUsize::new(1);
@@ -45,6 +48,12 @@ struct PodEnv {
 
 impl PodEnv {
     async fn start(env: &Env) -> anyhow::Result<PodEnv> {
+        Self::start_with_range(env, None).await
+    }
+
+    /// With `last_octets = Some((a, b))`, host-local hands out only
+    /// `.a` to `.b` of the subnet.
+    async fn start_with_range(env: &Env, last_octets: Option<(u8, u8)>) -> anyhow::Result<PodEnv> {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id() % 10_000;
         let bridge = format!("crp{pid}x{n}");
@@ -52,6 +61,11 @@ impl PodEnv {
         let mut opts = env.options();
         opts.namespace = format!("crius-pods-{pid}-{n}");
         let daemon = Criusd::start(&opts)?;
+        let mut range = serde_json::json!({ "subnet": subnet });
+        if let Some((a, b)) = last_octets {
+            range["rangeStart"] = format!("10.89.{n}.{a}").into();
+            range["rangeEnd"] = format!("10.89.{n}.{b}").into();
+        }
         let conf = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": "crius-test",
@@ -59,7 +73,7 @@ impl PodEnv {
                 {
                     "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false,
                     "ipam": {
-                        "type": "host-local", "ranges": [[{ "subnet": subnet }]],
+                        "type": "host-local", "ranges": [[range]],
                         "dataDir": daemon.dir().join("ipam"),
                     }
                 },
@@ -746,90 +760,208 @@ async fn daemon_restart_keeps_pods_running(env: Arc<Env>) -> anyhow::Result<()> 
         .into_inner()
         .items;
 
-    let Some(mut daemon) = p.daemon.take() else {
-        bail!("no daemon")
-    };
+    let daemon = p.daemon.as_mut().context("no daemon")?;
     daemon.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
     // The pod keeps running without the daemon.
     ensure!(
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "pause died with the daemon"
     );
-    // A new daemon with the same config (same state dir).
-    let config_path = daemon.dir().join("config.toml");
-    let log = std::fs::File::create(daemon.dir().join("criusd-2.log"))?;
-    let mut second = Command::new(crate::CRIUSD)
-        .arg("--config")
-        .arg(&config_path)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    let result = async {
-        let socket = daemon.socket().to_path_buf();
-        for _ in 0..200 {
-            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let mut cri = client::connect(&socket).await?;
-        // Wait until recovered.
-        let mut after = Vec::new();
-        for _ in 0..200 {
-            match cri
-                .runtime
-                .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
-                .await
-            {
-                Ok(r) => {
-                    after = r.into_inner().items;
-                    break;
-                }
-                Err(e) if e.code() == tonic::Code::Unavailable => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let key = |v: &Vec<v1::PodSandbox>| {
-            let mut k: Vec<_> = v
-                .iter()
-                .map(|p| (p.id.clone(), p.state, p.created_at))
-                .collect();
-            k.sort();
-            k
-        };
-        ensure!(
-            key(&before) == key(&after),
-            "before {before:?}\nafter {after:?}"
-        );
-        let (sa2, _) = status(&mut cri, &a).await?;
-        ensure!(ready(&sa2), "{sa2:?}");
-        ensure!(
-            sa2.network == sa.network,
-            "IPs changed: {:?} {:?}",
-            sa.network,
-            sa2.network
-        );
-        for id in [&a, &b] {
-            cri.runtime
-                .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-                    pod_sandbox_id: id.clone(),
-                })
-                .await?;
-        }
-        ensure!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "pause still running after remove"
-        );
-        Ok(())
-    }
-    .await;
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(second.id() as i32),
-        Signal::SIGTERM,
+    daemon.restart(Signal::SIGKILL)?;
+    daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
+    p.cri = client::connect(p.daemon().socket()).await?;
+    let after = p
+        .cri
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    let key = |v: &Vec<v1::PodSandbox>| {
+        let mut k: Vec<_> = v
+            .iter()
+            .map(|p| (p.id.clone(), p.state, p.created_at))
+            .collect();
+        k.sort();
+        k
+    };
+    ensure!(
+        key(&before) == key(&after),
+        "before {before:?}\nafter {after:?}"
     );
-    let _ = second.wait();
-    drop(daemon);
-    result
+    let (sa2, _) = status(&mut p.cri, &a).await?;
+    ensure!(ready(&sa2), "{sa2:?}");
+    ensure!(
+        sa2.network == sa.network,
+        "IPs changed: {:?} {:?}",
+        sa.network,
+        sa2.network
+    );
+    ensure!(
+        !ready(&status(&mut p.cri, &b).await?.0),
+        "the stopped pod came back ready"
+    );
+    p.remove_all_and_check().await?;
+    ensure!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pause still running after remove"
+    );
+    Ok(())
+}
+
+async fn killed_mid_run_leaves_nothing(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    // Kill the daemon at different points of a burst of runs: some finish,
+    // some have a containerd record but no task, some only a netns.
+    for (round, delay_ms) in [100u64, 500, 1000].into_iter().enumerate() {
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let mut cri = p.cri.clone();
+            let name = format!("doomed-{round}-{i}");
+            tasks.push(tokio::spawn(
+                async move { run(&mut cri, config(&name)).await },
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let daemon = p.daemon.as_mut().context("no daemon")?;
+        daemon.restart(Signal::SIGKILL)?;
+        let finished = count_ok(tasks).await;
+        daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
+        p.cri = client::connect(p.daemon().socket()).await?;
+        let pods = p
+            .cri
+            .runtime
+            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+            .await?
+            .into_inner()
+            .items;
+        let not_ready = pods
+            .iter()
+            .filter(|p| p.state != v1::PodSandboxState::SandboxReady as i32)
+            .count();
+        eprintln!(
+            "killed after {delay_ms} ms: {finished} runs had finished; after restart {} pods, {not_ready} not ready",
+            pods.len()
+        );
+        ensure!(pods.len() >= finished, "a finished pod vanished: {pods:?}");
+        for pod in &pods {
+            let (s, _) = status(&mut p.cri, &pod.id).await?;
+            ensure!(s.state == pod.state, "{s:?}");
+        }
+        // Every pod left is removable, and nothing else remains.
+        p.remove_all_and_check().await?;
+        let leases = p.containerd.lease_list_prefix("crius-").await?;
+        ensure!(leases.is_empty(), "leases left: {leases:?}");
+    }
+    Ok(())
+}
+
+/// How many of the runs succeeded (the others died with the daemon).
+async fn count_ok(tasks: Vec<tokio::task::JoinHandle<Result<String, tonic::Status>>>) -> usize {
+    let mut ok = 0;
+    for t in tasks {
+        if let Ok(Ok(_)) = t.await {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+fn crius(socket: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(crate::CRIUS)
+        .arg("--endpoint")
+        .arg(socket)
+        .args(args)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "crius {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+async fn cli_pod_commands(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let socket = p.daemon().socket().to_path_buf();
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("pod.json");
+    std::fs::write(
+        &file,
+        r#"{"metadata": {"name": "cli-pod", "uid": "cli-uid", "namespace": "tools"},
+            "hostname": "cli-pod", "labels": {"tier": "cli"}}"#,
+    )?;
+    let id = crius(&socket, &["pod", "run", &file.display().to_string()])?
+        .trim()
+        .to_string();
+    ensure!(id.len() == 64, "{id}");
+    let listed: serde_json::Value = serde_json::from_str(&crius(
+        &socket,
+        &["pods", "-o", "json", "--label", "tier=cli"],
+    )?)?;
+    ensure!(
+        listed[0]["id"] == id.as_str() && listed[0]["state"] == "Ready",
+        "{listed}"
+    );
+    let table = crius(&socket, &["pods"])?;
+    ensure!(
+        table.contains("cli-pod") && table.contains("tools") && table.contains(&id[..13]),
+        "{table}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&crius(&socket, &["pod", "inspect", &id[..12]])?)?;
+    ensure!(inspect["status"]["name"] == "cli-pod", "{inspect}");
+    ensure!(inspect["info"]["pid"].as_u64().is_some(), "{inspect}");
+    crius(&socket, &["pod", "stop", &id])?;
+    let listed: serde_json::Value =
+        serde_json::from_str(&crius(&socket, &["pods", "-o", "json"])?)?;
+    ensure!(listed[0]["state"] == "NotReady", "{listed}");
+    crius(&socket, &["pod", "rm", "-f", &id])?;
+    ensure!(crius(&socket, &["pods", "-q"])?.trim().is_empty());
+    p.remove_all_and_check().await
+}
+
+async fn failed_cni_add_leaves_nothing(env: Arc<Env>) -> anyhow::Result<()> {
+    // One address in the whole range: the second pod's ADD fails in IPAM.
+    let mut p = PodEnv::start_with_range(&env, Some((10, 10))).await?;
+    let first = run(&mut p.cri, config("only-one")).await?;
+    let err = run(&mut p.cri, config("one-too-many"))
+        .await
+        .expect_err("no address left");
+    ensure!(err.code() == tonic::Code::FailedPrecondition, "{err:?}");
+    ensure!(
+        err.message().contains("no IP addresses available") || err.message().contains("host-local"),
+        "{err:?}"
+    );
+    let pods = p
+        .cri
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    ensure!(pods.len() == 1 && pods[0].id == first, "{pods:?}");
+    let netns: Vec<_> = std::fs::read_dir(p.netns_dir())?
+        .filter_map(|e| e.ok())
+        .collect();
+    ensure!(
+        netns.len() == 1,
+        "a netns of the failed pod was left: {netns:?}"
+    );
+    let dirs: Vec<_> = std::fs::read_dir(p.daemon().dir().join("state").join("sandboxes"))?
+        .filter_map(|e| e.ok())
+        .collect();
+    ensure!(
+        dirs.len() == 1,
+        "a pod directory of the failed pod was left: {dirs:?}"
+    );
+    // The name of the failed pod is free again, and works once there is room.
+    p.cri
+        .runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: first,
+        })
+        .await?;
+    run(&mut p.cri, config("one-too-many")).await?;
+    p.remove_all_and_check().await
 }
