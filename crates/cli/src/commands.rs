@@ -148,41 +148,40 @@ async fn pull(
     image: &str,
     creds: Option<&str>,
 ) -> anyhow::Result<()> {
-    let auth = match creds {
-        Some(c) => {
-            let (username, password) = c.split_once(':').context("--creds takes user:password")?;
-            Some(v1::AuthConfig {
-                username: username.into(),
-                password: password.into(),
-                ..Default::default()
-            })
-        }
-        None => None,
+    let (username, password) = match creds {
+        Some(c) => c.split_once(':').context("--creds takes user:password")?,
+        None => ("", ""),
     };
     let started = std::time::Instant::now();
-    if cli.output == Output::Text {
-        eprintln!("pulling {image} ...");
-    }
-    let resp = cri
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: image_spec(image),
-            auth,
-            sandbox_config: None,
+    let mut stream = cri
+        .admin
+        .pull_image(crius_cri_api::admin::PullImageRequest {
+            image: image.to_string(),
+            username: username.into(),
+            password: password.into(),
         })
         .await
         .with_context(|| format!("pulling {image}"))?
         .into_inner();
+    let mut view = crate::progress::PullView::new(cli.output == Output::Text);
+    let mut last = None;
+    while let Some(msg) = stream
+        .message()
+        .await
+        .with_context(|| format!("pulling {image}"))?
+    {
+        view.update(&msg);
+        last = Some(msg);
+    }
+    view.finish();
+    let last = last.context("the pull ended without a result")?;
+    let seconds = started.elapsed().as_secs_f64();
     match cli.output {
         Output::Json => print_json(
-            &json!({ "image": image, "imageRef": resp.image_ref, "seconds": started.elapsed().as_secs_f64() }),
+            &json!({ "image": image, "name": last.name, "imageRef": last.image_ref, "seconds": seconds }),
         ),
         Output::Text => {
-            println!(
-                "{} ({image}, {:.2} s)",
-                resp.image_ref,
-                started.elapsed().as_secs_f64()
-            );
+            println!("{} ({}, {seconds:.2} s)", last.image_ref, last.name);
             Ok(())
         }
     }

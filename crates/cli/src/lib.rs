@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod podspec;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,4 +11,5 @@ mod pull;
 mod store;
 
 pub use builtin::File;
+pub use pull::{LayerProgress, LayerState, Phase, Progress};
 pub use store::{Images, Query};

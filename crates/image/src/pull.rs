@@ -15,8 +15,46 @@ use crius_core::{Error, Result};
 use crius_registry::{Blob, Credentials, Fetcher, Platform, RegistryConfig, Resolved};
 use futures::{StreamExt, TryStreamExt};
 use oci_spec::image::Descriptor;
+use tokio::sync::watch;
 
 use crate::store::{Images, Query};
+
+/// Where a pull is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Resolving,
+    Downloading,
+    Unpacking,
+}
+
+/// What a layer of a pull is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerState {
+    Waiting,
+    Downloading,
+    /// In the content store already: nothing to download.
+    Exists,
+    Done,
+}
+
+/// One layer's progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerProgress {
+    pub digest: String,
+    pub size: u64,
+    pub done: u64,
+    pub state: LayerState,
+}
+
+/// A pull's progress, published while it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The normalized reference.
+    pub name: String,
+    pub phase: Phase,
+    pub layers: Vec<LayerProgress>,
+}
 
 /// A pull's lease outlives a crashed daemon by at most this long.
 const PULL_LEASE_EXPIRY: Duration = Duration::from_secs(3600);
@@ -36,6 +74,19 @@ impl Images {
         image: &str,
         credentials: Option<Credentials>,
     ) -> Result<CriImage> {
+        self.pull_with_progress(config, snapshotter, image, credentials, None)
+            .await
+    }
+
+    /// [`Images::pull`], publishing its progress (per layer) on `progress`.
+    pub async fn pull_with_progress(
+        &self,
+        config: &ImagesConfig,
+        snapshotter: &str,
+        image: &str,
+        credentials: Option<Credentials>,
+        progress: Option<&watch::Sender<Progress>>,
+    ) -> Result<CriImage> {
         let reference = crius_registry::parse_reference(image)?;
         let name = crius_registry::normalized(&reference);
         let lock = {
@@ -49,6 +100,22 @@ impl Images {
         let registry = registry_config(config);
         let fetcher = Fetcher::new(&registry, &reference, credentials)?;
         let resolved = fetcher.resolve(&Platform::host()).await?;
+        if let Some(tx) = progress {
+            tx.send_replace(Progress {
+                name: name.clone(),
+                phase: Phase::Downloading,
+                layers: resolved
+                    .layers
+                    .iter()
+                    .map(|l| LayerProgress {
+                        digest: l.digest().to_string(),
+                        size: l.size(),
+                        done: 0,
+                        state: LayerState::Waiting,
+                    })
+                    .collect(),
+            });
+        }
         tracing::info!(image = %name, digest = %resolved.top.descriptor.digest(), layers = resolved.layers.len(), "resolved");
 
         let lease = format!("crius-pull-{}", unique_suffix());
@@ -60,6 +127,7 @@ impl Images {
             &leased,
             config,
             snapshotter,
+            progress,
             &fetcher,
             &resolved,
             &reference,
@@ -151,26 +219,32 @@ async fn store(
     c: &Containerd,
     config: &ImagesConfig,
     snapshotter: &str,
+    progress: Option<&watch::Sender<Progress>>,
     fetcher: &Fetcher,
     resolved: &Resolved,
     reference: &oci_spec::distribution::Reference,
 ) -> Result<()> {
     check_layers(&resolved.name, &resolved.layers, &resolved.diff_ids)?;
     // Layers first, in parallel, each verified as it streams in.
-    let jobs: Vec<(Descriptor, String)> = resolved
+    let jobs: Vec<(usize, Descriptor, String)> = resolved
         .layers
         .iter()
         .cloned()
         .zip(resolved.diff_ids.iter().cloned())
+        .enumerate()
+        .map(|(i, (l, d))| (i, l, d))
         .collect();
     futures::stream::iter(jobs)
-        .map(|(layer, diff_id)| async move {
+        .map(|(i, layer, diff_id)| async move {
             let labels = HashMap::from([(UNCOMPRESSED.to_string(), diff_id)]);
-            put_blob(c, fetcher, &layer, labels).await
+            put_blob(c, fetcher, &layer, labels, progress.map(|tx| (tx, i))).await
         })
         .buffer_unordered(config.max_concurrent_downloads.max(1))
         .try_collect::<Vec<()>>()
         .await?;
+    if let Some(tx) = progress {
+        tx.send_modify(|p| p.phase = Phase::Unpacking);
+    }
     let (repo_digest, tag, _) = record_names(reference, resolved);
     let parts = Parts {
         name: &resolved.name,
@@ -296,18 +370,48 @@ pub(crate) async fn commit_image(
     Ok(())
 }
 
-/// Streams one blob into the content store unless it is there already.
+/// Streams one blob into the content store unless it is there already,
+/// reporting as layer `i` on the progress channel.
 async fn put_blob(
     c: &Containerd,
     fetcher: &Fetcher,
     desc: &Descriptor,
     labels: HashMap<String, String>,
+    progress: Option<(&watch::Sender<Progress>, usize)>,
 ) -> Result<()> {
     let digest = desc.digest().to_string();
+    let set = |state: LayerState, done: Option<u64>| {
+        if let Some((tx, i)) = progress {
+            tx.send_modify(|p| {
+                if let Some(l) = p.layers.get_mut(i) {
+                    l.state = state;
+                    if let Some(done) = done {
+                        l.done = done;
+                    }
+                }
+            });
+        }
+    };
     if c.content_info(&digest).await?.is_some() {
+        set(LayerState::Exists, Some(desc.size()));
         return c.content_update_labels(&digest, labels).await;
     }
-    let stream = fetcher.blob(desc).await?;
+    set(LayerState::Downloading, None);
+    let progress = progress.map(|(tx, i)| (tx.clone(), i));
+    let stream = fetcher.blob(desc).await?.inspect_ok(move |chunk| {
+        if let Some((tx, i)) = &progress {
+            let n = chunk.len() as u64;
+            tx.send_if_modified(|p| {
+                if let Some(l) = p.layers.get_mut(*i) {
+                    l.done += n;
+                }
+                // Wake watchers at most every 256 KiB.
+                p.layers
+                    .get(*i)
+                    .is_some_and(|l| l.done % (256 << 10) < n || l.done == l.size)
+            });
+        }
+    });
     c.content_write(
         &format!("crius-{digest}"),
         &digest,
@@ -315,7 +419,9 @@ async fn put_blob(
         labels,
         stream,
     )
-    .await
+    .await?;
+    set(LayerState::Done, Some(desc.size()));
+    Ok(())
 }
 
 /// Stores a manifest, index or config already in memory.

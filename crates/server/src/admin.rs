@@ -1,13 +1,58 @@
 //! `crius.v1.Admin`: crius' own RPCs for the CLI, beside CRI.
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crius_core::Error;
 use crius_cri_api::admin::{self, admin_server::Admin};
 use tonic::{Request, Response, Status};
 
-use crate::edge::respond;
+use crius_image::{LayerState, Phase, Progress};
+use crius_registry::Credentials;
+use tokio::sync::{mpsc, watch};
+
+use crate::edge::{respond, to_status};
+
+/// Least time between two progress messages of one pull.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+type PullStream =
+    Pin<Box<dyn futures_core::Stream<Item = Result<admin::PullImageProgress, Status>> + Send>>;
+
+fn to_message(p: &Progress, image_ref: &str, done: bool) -> admin::PullImageProgress {
+    admin::PullImageProgress {
+        name: p.name.clone(),
+        phase: if done {
+            "done"
+        } else {
+            match p.phase {
+                Phase::Resolving => "resolving",
+                Phase::Downloading => "downloading",
+                Phase::Unpacking => "unpacking",
+            }
+        }
+        .to_string(),
+        layers: p
+            .layers
+            .iter()
+            .map(|l| admin::LayerProgress {
+                digest: l.digest.clone(),
+                size: l.size,
+                done: l.done,
+                state: match l.state {
+                    LayerState::Waiting => "waiting",
+                    LayerState::Downloading => "downloading",
+                    LayerState::Exists => "exists",
+                    LayerState::Done => "done",
+                }
+                .to_string(),
+            })
+            .collect(),
+        image_ref: image_ref.to_string(),
+    }
+}
 use crate::state::State;
 
 /// The admin service.
@@ -23,6 +68,66 @@ impl AdminSvc {
 
 #[tonic::async_trait]
 impl Admin for AdminSvc {
+    type PullImageStream = PullStream;
+
+    async fn pull_image(
+        &self,
+        req: Request<admin::PullImageRequest>,
+    ) -> Result<Response<PullStream>, Status> {
+        let req = req.into_inner();
+        let (images, config) = respond("PullImage(admin)", async {
+            if req.image.is_empty() {
+                return Err(Error::invalid("image", "must name an image"));
+            }
+            Ok((self.state.backend()?.images.clone(), self.state.config()))
+        })
+        .await?
+        .into_inner();
+        let credentials = (!req.username.is_empty()).then(|| Credentials::Basic {
+            username: req.username.clone(),
+            password: req.password.clone(),
+        });
+        let (out, rx_out) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let (tx, mut rx) = watch::channel(Progress::default());
+            let pull = images.pull_with_progress(
+                &config.images,
+                &config.containerd.snapshotter,
+                &req.image,
+                credentials,
+                Some(&tx),
+            );
+            tokio::pin!(pull);
+            loop {
+                tokio::select! {
+                    result = &mut pull => {
+                        let last = match result {
+                            Ok(image) => Ok(to_message(&tx.borrow(), &image.id, true)),
+                            Err(e) => Err(to_status(e)),
+                        };
+                        let _ = out.send(last).await;
+                        return;
+                    }
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            continue;
+                        }
+                        let msg = to_message(&rx.borrow_and_update(), "", false);
+                        if out.send(Ok(msg)).await.is_err() {
+                            // The client went away; the pull goes on.
+                            let _ = pull.await;
+                            return;
+                        }
+                        tokio::time::sleep(PROGRESS_INTERVAL).await;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx_out),
+        )))
+    }
+
     async fn import_images(
         &self,
         req: Request<admin::ImportImagesRequest>,

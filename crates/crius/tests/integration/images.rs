@@ -33,6 +33,8 @@ crate::tests![
     import_an_oci_layout_archive,
     import_a_docker_save_archive,
     daemon_killed_mid_pull_leaves_nothing_that_breaks_the_next,
+    unpack_on_pull_can_be_switched_off,
+    cli_pull_reports_progress_per_layer,
 ];
 
 fn spec(image: &str) -> Option<v1::ImageSpec> {
@@ -709,5 +711,94 @@ async fn builtin_sandbox_image_is_listed_and_pinned(env: Arc<Env>) -> anyhow::Re
     // Pinned: kubelet's image garbage collection never removes it.
     let status = status(&mut cri, &name).await?.context("no pause image")?;
     ensure!(status.pinned && status.size > 100_000, "{status:?}");
+    Ok(())
+}
+
+async fn unpack_on_pull_can_be_switched_off(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut opts = env.options();
+    opts.extra_config = format!(
+        "[images]\nplain_http_hosts = [{:?}]\nunpack_on_pull = false\n",
+        env.images.addr()
+    );
+    opts.namespace = format!("crius-nounpack-{}", std::process::id());
+    let daemon = crius_testkit::criusd::Criusd::start(&opts)?;
+    daemon
+        .wait_runtime_ready(std::time::Duration::from_secs(30))
+        .await?;
+    let mut cri = crius_testkit::client::connect(daemon.socket()).await?;
+    let reference = env.images.reference(ti::MULTILAYER);
+    pull(&mut cri, &reference).await?;
+    let resp = cri
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: spec(&reference),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(resp.info.get("info").context("verbose")?)?;
+    let chain_id = info["chainID"].as_str().context("chain id")?;
+    let containerd =
+        crius_containerd::Containerd::connect(env.containerd.socket(), &opts.namespace).await?;
+    // Other namespaces may have unpacked the same layers: snapshots are per
+    // namespace, so this one must have none.
+    ensure!(
+        containerd
+            .snapshot_stat("overlayfs", chain_id)
+            .await?
+            .is_none(),
+        "unpacked at pull"
+    );
+    Ok(())
+}
+
+async fn cli_pull_reports_progress_per_layer(env: Arc<Env>) -> anyhow::Result<()> {
+    let (daemon, mut cri) = env.isolated().await?;
+    let reference = env.images.reference(ti::MULTILAYER);
+    let crius = |args: &[&str]| {
+        std::process::Command::new(CRIUS)
+            .arg("--endpoint")
+            .arg(daemon.socket())
+            .args(args)
+            .output()
+    };
+    let out = crius(&["pull", &reference])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{stderr}");
+    let id = env.images.image_id(ti::MULTILAYER);
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&id),
+        "{:?}",
+        out.stdout
+    );
+    // Not a terminal: one line per finished layer.
+    let layers = &env
+        .images
+        .info(ti::MULTILAYER)
+        .context("info")?
+        .amd64()
+        .layers;
+    for layer in layers {
+        let short = &layer.trim_start_matches("sha256:")[..12];
+        ensure!(
+            stderr.contains(&format!("{short}: done"))
+                || stderr.contains(&format!("{short}: exists")),
+            "{short} not reported:\n{stderr}"
+        );
+    }
+    ensure!(stderr.contains("downloading"), "{stderr}");
+    // Again: every layer is there already.
+    let out = crius(&["pull", "-o", "json", &reference])?;
+    ensure!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    ensure!(v["imageRef"] == id.as_str(), "{v}");
+    ensure!(status(&mut cri, &reference).await?.is_some());
+    let out = crius(&["pull", &env.images.reference("crius-test/busybox:nope")])?;
+    ensure!(!out.status.success());
+    ensure!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{:?}",
+        out.stderr
+    );
     Ok(())
 }

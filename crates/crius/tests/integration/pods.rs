@@ -33,6 +33,7 @@ crate::tests![
     cli_pod_commands,
     failed_cni_add_leaves_nothing,
     killed_mid_run_leaves_nothing,
+    sandbox_image_is_unpacked_lazily,
 ];
 
 static NEXT: AtomicUsize = AtomicUsize::new(1);
@@ -963,5 +964,50 @@ async fn failed_cni_add_leaves_nothing(env: Arc<Env>) -> anyhow::Result<()> {
         })
         .await?;
     run(&mut p.cri, config("one-too-many")).await?;
+    p.remove_all_and_check().await
+}
+
+async fn sandbox_image_is_unpacked_lazily(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let pause = format!("localhost/crius/pause:{}", env!("CARGO_PKG_VERSION"));
+    let resp = p
+        .cri
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: Some(v1::ImageSpec {
+                image: pause.clone(),
+                ..Default::default()
+            }),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(resp.info.get("info").context("verbose")?)?;
+    let chain_id = info["chainID"].as_str().context("chain id")?.to_string();
+    // The image's snapshot goes away (as after a snapshotter clean-up)...
+    ensure!(
+        p.containerd
+            .snapshot_stat("overlayfs", &chain_id)
+            .await?
+            .is_some()
+    );
+    p.containerd.snapshot_remove("overlayfs", &chain_id).await?;
+    ensure!(
+        p.containerd
+            .snapshot_stat("overlayfs", &chain_id)
+            .await?
+            .is_none()
+    );
+    // ...and the next sandbox unpacks it again before it starts.
+    let id = run(&mut p.cri, config("lazy")).await?;
+    let (s, _) = status(&mut p.cri, &id).await?;
+    ensure!(ready(&s), "{s:?}");
+    ensure!(
+        p.containerd
+            .snapshot_stat("overlayfs", &chain_id)
+            .await?
+            .is_some(),
+        "not unpacked again"
+    );
     p.remove_all_and_check().await
 }
