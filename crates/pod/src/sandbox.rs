@@ -584,11 +584,10 @@ impl Pods {
         if self.store.find(&sandbox.meta.id)?.is_none() {
             return Ok(()); // removed while we waited
         }
-        if sandbox.state() != SandboxState::NotReady
-            || self.containerd.task_get(&sandbox.meta.id).await?.is_some()
-        {
-            self.stop_locked(config, &sandbox).await?;
-        }
+        // Always: a sandbox found NOTREADY at start-up may never have been
+        // stopped (its run was cut short), so its network may still be up.
+        // Both steps are idempotent.
+        self.stop_locked(config, &sandbox).await?;
         let id = sandbox.meta.id.clone();
         self.containerd.container_delete(&id).await?;
         self.containerd
