@@ -369,27 +369,7 @@ async fn tampered_blob_is_refused_and_nothing_kept(env: Arc<Env>) -> anyhow::Res
         .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(nanos as u32) >> 13) as u8)
         .collect();
     let repo = "crius-test/tampered";
-    let layer_digest = registry.push_blob(repo, &layer)?;
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {},
-        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
-    })
-    .to_string();
-    let config_digest = registry.push_blob(repo, config.as_bytes())?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len() }],
-    })
-    .to_string();
-    registry.put_manifest(
-        repo,
-        "latest",
-        "application/vnd.oci.image.manifest.v1+json",
-        manifest.as_bytes(),
-    )?;
+    let layer_digest = push_one_layer_image(&registry, repo, &layer)?;
     // Now the registry serves other bytes under the layer's digest.
     let path = registry.blob_data_path(&layer_digest);
     let mut data = std::fs::read(&path)?;
@@ -597,27 +577,7 @@ fn push_noise_image(
         layer.push(n);
         n = n.wrapping_add(1);
     }
-    let layer_digest = registry.push_blob(repo, &layer)?;
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux", "config": {},
-        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
-    })
-    .to_string();
-    let config_digest = registry.push_blob(repo, config.as_bytes())?;
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len() }],
-    })
-    .to_string();
-    registry.put_manifest(
-        repo,
-        "latest",
-        "application/vnd.oci.image.manifest.v1+json",
-        manifest.as_bytes(),
-    )?;
-    Ok(layer_digest)
+    push_one_layer_image(registry, repo, &layer)
 }
 
 async fn daemon_killed_mid_pull_leaves_nothing_that_breaks_the_next(
@@ -801,4 +761,34 @@ async fn cli_pull_reports_progress_per_layer(env: Arc<Env>) -> anyhow::Result<()
         out.stderr
     );
     Ok(())
+}
+
+/// Pushes `repo:latest` with one uncompressed layer of `layer`'s bytes (any
+/// bytes: the image is never unpacked); returns the layer digest.
+fn push_one_layer_image(
+    registry: &crius_testkit::registry::Registry,
+    repo: &str,
+    layer: &[u8],
+) -> anyhow::Result<String> {
+    let layer_digest = registry.push_blob(repo, layer)?;
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+    })
+    .to_string();
+    let config_digest = registry.push_blob(repo, config.as_bytes())?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len() }],
+    })
+    .to_string();
+    registry.put_manifest(
+        repo,
+        "latest",
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.as_bytes(),
+    )?;
+    Ok(layer_digest)
 }

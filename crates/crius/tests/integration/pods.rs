@@ -115,13 +115,7 @@ impl PodEnv {
     /// pod directory, allocated IP, containerd container, snapshot of a
     /// sandbox, or shim.
     async fn remove_all_and_check(&mut self) -> anyhow::Result<()> {
-        let pods = self
-            .cri
-            .runtime
-            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
-            .await?
-            .into_inner()
-            .items;
+        let pods = list_pods(&mut self.cri).await?;
         for p in &pods {
             self.cri
                 .runtime
@@ -130,13 +124,7 @@ impl PodEnv {
                 })
                 .await?;
         }
-        let left = self
-            .cri
-            .runtime
-            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
-            .await?
-            .into_inner()
-            .items;
+        let left = list_pods(&mut self.cri).await?;
         ensure!(left.is_empty(), "pods left: {left:?}");
         let entries = |d: PathBuf| -> Vec<String> {
             std::fs::read_dir(&d)
@@ -229,6 +217,15 @@ async fn status(
         resp.status.context("no status")?,
         serde_json::from_str(info)?,
     ))
+}
+
+async fn list_pods(cri: &mut Cri) -> anyhow::Result<Vec<v1::PodSandbox>> {
+    Ok(cri
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items)
 }
 
 fn ready(s: &v1::PodSandboxStatus) -> bool {
@@ -753,13 +750,7 @@ async fn daemon_restart_keeps_pods_running(env: Arc<Env>) -> anyhow::Result<()> 
         .await?;
     let (sa, info) = status(&mut p.cri, &a).await?;
     let pid = info["pid"].as_u64().context("pid")?;
-    let before = p
-        .cri
-        .runtime
-        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
-        .await?
-        .into_inner()
-        .items;
+    let before = list_pods(&mut p.cri).await?;
 
     let daemon = p.daemon.as_mut().context("no daemon")?;
     daemon.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
@@ -771,13 +762,7 @@ async fn daemon_restart_keeps_pods_running(env: Arc<Env>) -> anyhow::Result<()> 
     daemon.restart(Signal::SIGKILL)?;
     daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
     p.cri = client::connect(p.daemon().socket()).await?;
-    let after = p
-        .cri
-        .runtime
-        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
-        .await?
-        .into_inner()
-        .items;
+    let after = list_pods(&mut p.cri).await?;
     let key = |v: &Vec<v1::PodSandbox>| {
         let mut k: Vec<_> = v
             .iter()
@@ -829,13 +814,7 @@ async fn killed_mid_run_leaves_nothing(env: Arc<Env>) -> anyhow::Result<()> {
         let finished = count_ok(tasks).await;
         daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
         p.cri = client::connect(p.daemon().socket()).await?;
-        let pods = p
-            .cri
-            .runtime
-            .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
-            .await?
-            .into_inner()
-            .items;
+        let pods = list_pods(&mut p.cri).await?;
         let not_ready = pods
             .iter()
             .filter(|p| p.state != v1::PodSandboxState::SandboxReady as i32)
@@ -934,13 +913,7 @@ async fn failed_cni_add_leaves_nothing(env: Arc<Env>) -> anyhow::Result<()> {
         err.message().contains("no IP addresses available") || err.message().contains("host-local"),
         "{err:?}"
     );
-    let pods = p
-        .cri
-        .runtime
-        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
-        .await?
-        .into_inner()
-        .items;
+    let pods = list_pods(&mut p.cri).await?;
     ensure!(pods.len() == 1 && pods[0].id == first, "{pods:?}");
     let netns: Vec<_> = std::fs::read_dir(p.netns_dir())?
         .filter_map(|e| e.ok())
