@@ -10,7 +10,6 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 #[test]
-#[ignore = "needs PullImage"]
 fn compare_small_only_measures_both_endpoints() -> Result<()> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crius-bench"));
     cmd.args([
