@@ -92,7 +92,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum PodCommand {
-    /// Run a pod sandbox from a PodSandboxConfig (JSON, CRI field names).
+    /// Run a pod sandbox from a PodSandboxConfig (JSON or YAML, CRI field names).
     Run {
         file: PathBuf,
         /// Runtime handler (RuntimeClass handler) to run it with.

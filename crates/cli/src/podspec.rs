@@ -1,5 +1,5 @@
-//! `PodSandboxConfig` from JSON with CRI's field names (as crictl takes
-//! them), for `crius pod run`. Unknown fields are refused, naming them.
+//! `PodSandboxConfig` from JSON or YAML with CRI's field names (as crictl
+//! takes them), for `crius pod run`. Unknown fields are refused, naming them.
 
 use std::collections::HashMap;
 
@@ -98,9 +98,13 @@ fn protocol(s: &str) -> Option<i32> {
     v1::Protocol::from_str_name(s).map(|p| p as i32)
 }
 
-/// Parses a PodSandboxConfig document.
+/// Parses a PodSandboxConfig document: JSON, or YAML when it is not JSON.
 pub fn parse(text: &str) -> anyhow::Result<v1::PodSandboxConfig> {
-    let c: Config = serde_json::from_str(text)?;
+    let c: Config = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text)?
+    } else {
+        serde_yaml_ng::from_str(text)?
+    };
     let ns = &c.linux.security_context.namespace_options;
     let sc = &c.linux.security_context;
     Ok(v1::PodSandboxConfig {
@@ -175,6 +179,12 @@ mod tests {
         assert_eq!(ns.network, v1::NamespaceMode::Node as i32);
         assert_eq!(ns.pid, v1::NamespaceMode::Container as i32);
         assert!(parse(r#"{"metadata":{"name":"x"},"bogus":1}"#).is_err());
+        let y = parse(
+            "metadata:\n  name: web\n  uid: u1\n  namespace: default\nlinux:\n  security_context:\n    namespace_options:\n      network: NODE\n",
+        )
+        .expect("yaml");
+        assert_eq!(y.metadata.map(|m| m.uid), Some("u1".to_string()));
+        assert!(parse("metadata:\n  name: x\nbogus: 1\n").is_err());
         assert!(
             parse(r#"{"linux":{"security_context":{"namespace_options":{"network":"MOON"}}}}"#)
                 .is_err()

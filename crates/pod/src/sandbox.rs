@@ -267,9 +267,6 @@ impl Pods {
                     .await?
             }
         };
-        self.images
-            .ensure_unpacked(&image, &config.containerd.snapshotter)
-            .await?;
         Ok(image)
     }
 
@@ -423,9 +420,21 @@ impl Pods {
         self.containerd.lease_create(&lease, CREATE_LEASE).await?;
         undo.lease = Some(lease.clone());
         let c = self.containerd.with_lease(&lease);
-        let mounts = c
+        let view = c
             .snapshot_view(&snapshotter, id, Some(&image.chain_id), HashMap::new())
-            .await?;
+            .await;
+        let mounts = match view {
+            Ok(m) => m,
+            // The image's layers are not (or no longer) unpacked: unpack
+            // them now, then and only then (lazy unpack).
+            Err(Error::NotFound { .. }) => {
+                c.snapshot_remove(&snapshotter, id).await?;
+                self.images.ensure_unpacked(&image, &snapshotter).await?;
+                c.snapshot_view(&snapshotter, id, Some(&image.chain_id), HashMap::new())
+                    .await?
+            }
+            Err(e) => return Err(e),
+        };
         undo.snapshot = Some((snapshotter.clone(), id.to_string()));
         let mut record_labels: HashMap<String, String> =
             labels::sandbox_labels(req).into_iter().collect();

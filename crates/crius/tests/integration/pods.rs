@@ -34,6 +34,7 @@ crate::tests![
     failed_cni_add_leaves_nothing,
     killed_mid_run_leaves_nothing,
     sandbox_image_is_unpacked_lazily,
+    host_pid_and_ipc_and_cgroup_parent,
 ];
 
 static NEXT: AtomicUsize = AtomicUsize::new(1);
@@ -146,6 +147,17 @@ impl PodEnv {
             .filter(|f| f.chars().next().is_some_and(|c| c.is_ascii_digit()))
             .collect();
         ensure!(ips.is_empty(), "IPs still allocated: {ips:?}");
+        let state = self.daemon().dir().join("state").display().to_string();
+        let netns_dir = self.netns_dir().display().to_string();
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")?
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&state) && *m != netns_dir)
+            .collect();
+        ensure!(
+            mounts.is_empty(),
+            "mounts left under the state dir: {mounts:?}"
+        );
         let containers = self.containerd.container_list(&[]).await?;
         ensure!(
             containers.is_empty(),
@@ -748,9 +760,12 @@ async fn daemon_restart_keeps_pods_running(env: Arc<Env>) -> anyhow::Result<()> 
             pod_sandbox_id: b.clone(),
         })
         .await?;
+    let c = run(&mut p.cri, config("survivor-c")).await?;
+    let (_, info_c) = status(&mut p.cri, &c).await?;
+    let pid_c = info_c["pid"].as_u64().context("pid of c")?;
     let (sa, info) = status(&mut p.cri, &a).await?;
     let pid = info["pid"].as_u64().context("pid")?;
-    let before = list_pods(&mut p.cri).await?;
+    let mut before = list_pods(&mut p.cri).await?;
 
     let daemon = p.daemon.as_mut().context("no daemon")?;
     daemon.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
@@ -759,10 +774,27 @@ async fn daemon_restart_keeps_pods_running(env: Arc<Env>) -> anyhow::Result<()> 
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "pause died with the daemon"
     );
+    // c's pause dies while no daemon watches.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid_c as i32), Signal::SIGKILL)?;
+    for _ in 0..100 {
+        if !std::path::Path::new(&format!("/proc/{pid_c}/status")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid_c}/status"))?.contains("State:\tZ")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     daemon.restart(Signal::SIGKILL)?;
     daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
     p.cri = client::connect(p.daemon().socket()).await?;
-    let after = list_pods(&mut p.cri).await?;
+    let mut after = list_pods(&mut p.cri).await?;
+    let c_after = after.iter().position(|x| x.id == c).context("c vanished")?;
+    let c_after = after.remove(c_after);
+    ensure!(
+        c_after.state == v1::PodSandboxState::SandboxNotready as i32,
+        "c should be NOTREADY: {c_after:?}"
+    );
+    before.retain(|x| x.id != c);
     let key = |v: &Vec<v1::PodSandbox>| {
         let mut k: Vec<_> = v
             .iter()
@@ -983,4 +1015,84 @@ async fn sandbox_image_is_unpacked_lazily(env: Arc<Env>) -> anyhow::Result<()> {
         "not unpacked again"
     );
     p.remove_all_and_check().await
+}
+
+async fn host_pid_and_ipc_and_cgroup_parent(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let ns = |pid: u64, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}"));
+    let me = std::process::id() as u64;
+
+    // Pod PID and IPC namespaces by default, a /dev/shm of the pod's own.
+    let mut c = config("own-ns");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        cgroup_parent: "/crius-test-parent".into(),
+        ..Default::default()
+    });
+    let own = run(&mut p.cri, c).await?;
+    let (_, info) = status(&mut p.cri, &own).await?;
+    let pid = info["pid"].as_u64().context("pid")?;
+    ensure!(ns(pid, "pid")? != ns(me, "pid")? && ns(pid, "ipc")? != ns(me, "ipc")?);
+    let shm = p
+        .daemon()
+        .dir()
+        .join("state/sandboxes")
+        .join(&own)
+        .join("shm");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")?
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&shm.display().to_string()));
+    ensure!(
+        mounted,
+        "no tmpfs /dev/shm for the pod at {}",
+        shm.display()
+    );
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    ensure!(
+        cgroup.contains(&format!("/crius-test-parent/{own}")),
+        "{cgroup}"
+    );
+
+    // Host PID and IPC namespaces.
+    let mut c = config("host-ns");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            namespace_options: Some(v1::NamespaceOption {
+                pid: v1::NamespaceMode::Node as i32,
+                ipc: v1::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let host = run(&mut p.cri, c).await?;
+    let (s, info) = status(&mut p.cri, &host).await?;
+    let pid = info["pid"].as_u64().context("pid")?;
+    ensure!(ns(pid, "pid")? == ns(me, "pid")? && ns(pid, "ipc")? == ns(me, "ipc")?);
+    ensure!(
+        ns(pid, "net")? != ns(me, "net")?,
+        "the network stays the pod's"
+    );
+    let modes = s
+        .linux
+        .and_then(|l| l.namespaces)
+        .and_then(|n| n.options)
+        .context("namespaces")?;
+    ensure!(
+        modes.pid == v1::NamespaceMode::Node as i32 && modes.ipc == v1::NamespaceMode::Node as i32
+    );
+    ensure!(
+        !p.daemon()
+            .dir()
+            .join("state/sandboxes")
+            .join(&host)
+            .join("shm")
+            .exists()
+            || !std::fs::read_to_string("/proc/self/mountinfo")?.contains(&format!("{host}/shm"))
+    );
+    p.remove_all_and_check().await?;
+    for controller in std::fs::read_dir("/sys/fs/cgroup")?.flatten() {
+        let _ = std::fs::remove_dir(controller.path().join("crius-test-parent"));
+    }
+    Ok(())
 }
