@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 pub mod config;
+pub mod container;
 pub mod error;
 pub mod image;
 pub mod names;

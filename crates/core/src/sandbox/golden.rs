@@ -179,7 +179,7 @@ fn check(case: &str, input: &SandboxSpecInput<'_>) {
 
 /// Sorts object keys and the capability sets (serialized from hash sets,
 /// so in random order).
-fn canonicalize(value: &mut Value) {
+pub(crate) fn canonicalize(value: &mut Value) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
@@ -202,7 +202,7 @@ fn canonicalize(value: &mut Value) {
 }
 
 /// A line diff (longest common subsequence) with two lines of context.
-fn line_diff(old: &str, new: &str) -> String {
+pub(crate) fn line_diff(old: &str, new: &str) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];

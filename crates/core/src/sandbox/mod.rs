@@ -22,7 +22,7 @@ mod sysctl;
 mod validate;
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 
 pub use spec::{ImageProcess, SandboxSpecInput, sandbox_spec};
 pub use state::{SandboxEvent, SandboxState};

@@ -1,0 +1,742 @@
+//! Validation of a [`ContainerRequest`]: every refusal is an
+//! [`Error::InvalidArgument`] naming the CRI field (`config.metadata.name`,
+//! `config.envs[2].key`, `config.linux.security_context.run_as_group`...).
+//!
+//! Line breaks: CR and LF are refused where a value ends up in a
+//! line-oriented file or a line-oriented key (names, ids, paths, the user
+//! name looked up in `/etc/passwd`), and accepted in environment values
+//! and arguments: Linux allows them there, they are never written to a file
+//! by crius (the environment goes to runc inside the JSON spec, escaped),
+//! and Kubernetes users do pass multi-line values (PEM certificates) through
+//! the environment. NUL is refused everywhere: `execve` cannot carry it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::caps::{is_all, parse_capability};
+use super::{ContainerRequest, ContainerResources, SecurityContext, SecurityProfile};
+use crate::sandbox::NamespaceMode;
+use crate::{Error, Result};
+
+/// The largest uid or gid crius accepts (2^31-1): Kubernetes' limit, and
+/// what stays clear of `(uid_t)-1` and of user-namespace overflow ids.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// Longest container name (a DNS label).
+const MAX_NAME_LEN: usize = 63;
+/// containerd's limit on a label's key plus value.
+const MAX_LABEL_SIZE: usize = 4096;
+/// The kernel's bounds on a CFS period, in microseconds.
+const CPU_PERIOD_RANGE: std::ops::RangeInclusive<i64> = 1_000..=1_000_000;
+/// The kernel's smallest CFS quota, in microseconds.
+const MIN_CPU_QUOTA: i64 = 1_000;
+/// cgroup v1 `cpu.shares` bounds (the kernel clamps, runc then refuses).
+const CPU_SHARES_RANGE: std::ops::RangeInclusive<i64> = 2..=262_144;
+
+/// Checks `req` before anything is created.
+pub fn validate(req: &ContainerRequest) -> Result<()> {
+    check_name(&req.name).map_err(|r| Error::invalid("config.metadata.name", r))?;
+    if req.image.trim().is_empty() {
+        return Err(Error::invalid("config.image.image", "must not be empty"));
+    }
+    if req.image.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "config.image.image",
+            "control characters are not allowed",
+        ));
+    }
+    for (list, items) in [("command", &req.command), ("args", &req.args)] {
+        for (i, arg) in items.iter().enumerate() {
+            if arg.contains('\0') {
+                return Err(Error::invalid(
+                    format!("config.{list}[{i}]"),
+                    "NUL is not allowed",
+                ));
+            }
+        }
+    }
+    if !req.working_dir.is_empty() {
+        check_path(&req.working_dir).map_err(|r| Error::invalid("config.working_dir", r))?;
+    }
+    for (i, (key, value)) in req.envs.iter().enumerate() {
+        check_env_name(key).map_err(|r| Error::invalid(format!("config.envs[{i}].key"), r))?;
+        if value.contains('\0') {
+            return Err(Error::invalid(
+                format!("config.envs[{i}].value"),
+                "NUL is not allowed",
+            ));
+        }
+    }
+    validate_mounts(req)?;
+    validate_devices(req)?;
+    validate_labels("labels", &req.labels, true)?;
+    validate_labels("annotations", &req.annotations, false)?;
+    check_log_path(&req.log_path).map_err(|r| Error::invalid("config.log_path", r))?;
+    if let Some(r) = &req.linux.resources {
+        validate_resources(r)?;
+    }
+    validate_security(&req.linux.security)
+}
+
+/// A DNS-label-like name: 1 to 63 ASCII letters, digits, `-`, `_` or `.`,
+/// starting and ending with a letter or digit. Kubernetes sends RFC 1123
+/// labels; `_` and `.` are allowed for hand-written crictl configs. The name
+/// ends up in keys (`<name>_<pod>_<namespace>_<uid>_<attempt>`) and logs.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "character {c:?} is not allowed (letters, digits, '-', '_', '.')"
+        ));
+    }
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !edge(name.chars().next()) || !edge(name.chars().last()) {
+        return Err(format!(
+            "{name:?} must start and end with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn check_env_name(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if key.contains('=') {
+        return Err(format!("{key:?} contains '='"));
+    }
+    if key.contains('\0') {
+        return Err("NUL is not allowed".into());
+    }
+    Ok(())
+}
+
+/// An absolute path without `.`/`..` components or control characters.
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} is not an absolute path"));
+    }
+    if path.chars().any(char::is_control) {
+        return Err("control characters are not allowed".into());
+    }
+    if path.split('/').any(|c| c == "." || c == "..") {
+        return Err(format!("{path:?} has a '.' or '..' component"));
+    }
+    Ok(())
+}
+
+/// `path` without a trailing `/` and with `//` squeezed (`/` stays `/`).
+pub(crate) fn clean(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    format!("/{}", parts.join("/"))
+}
+
+fn validate_mounts(req: &ContainerRequest) -> Result<()> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, m) in req.mounts.iter().enumerate() {
+        let field = |f: &str| format!("config.mounts[{i}].{f}");
+        check_path(&m.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
+        check_path(&m.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
+        if let Some(first) = seen.insert(clean(&m.container_path), i) {
+            return Err(Error::invalid(
+                field("container_path"),
+                format!(
+                    "{:?} is already the target of config.mounts[{first}]",
+                    m.container_path
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_devices(req: &ContainerRequest) -> Result<()> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, d) in req.devices.iter().enumerate() {
+        let field = |f: &str| format!("config.devices[{i}].{f}");
+        check_path(&d.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
+        check_path(&d.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
+        if let Some(first) = seen.insert(clean(&d.container_path), i) {
+            return Err(Error::invalid(
+                field("container_path"),
+                format!(
+                    "{:?} is already the target of config.devices[{first}]",
+                    d.container_path
+                ),
+            ));
+        }
+        let mut chars = BTreeSet::new();
+        let ok = !d.permissions.is_empty()
+            && d.permissions
+                .chars()
+                .all(|c| matches!(c, 'r' | 'w' | 'm') && chars.insert(c));
+        if !ok {
+            return Err(Error::invalid(
+                field("permissions"),
+                format!("{:?} is not one or more of 'r', 'w', 'm'", d.permissions),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_labels(name: &str, map: &BTreeMap<String, String>, sized: bool) -> Result<()> {
+    for (key, value) in map {
+        let field = || format!("config.{name}[{key:?}]");
+        if key.is_empty() {
+            return Err(Error::invalid(field(), "the key must not be empty"));
+        }
+        if key.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                field(),
+                "control characters are not allowed in the key",
+            ));
+        }
+        if sized && key.len() + value.len() > MAX_LABEL_SIZE {
+            return Err(Error::invalid(
+                field(),
+                format!(
+                    "key and value are longer than {MAX_LABEL_SIZE} bytes (containerd's limit)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Empty, or a relative path inside the sandbox's log directory: no leading
+/// `/`, no `.`/`..` components, no control characters, not ending in `/`.
+fn check_log_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    if path.starts_with('/') {
+        return Err(format!(
+            "{path:?} is absolute; it must be relative to the pod's log directory"
+        ));
+    }
+    if path.chars().any(char::is_control) {
+        return Err("control characters are not allowed".into());
+    }
+    if path.split('/').any(|c| c == "." || c == "..") {
+        return Err(format!("{path:?} has a '.' or '..' component"));
+    }
+    if path.ends_with('/') {
+        return Err(format!("{path:?} names a directory, not a file"));
+    }
+    Ok(())
+}
+
+fn validate_resources(r: &ContainerResources) -> Result<()> {
+    let field = |f: &str| format!("config.linux.resources.{f}");
+    if r.cpu_period != 0 && !CPU_PERIOD_RANGE.contains(&r.cpu_period) {
+        return Err(Error::invalid(
+            field("cpu_period"),
+            "must be 0 (unset) or in 1000..=1000000 microseconds",
+        ));
+    }
+    if !(r.cpu_quota == 0 || r.cpu_quota == -1 || r.cpu_quota >= MIN_CPU_QUOTA) {
+        return Err(Error::invalid(
+            field("cpu_quota"),
+            "must be 0 (unset), -1 (unlimited) or at least 1000 microseconds",
+        ));
+    }
+    if r.cpu_shares != 0 && !CPU_SHARES_RANGE.contains(&r.cpu_shares) {
+        return Err(Error::invalid(
+            field("cpu_shares"),
+            "must be 0 (unset) or in 2..=262144",
+        ));
+    }
+    if r.memory_limit_in_bytes < 0 {
+        return Err(Error::invalid(
+            field("memory_limit_in_bytes"),
+            "must not be negative",
+        ));
+    }
+    if r.memory_swap_limit_in_bytes < -1 {
+        return Err(Error::invalid(
+            field("memory_swap_limit_in_bytes"),
+            "must be -1 (unlimited), 0 (unset) or positive",
+        ));
+    }
+    if r.memory_swap_limit_in_bytes > 0
+        && r.memory_limit_in_bytes > 0
+        && r.memory_swap_limit_in_bytes < r.memory_limit_in_bytes
+    {
+        return Err(Error::invalid(
+            field("memory_swap_limit_in_bytes"),
+            "is memory plus swap, so it must not be below memory_limit_in_bytes",
+        ));
+    }
+    if !(-1000..=1000).contains(&r.oom_score_adj) {
+        return Err(Error::invalid(
+            field("oom_score_adj"),
+            "must be in -1000..=1000",
+        ));
+    }
+    for (name, list) in [
+        ("cpuset_cpus", &r.cpuset_cpus),
+        ("cpuset_mems", &r.cpuset_mems),
+    ] {
+        check_cpu_list(list).map_err(|reason| Error::invalid(field(name), reason))?;
+    }
+    for (i, (size, limit)) in r.hugepage_limits.iter().enumerate() {
+        check_page_size(size).map_err(|reason| {
+            Error::invalid(field(&format!("hugepage_limits[{i}].page_size")), reason)
+        })?;
+        if i64::try_from(*limit).is_err() {
+            return Err(Error::invalid(
+                field(&format!("hugepage_limits[{i}].limit")),
+                "is too large",
+            ));
+        }
+    }
+    for key in r.unified.keys() {
+        let ok = key.contains('.')
+            && !key.starts_with('.')
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            return Err(Error::invalid(
+                field(&format!("unified[{key:?}]")),
+                "is not a cgroup v2 file name (like memory.high)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A cpuset list: `0-3,8,10-11` (empty means unset).
+fn check_cpu_list(list: &str) -> Result<(), String> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    for part in list.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let num = |s: &str| {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<u32>().ok())
+                .flatten()
+        };
+        match (num(a), num(b)) {
+            (Some(a), Some(b)) if a <= b => {}
+            _ => return Err(format!("{list:?} is not a list like 0-3,8")),
+        }
+    }
+    Ok(())
+}
+
+/// A huge page size as kubelet writes it: digits and `KB`, `MB` or `GB`.
+fn check_page_size(size: &str) -> Result<(), String> {
+    let digits = size
+        .strip_suffix("KB")
+        .or_else(|| size.strip_suffix("MB"))
+        .or_else(|| size.strip_suffix("GB"));
+    match digits {
+        Some(d) if !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => Err(format!("{size:?} is not a page size like 2MB or 1GB")),
+    }
+}
+
+fn validate_security(sc: &SecurityContext) -> Result<()> {
+    let field = |f: &str| format!("config.linux.security_context.{f}");
+    let bad_id = |v: i64| format!("{v} is not a valid id (0..={MAX_ID})");
+    let in_range = |v: i64| u32::try_from(v).is_ok_and(|v| v <= MAX_ID);
+    if let Some(uid) = sc.run_as_user.filter(|v| !in_range(*v)) {
+        return Err(Error::invalid(field("run_as_user"), bad_id(uid)));
+    }
+    if let Some(c) = sc
+        .run_as_username
+        .chars()
+        .find(|c| *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(
+            field("run_as_username"),
+            format!("character {c:?} is not allowed in a user name"),
+        ));
+    }
+    if let Some(gid) = sc.run_as_group {
+        if sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+            return Err(Error::invalid(
+                field("run_as_group"),
+                "is set without run_as_user or run_as_username",
+            ));
+        }
+        if !in_range(gid) {
+            return Err(Error::invalid(field("run_as_group"), bad_id(gid)));
+        }
+    }
+    for (i, gid) in sc.supplemental_groups.iter().enumerate() {
+        if !in_range(*gid) {
+            return Err(Error::invalid(
+                field(&format!("supplemental_groups[{i}]")),
+                bad_id(*gid),
+            ));
+        }
+    }
+    for (list, names) in [
+        ("add_capabilities", &sc.capabilities.add),
+        ("drop_capabilities", &sc.capabilities.drop),
+    ] {
+        for (i, name) in names.iter().enumerate() {
+            if !is_all(name) && parse_capability(name).is_none() {
+                return Err(Error::invalid(
+                    field(&format!("capabilities.{list}[{i}]")),
+                    format!("{name:?} is not a Linux capability (nor ALL)"),
+                ));
+            }
+        }
+    }
+    let ns = &sc.namespace_options;
+    for (name, mode) in [("network", ns.network), ("ipc", ns.ipc)] {
+        if matches!(mode, NamespaceMode::Container | NamespaceMode::Target) {
+            return Err(Error::invalid(
+                field(&format!("namespace_options.{name}")),
+                format!("{mode:?} is not supported (a container shares its pod's)"),
+            ));
+        }
+    }
+    if (ns.pid == NamespaceMode::Target) == ns.target_id.is_empty() {
+        return Err(Error::invalid(
+            field("namespace_options.target_id"),
+            "must be set exactly when the PID namespace mode is TARGET",
+        ));
+    }
+    for (name, list) in [
+        ("masked_paths", &sc.masked_paths),
+        ("readonly_paths", &sc.readonly_paths),
+    ] {
+        for (i, path) in list.iter().flatten().enumerate() {
+            check_path(path).map_err(|r| Error::invalid(field(&format!("{name}[{i}]")), r))?;
+        }
+    }
+    if let Some(SecurityProfile::Localhost(path)) = &sc.seccomp {
+        if path.is_empty() {
+            return Err(Error::invalid(
+                field("seccomp.localhost_ref"),
+                "a Localhost profile needs the profile's path",
+            ));
+        }
+        check_path(path).map_err(|r| Error::invalid(field("seccomp.localhost_ref"), r))?;
+    }
+    if let Some(SecurityProfile::Localhost(name)) = &sc.apparmor {
+        let name = name.strip_prefix("localhost/").unwrap_or(name);
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(Error::invalid(
+                field("apparmor.localhost_ref"),
+                format!("{name:?} is not an AppArmor profile name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::{Device, Mount};
+
+    fn request() -> ContainerRequest {
+        ContainerRequest {
+            name: "app".into(),
+            image: "busybox:1.36".into(),
+            log_path: "app/0.log".into(),
+            ..Default::default()
+        }
+    }
+
+    fn refused_field(req: &ContainerRequest) -> String {
+        match validate(req) {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    type Edit = fn(&mut ContainerRequest);
+
+    fn check(cases: &[(&str, Edit)]) {
+        for (field, edit) in cases {
+            let mut req = request();
+            edit(&mut req);
+            assert_eq!(refused_field(&req), *field, "{req:?}");
+        }
+    }
+
+    #[test]
+    fn a_plain_container_is_valid() -> Result<()> {
+        validate(&request())?;
+        let mut req = request();
+        req.name = "a".into();
+        req.log_path.clear();
+        req.envs = vec![("CERT".into(), "-----BEGIN\r\nxyz\n-----END".into())];
+        req.args = vec!["line1\nline2".into()];
+        validate(&req)?;
+        req.name = "x".repeat(63);
+        validate(&req)
+    }
+
+    #[test]
+    fn names_images_and_process() {
+        check(&[
+            ("config.metadata.name", |r| r.name.clear()),
+            ("config.metadata.name", |r| r.name = "-a".into()),
+            ("config.metadata.name", |r| r.name = "a-".into()),
+            ("config.metadata.name", |r| r.name = "a/b".into()),
+            ("config.metadata.name", |r| r.name = "a b".into()),
+            ("config.metadata.name", |r| r.name = "a\nb".into()),
+            ("config.metadata.name", |r| r.name = "x".repeat(64)),
+            ("config.image.image", |r| r.image.clear()),
+            ("config.image.image", |r| r.image = "busybox\n".into()),
+            ("config.command[1]", |r| {
+                r.command = vec!["sh".into(), "a\0b".into()]
+            }),
+            ("config.args[0]", |r| r.args = vec!["\0".into()]),
+            ("config.working_dir", |r| r.working_dir = "rel".into()),
+            ("config.working_dir", |r| r.working_dir = "/a/../b".into()),
+        ]);
+    }
+
+    #[test]
+    fn environment() {
+        check(&[
+            ("config.envs[1].key", |r| {
+                r.envs = vec![("A".into(), "1".into()), (String::new(), "x".into())]
+            }),
+            ("config.envs[0].key", |r| {
+                r.envs = vec![("A=B".into(), "1".into())]
+            }),
+            ("config.envs[0].key", |r| {
+                r.envs = vec![("A\0".into(), "1".into())]
+            }),
+            ("config.envs[0].value", |r| {
+                r.envs = vec![("A".into(), "1\0".into())]
+            }),
+        ]);
+    }
+
+    #[test]
+    fn mounts_devices_and_log_path() {
+        fn mount(container: &str, host: &str) -> Mount {
+            Mount {
+                container_path: container.into(),
+                host_path: host.into(),
+                ..Default::default()
+            }
+        }
+        fn device(container: &str, host: &str, perms: &str) -> Device {
+            Device {
+                container_path: container.into(),
+                host_path: host.into(),
+                permissions: perms.into(),
+            }
+        }
+        check(&[
+            ("config.mounts[0].container_path", |r| {
+                r.mounts = vec![mount("data", "/srv")]
+            }),
+            ("config.mounts[0].container_path", |r| {
+                r.mounts = vec![mount("/data/../etc", "/srv")]
+            }),
+            ("config.mounts[0].host_path", |r| {
+                r.mounts = vec![mount("/data", "srv")]
+            }),
+            ("config.mounts[0].host_path", |r| {
+                r.mounts = vec![mount("/data", "/srv/../../etc")]
+            }),
+            ("config.mounts[1].container_path", |r| {
+                r.mounts = vec![mount("/data", "/a"), mount("/data/", "/b")]
+            }),
+            ("config.devices[0].permissions", |r| {
+                r.devices = vec![device("/dev/fuse", "/dev/fuse", "")]
+            }),
+            ("config.devices[0].permissions", |r| {
+                r.devices = vec![device("/dev/fuse", "/dev/fuse", "rwx")]
+            }),
+            ("config.devices[0].permissions", |r| {
+                r.devices = vec![device("/dev/fuse", "/dev/fuse", "rr")]
+            }),
+            ("config.devices[0].host_path", |r| {
+                r.devices = vec![device("/dev/fuse", "fuse", "rwm")]
+            }),
+            ("config.log_path", |r| r.log_path = "/var/log/x.log".into()),
+            ("config.log_path", |r| r.log_path = "../x.log".into()),
+            ("config.log_path", |r| r.log_path = "app/../../x.log".into()),
+            ("config.log_path", |r| r.log_path = "app/\n.log".into()),
+            ("config.log_path", |r| r.log_path = "app/".into()),
+            ("config.labels[\"\"]", |r| {
+                r.labels.insert(String::new(), "x".into());
+            }),
+            ("config.labels[\"k\"]", |r| {
+                r.labels.insert("k".into(), "x".repeat(4096));
+            }),
+            ("config.annotations[\"\"]", |r| {
+                r.annotations.insert(String::new(), "x".into());
+            }),
+        ]);
+        let mut req = request();
+        req.devices = vec![device("/dev/fuse", "/dev/fuse", "mrw")];
+        req.mounts = vec![mount("/data", "/srv/data")];
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn users_and_groups() {
+        check(&[
+            ("config.linux.security_context.run_as_group", |r| {
+                r.linux.security.run_as_group = Some(1000)
+            }),
+            ("config.linux.security_context.run_as_user", |r| {
+                r.linux.security.run_as_user = Some(-1)
+            }),
+            ("config.linux.security_context.run_as_user", |r| {
+                r.linux.security.run_as_user = Some(1 << 31)
+            }),
+            ("config.linux.security_context.run_as_group", |r| {
+                r.linux.security.run_as_user = Some(0);
+                r.linux.security.run_as_group = Some(1 << 31);
+            }),
+            (
+                "config.linux.security_context.supplemental_groups[1]",
+                |r| r.linux.security.supplemental_groups = vec![1, -2],
+            ),
+            ("config.linux.security_context.run_as_username", |r| {
+                r.linux.security.run_as_username = "root:0".into()
+            }),
+            ("config.linux.security_context.run_as_username", |r| {
+                r.linux.security.run_as_username = "evil\nroot".into()
+            }),
+        ]);
+        let mut req = request();
+        req.linux.security.run_as_username = "app".into();
+        req.linux.security.run_as_group = Some(1000);
+        req.linux.security.run_as_user = Some(i64::from(i32::MAX));
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn capabilities_namespaces_and_profiles() {
+        check(&[
+            (
+                "config.linux.security_context.capabilities.add_capabilities[1]",
+                |r| r.linux.security.capabilities.add = vec!["ALL".into(), "FLY".into()],
+            ),
+            (
+                "config.linux.security_context.capabilities.drop_capabilities[0]",
+                |r| r.linux.security.capabilities.drop = vec!["".into()],
+            ),
+            (
+                "config.linux.security_context.namespace_options.network",
+                |r| r.linux.security.namespace_options.network = NamespaceMode::Container,
+            ),
+            (
+                "config.linux.security_context.namespace_options.target_id",
+                |r| r.linux.security.namespace_options.pid = NamespaceMode::Target,
+            ),
+            (
+                "config.linux.security_context.namespace_options.target_id",
+                |r| r.linux.security.namespace_options.target_id = "abc".into(),
+            ),
+            ("config.linux.security_context.seccomp.localhost_ref", |r| {
+                r.linux.security.seccomp = Some(SecurityProfile::Localhost(String::new()))
+            }),
+            ("config.linux.security_context.seccomp.localhost_ref", |r| {
+                r.linux.security.seccomp =
+                    Some(SecurityProfile::Localhost("profiles/a.json".into()))
+            }),
+            (
+                "config.linux.security_context.apparmor.localhost_ref",
+                |r| {
+                    r.linux.security.apparmor =
+                        Some(SecurityProfile::Localhost("localhost/".into()))
+                },
+            ),
+            ("config.linux.security_context.masked_paths[0]", |r| {
+                r.linux.security.masked_paths = Some(vec!["proc/kcore".into()])
+            }),
+        ]);
+        let mut req = request();
+        req.linux.security.capabilities.add = vec!["net_admin".into(), "CAP_SYS_TIME".into()];
+        req.linux.security.capabilities.drop = vec!["all".into()];
+        req.linux.security.seccomp = Some(SecurityProfile::Localhost(
+            "/var/lib/kubelet/seccomp/audit.json".into(),
+        ));
+        req.linux.security.apparmor =
+            Some(SecurityProfile::Localhost("localhost/k8s-nginx".into()));
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn resources() {
+        fn res(r: &mut ContainerRequest) -> &mut ContainerResources {
+            r.linux.resources.get_or_insert_with(Default::default)
+        }
+        check(&[
+            ("config.linux.resources.cpu_period", |r| {
+                res(r).cpu_period = 999
+            }),
+            ("config.linux.resources.cpu_quota", |r| {
+                res(r).cpu_quota = 500
+            }),
+            ("config.linux.resources.cpu_quota", |r| {
+                res(r).cpu_quota = -2
+            }),
+            ("config.linux.resources.cpu_shares", |r| {
+                res(r).cpu_shares = 1
+            }),
+            ("config.linux.resources.memory_limit_in_bytes", |r| {
+                res(r).memory_limit_in_bytes = -1
+            }),
+            ("config.linux.resources.memory_swap_limit_in_bytes", |r| {
+                res(r).memory_limit_in_bytes = 2 << 20;
+                res(r).memory_swap_limit_in_bytes = 1 << 20;
+            }),
+            ("config.linux.resources.oom_score_adj", |r| {
+                res(r).oom_score_adj = 1001
+            }),
+            ("config.linux.resources.cpuset_cpus", |r| {
+                res(r).cpuset_cpus = "0-".into()
+            }),
+            ("config.linux.resources.cpuset_mems", |r| {
+                res(r).cpuset_mems = "3-1".into()
+            }),
+            ("config.linux.resources.hugepage_limits[0].page_size", |r| {
+                res(r).hugepage_limits = vec![("2M".into(), 1)]
+            }),
+            ("config.linux.resources.hugepage_limits[0].limit", |r| {
+                res(r).hugepage_limits = vec![("2MB".into(), u64::MAX)]
+            }),
+            ("config.linux.resources.unified[\"../memory.max\"]", |r| {
+                res(r).unified.insert("../memory.max".into(), "1".into());
+            }),
+        ]);
+        let mut req = request();
+        *res(&mut req) = ContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: -1,
+            cpu_shares: 2,
+            memory_limit_in_bytes: 1 << 30,
+            memory_swap_limit_in_bytes: -1,
+            oom_score_adj: -997,
+            cpuset_cpus: "0-1,3".into(),
+            cpuset_mems: "0".into(),
+            hugepage_limits: vec![("2MB".into(), 1 << 30), ("1GB".into(), 0)],
+            unified: BTreeMap::from([("memory.high".to_string(), "max".to_string())]),
+        };
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn cleaning_paths() {
+        assert_eq!(clean("/"), "/");
+        assert_eq!(clean("/a//b/"), "/a/b");
+        assert_eq!(clean("/etc/hosts"), "/etc/hosts");
+    }
+}
