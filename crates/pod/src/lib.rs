@@ -6,10 +6,13 @@
 //! record carries its labels and, as an extension, [`meta::SandboxMeta`];
 //! a restarted daemon rebuilds its index from them ([`Pods::recover`]).
 
+pub mod container;
+mod host;
 mod meta;
 mod podfs;
 mod recover;
 pub mod registrar;
+mod rootfs;
 mod sandbox;
 mod store;
 
@@ -30,7 +33,9 @@ pub struct Pods {
     images: Arc<Images>,
     cni: Cni,
     state_dir: PathBuf,
-    store: store::Store,
+    store: store::Store<store::Sandbox>,
+    containers: store::Store<container::Container>,
+    host: crius_core::container::HostFacts,
     /// The pause program of the built-in sandbox image.
     pause: &'static [u8],
 }
@@ -50,6 +55,8 @@ impl Pods {
             containerd,
             images,
             store: store::Store::default(),
+            containers: store::Store::default(),
+            host: host::facts(),
             state_dir,
         }
     }

@@ -40,10 +40,53 @@ pub struct SandboxMeta {
     pub port_mappings: Vec<(String, u16, u16, String)>,
     /// The pod's `/dev/shm` mount, when it has its own.
     pub shm: Option<String>,
+    /// The pod's cgroup parent, as kubelet gave it.
+    #[serde(default)]
+    pub cgroup_parent: String,
+    /// The pod's security context says privileged.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 impl SandboxMeta {
     pub const VERSION: u32 = 1;
+
+    /// What its containers need of the pod's request (name, uid, namespace,
+    /// namespace modes, cgroup parent, privilege).
+    pub fn request(&self) -> crius_core::sandbox::PodSandboxRequest {
+        use crius_core::sandbox::{
+            LinuxSandbox, NamespaceMode, NamespaceOptions, PodSandboxRequest,
+        };
+        let mode = |m: i32| match m {
+            1 => NamespaceMode::Container,
+            2 => NamespaceMode::Node,
+            3 => NamespaceMode::Target,
+            _ => NamespaceMode::Pod,
+        };
+        let [network, pid, ipc] = self.namespace_modes;
+        PodSandboxRequest {
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            namespace: self.namespace.clone(),
+            attempt: self.attempt,
+            hostname: self.hostname.clone(),
+            log_directory: self.log_directory.clone(),
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            runtime_handler: self.runtime_handler.clone(),
+            linux: LinuxSandbox {
+                cgroup_parent: self.cgroup_parent.clone(),
+                namespaces: NamespaceOptions {
+                    network: mode(network),
+                    pid: mode(pid),
+                    ipc: mode(ipc),
+                },
+                privileged: self.privileged,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
 
     pub fn to_any(&self) -> crius_core::Result<prost_types::Any> {
         Ok(prost_types::Any {

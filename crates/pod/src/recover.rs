@@ -21,7 +21,7 @@ impl Pods {
     /// Rebuilds the index from containerd's records (bounded concurrency),
     /// reports sandboxes whose pause task died meanwhile as NOTREADY, and
     /// removes the leftovers of interrupted runs.
-    pub async fn recover(&self, config: &Config) -> Result<()> {
+    pub async fn recover(self: &Arc<Self>, config: &Config) -> Result<()> {
         self.ensure_pause_image(config).await?;
         let filter = format!("labels.\"{}\"=={}", labels::KIND, labels::KIND_SANDBOX);
         let records = self.containerd.container_list(&[filter]).await?;
@@ -55,6 +55,7 @@ impl Pods {
         for lease in self.containerd.lease_list_prefix("crius-sandbox-").await? {
             self.containerd.lease_delete(&lease).await?;
         }
+        self.recover_containers().await?;
         let orphans = self.remove_orphans(config).await;
         tracing::info!(ready, not_ready, orphans, "sandboxes recovered");
         Ok(())

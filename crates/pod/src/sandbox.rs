@@ -76,7 +76,7 @@ fn now_ns() -> i64 {
         .unwrap_or_default()
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut seed = [0u8; 32];
     // The kernel's randomness; the time and a counter would do, but need not.
     if std::fs::File::open("/dev/urandom")
@@ -91,7 +91,11 @@ fn random_id() -> String {
 
 /// Identifies a request, so an identical retry is recognized.
 fn fingerprint(req: &PodSandboxRequest) -> String {
-    format!("{:x}", Sha256::digest(format!("{req:?}").as_bytes()))
+    fingerprint_of(&format!("{req:?}"))
+}
+
+pub(crate) fn fingerprint_of(text: &str) -> String {
+    format!("{:x}", Sha256::digest(text.as_bytes()))
 }
 
 fn mode_of(m: NamespaceMode) -> i32 {
@@ -104,7 +108,7 @@ fn mode_of(m: NamespaceMode) -> i32 {
 }
 
 /// The runtime handler a pod asked for (or the default): its name, shim and options.
-fn runtime_for(
+pub(crate) fn runtime_for(
     config: &Config,
     requested: &str,
 ) -> Result<(String, String, Option<prost_types::Any>)> {
@@ -347,6 +351,8 @@ impl Pods {
                 .map(|p| (p.protocol, p.host_port, p.container_port, p.host_ip))
                 .collect(),
             shm: None,
+            cgroup_parent: req.linux.cgroup_parent.clone(),
+            privileged: req.linux.privileged,
         };
 
         // The directory first: its intent record lets start-up undo the rest.
@@ -556,6 +562,7 @@ impl Pods {
 
     async fn stop_locked(&self, config: &Config, sandbox: &Sandbox) -> Result<()> {
         let id = &sandbox.meta.id;
+        self.stop_containers_of(id).await?;
         self.kill_and_delete_task(id).await?;
         if let (Some(network), Some(netns)) = (&sandbox.meta.network, &sandbox.meta.netns) {
             // The network config may have changed since; DEL with the cached
@@ -598,6 +605,7 @@ impl Pods {
         // Both steps are idempotent.
         self.stop_locked(config, &sandbox).await?;
         let id = sandbox.meta.id.clone();
+        self.remove_containers_of(config, &id).await?;
         self.containerd.container_delete(&id).await?;
         self.containerd
             .snapshot_remove(&config.containerd.snapshotter, &id)

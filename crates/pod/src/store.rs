@@ -46,44 +46,69 @@ impl Sandbox {
     }
 }
 
-/// All sandboxes, plus the name registrar.
-#[derive(Default)]
-pub struct Store {
-    map: RwLock<HashMap<String, Arc<Sandbox>>>,
+/// Something the index holds, by id.
+pub trait Keyed {
+    fn id(&self) -> &str;
+}
+
+impl Keyed for Sandbox {
+    fn id(&self) -> &str {
+        &self.meta.id
+    }
+}
+
+impl Keyed for crate::container::Container {
+    fn id(&self) -> &str {
+        &self.meta.id
+    }
+}
+
+/// All sandboxes (or containers), plus their name registrar.
+pub struct Store<T> {
+    map: RwLock<HashMap<String, Arc<T>>>,
     pub names: Registrar,
 }
 
-impl Store {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Sandbox>>> {
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store {
+            map: RwLock::new(HashMap::new()),
+            names: Registrar::default(),
+        }
+    }
+}
+
+impl<T: Keyed> Store<T> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<T>>> {
         match self.map.read() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Sandbox>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<T>>> {
         match self.map.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
     }
 
-    pub fn insert(&self, s: Arc<Sandbox>) {
-        self.write().insert(s.meta.id.clone(), s);
+    pub fn insert(&self, s: Arc<T>) {
+        self.write().insert(s.id().to_string(), s);
     }
 
     pub fn remove(&self, id: &str) {
         self.write().remove(id);
     }
 
-    pub fn all(&self) -> Vec<Arc<Sandbox>> {
+    pub fn all(&self) -> Vec<Arc<T>> {
         self.read().values().cloned().collect()
     }
 
-    /// The sandbox an id or unique id prefix names.
-    pub fn find(&self, id_or_prefix: &str) -> Result<Option<Arc<Sandbox>>> {
+    /// The entry an id or unique id prefix names.
+    pub fn find(&self, id_or_prefix: &str) -> Result<Option<Arc<T>>> {
         if id_or_prefix.is_empty() {
-            return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
+            return Err(Error::invalid("id", "must not be empty"));
         }
         let map = self.read();
         if let Some(s) = map.get(id_or_prefix) {

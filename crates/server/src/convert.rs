@@ -8,7 +8,7 @@ use crius_core::sandbox::{
 };
 use crius_cri_api::v1;
 
-fn namespace_mode(field: &str, v: i32) -> Result<NamespaceMode, Error> {
+pub(crate) fn namespace_mode(field: &str, v: i32) -> Result<NamespaceMode, Error> {
     match v1::NamespaceMode::try_from(v) {
         Ok(v1::NamespaceMode::Pod) => Ok(NamespaceMode::Pod),
         Ok(v1::NamespaceMode::Container) => Ok(NamespaceMode::Container),
@@ -28,20 +28,8 @@ fn protocol(field: &str, v: i32) -> Result<Protocol, Error> {
 }
 
 fn profile(field: &str, p: Option<&v1::SecurityProfile>) -> Result<Option<SecurityProfile>, Error> {
-    let Some(p) = p else { return Ok(None) };
-    match v1::security_profile::ProfileType::try_from(p.profile_type) {
-        Ok(v1::security_profile::ProfileType::RuntimeDefault) => {
-            Ok(Some(SecurityProfile::RuntimeDefault))
-        }
-        Ok(v1::security_profile::ProfileType::Unconfined) => Ok(Some(SecurityProfile::Unconfined)),
-        Ok(v1::security_profile::ProfileType::Localhost) => {
-            Ok(Some(SecurityProfile::Localhost(p.localhost_ref.clone())))
-        }
-        Err(_) => Err(Error::invalid(
-            field,
-            format!("unknown profile type {}", p.profile_type),
-        )),
-    }
+    p.map(|p| crate::convert_container::profile(field, p))
+        .transpose()
 }
 
 fn resources(r: Option<&v1::LinuxContainerResources>) -> Option<Resources> {

@@ -5,6 +5,7 @@
 
 mod admin;
 mod convert;
+mod convert_container;
 mod edge;
 mod image;
 mod runtime;

@@ -16,7 +16,10 @@ use crate::convert;
 use crate::edge::{not_yet, respond};
 use crate::state::State;
 use crius_core::sandbox::SandboxState;
+use crius_pod::container::{ContainerFilter, ContainerState};
 use crius_pod::{ListFilter, SandboxMeta};
+
+use crate::convert_container;
 
 /// The CRI version of the kubelet API crius answers `Version` with
 /// (containerd's CRI plugin answers the same).
@@ -343,6 +346,190 @@ impl RuntimeService for RuntimeSvc {
         .await
     }
 
+    async fn create_container(
+        &self,
+        req: Request<v1::CreateContainerRequest>,
+    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
+        let req = req.into_inner();
+        respond("CreateContainer", async {
+            let request = convert_container::container_request(req.config)?;
+            if req.pod_sandbox_id.is_empty() {
+                return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
+            }
+            let backend = self.state.backend()?;
+            let id = backend
+                .pods
+                .create_container(
+                    self.state.config(),
+                    self.state.cgroup_driver(),
+                    &req.pod_sandbox_id,
+                    request,
+                )
+                .await?;
+            Ok(v1::CreateContainerResponse { container_id: id })
+        })
+        .await
+    }
+
+    async fn start_container(
+        &self,
+        req: Request<v1::StartContainerRequest>,
+    ) -> Result<Response<v1::StartContainerResponse>, Status> {
+        let id = req.into_inner().container_id;
+        respond("StartContainer", async {
+            self.state.backend()?.pods.start_container(&id).await?;
+            Ok(v1::StartContainerResponse {})
+        })
+        .await
+    }
+
+    async fn stop_container(
+        &self,
+        req: Request<v1::StopContainerRequest>,
+    ) -> Result<Response<v1::StopContainerResponse>, Status> {
+        let req = req.into_inner();
+        respond("StopContainer", async {
+            self.state
+                .backend()?
+                .pods
+                .stop_container(&req.container_id, req.timeout)
+                .await?;
+            Ok(v1::StopContainerResponse {})
+        })
+        .await
+    }
+
+    async fn remove_container(
+        &self,
+        req: Request<v1::RemoveContainerRequest>,
+    ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
+        let id = req.into_inner().container_id;
+        respond("RemoveContainer", async {
+            self.state
+                .backend()?
+                .pods
+                .remove_container(&self.state.config(), &id)
+                .await?;
+            Ok(v1::RemoveContainerResponse {})
+        })
+        .await
+    }
+
+    async fn container_status(
+        &self,
+        req: Request<v1::ContainerStatusRequest>,
+    ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
+        let req = req.into_inner();
+        respond("ContainerStatus", async {
+            let (meta, st) = self
+                .state
+                .backend()?
+                .pods
+                .container_status(&req.container_id)?;
+            let mut info = HashMap::new();
+            if req.verbose {
+                let verbose = json!({
+                    "pid": st.pid,
+                    "sandboxID": meta.sandbox_id,
+                    "imageId": meta.image_id,
+                    "logPath": meta.log_path,
+                });
+                info.insert("info".to_string(), verbose.to_string());
+            }
+            Ok(v1::ContainerStatusResponse {
+                status: Some(v1::ContainerStatus {
+                    id: meta.id.clone(),
+                    metadata: Some(v1::ContainerMetadata {
+                        name: meta.name.clone(),
+                        attempt: meta.attempt,
+                    }),
+                    state: container_state(st.state),
+                    created_at: meta.created_at,
+                    started_at: st.started_at,
+                    finished_at: st.finished_at,
+                    exit_code: st.exit_code,
+                    image: Some(v1::ImageSpec {
+                        image: meta.image.clone(),
+                        ..Default::default()
+                    }),
+                    image_ref: meta.image_ref.clone(),
+                    reason: st.reason.clone(),
+                    message: st.message.clone(),
+                    labels: meta.labels.clone().into_iter().collect(),
+                    annotations: meta.annotations.clone().into_iter().collect(),
+                    mounts: meta
+                        .mounts
+                        .iter()
+                        .map(|(c, h, ro)| v1::Mount {
+                            container_path: c.clone(),
+                            host_path: h.clone(),
+                            readonly: *ro,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    log_path: meta.log_path.clone(),
+                    image_id: meta.image_id.clone(),
+                    ..Default::default()
+                }),
+                info,
+            })
+        })
+        .await
+    }
+
+    async fn list_containers(
+        &self,
+        req: Request<v1::ListContainersRequest>,
+    ) -> Result<Response<v1::ListContainersResponse>, Status> {
+        let filter = req.into_inner().filter.unwrap_or_default();
+        respond("ListContainers", async {
+            let state = match filter.state.map(|s| v1::ContainerState::try_from(s.state)) {
+                None => None,
+                Some(Ok(v1::ContainerState::ContainerCreated)) => Some(ContainerState::Created),
+                Some(Ok(v1::ContainerState::ContainerRunning)) => Some(ContainerState::Running),
+                Some(Ok(v1::ContainerState::ContainerExited)) => Some(ContainerState::Exited),
+                Some(Ok(v1::ContainerState::ContainerUnknown)) => Some(ContainerState::Unknown),
+                Some(Err(_)) => {
+                    return Err(Error::invalid("filter.state", "unknown container state"));
+                }
+            };
+            let items = self
+                .state
+                .backend()?
+                .pods
+                .list_containers(&ContainerFilter {
+                    id: filter.id,
+                    sandbox_id: filter.pod_sandbox_id,
+                    state,
+                    label_selector: filter.label_selector.into_iter().collect(),
+                });
+            Ok(v1::ListContainersResponse {
+                containers: items
+                    .into_iter()
+                    .map(|(m, st)| v1::Container {
+                        id: m.id.clone(),
+                        pod_sandbox_id: m.sandbox_id.clone(),
+                        metadata: Some(v1::ContainerMetadata {
+                            name: m.name.clone(),
+                            attempt: m.attempt,
+                        }),
+                        image: Some(v1::ImageSpec {
+                            image: m.image.clone(),
+                            ..Default::default()
+                        }),
+                        image_ref: m.image_ref.clone(),
+                        state: container_state(st.state),
+                        created_at: m.created_at,
+                        labels: m.labels.clone().into_iter().collect(),
+                        annotations: m.annotations.clone().into_iter().collect(),
+                        image_id: m.image_id.clone(),
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
     type GetContainerEventsStream = EventStream;
 
     async fn get_container_events(
@@ -352,42 +539,6 @@ impl RuntimeService for RuntimeSvc {
         not_yet("GetContainerEvents").await
     }
 
-    async fn create_container(
-        &self,
-        _: Request<v1::CreateContainerRequest>,
-    ) -> Result<Response<v1::CreateContainerResponse>, Status> {
-        not_yet("CreateContainer").await
-    }
-    async fn start_container(
-        &self,
-        _: Request<v1::StartContainerRequest>,
-    ) -> Result<Response<v1::StartContainerResponse>, Status> {
-        not_yet("StartContainer").await
-    }
-    async fn stop_container(
-        &self,
-        _: Request<v1::StopContainerRequest>,
-    ) -> Result<Response<v1::StopContainerResponse>, Status> {
-        not_yet("StopContainer").await
-    }
-    async fn remove_container(
-        &self,
-        _: Request<v1::RemoveContainerRequest>,
-    ) -> Result<Response<v1::RemoveContainerResponse>, Status> {
-        not_yet("RemoveContainer").await
-    }
-    async fn list_containers(
-        &self,
-        _: Request<v1::ListContainersRequest>,
-    ) -> Result<Response<v1::ListContainersResponse>, Status> {
-        not_yet("ListContainers").await
-    }
-    async fn container_status(
-        &self,
-        _: Request<v1::ContainerStatusRequest>,
-    ) -> Result<Response<v1::ContainerStatusResponse>, Status> {
-        not_yet("ContainerStatus").await
-    }
     async fn update_container_resources(
         &self,
         _: Request<v1::UpdateContainerResourcesRequest>,
@@ -473,6 +624,15 @@ fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or_default()
+}
+
+fn container_state(s: ContainerState) -> i32 {
+    (match s {
+        ContainerState::Created => v1::ContainerState::ContainerCreated,
+        ContainerState::Running => v1::ContainerState::ContainerRunning,
+        ContainerState::Exited => v1::ContainerState::ContainerExited,
+        ContainerState::Unknown => v1::ContainerState::ContainerUnknown,
+    }) as i32
 }
 
 fn cri_state(s: SandboxState) -> i32 {

@@ -5,6 +5,7 @@
 //! need a daemon of their own (bad config, signals, containerd down) start
 //! one. Needs root; fails (never skips) without it.
 
+mod containers;
 mod foundation;
 mod images;
 mod pods;
@@ -114,6 +115,7 @@ fn main() {
         .into_iter()
         .chain(images::all())
         .chain(pods::all())
+        .chain(containers::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");

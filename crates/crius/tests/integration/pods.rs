@@ -40,16 +40,16 @@ crate::tests![
 static NEXT: AtomicUsize = AtomicUsize::new(1);
 
 /// A daemon with a CNI network of its own.
-struct PodEnv {
-    daemon: Option<Criusd>,
-    cri: Cri,
+pub(crate) struct PodEnv {
+    pub(crate) daemon: Option<Criusd>,
+    pub(crate) cri: Cri,
     bridge: String,
     subnet: String,
-    containerd: crius_containerd::Containerd,
+    pub(crate) containerd: crius_containerd::Containerd,
 }
 
 impl PodEnv {
-    async fn start(env: &Env) -> anyhow::Result<PodEnv> {
+    pub(crate) async fn start(env: &Env) -> anyhow::Result<PodEnv> {
         Self::start_with_range(env, None).await
     }
 
@@ -100,7 +100,7 @@ impl PodEnv {
         })
     }
 
-    fn daemon(&self) -> &Criusd {
+    pub(crate) fn daemon(&self) -> &Criusd {
         self.daemon.as_ref().expect("daemon running")
     }
 
@@ -115,7 +115,7 @@ impl PodEnv {
     /// Removes every pod, then checks nothing is left: no sandbox, netns,
     /// pod directory, allocated IP, containerd container, snapshot of a
     /// sandbox, or shim.
-    async fn remove_all_and_check(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn remove_all_and_check(&mut self) -> anyhow::Result<()> {
         let pods = list_pods(&mut self.cri).await?;
         for p in &pods {
             self.cri
@@ -185,7 +185,7 @@ impl Drop for PodEnv {
     }
 }
 
-fn config(name: &str) -> v1::PodSandboxConfig {
+pub(crate) fn config(name: &str) -> v1::PodSandboxConfig {
     v1::PodSandboxConfig {
         metadata: Some(v1::PodSandboxMetadata {
             name: name.into(),
@@ -202,7 +202,10 @@ fn config(name: &str) -> v1::PodSandboxConfig {
     }
 }
 
-async fn run(cri: &mut Cri, config: v1::PodSandboxConfig) -> Result<String, tonic::Status> {
+pub(crate) async fn run(
+    cri: &mut Cri,
+    config: v1::PodSandboxConfig,
+) -> Result<String, tonic::Status> {
     cri.runtime
         .run_pod_sandbox(v1::RunPodSandboxRequest {
             config: Some(config),

@@ -1,0 +1,416 @@
+//! Issue 5 (first steps): containers in pods: create, start, exit codes and
+//! logs, stop, remove, the security context, restarts of the daemon.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use crius_cri_api::v1;
+use crius_testkit::client::Cri;
+use crius_testkit::images as ti;
+use nix::sys::signal::Signal;
+
+use crate::Env;
+use crate::pods::{PodEnv, config, run};
+
+crate::tests![
+    exit_code_and_logs,
+    stop_kills_after_the_timeout,
+    readonly_rootfs_and_run_as_user,
+    bad_requests,
+    pod_stop_and_remove_take_the_containers,
+    daemon_restart_keeps_containers,
+];
+
+struct Pod {
+    env: PodEnv,
+    id: String,
+    image: String,
+    logs: tempfile::TempDir,
+}
+
+async fn pod(env: &Env, name: &str) -> anyhow::Result<Pod> {
+    let mut p = PodEnv::start(env).await?;
+    let logs = tempfile::tempdir()?;
+    let mut c = config(name);
+    c.log_directory = logs.path().display().to_string();
+    let id = run(&mut p.cri, c).await?;
+    let image = env.images.reference(ti::BUSYBOX);
+    p.cri
+        .image
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    Ok(Pod {
+        env: p,
+        id,
+        image,
+        logs,
+    })
+}
+
+fn container(name: &str, image: &str, cmd: &[&str]) -> v1::ContainerConfig {
+    v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(v1::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(v1::LinuxContainerConfig::default()),
+        ..Default::default()
+    }
+}
+
+async fn create(cri: &mut Cri, pod: &str, c: v1::ContainerConfig) -> Result<String, tonic::Status> {
+    cri.runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(c),
+            sandbox_config: Some(config("unused")),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+async fn start(cri: &mut Cri, id: &str) -> anyhow::Result<()> {
+    cri.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await?;
+    Ok(())
+}
+
+async fn status(cri: &mut Cri, id: &str) -> anyhow::Result<v1::ContainerStatus> {
+    cri.runtime
+        .container_status(v1::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .context("no status")
+}
+
+async fn wait_exited(cri: &mut Cri, id: &str) -> anyhow::Result<v1::ContainerStatus> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(cri, id).await?;
+        if s.state == v1::ContainerState::ContainerExited as i32 {
+            return Ok(s);
+        }
+        ensure!(Instant::now() < deadline, "{id} did not exit: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn read_log(dir: &std::path::Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+}
+
+async fn exit_code_and_logs(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "logs").await?;
+    let cri = &mut p.env.cri;
+    let id = create(
+        cri,
+        &p.id,
+        container(
+            "echo",
+            &p.image,
+            &["sh", "-c", "echo hello; echo oops >&2; exit 3"],
+        ),
+    )
+    .await?;
+    let s = status(cri, &id).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerCreated as i32,
+        "{s:?}"
+    );
+    start(cri, &id).await?;
+    let s = wait_exited(cri, &id).await?;
+    ensure!(s.exit_code == 3 && s.reason == "Error", "{s:?}");
+    ensure!(s.started_at > 0 && s.finished_at >= s.started_at, "{s:?}");
+    ensure!(s.image_ref.contains("sha256:"), "{s:?}");
+    let mut log = String::new();
+    for _ in 0..40 {
+        log = read_log(p.logs.path(), "echo");
+        if log.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines: Vec<&str> = log.lines().collect();
+    ensure!(
+        lines.iter().any(|l| l.ends_with(" stdout F hello")),
+        "{log}"
+    );
+    ensure!(lines.iter().any(|l| l.ends_with(" stderr F oops")), "{log}");
+    let ok = create(cri, &p.id, container("ok", &p.image, &["true"])).await?;
+    start(cri, &ok).await?;
+    let s = wait_exited(cri, &ok).await?;
+    ensure!(s.exit_code == 0 && s.reason == "Completed", "{s:?}");
+    let list = cri
+        .runtime
+        .list_containers(v1::ListContainersRequest {
+            filter: Some(v1::ContainerFilter {
+                pod_sandbox_id: p.id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .containers;
+    ensure!(list.len() == 2, "{list:?}");
+    for c in [&id, &ok] {
+        for _ in 0..2 {
+            cri.runtime
+                .remove_container(v1::RemoveContainerRequest {
+                    container_id: c.to_string(),
+                })
+                .await?;
+        }
+    }
+    p.env.remove_all_and_check().await
+}
+
+async fn stop_kills_after_the_timeout(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "stop").await?;
+    let cri = &mut p.env.cri;
+    let id = create(
+        cri,
+        &p.id,
+        container("sleeper", &p.image, &["sleep", "1000"]),
+    )
+    .await?;
+    start(cri, &id).await?;
+    let s = status(cri, &id).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerRunning as i32,
+        "{s:?}"
+    );
+    let started = Instant::now();
+    cri.runtime
+        .stop_container(v1::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 1,
+        })
+        .await?;
+    ensure!(
+        started.elapsed() < Duration::from_secs(8),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    let s = wait_exited(cri, &id).await?;
+    ensure!(s.exit_code == 137 || s.exit_code == 143, "{s:?}");
+    // Stopping again is fine.
+    cri.runtime
+        .stop_container(v1::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await?;
+    p.env.remove_all_and_check().await
+}
+
+async fn readonly_rootfs_and_run_as_user(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "secctx").await?;
+    let cri = &mut p.env.cri;
+    let mut c = container(
+        "ro",
+        &p.image,
+        &[
+            "sh",
+            "-c",
+            "id -u; id -g; touch /x && echo wrote || echo refused",
+        ],
+    );
+    c.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(v1::LinuxContainerSecurityContext {
+            readonly_rootfs: true,
+            run_as_user: Some(v1::Int64Value { value: 1234 }),
+            run_as_group: Some(v1::Int64Value { value: 50 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(cri, &p.id, c).await?;
+    start(cri, &id).await?;
+    wait_exited(cri, &id).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = read_log(p.logs.path(), "ro");
+    ensure!(
+        log.contains("stdout F 1234") && log.contains("stdout F 50"),
+        "{log}"
+    );
+    ensure!(
+        log.contains("stdout F refused") && !log.contains("stdout F wrote"),
+        "{log}"
+    );
+    // A named user from the image's /etc/passwd.
+    let mut c = container("named", &p.image, &["id", "-u"]);
+    c.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(v1::LinuxContainerSecurityContext {
+            run_as_username: "alice".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(cri, &p.id, c).await?;
+    start(cri, &id).await?;
+    wait_exited(cri, &id).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = read_log(p.logs.path(), "named");
+    ensure!(log.contains("stdout F 1234"), "{log}");
+    p.env.remove_all_and_check().await
+}
+
+async fn bad_requests(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "bad").await?;
+    let cri = &mut p.env.cri;
+    let err = create(cri, "0000000000000000", container("x", &p.image, &["true"]))
+        .await
+        .expect_err("no pod");
+    ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
+    let err = create(
+        cri,
+        &p.id,
+        container("x", &env.images.reference("crius-test/absent:1"), &["true"]),
+    )
+    .await
+    .expect_err("no image");
+    ensure!(
+        err.code() == tonic::Code::NotFound && err.message().contains("absent"),
+        "{err:?}"
+    );
+    let mut c = container("x", &p.image, &["true"]);
+    c.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(v1::LinuxContainerSecurityContext {
+            run_as_group: Some(v1::Int64Value { value: 5 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let err = create(cri, &p.id, c).await.expect_err("group without user");
+    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    let mut c = container("x", &p.image, &["true"]);
+    c.log_path = "../escape.log".into();
+    let err = create(cri, &p.id, c).await.expect_err("log path escapes");
+    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    // An identical retry while the first is in flight gets the same id.
+    let (a, b) = tokio::join!(
+        {
+            let mut cri = cri.clone();
+            let c = container("dup", &p.image, &["true"]);
+            let pod = p.id.clone();
+            async move { create(&mut cri, &pod, c).await }
+        },
+        {
+            let mut cri = cri.clone();
+            let c = container("dup", &p.image, &["true"]);
+            let pod = p.id.clone();
+            async move { create(&mut cri, &pod, c).await }
+        },
+    );
+    ensure!(a? == b?, "an identical retry must get the same id");
+    let err = create(cri, &p.id, container("dup", &p.image, &["sleep", "1"]))
+        .await
+        .expect_err("duplicate name");
+    ensure!(err.code() == tonic::Code::AlreadyExists, "{err:?}");
+    p.env.remove_all_and_check().await
+}
+
+async fn pod_stop_and_remove_take_the_containers(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "cascade").await?;
+    let cri = &mut p.env.cri;
+    let id = create(cri, &p.id, container("long", &p.image, &["sleep", "1000"])).await?;
+    start(cri, &id).await?;
+    cri.runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: p.id.clone(),
+        })
+        .await?;
+    let s = wait_exited(cri, &id).await?;
+    ensure!(s.exit_code == 137, "{s:?}");
+    cri.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: p.id.clone(),
+        })
+        .await?;
+    let err = status(cri, &id).await.expect_err("removed with its pod");
+    ensure!(format!("{err:#}").contains("not found"), "{err:#}");
+    p.env.remove_all_and_check().await
+}
+
+async fn daemon_restart_keeps_containers(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "restart").await?;
+    let ticker = create(
+        &mut p.env.cri,
+        &p.id,
+        container(
+            "ticker",
+            &p.image,
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+            ],
+        ),
+    )
+    .await?;
+    start(&mut p.env.cri, &ticker).await?;
+    let done = create(
+        &mut p.env.cri,
+        &p.id,
+        container("done", &p.image, &["sh", "-c", "exit 7"]),
+    )
+    .await?;
+    start(&mut p.env.cri, &done).await?;
+    wait_exited(&mut p.env.cri, &done).await?;
+    let quick = create(
+        &mut p.env.cri,
+        &p.id,
+        container("quick", &p.image, &["sh", "-c", "sleep 1; exit 9"]),
+    )
+    .await?;
+    start(&mut p.env.cri, &quick).await?;
+
+    let daemon = p.env.daemon.as_mut().context("daemon")?;
+    daemon.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
+    // quick exits while no daemon runs.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = read_log(p.logs.path(), "ticker").lines().count();
+    daemon.restart(Signal::SIGKILL)?;
+    daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
+    p.env.cri = crius_testkit::client::connect(p.env.daemon().socket()).await?;
+    let cri = &mut p.env.cri;
+    let s = status(cri, &ticker).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerRunning as i32,
+        "{s:?}"
+    );
+    let s = status(cri, &done).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerExited as i32 && s.exit_code == 7,
+        "{s:?}"
+    );
+    let s = wait_exited(cri, &quick).await?;
+    ensure!(s.exit_code == 9, "an exit while the daemon was down: {s:?}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = read_log(p.logs.path(), "ticker").lines().count();
+    ensure!(
+        after > before + 2,
+        "logs stopped flowing: {before} -> {after} lines"
+    );
+    p.env.remove_all_and_check().await
+}

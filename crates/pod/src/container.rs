@@ -1,0 +1,929 @@
+//! Containers: CreateContainer, StartContainer, StopContainer,
+//! RemoveContainer, ContainerStatus, ListContainers.
+//!
+//! Each container is a containerd container record (labels, the OCI spec,
+//! the pod's runtime, extensions `io.crius.container` = [`ContainerMeta`]
+//! and `io.crius.container.status` = [`ContainerStatus`]) with a writable
+//! snapshot and a task whose stdout/stderr FIFOs crius copies into the CRI
+//! log file. A watcher per started container records its exit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crius_containerd::{ContainerRecord, Runtime, Stdio, TaskStatus};
+use crius_core::cgroup::CgroupDriver;
+use crius_core::config::Config;
+use crius_core::container::{
+    self, ContainerRequest, ContainerSpecInput, ImageConfig, PodFiles, container_labels,
+    container_name_key,
+};
+use crius_core::sandbox::SandboxState;
+use crius_core::{Error, Result};
+use crius_image::Query;
+use serde::{Deserialize, Serialize};
+
+use crate::registrar::Reserve;
+use crate::{Pods, sandbox};
+
+/// Extension names on a container's containerd record.
+pub const META_EXTENSION: &str = "io.crius.container";
+pub const STATUS_EXTENSION: &str = "io.crius.container.status";
+const TYPE_URL: &str = "io.crius/ContainerMeta";
+const STATUS_TYPE_URL: &str = "io.crius/ContainerStatus";
+/// How long a stop waits for the process after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// A container's immutable facts, persisted as versioned JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerMeta {
+    pub version: u32,
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    pub attempt: u32,
+    /// The image as the request named it.
+    pub image: String,
+    /// The image id (config digest).
+    pub image_id: String,
+    /// A repo digest of the image, else its id.
+    pub image_ref: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Absolute log file path ("" when the pod or container sets none).
+    pub log_path: String,
+    pub tty: bool,
+    pub stop_signal: String,
+    /// (container path, host path, readonly).
+    pub mounts: Vec<(String, String, bool)>,
+    pub created_at: i64,
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+/// A container's changing status, persisted on every change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub state: ContainerState,
+    pub pid: u32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+}
+
+/// One container in the index.
+pub struct Container {
+    pub meta: ContainerMeta,
+    status: Mutex<ContainerStatus>,
+    pub(crate) op: tokio::sync::Mutex<()>,
+    log: Mutex<Option<Arc<crius_logs::LogHandle>>>,
+}
+
+impl Container {
+    fn new(meta: ContainerMeta, status: ContainerStatus) -> Self {
+        Container {
+            meta,
+            status: Mutex::new(status),
+            op: tokio::sync::Mutex::new(()),
+            log: Mutex::new(None),
+        }
+    }
+
+    pub fn status(&self) -> ContainerStatus {
+        match self.status.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ContainerStatus)) -> ContainerStatus {
+        let mut g = match self.status.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g);
+        g.clone()
+    }
+
+    fn set_log(&self, h: Option<Arc<crius_logs::LogHandle>>) {
+        match self.log.lock() {
+            Ok(mut g) => *g = h,
+            Err(p) => *p.into_inner() = h,
+        }
+    }
+
+    fn log(&self) -> Option<Arc<crius_logs::LogHandle>> {
+        match self.log.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// Filters of `ListContainers`.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFilter {
+    pub id: String,
+    pub sandbox_id: String,
+    pub state: Option<ContainerState>,
+    pub label_selector: BTreeMap<String, String>,
+}
+
+fn any<T: Serialize>(type_url: &str, v: &T) -> Result<prost_types::Any> {
+    Ok(prost_types::Any {
+        type_url: type_url.into(),
+        value: serde_json::to_vec(v)
+            .map_err(|e| Error::Internal(format!("encoding {type_url}: {e}")))?,
+    })
+}
+
+fn from_any<T: for<'de> Deserialize<'de>>(a: &prost_types::Any) -> Result<T> {
+    serde_json::from_slice(&a.value)
+        .map_err(|e| Error::Internal(format!("decoding {}: {e}", a.type_url)))
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
+fn ns_of(t: Option<std::time::SystemTime>) -> i64 {
+    t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_else(now_ns)
+}
+
+/// An image config (JSON) as the core sees it.
+fn image_config(v: &serde_json::Value) -> ImageConfig {
+    let c = &v["config"];
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ImageConfig {
+        entrypoint: strings(&c["Entrypoint"]),
+        cmd: strings(&c["Cmd"]),
+        env: strings(&c["Env"]),
+        working_dir: c["WorkingDir"].as_str().unwrap_or_default().into(),
+        user: c["User"].as_str().unwrap_or_default().into(),
+        stop_signal: c["StopSignal"].as_str().unwrap_or_default().into(),
+        volumes: c["Volumes"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default(),
+        labels: c["Labels"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether resolving the user needs the image's /etc files.
+fn needs_names(req: &ContainerRequest, image_user: &str) -> bool {
+    let sc = &req.linux.security;
+    if !sc.run_as_username.is_empty() {
+        return true;
+    }
+    if sc.run_as_user.is_some() {
+        return false;
+    }
+    image_user
+        .split(':')
+        .any(|p| !p.is_empty() && p.parse::<u32>().is_err())
+        || !image_user.is_empty()
+}
+
+/// A signal by name (`SIGTERM`, `TERM`) or number.
+pub fn parse_signal(s: &str) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<u32>() {
+        return Some(n);
+    }
+    let name = s.trim_start_matches("SIG");
+    nix::sys::signal::Signal::iterator()
+        .find(|sig| sig.as_str().trim_start_matches("SIG") == name)
+        .map(|sig| sig as i32 as u32)
+}
+
+impl Pods {
+    fn containers_dir(&self) -> PathBuf {
+        self.state_dir.join("containers")
+    }
+
+    /// Creates a container in a sandbox; returns its id.
+    pub async fn create_container(
+        self: &Arc<Self>,
+        config: Arc<Config>,
+        driver: CgroupDriver,
+        sandbox_id: &str,
+        req: ContainerRequest,
+    ) -> Result<String> {
+        container::validate(&req)?;
+        let sandbox = self
+            .store
+            .find(sandbox_id)?
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {sandbox_id}")))?;
+        if sandbox.state() != SandboxState::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.meta.id
+            )));
+        }
+        let pod = sandbox.meta.request();
+        let key = container_name_key(&req, &pod);
+        let id = crate::sandbox::random_id();
+        let fingerprint = crate::sandbox::fingerprint_of(&format!("{}{req:?}", sandbox.meta.id));
+        let reservation = match self
+            .containers
+            .names
+            .reserve(&key, &id, &fingerprint)
+            .await?
+        {
+            Reserve::Duplicate(Some(id)) => return Ok(id),
+            Reserve::Duplicate(None) => {
+                return Err(Error::Internal(
+                    "name reservation ended without an id".into(),
+                ));
+            }
+            Reserve::Reserved(r) => r,
+        };
+        let pods = self.clone();
+        let sandbox_meta = sandbox.meta.clone();
+        tokio::spawn(async move {
+            let mut undo = Undo::default();
+            match pods
+                .create_inner(
+                    &config,
+                    driver,
+                    &sandbox_meta,
+                    &req,
+                    reservation.id(),
+                    &mut undo,
+                )
+                .await
+            {
+                Ok(c) => {
+                    let id = c.meta.id.clone();
+                    pods.containers.insert(Arc::new(c));
+                    reservation.commit();
+                    Ok(id)
+                }
+                Err(e) => {
+                    tracing::warn!(container = %req.name, "CreateContainer failed, undoing: {e}");
+                    pods.undo_container(&config, undo).await;
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("container creation task: {e}")))?
+    }
+
+    async fn create_inner(
+        &self,
+        config: &Config,
+        driver: CgroupDriver,
+        sandbox: &crate::SandboxMeta,
+        req: &ContainerRequest,
+        id: &str,
+        undo: &mut Undo,
+    ) -> Result<Container> {
+        let snapshotter = config.containerd.snapshotter.clone();
+        let image = self
+            .images
+            .find(&Query::parse(&req.image)?)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("image {:?}", req.image)))?;
+        let image_json = self.images.config(&image).await?;
+        let image_cfg = image_config(&image_json);
+        let pod = sandbox.request();
+        let process = container::image_process(&image_cfg, req)?;
+
+        let lease = format!("crius-sandbox-c-{id}");
+        self.containerd
+            .lease_create(&lease, Duration::from_secs(600))
+            .await?;
+        undo.lease = Some(lease.clone());
+        let c = self.containerd.with_lease(&lease);
+        let mounts = match c
+            .snapshot_prepare(&snapshotter, id, Some(&image.chain_id), HashMap::new())
+            .await
+        {
+            Ok(m) => m,
+            // Lazy unpack: only when the image's snapshot is missing.
+            Err(Error::NotFound { .. }) => {
+                c.snapshot_remove(&snapshotter, id).await?;
+                self.images.ensure_unpacked(&image, &snapshotter).await?;
+                c.snapshot_prepare(&snapshotter, id, Some(&image.chain_id), HashMap::new())
+                    .await?
+            }
+            Err(e) => return Err(e),
+        };
+        undo.snapshot = Some((snapshotter.clone(), id.to_string()));
+
+        let (passwd, group) = if needs_names(req, &image_cfg.user) {
+            let scratch = self.containers_dir().join(format!("{id}.rootfs"));
+            let m = mounts.clone();
+            tokio::task::spawn_blocking(move || crate::rootfs::read_etc(&m, &scratch))
+                .await
+                .map_err(|e| Error::Internal(format!("rootfs reader: {e}")))??
+        } else {
+            (None, None)
+        };
+        let user =
+            container::resolve_user(req, &image_cfg.user, passwd.as_deref(), group.as_deref())?;
+
+        let sandbox_task = self
+            .containerd
+            .task_get(&sandbox.id)
+            .await?
+            .filter(|t| t.status == TaskStatus::Running)
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!("pod sandbox {} is not running", sandbox.id))
+            })?;
+        let pod_dir = self.pods_dir().join(&sandbox.id);
+        let files = PodFiles {
+            hostname: Some(pod_dir.join("hostname").display().to_string()),
+            hosts: pod_dir.join("hosts").display().to_string(),
+            resolv_conf: pod_dir.join("resolv.conf").display().to_string(),
+            shm: sandbox.shm.clone(),
+        };
+        let host_paths = crate::host::host_paths(
+            &req.mounts
+                .iter()
+                .map(|m| m.host_path.clone())
+                .collect::<Vec<_>>(),
+        )?;
+        let spec = container::container_spec(&ContainerSpecInput {
+            id: id.to_string(),
+            sandbox_id: sandbox.id.clone(),
+            request: req,
+            sandbox: &pod,
+            sandbox_pid: sandbox_task.pid,
+            netns_path: sandbox.netns.clone(),
+            target_pid: None,
+            process,
+            user,
+            hostname: sandbox.hostname.clone(),
+            files,
+            image_name: req.image.clone(),
+            cgroup_driver: driver,
+            host: &self.host,
+            host_devices: vec![],
+            privileged_without_host_devices: false,
+            device_nodes: BTreeMap::new(),
+            host_paths,
+            annotations: BTreeMap::new(),
+            localhost_seccomp: match &req.linux.security.seccomp {
+                Some(container::SecurityProfile::Localhost(path)) => {
+                    Some(std::fs::read_to_string(path).map_err(|e| {
+                        Error::invalid(
+                            "config.linux.security_context.seccomp.localhost_ref",
+                            format!("{path}: {e}"),
+                        )
+                    })?)
+                }
+                _ => None,
+            },
+        })?;
+
+        // Logs: FIFOs opened for reading before the task exists.
+        let log_path = match container::log_file_path(&sandbox.log_directory, &req.log_path) {
+            Some(_) => {
+                crius_logs::resolve_log_path(Path::new(&sandbox.log_directory), &req.log_path)?
+                    .display()
+                    .to_string()
+            }
+            None => String::new(),
+        };
+        let fifos = crius_logs::create_fifos(&self.containers_dir().join(id), id, req.tty)?;
+        undo.fifos = Some(fifos.clone());
+        let log = if log_path.is_empty() {
+            // No log file: still drain the FIFOs so the container never blocks.
+            crius_logs::LogWriter::new(Path::new("/dev/null"))?.start(&fifos)?
+        } else {
+            crius_logs::LogWriter::beneath(Path::new(&sandbox.log_directory), &req.log_path)?
+                .start(&fifos)?
+        };
+
+        let meta = ContainerMeta {
+            version: 1,
+            id: id.to_string(),
+            sandbox_id: sandbox.id.clone(),
+            name: req.name.clone(),
+            attempt: req.attempt,
+            image: req.image.clone(),
+            image_id: image.id.clone(),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            labels: req.labels.clone(),
+            annotations: req.annotations.clone(),
+            log_path,
+            tty: req.tty,
+            stop_signal: image_cfg.stop_signal.clone(),
+            mounts: req
+                .mounts
+                .iter()
+                .map(|m| (m.container_path.clone(), m.host_path.clone(), m.readonly))
+                .collect(),
+            created_at: now_ns(),
+        };
+        let status = ContainerStatus {
+            state: ContainerState::Created,
+            pid: 0,
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+        };
+        let (_, runtime_type, options) = sandbox::runtime_for(config, &sandbox.runtime_handler)?;
+        let record = ContainerRecord {
+            id: id.to_string(),
+            labels: container_labels(req, &pod, &sandbox.id, &image_cfg.labels)
+                .into_iter()
+                .collect(),
+            image: image
+                .repo_tags
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            runtime: Runtime {
+                name: runtime_type,
+                options,
+            },
+            spec,
+            snapshotter: snapshotter.clone(),
+            snapshot_key: id.to_string(),
+            extensions: HashMap::from([
+                (META_EXTENSION.to_string(), any(TYPE_URL, &meta)?),
+                (STATUS_EXTENSION.to_string(), any(STATUS_TYPE_URL, &status)?),
+            ]),
+            ..Default::default()
+        };
+        c.container_create(&record).await?;
+        undo.container = Some(id.to_string());
+        let stdio = Stdio {
+            stdin: String::new(),
+            stdout: fifos.stdout.display().to_string(),
+            stderr: fifos
+                .stderr
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            terminal: req.tty,
+        };
+        c.task_create(id, mounts, &stdio).await?;
+        undo.task = Some(id.to_string());
+        if let Err(e) = self.containerd.lease_delete(&lease).await {
+            tracing::warn!(lease, "cannot delete the creation lease: {e}");
+        }
+        undo.lease = None;
+        let container = Container::new(meta, status);
+        container.set_log(Some(Arc::new(log)));
+        tracing::info!(container = id, name = %req.name, sandbox = %sandbox.id, "container created");
+        Ok(container)
+    }
+
+    async fn undo_container(&self, config: &Config, undo: Undo) {
+        if let Some(id) = &undo.task {
+            let _ = self.containerd.task_kill(id, 9, true).await;
+            let _ = tokio::time::timeout(KILL_WAIT, self.containerd.task_wait(id)).await;
+            if let Err(e) = self.containerd.task_delete(id).await {
+                tracing::warn!(container = %id, "undo: task: {e}");
+            }
+        }
+        if let Some(id) = &undo.container
+            && let Err(e) = self.containerd.container_delete(id).await
+        {
+            tracing::warn!(container = %id, "undo: record: {e}");
+        }
+        if let Some((snapshotter, key)) = &undo.snapshot
+            && let Err(e) = self.containerd.snapshot_remove(snapshotter, key).await
+        {
+            tracing::warn!(key, "undo: snapshot: {e}");
+        }
+        if let Some(f) = &undo.fifos {
+            let _ = crius_logs::remove_fifos(f);
+            let _ = std::fs::remove_dir_all(&f.dir);
+        }
+        if let Some(lease) = &undo.lease {
+            let _ = self.containerd.lease_delete(lease).await;
+        }
+        let _ = config;
+    }
+
+    fn find_container(&self, id: &str) -> Result<Arc<Container>> {
+        self.containers
+            .find(id)?
+            .ok_or_else(|| Error::not_found(format!("container {id}")))
+    }
+
+    async fn persist_status(&self, c: &Container, status: &ContainerStatus) {
+        match any(STATUS_TYPE_URL, status) {
+            Ok(a) => {
+                if let Err(e) = self
+                    .containerd
+                    .container_set_extension(&c.meta.id, STATUS_EXTENSION, a)
+                    .await
+                {
+                    tracing::warn!(container = %c.meta.id, "cannot record the status: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// Starts a created container and watches for its exit.
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
+        let c = self.find_container(id)?;
+        let _op = c.op.lock().await;
+        let st = c.status();
+        if st.state != ContainerState::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}, not created",
+                c.meta.id, st.state
+            )));
+        }
+        let started_at = now_ns();
+        match self.containerd.task_start(&c.meta.id).await {
+            Ok(pid) => {
+                let st = c.update(|s| {
+                    // The exit watcher may have recorded a quick exit already.
+                    if s.state == ContainerState::Created {
+                        s.state = ContainerState::Running;
+                    }
+                    s.pid = pid;
+                    s.started_at = started_at;
+                });
+                self.persist_status(&c, &st).await;
+                self.watch_exit(c.clone());
+                tracing::info!(container = %c.meta.id, pid, "container started");
+                Ok(())
+            }
+            Err(e) => {
+                // The runtime refused (e.g. the command does not exist).
+                let st = c.update(|s| {
+                    s.state = ContainerState::Exited;
+                    s.finished_at = now_ns();
+                    s.exit_code = 128;
+                    s.reason = "StartError".into();
+                    s.message = e.to_string();
+                });
+                self.persist_status(&c, &st).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the container's task to exit and records it.
+    fn watch_exit(self: &Arc<Self>, c: Arc<Container>) {
+        let pods = self.clone();
+        tokio::spawn(async move {
+            let exit = loop {
+                match pods.containerd.task_wait(&c.meta.id).await {
+                    Ok(exit) => break Some(exit),
+                    Err(Error::NotFound { .. }) => break None,
+                    Err(e) => {
+                        tracing::warn!(container = %c.meta.id, "waiting for the exit: {e}; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            pods.record_exit(&c, exit).await;
+        });
+    }
+
+    async fn record_exit(&self, c: &Container, exit: Option<crius_containerd::TaskExit>) {
+        let oom = self.oom_killed(&c.meta.id).await;
+        let st = c.update(|s| {
+            if s.state == ContainerState::Exited {
+                return;
+            }
+            s.state = ContainerState::Exited;
+            s.pid = 0;
+            match exit {
+                Some(e) => {
+                    s.exit_code = e.exit_status as i32;
+                    s.finished_at = ns_of(e.exited_at);
+                }
+                None => {
+                    s.exit_code = 255;
+                    s.finished_at = now_ns();
+                    s.message = "the task disappeared".into();
+                }
+            }
+            s.reason = if oom {
+                "OOMKilled".into()
+            } else if s.exit_code == 0 {
+                "Completed".into()
+            } else {
+                "Error".into()
+            };
+        });
+        self.persist_status(c, &st).await;
+        if let Some(log) = c.log() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), wait_log(log)).await;
+        }
+        tracing::info!(container = %c.meta.id, exit_code = st.exit_code, reason = %st.reason, "container exited");
+    }
+
+    /// Whether the container's memory cgroup recorded an OOM kill.
+    async fn oom_killed(&self, id: &str) -> bool {
+        let Ok(Some(record)) = self.containerd.container_get(id).await else {
+            return false;
+        };
+        let Some(path) = record
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+        else {
+            return false;
+        };
+        let file = format!("/sys/fs/cgroup/memory{}/memory.oom_control", path.display());
+        std::fs::read_to_string(file)
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout`
+    /// seconds (0: at once). Idempotent.
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+        let c = self.find_container(id)?;
+        let _op = c.op.lock().await;
+        self.stop_container_locked(&c, timeout).await
+    }
+
+    async fn stop_container_locked(&self, c: &Container, timeout: i64) -> Result<()> {
+        let id = &c.meta.id;
+        let running = self.containerd.task_get(id).await?.is_some_and(|t| {
+            matches!(
+                t.status,
+                TaskStatus::Running | TaskStatus::Paused | TaskStatus::Created
+            )
+        });
+        if !running {
+            return Ok(());
+        }
+        if timeout > 0 {
+            let signal = parse_signal(&c.meta.stop_signal).unwrap_or(15);
+            match self.containerd.task_kill(id, signal, false).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let waited = tokio::time::timeout(
+                Duration::from_secs(timeout as u64),
+                self.containerd.task_wait(id),
+            )
+            .await;
+            if matches!(waited, Ok(Ok(_)) | Ok(Err(Error::NotFound { .. }))) {
+                return Ok(());
+            }
+        }
+        match self.containerd.task_kill(id, 9, true).await {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        match tokio::time::timeout(KILL_WAIT, self.containerd.task_wait(id)).await {
+            Ok(Ok(_)) | Ok(Err(Error::NotFound { .. })) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::DeadlineExceeded(format!(
+                "container {id} did not die within {KILL_WAIT:?} of SIGKILL"
+            ))),
+        }
+    }
+
+    /// Removes a container, killing it first. Unknown ids are fine.
+    pub async fn remove_container(&self, config: &Config, id: &str) -> Result<()> {
+        let Some(c) = self.containers.find(id)? else {
+            return Ok(());
+        };
+        let _op = c.op.lock().await;
+        self.remove_container_locked(config, &c).await
+    }
+
+    async fn remove_container_locked(&self, config: &Config, c: &Container) -> Result<()> {
+        let id = c.meta.id.clone();
+        self.stop_container_locked(c, 0).await?;
+        self.containerd.task_delete(&id).await?;
+        if let Some(log) = c.log() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait_log(log)).await;
+        }
+        c.set_log(None);
+        self.containerd.container_delete(&id).await?;
+        self.containerd
+            .snapshot_remove(&config.containerd.snapshotter, &id)
+            .await?;
+        let dir = self.containers_dir().join(&id);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io(format!("removing {}", dir.display()), e));
+        }
+        if let Some(sandbox) = self.store.find(&c.meta.sandbox_id)? {
+            let pod = sandbox.meta.request();
+            let key = container_name_key(
+                &ContainerRequest {
+                    name: c.meta.name.clone(),
+                    attempt: c.meta.attempt,
+                    ..Default::default()
+                },
+                &pod,
+            );
+            self.containers.names.release(&key, &id);
+        }
+        self.containers.remove(&id);
+        tracing::info!(container = %id, "container removed");
+        Ok(())
+    }
+
+    /// Stops every container of a sandbox (StopPodSandbox).
+    pub(crate) async fn stop_containers_of(&self, sandbox_id: &str) -> Result<()> {
+        for c in self
+            .containers
+            .all()
+            .into_iter()
+            .filter(|c| c.meta.sandbox_id == sandbox_id)
+        {
+            let _op = c.op.lock().await;
+            self.stop_container_locked(&c, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every container of a sandbox (RemovePodSandbox).
+    pub(crate) async fn remove_containers_of(
+        &self,
+        config: &Config,
+        sandbox_id: &str,
+    ) -> Result<()> {
+        for c in self
+            .containers
+            .all()
+            .into_iter()
+            .filter(|c| c.meta.sandbox_id == sandbox_id)
+        {
+            let _op = c.op.lock().await;
+            self.remove_container_locked(config, &c).await?;
+        }
+        Ok(())
+    }
+
+    /// A container's metadata and status.
+    pub fn container_status(&self, id: &str) -> Result<(ContainerMeta, ContainerStatus)> {
+        let c = self.find_container(id)?;
+        Ok((c.meta.clone(), c.status()))
+    }
+
+    /// Containers matching `filter`, oldest first.
+    pub fn list_containers(
+        &self,
+        filter: &ContainerFilter,
+    ) -> Vec<(ContainerMeta, ContainerStatus)> {
+        let mut out: Vec<_> = self
+            .containers
+            .all()
+            .into_iter()
+            .filter(|c| filter.id.is_empty() || c.meta.id.starts_with(&filter.id))
+            .filter(|c| {
+                filter.sandbox_id.is_empty() || c.meta.sandbox_id.starts_with(&filter.sandbox_id)
+            })
+            .filter(|c| filter.state.is_none_or(|s| c.status().state == s))
+            .filter(|c| {
+                filter
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| c.meta.labels.get(k) == Some(v))
+            })
+            .map(|c| (c.meta.clone(), c.status()))
+            .collect();
+        out.sort_by_key(|(m, _)| m.created_at);
+        out
+    }
+
+    /// Start-up: containers from containerd's records; exits that happened
+    /// while the daemon was down are recorded; running ones are watched and
+    /// their logs keep flowing.
+    pub(crate) async fn recover_containers(self: &Arc<Self>) -> Result<()> {
+        let filter = format!(
+            "labels.\"{}\"=={}",
+            crius_core::sandbox::labels::KIND,
+            crius_core::sandbox::labels::KIND_CONTAINER
+        );
+        for r in self.containerd.container_list(&[filter]).await? {
+            let (Some(m), Some(s)) = (
+                r.extensions.get(META_EXTENSION),
+                r.extensions.get(STATUS_EXTENSION),
+            ) else {
+                continue;
+            };
+            let meta: ContainerMeta = from_any(m)?;
+            let mut status: ContainerStatus = from_any(s)?;
+            let task = self.containerd.task_get(&meta.id).await?;
+            let c = Arc::new(Container::new(meta.clone(), status.clone()));
+            match task.as_ref().map(|t| t.status) {
+                Some(TaskStatus::Running) => {
+                    let fifos = crius_logs::Fifos::paths(
+                        &self.containers_dir().join(&meta.id),
+                        &meta.id,
+                        meta.tty,
+                    )?;
+                    let writer = if meta.log_path.is_empty() {
+                        crius_logs::LogWriter::new(Path::new("/dev/null"))
+                    } else {
+                        crius_logs::LogWriter::new(Path::new(&meta.log_path))
+                    };
+                    match writer.and_then(|w| w.start(&fifos)) {
+                        Ok(h) => c.set_log(Some(Arc::new(h))),
+                        Err(e) => tracing::warn!(container = %meta.id, "logs not reattached: {e}"),
+                    }
+                    self.watch_exit(c.clone());
+                }
+                Some(TaskStatus::Stopped) if status.state != ContainerState::Exited => {
+                    let t = task.as_ref();
+                    status = c.update(|s| {
+                        s.state = ContainerState::Exited;
+                        s.exit_code = t.map(|t| t.exit_status as i32).unwrap_or(255);
+                        s.finished_at = ns_of(t.and_then(|t| t.exited_at));
+                        s.reason = if s.exit_code == 0 {
+                            "Completed".into()
+                        } else {
+                            "Error".into()
+                        };
+                    });
+                    self.persist_status(&c, &status).await;
+                }
+                None if status.state == ContainerState::Running => {
+                    status = c.update(|s| {
+                        s.state = ContainerState::Exited;
+                        s.exit_code = 255;
+                        s.finished_at = now_ns();
+                        s.reason = "Error".into();
+                        s.message = "the task was gone when crius restarted".into();
+                    });
+                    self.persist_status(&c, &status).await;
+                }
+                _ => {}
+            }
+            if let Some(sandbox) = self.store.find(&meta.sandbox_id)? {
+                let key = container_name_key(
+                    &ContainerRequest {
+                        name: meta.name.clone(),
+                        attempt: meta.attempt,
+                        ..Default::default()
+                    },
+                    &sandbox.meta.request(),
+                );
+                self.containers.names.insert_taken(&key, &meta.id);
+            }
+            self.containers.insert(c);
+        }
+        Ok(())
+    }
+}
+
+async fn wait_log(log: Arc<crius_logs::LogHandle>) {
+    if let Ok(h) = Arc::try_unwrap(log) {
+        let _ = h.wait().await;
+    }
+}
+
+/// What a failed create must undo.
+#[derive(Default)]
+struct Undo {
+    lease: Option<String>,
+    snapshot: Option<(String, String)>,
+    fifos: Option<crius_logs::Fifos>,
+    container: Option<String>,
+    task: Option<String>,
+}

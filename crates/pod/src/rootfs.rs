@@ -1,0 +1,111 @@
+//! Reading `/etc/passwd` and `/etc/group` of a container's root filesystem
+//! before it runs: the snapshot is mounted read-only in a private directory,
+//! the files are opened with `RESOLVE_IN_ROOT` (a symlink can never lead out
+//! of the rootfs) and read with a size cap.
+
+use std::io::Read;
+use std::path::Path;
+
+use crius_containerd::Mount;
+use crius_core::container::MAX_ETC_FILE_SIZE;
+use crius_core::{Error, Result};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::mount::{MntFlags, MsFlags};
+
+/// `(passwd, group)` of the rootfs the `mounts` describe; `None` for a file
+/// the image does not have.
+pub fn read_etc(mounts: &[Mount], scratch: &Path) -> Result<(Option<String>, Option<String>)> {
+    let mount = mounts
+        .first()
+        .ok_or_else(|| Error::Internal("a snapshot without mounts".into()))?;
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
+    // Read-only: the lower dirs are enough, and the upper dir stays untouched.
+    let lowers: Vec<&str> = mount
+        .options
+        .iter()
+        .filter_map(|o| o.strip_prefix("lowerdir="))
+        .collect();
+    let lowers: Vec<&str> = lowers.iter().flat_map(|l| l.split(':')).collect();
+    let result = if mount.r#type == "overlay" && lowers.len() == 1 {
+        // overlayfs needs two lower dirs without an upper: bind the one.
+        nix::mount::mount(
+            Some(lowers[0]),
+            scratch,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+    } else if mount.r#type == "overlay" && !lowers.is_empty() {
+        let data = format!("lowerdir={}", lowers.join(":"));
+        nix::mount::mount(
+            Some("overlay"),
+            scratch,
+            Some("overlay"),
+            MsFlags::MS_RDONLY,
+            Some(data.as_str()),
+        )
+    } else if mount.r#type == "overlay" {
+        // A single-layer image: the upper dir of an empty child, bind it.
+        let upper = mount
+            .options
+            .iter()
+            .find_map(|o| o.strip_prefix("upperdir="))
+            .unwrap_or(mount.source.as_str());
+        nix::mount::mount(
+            Some(upper),
+            scratch,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+    } else {
+        nix::mount::mount(
+            Some(mount.source.as_str()),
+            scratch,
+            Some(mount.r#type.as_str()),
+            MsFlags::MS_RDONLY,
+            Some(mount.options.join(",").as_str()),
+        )
+    };
+    result.map_err(|e| {
+        Error::io(
+            format!("mounting the rootfs at {}", scratch.display()),
+            e.into(),
+        )
+    })?;
+    let read = (|| {
+        Ok((
+            read_in_root(scratch, "etc/passwd")?,
+            read_in_root(scratch, "etc/group")?,
+        ))
+    })();
+    let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(scratch);
+    read
+}
+
+fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
+    let dir = std::fs::File::open(root)
+        .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match nix::fcntl::openat2(&dir, path, how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(Error::io(format!("opening /{path} of the image"), e.into())),
+    };
+    let mut file = std::fs::File::from(fd);
+    let mut text = String::new();
+    file.by_ref()
+        .take(MAX_ETC_FILE_SIZE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::io(format!("reading /{path} of the image"), e))?;
+    if text.len() > MAX_ETC_FILE_SIZE as usize {
+        return Err(Error::FailedPrecondition(format!(
+            "/{path} of the image is larger than {MAX_ETC_FILE_SIZE} bytes"
+        )));
+    }
+    Ok(Some(text))
+}
