@@ -17,6 +17,25 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Images { image, quiet } => images(cli, &mut cri, image.as_deref(), *quiet).await,
         Command::Rmi { images } => rmi(&mut cri, images).await,
         Command::Pods { quiet, label } => pods(cli, &mut cri, *quiet, label).await,
+        Command::Ps { all, quiet, pod } => {
+            crate::containers::ps(cli, &mut cri, *all, *quiet, pod.as_deref()).await
+        }
+        Command::Inspect { id } => crate::containers::inspect(&mut cri, id).await,
+        Command::Logs {
+            id,
+            follow,
+            tail,
+            timestamps,
+        } => crate::containers::logs(&mut cri, id, *follow, *tail, *timestamps).await,
+        Command::Exec {
+            id,
+            cmd_timeout,
+            cmd,
+        } => crate::containers::exec(&mut cri, id, cmd, *cmd_timeout).await,
+        Command::Start { ids } => crate::containers::start(&mut cri, ids).await,
+        Command::Stop { grace, ids } => crate::containers::stop(&mut cri, ids, *grace).await,
+        Command::Rm { ids, .. } => crate::containers::rm(&mut cri, ids).await,
+        Command::Run { .. } => crate::containers::run(cli, &mut cri).await,
         Command::Pod { command } => match command {
             PodCommand::Run { file, runtime } => pod_run(cli, &mut cri, file, runtime).await,
             PodCommand::Inspect { id } => pod_inspect(&mut cri, id).await,

@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod containers;
 mod podspec;
 mod progress;
 
@@ -87,6 +88,91 @@ pub enum Command {
     Pod {
         #[command(subcommand)]
         command: PodCommand,
+    },
+    /// List containers (running ones; -a for all).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        /// Only the containers of this pod.
+        #[arg(long)]
+        pod: Option<String>,
+    },
+    /// Show a container's status (verbose).
+    Inspect { id: String },
+    /// Print a container's log (CRI log file), optionally following it.
+    Logs {
+        id: String,
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Prefix each line with its timestamp.
+        #[arg(short, long)]
+        timestamps: bool,
+    },
+    /// Run a command in a running container and print its output (ExecSync).
+    Exec {
+        id: String,
+        /// Seconds before the command is killed (0: no limit).
+        #[arg(long = "cmd-timeout", default_value_t = 0)]
+        cmd_timeout: i64,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// Start created containers.
+    Start {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Stop containers (stop signal, then SIGKILL after --time seconds).
+    Stop {
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        grace: i64,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove containers (killing running ones).
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Run IMAGE [CMD...] in a new pod, like `docker run`.
+    Run {
+        /// Return at once, leaving it running.
+        #[arg(short, long)]
+        detach: bool,
+        /// Remove the pod when the command exits.
+        #[arg(long)]
+        rm: bool,
+        /// Environment variables, KEY=VALUE.
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// Bind mounts, HOST:CONTAINER[:ro].
+        #[arg(short, long)]
+        volume: Vec<String>,
+        /// Container (and pod) name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Run as this user (uid or name).
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Read-only root filesystem.
+        #[arg(long)]
+        read_only: bool,
+        /// Privileged pod and container.
+        #[arg(long)]
+        privileged: bool,
+        /// Runtime handler for the pod.
+        #[arg(long, default_value = "")]
+        runtime: String,
+        image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
     },
 }
 
@@ -173,6 +259,30 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("crius: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        super::Cli::command().debug_assert();
+        // Global flags and subcommand flags of the same name must not clash.
+        for args in [
+            vec!["crius", "exec", "x", "--cmd-timeout", "5", "--", "true"],
+            vec!["crius", "stop", "-t", "0", "x"],
+            vec!["crius", "--timeout", "3", "ps", "-a"],
+            vec![
+                "crius", "run", "-d", "--rm", "-e", "A=b", "busybox", "sh", "-c", "true",
+            ],
+        ] {
+            let m = super::Cli::command().try_get_matches_from(&args);
+            assert!(m.is_ok(), "{args:?}: {m:?}");
+            <super::Cli as clap::FromArgMatches>::from_arg_matches(&m.expect("parsed"))
+                .expect("typed");
         }
     }
 }

@@ -927,3 +927,157 @@ struct Undo {
     container: Option<String>,
     task: Option<String>,
 }
+
+/// Most output ExecSync keeps per stream; the rest is read and dropped.
+pub const EXEC_OUTPUT_CAP: usize = 16 << 20;
+
+/// What ExecSync returns.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+/// Reads a FIFO to EOF, keeping at most `cap` bytes.
+async fn drain(path: PathBuf, cap: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut rx) = tokio::net::unix::pipe::OpenOptions::new().open_receiver(&path) else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    kept
+}
+
+impl Pods {
+    /// Runs `cmd` in a running container and returns its output (each
+    /// stream capped at [`EXEC_OUTPUT_CAP`]) and exit code. `timeout`
+    /// seconds (0: none) bound the command; on expiry it is killed.
+    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: i64) -> Result<ExecOutput> {
+        if cmd.is_empty() {
+            return Err(Error::invalid("cmd", "must not be empty"));
+        }
+        let c = self.find_container(id)?;
+        let id = c.meta.id.clone();
+        let running = self
+            .containerd
+            .task_get(&id)
+            .await?
+            .is_some_and(|t| t.status == TaskStatus::Running);
+        if !running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        let record = self
+            .containerd
+            .container_get(&id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("container {id}")))?;
+        let mut process =
+            record.spec.process().clone().ok_or_else(|| {
+                Error::Internal(format!("container {id} has no process in its spec"))
+            })?;
+        process.set_args(Some(cmd));
+        process.set_terminal(Some(false));
+        let exec_id = format!("exec-{}", &crate::sandbox::random_id()[..16]);
+        let fifos = crius_logs::create_fifos(&self.containers_dir().join(&id), &exec_id, false)?;
+        let stdout = tokio::spawn(drain(fifos.stdout.clone(), EXEC_OUTPUT_CAP));
+        let stderr = tokio::spawn(drain(
+            fifos.stderr.clone().unwrap_or_default(),
+            EXEC_OUTPUT_CAP,
+        ));
+        let stdio = Stdio {
+            stdin: String::new(),
+            stdout: fifos.stdout.display().to_string(),
+            stderr: fifos
+                .stderr
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            terminal: false,
+        };
+        let result = async {
+            self.containerd
+                .exec_create(&id, &exec_id, &process, &stdio)
+                .await?;
+            self.containerd.exec_start(&id, &exec_id).await?;
+            let wait = self.containerd.task_wait_exec(&id, &exec_id);
+            let exit = if timeout > 0 {
+                match tokio::time::timeout(Duration::from_secs(timeout as u64), wait).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        let _ = self.containerd.exec_kill(&id, &exec_id, 9).await;
+                        let _ = tokio::time::timeout(
+                            KILL_WAIT,
+                            self.containerd.task_wait_exec(&id, &exec_id),
+                        )
+                        .await;
+                        return Err(Error::DeadlineExceeded(format!(
+                            "command timed out after {timeout} s and was killed"
+                        )));
+                    }
+                }
+            } else {
+                wait.await?
+            };
+            Ok(exit.exit_status as i32)
+        }
+        .await;
+        let _ = self.containerd.exec_delete(&id, &exec_id).await;
+        let out = stdout.await.unwrap_or_default();
+        let err = stderr.await.unwrap_or_default();
+        let _ = crius_logs::remove_fifos(&fifos);
+        Ok(ExecOutput {
+            stdout: out,
+            stderr: err,
+            exit_code: result?,
+        })
+    }
+
+    /// Applies new resources to a running container, through its runtime.
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        resources: &crius_core::container::ContainerResources,
+    ) -> Result<()> {
+        let c = self.find_container(id)?;
+        let r = crius_core::container::linux_resources(resources, &self.host)?;
+        match self.containerd.task_update_resources(&c.meta.id, &r).await {
+            Ok(()) => Ok(()),
+            Err(Error::NotFound { .. }) => Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.meta.id
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reopens a running container's log file (after kubelet rotated it).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let c = self.find_container(id)?;
+        if c.status().state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.meta.id
+            )));
+        }
+        match c.log() {
+            Some(log) => log.reopen().await,
+            None => Err(Error::FailedPrecondition(format!(
+                "container {} has no log",
+                c.meta.id
+            ))),
+        }
+    }
+}

@@ -530,6 +530,61 @@ impl RuntimeService for RuntimeSvc {
         .await
     }
 
+    async fn exec_sync(
+        &self,
+        req: Request<v1::ExecSyncRequest>,
+    ) -> Result<Response<v1::ExecSyncResponse>, Status> {
+        let req = req.into_inner();
+        respond("ExecSync", async {
+            let out = self
+                .state
+                .backend()?
+                .pods
+                .exec_sync(&req.container_id, req.cmd, req.timeout)
+                .await?;
+            Ok(v1::ExecSyncResponse {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                exit_code: out.exit_code,
+            })
+        })
+        .await
+    }
+
+    async fn update_container_resources(
+        &self,
+        req: Request<v1::UpdateContainerResourcesRequest>,
+    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
+        let req = req.into_inner();
+        respond("UpdateContainerResources", async {
+            let linux = req
+                .linux
+                .ok_or_else(|| Error::invalid("linux", "is required"))?;
+            self.state
+                .backend()?
+                .pods
+                .update_container_resources(
+                    &req.container_id,
+                    &convert_container::resources(&linux),
+                )
+                .await?;
+            Ok(v1::UpdateContainerResourcesResponse {})
+        })
+        .await
+    }
+
+    async fn reopen_container_log(
+        &self,
+        req: Request<v1::ReopenContainerLogRequest>,
+    ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
+        let id = req.into_inner().container_id;
+        respond("ReopenContainerLog", async {
+            self.state.backend()?.pods.reopen_container_log(&id).await?;
+            Ok(v1::ReopenContainerLogResponse {})
+        })
+        .await
+    }
+
     type GetContainerEventsStream = EventStream;
 
     async fn get_container_events(
@@ -539,24 +594,6 @@ impl RuntimeService for RuntimeSvc {
         not_yet("GetContainerEvents").await
     }
 
-    async fn update_container_resources(
-        &self,
-        _: Request<v1::UpdateContainerResourcesRequest>,
-    ) -> Result<Response<v1::UpdateContainerResourcesResponse>, Status> {
-        not_yet("UpdateContainerResources").await
-    }
-    async fn reopen_container_log(
-        &self,
-        _: Request<v1::ReopenContainerLogRequest>,
-    ) -> Result<Response<v1::ReopenContainerLogResponse>, Status> {
-        not_yet("ReopenContainerLog").await
-    }
-    async fn exec_sync(
-        &self,
-        _: Request<v1::ExecSyncRequest>,
-    ) -> Result<Response<v1::ExecSyncResponse>, Status> {
-        not_yet("ExecSync").await
-    }
     async fn exec(
         &self,
         _: Request<v1::ExecRequest>,

@@ -28,7 +28,8 @@ pub async fn connect(socket: &Path) -> anyhow::Result<Cri> {
         .await
         .with_context(|| format!("connecting to {}", socket.display()))?;
     Ok(Cri {
-        runtime: RuntimeServiceClient::new(channel.clone()),
+        // ExecSync answers up to 2 × 16 MiB of output.
+        runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
         image: ImageServiceClient::new(channel),
     })
 }

@@ -570,12 +570,18 @@ fn resources(
     input: &ContainerSpecInput<'_>,
     device_rules: Vec<LinuxDeviceCgroup>,
 ) -> Result<LinuxResources> {
-    let mut out = LinuxResources::default();
-    out.set_devices(Some(device_rules));
-    let Some(r) = &input.request.linux.resources else {
-        return Ok(out);
+    let mut out = match &input.request.linux.resources {
+        Some(r) => linux_resources(r, input.host)?,
+        None => LinuxResources::default(),
     };
-    let host = input.host;
+    out.set_devices(Some(device_rules));
+    Ok(out)
+}
+
+/// The OCI resources of CRI container resources on this host (also what
+/// `UpdateContainerResources` sends to a running container).
+pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<LinuxResources> {
+    let mut out = LinuxResources::default();
     if !r.unified.is_empty() && !host.cgroup_unified {
         return Err(Error::FailedPrecondition(
             "config.linux.resources.unified needs cgroup v2, and this node uses cgroup v1".into(),

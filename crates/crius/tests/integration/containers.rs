@@ -20,6 +20,9 @@ crate::tests![
     bad_requests,
     pod_stop_and_remove_take_the_containers,
     daemon_restart_keeps_containers,
+    exec_sync_output_exit_code_timeout_and_cap,
+    reopen_log_and_update_resources,
+    cli_run_ps_exec_logs_stop_rm,
 ];
 
 struct Pod {
@@ -413,4 +416,244 @@ async fn daemon_restart_keeps_containers(env: Arc<Env>) -> anyhow::Result<()> {
         "logs stopped flowing: {before} -> {after} lines"
     );
     p.env.remove_all_and_check().await
+}
+
+async fn exec(
+    cri: &mut Cri,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<v1::ExecSyncResponse, tonic::Status> {
+    cri.runtime
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn exec_sync_output_exit_code_timeout_and_cap(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "exec").await?;
+    let cri = &mut p.env.cri;
+    let id = create(
+        cri,
+        &p.id,
+        container("target", &p.image, &["sleep", "1000"]),
+    )
+    .await?;
+    let err = exec(cri, &id, &["true"], 0)
+        .await
+        .expect_err("not running yet");
+    ensure!(err.code() == tonic::Code::FailedPrecondition, "{err:?}");
+    start(cri, &id).await?;
+    let r = exec(
+        cri,
+        &id,
+        &["sh", "-c", "echo out; echo err >&2; exit 4"],
+        10,
+    )
+    .await?;
+    ensure!(
+        r.stdout == b"out\n" && r.stderr == b"err\n" && r.exit_code == 4,
+        "{r:?}"
+    );
+    let started = Instant::now();
+    let err = exec(cri, &id, &["sleep", "30"], 1)
+        .await
+        .expect_err("timeout");
+    ensure!(err.code() == tonic::Code::DeadlineExceeded, "{err:?}");
+    ensure!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // 200 MB of output: capped at 16 MiB per stream.
+    let r = exec(
+        cri,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero bs=1048576 count=200 2>/dev/null",
+        ],
+        60,
+    )
+    .await?;
+    ensure!(
+        r.stdout.len() == 16 << 20 && r.exit_code == 0,
+        "{} bytes, exit {}",
+        r.stdout.len(),
+        r.exit_code
+    );
+    let err = exec(cri, "nope", &["true"], 0).await.expect_err("unknown");
+    ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
+    p.env.remove_all_and_check().await
+}
+
+async fn reopen_log_and_update_resources(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "rotate").await?;
+    let cri = &mut p.env.cri;
+    let id = create(
+        cri,
+        &p.id,
+        container(
+            "talker",
+            &p.image,
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done",
+            ],
+        ),
+    )
+    .await?;
+    start(cri, &id).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = p.logs.path().join("talker.log");
+    let rotated = p.logs.path().join("talker.log.1");
+    std::fs::rename(&log, &rotated)?;
+    cri.runtime
+        .reopen_container_log(v1::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let new = std::fs::read_to_string(&log)?;
+    let old = std::fs::read_to_string(&rotated)?;
+    ensure!(
+        !old.is_empty() && new.lines().count() >= 2,
+        "old {} lines, new {} lines",
+        old.lines().count(),
+        new.lines().count()
+    );
+    // A memory limit reaches the running container's cgroup.
+    cri.runtime
+        .update_container_resources(v1::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(v1::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let r = exec(
+        cri,
+        &id,
+        &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"],
+        10,
+    )
+    .await?;
+    let limit = String::from_utf8_lossy(&r.stdout).trim().to_string();
+    ensure!(
+        limit == (64u64 << 20).to_string(),
+        "limit inside: {limit:?} {r:?}"
+    );
+    cri.runtime
+        .stop_container(v1::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await?;
+    wait_exited(cri, &id).await?;
+    let err = cri
+        .runtime
+        .reopen_container_log(v1::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect_err("not running");
+    ensure!(err.code() == tonic::Code::FailedPrecondition, "{err:?}");
+    p.env.remove_all_and_check().await
+}
+
+async fn cli_run_ps_exec_logs_stop_rm(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let socket = p.daemon().socket().to_path_buf();
+    let image = env.images.reference(ti::BUSYBOX);
+    let crius = |args: &[&str]| {
+        std::process::Command::new(crate::CRIUS)
+            .arg("--endpoint")
+            .arg(&socket)
+            .args(args)
+            .output()
+    };
+    let tag = std::process::id();
+    let name = format!("cli-once-{tag}");
+    let out = crius(&[
+        "run",
+        "--rm",
+        "--name",
+        &name,
+        "-e",
+        "GREETING=hello-env",
+        &image,
+        "sh",
+        "-c",
+        "echo $GREETING; exit 3",
+    ])?;
+    ensure!(
+        out.status.code() == Some(3),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("hello-env"),
+        "{:?}",
+        out.stdout
+    );
+    ensure!(
+        crate::pods::list_pods_pub(&mut p.cri).await?.is_empty(),
+        "--rm left the pod"
+    );
+
+    let name = format!("cli-bg-{tag}");
+    let out = crius(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        &image,
+        "sh",
+        "-c",
+        "echo started; sleep 1000",
+    ])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout)?.trim().to_string();
+    let ps = String::from_utf8(crius(&["ps"])?.stdout)?;
+    ensure!(ps.contains(&id[..13]) && ps.contains("Running"), "{ps}");
+    let out = crius(&["exec", &id, "--", "sh", "-c", "echo inside; exit 5"])?;
+    ensure!(
+        out.status.code() == Some(5) && String::from_utf8_lossy(&out.stdout) == "inside\n",
+        "{out:?}"
+    );
+    let mut logs = String::new();
+    for _ in 0..20 {
+        logs = String::from_utf8(crius(&["logs", &id])?.stdout)?;
+        if logs.contains("started") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(logs.trim() == "started", "{logs:?}");
+    let inspect: serde_json::Value = serde_json::from_slice(&crius(&["inspect", &id])?.stdout)?;
+    ensure!(inspect["state"] == "Running", "{inspect}");
+    ensure!(crius(&["stop", "-t", "0", &id])?.status.success());
+    let ps = String::from_utf8(crius(&["ps", "-a"])?.stdout)?;
+    ensure!(ps.contains("Exited"), "{ps}");
+    ensure!(crius(&["rm", &id])?.status.success());
+    ensure!(
+        String::from_utf8(crius(&["ps", "-a", "-q"])?.stdout)?
+            .trim()
+            .is_empty()
+    );
+    let _ = std::fs::remove_dir_all(format!("/var/log/crius/pods/{name}"));
+    p.remove_all_and_check().await
 }

@@ -277,11 +277,11 @@ async fn unimplemented_rpcs_name_themselves(env: Arc<Env>) -> anyhow::Result<()>
     let mut cri = env.cri().await?;
     let err = cri
         .runtime
-        .exec_sync(v1::ExecSyncRequest::default())
+        .exec(v1::ExecRequest::default())
         .await
-        .expect_err("ExecSync is not served yet");
+        .expect_err("Exec (streaming) is not served yet");
     ensure!(err.code() == tonic::Code::Unimplemented, "{err:?}");
-    ensure!(err.message().contains("ExecSync"), "{err:?}");
+    ensure!(err.message().contains("Exec"), "{err:?}");
     let err = cri
         .runtime
         .checkpoint_container(v1::CheckpointContainerRequest::default())

@@ -234,6 +234,10 @@ async fn status(
     ))
 }
 
+pub(crate) async fn list_pods_pub(cri: &mut Cri) -> anyhow::Result<Vec<v1::PodSandbox>> {
+    list_pods(cri).await
+}
+
 async fn list_pods(cri: &mut Cri) -> anyhow::Result<Vec<v1::PodSandbox>> {
     Ok(cri
         .runtime

@@ -1,0 +1,418 @@
+//! Container commands: ps, inspect, logs, exec, start, stop, rm, run.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, bail};
+use crius_cri_api::v1;
+use serde_json::{Value, json};
+
+use crate::{Cli, Command, Output, client};
+
+fn state_name(s: i32) -> &'static str {
+    match v1::ContainerState::try_from(s) {
+        Ok(v1::ContainerState::ContainerCreated) => "Created",
+        Ok(v1::ContainerState::ContainerRunning) => "Running",
+        Ok(v1::ContainerState::ContainerExited) => "Exited",
+        _ => "Unknown",
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(13)]
+}
+
+pub async fn ps(
+    cli: &Cli,
+    cri: &mut client::Cri,
+    all: bool,
+    quiet: bool,
+    pod: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut filter = v1::ContainerFilter {
+        pod_sandbox_id: pod.unwrap_or_default().to_string(),
+        ..Default::default()
+    };
+    if !all {
+        filter.state = Some(v1::ContainerStateValue {
+            state: v1::ContainerState::ContainerRunning as i32,
+        });
+    }
+    let list = cri
+        .runtime
+        .list_containers(v1::ListContainersRequest {
+            filter: Some(filter),
+        })
+        .await
+        .context("ListContainers")?
+        .into_inner()
+        .containers;
+    if cli.output == Output::Json {
+        let out: Vec<Value> = list
+            .iter()
+            .map(|c| {
+                json!({ "id": c.id, "podId": c.pod_sandbox_id, "name": c.metadata.as_ref().map(|m| m.name.clone()),
+                        "image": c.image.as_ref().map(|i| i.image.clone()), "imageRef": c.image_ref,
+                        "state": state_name(c.state), "createdAt": c.created_at, "labels": c.labels })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if quiet {
+        for c in &list {
+            println!("{}", c.id);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<40} {:<9} {:<20} POD ID",
+        "CONTAINER", "IMAGE", "STATE", "NAME"
+    );
+    for c in &list {
+        println!(
+            "{:<14} {:<40} {:<9} {:<20} {}",
+            short(&c.id),
+            c.image.as_ref().map(|i| i.image.as_str()).unwrap_or("-"),
+            state_name(c.state),
+            c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("-"),
+            short(&c.pod_sandbox_id)
+        );
+    }
+    Ok(())
+}
+
+async fn status(
+    cri: &mut client::Cri,
+    id: &str,
+) -> anyhow::Result<(v1::ContainerStatus, HashMap<String, String>)> {
+    let r = cri
+        .runtime
+        .container_status(v1::ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: true,
+        })
+        .await
+        .context("ContainerStatus")?
+        .into_inner();
+    Ok((r.status.context("no status")?, r.info))
+}
+
+pub async fn inspect(cri: &mut client::Cri, id: &str) -> anyhow::Result<()> {
+    let (s, info) = status(cri, id).await?;
+    let mut out = json!({
+        "id": s.id, "name": s.metadata.as_ref().map(|m| m.name.clone()), "state": state_name(s.state),
+        "createdAt": s.created_at, "startedAt": s.started_at, "finishedAt": s.finished_at,
+        "exitCode": s.exit_code, "reason": s.reason, "message": s.message,
+        "image": s.image.as_ref().map(|i| i.image.clone()), "imageRef": s.image_ref, "imageId": s.image_id,
+        "logPath": s.log_path, "labels": s.labels, "annotations": s.annotations,
+        "mounts": s.mounts.iter().map(|m| json!({"containerPath": m.container_path, "hostPath": m.host_path, "readonly": m.readonly})).collect::<Vec<_>>(),
+    });
+    if let Some(i) = info.get("info") {
+        out["info"] = serde_json::from_str(i).unwrap_or(Value::String(i.clone()));
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn print_record(r: &crius_logs::Record, timestamps: bool) {
+    let ts = if timestamps {
+        format!("{} ", crius_logs::format_timestamp(r.timestamp))
+    } else {
+        String::new()
+    };
+    if r.partial {
+        print!("{ts}{}", r.content);
+    } else {
+        println!("{ts}{}", r.content);
+    }
+}
+
+pub async fn logs(
+    cri: &mut client::Cri,
+    id: &str,
+    follow: bool,
+    tail: Option<usize>,
+    timestamps: bool,
+) -> anyhow::Result<()> {
+    let (s, _) = status(cri, id).await?;
+    if s.log_path.is_empty() {
+        bail!("container {id} has no log file (its pod or config sets no log path)");
+    }
+    let path = std::path::PathBuf::from(&s.log_path);
+    let n = tail.unwrap_or(usize::MAX);
+    if !follow {
+        for r in crius_logs::tail(&path, n)? {
+            print_record(&r, timestamps);
+        }
+        return Ok(());
+    }
+    let (records, mut follower) = crius_logs::Follower::tail(&path, n).await?;
+    for r in &records {
+        print_record(r, timestamps);
+    }
+    loop {
+        let r = follower.next().await?;
+        print_record(&r, timestamps);
+    }
+}
+
+pub async fn exec(
+    cri: &mut client::Cri,
+    id: &str,
+    cmd: &[String],
+    timeout: i64,
+) -> anyhow::Result<()> {
+    let r = cri
+        .runtime
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: cmd.to_vec(),
+            timeout,
+        })
+        .await
+        .context("ExecSync")?
+        .into_inner();
+    use std::io::Write;
+    std::io::stdout().write_all(&r.stdout)?;
+    std::io::stderr().write_all(&r.stderr)?;
+    if r.exit_code != 0 {
+        std::process::exit(r.exit_code.clamp(1, 255));
+    }
+    Ok(())
+}
+
+pub async fn start(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
+    for id in ids {
+        cri.runtime
+            .start_container(v1::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .with_context(|| format!("starting {id}"))?;
+        println!("{id}");
+    }
+    Ok(())
+}
+
+pub async fn stop(cri: &mut client::Cri, ids: &[String], timeout: i64) -> anyhow::Result<()> {
+    for id in ids {
+        cri.runtime
+            .stop_container(v1::StopContainerRequest {
+                container_id: id.clone(),
+                timeout,
+            })
+            .await
+            .with_context(|| format!("stopping {id}"))?;
+        println!("{id}");
+    }
+    Ok(())
+}
+
+pub async fn rm(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
+    for id in ids {
+        cri.runtime
+            .remove_container(v1::RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .with_context(|| format!("removing {id}"))?;
+        println!("{id}");
+    }
+    Ok(())
+}
+
+/// `crius run`: a pod and one container in one step.
+pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
+    let Command::Run {
+        detach,
+        rm,
+        env,
+        volume,
+        name,
+        user,
+        read_only,
+        privileged,
+        runtime,
+        image,
+        cmd,
+    } = &cli.command
+    else {
+        bail!("not a run command");
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let name = name
+        .clone()
+        .unwrap_or_else(|| format!("run-{:x}", nanos & 0xffff_ffff));
+    let logs = std::path::PathBuf::from("/var/log/crius/pods").join(&name);
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let pod_config = v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.clone(),
+            uid: format!("crius-run-{nanos:x}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.clone(),
+        log_directory: logs.display().to_string(),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                privileged: *privileged,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: runtime.clone(),
+        })
+        .await
+        .context("RunPodSandbox")?
+        .into_inner()
+        .pod_sandbox_id;
+    let have = cri
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: Some(v1::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .context("ImageStatus")?
+        .into_inner()
+        .image
+        .is_some();
+    if !have {
+        cri.image
+            .pull_image(v1::PullImageRequest {
+                image: Some(v1::ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("pulling {image}"))?;
+    }
+    let envs = env
+        .iter()
+        .map(|e| {
+            let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+            v1::KeyValue {
+                key: k.into(),
+                value: v.into(),
+            }
+        })
+        .collect();
+    let mounts = volume
+        .iter()
+        .map(|v| {
+            let parts: Vec<&str> = v.split(':').collect();
+            if parts.len() < 2 {
+                bail!("--volume takes HOST:CONTAINER[:ro], not {v:?}");
+            }
+            Ok(v1::Mount {
+                host_path: parts[0].into(),
+                container_path: parts[1].into(),
+                readonly: parts.get(2) == Some(&"ro"),
+                ..Default::default()
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (run_as_user, run_as_username) = match user {
+        Some(u) => match u.parse::<i64>() {
+            Ok(uid) => (Some(v1::Int64Value { value: uid }), String::new()),
+            Err(_) => (None, u.clone()),
+        },
+        None => (None, String::new()),
+    };
+    let config = v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: name.clone(),
+            attempt: 0,
+        }),
+        image: Some(v1::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        }),
+        command: cmd.clone(),
+        envs,
+        mounts,
+        log_path: format!("{name}.log"),
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                privileged: *privileged,
+                readonly_rootfs: *read_only,
+                run_as_user,
+                run_as_username,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = cri
+        .runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod_config),
+        })
+        .await
+        .context("CreateContainer")?
+        .into_inner()
+        .container_id;
+    cri.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .context("StartContainer")?;
+    if *detach {
+        println!("{id}");
+        return Ok(());
+    }
+    // Follow the log until the container exits.
+    let log = logs.join(format!("{name}.log"));
+    let mut printed = 0usize;
+    let exit_code = loop {
+        let s = status(cri, &id).await?.0;
+        let records = crius_logs::tail(&log, usize::MAX).unwrap_or_default();
+        for r in records.iter().skip(printed) {
+            print_record(r, false);
+        }
+        printed = records.len();
+        if s.state == v1::ContainerState::ContainerExited as i32 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            for r in crius_logs::tail(&log, usize::MAX)
+                .unwrap_or_default()
+                .iter()
+                .skip(printed)
+            {
+                print_record(r, false);
+            }
+            break s.exit_code;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    if *rm {
+        cri.runtime
+            .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await
+            .context("RemovePodSandbox")?;
+        let _ = std::fs::remove_dir_all(&logs);
+    }
+    if exit_code != 0 {
+        std::process::exit(exit_code.clamp(1, 255));
+    }
+    Ok(())
+}
