@@ -23,6 +23,7 @@ crate::tests![
     exec_sync_output_exit_code_timeout_and_cap,
     reopen_log_and_update_resources,
     cli_run_ps_exec_logs_stop_rm,
+    image_unpacked_lazily_at_create,
 ];
 
 struct Pod {
@@ -656,4 +657,53 @@ async fn cli_run_ps_exec_logs_stop_rm(env: Arc<Env>) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(format!("/var/log/crius/pods/{name}"));
     p.remove_all_and_check().await
+}
+
+async fn image_unpacked_lazily_at_create(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "lazy").await?;
+    let cri = &mut p.env.cri;
+    let resp = cri
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: Some(v1::ImageSpec {
+                image: p.image.clone(),
+                ..Default::default()
+            }),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(resp.info.get("info").context("verbose")?)?;
+    let chain_id = info["chainID"].as_str().context("chain id")?.to_string();
+    // The image's snapshot goes away...
+    p.env
+        .containerd
+        .snapshot_remove("overlayfs", &chain_id)
+        .await?;
+    ensure!(
+        p.env
+            .containerd
+            .snapshot_stat("overlayfs", &chain_id)
+            .await?
+            .is_none()
+    );
+    // ...and creating a container from it unpacks it again.
+    let id = create(
+        cri,
+        &p.id,
+        container("lazy", &p.image, &["sh", "-c", "exit 0"]),
+    )
+    .await?;
+    ensure!(
+        p.env
+            .containerd
+            .snapshot_stat("overlayfs", &chain_id)
+            .await?
+            .is_some(),
+        "not unpacked"
+    );
+    start(cri, &id).await?;
+    let s = wait_exited(cri, &id).await?;
+    ensure!(s.exit_code == 0, "{s:?}");
+    p.env.remove_all_and_check().await
 }
