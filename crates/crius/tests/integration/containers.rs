@@ -24,6 +24,7 @@ crate::tests![
     reopen_log_and_update_resources,
     cli_run_ps_exec_logs_stop_rm,
     image_unpacked_lazily_at_create,
+    oom_kill_is_reported,
 ];
 
 struct Pod {
@@ -705,5 +706,24 @@ async fn image_unpacked_lazily_at_create(env: Arc<Env>) -> anyhow::Result<()> {
     start(cri, &id).await?;
     let s = wait_exited(cri, &id).await?;
     ensure!(s.exit_code == 0, "{s:?}");
+    p.env.remove_all_and_check().await
+}
+
+async fn oom_kill_is_reported(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "oom").await?;
+    let cri = &mut p.env.cri;
+    // `tail` of an endless file with no newline keeps growing its buffer.
+    let mut c = container("hog", &p.image, &["tail", "/dev/zero"]);
+    c.linux = Some(v1::LinuxContainerConfig {
+        resources: Some(v1::LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(cri, &p.id, c).await?;
+    start(cri, &id).await?;
+    let s = wait_exited(cri, &id).await?;
+    ensure!(s.exit_code == 137 && s.reason == "OOMKilled", "{s:?}");
     p.env.remove_all_and_check().await
 }
