@@ -419,16 +419,6 @@ impl Pods {
             }
             None => String::new(),
         };
-        let fifos = crius_logs::create_fifos(&self.containers_dir().join(id), id, req.tty)?;
-        undo.fifos = Some(fifos.clone());
-        let log = if log_path.is_empty() {
-            // No log file: still drain the FIFOs so the container never blocks.
-            crius_logs::LogWriter::new(Path::new("/dev/null"))?.start(&fifos)?
-        } else {
-            crius_logs::LogWriter::beneath(Path::new(&sandbox.log_directory), &req.log_path)?
-                .start(&fifos)?
-        };
-
         let meta = ContainerMeta {
             version: 1,
             id: id.to_string(),
@@ -489,25 +479,13 @@ impl Pods {
         };
         c.container_create(&record).await?;
         undo.container = Some(id.to_string());
-        let stdio = Stdio {
-            stdin: String::new(),
-            stdout: fifos.stdout.display().to_string(),
-            stderr: fifos
-                .stderr
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            terminal: req.tty,
-        };
-        c.task_create(id, mounts, &stdio).await?;
-        undo.task = Some(id.to_string());
         if let Err(e) = self.containerd.lease_delete(&lease).await {
             tracing::warn!(lease, "cannot delete the creation lease: {e}");
         }
         undo.lease = None;
         let container = Container::new(meta, status);
-        container.set_log(Some(Arc::new(log)));
         tracing::info!(container = id, name = %req.name, sandbox = %sandbox.id, "container created");
+        let _ = mounts;
         Ok(container)
     }
 
@@ -528,10 +506,6 @@ impl Pods {
             && let Err(e) = self.containerd.snapshot_remove(snapshotter, key).await
         {
             tracing::warn!(key, "undo: snapshot: {e}");
-        }
-        if let Some(f) = &undo.fifos {
-            let _ = crius_logs::remove_fifos(f);
-            let _ = std::fs::remove_dir_all(&f.dir);
         }
         if let Some(lease) = &undo.lease {
             let _ = self.containerd.lease_delete(lease).await;
@@ -572,6 +546,18 @@ impl Pods {
             )));
         }
         let started_at = now_ns();
+        if let Err(e) = self.create_task(&c).await {
+            // The runtime refused (e.g. the command does not exist).
+            let st = c.update(|s| {
+                s.state = ContainerState::Exited;
+                s.finished_at = now_ns();
+                s.exit_code = 128;
+                s.reason = "StartError".into();
+                s.message = e.to_string();
+            });
+            self.persist_status(&c, &st).await;
+            return Err(e);
+        }
         match self.containerd.task_start(&c.meta.id).await {
             Ok(pid) => {
                 let st = c.update(|s| {
@@ -597,6 +583,56 @@ impl Pods {
                     s.message = e.to_string();
                 });
                 self.persist_status(&c, &st).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The container's task, with its stdout/stderr FIFOs copied into the
+    /// log; created at start (as containerd's CRI does), so a command the
+    /// runtime cannot run fails StartContainer, not CreateContainer.
+    async fn create_task(&self, c: &Container) -> Result<()> {
+        let id = &c.meta.id;
+        let snapshotter = self
+            .containerd
+            .container_get(id)
+            .await?
+            .map(|r| r.snapshotter)
+            .ok_or_else(|| Error::not_found(format!("container {id}")))?;
+        let mounts = self.containerd.snapshot_mounts(&snapshotter, id).await?;
+        let fifos = crius_logs::create_fifos(&self.containers_dir().join(id), id, c.meta.tty)?;
+        let log_dir = self
+            .store
+            .find(&c.meta.sandbox_id)?
+            .map(|s| s.meta.log_directory.clone())
+            .unwrap_or_default();
+        let writer = match Path::new(&c.meta.log_path).strip_prefix(&log_dir) {
+            // Opened beneath the pod's log directory: no symlink is followed.
+            Ok(rel) if !log_dir.is_empty() && !c.meta.log_path.is_empty() => {
+                crius_logs::LogWriter::beneath(Path::new(&log_dir), &rel.display().to_string())
+            }
+            // No log file: still drain the FIFOs so the container never blocks.
+            _ => crius_logs::LogWriter::new(Path::new("/dev/null")),
+        };
+        let log = writer?.start(&fifos)?;
+        let stdio = Stdio {
+            stdin: String::new(),
+            stdout: fifos.stdout.display().to_string(),
+            stderr: fifos
+                .stderr
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            terminal: c.meta.tty,
+        };
+        match self.containerd.task_create(id, mounts, &stdio).await {
+            Ok(_) => {
+                c.set_log(Some(Arc::new(log)));
+                Ok(())
+            }
+            Err(e) => {
+                log.stop();
+                let _ = crius_logs::remove_fifos(&fifos);
                 Err(e)
             }
         }
@@ -923,7 +959,6 @@ async fn wait_log(log: Arc<crius_logs::LogHandle>) {
 struct Undo {
     lease: Option<String>,
     snapshot: Option<(String, String)>,
-    fifos: Option<crius_logs::Fifos>,
     container: Option<String>,
     task: Option<String>,
 }

@@ -25,6 +25,7 @@ crate::tests![
     cli_run_ps_exec_logs_stop_rm,
     image_unpacked_lazily_at_create,
     oom_kill_is_reported,
+    failing_start_reports_and_cleans_up,
 ];
 
 struct Pod {
@@ -725,5 +726,39 @@ async fn oom_kill_is_reported(env: Arc<Env>) -> anyhow::Result<()> {
     start(cri, &id).await?;
     let s = wait_exited(cri, &id).await?;
     ensure!(s.exit_code == 137 && s.reason == "OOMKilled", "{s:?}");
+    p.env.remove_all_and_check().await
+}
+
+async fn failing_start_reports_and_cleans_up(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "badstart").await?;
+    let cri = &mut p.env.cri;
+    let id = create(
+        cri,
+        &p.id,
+        container("nocmd", &p.image, &["/no/such/command"]),
+    )
+    .await?;
+    let err = cri
+        .runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect_err("the command does not exist");
+    ensure!(
+        err.message().contains("/no/such/command"),
+        "the runtime's error should name it: {err:?}"
+    );
+    let s = status(cri, &id).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerExited as i32 && s.reason == "StartError",
+        "{s:?}"
+    );
+    ensure!(s.message.contains("/no/such/command"), "{s:?}");
+    cri.runtime
+        .remove_container(v1::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
     p.env.remove_all_and_check().await
 }
