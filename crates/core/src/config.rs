@@ -34,6 +34,12 @@ pub struct Config {
     /// The image of pod sandboxes (pulled like any image); "" for crius'
     /// built-in pause image, which needs no registry.
     pub sandbox_image: String,
+    /// Handler for privileged pods when the selected one cannot run them
+    /// ("" = none: such pods are refused).
+    pub trusted_runtime: String,
+    /// A `runtime_handler` that is no configured handler but a well-formed
+    /// shim name (`io.containerd.<name>.<version>`) goes to containerd as is.
+    pub shim_passthrough: bool,
     pub log: LogConfig,
     pub containerd: ContainerdConfig,
     pub cni: CniConfig,
@@ -161,10 +167,19 @@ pub struct RuntimeHandler {
     /// Options of the runc shim family, sent to the shim by containerd.
     #[serde(default)]
     pub options: RuncOptions,
+    /// Whether this runtime can run privileged pods (host namespaces,
+    /// devices). VM runtimes such as Kata cannot: set false, and name a
+    /// `trusted_runtime` for privileged pods.
+    #[serde(default = "yes")]
+    pub privileged: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[runtimes.<handler>.options]` for the runc shim family.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuncOptions {
     /// OCI runtime binary the shim runs (default: runc on the shim's PATH).
@@ -183,6 +198,7 @@ impl Default for Config {
             RuntimeHandler {
                 runtime_type: "io.containerd.runc.v2".to_string(),
                 options: RuncOptions::default(),
+                privileged: true,
             },
         );
         Config {
@@ -193,6 +209,8 @@ impl Default for Config {
             shutdown_timeout_secs: 10,
             default_runtime: "runc".to_string(),
             sandbox_image: String::new(),
+            trusted_runtime: String::new(),
+            shim_passthrough: true,
             log: LogConfig::default(),
             containerd: ContainerdConfig::default(),
             cni: CniConfig::default(),
@@ -365,6 +383,19 @@ impl Config {
                 ));
             }
         }
+        if !self.trusted_runtime.is_empty() {
+            match self.runtimes.get(&self.trusted_runtime) {
+                None => problems.push(format!(
+                    "trusted_runtime: {:?} is not a configured handler ([runtimes.*])",
+                    self.trusted_runtime
+                )),
+                Some(h) if !h.privileged => problems.push(format!(
+                    "trusted_runtime: handler {:?} has privileged = false",
+                    self.trusted_runtime
+                )),
+                Some(_) => {}
+            }
+        }
         if !self.runtimes.contains_key(&self.default_runtime)
             && let Err(e) = ShimName::parse(&self.default_runtime)
         {
@@ -423,6 +454,14 @@ default_runtime = "runc"
 # Another image must contain the mount points /proc, /sys and /dev: the
 # sandbox root filesystem is a read-only view.
 sandbox_image = ""
+# Handler for privileged pods (security context privileged, or host network,
+# PID or IPC) when the selected handler has privileged = false, as VM
+# runtimes do. "" = none: such pods are refused.
+trusted_runtime = ""
+# A runtime_handler that is no configured handler but a well-formed shim
+# name (io.containerd.<name>.<version>) is passed to containerd as is. Paths
+# are always refused: they would let a client run any binary as root.
+shim_passthrough = true
 
 [log]
 # trace, debug, info, warn or error.
@@ -466,6 +505,8 @@ progress_timeout_secs = 30
 [runtimes.runc]
 # containerd shim name (io.containerd.<name>.<version>).
 runtime_type = "io.containerd.runc.v2"
+# Can run privileged pods (false for VM runtimes such as Kata).
+privileged = true
 
 [runtimes.runc.options]
 # OCI runtime binary run by the shim ("" = runc on the shim's PATH).

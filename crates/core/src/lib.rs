@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 pub mod names;
 pub mod readiness;
+pub mod runtime;
 pub mod sandbox;
 
 pub use error::{Error, Result};

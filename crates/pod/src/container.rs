@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crius_containerd::{ContainerRecord, Runtime, Stdio, TaskStatus};
+use crius_containerd::{ContainerRecord, Stdio, TaskStatus};
 use crius_core::cgroup::CgroupDriver;
 use crius_core::config::Config;
 use crius_core::container::{
@@ -24,8 +24,8 @@ use crius_core::{Error, Result};
 use crius_image::Query;
 use serde::{Deserialize, Serialize};
 
+use crate::Pods;
 use crate::registrar::Reserve;
-use crate::{Pods, sandbox};
 
 /// Extension names on a container's containerd record.
 pub const META_EXTENSION: &str = "io.crius.container";
@@ -453,7 +453,14 @@ impl Pods {
             reason: String::new(),
             message: String::new(),
         };
-        let (_, runtime_type, options) = sandbox::runtime_for(config, &sandbox.runtime_handler)?;
+        // Every container runs on its pod's runtime, whatever the config
+        // says now.
+        let pod_runtime = self
+            .containerd
+            .container_get(&sandbox.id)
+            .await?
+            .map(|r| r.runtime)
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {}", sandbox.id)))?;
         let record = ContainerRecord {
             id: id.to_string(),
             labels: container_labels(req, &pod, &sandbox.id, &image_cfg.labels)
@@ -464,10 +471,7 @@ impl Pods {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| image.id.clone()),
-            runtime: Runtime {
-                name: runtime_type,
-                options,
-            },
+            runtime: pod_runtime,
             spec,
             snapshotter: snapshotter.clone(),
             snapshot_key: id.to_string(),

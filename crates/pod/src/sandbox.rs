@@ -17,6 +17,7 @@ use crius_containerd::{ContainerRecord, Runtime, Stdio, TaskStatus, runc_options
 use crius_core::cgroup::CgroupDriver;
 use crius_core::config::Config;
 use crius_core::image::{BUILTIN_SANDBOX_IMAGE, CriImage};
+use crius_core::runtime::{PodTraits, Selection};
 use crius_core::sandbox::{
     self, ImageProcess, NamespaceMode, PodSandboxRequest, SandboxSpecInput, SandboxState, files,
     labels,
@@ -107,28 +108,25 @@ fn mode_of(m: NamespaceMode) -> i32 {
     }
 }
 
-/// The runtime handler a pod asked for (or the default): its name, shim and options.
-pub(crate) fn runtime_for(
-    config: &Config,
-    requested: &str,
-) -> Result<(String, String, Option<prost_types::Any>)> {
-    let name = if requested.is_empty() {
-        config.default_runtime.as_str()
-    } else {
-        requested
-    };
-    match config.runtimes.get(name) {
-        Some(h) => {
-            let o = &h.options;
-            let options = (h.runtime_type.starts_with("io.containerd.runc."))
-                .then(|| runc_options(&o.binary_name, &o.root, o.systemd_cgroup));
-            Ok((name.to_string(), h.runtime_type.clone(), options))
-        }
-        None if name == config.default_runtime => Ok((name.to_string(), name.to_string(), None)),
-        None => Err(Error::not_found(format!(
-            "runtime handler {name:?} (not configured)"
-        ))),
-    }
+/// The runtime a pod runs on (see [`crius_core::runtime::select`]).
+pub(crate) fn select_runtime(config: &Config, req: &PodSandboxRequest) -> Result<Selection> {
+    let ns = req.linux.namespaces;
+    let privileged = req.linux.privileged
+        || ns.network == NamespaceMode::Node
+        || ns.pid == NamespaceMode::Node
+        || ns.ipc == NamespaceMode::Node;
+    let untrusted = req
+        .annotations
+        .get(crius_core::runtime::UNTRUSTED_WORKLOAD)
+        .is_some_and(|v| v == "true");
+    crius_core::runtime::select(
+        config,
+        PodTraits {
+            requested: &req.runtime_handler,
+            privileged,
+            untrusted,
+        },
+    )
 }
 
 /// The process the pause image runs, from its config.
@@ -214,6 +212,9 @@ impl Pods {
         req: PodSandboxRequest,
     ) -> Result<String> {
         sandbox::validate(&req)?;
+        // Before anything exists: a name containerd could take as a path
+        // never gets further than this.
+        let selection = select_runtime(&config, &req)?;
         let key = labels::sandbox_name_key(&req.name, &req.uid, &req.namespace, req.attempt);
         let id = random_id();
         let reservation = match self
@@ -234,7 +235,14 @@ impl Pods {
         let task = tokio::spawn(async move {
             let mut undo = Undo::default();
             match pods
-                .create(&config, driver, &req, reservation.id(), &mut undo)
+                .create(
+                    &config,
+                    driver,
+                    &req,
+                    &selection,
+                    reservation.id(),
+                    &mut undo,
+                )
                 .await
             {
                 Ok(sandbox) => {
@@ -304,10 +312,16 @@ impl Pods {
         config: &Config,
         driver: CgroupDriver,
         req: &PodSandboxRequest,
+        selection: &Selection,
         id: &str,
         undo: &mut Undo,
     ) -> Result<Arc<Sandbox>> {
-        let (handler, runtime_type, options) = runtime_for(config, &req.runtime_handler)?;
+        let handler = selection.handler.clone();
+        let runtime_type = selection.runtime_type.clone();
+        let options = selection
+            .options
+            .as_ref()
+            .map(|o| runc_options(&o.binary_name, &o.root, o.systemd_cgroup));
         let snapshotter = config.containerd.snapshotter.clone();
         let image = self.sandbox_image(config).await?;
         let image_config = self.images.config(&image).await?;

@@ -9,6 +9,11 @@ use anyhow::{Context, bail};
 
 use crate::{kill_and_reap, require_binary};
 
+/// The runtime name of the alias shim every private containerd has on its PATH.
+pub const ALIAS_SHIM: &str = "io.containerd.runc-alias.v2";
+/// Its binary: a link to `containerd-shim-runc-v2`.
+pub const ALIAS_SHIM_BINARY: &str = "containerd-shim-runc-alias-v2";
+
 /// A containerd that is configured, and started or not.
 pub struct Containerd {
     dir: tempfile::TempDir,
@@ -45,6 +50,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             socket = socket.display(),
         );
         std::fs::write(dir.path().join("config.toml"), config)?;
+        // A second shim name for the same shim, to test runtime selection
+        // without Kata: io.containerd.runc-alias.v2.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin)?;
+        let shim = require_binary("containerd-shim-runc-v2", "containerd")?;
+        std::os::unix::fs::symlink(&shim, bin.join(ALIAS_SHIM_BINARY))?;
         Ok(Containerd {
             dir,
             socket,
@@ -65,7 +76,13 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             bail!("containerd is already running");
         }
         let log = std::fs::File::create(self.dir.path().join("containerd.log"))?;
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let child = Command::new("containerd")
+            .env("PATH", path)
             .arg("--config")
             .arg(self.dir.path().join("config.toml"))
             .stdin(Stdio::null())

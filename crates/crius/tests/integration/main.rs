@@ -9,6 +9,7 @@ mod containers;
 mod foundation;
 mod images;
 mod pods;
+mod runtimes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -116,6 +117,7 @@ fn main() {
         .chain(images::all())
         .chain(pods::all())
         .chain(containers::all())
+        .chain(runtimes::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");

@@ -56,11 +56,22 @@ impl PodEnv {
     /// With `last_octets = Some((a, b))`, host-local hands out only
     /// `.a` to `.b` of the subnet.
     async fn start_with_range(env: &Env, last_octets: Option<(u8, u8)>) -> anyhow::Result<PodEnv> {
+        Self::start_with(env, last_octets, "", "").await
+    }
+
+    /// With config lines of its own: `top` (top-level keys) and `tables`.
+    pub(crate) async fn start_with(
+        env: &Env,
+        last_octets: Option<(u8, u8)>,
+        top: &str,
+        tables: &str,
+    ) -> anyhow::Result<PodEnv> {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id() % 10_000;
         let bridge = format!("crp{pid}x{n}");
         let subnet = format!("10.89.{n}.0/24");
         let mut opts = env.options();
+        opts.extra_config = format!("{top}\n{}\n{tables}\n", opts.extra_config);
         opts.namespace = format!("crius-pods-{pid}-{n}");
         let daemon = Criusd::start(&opts)?;
         let mut range = serde_json::json!({ "subnet": subnet });

@@ -1,0 +1,260 @@
+//! Which runtime a pod runs on: the handler it asked for, the legacy
+//! untrusted-workload annotation, the default, and the trusted runtime for
+//! privileged pods; and which names may reach containerd at all.
+
+use crate::config::{Config, RuncOptions};
+use crate::names::ShimName;
+use crate::{Error, Result};
+
+/// The legacy annotation marking a pod as untrusted.
+pub const UNTRUSTED_WORKLOAD: &str = "io.kubernetes.cri.untrusted-workload";
+/// The handler such pods run on, when configured.
+pub const UNTRUSTED_HANDLER: &str = "untrusted";
+
+/// The runtime a pod runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The handler name reported in CRI (a configured name or the shim name).
+    pub handler: String,
+    /// The containerd shim name.
+    pub runtime_type: String,
+    /// runc shim options (configured handlers of the runc family only).
+    pub options: Option<RuncOptions>,
+    /// Chosen instead of the pod's handler because the pod is privileged.
+    pub trusted: bool,
+}
+
+/// What the selection needs of the pod.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PodTraits<'a> {
+    /// `RunPodSandboxRequest.runtime_handler`.
+    pub requested: &'a str,
+    /// Privileged security context, or host network, PID or IPC.
+    pub privileged: bool,
+    /// The untrusted-workload annotation is "true".
+    pub untrusted: bool,
+}
+
+fn configured(config: &Config, name: &str) -> Option<Selection> {
+    config.runtimes.get(name).map(|h| Selection {
+        handler: name.to_string(),
+        runtime_type: h.runtime_type.clone(),
+        options: h
+            .runtime_type
+            .starts_with("io.containerd.runc.")
+            .then(|| h.options.clone()),
+        trusted: false,
+    })
+}
+
+fn can_run_privileged(config: &Config, s: &Selection) -> bool {
+    // A bare shim name carries no configuration: assumed capable.
+    config.runtimes.get(&s.handler).is_none_or(|h| h.privileged)
+}
+
+/// Selects the runtime of a pod; refuses, before anything is created,
+/// every name containerd could take as a path.
+pub fn select(config: &Config, pod: PodTraits<'_>) -> Result<Selection> {
+    if pod.untrusted && pod.privileged {
+        return Err(Error::invalid(
+            format!("config.annotations[{UNTRUSTED_WORKLOAD}]"),
+            "a privileged pod (or one using host namespaces) cannot be an untrusted workload",
+        ));
+    }
+    let chosen = if !pod.requested.is_empty() {
+        match configured(config, pod.requested) {
+            Some(s) => s,
+            None => {
+                let shim = ShimName::parse(pod.requested).map_err(|why| {
+                    Error::invalid("runtime_handler", format!("{:?}: {why}", pod.requested))
+                })?;
+                if !config.shim_passthrough {
+                    return Err(Error::invalid(
+                        "runtime_handler",
+                        format!(
+                            "{:?} is not a configured handler (shim passthrough is off)",
+                            pod.requested
+                        ),
+                    ));
+                }
+                Selection {
+                    handler: shim.to_string(),
+                    runtime_type: shim.to_string(),
+                    options: None,
+                    trusted: false,
+                }
+            }
+        }
+    } else if let Some(s) = pod
+        .untrusted
+        .then(|| configured(config, UNTRUSTED_HANDLER))
+        .flatten()
+    {
+        s
+    } else {
+        match configured(config, &config.default_runtime) {
+            Some(s) => s,
+            None => {
+                // Validated at load: a shim name.
+                let shim = ShimName::parse(&config.default_runtime)
+                    .map_err(|why| Error::Internal(format!("default_runtime: {why}")))?;
+                Selection {
+                    handler: String::new(),
+                    runtime_type: shim.to_string(),
+                    options: None,
+                    trusted: false,
+                }
+            }
+        }
+    };
+    if !pod.privileged || can_run_privileged(config, &chosen) {
+        return Ok(chosen);
+    }
+    match configured(config, &config.trusted_runtime) {
+        Some(mut t) if !config.trusted_runtime.is_empty() => {
+            t.trusted = true;
+            Ok(t)
+        }
+        _ => Err(Error::FailedPrecondition(format!(
+            "runtime handler {:?} cannot run privileged pods and no trusted_runtime is configured",
+            chosen.handler
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text).expect("valid config")
+    }
+
+    fn pick(c: &Config, requested: &str, privileged: bool, untrusted: bool) -> Result<Selection> {
+        select(
+            c,
+            PodTraits {
+                requested,
+                privileged,
+                untrusted,
+            },
+        )
+    }
+
+    const VM: &str = r#"
+default_runtime = "kata"
+trusted_runtime = "runc"
+[runtimes.runc]
+runtime_type = "io.containerd.runc.v2"
+[runtimes.kata]
+runtime_type = "io.containerd.kata.v2"
+privileged = false
+[runtimes.untrusted]
+runtime_type = "io.containerd.runsc.v1"
+privileged = false
+"#;
+
+    #[test]
+    fn selection_table() {
+        let c = config(VM);
+        // (requested, privileged, untrusted) -> handler, shim, trusted
+        let cases: &[(&str, bool, bool, &str, &str, bool)] = &[
+            ("", false, false, "kata", "io.containerd.kata.v2", false),
+            ("", true, false, "runc", "io.containerd.runc.v2", true),
+            (
+                "",
+                false,
+                true,
+                "untrusted",
+                "io.containerd.runsc.v1",
+                false,
+            ),
+            ("runc", false, false, "runc", "io.containerd.runc.v2", false),
+            ("runc", true, false, "runc", "io.containerd.runc.v2", false),
+            ("kata", true, false, "runc", "io.containerd.runc.v2", true),
+            (
+                "io.containerd.runc-alias.v2",
+                false,
+                false,
+                "io.containerd.runc-alias.v2",
+                "io.containerd.runc-alias.v2",
+                false,
+            ),
+            (
+                "io.containerd.runc-alias.v2",
+                true,
+                false,
+                "io.containerd.runc-alias.v2",
+                "io.containerd.runc-alias.v2",
+                false,
+            ),
+            ("runc", false, true, "runc", "io.containerd.runc.v2", false),
+        ];
+        for (req, privileged, untrusted, handler, shim, trusted) in cases {
+            let s = pick(&c, req, *privileged, *untrusted)
+                .unwrap_or_else(|e| panic!("{req} {privileged} {untrusted}: {e}"));
+            assert_eq!(
+                (s.handler.as_str(), s.runtime_type.as_str(), s.trusted),
+                (*handler, *shim, *trusted),
+                "{req} {privileged} {untrusted}"
+            );
+        }
+        // untrusted annotation on a privileged pod
+        assert!(matches!(
+            pick(&c, "", true, true),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+
+    #[test]
+    fn no_trusted_runtime_refuses_privileged_pods() {
+        let c = config(
+            "default_runtime = \"kata\"\n[runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\nprivileged = false\n",
+        );
+        assert!(matches!(
+            pick(&c, "", true, false),
+            Err(Error::FailedPrecondition(_))
+        ));
+        assert!(pick(&c, "", false, false).is_ok());
+    }
+
+    #[test]
+    fn paths_are_refused_and_passthrough_can_be_off() {
+        let c = config("");
+        let long = "x".repeat(10_000);
+        for bad in [
+            "/usr/bin/containerd-shim-runc-v2",
+            "../x",
+            "./x",
+            "io.containerd/../x",
+            "a/b",
+            "io",
+            "io.containerd.ruｎc.v2",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(
+                    pick(&c, bad, false, false),
+                    Err(Error::InvalidArgument { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let off = config("shim_passthrough = false");
+        assert!(matches!(
+            pick(&off, "io.containerd.kata.v2", false, false),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(pick(&c, "io.containerd.kata.v2", false, false).is_ok());
+        // The default may be a bare shim name.
+        let bare = config("default_runtime = \"io.containerd.runc.v2\"\n[runtimes]\n");
+        let s = pick(&bare, "", false, false).expect("default shim");
+        assert_eq!(s.runtime_type, "io.containerd.runc.v2");
+    }
+
+    #[test]
+    fn trusted_runtime_must_be_capable() {
+        assert!(Config::parse("trusted_runtime = \"nope\"").is_err());
+        assert!(Config::parse("trusted_runtime = \"vm\"\n[runtimes.vm]\nruntime_type = \"io.containerd.kata.v2\"\nprivileged = false").is_err());
+    }
+}

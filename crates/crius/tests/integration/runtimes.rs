@@ -1,0 +1,237 @@
+//! Issue 6 (first steps): runtime selection: shim names passed verbatim,
+//! paths refused before anything exists, a trusted runtime for privileged
+//! pods. A second shim name (`io.containerd.runc-alias.v2`, a link to the
+//! runc shim on the test containerd's PATH) stands in for a VM runtime.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, ensure};
+use crius_cri_api::v1;
+use crius_testkit::containerd::ALIAS_SHIM;
+
+use crate::Env;
+use crate::pods::{PodEnv, config};
+
+crate::tests![
+    shim_names_pass_through,
+    paths_are_refused_and_nothing_is_created,
+    privileged_pods_go_to_the_trusted_runtime,
+    privileged_pods_are_refused_without_a_trusted_runtime,
+];
+
+async fn run_with(
+    p: &mut PodEnv,
+    c: v1::PodSandboxConfig,
+    handler: &str,
+) -> Result<String, tonic::Status> {
+    p.cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(c),
+            runtime_handler: handler.into(),
+        })
+        .await
+        .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+fn host_network(mut c: v1::PodSandboxConfig) -> v1::PodSandboxConfig {
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            namespace_options: Some(v1::NamespaceOption {
+                network: v1::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c
+}
+
+/// Processes whose command line runs `binary` for container `id`.
+fn shims_of(binary: &str, id: &str) -> usize {
+    crius_testkit::pids_with_arg(id)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(binary))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+async fn shim_names_pass_through(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let id = run_with(&mut p, config("alias"), ALIAS_SHIM).await?;
+    let record = p.containerd.container_get(&id).await?.context("record")?;
+    ensure!(record.runtime.name == ALIAS_SHIM, "{:?}", record.runtime);
+    // containerd started the shim by that name (the runc shim then re-executes
+    // itself from its real path, so the process shows the runc shim).
+    ensure!(
+        shims_of("containerd-shim-runc", &id) >= 1,
+        "no shim runs pod {id}"
+    );
+    let s = p
+        .cri
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.clone(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .context("status")?;
+    ensure!(
+        s.runtime_handler == ALIAS_SHIM && s.state == v1::PodSandboxState::SandboxReady as i32,
+        "{s:?}"
+    );
+    // An unknown but well-formed shim: containerd says the binary is missing.
+    let err = run_with(
+        &mut p,
+        config("missing-shim"),
+        "io.containerd.nosuchshim.v2",
+    )
+    .await
+    .expect_err("no such shim");
+    ensure!(
+        err.message().contains("containerd-shim-nosuchshim-v2")
+            || err.message().contains("nosuchshim"),
+        "{err:?}"
+    );
+    p.remove_all_and_check().await
+}
+
+async fn paths_are_refused_and_nothing_is_created(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let socket = env.containerd.socket().display().to_string();
+    let shims_before = crius_testkit::pids_with_arg(&socket).len();
+    let long = "a".repeat(10_000);
+    for bad in [
+        "/usr/bin/containerd-shim-runc-v2",
+        "../x",
+        "./x",
+        "io.containerd/../x",
+        "a/b",
+        "io",
+        "io.containerd.ruｎc.v2",
+        long.as_str(),
+    ] {
+        let err = run_with(&mut p, config("evil"), bad).await.expect_err(bad);
+        ensure!(
+            err.code() == tonic::Code::InvalidArgument,
+            "{bad:.40}: {err:?}"
+        );
+        ensure!(err.message().contains("runtime_handler"), "{err:?}");
+    }
+    // Nothing was created: no pod, no record, no netns, no shim.
+    let pods = p
+        .cri
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    ensure!(pods.is_empty(), "{pods:?}");
+    ensure!(p.containerd.container_list(&[]).await?.is_empty());
+    let netns = p.daemon().dir().join("state/netns");
+    let entries = std::fs::read_dir(&netns).map(|d| d.count()).unwrap_or(0);
+    ensure!(entries == 0, "a netns was created");
+    let shims_after = crius_testkit::pids_with_arg(&socket).len();
+    ensure!(
+        shims_after <= shims_before,
+        "a shim was started: {shims_before} -> {shims_after}"
+    );
+    p.remove_all_and_check().await
+}
+
+const VM_CONFIG: &str = "[runtimes.vm]\nruntime_type = \"io.containerd.runc-alias.v2\"\nprivileged = false\n[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n";
+
+async fn privileged_pods_go_to_the_trusted_runtime(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start_with(
+        &env,
+        None,
+        "default_runtime = \"vm\"\ntrusted_runtime = \"runc\"",
+        VM_CONFIG,
+    )
+    .await?;
+    let plain = run_with(&mut p, config("plain"), "").await?;
+    let record = p
+        .containerd
+        .container_get(&plain)
+        .await?
+        .context("record")?;
+    ensure!(
+        record.runtime.name == ALIAS_SHIM,
+        "plain pod: {:?}",
+        record.runtime
+    );
+
+    let privileged = run_with(&mut p, host_network(config("hostnet")), "").await?;
+    let record = p
+        .containerd
+        .container_get(&privileged)
+        .await?
+        .context("record")?;
+    ensure!(
+        record.runtime.name == "io.containerd.runc.v2",
+        "privileged pod: {:?}",
+        record.runtime
+    );
+    let listed = p
+        .cri
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    let handlers: HashMap<_, _> = listed
+        .iter()
+        .map(|s| (s.id.clone(), s.runtime_handler.clone()))
+        .collect();
+    ensure!(
+        handlers.get(&plain).map(String::as_str) == Some("vm"),
+        "{handlers:?}"
+    );
+    ensure!(
+        handlers.get(&privileged).map(String::as_str) == Some("runc"),
+        "{handlers:?}"
+    );
+
+    // Asking for the VM handler explicitly does not escape it either.
+    let asked = run_with(&mut p, host_network(config("asked-vm")), "vm").await?;
+    let record = p
+        .containerd
+        .container_get(&asked)
+        .await?
+        .context("record")?;
+    ensure!(
+        record.runtime.name == "io.containerd.runc.v2",
+        "{:?}",
+        record.runtime
+    );
+
+    // The untrusted-workload annotation on a privileged pod is refused.
+    let mut c = host_network(config("untrusted"));
+    c.annotations
+        .insert("io.kubernetes.cri.untrusted-workload".into(), "true".into());
+    let err = run_with(&mut p, c, "")
+        .await
+        .expect_err("untrusted + privileged");
+    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    p.remove_all_and_check().await
+}
+
+async fn privileged_pods_are_refused_without_a_trusted_runtime(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let mut p = PodEnv::start_with(&env, None, "default_runtime = \"vm\"", VM_CONFIG).await?;
+    let err = run_with(&mut p, host_network(config("refused")), "")
+        .await
+        .expect_err("no trusted runtime");
+    ensure!(err.code() == tonic::Code::FailedPrecondition, "{err:?}");
+    ensure!(err.message().contains("trusted_runtime"), "{err:?}");
+    run_with(&mut p, config("fine"), "").await?;
+    p.remove_all_and_check().await
+}
