@@ -149,8 +149,26 @@ async fn info(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     }
     println!("Runtime handlers (default: {}):", s(&handlers["default"]));
     for h in handlers["handlers"].as_array().into_iter().flatten() {
-        println!("  {:<14} {}", s(&h["name"]), s(&h["runtime_type"]));
+        let mut notes = Vec::new();
+        if h["privileged"] == false {
+            notes.push("unprivileged");
+        }
+        if h["trusted"] == true {
+            notes.push("trusted");
+        }
+        println!(
+            "  {:<14} {:<28} {}",
+            s(&h["name"]),
+            s(&h["runtime_type"]),
+            notes.join(", ")
+        );
     }
+    let passthrough = if handlers["shimPassthrough"] == true {
+        "on"
+    } else {
+        "off"
+    };
+    println!("Shim name passthrough: {passthrough}");
     Ok(())
 }
 

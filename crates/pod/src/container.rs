@@ -166,7 +166,7 @@ fn ns_of(t: Option<std::time::SystemTime>) -> i64 {
 }
 
 /// An image config (JSON) as the core sees it.
-fn image_config(v: &serde_json::Value) -> ImageConfig {
+pub(crate) fn image_config(v: &serde_json::Value) -> ImageConfig {
     let c = &v["config"];
     let strings = |v: &serde_json::Value| -> Vec<String> {
         v.as_array()

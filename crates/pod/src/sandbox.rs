@@ -131,22 +131,13 @@ pub(crate) fn select_runtime(config: &Config, req: &PodSandboxRequest) -> Result
 
 /// The process the pause image runs, from its config.
 fn image_process(config: &serde_json::Value) -> ImageProcess {
-    let c = &config["config"];
-    let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let c = crate::container::image_config(config);
     ImageProcess {
-        entrypoint: strings(&c["Entrypoint"]),
-        cmd: strings(&c["Cmd"]),
-        env: strings(&c["Env"]),
-        working_dir: c["WorkingDir"].as_str().unwrap_or_default().to_string(),
-        user: c["User"].as_str().unwrap_or_default().to_string(),
+        entrypoint: c.entrypoint,
+        cmd: c.cmd,
+        env: c.env,
+        working_dir: c.working_dir,
+        user: c.user,
     }
 }
 

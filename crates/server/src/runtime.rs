@@ -120,13 +120,20 @@ impl RuntimeSvc {
                         "name": name,
                         "runtime_type": h.runtime_type,
                         "options": h.options,
+                        "privileged": h.privileged,
                         "default": *name == config.default_runtime,
+                        "trusted": *name == config.trusted_runtime,
                     })
                 })
                 .collect();
             info.insert(
                 "runtimeHandlers".to_string(),
-                to_json(json!({ "default": config.default_runtime, "handlers": handlers })),
+                to_json(json!({
+                    "default": config.default_runtime,
+                    "trusted": config.trusted_runtime,
+                    "shimPassthrough": config.shim_passthrough,
+                    "handlers": handlers,
+                })),
             );
             info.insert(
                 "version".to_string(),
