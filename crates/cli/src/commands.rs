@@ -36,6 +36,29 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Stop { grace, ids } => crate::containers::stop(&mut cri, ids, *grace).await,
         Command::Rm { ids, .. } => crate::containers::rm(&mut cri, ids).await,
         Command::Run { .. } => crate::containers::run(cli, &mut cri).await,
+        Command::Config {
+            command: crate::ConfigCommand::Reload,
+        } => {
+            let r = cri
+                .admin
+                .reload_config(crius_cri_api::admin::ReloadConfigRequest {})
+                .await
+                .context("ReloadConfig")?
+                .into_inner();
+            match cli.output {
+                Output::Json => print_json(
+                    &json!({ "runtimeHandlers": r.runtime_handlers, "defaultRuntime": r.default_runtime }),
+                ),
+                Output::Text => {
+                    println!(
+                        "reloaded: handlers {} (default {})",
+                        r.runtime_handlers.join(", "),
+                        r.default_runtime
+                    );
+                    Ok(())
+                }
+            }
+        }
         Command::Pod { command } => match command {
             PodCommand::Run { file, runtime } => pod_run(cli, &mut cri, file, runtime).await,
             PodCommand::Inspect { id } => pod_inspect(&mut cri, id).await,

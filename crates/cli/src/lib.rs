@@ -141,6 +141,11 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Daemon configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Run IMAGE [CMD...] in a new pod, like `docker run`.
     Run {
         /// Return at once, leaving it running.
@@ -174,6 +179,13 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Make criusd re-read its config file (like SIGHUP); an invalid file is
+    /// refused with the reason and the running config stays.
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]

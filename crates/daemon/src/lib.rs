@@ -46,7 +46,7 @@ pub fn main() -> ExitCode {
         }
     }
     logging::init(&config.log);
-    match serve::run(config) {
+    match serve::run(config, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("criusd failed: {e:#}");

@@ -17,7 +17,7 @@ const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until a termination signal; returns when the socket is gone.
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(config: Config, args: crate::Args) -> anyhow::Result<()> {
     make_dir(&config.root_dir, 0o700)?;
     make_dir(&config.state_dir, 0o711)?;
     let listener = crate::socket::bind(&config.socket)?;
@@ -29,7 +29,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(config, listener, driver));
+    let result = runtime.block_on(serve(config, listener, driver, args));
     // Leave no socket behind for clients to hang on.
     if let Err(e) = std::fs::remove_file(&socket) {
         tracing::warn!(socket = %socket.display(), "cannot remove the socket: {e}");
@@ -51,12 +51,16 @@ async fn serve(
     config: Config,
     listener: std::os::unix::net::UnixListener,
     driver: crius_core::cgroup::CgroupDriver,
+    args: crate::Args,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
     let socket = config.socket.clone();
-    let state = Arc::new(State::new(config, driver));
+    let loader: crius_server::state::ConfigLoader =
+        Box::new(move || args.load_config().map_err(|e| format!("{e:#}")));
+    let state = Arc::new(State::new(config, driver).with_loader(loader));
+    let reloader = tokio::spawn(reload_on_sighup(state.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let connector = tokio::spawn(connect_containerd(state.clone()));
 
@@ -85,7 +89,21 @@ async fn serve(
         }
     };
     connector.abort();
+    reloader.abort();
     result
+}
+
+/// SIGHUP re-reads the config (`crius config reload` does the same).
+async fn reload_on_sighup(state: Arc<State>) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; use `crius config reload`");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        // Refusals are logged by reload itself.
+        let _ = state.reload();
+    }
 }
 
 /// Waits for SIGTERM or SIGINT and names it.

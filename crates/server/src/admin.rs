@@ -70,6 +70,21 @@ impl AdminSvc {
 impl Admin for AdminSvc {
     type PullImageStream = PullStream;
 
+    async fn reload_config(
+        &self,
+        _req: Request<admin::ReloadConfigRequest>,
+    ) -> Result<Response<admin::ReloadConfigResponse>, Status> {
+        respond("ReloadConfig", async {
+            self.state.reload()?;
+            let config = self.state.config();
+            Ok(admin::ReloadConfigResponse {
+                runtime_handlers: config.runtimes.keys().cloned().collect(),
+                default_runtime: config.default_runtime.clone(),
+            })
+        })
+        .await
+    }
+
     async fn pull_image(
         &self,
         req: Request<admin::PullImageRequest>,

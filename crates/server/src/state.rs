@@ -47,7 +47,11 @@ pub struct State {
     backend: OnceLock<Backend>,
     cgroup_driver: CgroupDriver,
     pod_cidr: Mutex<String>,
+    loader: Option<ConfigLoader>,
 }
+
+/// Reads and validates the config again (file + the daemon's flags).
+pub type ConfigLoader = Box<dyn Fn() -> std::result::Result<Config, String> + Send + Sync>;
 
 impl State {
     /// A state that starts out waiting for containerd.
@@ -62,6 +66,46 @@ impl State {
             backend: OnceLock::new(),
             cgroup_driver,
             pod_cidr: Mutex::new(String::new()),
+            loader: None,
+        }
+    }
+
+    /// Where [`State::reload`] gets a new config from.
+    pub fn with_loader(mut self, loader: ConfigLoader) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+
+    /// Re-reads the config: a valid one replaces the old whole for new
+    /// requests (running pods keep what they started with); an invalid one
+    /// is refused with the reason, and the old one stays.
+    pub fn reload(&self) -> Result<()> {
+        let loader = self.loader.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition("this daemon has no config file to reload".into())
+        })?;
+        match loader() {
+            Ok(config) => {
+                let old = self.config();
+                if config.socket != old.socket
+                    || config.containerd != old.containerd
+                    || config.root_dir != old.root_dir
+                    || config.state_dir != old.state_dir
+                {
+                    tracing::warn!(
+                        "socket, containerd and directory settings change only with a restart"
+                    );
+                }
+                let handlers: Vec<&String> = config.runtimes.keys().collect();
+                tracing::info!(?handlers, default = %config.default_runtime, "config reloaded");
+                self.swap_config(config);
+                Ok(())
+            }
+            Err(why) => {
+                tracing::error!("config reload refused, keeping the old config: {why}");
+                Err(Error::FailedPrecondition(format!(
+                    "config reload refused: {why}"
+                )))
+            }
         }
     }
 

@@ -18,6 +18,7 @@ crate::tests![
     paths_are_refused_and_nothing_is_created,
     privileged_pods_go_to_the_trusted_runtime,
     privileged_pods_are_refused_without_a_trusted_runtime,
+    live_reload_changes_handlers_for_new_pods_only,
 ];
 
 async fn run_with(
@@ -233,5 +234,102 @@ async fn privileged_pods_are_refused_without_a_trusted_runtime(
     ensure!(err.code() == tonic::Code::FailedPrecondition, "{err:?}");
     ensure!(err.message().contains("trusted_runtime"), "{err:?}");
     run_with(&mut p, config("fine"), "").await?;
+    p.remove_all_and_check().await
+}
+
+async fn handlers(p: &mut PodEnv) -> anyhow::Result<serde_json::Value> {
+    let s = p
+        .cri
+        .runtime
+        .status(v1::StatusRequest { verbose: true })
+        .await?
+        .into_inner();
+    Ok(serde_json::from_str(
+        s.info.get("runtimeHandlers").context("no handlers")?,
+    )?)
+}
+
+async fn live_reload_changes_handlers_for_new_pods_only(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let before = run_with(&mut p, config("before"), "").await?;
+    let path = p.daemon().dir().join("config.toml");
+    let original = std::fs::read_to_string(&path)?;
+    // A new default handler, by SIGHUP.
+    std::fs::write(
+        &path,
+        format!(
+            "default_runtime = \"alias\"\n{original}\n[runtimes.alias]\nruntime_type = \"{ALIAS_SHIM}\"\n[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n"
+        ),
+    )?;
+    let pid = p.daemon().pid().context("pid")?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )?;
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if handlers(&mut p).await?["default"] == "alias" {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ensure!(
+        reloaded,
+        "SIGHUP did not reload: {}",
+        handlers(&mut p).await?
+    );
+    let after = run_with(&mut p, config("after"), "").await?;
+    let rec = |id: String| {
+        let c = p.containerd.clone();
+        async move { anyhow::Ok(c.container_get(&id).await?.context("record")?.runtime.name) }
+    };
+    ensure!(
+        rec(after.clone()).await? == ALIAS_SHIM,
+        "the new default was not used"
+    );
+    ensure!(
+        rec(before.clone()).await? == "io.containerd.runc.v2",
+        "a running pod changed runtime"
+    );
+    let s = p
+        .cri
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: before.clone(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .context("status")?;
+    ensure!(s.state == v1::PodSandboxState::SandboxReady as i32, "{s:?}");
+
+    // An invalid file is refused through `crius config reload`; the old config stays.
+    std::fs::write(&path, format!("frobnicate = 1\n{original}"))?;
+    let out = std::process::Command::new(crate::CRIUS)
+        .arg("--endpoint")
+        .arg(p.daemon().socket())
+        .args(["config", "reload"])
+        .output()?;
+    ensure!(!out.status.success(), "an invalid config was accepted");
+    ensure!(
+        String::from_utf8_lossy(&out.stderr).contains("frobnicate"),
+        "{:?}",
+        out.stderr
+    );
+    ensure!(
+        handlers(&mut p).await?["default"] == "alias",
+        "the old config was not kept"
+    );
+    // And a valid one through the CLI.
+    std::fs::write(&path, &original)?;
+    let out = std::process::Command::new(crate::CRIUS)
+        .arg("--endpoint")
+        .arg(p.daemon().socket())
+        .args(["config", "reload"])
+        .output()?;
+    ensure!(out.status.success(), "{:?}", out.stderr);
+    ensure!(handlers(&mut p).await?["default"] == "runc");
     p.remove_all_and_check().await
 }
