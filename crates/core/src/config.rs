@@ -172,6 +172,14 @@ pub struct RuntimeHandler {
     /// `trusted_runtime` for privileged pods.
     #[serde(default = "yes")]
     pub privileged: bool,
+    /// Pod annotation keys passed into the OCI specs of this handler's
+    /// sandboxes and containers (e.g. `io.katacontainers.*`; `*` only as a
+    /// suffix). Others never reach the runtime.
+    #[serde(default)]
+    pub pod_annotations: Vec<String>,
+    /// Container annotation keys passed into container specs.
+    #[serde(default)]
+    pub container_annotations: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -199,6 +207,8 @@ impl Default for Config {
                 runtime_type: "io.containerd.runc.v2".to_string(),
                 options: RuncOptions::default(),
                 privileged: true,
+                pod_annotations: vec![],
+                container_annotations: vec![],
             },
         );
         Config {
@@ -376,6 +386,19 @@ impl Config {
                     "runtimes.{name}: a handler name must be a DNS label ([a-z0-9-], at most 63 characters)"
                 ));
             }
+            for (list, patterns) in [
+                ("pod_annotations", &handler.pod_annotations),
+                ("container_annotations", &handler.container_annotations),
+            ] {
+                for p in patterns {
+                    let body = p.strip_suffix('*').unwrap_or(p);
+                    if p.is_empty() || body.contains('*') {
+                        problems.push(format!(
+                            "runtimes.{name}.{list}: {p:?} is not a key or a key prefix ending in *"
+                        ));
+                    }
+                }
+            }
             if let Err(e) = ShimName::parse(&handler.runtime_type) {
                 problems.push(format!(
                     "runtimes.{name}.runtime_type: {:?} is not a containerd shim name: {e}",
@@ -507,6 +530,10 @@ progress_timeout_secs = 30
 runtime_type = "io.containerd.runc.v2"
 # Can run privileged pods (false for VM runtimes such as Kata).
 privileged = true
+# Pod / container annotation keys passed into this handler's OCI specs
+# (e.g. ["io.katacontainers.*"]); no other annotation reaches the runtime.
+pod_annotations = []
+container_annotations = []
 
 [runtimes.runc.options]
 # OCI runtime binary run by the shim ("" = runc on the shim's PATH).

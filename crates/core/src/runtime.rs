@@ -11,6 +11,25 @@ pub const UNTRUSTED_WORKLOAD: &str = "io.kubernetes.cri.untrusted-workload";
 /// The handler such pods run on, when configured.
 pub const UNTRUSTED_HANDLER: &str = "untrusted";
 
+/// Whether `key` matches one of `patterns` (exact, or a prefix ending in `*`).
+pub fn allowed(patterns: &[String], key: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => key == p,
+    })
+}
+
+/// The annotations of `all` that `patterns` let through.
+pub fn filter_annotations(
+    patterns: &[String],
+    all: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    all.iter()
+        .filter(|(k, _)| allowed(patterns, k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// The runtime a pod runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
@@ -250,6 +269,17 @@ privileged = false
         let bare = config("default_runtime = \"io.containerd.runc.v2\"\n[runtimes]\n");
         let s = pick(&bare, "", false, false).expect("default shim");
         assert_eq!(s.runtime_type, "io.containerd.runc.v2");
+    }
+
+    #[test]
+    fn annotation_allow_lists() {
+        let p = vec!["io.katacontainers.*".to_string(), "exact.key".to_string()];
+        assert!(allowed(&p, "io.katacontainers.config.hypervisor.kernel"));
+        assert!(allowed(&p, "exact.key"));
+        assert!(!allowed(&p, "exact.key.more"));
+        assert!(!allowed(&p, "run.oci.handler"));
+        assert!(!allowed(&[], "anything"));
+        assert!(Config::parse("[runtimes.k]\nruntime_type = \"io.containerd.kata.v2\"\npod_annotations = [\"a*b\"]").is_err());
     }
 
     #[test]

@@ -396,7 +396,20 @@ impl Pods {
             privileged_without_host_devices: false,
             device_nodes: BTreeMap::new(),
             host_paths,
-            annotations: BTreeMap::new(),
+            annotations: match config.runtimes.get(&sandbox.runtime_handler) {
+                Some(h) => {
+                    let mut a = crius_core::runtime::filter_annotations(
+                        &h.pod_annotations,
+                        &sandbox.annotations,
+                    );
+                    a.extend(crius_core::runtime::filter_annotations(
+                        &h.container_annotations,
+                        &req.annotations,
+                    ));
+                    a
+                }
+                None => BTreeMap::new(),
+            },
             localhost_seccomp: match &req.linux.security.seccomp {
                 Some(container::SecurityProfile::Localhost(path)) => {
                     Some(std::fs::read_to_string(path).map_err(|e| {

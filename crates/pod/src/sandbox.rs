@@ -411,9 +411,14 @@ impl Pods {
         }
         podfs::write_intent(&pod_dir, &meta)?;
 
-        // Pod annotations reach the spec only through a runtime handler's
-        // allow-list (runtime handlers issue); the CRI ones are always there.
-        let annotations = BTreeMap::new();
+        // Pod annotations reach the spec only through the handler's
+        // allow-list; the CRI ones are always there.
+        let annotations = match config.runtimes.get(&selection.handler) {
+            Some(h) => {
+                crius_core::runtime::filter_annotations(&h.pod_annotations, &req.annotations)
+            }
+            None => BTreeMap::new(),
+        };
         let spec = sandbox::sandbox_spec(&SandboxSpecInput {
             id: id.to_string(),
             request: req,

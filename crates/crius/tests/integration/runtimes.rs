@@ -19,6 +19,7 @@ crate::tests![
     privileged_pods_go_to_the_trusted_runtime,
     privileged_pods_are_refused_without_a_trusted_runtime,
     live_reload_changes_handlers_for_new_pods_only,
+    allow_listed_annotations_reach_the_specs,
 ];
 
 async fn run_with(
@@ -331,5 +332,103 @@ async fn live_reload_changes_handlers_for_new_pods_only(env: Arc<Env>) -> anyhow
         .output()?;
     ensure!(out.status.success(), "{:?}", out.stderr);
     ensure!(handlers(&mut p).await?["default"] == "runc");
+    p.remove_all_and_check().await
+}
+
+async fn allow_listed_annotations_reach_the_specs(env: Arc<Env>) -> anyhow::Result<()> {
+    let tables = format!(
+        "[runtimes.kata]\nruntime_type = \"{ALIAS_SHIM}\"\npod_annotations = [\"io.katacontainers.*\"]\ncontainer_annotations = [\"io.katacontainers.container.*\"]\n[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n"
+    );
+    let mut p = PodEnv::start_with(&env, None, "", &tables).await?;
+    let mut c = config("annotated");
+    c.annotations.insert(
+        "io.katacontainers.config.hypervisor.kernel_params".into(),
+        "quiet".into(),
+    );
+    c.annotations
+        .insert("run.oci.handler".into(), "smuggled".into());
+    let id = run_with(&mut p, c.clone(), "kata").await?;
+    let spec = p
+        .containerd
+        .container_get(&id)
+        .await?
+        .context("record")?
+        .spec;
+    let ann = spec.annotations().clone().unwrap_or_default();
+    ensure!(
+        ann.get("io.katacontainers.config.hypervisor.kernel_params")
+            .map(String::as_str)
+            == Some("quiet"),
+        "{ann:?}"
+    );
+    ensure!(
+        !ann.contains_key("run.oci.handler"),
+        "a non-allowed annotation reached the spec: {ann:?}"
+    );
+    ensure!(
+        ann.get("io.kubernetes.cri.container-type")
+            .map(String::as_str)
+            == Some("sandbox")
+    );
+
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    p.cri
+        .image
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let container = v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: "app".into(),
+            attempt: 0,
+        }),
+        image: Some(v1::ImageSpec {
+            image,
+            ..Default::default()
+        }),
+        command: vec!["true".into()],
+        annotations: HashMap::from([
+            ("io.katacontainers.container.resource".into(), "x".into()),
+            ("org.systemd.property.After".into(), "evil".into()),
+        ]),
+        linux: Some(v1::LinuxContainerConfig::default()),
+        ..Default::default()
+    };
+    let cid = p
+        .cri
+        .runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: id.clone(),
+            config: Some(container),
+            sandbox_config: Some(c),
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    let record = p.containerd.container_get(&cid).await?.context("record")?;
+    ensure!(
+        record.runtime.name == ALIAS_SHIM,
+        "the container left its pod's runtime: {:?}",
+        record.runtime
+    );
+    let ann = record.spec.annotations().clone().unwrap_or_default();
+    for (k, v) in [
+        ("io.katacontainers.container.resource", "x"),
+        ("io.katacontainers.config.hypervisor.kernel_params", "quiet"),
+        ("io.kubernetes.cri.container-type", "container"),
+        ("io.kubernetes.cri.sandbox-id", id.as_str()),
+        ("io.kubernetes.cri.container-name", "app"),
+    ] {
+        ensure!(ann.get(k).map(String::as_str) == Some(v), "{k}: {ann:?}");
+    }
+    ensure!(
+        !ann.contains_key("org.systemd.property.After") && !ann.contains_key("run.oci.handler"),
+        "{ann:?}"
+    );
     p.remove_all_and_check().await
 }
