@@ -3,13 +3,13 @@
 //! request's bind mounts sorted by depth, a request mount replacing any
 //! other at the same container path.
 
-use oci_spec::runtime::{Mount as OciMount, MountBuilder};
+use oci_spec::runtime::Mount as OciMount;
 
-use super::spec::{ContainerSpecInput, HostPropagation, oci};
+use super::spec::{ContainerSpecInput, HostPropagation};
 use super::validate::clean;
 use super::{Mount, Propagation};
 use crate::sandbox::NamespaceMode;
-use crate::sandbox::spec::HOST_DEV_SHM;
+use crate::sandbox::spec::{HOST_DEV_SHM, mount};
 use crate::{Error, Result};
 
 /// The mounts and the `linux.rootfsPropagation` they need.
@@ -194,61 +194,11 @@ fn request_mount(
 /// containerd's default mounts without `/run`; `/sys` and the cgroup view
 /// are writable only for privileged containers.
 fn default_mounts(privileged: bool) -> Result<Vec<OciMount>> {
-    let sys_mode = if privileged { "rw" } else { "ro" };
-    Ok(vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        )?,
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        )?,
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        )?,
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        )?,
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", sys_mode],
-        )?,
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", sys_mode],
-        )?,
-    ])
-}
-
-fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result<OciMount> {
-    MountBuilder::default()
-        .destination(destination)
-        .typ(typ)
-        .source(source)
-        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
-        .build()
-        .map_err(oci)
+    let shm = mount(
+        "/dev/shm",
+        "tmpfs",
+        "shm",
+        &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    )?;
+    crate::sandbox::spec::default_mounts(shm, if privileged { "rw" } else { "ro" })
 }

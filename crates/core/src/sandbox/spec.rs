@@ -325,7 +325,7 @@ fn capabilities() -> LinuxCapabilities {
     caps
 }
 
-fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
+pub(crate) fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
     MountBuilder::default()
         .destination(destination)
         .typ(typ)
@@ -338,6 +338,19 @@ fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Result
 /// containerd's default mounts without `/run`, `/dev/shm` from the pod (or
 /// the host), and a read-only cgroup view.
 fn mounts(input: &SandboxSpecInput<'_>) -> Result<Vec<Mount>> {
+    let shm = mount(
+        "/dev/shm",
+        "bind",
+        shm_source(input)?,
+        &["rbind", "nosuid", "nodev", "noexec", "rw"],
+    )?;
+    default_mounts(shm, "ro")
+}
+
+/// The mounts every sandbox and container gets, in this order: `/proc`,
+/// `/dev`, `/dev/pts`, the given `/dev/shm`, `/dev/mqueue`, `/sys` and the
+/// cgroup view (both `sys_mode`: "ro", or "rw" for privileged containers).
+pub(crate) fn default_mounts(shm: Mount, sys_mode: &str) -> Result<Vec<Mount>> {
     Ok(vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -359,12 +372,7 @@ fn mounts(input: &SandboxSpecInput<'_>) -> Result<Vec<Mount>> {
                 "gid=5",
             ],
         )?,
-        mount(
-            "/dev/shm",
-            "bind",
-            shm_source(input)?,
-            &["rbind", "nosuid", "nodev", "noexec", "rw"],
-        )?,
+        shm,
         mount(
             "/dev/mqueue",
             "mqueue",
@@ -375,13 +383,13 @@ fn mounts(input: &SandboxSpecInput<'_>) -> Result<Vec<Mount>> {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", sys_mode],
         )?,
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", sys_mode],
         )?,
     ])
 }
