@@ -26,6 +26,7 @@ crate::tests![
     image_unpacked_lazily_at_create,
     oom_kill_is_reported,
     failing_start_reports_and_cleans_up,
+    container_from_an_imported_archive,
 ];
 
 struct Pod {
@@ -760,5 +761,39 @@ async fn failing_start_reports_and_cleans_up(env: Arc<Env>) -> anyhow::Result<()
             container_id: id.clone(),
         })
         .await?;
+    p.env.remove_all_and_check().await
+}
+
+async fn container_from_an_imported_archive(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "imported").await?;
+    let dir = tempfile::tempdir()?;
+    let archive = dir.path().join("a.tar");
+    let name = "registry.invalid/air-gapped/distinct-a:1";
+    env.images
+        .write_oci_layout_tar(ti::DISTINCT_A, &archive, name)?;
+    let out = std::process::Command::new(crate::CRIUS)
+        .arg("--endpoint")
+        .arg(p.env.daemon().socket())
+        .args(["image", "import"])
+        .arg(&archive)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cri = &mut p.env.cri;
+    let id = create(
+        cri,
+        &p.id,
+        container("from-archive", name, &["cat", "/marker"]),
+    )
+    .await?;
+    start(cri, &id).await?;
+    let s = wait_exited(cri, &id).await?;
+    ensure!(s.exit_code == 0, "{s:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = read_log(p.logs.path(), "from-archive");
+    ensure!(log.contains("stdout F a"), "{log}");
     p.env.remove_all_and_check().await
 }
