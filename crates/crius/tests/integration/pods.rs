@@ -175,6 +175,14 @@ impl PodEnv {
             "containerd containers left: {containers:?}"
         );
         for p in &pods {
+            // A shim whose task create was cut short by a killed daemon is
+            // shut down by containerd asynchronously: give it a moment.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !crius_testkit::pids_with_arg(&p.id).is_empty()
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             ensure!(
                 crius_testkit::pids_with_arg(&p.id).is_empty(),
                 "a shim of {} is still running",
