@@ -293,7 +293,7 @@ impl Pods {
                 }
                 Err(e) => {
                     tracing::warn!(container = %req.name, "CreateContainer failed, undoing: {e}");
-                    pods.undo_container(&config, undo).await;
+                    pods.undo_container(undo).await;
                     Err(e)
                 }
             }
@@ -502,18 +502,11 @@ impl Pods {
         undo.lease = None;
         let container = Container::new(meta, status);
         tracing::info!(container = id, name = %req.name, sandbox = %sandbox.id, "container created");
-        let _ = mounts;
         Ok(container)
     }
 
-    async fn undo_container(&self, config: &Config, undo: Undo) {
-        if let Some(id) = &undo.task {
-            let _ = self.containerd.task_kill(id, 9, true).await;
-            let _ = tokio::time::timeout(KILL_WAIT, self.containerd.task_wait(id)).await;
-            if let Err(e) = self.containerd.task_delete(id).await {
-                tracing::warn!(container = %id, "undo: task: {e}");
-            }
-        }
+    /// Undoes a failed create (it makes no task: tasks are made at start).
+    async fn undo_container(&self, undo: Undo) {
         if let Some(id) = &undo.container
             && let Err(e) = self.containerd.container_delete(id).await
         {
@@ -527,7 +520,6 @@ impl Pods {
         if let Some(lease) = &undo.lease {
             let _ = self.containerd.lease_delete(lease).await;
         }
-        let _ = config;
     }
 
     fn find_container(&self, id: &str) -> Result<Arc<Container>> {
@@ -977,7 +969,6 @@ struct Undo {
     lease: Option<String>,
     snapshot: Option<(String, String)>,
     container: Option<String>,
-    task: Option<String>,
 }
 
 /// Most output ExecSync keeps per stream; the rest is read and dropped.
