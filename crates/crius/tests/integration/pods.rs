@@ -69,15 +69,18 @@ impl PodEnv {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id() % 10_000;
         let bridge = format!("crp{pid}x{n}");
-        let subnet = format!("10.89.{n}.0/24");
+        // A second octet per test process, so two test runs on one machine
+        // (a developer's and a helper's) never share a subnet.
+        let octet = 64 + std::process::id() % 128;
+        let subnet = format!("10.{octet}.{n}.0/24");
         let mut opts = env.options();
         opts.extra_config = format!("{top}\n{}\n{tables}\n", opts.extra_config);
         opts.namespace = format!("crius-pods-{pid}-{n}");
         let daemon = Criusd::start(&opts)?;
         let mut range = serde_json::json!({ "subnet": subnet });
         if let Some((a, b)) = last_octets {
-            range["rangeStart"] = format!("10.89.{n}.{a}").into();
-            range["rangeEnd"] = format!("10.89.{n}.{b}").into();
+            range["rangeStart"] = format!("10.{octet}.{n}.{a}").into();
+            range["rangeEnd"] = format!("10.{octet}.{n}.{b}").into();
         }
         let conf = serde_json::json!({
             "cniVersion": "1.0.0",
