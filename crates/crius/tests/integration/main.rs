@@ -10,6 +10,7 @@ mod foundation;
 mod images;
 mod pods;
 mod runtimes;
+mod security;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -118,6 +119,7 @@ fn main() {
         .chain(pods::all())
         .chain(containers::all())
         .chain(runtimes::all())
+        .chain(security::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");
