@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod containers;
+mod containerspec;
 mod podspec;
 mod progress;
 
@@ -121,6 +122,13 @@ pub enum Command {
         cmd_timeout: i64,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
+    },
+    /// Create a container in a pod from a ContainerConfig (JSON or YAML,
+    /// CRI field names, as crictl takes them); prints its id.
+    Create {
+        /// The pod sandbox's id (or a unique prefix of it).
+        pod: String,
+        file: PathBuf,
     },
     /// Start created containers.
     Start {

@@ -1,0 +1,349 @@
+//! `ContainerConfig` from JSON or YAML with CRI's field names (as crictl
+//! takes them), for `crius create`. Unknown fields are refused, naming them.
+
+use std::collections::HashMap;
+
+use crius_cri_api::v1;
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Config {
+    metadata: Metadata,
+    image: Image,
+    command: Vec<String>,
+    args: Vec<String>,
+    working_dir: String,
+    envs: Vec<KeyValue>,
+    mounts: Vec<Mount>,
+    devices: Vec<Device>,
+    labels: HashMap<String, String>,
+    annotations: HashMap<String, String>,
+    log_path: String,
+    stdin: bool,
+    stdin_once: bool,
+    tty: bool,
+    linux: Linux,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Metadata {
+    name: String,
+    attempt: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Image {
+    image: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct KeyValue {
+    key: String,
+    value: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Mount {
+    container_path: String,
+    host_path: String,
+    readonly: bool,
+    selinux_relabel: bool,
+    /// "PROPAGATION_PRIVATE", "PROPAGATION_HOST_TO_CONTAINER",
+    /// "PROPAGATION_BIDIRECTIONAL" or the enum number.
+    propagation: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Device {
+    container_path: String,
+    host_path: String,
+    permissions: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Linux {
+    resources: Option<Resources>,
+    security_context: SecurityContext,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Resources {
+    cpu_period: i64,
+    cpu_quota: i64,
+    cpu_shares: i64,
+    memory_limit_in_bytes: i64,
+    oom_score_adj: i64,
+    cpuset_cpus: String,
+    cpuset_mems: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct SecurityContext {
+    capabilities: Option<Capabilities>,
+    privileged: bool,
+    namespace_options: NamespaceOptions,
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+    run_as_username: String,
+    readonly_rootfs: bool,
+    supplemental_groups: Vec<i64>,
+    no_new_privs: bool,
+    masked_paths: Vec<String>,
+    readonly_paths: Vec<String>,
+    seccomp: Option<Profile>,
+    apparmor: Option<Profile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Capabilities {
+    add_capabilities: Vec<String>,
+    drop_capabilities: Vec<String>,
+    add_ambient_capabilities: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct NamespaceOptions {
+    /// "POD", "CONTAINER", "NODE", "TARGET" or the enum number.
+    network: Option<serde_json::Value>,
+    pid: Option<serde_json::Value>,
+    ipc: Option<serde_json::Value>,
+    target_id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Profile {
+    /// "RuntimeDefault", "Unconfined", "Localhost" or the enum number.
+    profile_type: Option<serde_json::Value>,
+    localhost_ref: String,
+}
+
+fn enum_value(
+    v: &Option<serde_json::Value>,
+    parse: fn(&str) -> Option<i32>,
+) -> anyhow::Result<i32> {
+    match v {
+        None => Ok(0),
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| anyhow::anyhow!("bad enum value {n}")),
+        Some(serde_json::Value::String(s)) => {
+            parse(s).ok_or_else(|| anyhow::anyhow!("unknown value {s:?}"))
+        }
+        Some(other) => anyhow::bail!("bad enum value {other}"),
+    }
+}
+
+fn mode(s: &str) -> Option<i32> {
+    v1::NamespaceMode::from_str_name(&s.to_uppercase()).map(|m| m as i32)
+}
+
+fn propagation(s: &str) -> Option<i32> {
+    let s = s.to_uppercase();
+    let s = if s.starts_with("PROPAGATION_") {
+        s
+    } else {
+        format!("PROPAGATION_{s}")
+    };
+    v1::MountPropagation::from_str_name(&s).map(|m| m as i32)
+}
+
+fn profile_type(s: &str) -> Option<i32> {
+    let lower = s.to_ascii_lowercase();
+    v1::security_profile::ProfileType::from_str_name(match lower.as_str() {
+        "runtimedefault" | "runtime_default" => "RuntimeDefault",
+        "unconfined" => "Unconfined",
+        "localhost" => "Localhost",
+        _ => s,
+    })
+    .map(|t| t as i32)
+}
+
+fn profile(p: &Option<Profile>) -> anyhow::Result<Option<v1::SecurityProfile>> {
+    p.as_ref()
+        .map(|p| {
+            Ok(v1::SecurityProfile {
+                profile_type: enum_value(&p.profile_type, profile_type)?,
+                localhost_ref: p.localhost_ref.clone(),
+            })
+        })
+        .transpose()
+}
+
+/// Parses a ContainerConfig document: JSON, or YAML when it is not JSON.
+pub fn parse(text: &str) -> anyhow::Result<v1::ContainerConfig> {
+    let c: Config = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text)?
+    } else {
+        serde_yaml_ng::from_str(text)?
+    };
+    let sc = &c.linux.security_context;
+    let ns = &sc.namespace_options;
+    Ok(v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: c.metadata.name,
+            attempt: c.metadata.attempt,
+        }),
+        image: Some(v1::ImageSpec {
+            image: c.image.image,
+            ..Default::default()
+        }),
+        command: c.command,
+        args: c.args,
+        working_dir: c.working_dir,
+        envs: c
+            .envs
+            .into_iter()
+            .map(|e| v1::KeyValue {
+                key: e.key,
+                value: e.value,
+            })
+            .collect(),
+        mounts: c
+            .mounts
+            .iter()
+            .map(|m| {
+                Ok(v1::Mount {
+                    container_path: m.container_path.clone(),
+                    host_path: m.host_path.clone(),
+                    readonly: m.readonly,
+                    selinux_relabel: m.selinux_relabel,
+                    propagation: enum_value(&m.propagation, propagation)?,
+                    ..Default::default()
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        devices: c
+            .devices
+            .into_iter()
+            .map(|d| v1::Device {
+                container_path: d.container_path,
+                host_path: d.host_path,
+                permissions: d.permissions,
+            })
+            .collect(),
+        labels: c.labels,
+        annotations: c.annotations,
+        log_path: c.log_path,
+        stdin: c.stdin,
+        stdin_once: c.stdin_once,
+        tty: c.tty,
+        linux: Some(v1::LinuxContainerConfig {
+            resources: c.linux.resources.map(|r| v1::LinuxContainerResources {
+                cpu_period: r.cpu_period,
+                cpu_quota: r.cpu_quota,
+                cpu_shares: r.cpu_shares,
+                memory_limit_in_bytes: r.memory_limit_in_bytes,
+                oom_score_adj: r.oom_score_adj,
+                cpuset_cpus: r.cpuset_cpus,
+                cpuset_mems: r.cpuset_mems,
+                ..Default::default()
+            }),
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                capabilities: sc.capabilities.as_ref().map(|c| v1::Capability {
+                    add_capabilities: c.add_capabilities.clone(),
+                    drop_capabilities: c.drop_capabilities.clone(),
+                    add_ambient_capabilities: c.add_ambient_capabilities.clone(),
+                }),
+                privileged: sc.privileged,
+                namespace_options: Some(v1::NamespaceOption {
+                    network: enum_value(&ns.network, mode)?,
+                    pid: enum_value(&ns.pid, mode)?,
+                    ipc: enum_value(&ns.ipc, mode)?,
+                    target_id: ns.target_id.clone(),
+                    ..Default::default()
+                }),
+                run_as_user: sc.run_as_user.map(|value| v1::Int64Value { value }),
+                run_as_group: sc.run_as_group.map(|value| v1::Int64Value { value }),
+                run_as_username: sc.run_as_username.clone(),
+                readonly_rootfs: sc.readonly_rootfs,
+                supplemental_groups: sc.supplemental_groups.clone(),
+                no_new_privs: sc.no_new_privs,
+                masked_paths: sc.masked_paths.clone(),
+                readonly_paths: sc.readonly_paths.clone(),
+                seccomp: profile(&sc.seccomp)?,
+                apparmor: profile(&sc.apparmor)?,
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crictl_style_json() {
+        let c = parse(
+            r#"{
+              "metadata": {"name": "app", "attempt": 1},
+              "image": {"image": "busybox"},
+              "command": ["sleep", "60"],
+              "envs": [{"key": "A", "value": "1"}],
+              "mounts": [{"container_path": "/data", "host_path": "/tmp/d", "propagation": "PROPAGATION_HOST_TO_CONTAINER"}],
+              "devices": [{"container_path": "/dev/x", "host_path": "/dev/null", "permissions": "rw"}],
+              "log_path": "app/1.log",
+              "linux": {
+                "resources": {"memory_limit_in_bytes": 67108864},
+                "security_context": {
+                  "capabilities": {"add_capabilities": ["NET_ADMIN"]},
+                  "namespace_options": {"pid": "CONTAINER"},
+                  "run_as_user": 1000,
+                  "seccomp": {"profile_type": "Localhost", "localhost_ref": "/p.json"}
+                }
+              }
+            }"#,
+        )
+        .expect("parses");
+        assert_eq!(c.metadata.as_ref().map(|m| m.attempt), Some(1));
+        assert_eq!(c.command, ["sleep", "60"]);
+        assert_eq!(
+            c.mounts[0].propagation,
+            v1::MountPropagation::PropagationHostToContainer as i32
+        );
+        assert_eq!(c.devices[0].permissions, "rw");
+        let linux = c.linux.expect("linux");
+        assert_eq!(
+            linux.resources.map(|r| r.memory_limit_in_bytes),
+            Some(64 << 20)
+        );
+        let sc = linux.security_context.expect("sc");
+        assert_eq!(sc.run_as_user.map(|u| u.value), Some(1000));
+        assert_eq!(
+            sc.namespace_options.map(|n| n.pid),
+            Some(v1::NamespaceMode::Container as i32)
+        );
+        let seccomp = sc.seccomp.expect("seccomp");
+        assert_eq!(
+            (seccomp.profile_type, seccomp.localhost_ref.as_str()),
+            (
+                v1::security_profile::ProfileType::Localhost as i32,
+                "/p.json"
+            )
+        );
+    }
+
+    #[test]
+    fn yaml_and_unknown_fields() {
+        let c =
+            parse("metadata:\n  name: app\nimage:\n  image: busybox\ntty: true\n").expect("yaml");
+        assert!(c.tty);
+        let err =
+            parse("{\"metadata\": {\"name\": \"x\"}, \"comand\": []}").expect_err("typo refused");
+        assert!(err.to_string().contains("comand"), "{err}");
+    }
+}
