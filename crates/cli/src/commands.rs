@@ -32,6 +32,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
             cmd_timeout,
             cmd,
         } => crate::containers::exec(&mut cri, id, cmd, *cmd_timeout).await,
+        Command::Create { pod, file } => create(cli, &mut cri, pod, file).await,
         Command::Start { ids } => crate::containers::start(&mut cri, ids).await,
         Command::Stop { grace, ids } => crate::containers::stop(&mut cri, ids, *grace).await,
         Command::Rm { ids, .. } => crate::containers::rm(&mut cri, ids).await,
@@ -178,6 +179,9 @@ async fn info(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         }
         if h["trusted"] == true {
             notes.push("trusted");
+        }
+        if h["shim_found"] == false {
+            notes.push("SHIM NOT FOUND");
         }
         println!(
             "  {:<14} {:<28} {}",
@@ -484,6 +488,36 @@ async fn pods(
         );
     }
     Ok(())
+}
+
+async fn create(
+    cli: &Cli,
+    cri: &mut client::Cri,
+    pod: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let config = crate::containerspec::parse(&text)
+        .with_context(|| format!("{} is not a ContainerConfig", file.display()))?;
+    let id = cri
+        .runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: pod.to_string(),
+            config: Some(config),
+            sandbox_config: None,
+        })
+        .await
+        .context("CreateContainer")?
+        .into_inner()
+        .container_id;
+    match cli.output {
+        Output::Json => print_json(&json!({ "id": id })),
+        Output::Text => {
+            println!("{id}");
+            Ok(())
+        }
+    }
 }
 
 async fn pod_run(

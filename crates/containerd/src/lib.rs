@@ -210,6 +210,58 @@ impl Containerd {
         &self.address
     }
 
+    /// Where containerd looks for shim binaries: the directories of its own
+    /// `PATH` (read from the process behind the socket), then the directory
+    /// of its executable. Empty when that process cannot be inspected.
+    pub async fn shim_dirs(&self) -> Vec<PathBuf> {
+        let pid = match tokio::net::UnixStream::connect(&self.address).await {
+            Ok(s) => s.peer_cred().ok().and_then(|c| c.pid()),
+            Err(_) => None,
+        };
+        let Some(pid) = pid else {
+            return vec![];
+        };
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let mut dirs: Vec<PathBuf> = environ
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(b"PATH="))
+            .map(|path| {
+                String::from_utf8_lossy(path)
+                    .split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe"))
+            && let Some(dir) = exe.parent()
+        {
+            dirs.push(dir.to_path_buf());
+        }
+        dirs
+    }
+
+    /// The shim binary containerd would run for `runtime_type` (or the
+    /// configured `runtime_path`), if it exists and is executable.
+    pub async fn shim_binary(&self, runtime_type: &str, runtime_path: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let executable = |p: &Path| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        };
+        if !runtime_path.is_empty() {
+            let p = PathBuf::from(runtime_path);
+            return executable(&p).then_some(p);
+        }
+        let name = crius_core::names::ShimName::parse(runtime_type)
+            .ok()?
+            .binary_name();
+        self.shim_dirs()
+            .await
+            .into_iter()
+            .map(|d| d.join(&name))
+            .find(|p| executable(p))
+    }
+
     /// The containerd namespace of all requests.
     pub fn namespace(&self) -> &str {
         &self.namespace

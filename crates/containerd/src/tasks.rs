@@ -202,6 +202,19 @@ impl Containerd {
     /// not run until [`Containerd::task_start`]. The shim gets the
     /// container's runtime options.
     pub async fn task_create(&self, id: &str, rootfs: Vec<Mount>, stdio: &Stdio) -> Result<u32> {
+        self.task_create_with(id, rootfs, stdio, "").await
+    }
+
+    /// [`Containerd::task_create`] with the shim binary given by its
+    /// absolute path (`runtime_path`, from the administrator's config; ""
+    /// = the container's runtime name looked up on containerd's PATH).
+    pub async fn task_create_with(
+        &self,
+        id: &str,
+        rootfs: Vec<Mount>,
+        stdio: &Stdio,
+        runtime_path: &str,
+    ) -> Result<u32> {
         let stdio = stdio.for_shim();
         let resp = self
             .tasks()
@@ -214,7 +227,7 @@ impl Containerd {
                 terminal: stdio.terminal,
                 checkpoint: None,
                 options: None,
-                runtime_path: String::new(),
+                runtime_path: runtime_path.to_string(),
             }))
             .await
             .map_err(map_status("task create"))?

@@ -180,6 +180,22 @@ pub struct RuntimeHandler {
     /// Container annotation keys passed into container specs.
     #[serde(default)]
     pub container_annotations: Vec<String>,
+    /// Privileged containers on this handler get no host devices (for VM
+    /// runtimes, where the host's devices mean nothing inside the guest).
+    #[serde(default)]
+    pub privileged_without_host_devices: bool,
+    /// An absolute path to the shim binary, used instead of looking
+    /// `runtime_type` up on containerd's PATH. Only the config file, written
+    /// by the node's administrator, can name a path.
+    #[serde(default)]
+    pub runtime_path: String,
+    /// The snapshotter of this handler's pods (default:
+    /// `containerd.snapshotter`).
+    #[serde(default)]
+    pub snapshotter: String,
+    /// The pause image of this handler's pods (default: `sandbox_image`).
+    #[serde(default)]
+    pub sandbox_image: String,
 }
 
 fn yes() -> bool {
@@ -209,6 +225,10 @@ impl Default for Config {
                 privileged: true,
                 pod_annotations: vec![],
                 container_annotations: vec![],
+                privileged_without_host_devices: false,
+                runtime_path: String::new(),
+                snapshotter: String::new(),
+                sandbox_image: String::new(),
             },
         );
         Config {
@@ -371,11 +391,7 @@ impl Config {
             }
         }
         let snap = &self.containerd.snapshotter;
-        if snap.is_empty()
-            || !snap
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
+        if !is_snapshotter_name(snap) {
             problems.push(format!(
                 "containerd.snapshotter: {snap:?} is not a snapshotter name"
             ));
@@ -398,6 +414,25 @@ impl Config {
                         ));
                     }
                 }
+            }
+            if !handler.runtime_path.is_empty() {
+                let path = std::path::Path::new(&handler.runtime_path);
+                if !path.is_absolute()
+                    || path
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    problems.push(format!(
+                        "runtimes.{name}.runtime_path: {:?} is not an absolute path without '..'",
+                        handler.runtime_path
+                    ));
+                }
+            }
+            if !handler.snapshotter.is_empty() && !is_snapshotter_name(&handler.snapshotter) {
+                problems.push(format!(
+                    "runtimes.{name}.snapshotter: {:?} is not a snapshotter name",
+                    handler.snapshotter
+                ));
             }
             if let Err(e) = ShimName::parse(&handler.runtime_type) {
                 problems.push(format!(
@@ -441,6 +476,14 @@ impl Config {
             .map(|h| h.runtime_type.as_str())
             .unwrap_or(&self.default_runtime)
     }
+}
+
+/// A containerd snapshotter plugin name.
+fn is_snapshotter_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// A Kubernetes RuntimeClass handler name: a DNS label.
@@ -534,6 +577,15 @@ privileged = true
 # (e.g. ["io.katacontainers.*"]); no other annotation reaches the runtime.
 pod_annotations = []
 container_annotations = []
+# Privileged containers get no host devices (for VM runtimes).
+privileged_without_host_devices = false
+# Absolute path of the shim binary ("" = runtime_type looked up on
+# containerd's PATH as containerd-shim-<name>-<version>).
+runtime_path = ""
+# Snapshotter of this handler's pods ("" = containerd.snapshotter).
+snapshotter = ""
+# Pause image of this handler's pods ("" = sandbox_image).
+sandbox_image = ""
 
 [runtimes.runc.options]
 # OCI runtime binary run by the shim ("" = runc on the shim's PATH).
@@ -626,6 +678,52 @@ mod tests {
         );
         let p = invalid("default_runtime = \"nope\"");
         assert!(p[0].starts_with("default_runtime:"), "{p:?}");
+        for path in [
+            "containerd-shim-kata-v2",
+            "/opt/kata/../../bin/sh",
+            "./shim",
+        ] {
+            let p = invalid(&format!(
+                "[runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\nruntime_path = \"{path}\""
+            ));
+            assert!(p[0].starts_with("runtimes.kata.runtime_path:"), "{p:?}");
+        }
+        let p = invalid(
+            "[runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\nsnapshotter = \"a/b\"",
+        );
+        assert!(p[0].starts_with("runtimes.kata.snapshotter:"), "{p:?}");
+    }
+
+    #[test]
+    fn handler_options_reach_the_selection() {
+        let c = Config::parse(
+            "default_runtime = \"kata\"\n[runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n\
+             runtime_path = \"/opt/kata/bin/containerd-shim-kata-v2\"\nsnapshotter = \"devmapper\"\n\
+             sandbox_image = \"registry.local/pause:3\"\nprivileged_without_host_devices = true\n",
+        )
+        .expect("valid");
+        let s = crate::runtime::select(&c, crate::runtime::PodTraits::default()).expect("selected");
+        assert_eq!(s.handler, "kata");
+        assert_eq!(
+            s.runtime_path.as_deref(),
+            Some("/opt/kata/bin/containerd-shim-kata-v2")
+        );
+        assert_eq!(s.snapshotter.as_deref(), Some("devmapper"));
+        assert_eq!(s.sandbox_image.as_deref(), Some("registry.local/pause:3"));
+        assert!(s.privileged_without_host_devices);
+        // A bare shim name carries none of it.
+        let s = crate::runtime::select(
+            &c,
+            crate::runtime::PodTraits {
+                requested: "io.containerd.runc.v2",
+                ..Default::default()
+            },
+        )
+        .expect("selected");
+        assert_eq!(
+            (s.runtime_path, s.snapshotter, s.sandbox_image),
+            (None, None, None)
+        );
     }
 
     #[test]

@@ -41,6 +41,30 @@ pub struct Selection {
     pub options: Option<RuncOptions>,
     /// Chosen instead of the pod's handler because the pod is privileged.
     pub trusted: bool,
+    /// The shim binary's absolute path (configured handlers only).
+    pub runtime_path: Option<String>,
+    /// The handler's own snapshotter, if it names one.
+    pub snapshotter: Option<String>,
+    /// The handler's own pause image, if it names one.
+    pub sandbox_image: Option<String>,
+    /// Privileged containers get no host devices.
+    pub privileged_without_host_devices: bool,
+}
+
+impl Selection {
+    /// A bare shim name: no configuration.
+    fn bare(runtime_type: String) -> Selection {
+        Selection {
+            handler: String::new(),
+            runtime_type,
+            options: None,
+            trusted: false,
+            runtime_path: None,
+            snapshotter: None,
+            sandbox_image: None,
+            privileged_without_host_devices: false,
+        }
+    }
 }
 
 /// What the selection needs of the pod.
@@ -63,7 +87,15 @@ fn configured(config: &Config, name: &str) -> Option<Selection> {
             .starts_with("io.containerd.runc.")
             .then(|| h.options.clone()),
         trusted: false,
+        runtime_path: non_empty(&h.runtime_path),
+        snapshotter: non_empty(&h.snapshotter),
+        sandbox_image: non_empty(&h.sandbox_image),
+        privileged_without_host_devices: h.privileged_without_host_devices,
     })
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 fn can_run_privileged(config: &Config, s: &Selection) -> bool {
@@ -98,9 +130,7 @@ pub fn select(config: &Config, pod: PodTraits<'_>) -> Result<Selection> {
                 }
                 Selection {
                     handler: shim.to_string(),
-                    runtime_type: shim.to_string(),
-                    options: None,
-                    trusted: false,
+                    ..Selection::bare(shim.to_string())
                 }
             }
         }
@@ -117,12 +147,7 @@ pub fn select(config: &Config, pod: PodTraits<'_>) -> Result<Selection> {
                 // Validated at load: a shim name.
                 let shim = ShimName::parse(&config.default_runtime)
                     .map_err(|why| Error::Internal(format!("default_runtime: {why}")))?;
-                Selection {
-                    handler: String::new(),
-                    runtime_type: shim.to_string(),
-                    options: None,
-                    trusted: false,
-                }
+                Selection::bare(shim.to_string())
             }
         }
     };

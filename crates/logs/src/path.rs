@@ -71,6 +71,8 @@ fn relative(log_path: &str) -> Result<PathBuf> {
 pub(crate) struct LogTarget {
     dir: PathBuf,
     rel: PathBuf,
+    /// Output is read and dropped (`/dev/null`).
+    discard: bool,
 }
 
 impl LogTarget {
@@ -79,7 +81,17 @@ impl LogTarget {
         Ok(LogTarget {
             dir: log_dir.to_path_buf(),
             rel: relative(log_path)?,
+            discard: false,
         })
+    }
+
+    /// No file: what is written is dropped.
+    pub(crate) fn discard() -> Self {
+        LogTarget {
+            dir: PathBuf::from("/dev"),
+            rel: PathBuf::from("null"),
+            discard: true,
+        }
     }
 
     /// The file at `path`, its directory trusted: only the last component
@@ -104,6 +116,7 @@ impl LogTarget {
         Ok(LogTarget {
             dir,
             rel: PathBuf::from(name),
+            discard: false,
         })
     }
 
@@ -114,6 +127,12 @@ impl LogTarget {
 
     /// Opens (creating it if missing) the file for appending.
     pub(crate) fn open(&self) -> Result<File> {
+        if self.discard {
+            return File::options()
+                .write(true)
+                .open("/dev/null")
+                .map_err(|e| Error::io("opening /dev/null", e));
+        }
         let dirfd = fcntl::open(
             &self.dir,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,

@@ -89,6 +89,17 @@ impl LogWriter {
         })
     }
 
+    /// Logs nowhere: the output is read (so the container never blocks on
+    /// a full pipe) and dropped.
+    pub fn discard() -> Self {
+        LogWriter {
+            target: LogTarget::discard(),
+            max_line: DEFAULT_MAX_LINE,
+            #[cfg(test)]
+            write_delay: std::time::Duration::ZERO,
+        }
+    }
+
     /// Logs to `log_path` below the sandbox's `log_dir`, as CRI gives them:
     /// checked as [`crate::resolve_log_path`] does, and opened so that no
     /// symbolic link below `log_dir` is followed (see [`crate::path`]).

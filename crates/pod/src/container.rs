@@ -34,6 +34,8 @@ const TYPE_URL: &str = "io.crius/ContainerMeta";
 const STATUS_TYPE_URL: &str = "io.crius/ContainerStatus";
 /// How long a stop waits for the process after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long a watcher whose Wait broke off waits for containerd's exit event.
+const EXIT_EVENT_WAIT: Duration = Duration::from_secs(3);
 
 /// A container's immutable facts, persisted as versioned JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +60,13 @@ pub struct ContainerMeta {
     /// (container path, host path, readonly).
     pub mounts: Vec<(String, String, bool)>,
     pub created_at: i64,
+    /// The snapshotter of the container's snapshot (its pod's; "" = the
+    /// configured default, for records written before handlers had one).
+    #[serde(default)]
+    pub snapshotter: String,
+    /// The shim binary's absolute path, when the pod's handler names one.
+    #[serde(default)]
+    pub runtime_path: String,
 }
 
 /// Where a container is in its life.
@@ -311,7 +320,9 @@ impl Pods {
         id: &str,
         undo: &mut Undo,
     ) -> Result<Container> {
-        let snapshotter = config.containerd.snapshotter.clone();
+        let snapshotter = sandbox
+            .snapshotter_or(&config.containerd.snapshotter)
+            .to_string();
         let image = self
             .images
             .find(&Query::parse(&req.image)?)
@@ -371,6 +382,9 @@ impl Pods {
             resolv_conf: pod_dir.join("resolv.conf").display().to_string(),
             shm: sandbox.shm.clone(),
         };
+        // Devices before mount paths: a refused device must not leave
+        // created host directories behind.
+        let device_nodes = crate::host::device_nodes(&req.devices)?;
         let host_paths = crate::host::host_paths(
             &req.mounts
                 .iter()
@@ -392,9 +406,15 @@ impl Pods {
             image_name: req.image.clone(),
             cgroup_driver: driver,
             host: &self.host,
-            host_devices: vec![],
-            privileged_without_host_devices: false,
-            device_nodes: BTreeMap::new(),
+            host_devices: if req.linux.security.privileged
+                && !sandbox.privileged_without_host_devices
+            {
+                crate::host::host_devices()
+            } else {
+                vec![]
+            },
+            privileged_without_host_devices: sandbox.privileged_without_host_devices,
+            device_nodes,
             host_paths,
             annotations: match config.runtimes.get(&sandbox.runtime_handler) {
                 Some(h) => {
@@ -456,6 +476,8 @@ impl Pods {
                 .map(|m| (m.container_path.clone(), m.host_path.clone(), m.readonly))
                 .collect(),
             created_at: now_ns(),
+            snapshotter: snapshotter.clone(),
+            runtime_path: sandbox.runtime_path.clone(),
         };
         let status = ContainerStatus {
             state: ContainerState::Created,
@@ -602,12 +624,15 @@ impl Pods {
     /// runtime cannot run fails StartContainer, not CreateContainer.
     async fn create_task(&self, c: &Container) -> Result<()> {
         let id = &c.meta.id;
-        let snapshotter = self
-            .containerd
-            .container_get(id)
-            .await?
-            .map(|r| r.snapshotter)
-            .ok_or_else(|| Error::not_found(format!("container {id}")))?;
+        let snapshotter = if c.meta.snapshotter.is_empty() {
+            self.containerd
+                .container_get(id)
+                .await?
+                .map(|r| r.snapshotter)
+                .ok_or_else(|| Error::not_found(format!("container {id}")))?
+        } else {
+            c.meta.snapshotter.clone()
+        };
         let mounts = self.containerd.snapshot_mounts(&snapshotter, id).await?;
         let fifos = crius_logs::create_fifos(&self.containers_dir().join(id), id, c.meta.tty)?;
         let log_dir = self
@@ -621,7 +646,7 @@ impl Pods {
                 crius_logs::LogWriter::beneath(Path::new(&log_dir), &rel.display().to_string())
             }
             // No log file: still drain the FIFOs so the container never blocks.
-            _ => crius_logs::LogWriter::new(Path::new("/dev/null")),
+            _ => Ok(crius_logs::LogWriter::discard()),
         };
         let log = writer?.start(&fifos)?;
         let stdio = Stdio {
@@ -634,7 +659,11 @@ impl Pods {
                 .unwrap_or_default(),
             terminal: c.meta.tty,
         };
-        match self.containerd.task_create(id, mounts, &stdio).await {
+        match self
+            .containerd
+            .task_create_with(id, mounts, &stdio, &c.meta.runtime_path)
+            .await
+        {
             Ok(_) => {
                 c.set_log(Some(Arc::new(log)));
                 Ok(())
@@ -651,11 +680,18 @@ impl Pods {
     fn watch_exit(self: &Arc<Self>, c: Arc<Container>) {
         let pods = self.clone();
         tokio::spawn(async move {
+            let mut cut = false;
             let exit = loop {
                 match pods.containerd.task_wait(&c.meta.id).await {
                     Ok(exit) => break Some(exit),
-                    Err(Error::NotFound { .. }) => break None,
+                    // Gone: when its shim died, containerd cleaned the task
+                    // up and published the exit (128 + SIGKILL).
+                    Err(Error::NotFound { .. }) => {
+                        let patience = if cut { EXIT_EVENT_WAIT } else { Duration::ZERO };
+                        break pods.exits.wait(&c.meta.id, patience).await;
+                    }
                     Err(e) => {
+                        cut = true;
                         tracing::warn!(container = %c.meta.id, "waiting for the exit: {e}; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -786,9 +822,12 @@ impl Pods {
         }
         c.set_log(None);
         self.containerd.container_delete(&id).await?;
-        self.containerd
-            .snapshot_remove(&config.containerd.snapshotter, &id)
-            .await?;
+        let snapshotter = if c.meta.snapshotter.is_empty() {
+            &config.containerd.snapshotter
+        } else {
+            &c.meta.snapshotter
+        };
+        self.containerd.snapshot_remove(snapshotter, &id).await?;
         let dir = self.containers_dir().join(&id);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crius_core::container::{HostFacts, HostPath, HostPropagation, capabilities_from_mask};
+use crius_core::container::{
+    HostDevice, HostDeviceKind, HostFacts, HostPath, HostPropagation, capabilities_from_mask,
+};
 
 /// Reads the host facts (capabilities, cgroup controllers, swap, AppArmor,
 /// kernel). Missing information falls back to the restrictive answer.
@@ -67,6 +69,114 @@ pub fn host_paths(paths: &[String]) -> crius_core::Result<BTreeMap<String, HostP
     Ok(out)
 }
 
+/// Directories of `/dev` that hold no devices a container should get
+/// (containerd skips the same ones).
+const SKIPPED_DEV_DIRS: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+
+/// The node at `path` when it is a character or block device (symlinks
+/// not followed).
+fn device_at(path: &Path) -> Option<HostDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = std::fs::symlink_metadata(path).ok()?;
+    let kind = if md.file_type().is_char_device() {
+        HostDeviceKind::Char
+    } else if md.file_type().is_block_device() {
+        HostDeviceKind::Block
+    } else {
+        return None;
+    };
+    let rdev = md.rdev();
+    Some(HostDevice {
+        path: path.display().to_string(),
+        kind,
+        major: nix::sys::stat::major(rdev) as i64,
+        minor: nix::sys::stat::minor(rdev) as i64,
+        file_mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+    })
+}
+
+/// Every device node under `dir`, depth first, sorted by path; symlinks
+/// and the directories in [`SKIPPED_DEV_DIRS`] are skipped (as is
+/// `/dev/console`, which runc sets up itself).
+fn devices_under(dir: &Path, out: &mut Vec<HostDevice>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if ft.is_dir() {
+            if !SKIPPED_DEV_DIRS.contains(&name.as_ref()) {
+                devices_under(&path, out);
+            }
+        } else if name != "console"
+            && let Some(d) = device_at(&path)
+        {
+            out.push(d);
+        }
+    }
+}
+
+/// Every device node of the host (`/dev`), for privileged containers.
+pub fn host_devices() -> Vec<HostDevice> {
+    let mut out = Vec::new();
+    devices_under(Path::new("/dev"), &mut out);
+    out
+}
+
+/// The device nodes behind each CRI device's `host_path`: the node itself
+/// (symlinks resolved) or every node under a directory. A path that is
+/// missing or holds no device is refused, naming the field.
+pub fn device_nodes(
+    devices: &[crius_core::container::Device],
+) -> crius_core::Result<BTreeMap<String, Vec<HostDevice>>> {
+    let mut out = BTreeMap::new();
+    for (i, d) in devices.iter().enumerate() {
+        let field = format!("config.devices[{i}].host_path");
+        let resolved = std::fs::canonicalize(&d.host_path)
+            .map_err(|e| crius_core::Error::invalid(&field, format!("{:?}: {e}", d.host_path)))?;
+        let nodes = if resolved.is_dir() {
+            let mut nodes = Vec::new();
+            devices_under(&resolved, &mut nodes);
+            // Paths as the request names them, so the container paths
+            // are computed beneath the request's host path.
+            let base = resolved.display().to_string();
+            for n in &mut nodes {
+                n.path = format!(
+                    "{}{}",
+                    d.host_path.trim_end_matches('/'),
+                    &n.path[base.len()..]
+                );
+            }
+            nodes
+        } else {
+            device_at(&resolved)
+                .map(|mut n| {
+                    n.path = d.host_path.clone();
+                    vec![n]
+                })
+                .unwrap_or_default()
+        };
+        if nodes.is_empty() {
+            return Err(crius_core::Error::invalid(
+                field,
+                format!(
+                    "{:?} is not a device node or a directory holding any",
+                    d.host_path
+                ),
+            ));
+        }
+        out.insert(d.host_path.clone(), nodes);
+    }
+    Ok(out)
+}
+
 /// The propagation of the mount that holds `path` (the longest mount point
 /// that is a prefix of it).
 fn propagation_of(mountinfo: &str, path: &str) -> HostPropagation {
@@ -95,6 +205,59 @@ fn propagation_of(mountinfo: &str, path: &str) -> HostPropagation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dev(host_path: &str) -> crius_core::container::Device {
+        crius_core::container::Device {
+            container_path: "/dev/x".into(),
+            host_path: host_path.into(),
+            permissions: "rwm".into(),
+        }
+    }
+
+    #[test]
+    fn device_nodes_of_a_node_a_directory_and_a_file() {
+        let nodes = device_nodes(&[dev("/dev/null")]).expect("/dev/null");
+        let null = &nodes["/dev/null"][0];
+        assert_eq!(
+            (null.kind, null.major, null.minor, null.path.as_str()),
+            (HostDeviceKind::Char, 1, 3, "/dev/null")
+        );
+        // A directory of nodes, reached through a symlink: paths stay
+        // under the requested path.
+        let tmp = tempfile::tempdir().expect("tmp");
+        let link = tmp.path().join("devdir");
+        std::os::unix::fs::symlink("/dev", &link).expect("symlink");
+        let link = link.display().to_string();
+        let nodes = device_nodes(&[dev(&link)]).expect("directory");
+        assert!(
+            nodes[&link]
+                .iter()
+                .any(|n| n.path == format!("{link}/null")),
+            "{:?}",
+            nodes[&link]
+        );
+        assert!(nodes[&link].iter().all(|n| !n.path.contains("/pts/")));
+        for bad in ["/etc/hostname", "/no/such/device"] {
+            match device_nodes(&[dev("/dev/null"), dev(bad)]) {
+                Err(crius_core::Error::InvalidArgument { field, .. }) => {
+                    assert_eq!(field, "config.devices[1].host_path")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn host_devices_skip_links_and_pseudo_directories() {
+        let all = host_devices();
+        assert!(all.iter().any(|d| d.path == "/dev/null"), "{all:?}");
+        assert!(
+            all.iter().all(|d| !d.path.starts_with("/dev/pts/")
+                && d.path != "/dev/console"
+                && !d.path.starts_with("/dev/fd/")),
+            "{all:?}"
+        );
+    }
 
     #[test]
     fn propagation_from_mountinfo() {

@@ -7,6 +7,7 @@
 //! a restarted daemon rebuilds its index from them ([`Pods::recover`]).
 
 pub mod container;
+mod exits;
 mod host;
 mod meta;
 mod podfs;
@@ -38,6 +39,8 @@ pub struct Pods {
     host: crius_core::container::HostFacts,
     /// The pause program of the built-in sandbox image.
     pause: &'static [u8],
+    /// Exits reported by containerd's events.
+    exits: Arc<exits::Exits>,
 }
 
 impl Pods {
@@ -58,6 +61,7 @@ impl Pods {
             containers: store::Store::default(),
             host: host::facts(),
             state_dir,
+            exits: Arc::default(),
         }
     }
 

@@ -46,10 +46,29 @@ pub struct SandboxMeta {
     /// The pod's security context says privileged.
     #[serde(default)]
     pub privileged: bool,
+    /// The snapshotter of the pod's snapshots ("" = the configured default,
+    /// for records written before handlers could choose one).
+    #[serde(default)]
+    pub snapshotter: String,
+    /// The shim binary's absolute path, when the pod's handler names one.
+    #[serde(default)]
+    pub runtime_path: String,
+    /// The pod's handler keeps host devices out of privileged containers.
+    #[serde(default)]
+    pub privileged_without_host_devices: bool,
 }
 
 impl SandboxMeta {
     pub const VERSION: u32 = 1;
+
+    /// The pod's snapshotter, or `default` for records that name none.
+    pub fn snapshotter_or<'a>(&'a self, default: &'a str) -> &'a str {
+        if self.snapshotter.is_empty() {
+            default
+        } else {
+            &self.snapshotter
+        }
+    }
 
     /// What its containers need of the pod's request (name, uid, namespace,
     /// namespace modes, cgroup parent, privilege).

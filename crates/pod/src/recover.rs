@@ -22,6 +22,7 @@ impl Pods {
     /// reports sandboxes whose pause task died meanwhile as NOTREADY, and
     /// removes the leftovers of interrupted runs.
     pub async fn recover(self: &Arc<Self>, config: &Config) -> Result<()> {
+        crate::exits::Exits::follow(&self.exits, self.containerd.clone());
         self.ensure_pause_image(config).await?;
         let filter = format!("labels.\"{}\"=={}", labels::KIND, labels::KIND_SANDBOX);
         let records = self.containerd.container_list(&[filter]).await?;

@@ -254,11 +254,18 @@ impl Pods {
             .map_err(|e| Error::Internal(format!("sandbox creation task: {e}")))?
     }
 
-    async fn sandbox_image(&self, config: &Config) -> Result<CriImage> {
-        let name = if config.sandbox_image.is_empty() {
-            BUILTIN_SANDBOX_IMAGE
-        } else {
-            config.sandbox_image.as_str()
+    /// The pod's pause image: its handler's, else the configured one, else
+    /// the built-in one; pulled (or built) when missing.
+    async fn sandbox_image(
+        &self,
+        config: &Config,
+        selection: &Selection,
+        snapshotter: &str,
+    ) -> Result<CriImage> {
+        let name = match &selection.sandbox_image {
+            Some(name) => name.as_str(),
+            None if config.sandbox_image.is_empty() => BUILTIN_SANDBOX_IMAGE,
+            None => config.sandbox_image.as_str(),
         };
         let query = Query::parse(name)?;
         let image = match self.images.find(&query).await? {
@@ -266,7 +273,7 @@ impl Pods {
             None if name == BUILTIN_SANDBOX_IMAGE => self.ensure_pause_image(config).await?,
             None => {
                 self.images
-                    .pull(&config.images, &config.containerd.snapshotter, name, None)
+                    .pull(&config.images, snapshotter, name, None)
                     .await?
             }
         };
@@ -313,8 +320,11 @@ impl Pods {
             .options
             .as_ref()
             .map(|o| runc_options(&o.binary_name, &o.root, o.systemd_cgroup));
-        let snapshotter = config.containerd.snapshotter.clone();
-        let image = self.sandbox_image(config).await?;
+        let snapshotter = selection
+            .snapshotter
+            .clone()
+            .unwrap_or_else(|| config.containerd.snapshotter.clone());
+        let image = self.sandbox_image(config, selection, &snapshotter).await?;
         let image_config = self.images.config(&image).await?;
 
         let ns = req.linux.namespaces;
@@ -358,6 +368,9 @@ impl Pods {
             shm: None,
             cgroup_parent: req.linux.cgroup_parent.clone(),
             privileged: req.linux.privileged,
+            snapshotter: snapshotter.clone(),
+            runtime_path: selection.runtime_path.clone().unwrap_or_default(),
+            privileged_without_host_devices: selection.privileged_without_host_devices,
         };
 
         // The directory first: its intent record lets start-up undo the rest.
@@ -475,7 +488,8 @@ impl Pods {
         c.container_create(&record).await?;
         undo.container = Some(id.to_string());
         undo.task = Some(id.to_string());
-        c.task_create(id, mounts, &Stdio::null()).await?;
+        c.task_create_with(id, mounts, &Stdio::null(), &meta.runtime_path)
+            .await?;
         let pid = c.task_start(id).await?;
         if let Err(e) = self.containerd.lease_delete(&lease).await {
             tracing::warn!(
@@ -618,7 +632,10 @@ impl Pods {
         self.remove_containers_of(config, &id).await?;
         self.containerd.container_delete(&id).await?;
         self.containerd
-            .snapshot_remove(&config.containerd.snapshotter, &id)
+            .snapshot_remove(
+                sandbox.meta.snapshotter_or(&config.containerd.snapshotter),
+                &id,
+            )
             .await?;
         if let Some(netns) = sandbox.meta.netns.clone() {
             tokio::task::spawn_blocking(move || crius_network::netns::remove(Path::new(&netns)))

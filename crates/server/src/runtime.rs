@@ -112,20 +112,27 @@ impl RuntimeSvc {
                     "revision": containerd_version.as_ref().map(|v| &v.revision),
                 })),
             );
-            let handlers: Vec<_> = config
-                .runtimes
-                .iter()
-                .map(|(name, h)| {
-                    json!({
-                        "name": name,
-                        "runtime_type": h.runtime_type,
-                        "options": h.options,
-                        "privileged": h.privileged,
-                        "default": *name == config.default_runtime,
-                        "trusted": *name == config.trusted_runtime,
-                    })
-                })
-                .collect();
+            let mut handlers = Vec::new();
+            for (name, h) in &config.runtimes {
+                let shim = match self.state.containerd() {
+                    Ok(c) => c.shim_binary(&h.runtime_type, &h.runtime_path).await,
+                    Err(_) => None,
+                };
+                handlers.push(json!({
+                    "name": name,
+                    "runtime_type": h.runtime_type,
+                    "runtime_path": h.runtime_path,
+                    "options": h.options,
+                    "privileged": h.privileged,
+                    "privileged_without_host_devices": h.privileged_without_host_devices,
+                    "snapshotter": h.snapshotter,
+                    "sandbox_image": h.sandbox_image,
+                    "default": *name == config.default_runtime,
+                    "trusted": *name == config.trusted_runtime,
+                    "shim_found": shim.is_some(),
+                    "shim_binary": shim.map(|p| p.display().to_string()),
+                }));
+            }
             info.insert(
                 "runtimeHandlers".to_string(),
                 to_json(json!({

@@ -154,6 +154,14 @@ pub fn kill_shims(socket: &Path) {
     }
 }
 
+/// The pids cgroup of this process.
+fn own_pids_cgroup() -> Option<String> {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .ok()?
+        .lines()
+        .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()))
+}
+
 /// Kills the processes of every container whose task state lives under
 /// `state` (containerd's state dir): each task's `init.pid` and whatever
 /// shares its pids cgroup.
@@ -173,17 +181,24 @@ fn kill_containers(state: &Path) {
             else {
                 continue;
             };
+            // Never 0 or 1 (kill(0) is our own process group), and never
+            // the processes of the root cgroup (everything not in a container).
+            if pid <= 1 {
+                continue;
+            }
             let mut pids = vec![pid];
             if let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
                 && let Some(path) = cgroups
                     .lines()
                     .find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_string()))
+                && !path.trim_matches('/').is_empty()
+                && Some(path.as_str()) != own_pids_cgroup().as_deref()
                 && let Ok(procs) =
                     std::fs::read_to_string(format!("/sys/fs/cgroup/pids{path}/cgroup.procs"))
             {
                 pids.extend(procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()));
             }
-            for p in pids {
+            for p in pids.into_iter().filter(|p| *p > 1) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(p),
                     nix::sys::signal::Signal::SIGKILL,

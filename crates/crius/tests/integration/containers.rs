@@ -27,6 +27,8 @@ crate::tests![
     oom_kill_is_reported,
     failing_start_reports_and_cleans_up,
     container_from_an_imported_archive,
+    cli_create_from_a_config_file,
+    killed_shim_means_exited_137,
 ];
 
 struct Pod {
@@ -796,4 +798,156 @@ async fn container_from_an_imported_archive(env: Arc<Env>) -> anyhow::Result<()>
     let log = read_log(p.logs.path(), "from-archive");
     ensure!(log.contains("stdout F a"), "{log}");
     p.env.remove_all_and_check().await
+}
+
+/// `crius create POD FILE` takes a ContainerConfig as crictl does (YAML
+/// here); `crius start`, `logs` and `rm` then work on the id it prints.
+async fn cli_create_from_a_config_file(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "cli-create").await?;
+    let socket = p.env.daemon().socket().to_path_buf();
+    let crius = |args: &[&str]| {
+        std::process::Command::new(crate::CRIUS)
+            .arg("--endpoint")
+            .arg(&socket)
+            .args(args)
+            .output()
+    };
+    let file = p.logs.path().join("app.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "metadata:\n  name: app\nimage:\n  image: {}\ncommand: [sh, -c, 'echo from-yaml $GREETING; sleep 60']\n\
+             envs:\n  - key: GREETING\n    value: hi\nlog_path: app.log\n\
+             linux:\n  security_context:\n    run_as_user: 1234\n",
+            p.image
+        ),
+    )?;
+    let out = crius(&["create", &p.id[..12], &file.display().to_string()])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout)?.trim().to_string();
+    ensure!(id.len() == 64, "not an id: {id:?}");
+    let s = status(&mut p.env.cri, &id).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerCreated as i32,
+        "{s:?}"
+    );
+    let out = crius(&["start", &id])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = exec(&mut p.env.cri, &id, &["id", "-u"], 10).await?;
+    ensure!(String::from_utf8_lossy(&r.stdout).trim() == "1234", "{r:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = crius(&["logs", &id])?;
+        if String::from_utf8_lossy(&out.stdout).contains("from-yaml hi") {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no log line: {:?}", out);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A typo in the file is refused by the CLI, naming the field.
+    std::fs::write(&file, "metadata:\n  name: typo\ncomand: [true]\n")?;
+    let out = crius(&["create", &p.id, &file.display().to_string()])?;
+    ensure!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("comand"),
+        "{out:?}"
+    );
+    let out = crius(&["rm", "-f", &id])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p.env.remove_all_and_check().await
+}
+
+/// SIGKILL to the shim of a running pod: containerd reports the tasks dead
+/// (128 + SIGKILL), the container shows EXITED(137), the pod NOTREADY, and
+/// removing them leaves nothing: no process, mount or record.
+async fn killed_shim_means_exited_137(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "shim-kill").await?;
+    let cri = &mut p.env.cri;
+    let id = create(cri, &p.id, container("victim", &p.image, &["sleep", "600"])).await?;
+    start(cri, &id).await?;
+    let pid = status_verbose_pid(cri, &id).await?;
+    let shims: Vec<i32> = crius_testkit::pids_with_arg(&p.id)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("containerd-shim"))
+        })
+        .collect();
+    ensure!(shims.len() == 1, "shims of the pod: {shims:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shims[0]), Signal::SIGKILL)?;
+    let s = wait_exited(cri, &id).await?;
+    ensure!(s.exit_code == 137, "{s:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = cri
+            .runtime
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: p.id.clone(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+            .context("pod status")?;
+        if st.state == v1::PodSandboxState::SandboxNotready as i32 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "pod still ready: {st:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The container's process went with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        ensure!(
+            Instant::now() < deadline,
+            "container process {pid} survived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cri.runtime
+        .remove_container(v1::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    ensure!(
+        p.env.containerd.container_get(&id).await?.is_none(),
+        "record left"
+    );
+    ensure!(
+        p.env
+            .containerd
+            .snapshot_stat("overlayfs", &id)
+            .await?
+            .is_none(),
+        "snapshot left"
+    );
+    p.env.remove_all_and_check().await
+}
+
+/// The pid of a running container, from its verbose status.
+async fn status_verbose_pid(cri: &mut Cri, id: &str) -> anyhow::Result<i64> {
+    let r = cri
+        .runtime
+        .container_status(v1::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(r.info.get("info").context("no info")?)?;
+    info["pid"]
+        .as_i64()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("no pid in {info}"))
 }

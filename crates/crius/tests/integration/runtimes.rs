@@ -20,6 +20,7 @@ crate::tests![
     privileged_pods_are_refused_without_a_trusted_runtime,
     live_reload_changes_handlers_for_new_pods_only,
     allow_listed_annotations_reach_the_specs,
+    handler_path_snapshotter_pause_image_and_host_devices,
 ];
 
 async fn run_with(
@@ -429,6 +430,213 @@ async fn allow_listed_annotations_reach_the_specs(env: Arc<Env>) -> anyhow::Resu
     ensure!(
         !ann.contains_key("org.systemd.property.After") && !ann.contains_key("run.oci.handler"),
         "{ann:?}"
+    );
+    p.remove_all_and_check().await
+}
+
+fn privileged(mut c: v1::PodSandboxConfig) -> v1::PodSandboxConfig {
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c
+}
+
+fn privileged_container(name: &str, image: &str) -> v1::ContainerConfig {
+    v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(v1::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: vec!["sleep".into(), "60".into()],
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates and starts a container; returns its id.
+async fn create_started(
+    p: &mut PodEnv,
+    pod: &str,
+    c: v1::ContainerConfig,
+) -> anyhow::Result<String> {
+    let id = p
+        .cri
+        .runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(c),
+            sandbox_config: Some(config("unused")),
+        })
+        .await?
+        .into_inner()
+        .container_id;
+    p.cri
+        .runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    Ok(id)
+}
+
+/// A handler's `runtime_path` (a shim name found nowhere on containerd's
+/// PATH, run through the configured binary), `snapshotter`,
+/// `sandbox_image` and `privileged_without_host_devices`, each seen in
+/// containerd's records and in `Status`.
+async fn handler_path_snapshotter_pause_image_and_host_devices(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let shim = crius_testkit::require_binary("containerd-shim-runc-v2", "containerd")?;
+    let busybox = env.images.reference(crius_testkit::images::BUSYBOX);
+    let missing = env.images.reference("crius-test/no-such-pause:1");
+    let tables = format!(
+        "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+         [runtimes.pathed]\nruntime_type = \"io.containerd.pathed.v2\"\nruntime_path = \"{}\"\n\
+         snapshotter = \"native\"\nprivileged_without_host_devices = true\n\
+         [runtimes.imaged]\nruntime_type = \"io.containerd.runc.v2\"\nsandbox_image = \"{busybox}\"\n\
+         [runtimes.unpullable]\nruntime_type = \"io.containerd.runc.v2\"\nsandbox_image = \"{missing}\"\n\
+         [runtimes.ghost]\nruntime_type = \"io.containerd.ghost.v1\"\n",
+        shim.display()
+    );
+    let mut p = PodEnv::start_with(&env, None, "", &tables).await?;
+
+    // Status lists each handler with its shim binary, found or not.
+    let h = handlers(&mut p).await?;
+    let by_name = |name: &str| {
+        h["handlers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    ensure!(
+        by_name("pathed")["shim_found"] == true
+            && by_name("pathed")["shim_binary"] == shim.display().to_string(),
+        "{h}"
+    );
+    ensure!(
+        by_name("runc")["shim_found"] == true
+            && by_name("runc")["shim_binary"]
+                .as_str()
+                .is_some_and(|b| b.ends_with("/containerd-shim-runc-v2")),
+        "{h}"
+    );
+    ensure!(by_name("ghost")["shim_found"] == false, "{h}");
+
+    // runtime_path + snapshotter: the pod and its containers run through
+    // the configured binary on the native snapshotter.
+    let pod = run_with(&mut p, privileged(config("pathed")), "pathed").await?;
+    let rec = p.containerd.container_get(&pod).await?.context("record")?;
+    ensure!(
+        rec.runtime.name == "io.containerd.pathed.v2" && rec.snapshotter == "native",
+        "{:?} on {}",
+        rec.runtime,
+        rec.snapshotter
+    );
+    p.cri
+        .image
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: busybox.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let cid = create_started(&mut p, &pod, privileged_container("app", &busybox)).await?;
+    let rec = p.containerd.container_get(&cid).await?.context("record")?;
+    ensure!(
+        rec.runtime.name == "io.containerd.pathed.v2" && rec.snapshotter == "native",
+        "{:?} on {}",
+        rec.runtime,
+        rec.snapshotter
+    );
+    ensure!(
+        p.containerd
+            .snapshot_mounts("native", &cid)
+            .await
+            .is_ok_and(|m| !m.is_empty()),
+        "no native snapshot for the container"
+    );
+    // privileged_without_host_devices: no host device in the spec or in /dev.
+    let devices = rec
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    ensure!(devices.is_empty(), "host devices given: {devices:?}");
+    let ls = p
+        .cri
+        .runtime
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: cid.clone(),
+            cmd: vec!["ls".into(), "/dev".into()],
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
+    let listing = String::from_utf8_lossy(&ls.stdout).to_string();
+    ensure!(
+        listing.contains("null") && !listing.contains("loop-control") && !listing.contains("vda"),
+        "{listing}"
+    );
+
+    // The same privileged container on runc gets the host's devices.
+    let plain = run_with(&mut p, privileged(config("plain")), "runc").await?;
+    let cid = create_started(&mut p, &plain, privileged_container("app", &busybox)).await?;
+    let rec = p.containerd.container_get(&cid).await?.context("record")?;
+    let devices = rec
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    ensure!(
+        devices
+            .iter()
+            .any(|d| d.path().to_string_lossy() == "/dev/null"),
+        "no host devices: {devices:?}"
+    );
+
+    // sandbox_image: the handler's pause image, pulled when missing.
+    let imaged = run_with(&mut p, config("imaged"), "imaged").await?;
+    let rec = p
+        .containerd
+        .container_get(&imaged)
+        .await?
+        .context("record")?;
+    ensure!(rec.image == busybox, "sandbox image {}", rec.image);
+    let err = run_with(&mut p, config("unpullable"), "unpullable")
+        .await
+        .expect_err("missing pause image");
+    ensure!(
+        err.code() == tonic::Code::NotFound && err.message().contains("no-such-pause"),
+        "{err:?}"
+    );
+    // A missing shim binary: the error names it.
+    let err = run_with(&mut p, config("ghost"), "ghost")
+        .await
+        .expect_err("no shim");
+    ensure!(
+        err.message().contains("containerd-shim-ghost-v1"),
+        "{err:?}"
     );
     p.remove_all_and_check().await
 }

@@ -1,0 +1,135 @@
+//! Exits as containerd's events report them: the fallback for a task whose
+//! Wait was cut off (its shim died, and containerd cleaned the task up and
+//! published `128 + SIGKILL` for it).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crius_containerd::events::EventKind;
+use crius_containerd::{Containerd, TaskExit};
+use futures::StreamExt;
+
+/// How many exits are kept (oldest dropped first): far more than can be
+/// waiting for a watcher at once.
+const KEEP: usize = 512;
+
+/// Recent init-process exits by container id.
+#[derive(Default)]
+pub(crate) struct Exits {
+    inner: Mutex<(HashMap<String, TaskExit>, VecDeque<String>)>,
+}
+
+impl Exits {
+    fn record(&self, id: String, exit: TaskExit) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        let (map, order) = &mut *g;
+        if map.insert(id.clone(), exit).is_none() {
+            order.push_back(id);
+        }
+        while order.len() > KEEP {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    fn take(&self, id: &str) -> Option<TaskExit> {
+        let mut g = self.inner.lock().ok()?;
+        let (map, order) = &mut *g;
+        let exit = map.remove(id)?;
+        order.retain(|k| k != id);
+        Some(exit)
+    }
+
+    /// The exit of `id`'s init process, waiting up to `patience` for the
+    /// event to arrive.
+    pub(crate) async fn wait(&self, id: &str, patience: Duration) -> Option<TaskExit> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if let Some(e) = self.take(id) {
+                return Some(e);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Follows containerd's `/tasks/exit` events for as long as `exits`
+    /// lives; resubscribes when the stream breaks.
+    pub(crate) fn follow(exits: &Arc<Exits>, containerd: Containerd) {
+        let weak = Arc::downgrade(exits);
+        tokio::spawn(async move {
+            let filters = vec!["topic==\"/tasks/exit\"".to_string()];
+            loop {
+                match containerd.events_subscribe(filters.clone()).await {
+                    Ok(stream) => {
+                        tokio::pin!(stream);
+                        while let Some(ev) = stream.next().await {
+                            let Some(exits) = weak.upgrade() else { return };
+                            match ev {
+                                Ok(ev) => {
+                                    if let EventKind::TaskExit {
+                                        container_id,
+                                        id,
+                                        pid,
+                                        exit_status,
+                                        exited_at,
+                                    } = ev.kind
+                                        && container_id == id
+                                    {
+                                        exits.record(
+                                            container_id,
+                                            TaskExit {
+                                                exit_status,
+                                                exited_at,
+                                                pid,
+                                            },
+                                        );
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::debug!("exit events: {e}");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!("exit events: cannot subscribe: {e}"),
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn kept_until_taken_and_bounded() {
+        let e = Exits::default();
+        for i in 0..KEEP + 10 {
+            e.record(
+                format!("c{i}"),
+                TaskExit {
+                    exit_status: i as u32,
+                    exited_at: None,
+                    pid: 1,
+                },
+            );
+        }
+        assert!(e.take("c0").is_none(), "the oldest is dropped");
+        assert_eq!(
+            e.wait("c20", Duration::ZERO).await.map(|x| x.exit_status),
+            Some(20)
+        );
+        assert!(e.take("c20").is_none(), "taken once");
+    }
+}
