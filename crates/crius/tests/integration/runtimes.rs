@@ -348,6 +348,17 @@ async fn allow_listed_annotations_reach_the_specs(env: Arc<Env>) -> anyhow::Resu
     );
     c.annotations
         .insert("run.oci.handler".into(), "smuggled".into());
+    // The pod's resource totals, as kubelet sends them, for a VM's sizing.
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        resources: Some(v1::LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 512,
+            memory_limit_in_bytes: 256 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     let id = run_with(&mut p, c.clone(), "kata").await?;
     let spec = p
         .containerd
@@ -366,11 +377,15 @@ async fn allow_listed_annotations_reach_the_specs(env: Arc<Env>) -> anyhow::Resu
         !ann.contains_key("run.oci.handler"),
         "a non-allowed annotation reached the spec: {ann:?}"
     );
-    ensure!(
-        ann.get("io.kubernetes.cri.container-type")
-            .map(String::as_str)
-            == Some("sandbox")
-    );
+    for (k, v) in [
+        ("io.kubernetes.cri.container-type", "sandbox"),
+        ("io.kubernetes.cri.sandbox-cpu-period", "100000"),
+        ("io.kubernetes.cri.sandbox-cpu-quota", "50000"),
+        ("io.kubernetes.cri.sandbox-cpu-shares", "512"),
+        ("io.kubernetes.cri.sandbox-memory", "268435456"),
+    ] {
+        ensure!(ann.get(k).map(String::as_str) == Some(v), "{k}: {ann:?}");
+    }
 
     let image = env.images.reference(crius_testkit::images::BUSYBOX);
     p.cri
