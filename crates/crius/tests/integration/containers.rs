@@ -442,6 +442,7 @@ async fn exec(
 
 async fn exec_sync_output_exit_code_timeout_and_cap(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = pod(&env, "exec").await?;
+    let daemon_pid = p.env.daemon().pid().context("daemon pid")?;
     let cri = &mut p.env.cri;
     let id = create(
         cri,
@@ -475,7 +476,9 @@ async fn exec_sync_output_exit_code_timeout_and_cap(env: Arc<Env>) -> anyhow::Re
         "{:?}",
         started.elapsed()
     );
-    // 200 MB of output: capped at 16 MiB per stream.
+    // 200 MB of output: capped at 16 MiB per stream, and the daemon only
+    // ever holds the capped part (its peak RSS grows by far less than 200 MB).
+    let peak_before = peak_rss_kib(daemon_pid)?;
     let r = exec(
         cri,
         &id,
@@ -492,6 +495,11 @@ async fn exec_sync_output_exit_code_timeout_and_cap(env: Arc<Env>) -> anyhow::Re
         "{} bytes, exit {}",
         r.stdout.len(),
         r.exit_code
+    );
+    let grown_mib = (peak_rss_kib(daemon_pid)? - peak_before) / 1024;
+    ensure!(
+        grown_mib < 80,
+        "criusd's peak RSS grew by {grown_mib} MiB for 200 MB of output"
     );
     let err = exec(cri, "nope", &["true"], 0).await.expect_err("unknown");
     ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
@@ -950,4 +958,14 @@ async fn status_verbose_pid(cri: &mut Cri, id: &str) -> anyhow::Result<i64> {
         .as_i64()
         .filter(|p| *p > 0)
         .with_context(|| format!("no pid in {info}"))
+}
+
+/// A process' peak resident set (VmHWM), KiB.
+fn peak_rss_kib(pid: u32) -> anyhow::Result<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmHWM for {pid}"))
 }
