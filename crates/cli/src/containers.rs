@@ -228,6 +228,7 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         rm,
         env,
         volume,
+        publish,
         name,
         user,
         read_only,
@@ -245,6 +246,10 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     let name = name
         .clone()
         .unwrap_or_else(|| format!("run-{:x}", nanos & 0xffff_ffff));
+    let port_mappings = publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let logs = std::path::PathBuf::from("/var/log/crius/pods").join(&name);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let pod_config = v1::PodSandboxConfig {
@@ -256,6 +261,7 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         }),
         hostname: name.clone(),
         log_directory: logs.display().to_string(),
+        port_mappings,
         linux: Some(v1::LinuxPodSandboxConfig {
             security_context: Some(v1::LinuxSandboxSecurityContext {
                 privileged: *privileged,
@@ -415,4 +421,74 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         std::process::exit(exit_code.clamp(1, 255));
     }
     Ok(())
+}
+
+/// `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp]`, as `docker run -p`.
+fn parse_publish(spec: &str) -> anyhow::Result<v1::PortMapping> {
+    let bad = || {
+        anyhow::anyhow!("--publish takes [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], not {spec:?}")
+    };
+    let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let protocol = match proto.to_ascii_lowercase().as_str() {
+        "tcp" => v1::Protocol::Tcp,
+        "udp" => v1::Protocol::Udp,
+        "sctp" => v1::Protocol::Sctp,
+        _ => return Err(bad()),
+    };
+    let (host, container) = ports.rsplit_once(':').ok_or_else(bad)?;
+    let (host_ip, host_port) = match host.rsplit_once(':') {
+        Some((ip, port)) => (ip.trim_matches(|c| c == '[' || c == ']'), port),
+        None => ("", host),
+    };
+    if !host_ip.is_empty() && host_ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(bad());
+    }
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+    Ok(v1::PortMapping {
+        protocol: protocol as i32,
+        container_port: port(container)?.into(),
+        host_port: port(host_port)?.into(),
+        host_ip: host_ip.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_specs() {
+        let p = parse_publish("8080:80").expect("plain");
+        assert_eq!(
+            (
+                p.host_port,
+                p.container_port,
+                p.protocol,
+                p.host_ip.as_str()
+            ),
+            (8080, 80, v1::Protocol::Tcp as i32, "")
+        );
+        let p = parse_publish("127.0.0.1:5353:53/udp").expect("ip and proto");
+        assert_eq!(
+            (
+                p.host_port,
+                p.container_port,
+                p.protocol,
+                p.host_ip.as_str()
+            ),
+            (5353, 53, v1::Protocol::Udp as i32, "127.0.0.1")
+        );
+        let p = parse_publish("[::1]:8443:443").expect("ipv6");
+        assert_eq!(p.host_ip, "::1");
+        for bad in [
+            "80",
+            "a:80",
+            "0:80",
+            "8080:80/icmp",
+            "nohost:8080:80",
+            "70000:80",
+        ] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+    }
 }

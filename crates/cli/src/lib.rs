@@ -168,6 +168,9 @@ pub enum Command {
         /// Bind mounts, HOST:CONTAINER[:ro].
         #[arg(short, long)]
         volume: Vec<String>,
+        /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp].
+        #[arg(short, long)]
+        publish: Vec<String>,
         /// Container (and pod) name.
         #[arg(long)]
         name: Option<String>,

@@ -625,15 +625,21 @@ async fn cli_run_ps_exec_logs_stop_rm(env: Arc<Env>) -> anyhow::Result<()> {
     );
 
     let name = format!("cli-bg-{tag}");
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let publish = format!("127.0.0.1:{host_port}:8080");
     let out = crius(&[
         "run",
         "-d",
+        "-p",
+        &publish,
         "--name",
         &name,
         &image,
         "sh",
         "-c",
-        "echo started; sleep 1000",
+        "echo started; nc -l -p 8080 -e echo hello-published; sleep 1000",
     ])?;
     ensure!(
         out.status.success(),
@@ -657,6 +663,23 @@ async fn cli_run_ps_exec_logs_stop_rm(env: Arc<Env>) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ensure!(logs.trim() == "started", "{logs:?}");
+    // -p: the host port reaches the container.
+    let mut answer = String::new();
+    for _ in 0..50 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", host_port)) {
+            use std::io::Read;
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let _ = s.read_to_string(&mut answer);
+            if !answer.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        answer.contains("hello-published"),
+        "-p {publish} did not reach the container: {answer:?}"
+    );
     let inspect: serde_json::Value = serde_json::from_slice(&crius(&["inspect", &id])?.stdout)?;
     ensure!(inspect["state"] == "Running", "{inspect}");
     ensure!(crius(&["stop", "-t", "0", &id])?.status.success());
