@@ -140,6 +140,8 @@ impl Images {
             commit_image(&c, &config, snapshotter, &parts, vec![name.to_string()]).await
         }
         .await;
+        // Records may have changed, whatever the result.
+        self.index.invalidate();
         if let Err(e) = self.containerd.lease_delete(&lease).await {
             tracing::warn!(
                 lease,

@@ -511,6 +511,8 @@ impl Images {
             Ok::<_, Error>(ids)
         }
         .await;
+        // Records may have changed, whatever the result.
+        self.index.invalidate();
         if let Err(e) = self.containerd.lease_delete(&lease).await {
             tracing::warn!(
                 lease,

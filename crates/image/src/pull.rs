@@ -133,6 +133,8 @@ impl Images {
             &reference,
         )
         .await;
+        // Records may have changed, whatever the result.
+        self.index.invalidate();
         if let Err(e) = self.containerd.lease_delete(&lease).await {
             tracing::warn!(
                 lease,

@@ -1,7 +1,9 @@
 //! Reading and removing images: containerd's image records, grouped by id.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use crius_containerd::Containerd;
 use crius_core::image::{self, CriImage, ImageRecord, LABEL_MANAGED};
@@ -16,6 +18,105 @@ pub struct Images {
     /// One lock per normalized reference: concurrent pulls of one image
     /// queue behind the first and then find everything in place.
     pub(crate) pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The image list, kept while containerd's image events say nothing
+    /// changed.
+    pub(crate) index: Arc<Index>,
+}
+
+/// A cache of the grouped image list. containerd stays the source of truth:
+/// nothing is cached unless a subscription to its `/images/` events is
+/// live, every event and every change crius makes drops the cache, and a
+/// list read while something changed is not kept.
+#[derive(Default)]
+pub(crate) struct Index {
+    generation: AtomicU64,
+    live: AtomicBool,
+    following: AtomicBool,
+    cached: Mutex<Option<(u64, Arc<Vec<CriImage>>)>>,
+}
+
+impl Index {
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut c) = self.cached.lock() {
+            *c = None;
+        }
+    }
+
+    /// Drops the cache when the returned guard goes: hold it across a
+    /// change to containerd's image records.
+    pub(crate) fn changing(self: &Arc<Self>) -> Invalidate {
+        Invalidate(self.clone())
+    }
+
+    fn get(&self) -> Option<Arc<Vec<CriImage>>> {
+        if !self.live.load(Ordering::SeqCst) {
+            return None;
+        }
+        let now = self.generation.load(Ordering::SeqCst);
+        match &*self.cached.lock().ok()? {
+            Some((g, v)) if *g == now => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, read_at: u64, images: Arc<Vec<CriImage>>) {
+        if !self.live.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(mut c) = self.cached.lock()
+            && self.generation.load(Ordering::SeqCst) == read_at
+        {
+            *c = Some((read_at, images));
+        }
+    }
+
+    /// Follows containerd's image events while the index lives; caching
+    /// is on only while the subscription is.
+    pub(crate) fn follow(index: &Arc<Index>, containerd: Containerd) {
+        if index.following.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak: Weak<Index> = Arc::downgrade(index);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let filters = vec!["topic~=\"^/images/\"".to_string()];
+            loop {
+                match containerd.events_subscribe(filters.clone()).await {
+                    Ok(stream) => {
+                        let Some(index) = weak.upgrade() else { return };
+                        index.invalidate();
+                        index.live.store(true, Ordering::SeqCst);
+                        drop(index);
+                        tokio::pin!(stream);
+                        while let Some(ev) = stream.next().await {
+                            let Some(index) = weak.upgrade() else { return };
+                            index.invalidate();
+                            if let Err(e) = ev {
+                                tracing::debug!("image events: {e}");
+                                break;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!("image events: cannot subscribe: {e}"),
+                }
+                let Some(index) = weak.upgrade() else { return };
+                index.live.store(false, Ordering::SeqCst);
+                index.invalidate();
+                drop(index);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+}
+
+/// See [`Index::changing`].
+pub(crate) struct Invalidate(Arc<Index>);
+
+impl Drop for Invalidate {
+    fn drop(&mut self) {
+        self.0.invalidate();
+    }
 }
 
 /// How a request names an image.
@@ -57,11 +158,22 @@ impl Images {
         Images {
             containerd,
             pulls: Mutex::new(HashMap::new()),
+            index: Arc::default(),
         }
     }
 
     /// Every image, one entry per id.
     pub async fn list(&self) -> Result<Vec<CriImage>> {
+        if let Some(cached) = self.index.get() {
+            return Ok((*cached).clone());
+        }
+        let read_at = self.index.generation.load(Ordering::SeqCst);
+        let images = Arc::new(self.list_from_containerd().await?);
+        self.index.put(read_at, images.clone());
+        Ok((*images).clone())
+    }
+
+    async fn list_from_containerd(&self) -> Result<Vec<CriImage>> {
         let records = self
             .containerd
             .image_list(&[format!("labels.\"{LABEL_MANAGED}\"==true")])
@@ -95,6 +207,7 @@ impl Images {
     /// go to containerd's garbage collector, unless a container still uses
     /// them). Absent images are fine: removal is idempotent.
     pub async fn remove(&self, query: &Query) -> Result<()> {
+        let _changing = self.index.changing();
         let Some(image) = self.find(query).await? else {
             return Ok(());
         };
@@ -119,6 +232,7 @@ impl Images {
     /// its leases (which would pin partial content until they expire) and
     /// its unfinished ingests go, so the next pull starts clean.
     pub async fn recover(&self) -> Result<()> {
+        Index::follow(&self.index, self.containerd.clone());
         let mut leases = 0;
         for prefix in ["crius-pull-", "crius-import-"] {
             for lease in self.containerd.lease_list_prefix(prefix).await? {

@@ -18,6 +18,7 @@ const KEEP: usize = 512;
 #[derive(Default)]
 pub(crate) struct Exits {
     inner: Mutex<(HashMap<String, TaskExit>, VecDeque<String>)>,
+    following: std::sync::atomic::AtomicBool,
 }
 
 impl Exits {
@@ -60,6 +61,12 @@ impl Exits {
     /// Follows containerd's `/tasks/exit` events for as long as `exits`
     /// lives; resubscribes when the stream breaks.
     pub(crate) fn follow(exits: &Arc<Exits>, containerd: Containerd) {
+        if exits
+            .following
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
         let weak = Arc::downgrade(exits);
         tokio::spawn(async move {
             let filters = vec!["topic==\"/tasks/exit\"".to_string()];

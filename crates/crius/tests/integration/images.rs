@@ -35,6 +35,7 @@ crate::tests![
     daemon_killed_mid_pull_leaves_nothing_that_breaks_the_next,
     unpack_on_pull_can_be_switched_off,
     cli_pull_reports_progress_per_layer,
+    records_changed_behind_our_back_are_seen,
 ];
 
 fn spec(image: &str) -> Option<v1::ImageSpec> {
@@ -791,4 +792,59 @@ fn push_one_layer_image(
         manifest.as_bytes(),
     )?;
     Ok(layer_digest)
+}
+
+/// crius keeps the image list in memory, but containerd stays the source of
+/// truth: records deleted or created by another client of containerd (here
+/// the containerd API directly) show in ImageStatus / ListImages at once.
+async fn records_changed_behind_our_back_are_seen(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut opts = env.options();
+    opts.namespace = format!("crius-behind-{}", std::process::id());
+    let daemon = crius_testkit::criusd::Criusd::start(&opts)?;
+    daemon
+        .wait_runtime_ready(std::time::Duration::from_secs(30))
+        .await?;
+    let mut cri = crius_testkit::client::connect(daemon.socket()).await?;
+    let reference = env.images.reference(ti::BUSYBOX);
+    pull(&mut cri, &reference).await?;
+    for _ in 0..3 {
+        ensure!(status(&mut cri, &reference).await?.is_some(), "not found");
+    }
+    let containerd =
+        crius_containerd::Containerd::connect(env.containerd.socket(), &opts.namespace).await?;
+    let records: Vec<_> = containerd
+        .image_list(&[])
+        .await?
+        .into_iter()
+        .filter(|r| !r.name.contains("crius/pause"))
+        .collect();
+    ensure!(!records.is_empty(), "no records");
+    let eventually = |want: bool| {
+        let mut cri = cri.clone();
+        let reference = reference.clone();
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            loop {
+                let found = status(&mut cri, &reference).await?.is_some()
+                    && list(&mut cri).await?.len() == 1;
+                if found == want {
+                    return anyhow::Ok(());
+                }
+                ensure!(
+                    std::time::Instant::now() < deadline,
+                    "ImageStatus still says found={found}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    for r in &records {
+        containerd.image_delete(&r.name, false).await?;
+    }
+    eventually(false).await.context("after deletion")?;
+    for r in records {
+        containerd.image_put(r).await?;
+    }
+    eventually(true).await.context("after re-creation")?;
+    Ok(())
 }
