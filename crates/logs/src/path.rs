@@ -138,7 +138,13 @@ impl LogTarget {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| self.io_error("opening the log directory of", e))?;
+        .map_err(|e| match e {
+            Errno::ENOENT => Error::FailedPrecondition(format!(
+                "the log directory {} does not exist (whoever runs the pod creates it, as kubelet does)",
+                self.dir.display()
+            )),
+            e => self.io_error("opening the log directory of", e),
+        })?;
         let fd = match open_beneath(&dirfd, &self.rel) {
             Err(Errno::ENOSYS | Errno::EPERM) => walk_beneath(&dirfd, &self.rel),
             r => r,

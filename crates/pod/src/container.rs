@@ -208,21 +208,6 @@ pub(crate) fn image_config(v: &serde_json::Value) -> ImageConfig {
     }
 }
 
-/// Whether resolving the user needs the image's /etc files.
-fn needs_names(req: &ContainerRequest, image_user: &str) -> bool {
-    let sc = &req.linux.security;
-    if !sc.run_as_username.is_empty() {
-        return true;
-    }
-    if sc.run_as_user.is_some() {
-        return false;
-    }
-    image_user
-        .split(':')
-        .any(|p| !p.is_empty() && p.parse::<u32>().is_err())
-        || !image_user.is_empty()
-}
-
 /// A signal by name (`SIGTERM`, `TERM`) or number.
 pub fn parse_signal(s: &str) -> Option<u32> {
     if s.is_empty() {
@@ -355,14 +340,14 @@ impl Pods {
         };
         undo.snapshot = Some((snapshotter.clone(), id.to_string()));
 
-        let (passwd, group) = if needs_names(req, &image_cfg.user) {
+        // Always read, as containerd does: a bare uid still takes its
+        // primary group from /etc/passwd and its memberships from /etc/group.
+        let (passwd, group) = {
             let scratch = self.containers_dir().join(format!("{id}.rootfs"));
             let m = mounts.clone();
             tokio::task::spawn_blocking(move || crate::rootfs::read_etc(&m, &scratch))
                 .await
                 .map_err(|e| Error::Internal(format!("rootfs reader: {e}")))??
-        } else {
-            (None, None)
         };
         let user =
             container::resolve_user(req, &image_cfg.user, passwd.as_deref(), group.as_deref())?;
@@ -382,6 +367,37 @@ impl Pods {
             resolv_conf: pod_dir.join("resolv.conf").display().to_string(),
             shm: sandbox.shm.clone(),
         };
+        // PID mode Target (ephemeral debug containers): the target's init
+        // process, which must be a running container of the same pod.
+        let target_pid = match &req.linux.security.namespace_options {
+            ns if ns.pid == crius_core::container::NamespaceMode::Target => {
+                let field = "config.linux.security_context.namespace_options.target_id";
+                let target = self
+                    .containers
+                    .find(&ns.target_id)?
+                    .filter(|t| t.meta.sandbox_id == sandbox.id)
+                    .ok_or_else(|| {
+                        Error::not_found(format!(
+                            "{field}: container {:?} in pod sandbox {}",
+                            ns.target_id, sandbox.id
+                        ))
+                    })?;
+                let pid = self
+                    .containerd
+                    .task_get(&target.meta.id)
+                    .await?
+                    .filter(|t| t.status == TaskStatus::Running)
+                    .map(|t| t.pid)
+                    .ok_or_else(|| {
+                        Error::FailedPrecondition(format!(
+                            "{field}: container {} is not running",
+                            target.meta.id
+                        ))
+                    })?;
+                Some(pid)
+            }
+            _ => None,
+        };
         // Devices before mount paths: a refused device must not leave
         // created host directories behind.
         let device_nodes = crate::host::device_nodes(&req.devices)?;
@@ -398,7 +414,7 @@ impl Pods {
             sandbox: &pod,
             sandbox_pid: sandbox_task.pid,
             netns_path: sandbox.netns.clone(),
-            target_pid: None,
+            target_pid,
             process,
             user,
             hostname: sandbox.hostname.clone(),
