@@ -446,6 +446,19 @@ impl Containerd {
     }
 }
 
+/// How many input items (a registry's body chunks: a few to some tens of
+/// KiB each) are read ahead of the writes to containerd.
+const READ_AHEAD_ITEMS: usize = 256;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Sends `data` in chunks of at most [`WRITE_CHUNK`] bytes, the last one
 /// with the commit.
 async fn write_all<S>(
@@ -458,7 +471,19 @@ async fn write_all<S>(
 where
     S: Stream<Item = Result<Bytes>> + Send + 'static,
 {
-    let mut data = Box::pin(data);
+    // The input is read ahead by a task of its own, so fetching the next
+    // chunk (from a registry, say) overlaps containerd writing this one.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD_ITEMS);
+    let reader = tokio::spawn(async move {
+        let mut data = Box::pin(data);
+        while let Some(item) = data.next().await {
+            if tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Stops the read-ahead however this returns.
+    let _reader = AbortOnDrop(reader);
     let total = i64::try_from(size).unwrap_or(i64::MAX);
     let reference = session.reference.clone();
     let message = |action: WriteAction, offset: u64, data: Vec<u8>| WriteContentRequest {
@@ -478,7 +503,7 @@ where
         written = size;
     }
     while !session.complete
-        && let Some(item) = data.next().await
+        && let Some(item) = rx.recv().await
     {
         // An input error aborts: the caller closes the stream and aborts.
         let mut bytes = item?;
