@@ -115,6 +115,10 @@ fn check_env_name(key: &str) -> Result<(), String> {
     if key.contains('\0') {
         return Err("NUL is not allowed".into());
     }
+    // Kubernetes allows any printable character but '=' in a name.
+    if key.chars().any(char::is_control) {
+        return Err("control characters are not allowed".into());
+    }
     Ok(())
 }
 
@@ -515,6 +519,9 @@ mod tests {
             }),
             ("config.envs[0].key", |r| {
                 r.envs = vec![("A\0".into(), "1".into())]
+            }),
+            ("config.envs[0].key", |r| {
+                r.envs = vec![("A\nB".into(), "1".into())]
             }),
             ("config.envs[0].value", |r| {
                 r.envs = vec![("A".into(), "1\0".into())]

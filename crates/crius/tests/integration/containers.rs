@@ -316,6 +316,57 @@ async fn bad_requests(env: Arc<Env>) -> anyhow::Result<()> {
     c.log_path = "../escape.log".into();
     let err = create(cri, &p.id, c).await.expect_err("log path escapes");
     ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    // Each refused with InvalidArgument naming its field, nothing created.
+    let with_user = |uid: i64| {
+        let mut c = container("x", &p.image, &["true"]);
+        c.linux = Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                run_as_user: Some(v1::Int64Value { value: uid }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        c
+    };
+    let mut absolute_log = container("x", &p.image, &["true"]);
+    absolute_log.log_path = "/tmp/elsewhere.log".into();
+    let mut env_key = container("x", &p.image, &["true"]);
+    env_key.envs = vec![v1::KeyValue {
+        key: "A\nB".into(),
+        value: "1".into(),
+    }];
+    let mut env_eq = container("x", &p.image, &["true"]);
+    env_eq.envs = vec![v1::KeyValue {
+        key: "A=B".into(),
+        value: "1".into(),
+    }];
+    let mut username = container("x", &p.image, &["true"]);
+    username.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(v1::LinuxContainerSecurityContext {
+            run_as_username: "alice\nroot".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    for (what, c, field) in [
+        ("negative uid", with_user(-1), "run_as_user"),
+        ("uid over 2^31-1", with_user(1 << 31), "run_as_user"),
+        ("absolute log path", absolute_log, "log_path"),
+        ("newline in an env key", env_key, "envs"),
+        ("'=' in an env key", env_eq, "envs"),
+        ("newline in a user name", username, "run_as_username"),
+    ] {
+        let err = create(cri, &p.id, c).await.expect_err(what);
+        ensure!(
+            err.code() == tonic::Code::InvalidArgument && err.message().contains(field),
+            "{what}: {err:?}"
+        );
+    }
+    let records = p.env.containerd.container_list(&[]).await?;
+    ensure!(
+        records.len() == 1,
+        "refused creates left containerd records: {records:?}"
+    );
     // An identical retry while the first is in flight gets the same id.
     let (a, b) = tokio::join!(
         {
