@@ -340,12 +340,25 @@ impl Pods {
         };
         undo.snapshot = Some((snapshotter.clone(), id.to_string()));
 
+        // Image volumes: fresh host directories holding a copy of the
+        // image's content there, made while the rootfs is mounted anyway.
+        let volumes_dir = self.volumes_dir(config, id);
+        let image_volumes: Vec<(String, PathBuf)> =
+            container::image_volume_paths(&image_cfg.volumes, req)
+                .into_iter()
+                .enumerate()
+                .map(|(n, path)| (path, volumes_dir.join(n.to_string())))
+                .collect();
+        if !image_volumes.is_empty() {
+            undo.volumes = Some(volumes_dir.clone());
+        }
         // Always read, as containerd does: a bare uid still takes its
         // primary group from /etc/passwd and its memberships from /etc/group.
         let (passwd, group) = {
             let scratch = self.containers_dir().join(format!("{id}.rootfs"));
             let m = mounts.clone();
-            tokio::task::spawn_blocking(move || crate::rootfs::read_etc(&m, &scratch))
+            let v = image_volumes.clone();
+            tokio::task::spawn_blocking(move || crate::rootfs::read_etc(&m, &scratch, &v))
                 .await
                 .map_err(|e| Error::Internal(format!("rootfs reader: {e}")))??
         };
@@ -446,6 +459,10 @@ impl Pods {
                 }
                 None => BTreeMap::new(),
             },
+            image_volumes: image_volumes
+                .iter()
+                .map(|(path, dir)| (path.clone(), dir.display().to_string()))
+                .collect(),
             localhost_seccomp: match &req.linux.security.seccomp {
                 Some(container::SecurityProfile::Localhost(path)) => {
                     Some(std::fs::read_to_string(path).map_err(|e| {
@@ -558,6 +575,18 @@ impl Pods {
         if let Some(lease) = &undo.lease {
             let _ = self.containerd.lease_delete(lease).await;
         }
+        if let Some(dir) = undo.volumes
+            && let Some(parent) = dir.parent()
+            && let Err(e) = std::fs::remove_dir_all(parent)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %parent.display(), "undo: volumes: {e}");
+        }
+    }
+
+    /// Where a container's image volumes live: persistent, under `root_dir`.
+    fn volumes_dir(&self, config: &Config, id: &str) -> PathBuf {
+        config.root_dir.join("containers").join(id).join("volumes")
     }
 
     fn find_container(&self, id: &str) -> Result<Arc<Container>> {
@@ -844,11 +873,15 @@ impl Pods {
             &c.meta.snapshotter
         };
         self.containerd.snapshot_remove(snapshotter, &id).await?;
-        let dir = self.containers_dir().join(&id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(Error::io(format!("removing {}", dir.display()), e));
+        for dir in [
+            self.containers_dir().join(&id),
+            config.root_dir.join("containers").join(&id),
+        ] {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(Error::io(format!("removing {}", dir.display()), e));
+            }
         }
         if let Some(sandbox) = self.store.find(&c.meta.sandbox_id)? {
             let pod = sandbox.meta.request();
@@ -1024,6 +1057,8 @@ struct Undo {
     lease: Option<String>,
     snapshot: Option<(String, String)>,
     container: Option<String>,
+    /// The container's image volumes.
+    volumes: Option<PathBuf>,
 }
 
 /// Most output ExecSync keeps per stream; the rest is read and dropped.

@@ -1,10 +1,13 @@
 //! Reading `/etc/passwd` and `/etc/group` of a container's root filesystem
-//! before it runs: the snapshot is mounted read-only in a private directory,
-//! the files are opened with `RESOLVE_IN_ROOT` (a symlink can never lead out
-//! of the rootfs) and read with a size cap.
+//! before it runs, and copying the image's content at its volume paths into
+//! the volumes' host directories: the snapshot is mounted read-only in a
+//! private directory, paths are opened with `RESOLVE_IN_ROOT` (a symlink can
+//! never lead out of the rootfs), files are read with a size cap, and the
+//! copy never follows a symlink.
 
 use std::io::Read;
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 
 use crius_containerd::Mount;
 use crius_core::container::MAX_ETC_FILE_SIZE;
@@ -12,9 +15,15 @@ use crius_core::{Error, Result};
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{MntFlags, MsFlags};
 
-/// `(passwd, group)` of the rootfs the `mounts` describe; `None` for a file
-/// the image does not have.
-pub fn read_etc(mounts: &[Mount], scratch: &Path) -> Result<(Option<String>, Option<String>)> {
+/// `(passwd, group)` of the rootfs the `mounts` describe (`None` for a file
+/// the image does not have); and for each `(path, host dir)` of `volumes`,
+/// the host directory created holding a copy of what the image has at
+/// `path` (empty when nothing).
+pub fn read_etc(
+    mounts: &[Mount],
+    scratch: &Path,
+    volumes: &[(String, PathBuf)],
+) -> Result<(Option<String>, Option<String>)> {
     let mount = mounts
         .first()
         .ok_or_else(|| Error::Internal("a snapshot without mounts".into()))?;
@@ -75,10 +84,14 @@ pub fn read_etc(mounts: &[Mount], scratch: &Path) -> Result<(Option<String>, Opt
         )
     })?;
     let read = (|| {
-        Ok((
+        let etc = (
             read_in_root(scratch, "etc/passwd")?,
             read_in_root(scratch, "etc/group")?,
-        ))
+        );
+        for (path, host_dir) in volumes {
+            copy_up(scratch, path, host_dir)?;
+        }
+        Ok(etc)
     })();
     let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir(scratch);
@@ -108,4 +121,50 @@ fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
         )));
     }
     Ok(Some(text))
+}
+
+/// Creates `dest` holding a copy of the directory at `path` in the rootfs
+/// (modes and owners kept; symlinks copied as links; devices, FIFOs and
+/// sockets skipped). Nothing at `path`, or no directory: `dest` stays empty.
+fn copy_up(root: &Path, path: &str, dest: &Path) -> Result<()> {
+    let io = |what: &str, e: std::io::Error| Error::io(format!("{what} for volume {path}"), e);
+    std::fs::create_dir_all(dest).map_err(|e| io("creating the volume directory", e))?;
+    let dir = std::fs::File::open(root)
+        .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match nix::fcntl::openat2(&dir, path.trim_start_matches('/'), how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => return Ok(()),
+        Err(e) => return Err(io("opening the image's directory", e.into())),
+    };
+    // The directory as resolved inside the rootfs, reached through its fd.
+    let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    copy_tree(&src, dest).map_err(|e| io("copying the image's content", e))
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, lchown, symlink};
+    let md = std::fs::metadata(src)?;
+    std::fs::set_permissions(dst, md.permissions())?;
+    lchown(dst, Some(md.uid()), Some(md.gid()))?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let md = std::fs::symlink_metadata(&from)?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+            lchown(&to, Some(md.uid()), Some(md.gid()))?;
+        } else if ft.is_symlink() {
+            symlink(std::fs::read_link(&from)?, &to)?;
+            lchown(&to, Some(md.uid()), Some(md.gid()))?;
+        }
+    }
+    Ok(())
 }

@@ -57,6 +57,12 @@ pub const UNCOMPRESSED: &str = "crius-test/uncompressed:latest";
 pub const ZSTD: &str = "crius-test/zstd:latest";
 /// busybox with Docker schema 2 media types.
 pub const DOCKER_SCHEMA2: &str = "crius-test/docker-schema2:latest";
+/// Busybox with `VOLUME ["/data", "/scratch"]`: `/data` holds
+/// [`VOLUME_SEED`] (`/data/seed`, and a link `/data/link` to it), owned by
+/// 1234:1234 with mode 0750; `/scratch` is not in the image.
+pub const VOLUME: &str = "crius-test/volume:latest";
+/// The content of `/data/seed` in [`VOLUME`].
+pub const VOLUME_SEED: &str = "seeded\n";
 
 /// Every `repo:tag` that [`TestImages::start`] serves.
 pub const ALL_IMAGES: &[&str] = &[
@@ -73,6 +79,7 @@ pub const ALL_IMAGES: &[&str] = &[
     UNCOMPRESSED,
     ZSTD,
     DOCKER_SCHEMA2,
+    VOLUME,
 ];
 
 /// The repositories and their tags, in push order.
@@ -88,6 +95,7 @@ const CATALOG: &[(&str, &[&str])] = &[
     ("crius-test/uncompressed", &["latest"]),
     ("crius-test/zstd", &["latest"]),
     ("crius-test/docker-schema2", &["latest"]),
+    ("crius-test/volume", &["latest"]),
 ];
 
 /// The applets linked to `/bin/busybox` in the busybox rootfs.
@@ -498,6 +506,18 @@ impl Ctx {
             "crius-test/uncompressed" => vec![amd(self, Oci, None, &[(busybox, Uncompressed)])?],
             "crius-test/zstd" => vec![amd(self, Oci, None, &[(busybox, Zstd)])?],
             "crius-test/docker-schema2" => vec![amd(self, Docker, None, &[(busybox, Gzip)])?],
+            "crius-test/volume" => {
+                let data = RawLayer::new(
+                    vec![
+                        Entry::dir("data", 0o750).owned_by(ALICE_UID, ALICE_GID),
+                        Entry::file("data/seed", 0o640, VOLUME_SEED.as_bytes().to_vec())
+                            .owned_by(ALICE_UID, ALICE_GID),
+                        Entry::symlink("data/link", "seed"),
+                    ],
+                    "crius-testkit: VOLUME /data /scratch",
+                )?;
+                vec![amd(self, Oci, None, &[(busybox, Gzip), (&data, Gzip)])?]
+            }
             other => bail!("unknown test image repository {other}"),
         };
         let user = match repo {
@@ -617,6 +637,11 @@ impl Ctx {
                 env: vec![PATH_ENV],
                 cmd: DEFAULT_CMD.to_vec(),
                 labels: BTreeMap::from([(IMAGE_LABEL, repo)]),
+                volumes: if repo == "crius-test/volume" {
+                    BTreeMap::from([("/data", Empty {}), ("/scratch", Empty {})])
+                } else {
+                    BTreeMap::new()
+                },
             },
             rootfs: RootFs {
                 kind: "layers",
@@ -706,7 +731,13 @@ struct RunConfig<'a> {
     cmd: Vec<&'a str>,
     #[serde(rename = "Labels")]
     labels: BTreeMap<&'a str, &'a str>,
+    #[serde(rename = "Volumes", skip_serializing_if = "BTreeMap::is_empty")]
+    volumes: BTreeMap<&'a str, Empty>,
 }
+
+/// `{}`, as image configs write the values of `Volumes`.
+#[derive(Serialize)]
+struct Empty {}
 
 #[derive(Serialize)]
 struct RootFs<'a> {

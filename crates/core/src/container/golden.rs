@@ -147,6 +147,7 @@ fn input<'a>(
         host_paths: BTreeMap::new(),
         annotations: BTreeMap::new(),
         localhost_seccomp: None,
+        image_volumes: BTreeMap::new(),
     }
 }
 

@@ -39,6 +39,7 @@ mod golden;
 
 pub use caps::{ALL_CAPABILITIES, capabilities_from_mask, capability_name, parse_capability};
 pub use labels::{container_labels, container_name_key};
+pub use mounts::image_volume_paths;
 pub use process::{ContainerProcess, DEFAULT_PATH_ENV, image_process};
 pub use spec::{
     ContainerSpecInput, DEFAULT_APPARMOR_PROFILE, HostDevice, HostDeviceKind, HostFacts, HostPath,
@@ -192,7 +193,7 @@ pub struct ImageConfig {
     /// `USER`: `uid`, `name`, `uid:gid` or `name:group`; empty for root.
     pub user: String,
     pub stop_signal: String,
-    /// `VOLUMES`; ignored, see [`container_spec`].
+    /// `VOLUMES`: see [`image_volume_paths`].
     pub volumes: BTreeSet<String>,
     pub labels: BTreeMap<String, String>,
 }

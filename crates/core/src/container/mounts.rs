@@ -25,6 +25,35 @@ struct Bind {
     options: Vec<&'static str>,
 }
 
+/// The image's `VOLUMES` that get a volume of their own, as containerd's
+/// image volumes do: absolute paths (cleaned; `/` and anything with a `..`
+/// or control character skipped) that no request mount covers, sorted.
+/// The caller gives each a fresh host directory holding a copy of what the
+/// image has there, and passes them back as [`ContainerSpecInput::image_volumes`].
+pub fn image_volume_paths(
+    volumes: &std::collections::BTreeSet<String>,
+    req: &super::ContainerRequest,
+) -> Vec<String> {
+    let covered: Vec<String> = req
+        .mounts
+        .iter()
+        .map(|m| clean(&m.container_path))
+        .collect();
+    let mut out: Vec<String> = volumes
+        .iter()
+        .filter(|v| {
+            v.starts_with('/')
+                && !v.chars().any(char::is_control)
+                && !v.split('/').any(|c| c == "..")
+        })
+        .map(|v| clean(v))
+        .filter(|v| v != "/" && !covered.contains(v))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 pub(crate) fn container_mounts(input: &ContainerSpecInput<'_>) -> Result<Mounts> {
     let req = input.request;
     let sc = &req.linux.security;
@@ -47,6 +76,23 @@ pub(crate) fn container_mounts(input: &ContainerSpecInput<'_>) -> Result<Mounts>
             source,
             options: vec!["rbind", propagation, if m.readonly { "ro" } else { "rw" }],
         });
+    }
+
+    // Image volumes: read-write, private, whatever readonly_rootfs says.
+    for (path, source) in &input.image_volumes {
+        let path = clean(path);
+        if !source.starts_with('/') {
+            return Err(Error::Internal(format!(
+                "the volume for {path} is not an absolute path: {source:?}"
+            )));
+        }
+        if !binds.iter().any(|b| clean(&b.container_path) == path) {
+            binds.push(Bind {
+                container_path: path,
+                source: source.clone(),
+                options: vec!["rbind", "rprivate", "rw"],
+            });
+        }
     }
 
     // The pod's files, unless the request mounts something there. They

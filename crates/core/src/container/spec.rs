@@ -9,9 +9,10 @@
 //! Choices in short (see the functions for details):
 //! - the container's snapshot is always writable; `readonly_rootfs` only
 //!   sets `root.readonly` (and makes the pod's `/etc` files read-only);
-//! - image `VOLUMES` are ignored: the paths live in the container's
-//!   writable layer (containerd instead bind-mounts fresh copies; with
-//!   `readonly_rootfs` those paths are therefore read-only in crius);
+//! - image `VOLUMES` not covered by a request mount are bind-mounted
+//!   read-write from fresh host directories holding a copy of the image's
+//!   content there (containerd's image volumes), so they stay writable with
+//!   `readonly_rootfs`;
 //! - network and IPC always follow the pod; the container joins the pause
 //!   container's namespaces by path, leaves out those the pod shares with
 //!   the host, and gets its own mount namespace;
@@ -173,6 +174,9 @@ pub struct ContainerSpecInput<'a> {
     pub annotations: BTreeMap<String, String>,
     /// The contents of the `Localhost` seccomp profile the request names.
     pub localhost_seccomp: Option<String>,
+    /// Image volumes: container path (from [`super::image_volume_paths`])
+    /// to the host directory that holds it.
+    pub image_volumes: BTreeMap<String, String>,
 }
 
 /// The OCI spec of the container `input.request` (validated again here).
@@ -792,6 +796,7 @@ mod tests {
             host_paths: BTreeMap::new(),
             annotations: BTreeMap::new(),
             localhost_seccomp: None,
+            image_volumes: BTreeMap::new(),
         }
     }
 
@@ -1211,6 +1216,69 @@ mod tests {
         assert_eq!(
             invalid_field(container_spec(&i)),
             "config.linux.security_context.seccomp.localhost_ref"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn image_volumes_are_writable_binds_unless_a_request_mount_covers_them() -> Result<()> {
+        let (host, sb) = (host(), sandbox());
+        let mut req = request();
+        req.linux.security.readonly_rootfs = true;
+        req.mounts = vec![super::super::Mount {
+            container_path: "/srv/".into(),
+            host_path: "/data".into(),
+            ..Default::default()
+        }];
+        let volumes: std::collections::BTreeSet<String> = [
+            "/var/lib/db/",
+            "/srv",
+            "relative",
+            "/",
+            "/a/../etc",
+            "/cache",
+            "//cache",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let paths = super::super::image_volume_paths(&volumes, &req);
+        assert_eq!(paths, ["/cache", "/var/lib/db"]);
+        let mut i = input(&req, &sb, &host);
+        i.image_volumes = paths
+            .iter()
+            .enumerate()
+            .map(|(n, p)| {
+                (
+                    p.clone(),
+                    format!("/var/lib/crius/containers/c/volumes/{n}"),
+                )
+            })
+            .collect();
+        let spec = container_spec(&i)?;
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        let db = mounts
+            .iter()
+            .find(|m| m.destination().to_string_lossy() == "/var/lib/db")
+            .expect("db volume");
+        assert_eq!(
+            db.source()
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .as_deref(),
+            Some("/var/lib/crius/containers/c/volumes/1")
+        );
+        assert_eq!(
+            db.options().clone().unwrap_or_default(),
+            ["rbind", "rprivate", "rw"]
+        );
+        assert_eq!(
+            mounts
+                .iter()
+                .filter(|m| m.destination().to_string_lossy().starts_with("/srv"))
+                .count(),
+            1,
+            "the request mount wins"
         );
         Ok(())
     }

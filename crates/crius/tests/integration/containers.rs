@@ -29,6 +29,7 @@ crate::tests![
     container_from_an_imported_archive,
     cli_create_from_a_config_file,
     killed_shim_means_exited_137,
+    image_volumes_are_writable_copies,
 ];
 
 struct Pod {
@@ -1042,4 +1043,99 @@ fn peak_rss_kib(pid: u32) -> anyhow::Result<i64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .with_context(|| format!("no VmHWM for {pid}"))
+}
+
+/// An image's `VOLUME`s get host directories of their own holding a copy
+/// of the image's content there (modes, owners and links kept), writable
+/// even with a read-only rootfs; a request mount at the same path wins;
+/// removal takes them away.
+async fn image_volumes_are_writable_copies(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "volumes").await?;
+    let image = env.images.reference(ti::VOLUME);
+    p.env
+        .cri
+        .image
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let daemon_dir = p.env.daemon().dir().to_path_buf();
+    let cri = &mut p.env.cri;
+    let mut c = container("vol", &image, &["sleep", "600"]);
+    c.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(v1::LinuxContainerSecurityContext {
+            readonly_rootfs: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(cri, &p.id, c).await?;
+    start(cri, &id).await?;
+    let sh = |cmd: &str| vec!["sh".to_string(), "-c".to_string(), cmd.to_string()];
+    for (cmd, want) in [
+        ("cat /data/seed", ti::VOLUME_SEED.to_string()),
+        (
+            "stat -c '%u:%g %a' /data /data/seed",
+            "1234:1234 750\n1234:1234 640\n".into(),
+        ),
+        ("readlink /data/link", "seed\n".into()),
+        (
+            "echo new > /data/new && cat /data/new && echo s > /scratch/s && cat /scratch/s",
+            "new\ns\n".into(),
+        ),
+    ] {
+        let args: Vec<String> = sh(cmd);
+        let r = exec(
+            cri,
+            &id,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            10,
+        )
+        .await?;
+        ensure!(
+            r.exit_code == 0 && String::from_utf8_lossy(&r.stdout) == want,
+            "{cmd}: {r:?}"
+        );
+    }
+    let r = exec(cri, &id, &["sh", "-c", "echo x > /elsewhere"], 10).await?;
+    ensure!(r.exit_code != 0, "the rootfs is writable: {r:?}");
+    let volumes = daemon_dir
+        .join("root/containers")
+        .join(&id)
+        .join("volumes");
+    let mut entries: Vec<String> = std::fs::read_dir(&volumes)
+        .with_context(|| format!("reading {}", volumes.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    entries.sort();
+    ensure!(entries == ["0", "1"], "{entries:?}");
+
+    // A request mount at /data replaces the image's volume there.
+    let host = tempfile::tempdir()?;
+    std::fs::write(host.path().join("mine"), "mine\n")?;
+    let mut c = container("mounted", &image, &["sleep", "600"]);
+    c.mounts = vec![v1::Mount {
+        container_path: "/data".into(),
+        host_path: host.path().display().to_string(),
+        ..Default::default()
+    }];
+    let other = create(cri, &p.id, c).await?;
+    start(cri, &other).await?;
+    let r = exec(cri, &other, &["ls", "/data"], 10).await?;
+    ensure!(String::from_utf8_lossy(&r.stdout) == "mine\n", "{r:?}");
+
+    cri.runtime
+        .remove_container(v1::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    ensure!(
+        !volumes.exists(),
+        "the volumes of a removed container stayed"
+    );
+    p.env.remove_all_and_check().await
 }
