@@ -30,6 +30,7 @@ crate::tests![
     cli_create_from_a_config_file,
     killed_shim_means_exited_137,
     image_volumes_are_writable_copies,
+    resources_are_seen_in_the_cgroup,
 ];
 
 struct Pod {
@@ -1103,10 +1104,7 @@ async fn image_volumes_are_writable_copies(env: Arc<Env>) -> anyhow::Result<()> 
     }
     let r = exec(cri, &id, &["sh", "-c", "echo x > /elsewhere"], 10).await?;
     ensure!(r.exit_code != 0, "the rootfs is writable: {r:?}");
-    let volumes = daemon_dir
-        .join("root/containers")
-        .join(&id)
-        .join("volumes");
+    let volumes = daemon_dir.join("root/containers").join(&id).join("volumes");
     let mut entries: Vec<String> = std::fs::read_dir(&volumes)
         .with_context(|| format!("reading {}", volumes.display()))?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -1137,5 +1135,49 @@ async fn image_volumes_are_writable_copies(env: Arc<Env>) -> anyhow::Result<()> 
         !volumes.exists(),
         "the volumes of a removed container stayed"
     );
+    p.env.remove_all_and_check().await
+}
+
+/// The resources of CreateContainer, read back from the container's own
+/// cgroup files and /proc (and the cgroup sits under the pod's parent).
+async fn resources_are_seen_in_the_cgroup(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "resources").await?;
+    let cri = &mut p.env.cri;
+    let mut c = container("limited", &p.image, &["sleep", "600"]);
+    c.linux = Some(v1::LinuxContainerConfig {
+        resources: Some(v1::LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 25_000,
+            cpu_shares: 256,
+            memory_limit_in_bytes: 48 << 20,
+            oom_score_adj: 700,
+            cpuset_cpus: "0".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(cri, &p.id, c).await?;
+    start(cri, &id).await?;
+    for (file, want) in [
+        ("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000"),
+        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "25000"),
+        ("/sys/fs/cgroup/cpu/cpu.shares", "256"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "50331648"),
+        ("/sys/fs/cgroup/cpuset/cpuset.cpus", "0"),
+    ] {
+        let r = exec(cri, &id, &["cat", file], 10).await?;
+        let got = String::from_utf8_lossy(&r.stdout).trim().to_string();
+        ensure!(got == want, "{file}: {got:?} (want {want}) {r:?}");
+    }
+    // On the host: the process' oom_score_adj, and its cgroup.
+    let pid = status_verbose_pid(cri, &id).await?;
+    let adj = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))?;
+    ensure!(adj.trim() == "700", "oom_score_adj {adj:?}");
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let memory = cgroup
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+        .context("no memory cgroup")?;
+    ensure!(memory.ends_with(&id), "container cgroup {memory:?}");
     p.env.remove_all_and_check().await
 }
