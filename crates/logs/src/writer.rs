@@ -189,20 +189,21 @@ impl LogWriter {
         let delay = self.write_delay;
         #[cfg(not(test))]
         let delay = std::time::Duration::ZERO;
-        let writer = tokio::spawn(write_loop(
-            file,
-            self.target.clone(),
-            path.clone(),
-            data_rx,
-            ctl_rx,
-            delay,
-        ));
+        let (finished_tx, finished) = watch::channel(false);
+        let target = self.target.clone();
+        let log_path = path.clone();
+        let writer = tokio::spawn(async move {
+            let r = write_loop(file, target, log_path, data_rx, ctl_rx, delay).await;
+            finished_tx.send_replace(true);
+            r
+        });
         LogHandle {
             path,
             ctl: ctl_tx,
             stop: stop_tx,
             open_streams,
             writer,
+            finished,
         }
     }
 }
@@ -224,6 +225,8 @@ pub struct LogHandle {
     stop: watch::Sender<bool>,
     open_streams: Arc<AtomicUsize>,
     writer: JoinHandle<Result<()>>,
+    /// Turns true when the writer has finished.
+    finished: watch::Receiver<bool>,
 }
 
 impl LogHandle {
@@ -263,6 +266,13 @@ impl LogHandle {
     /// written, bytes of an unfinished line as a `P` record.
     pub fn stop(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// Resolves when the copy has finished as [`LogHandle::wait`] says,
+    /// without giving up the handle (its result is only in `wait`).
+    pub async fn done(&self) {
+        let mut finished = self.finished.clone();
+        let _ = finished.wait_for(|f| *f).await;
     }
 
     /// Resolves when both streams hit EOF (the container exited and the

@@ -34,6 +34,9 @@ const TYPE_URL: &str = "io.crius/ContainerMeta";
 const STATUS_TYPE_URL: &str = "io.crius/ContainerStatus";
 /// How long a stop waits for the process after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long an exit waits for the log copy to reach EOF (a process the
+/// container left behind may hold its pipes open).
+const LOG_DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// How long a watcher whose Wait broke off waits for containerd's exit event.
 const EXIT_EVENT_WAIT: Duration = Duration::from_secs(3);
 
@@ -387,7 +390,11 @@ impl Pods {
                 let field = "config.linux.security_context.namespace_options.target_id";
                 let target = self
                     .containers
-                    .find(&ns.target_id)?
+                    .find(&ns.target_id)
+                    .map_err(|e| match e {
+                        Error::InvalidArgument { reason, .. } => Error::invalid(field, reason),
+                        e => e,
+                    })?
                     .filter(|t| t.meta.sandbox_id == sandbox.id)
                     .ok_or_else(|| {
                         Error::not_found(format!(
@@ -413,13 +420,26 @@ impl Pods {
         };
         // Devices before mount paths: a refused device must not leave
         // created host directories behind.
-        let device_nodes = crate::host::device_nodes(&req.devices)?;
-        let host_paths = crate::host::host_paths(
-            &req.mounts
-                .iter()
-                .map(|m| m.host_path.clone())
-                .collect::<Vec<_>>(),
-        )?;
+        // All of it touches the host's filesystem (a client's host path
+        // may sit on a slow mount): off the async workers.
+        let (device_nodes, host_paths, host_devices) = {
+            let devices = req.devices.clone();
+            let paths: Vec<String> = req.mounts.iter().map(|m| m.host_path.clone()).collect();
+            let all_devices =
+                req.linux.security.privileged && !sandbox.privileged_without_host_devices;
+            tokio::task::spawn_blocking(move || {
+                let nodes = crate::host::device_nodes(&devices)?;
+                let paths = crate::host::host_paths(&paths)?;
+                let all = if all_devices {
+                    crate::host::host_devices()
+                } else {
+                    vec![]
+                };
+                Ok::<_, Error>((nodes, paths, all))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("host facts task: {e}")))??
+        };
         let spec = container::container_spec(&ContainerSpecInput {
             id: id.to_string(),
             sandbox_id: sandbox.id.clone(),
@@ -435,13 +455,7 @@ impl Pods {
             image_name: req.image.clone(),
             cgroup_driver: driver,
             host: &self.host,
-            host_devices: if req.linux.security.privileged
-                && !sandbox.privileged_without_host_devices
-            {
-                crate::host::host_devices()
-            } else {
-                vec![]
-            },
+            host_devices,
             privileged_without_host_devices: sandbox.privileged_without_host_devices,
             device_nodes,
             host_paths,
@@ -624,14 +638,7 @@ impl Pods {
         let started_at = now_ns();
         if let Err(e) = self.create_task(&c).await {
             // The runtime refused (e.g. the command does not exist).
-            let st = c.update(|s| {
-                s.state = ContainerState::Exited;
-                s.finished_at = now_ns();
-                s.exit_code = 128;
-                s.reason = "StartError".into();
-                s.message = e.to_string();
-            });
-            self.persist_status(&c, &st).await;
+            self.start_failed(&c, &e).await;
             return Err(e);
         }
         match self.containerd.task_start(&c.meta.id).await {
@@ -650,18 +657,56 @@ impl Pods {
                 Ok(())
             }
             Err(e) => {
-                // The runtime refused (e.g. the command does not exist).
-                let st = c.update(|s| {
-                    s.state = ContainerState::Exited;
-                    s.finished_at = now_ns();
-                    s.exit_code = 128;
-                    s.reason = "StartError".into();
-                    s.message = e.to_string();
-                });
-                self.persist_status(&c, &st).await;
+                // The task exists but its process would not start: the
+                // task, the log copy and the FIFOs go now.
+                if let Err(d) = self.kill_and_delete_task(&c.meta.id).await {
+                    tracing::warn!(container = %c.meta.id, "after a failed start: task: {d}");
+                }
+                if let Some(log) = c.log() {
+                    log.stop();
+                    let _ = tokio::time::timeout(LOG_DRAIN_WAIT, wait_log(log)).await;
+                }
+                c.set_log(None);
+                let dir = self.containers_dir().join(&c.meta.id);
+                if let Err(d) = std::fs::remove_dir_all(&dir)
+                    && d.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(container = %c.meta.id, "after a failed start: FIFOs: {d}");
+                }
+                self.start_failed(&c, &e).await;
                 Err(e)
             }
         }
+    }
+
+    /// The writer of a container's log: its file opened beneath the pod's
+    /// log directory (no symlink followed), or nowhere when the pod or the
+    /// container names no log (the FIFOs are still drained, so the
+    /// container never blocks on a full pipe).
+    fn log_writer(&self, meta: &ContainerMeta) -> Result<crius_logs::LogWriter> {
+        let log_dir = self
+            .store
+            .find(&meta.sandbox_id)?
+            .map(|s| s.meta.log_directory.clone())
+            .unwrap_or_default();
+        match Path::new(&meta.log_path).strip_prefix(&log_dir) {
+            Ok(rel) if !log_dir.is_empty() && !meta.log_path.is_empty() => {
+                crius_logs::LogWriter::beneath(Path::new(&log_dir), &rel.display().to_string())
+            }
+            _ => Ok(crius_logs::LogWriter::discard()),
+        }
+    }
+
+    /// Records a start the runtime refused (e.g. the command does not exist).
+    async fn start_failed(&self, c: &Container, e: &Error) {
+        let st = c.update(|s| {
+            s.state = ContainerState::Exited;
+            s.finished_at = now_ns();
+            s.exit_code = 128;
+            s.reason = "StartError".into();
+            s.message = e.to_string();
+        });
+        self.persist_status(c, &st).await;
     }
 
     /// The container's task, with its stdout/stderr FIFOs copied into the
@@ -680,20 +725,7 @@ impl Pods {
         };
         let mounts = self.containerd.snapshot_mounts(&snapshotter, id).await?;
         let fifos = crius_logs::create_fifos(&self.containers_dir().join(id), id, c.meta.tty)?;
-        let log_dir = self
-            .store
-            .find(&c.meta.sandbox_id)?
-            .map(|s| s.meta.log_directory.clone())
-            .unwrap_or_default();
-        let writer = match Path::new(&c.meta.log_path).strip_prefix(&log_dir) {
-            // Opened beneath the pod's log directory: no symlink is followed.
-            Ok(rel) if !log_dir.is_empty() && !c.meta.log_path.is_empty() => {
-                crius_logs::LogWriter::beneath(Path::new(&log_dir), &rel.display().to_string())
-            }
-            // No log file: still drain the FIFOs so the container never blocks.
-            _ => Ok(crius_logs::LogWriter::discard()),
-        };
-        let log = writer?.start(&fifos)?;
+        let log = self.log_writer(&c.meta)?.start(&fifos)?;
         let stdio = Stdio {
             stdin: String::new(),
             stdout: fifos.stdout.display().to_string(),
@@ -747,6 +779,11 @@ impl Pods {
     }
 
     async fn record_exit(&self, c: &Container, exit: Option<crius_containerd::TaskExit>) {
+        // The log first, as containerd does: whoever sees EXITED finds the
+        // whole output in the log file.
+        if let Some(log) = c.log() {
+            let _ = tokio::time::timeout(LOG_DRAIN_WAIT, wait_log(log)).await;
+        }
         let oom = self.oom_killed(&c.meta.id).await;
         let st = c.update(|s| {
             if s.state == ContainerState::Exited {
@@ -774,14 +811,16 @@ impl Pods {
             };
         });
         self.persist_status(c, &st).await;
-        if let Some(log) = c.log() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), wait_log(log)).await;
-        }
         tracing::info!(container = %c.meta.id, exit_code = st.exit_code, reason = %st.reason, "container exited");
     }
 
     /// Whether the container's memory cgroup recorded an OOM kill.
+    /// Whether the container was OOM-killed: containerd's `/tasks/oom`
+    /// event, else (cgroup v1) the memory cgroup's `oom_kill` count.
     async fn oom_killed(&self, id: &str) -> bool {
+        if self.exits.take_oom(id) {
+            return true;
+        }
         let Ok(Some(record)) = self.containerd.container_get(id).await else {
             return false;
         };
@@ -873,16 +912,23 @@ impl Pods {
             &c.meta.snapshotter
         };
         self.containerd.snapshot_remove(snapshotter, &id).await?;
-        for dir in [
+        // Image volumes may hold a lot: off the async workers.
+        let dirs = [
             self.containers_dir().join(&id),
             config.root_dir.join("containers").join(&id),
-        ] {
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(Error::io(format!("removing {}", dir.display()), e));
+        ];
+        tokio::task::spawn_blocking(move || {
+            for dir in dirs {
+                if let Err(e) = std::fs::remove_dir_all(&dir)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(Error::io(format!("removing {}", dir.display()), e));
+                }
             }
-        }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("removal task: {e}")))??;
         if let Some(sandbox) = self.store.find(&c.meta.sandbox_id)? {
             let pod = sandbox.meta.request();
             let key = container_name_key(
@@ -973,6 +1019,9 @@ impl Pods {
             crius_core::sandbox::labels::KIND,
             crius_core::sandbox::labels::KIND_CONTAINER
         );
+        // First everything that can fail (a retry then starts afresh),
+        // then what starts copiers and watchers.
+        let mut loaded = Vec::new();
         for r in self.containerd.container_list(&[filter]).await? {
             let (Some(m), Some(s)) = (
                 r.extensions.get(META_EXTENSION),
@@ -980,23 +1029,29 @@ impl Pods {
             ) else {
                 continue;
             };
-            let meta: ContainerMeta = from_any(m)?;
-            let mut status: ContainerStatus = from_any(s)?;
+            let (meta, status): (ContainerMeta, ContainerStatus) = match (from_any(m), from_any(s))
+            {
+                (Ok(m), Ok(s)) => (m, s),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(container = %r.id, "unreadable crius metadata; ignoring the container: {e}");
+                    continue;
+                }
+            };
             let task = self.containerd.task_get(&meta.id).await?;
+            loaded.push((meta, status, task));
+        }
+        for (meta, mut status, task) in loaded {
             let c = Arc::new(Container::new(meta.clone(), status.clone()));
             match task.as_ref().map(|t| t.status) {
                 Some(TaskStatus::Running) => {
-                    let fifos = crius_logs::Fifos::paths(
+                    let writer = self.log_writer(&meta);
+                    let started = crius_logs::Fifos::paths(
                         &self.containers_dir().join(&meta.id),
                         &meta.id,
                         meta.tty,
-                    )?;
-                    let writer = if meta.log_path.is_empty() {
-                        crius_logs::LogWriter::new(Path::new("/dev/null"))
-                    } else {
-                        crius_logs::LogWriter::new(Path::new(&meta.log_path))
-                    };
-                    match writer.and_then(|w| w.start(&fifos)) {
+                    )
+                    .and_then(|fifos| writer?.start(&fifos));
+                    match started {
                         Ok(h) => c.set_log(Some(Arc::new(h))),
                         Err(e) => tracing::warn!(container = %meta.id, "logs not reattached: {e}"),
                     }
@@ -1028,7 +1083,7 @@ impl Pods {
                 }
                 _ => {}
             }
-            if let Some(sandbox) = self.store.find(&meta.sandbox_id)? {
+            if let Ok(Some(sandbox)) = self.store.find(&meta.sandbox_id) {
                 let key = container_name_key(
                     &ContainerRequest {
                         name: meta.name.clone(),
@@ -1046,9 +1101,7 @@ impl Pods {
 }
 
 async fn wait_log(log: Arc<crius_logs::LogHandle>) {
-    if let Ok(h) = Arc::try_unwrap(log) {
-        let _ = h.wait().await;
-    }
+    log.done().await;
 }
 
 /// What a failed create must undo.
@@ -1073,7 +1126,9 @@ pub struct ExecOutput {
 }
 
 /// Reads a FIFO to EOF, keeping at most `cap` bytes.
-async fn drain(path: PathBuf, cap: usize) -> Vec<u8> {
+/// Reads the FIFO at `path` to EOF (or until `stop` turns true), keeping
+/// the first `cap` bytes.
+async fn drain(path: PathBuf, cap: usize, mut stop: tokio::sync::watch::Receiver<bool>) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
     let Ok(mut rx) = tokio::net::unix::pipe::OpenOptions::new().open_receiver(&path) else {
         return Vec::new();
@@ -1081,22 +1136,49 @@ async fn drain(path: PathBuf, cap: usize) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = cap.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
+        tokio::select! {
+            r = rx.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = cap.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
         }
     }
     kept
 }
 
+/// How long ExecSync still reads output after the command exited (a
+/// process it left in the background may hold the pipes open).
+const EXEC_DRAIN_WAIT: Duration = Duration::from_secs(2);
+
 impl Pods {
     /// Runs `cmd` in a running container and returns its output (each
     /// stream capped at [`EXEC_OUTPUT_CAP`]) and exit code. `timeout`
     /// seconds (0: none) bound the command; on expiry it is killed.
-    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: i64) -> Result<ExecOutput> {
+    /// Runs in a task of its own: a client that gives up does not leave the
+    /// exec process or its FIFOs behind.
+    pub async fn exec_sync(
+        self: &Arc<Self>,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: i64,
+    ) -> Result<ExecOutput> {
+        let pods = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { pods.exec_sync_inner(&id, cmd, timeout).await })
+            .await
+            .map_err(|e| Error::Internal(format!("exec task: {e}")))?
+    }
+
+    async fn exec_sync_inner(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: i64,
+    ) -> Result<ExecOutput> {
         if cmd.is_empty() {
             return Err(Error::invalid("cmd", "must not be empty"));
         }
@@ -1125,10 +1207,12 @@ impl Pods {
         process.set_terminal(Some(false));
         let exec_id = format!("exec-{}", &crate::sandbox::random_id()[..16]);
         let fifos = crius_logs::create_fifos(&self.containers_dir().join(&id), &exec_id, false)?;
-        let stdout = tokio::spawn(drain(fifos.stdout.clone(), EXEC_OUTPUT_CAP));
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let stdout = tokio::spawn(drain(fifos.stdout.clone(), EXEC_OUTPUT_CAP, stop.clone()));
         let stderr = tokio::spawn(drain(
             fifos.stderr.clone().unwrap_or_default(),
             EXEC_OUTPUT_CAP,
+            stop,
         ));
         let stdio = Stdio {
             stdin: String::new(),
@@ -1167,9 +1251,16 @@ impl Pods {
             Ok(exit.exit_status as i32)
         }
         .await;
-        let _ = self.containerd.exec_delete(&id, &exec_id).await;
+        // The output of the command is in the pipes by now; what a process
+        // it left behind may still write is cut off after a grace period.
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(EXEC_DRAIN_WAIT).await;
+            stop_tx.send_replace(true);
+        });
         let out = stdout.await.unwrap_or_default();
         let err = stderr.await.unwrap_or_default();
+        timer.abort();
+        let _ = self.containerd.exec_delete(&id, &exec_id).await;
         let _ = crius_logs::remove_fifos(&fifos);
         Ok(ExecOutput {
             stdout: out,

@@ -1,6 +1,7 @@
-//! Exits as containerd's events report them: the fallback for a task whose
-//! Wait was cut off (its shim died, and containerd cleaned the task up and
-//! published `128 + SIGKILL` for it).
+//! Exits and OOM kills as containerd's events report them: the fallback for
+//! a task whose Wait was cut off (its shim died, and containerd cleaned the
+//! task up and published `128 + SIGKILL` for it), and the OOM kills the
+//! shims report (on cgroup v1 and v2, whatever the cgroup driver).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ const KEEP: usize = 512;
 #[derive(Default)]
 pub(crate) struct Exits {
     inner: Mutex<(HashMap<String, TaskExit>, VecDeque<String>)>,
+    /// Containers that had an OOM kill, oldest first.
+    ooms: Mutex<VecDeque<String>>,
     following: std::sync::atomic::AtomicBool,
 }
 
@@ -33,6 +36,29 @@ impl Exits {
                 map.remove(&old);
             }
         }
+    }
+
+    fn record_oom(&self, id: String) {
+        let Ok(mut ooms) = self.ooms.lock() else {
+            return;
+        };
+        if !ooms.contains(&id) {
+            ooms.push_back(id);
+        }
+        while ooms.len() > KEEP {
+            ooms.pop_front();
+        }
+    }
+
+    /// Whether containerd reported an OOM kill in container `id` (and
+    /// forgets it).
+    pub(crate) fn take_oom(&self, id: &str) -> bool {
+        let Ok(mut ooms) = self.ooms.lock() else {
+            return false;
+        };
+        let before = ooms.len();
+        ooms.retain(|k| k != id);
+        ooms.len() != before
     }
 
     fn take(&self, id: &str) -> Option<TaskExit> {
@@ -69,7 +95,10 @@ impl Exits {
         }
         let weak = Arc::downgrade(exits);
         tokio::spawn(async move {
-            let filters = vec!["topic==\"/tasks/exit\"".to_string()];
+            let filters = vec![
+                "topic==\"/tasks/exit\"".to_string(),
+                "topic==\"/tasks/oom\"".to_string(),
+            ];
             loop {
                 match containerd.events_subscribe(filters.clone()).await {
                     Ok(stream) => {
@@ -78,6 +107,9 @@ impl Exits {
                             let Some(exits) = weak.upgrade() else { return };
                             match ev {
                                 Ok(ev) => {
+                                    if let EventKind::TaskOom { container_id } = &ev.kind {
+                                        exits.record_oom(container_id.clone());
+                                    }
                                     if let EventKind::TaskExit {
                                         container_id,
                                         id,

@@ -50,13 +50,17 @@ pub fn facts() -> HostFacts {
 pub fn host_paths(paths: &[String]) -> crius_core::Result<BTreeMap<String, HostPath>> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut out = BTreeMap::new();
-    for p in paths {
+    for (i, p) in paths.iter().enumerate() {
+        let refused = |what: &str, e: std::io::Error| {
+            crius_core::Error::invalid(
+                format!("config.mounts[{i}].host_path"),
+                format!("{what} {p}: {e}"),
+            )
+        };
         if !Path::new(p).exists() {
-            std::fs::create_dir_all(p)
-                .map_err(|e| crius_core::Error::io(format!("creating host path {p}"), e))?;
+            std::fs::create_dir_all(p).map_err(|e| refused("cannot create", e))?;
         }
-        let resolved = std::fs::canonicalize(p)
-            .map_err(|e| crius_core::Error::io(format!("resolving host path {p}"), e))?;
+        let resolved = std::fs::canonicalize(p).map_err(|e| refused("cannot resolve", e))?;
         let resolved_s = resolved.display().to_string();
         out.insert(
             p.clone(),

@@ -32,7 +32,13 @@ impl Pods {
                     tracing::warn!(id = %r.id, "sandbox record without crius metadata; ignoring it");
                     return Ok(None);
                 };
-                let meta = SandboxMeta::from_any(any)?;
+                let meta = match SandboxMeta::from_any(any) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(id = %r.id, "unreadable sandbox metadata; ignoring it: {e}");
+                        return Ok(None);
+                    }
+                };
                 let task = self.containerd.task_get(&r.id).await?;
                 let running = task.map(|t| t.status == TaskStatus::Running).unwrap_or(false);
                 Ok(Some(Sandbox::new(meta, SandboxState::recovered(Some(running)))))
@@ -97,6 +103,40 @@ impl Pods {
                 tracing::warn!(netns = %path.display(), "orphan netns: {e}");
             }
             removed += 1;
+        }
+        // Containers: FIFO directories, rootfs scratch mounts (`<id>.rootfs`)
+        // and image volumes of creates cut short.
+        let known_container = |id: &str| {
+            self.containers
+                .find(id)
+                .ok()
+                .flatten()
+                .is_some_and(|c| c.meta.id == id)
+        };
+        for base in [
+            self.state_dir.join("containers"),
+            config.root_dir.join("containers"),
+        ] {
+            for entry in read_dir_names(&base) {
+                let id = entry.strip_suffix(".rootfs").unwrap_or(&entry);
+                if known_container(id) && id == entry {
+                    continue;
+                }
+                let path = base.join(&entry);
+                let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+                let gone = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || std::fs::remove_dir_all(&path)
+                })
+                .await;
+                match gone {
+                    Ok(Ok(())) => removed += 1,
+                    Ok(Err(e)) => {
+                        tracing::warn!(path = %path.display(), "orphan container files: {e}")
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), "orphan container files: {e}"),
+                }
+            }
         }
         removed
     }

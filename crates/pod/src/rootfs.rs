@@ -68,6 +68,28 @@ pub fn read_etc(
             MsFlags::MS_BIND | MsFlags::MS_RDONLY,
             None::<&str>,
         )
+    } else if mount.r#type == "bind" || mount.options.iter().any(|o| o == "bind" || o == "rbind") {
+        // The native snapshotter: a bind mount, made read-only by a remount.
+        nix::mount::mount(
+            Some(mount.source.as_str()),
+            scratch,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .and_then(|()| {
+            let ro = nix::mount::mount(
+                None::<&str>,
+                scratch,
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+                None::<&str>,
+            );
+            if ro.is_err() {
+                let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
+            }
+            ro
+        })
     } else {
         nix::mount::mount(
             Some(mount.source.as_str()),
@@ -77,12 +99,13 @@ pub fn read_etc(
             Some(mount.options.join(",").as_str()),
         )
     };
-    result.map_err(|e| {
-        Error::io(
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir(scratch);
+        return Err(Error::io(
             format!("mounting the rootfs at {}", scratch.display()),
             e.into(),
-        )
-    })?;
+        ));
+    }
     let read = (|| {
         let etc = (
             read_in_root(scratch, "etc/passwd")?,

@@ -545,7 +545,7 @@ impl Pods {
     }
 
     /// Kills a task (all its processes), waits for it, deletes it. Absent is fine.
-    async fn kill_and_delete_task(&self, id: &str) -> Result<()> {
+    pub(crate) async fn kill_and_delete_task(&self, id: &str) -> Result<()> {
         let Some(task) = self.containerd.task_get(id).await? else {
             return Ok(());
         };

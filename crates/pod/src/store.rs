@@ -48,16 +48,20 @@ impl Sandbox {
 
 /// Something the index holds, by id.
 pub trait Keyed {
+    /// The request field that names such an entry, for errors.
+    const FIELD: &'static str;
     fn id(&self) -> &str;
 }
 
 impl Keyed for Sandbox {
+    const FIELD: &'static str = "pod_sandbox_id";
     fn id(&self) -> &str {
         &self.meta.id
     }
 }
 
 impl Keyed for crate::container::Container {
+    const FIELD: &'static str = "container_id";
     fn id(&self) -> &str {
         &self.meta.id
     }
@@ -108,14 +112,18 @@ impl<T: Keyed> Store<T> {
     /// The entry an id or unique id prefix names.
     pub fn find(&self, id_or_prefix: &str) -> Result<Option<Arc<T>>> {
         if id_or_prefix.is_empty() {
-            return Err(Error::invalid("id", "must not be empty"));
+            return Err(Error::invalid(T::FIELD, "must not be empty"));
         }
         let map = self.read();
         if let Some(s) = map.get(id_or_prefix) {
             return Ok(Some(s.clone()));
         }
         let found =
-            crius_core::sandbox::id::match_prefix(map.keys().map(String::as_str), id_or_prefix)?;
+            crius_core::sandbox::id::match_prefix(map.keys().map(String::as_str), id_or_prefix)
+                .map_err(|e| match e {
+                    Error::InvalidArgument { reason, .. } => Error::invalid(T::FIELD, reason),
+                    e => e,
+                })?;
         Ok(found.and_then(|id| map.get(id).cloned()))
     }
 }

@@ -554,6 +554,27 @@ async fn exec_sync_output_exit_code_timeout_and_cap(env: Arc<Env>) -> anyhow::Re
         grown_mib < 80,
         "criusd's peak RSS grew by {grown_mib} MiB for 200 MB of output"
     );
+    // A process left in the background keeps the pipes open: the output
+    // of the command still comes back, soon after it exits.
+    let started = Instant::now();
+    let r = exec(cri, &id, &["sh", "-c", "sleep 300 & echo detached"], 30).await?;
+    ensure!(
+        String::from_utf8_lossy(&r.stdout) == "detached\n" && r.exit_code == 0,
+        "{r:?}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "ExecSync waited {:?} for a background process",
+        started.elapsed()
+    );
+    // A plain command is quick.
+    let started = Instant::now();
+    exec(cri, &id, &["true"], 10).await?;
+    ensure!(
+        started.elapsed() < Duration::from_millis(1500),
+        "ExecSync of true took {:?}",
+        started.elapsed()
+    );
     let err = exec(cri, "nope", &["true"], 0).await.expect_err("unknown");
     ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
     p.env.remove_all_and_check().await
