@@ -105,10 +105,8 @@ fn status_error(op: &'static str, s: &tonic::Status) -> Error {
         tonic::Code::AlreadyExists => Error::AlreadyExists {
             what: format!("{op}: {message}"),
         },
-        tonic::Code::InvalidArgument => Error::InvalidArgument {
-            field: format!("containerd {op}"),
-            reason: message,
-        },
+        // crius validates what clients send before containerd sees it: a
+        // request containerd refuses is crius' fault, not the client's.
         tonic::Code::FailedPrecondition => {
             Error::FailedPrecondition(format!("containerd {op}: {message}"))
         }
@@ -397,9 +395,10 @@ mod tests {
             e(tonic::Code::AlreadyExists),
             Error::AlreadyExists { .. }
         ));
+        // containerd refusing crius' request is crius' fault: Internal.
         assert!(matches!(
             e(tonic::Code::InvalidArgument),
-            Error::InvalidArgument { .. }
+            Error::Containerd { .. }
         ));
         assert!(matches!(e(tonic::Code::DataLoss), Error::DataLoss(_)));
         assert!(matches!(e(tonic::Code::Unknown), Error::Containerd { .. }));

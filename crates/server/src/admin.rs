@@ -118,7 +118,10 @@ impl Admin for AdminSvc {
                     result = &mut pull => {
                         let last = match result {
                             Ok(image) => Ok(to_message(&tx.borrow(), &image.id, true)),
-                            Err(e) => Err(to_status(e)),
+                            Err(e) => {
+                                tracing::warn!(rpc = "PullImage(admin)", image = %req.image, "failed: {e}");
+                                Err(to_status(e))
+                            }
                         };
                         let _ = out.send(last).await;
                         return;
