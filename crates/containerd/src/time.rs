@@ -2,6 +2,8 @@
 
 use std::time::SystemTime;
 
+use crius_core::time::civil_from_days;
+
 /// `t` as `YYYY-MM-DDTHH:MM:SSZ`; times before 1970 are clamped to the epoch.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     let secs = t
@@ -17,21 +19,6 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
-}
-
-/// Year, month, day of the `days`th day after 1970-01-01 (Howard Hinnant's
-/// algorithm, proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

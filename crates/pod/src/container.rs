@@ -19,13 +19,14 @@ use crius_core::container::{
     self, ContainerRequest, ContainerSpecInput, ImageConfig, PodFiles, container_labels,
     container_name_key,
 };
-use crius_core::sandbox::SandboxState;
+use crius_core::sandbox::{PodSandboxRequest, SandboxState};
 use crius_core::{Error, Result};
 use crius_image::Query;
 use serde::{Deserialize, Serialize};
 
-use crate::Pods;
+use crate::meta::{from_any, to_any};
 use crate::registrar::Reserve;
+use crate::{Pods, now_ns};
 
 /// Extension names on a container's containerd record.
 pub const META_EXTENSION: &str = "io.crius.container";
@@ -70,6 +71,21 @@ pub struct ContainerMeta {
     /// The shim binary's absolute path, when the pod's handler names one.
     #[serde(default)]
     pub runtime_path: String,
+}
+
+impl ContainerMeta {
+    /// The key that reserves this container's name in `pod` (see
+    /// [`container_name_key`]).
+    pub(crate) fn name_key(&self, pod: &PodSandboxRequest) -> String {
+        container_name_key(
+            &ContainerRequest {
+                name: self.name.clone(),
+                attempt: self.attempt,
+                ..Default::default()
+            },
+            pod,
+        )
+    }
 }
 
 /// Where a container is in its life.
@@ -149,26 +165,6 @@ pub struct ContainerFilter {
     pub sandbox_id: String,
     pub state: Option<ContainerState>,
     pub label_selector: BTreeMap<String, String>,
-}
-
-fn any<T: Serialize>(type_url: &str, v: &T) -> Result<prost_types::Any> {
-    Ok(prost_types::Any {
-        type_url: type_url.into(),
-        value: serde_json::to_vec(v)
-            .map_err(|e| Error::Internal(format!("encoding {type_url}: {e}")))?,
-    })
-}
-
-fn from_any<T: for<'de> Deserialize<'de>>(a: &prost_types::Any) -> Result<T> {
-    serde_json::from_slice(&a.value)
-        .map_err(|e| Error::Internal(format!("decoding {}: {e}", a.type_url)))
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
 }
 
 fn ns_of(t: Option<std::time::SystemTime>) -> i64 {
@@ -558,8 +554,11 @@ impl Pods {
             snapshotter: snapshotter.clone(),
             snapshot_key: id.to_string(),
             extensions: HashMap::from([
-                (META_EXTENSION.to_string(), any(TYPE_URL, &meta)?),
-                (STATUS_EXTENSION.to_string(), any(STATUS_TYPE_URL, &status)?),
+                (META_EXTENSION.to_string(), to_any(TYPE_URL, &meta)?),
+                (
+                    STATUS_EXTENSION.to_string(),
+                    to_any(STATUS_TYPE_URL, &status)?,
+                ),
             ]),
             ..Default::default()
         };
@@ -610,7 +609,7 @@ impl Pods {
     }
 
     async fn persist_status(&self, c: &Container, status: &ContainerStatus) {
-        match any(STATUS_TYPE_URL, status) {
+        match to_any(STATUS_TYPE_URL, status) {
             Ok(a) => {
                 if let Err(e) = self
                     .containerd
@@ -930,15 +929,7 @@ impl Pods {
         .await
         .map_err(|e| Error::Internal(format!("removal task: {e}")))??;
         if let Some(sandbox) = self.store.find(&c.meta.sandbox_id)? {
-            let pod = sandbox.meta.request();
-            let key = container_name_key(
-                &ContainerRequest {
-                    name: c.meta.name.clone(),
-                    attempt: c.meta.attempt,
-                    ..Default::default()
-                },
-                &pod,
-            );
+            let key = c.meta.name_key(&sandbox.meta.request());
             self.containers.names.release(&key, &id);
         }
         self.containers.remove(&id);
@@ -1084,14 +1075,7 @@ impl Pods {
                 _ => {}
             }
             if let Ok(Some(sandbox)) = self.store.find(&meta.sandbox_id) {
-                let key = container_name_key(
-                    &ContainerRequest {
-                        name: meta.name.clone(),
-                        attempt: meta.attempt,
-                        ..Default::default()
-                    },
-                    &sandbox.meta.request(),
-                );
+                let key = meta.name_key(&sandbox.meta.request());
                 self.containers.names.insert_taken(&key, &meta.id);
             }
             self.containers.insert(c);

@@ -28,6 +28,15 @@ pub use meta::SandboxMeta;
 pub use sandbox::{ListFilter, SandboxStatus};
 pub use store::Sandbox;
 
+/// Nanoseconds since the Unix epoch by the system clock (0 if it reads
+/// before the epoch).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_default()
+}
+
 /// Pod sandboxes of one containerd namespace.
 pub struct Pods {
     containerd: Containerd,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The extension name on a sandbox's containerd record.
@@ -108,15 +109,26 @@ impl SandboxMeta {
     }
 
     pub fn to_any(&self) -> crius_core::Result<prost_types::Any> {
-        Ok(prost_types::Any {
-            type_url: TYPE_URL.to_string(),
-            value: serde_json::to_vec(self)
-                .map_err(|e| crius_core::Error::Internal(format!("encoding sandbox meta: {e}")))?,
-        })
+        to_any(TYPE_URL, self)
     }
 
     pub fn from_any(any: &prost_types::Any) -> crius_core::Result<Self> {
-        serde_json::from_slice(&any.value)
-            .map_err(|e| crius_core::Error::Internal(format!("decoding sandbox meta: {e}")))
+        from_any(any)
     }
+}
+
+/// `v` as JSON in an `Any` of `type_url`: how crius encodes its extensions
+/// on containerd records.
+pub(crate) fn to_any<T: Serialize>(type_url: &str, v: &T) -> crius_core::Result<prost_types::Any> {
+    Ok(prost_types::Any {
+        type_url: type_url.into(),
+        value: serde_json::to_vec(v)
+            .map_err(|e| crius_core::Error::Internal(format!("encoding {type_url}: {e}")))?,
+    })
+}
+
+/// The JSON value of an extension written by [`to_any`].
+pub(crate) fn from_any<T: DeserializeOwned>(a: &prost_types::Any) -> crius_core::Result<T> {
+    serde_json::from_slice(&a.value)
+        .map_err(|e| crius_core::Error::Internal(format!("decoding {}: {e}", a.type_url)))
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crius_containerd::{ContainerRecord, Runtime, Stdio, TaskStatus, runc_options};
 use crius_core::cgroup::CgroupDriver;
@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 use crate::meta::{self, SandboxMeta};
 use crate::registrar::Reserve;
 use crate::store::Sandbox;
-use crate::{Pods, podfs};
+use crate::{Pods, now_ns, podfs};
 
 /// How long a stop waits for the pause process to die after SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,13 +68,6 @@ struct Undo {
     container: Option<String>,
     task: Option<String>,
     lease: Option<String>,
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
 }
 
 pub(crate) fn random_id() -> String {

@@ -17,7 +17,7 @@ use crate::edge::{not_yet, respond};
 use crate::state::State;
 use crius_core::sandbox::SandboxState;
 use crius_pod::container::{ContainerFilter, ContainerState};
-use crius_pod::{ListFilter, SandboxMeta};
+use crius_pod::{ListFilter, SandboxMeta, now_ns};
 
 use crate::convert_container;
 
@@ -668,13 +668,6 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
         not_yet("ListPodSandboxMetrics").await
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
 }
 
 fn container_state(s: ContainerState) -> i32 {
