@@ -239,6 +239,53 @@ impl Containerd {
         dirs
     }
 
+    /// Kills the shim processes of this containerd and namespace that serve
+    /// container `id` (their `-namespace`, `-id` and `-address` arguments):
+    /// for after the container's task and record are gone, when containerd
+    /// lost a shim it was starting as its client went away (containerd 1.6
+    /// keeps no handle on a shim whose start was cancelled half-way).
+    /// Returns how many were killed. Blocking: reads `/proc`.
+    pub fn kill_lost_shims(&self, id: &str) -> usize {
+        let address = self.address.display().to_string();
+        let wanted = [
+            ("-namespace", self.namespace.as_str()),
+            ("-id", id),
+            ("-address", address.as_str()),
+        ];
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut killed = 0;
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_shim = args.first().is_some_and(|a| {
+                String::from_utf8_lossy(a)
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|name| name.starts_with("containerd-shim"))
+            });
+            let matches = wanted.iter().all(|(flag, value)| {
+                args.windows(2)
+                    .any(|w| w[0] == flag.as_bytes() && w[1] == value.as_bytes())
+            });
+            if is_shim
+                && matches
+                && nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+            {
+                tracing::warn!(container = id, pid, "killed a shim containerd had lost");
+                killed += 1;
+            }
+        }
+        killed
+    }
+
     /// The shim binary containerd would run for `runtime_type` (or the
     /// configured `runtime_path`), if it exists and is executable.
     pub async fn shim_binary(&self, runtime_type: &str, runtime_path: &str) -> Option<PathBuf> {

@@ -624,6 +624,11 @@ impl Pods {
         let id = sandbox.meta.id.clone();
         self.remove_containers_of(config, &id).await?;
         self.containerd.container_delete(&id).await?;
+        // A shim containerd lost while its start was cut short (a daemon
+        // killed mid-run) would otherwise run forever.
+        let containerd = self.containerd.clone();
+        let shim_of = id.clone();
+        let _ = tokio::task::spawn_blocking(move || containerd.kill_lost_shims(&shim_of)).await;
         self.containerd
             .snapshot_remove(
                 sandbox.meta.snapshotter_or(&config.containerd.snapshotter),

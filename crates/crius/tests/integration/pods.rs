@@ -35,6 +35,7 @@ crate::tests![
     killed_mid_run_leaves_nothing,
     sandbox_image_is_unpacked_lazily,
     host_pid_and_ipc_and_cgroup_parent,
+    lost_shims_go_with_their_pod,
 ];
 
 static NEXT: AtomicUsize = AtomicUsize::new(1);
@@ -1124,4 +1125,52 @@ async fn host_pid_and_ipc_and_cgroup_parent(env: Arc<Env>) -> anyhow::Result<()>
         let _ = std::fs::remove_dir(controller.path().join("crius-test-parent"));
     }
     Ok(())
+}
+
+/// containerd 1.6 loses a shim whose start its client cancelled half-way
+/// (a daemon killed mid-run): removing the pod kills such a shim, found by
+/// its `-namespace`, `-id` and `-address`. A stand-in "shim" (bash renamed
+/// by `exec -a`, with the arguments containerd gives shims) plays the lost one.
+async fn lost_shims_go_with_their_pod(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let id = run(&mut p.cri, config("lost-shim")).await?;
+    let script = format!(
+        "exec -a containerd-shim-runc-v2 bash -c 'while :; do sleep 1; done' shim -namespace {} -id {id} -address {}",
+        p.containerd.namespace(),
+        p.containerd.address().display()
+    );
+    let mut lost = Command::new("bash").args(["-c", &script]).spawn()?;
+    // An unrelated process with the same id but another containerd stays.
+    let bystander_script = format!(
+        "exec -a containerd-shim-runc-v2 bash -c 'while :; do sleep 1; done' shim -namespace {} -id {id} -address /elsewhere.sock",
+        p.containerd.namespace()
+    );
+    let mut bystander = Command::new("bash")
+        .args(["-c", &bystander_script])
+        .spawn()?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.cri
+        .runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await?;
+    let mut gone = false;
+    for _ in 0..50 {
+        if lost.try_wait()?.is_some() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bystander_alive = bystander.try_wait()?.is_none();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    if !gone {
+        let _ = lost.kill();
+        let _ = lost.wait();
+    }
+    ensure!(gone, "the lost shim of {id} survived the pod's removal");
+    ensure!(bystander_alive, "a shim of another containerd was killed");
+    p.remove_all_and_check().await
 }
