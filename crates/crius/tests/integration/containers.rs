@@ -31,6 +31,7 @@ crate::tests![
     killed_shim_means_exited_137,
     image_volumes_are_writable_copies,
     resources_are_seen_in_the_cgroup,
+    tty_output_is_logged_as_stdout,
 ];
 
 struct Pod {
@@ -153,14 +154,8 @@ async fn exit_code_and_logs(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(s.exit_code == 3 && s.reason == "Error", "{s:?}");
     ensure!(s.started_at > 0 && s.finished_at >= s.started_at, "{s:?}");
     ensure!(s.image_ref.contains("sha256:"), "{s:?}");
-    let mut log = String::new();
-    for _ in 0..40 {
-        log = read_log(p.logs.path(), "echo");
-        if log.lines().count() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // EXITED is reported once the whole output is in the log: no waiting.
+    let log = read_log(p.logs.path(), "echo");
     let lines: Vec<&str> = log.lines().collect();
     ensure!(
         lines.iter().any(|l| l.ends_with(" stdout F hello")),
@@ -1200,5 +1195,36 @@ async fn resources_are_seen_in_the_cgroup(env: Arc<Env>) -> anyhow::Result<()> {
         .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
         .context("no memory cgroup")?;
     ensure!(memory.ends_with(&id), "container cgroup {memory:?}");
+    p.env.remove_all_and_check().await
+}
+
+/// A container with a terminal: stdout and stderr share it, and the log
+/// has them as `stdout` records.
+async fn tty_output_is_logged_as_stdout(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "tty").await?;
+    let cri = &mut p.env.cri;
+    let mut c = container(
+        "term",
+        &p.image,
+        &[
+            "sh",
+            "-c",
+            "echo to-out; echo to-err >&2; [ -t 1 ] && echo is-a-tty",
+        ],
+    );
+    c.tty = true;
+    let id = create(cri, &p.id, c).await?;
+    start(cri, &id).await?;
+    let s = wait_exited(cri, &id).await?;
+    ensure!(s.exit_code == 0, "{s:?}");
+    let log = read_log(p.logs.path(), "term");
+    for want in ["to-out", "to-err", "is-a-tty"] {
+        ensure!(
+            log.lines()
+                .any(|l| l.contains(" stdout F ") && l.trim_end_matches('\r').ends_with(want)),
+            "{want} missing: {log:?}"
+        );
+    }
+    ensure!(!log.contains(" stderr "), "{log:?}");
     p.env.remove_all_and_check().await
 }
