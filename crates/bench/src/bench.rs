@@ -36,6 +36,9 @@ pub struct Target {
     /// it): lets the benchmark check that a removed image's blobs are gone
     /// before a cold pull.
     pub containerd_root: Option<PathBuf>,
+    /// Its processes and directories, when `compare` started it: lets the
+    /// benchmark measure memory, CPU and leaks.
+    pub local: Option<crate::probe::Local>,
 }
 
 impl Target {
@@ -415,6 +418,49 @@ pub async fn query_scenario(
         },
         results,
     )
+}
+
+/// Pulls `reference` on `target` unless it is there already.
+pub async fn ensure_pulled(target: &Target, reference: &str) -> Result<()> {
+    let mut cri = target.cri.clone();
+    let present = cri
+        .image
+        .image_status(ImageStatusRequest {
+            image: spec(reference),
+            verbose: false,
+        })
+        .await
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "{} ({}): {}",
+                target.name,
+                target.label,
+                status_text("ImageStatus", &s)
+            )
+        })?
+        .into_inner()
+        .image
+        .is_some();
+    if !present {
+        tokio::time::timeout(
+            PULL_TIMEOUT,
+            cri.image.pull_image(PullImageRequest {
+                image: spec(reference),
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("{}: PullImage {reference}: no answer", target.name))?
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "{} ({}): {}",
+                target.name,
+                target.label,
+                status_text(&format!("PullImage {reference}"), &s)
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Connects to `address` (`unix:///path` or a plain path).

@@ -6,7 +6,13 @@
 //!   fixed seed: every build gives the same digests. The registry storage it
 //!   is pushed to lives in a cache directory, so a rerun finds it there and
 //!   skips building it.
-//! * `small`: the testkit busybox image (~1 MB).
+//! * `small`: the testkit busybox image (~1 MB): the image of every pod
+//!   scenario's container.
+//! * `pause`: the sandbox image of containerd's CRI plugin (endpoint B),
+//!   holding crius' own pause program (`crius_pause::PAUSE`), laid out like
+//!   the built-in sandbox image crius makes for itself (`/pause` as
+//!   entrypoint, `/dev`, `/etc`, `/proc`, `/sys`): both endpoints run the
+//!   same pause binary.
 
 use std::io::Write;
 use std::path::Path;
@@ -283,6 +289,65 @@ pub fn ensure_small(registry: &Registry) -> Result<PushedImage> {
         size_bytes,
         uncompressed_bytes,
         layers: amd64.layers.clone(),
+    })
+}
+
+pub const PAUSE_REPO: &str = "crius-bench/pause";
+
+/// Pushes the pause image (a few KB; already-present blobs are skipped).
+pub fn ensure_pause(registry: &Registry) -> Result<PushedImage> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for dir in ["dev/", "etc/", "proc/", "sys/"] {
+        tar.append(&tar_header(dir, 0, true)?, std::io::empty())?;
+    }
+    let mut h = tar_header("pause", crius_pause::PAUSE.len(), false)?;
+    h.set_mode(0o755);
+    h.set_cksum();
+    tar.append(&h, crius_pause::PAUSE)?;
+    let tar = tar.into_inner()?;
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar)?;
+    let gz = gz.finish()?;
+    let config = serde_json::to_vec(&json!({
+        "created": "2024-01-01T00:00:00Z",
+        "architecture": oci_arch(),
+        "os": "linux",
+        "config": {
+            "Entrypoint": ["/pause"],
+            "WorkingDir": "/",
+            "Labels": { "io.crius.bench.image": PAUSE_REPO },
+        },
+        "rootfs": { "type": "layers", "diff_ids": [sha256_digest(&tar)] },
+    }))?;
+    let layer = registry.push_blob(PAUSE_REPO, &gz)?;
+    let config_digest = registry.push_blob(PAUSE_REPO, &config)?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": {
+            "mediaType": media_type::OCI_CONFIG,
+            "digest": config_digest,
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": media_type::OCI_LAYER_GZIP,
+            "digest": layer,
+            "size": gz.len(),
+        }],
+    }))?;
+    let tag = env!("CARGO_PKG_VERSION");
+    let manifest_digest =
+        registry.put_manifest(PAUSE_REPO, tag, media_type::OCI_MANIFEST, &manifest)?;
+    Ok(PushedImage {
+        label: "pause".into(),
+        repo: PAUSE_REPO.into(),
+        tag: tag.into(),
+        manifest_digest,
+        size_bytes: (gz.len() + config.len() + manifest.len()) as u64,
+        uncompressed_bytes: tar.len() as u64,
+        layers: vec![layer],
     })
 }
 

@@ -3,24 +3,31 @@
 //! * `crius-bench pull --endpoint A=unix:///a.sock --endpoint B=unix:///b.sock --image REF`
 //!   drives endpoints that already run.
 //! * `crius-bench compare` sets everything up on this machine: a local
-//!   registry with a ~100 MB image and busybox, `criusd` on a private
-//!   containerd (endpoint A) and containerd's own CRI plugin on a second
-//!   private containerd (endpoint B); everything is stopped and removed
-//!   afterwards, also on errors and on Ctrl-C.
+//!   registry with a ~100 MB image, busybox and a pause image, `criusd` on a
+//!   private containerd (endpoint A) and containerd's own CRI plugin on a
+//!   second private containerd (endpoint B), each with a CNI bridge network
+//!   of its own; runs the scenarios (pod start, churn, scale, pull,
+//!   footprint, floor); everything is stopped and removed afterwards, also
+//!   on errors and on Ctrl-C.
 //!
 //! The report goes to stdout (a table, or JSON with `-o json`); progress and
 //! errors go to stderr. Exit status: 0 all measured, 2 a report with endpoint
 //! errors, 1 no report (setup failed).
 
 mod bench;
+mod floor;
+mod footprint;
 mod images;
 mod machine;
+mod pods;
+mod probe;
 mod report;
 mod setup;
 mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -93,8 +100,55 @@ struct PullArgs {
     common: Common,
 }
 
+/// The scenarios of `compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Pod start, serial x N and N at concurrency C.
+    PodStart,
+    /// Pod cycles for --churn-secs at concurrency C; leaks.
+    Churn,
+    /// M running pods; list/status latency, memory.
+    Scale,
+    /// Cold pulls (big and small image), ImageStatus, ListImages.
+    Pull,
+    /// RSS and CPU: idle, at M pods (with scale), after churn (with churn).
+    Footprint,
+    /// `runc run` of the same container from a bundle.
+    Floor,
+    /// Every scenario.
+    All,
+}
+
 #[derive(Debug, Args)]
 struct CompareArgs {
+    /// Scenarios to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    scenarios: Vec<Scenario>,
+    /// Pods per endpoint in the pod start scenarios (and runc runs of the floor).
+    #[arg(short = 'n', long = "pods", default_value_t = 100)]
+    n: usize,
+    /// Concurrency: parallel pod start, churn workers, scale set-up and teardown.
+    #[arg(short = 'c', long = "concurrency", default_value_t = 10)]
+    c: usize,
+    /// Running pods per endpoint in the scale scenario.
+    #[arg(short = 'm', long = "scale-pods", default_value_t = 100)]
+    m: usize,
+    /// Seconds of churn per endpoint.
+    #[arg(long, default_value_t = 30)]
+    churn_secs: u64,
+    /// Seconds over which idle CPU is measured (footprint).
+    #[arg(long, default_value_t = 10)]
+    idle_secs: u64,
+    /// criusd's log level (info: what containerd logs at by default; debug
+    /// adds a line per containerd call, to see where a pod start's time goes).
+    #[arg(long, default_value = "info")]
+    criusd_log_level: String,
+    /// Both containerds' log level.
+    #[arg(long, default_value = "info")]
+    containerd_log_level: String,
+    /// Copy criusd's and both containerds' logs into this directory at the end.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
     /// The criusd binary [default: criusd next to this executable].
     #[arg(long)]
     criusd: Option<PathBuf>,
@@ -103,7 +157,7 @@ struct CompareArgs {
     /// else /var/tmp/crius-bench-cache].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    /// Only the small (busybox) image: skip the ~100 MB one.
+    /// Pull scenario: only the small (busybox) image, skip the ~100 MB one.
     #[arg(long)]
     small_only: bool,
     #[command(flatten)]
@@ -221,6 +275,7 @@ async fn pull(a: PullArgs) -> Result<Report> {
             address,
             cri,
             containerd_root: None,
+            local: None,
         };
         // Label it with what it says it is (e.g. `containerd`, `crius`).
         let info = target.info().await;
@@ -289,12 +344,21 @@ fn build_profile(binary: &Path) -> &'static str {
     }
 }
 
+impl CompareArgs {
+    fn wants(&self, s: Scenario) -> bool {
+        self.scenarios.contains(&Scenario::All) || self.scenarios.contains(&s)
+    }
+}
+
 async fn compare(a: CompareArgs) -> Result<Report> {
     let s = a.common.settings();
     check_settings(s)?;
+    if a.c == 0 {
+        bail!("-c/--concurrency must be at least 1");
+    }
     crius_testkit::require_root()?;
-    let criusd_bin = match a.criusd {
-        Some(p) => p,
+    let criusd_bin = match &a.criusd {
+        Some(p) => p.clone(),
         None => std::env::current_exe()
             .context("locating this executable")?
             .parent()
@@ -307,19 +371,23 @@ async fn compare(a: CompareArgs) -> Result<Report> {
             criusd_bin.display()
         )
     })?;
-    let cache_dir = a.cache_dir.unwrap_or_else(default_cache_dir);
+    let cache_dir = a.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let pod_scenarios =
+        a.wants(Scenario::PodStart) || a.wants(Scenario::Churn) || a.wants(Scenario::Scale);
 
-    // Locals drop in reverse order: criusd, its containerd, the CRI
-    // containerd, the registry, the lock.
+    // Locals drop in reverse order: logs, criusd, its containerd, the CRI
+    // containerd, bridges and cgroups, the registry, the lock.
     let _lock = setup::lock_cache(&cache_dir)?;
     let storage = cache_dir.join("registry-storage");
     std::fs::create_dir_all(&storage).with_context(|| format!("creating {}", storage.display()))?;
     let registry = crius_testkit::registry::Registry::start_with_storage(&storage)?;
     let mut pushed = Vec::new();
-    if !a.small_only {
+    if a.wants(Scenario::Pull) && !a.small_only {
         pushed.push(images::ensure_big(&registry, &cache_dir)?);
     }
-    pushed.push(images::ensure_small(&registry)?);
+    let small = images::ensure_small(&registry)?;
+    pushed.push(small.clone());
+    let pause = images::ensure_pause(&registry)?;
     let addr = registry.addr();
     let images: Vec<BenchImage> = pushed
         .iter()
@@ -331,13 +399,35 @@ async fn compare(a: CompareArgs) -> Result<Report> {
             layers: p.layers.clone(),
         })
         .collect();
+    let busybox = small.reference(&addr);
+    let pause_ref = pause.reference(&addr);
 
-    let ctd_b = setup::CriContainerd::start(&addr)?;
+    let networks = setup::Network::for_endpoints(2);
+    let host = setup::HostGuard::new(&networks);
+    let ctd_b = setup::BenchContainerd::start(
+        setup::Flavor::Cri {
+            registry_addr: &addr,
+            sandbox_image: &pause_ref,
+            network: &networks[1],
+        },
+        &a.containerd_log_level,
+    )?;
     ctd_b.wait_cri().await?;
-    let ctd_a = crius_testkit::containerd::Containerd::start()?;
-    let criusd = setup::CriusdProc::start(&criusd_bin, ctd_a.socket(), &addr)?;
+    let ctd_a = setup::BenchContainerd::start(setup::Flavor::Plain, &a.containerd_log_level)?;
+    let criusd = setup::CriusdProc::start(
+        &criusd_bin,
+        ctd_a.socket(),
+        &addr,
+        &networks[0],
+        &a.criusd_log_level,
+    )?;
     criusd.wait_ready().await?;
+    let logs = tempfile::Builder::new()
+        .prefix("crius-bench-logs-")
+        .tempdir_in("/tmp")
+        .context("creating the pod log directory")?;
 
+    let pid = |p: Option<i32>, what: &str| p.with_context(|| format!("{what} is not running"));
     let targets = vec![
         Target {
             name: "A".into(),
@@ -345,6 +435,13 @@ async fn compare(a: CompareArgs) -> Result<Report> {
             address: format!("unix://{}", criusd.socket().display()),
             cri: bench::connect(&criusd.socket().display().to_string()).await?,
             containerd_root: Some(ctd_a.root()),
+            local: Some(probe::Local {
+                daemon_pid: Some(pid(criusd.pid(), "criusd")?),
+                containerd_pid: pid(ctd_a.pid(), "containerd (A)")?,
+                containerd_socket: ctd_a.socket().to_owned(),
+                dirs: vec![criusd.dir().to_owned(), ctd_a.dir().to_owned()],
+                cgroup: format!("{}/a", host.cgroup_root),
+            }),
         },
         Target {
             name: "B".into(),
@@ -352,6 +449,13 @@ async fn compare(a: CompareArgs) -> Result<Report> {
             address: format!("unix://{}", ctd_b.socket().display()),
             cri: bench::connect(&ctd_b.socket().display().to_string()).await?,
             containerd_root: Some(ctd_b.root()),
+            local: Some(probe::Local {
+                daemon_pid: None,
+                containerd_pid: pid(ctd_b.pid(), "containerd (B)")?,
+                containerd_socket: ctd_b.socket().to_owned(),
+                dirs: vec![ctd_b.dir().to_owned()],
+                cgroup: format!("{}/b", host.cgroup_root),
+            }),
         },
     ];
     let mut endpoints = Vec::new();
@@ -359,16 +463,107 @@ async fn compare(a: CompareArgs) -> Result<Report> {
         endpoints.push(t.info().await);
     }
     let machine = Machine::probe();
-    let scenarios = scenarios(&targets, &images, s).await;
-    let notes = vec![
+    let started = std::time::Instant::now();
+
+    // The pods' images: busybox on both, the pause image on B (crius
+    // builds its own at start-up).
+    if pod_scenarios {
+        for t in &targets {
+            bench::ensure_pulled(t, &busybox).await?;
+        }
+        bench::ensure_pulled(&targets[1], &pause_ref).await?;
+    }
+    let w = pods::Workload {
+        image: busybox.clone(),
+        log_root: logs.path().to_owned(),
+        cgroup_root: host.cgroup_root.clone(),
+    };
+    let ps = pods::PodSettings {
+        n: a.n,
+        c: a.c,
+        m: a.m,
+        churn: Duration::from_secs(a.churn_secs),
+        warmup: s.warmup,
+        calls: s.calls,
+    };
+
+    let mut out = Vec::new();
+    let idle = if a.wants(Scenario::Footprint) {
+        eprintln!("crius-bench: footprint: idle for {} s", a.idle_secs.max(1));
+        Some(footprint::idle(&targets, Duration::from_secs(a.idle_secs.max(1))).await)
+    } else {
+        None
+    };
+    let mut serial_start = Vec::new();
+    if a.wants(Scenario::PodStart) && a.n > 0 {
+        let serial = pods::pod_start_serial(&targets, &w, ps).await;
+        serial_start = serial
+            .results
+            .iter()
+            .map(|r| (r.endpoint.clone(), r.label.clone(), r.summary))
+            .collect();
+        out.push(serial);
+        out.push(pods::pod_start_parallel(&targets, &w, ps).await);
+    }
+    if a.wants(Scenario::Floor) {
+        eprintln!("crius-bench: floor: runc run x {}", a.n.max(1));
+        out.push(floor::floor(a.n.max(1), &host.cgroup_root, &serial_start).await);
+    }
+    let mut scale = None;
+    if a.wants(Scenario::Scale) && a.m > 0 {
+        let (report, outcomes) = pods::scale(&targets, &w, ps).await;
+        out.push(report);
+        scale = Some(outcomes);
+    }
+    let mut churn = None;
+    if a.wants(Scenario::Churn) && a.churn_secs > 0 {
+        let (report, outcomes) = pods::churn(&targets, &w, ps).await;
+        out.push(report);
+        churn = Some(outcomes);
+    }
+    if let Some(idle) = &idle {
+        out.push(footprint::report(
+            &targets,
+            idle,
+            scale.as_deref().map(|o| (a.m, o)),
+            churn.as_deref(),
+        ));
+    }
+    if a.wants(Scenario::Pull) {
+        out.extend(scenarios(&targets, &images, s).await);
+    }
+    let mut notes = Vec::new();
+    if pod_scenarios {
+        for t in &targets {
+            if let Err(e) = pods::remove_all(&t.cri, a.c).await {
+                notes.push(format!("{}: removing what was left: {e}", t.name));
+            }
+        }
+    }
+    eprintln!(
+        "crius-bench: scenarios took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    notes.extend([
         format!(
-            "A: {} ({}), log level info, on a private containerd without CRI plugin, namespace crius",
+            "A: {} ({}), log level {}, cgroup driver cgroupfs, on a private containerd without CRI plugin, namespace crius",
             criusd_bin.display(),
-            build_profile(&criusd_bin)
+            build_profile(&criusd_bin),
+            a.criusd_log_level
         ),
-        "B: containerd's CRI plugin on a second private containerd (same binary), namespace k8s.io, \
-         registry via certs.d/<host>/hosts.toml (plain HTTP)"
+        format!(
+            "B: containerd's CRI plugin on a second private containerd (same binary), namespace k8s.io, \
+             sandbox_image {pause_ref} (crius' pause program), restrict_oom_score_adj, cgroupfs, \
+             registry via certs.d/<host>/hosts.toml (plain HTTP)"
+        ),
+        "state directories (criusd's state_dir, both containerds' state) on a tmpfs each, as /run \
+         is on a node; roots (images, snapshots, metadata) on the disk under /tmp"
             .to_owned(),
+        format!(
+            "networks: A bridge {} {}, B bridge {} {}; CNI bridge (isGateway, no ipMasq) + portmap + loopback from /usr/lib/cni, host-local IPAM",
+            networks[0].bridge, networks[0].subnet, networks[1].bridge, networks[1].subnet
+        ),
         format!(
             "registry: docker-registry at {addr} serving {}; images: {}",
             storage.display(),
@@ -385,18 +580,35 @@ async fn compare(a: CompareArgs) -> Result<Report> {
                 .collect::<Vec<_>>()
                 .join("; ")
         ),
-        "cold pulls: before each pull the image is removed and the benchmark waits until its \
-         layer blobs are gone from that containerd's content store"
-            .to_owned(),
-    ];
-    let report = Report::new("compare", machine.finish(), endpoints, scenarios, notes);
-    if !report.errors.is_empty() {
-        let log = criusd.log();
-        let lines: Vec<&str> = log.lines().collect();
-        eprintln!(
-            "crius-bench: criusd log tail:\n{}",
-            lines[lines.len().saturating_sub(15)..].join("\n")
+    ]);
+    if a.wants(Scenario::Pull) {
+        notes.push(
+            "cold pulls: before each pull the image is removed and the benchmark waits until its \
+             layer blobs are gone from that containerd's content store"
+                .to_owned(),
         );
+    }
+    if let Some(dir) = &a.log_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, log) in [
+            ("criusd.log", criusd.log()),
+            ("containerd-a.log", ctd_a.log()),
+            ("containerd-b-cri.log", ctd_b.log()),
+        ] {
+            std::fs::write(dir.join(name), log)
+                .with_context(|| format!("writing {}", dir.join(name).display()))?;
+        }
+        eprintln!("crius-bench: logs copied to {}", dir.display());
+    }
+    let report = Report::new("compare", machine.finish(), endpoints, out, notes);
+    if !report.errors.is_empty() {
+        for (what, log) in [("criusd", criusd.log()), ("containerd (B)", ctd_b.log())] {
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "crius-bench: {what} log tail:\n{}",
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            );
+        }
     }
     Ok(report)
 }

@@ -68,6 +68,114 @@ pub struct ScenarioReport {
     pub results: Vec<EndpointResult>,
     /// results[0] / results[1], when both measured something.
     pub ratio: Option<Ratio>,
+    /// What was run, in words (scenarios with metrics).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The figures of the pod, footprint and floor scenarios: one row per
+    /// metric, one value per endpoint. Their `results` carry the headline
+    /// latency (the summary `ratio` is computed from) and the errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<Metric>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Whether a metric is a latency distribution or one number per endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    Latency,
+    Value,
+}
+
+/// One row of a scenario's table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metric {
+    pub name: String,
+    /// `ms`, `pods/s`, `MiB`, `count`, ...
+    pub unit: String,
+    pub kind: MetricKind,
+    pub values: Vec<MetricValue>,
+    /// values[0] / values[1]: of the p50 for latencies, of the value otherwise.
+    pub ratio: Option<f64>,
+    /// Latencies: values[0] / values[1] of the p99.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_p99: Option<f64>,
+}
+
+/// One endpoint's figure of a metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricValue {
+    pub endpoint: String,
+    pub label: String,
+    /// Latencies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// Values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+}
+
+fn quotient(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 && a.is_finite() && b.is_finite() => Some(a / b),
+        _ => None,
+    }
+}
+
+impl Metric {
+    /// A latency row: `(endpoint, label, samples summary)` per endpoint.
+    pub fn latency(name: &str, values: Vec<(String, String, Option<Summary>)>) -> Metric {
+        let values: Vec<MetricValue> = values
+            .into_iter()
+            .map(|(endpoint, label, summary)| MetricValue {
+                endpoint,
+                label,
+                summary,
+                value: None,
+            })
+            .collect();
+        let (ratio, ratio_p99) = match values.as_slice() {
+            [a, b] => (
+                quotient(a.summary.map(|s| s.p50_ms), b.summary.map(|s| s.p50_ms)),
+                quotient(a.summary.map(|s| s.p99_ms), b.summary.map(|s| s.p99_ms)),
+            ),
+            _ => (None, None),
+        };
+        Metric {
+            name: name.to_owned(),
+            unit: "ms".to_owned(),
+            kind: MetricKind::Latency,
+            values,
+            ratio,
+            ratio_p99,
+        }
+    }
+
+    /// A value row: `(endpoint, label, value)` per endpoint.
+    pub fn value(name: &str, unit: &str, values: Vec<(String, String, Option<f64>)>) -> Metric {
+        let values: Vec<MetricValue> = values
+            .into_iter()
+            .map(|(endpoint, label, value)| MetricValue {
+                endpoint,
+                label,
+                summary: None,
+                value: value.filter(|v| v.is_finite()),
+            })
+            .collect();
+        let ratio = match values.as_slice() {
+            [a, b] => quotient(a.value, b.value),
+            _ => None,
+        };
+        Metric {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            kind: MetricKind::Value,
+            values,
+            ratio,
+            ratio_p99: None,
+        }
+    }
 }
 
 impl ScenarioReport {
@@ -105,7 +213,40 @@ impl ScenarioReport {
             warmup: s.warmup,
             results,
             ratio,
+            detail: String::new(),
+            metrics: Vec::new(),
+            notes: Vec::new(),
         }
+    }
+
+    /// A scenario reported as metrics (pod start, churn, scale, footprint,
+    /// floor). `results` carry each endpoint's headline latency and error.
+    pub fn with_metrics(
+        scenario: &str,
+        image: &str,
+        reference: Option<String>,
+        detail: String,
+        results: Vec<EndpointResult>,
+        metrics: Vec<Metric>,
+        notes: Vec<String>,
+    ) -> Self {
+        let mut s = ScenarioReport::new(
+            scenario,
+            image,
+            reference,
+            None,
+            None,
+            Settings {
+                runs: 0,
+                warmup: 0,
+                calls: 0,
+            },
+            results,
+        );
+        s.detail = detail;
+        s.metrics = metrics;
+        s.notes = notes;
+        s
     }
 
     pub fn errors(&self) -> impl Iterator<Item = String> + '_ {
@@ -194,6 +335,10 @@ impl Report {
         }
         for s in &self.scenarios {
             let _ = writeln!(out);
+            if !s.metrics.is_empty() || !s.detail.is_empty() {
+                metrics_table(&mut out, s);
+                continue;
+            }
             let mut title = format!("== {} {}", s.scenario, s.image);
             let mut parts = Vec::new();
             if let Some(r) = s.reference.as_ref().filter(|r| **r != s.image) {
@@ -286,6 +431,181 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// The endpoints (columns) of `metrics`, in order of appearance.
+fn columns(metrics: &[&Metric]) -> Vec<(String, String)> {
+    let mut cols: Vec<(String, String)> = Vec::new();
+    for v in metrics.iter().flat_map(|m| &m.values) {
+        if !cols.iter().any(|(e, _)| *e == v.endpoint) {
+            cols.push((v.endpoint.clone(), v.label.clone()));
+        }
+    }
+    cols
+}
+
+fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".to_owned())
+}
+
+fn ratio_text(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+/// A value for the table: counts whole, others with about three
+/// significant digits.
+fn num(v: f64, unit: &str) -> String {
+    let a = v.abs();
+    if unit == "count" || a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// The table of a scenario reported as metrics: latencies (p50/p90/p99/n
+/// per endpoint, ratios of p50 and p99), then values (one per endpoint,
+/// ratio).
+fn metrics_table(out: &mut String, s: &ScenarioReport) {
+    let _ = write!(out, "== {}", s.scenario);
+    if !s.detail.is_empty() {
+        let _ = write!(out, ": {}", s.detail);
+    }
+    let _ = writeln!(out);
+    let head_of = |cols: &[(String, String)]| {
+        if cols.len() == 2 {
+            format!("{}/{}", cols[0].0, cols[1].0)
+        } else {
+            String::new()
+        }
+    };
+    let latencies: Vec<&Metric> = s
+        .metrics
+        .iter()
+        .filter(|m| m.kind == MetricKind::Latency)
+        .collect();
+    let values: Vec<&Metric> = s
+        .metrics
+        .iter()
+        .filter(|m| m.kind == MetricKind::Value)
+        .collect();
+    let name_of = |m: &Metric| format!("{} ({})", m.name, m.unit);
+    let w = s
+        .metrics
+        .iter()
+        .map(|m| name_of(m).len())
+        .chain([20])
+        .max()
+        .unwrap_or(20);
+    if !latencies.is_empty() {
+        let cols = columns(&latencies);
+        let two = cols.len() == 2;
+        let ratio_head = head_of(&cols);
+        // Group header: endpoint names over their four columns.
+        let group = 8 * 3 + 6;
+        let mut head = format!("{:<w$}", "");
+        for (e, l) in &cols {
+            let mut name = format!("{e} {l}");
+            name.truncate(group);
+            let _ = write!(head, " {name:<group$}");
+        }
+        if two {
+            let _ = write!(head, " {ratio_head}");
+        }
+        let _ = writeln!(out, "{}", head.trim_end());
+        let mut sub = format!("{:<w$}", "latency");
+        for _ in &cols {
+            let _ = write!(sub, " {:>7} {:>7} {:>7} {:>5}", "p50", "p90", "p99", "n");
+        }
+        if two {
+            let _ = write!(sub, " {:>7} {:>7}", "p50", "p99");
+        }
+        let _ = writeln!(out, "{sub}");
+        for m in latencies {
+            let mut line = format!("{:<w$}", name_of(m));
+            for (e, _) in &cols {
+                match m
+                    .values
+                    .iter()
+                    .find(|v| v.endpoint == *e)
+                    .and_then(|v| v.summary)
+                {
+                    Some(sum) => {
+                        let _ = write!(
+                            line,
+                            " {:>7} {:>7} {:>7} {:>5}",
+                            ms(sum.p50_ms),
+                            ms(sum.p90_ms),
+                            ms(sum.p99_ms),
+                            sum.n
+                        );
+                    }
+                    None => {
+                        let _ = write!(line, " {:>7} {:>7} {:>7} {:>5}", "-", "-", "-", 0);
+                    }
+                }
+            }
+            if two {
+                let _ = write!(
+                    line,
+                    " {:>7} {:>7}",
+                    opt(m.ratio, ratio_text),
+                    opt(m.ratio_p99, ratio_text)
+                );
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if !values.is_empty() {
+        let cols = columns(&values);
+        let two = cols.len() == 2;
+        let ratio_head = head_of(&cols);
+        let cw = cols
+            .iter()
+            .map(|(e, l)| e.len() + 1 + l.len())
+            .chain([10])
+            .max()
+            .unwrap_or(10);
+        let mut head = format!("{:<w$}", "value");
+        for (e, l) in &cols {
+            let _ = write!(head, " {:>cw$}", format!("{e} {l}"));
+        }
+        if two {
+            let _ = write!(head, " {ratio_head:>7}");
+        }
+        let _ = writeln!(out, "{head}");
+        for m in values {
+            let mut line = format!("{:<w$}", name_of(m));
+            for (e, _) in &cols {
+                let v = m
+                    .values
+                    .iter()
+                    .find(|v| v.endpoint == *e)
+                    .and_then(|v| v.value);
+                let text = v.map_or_else(|| "-".to_owned(), |v| num(v, &m.unit));
+                let _ = write!(line, " {text:>cw$}");
+            }
+            if two {
+                let _ = write!(line, " {:>7}", opt(m.ratio, ratio_text));
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    for r in &s.results {
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "{} {}: error: {e}", r.endpoint, r.label);
+        }
+        for n in &r.notes {
+            let _ = writeln!(out, "{} {}: note: {n}", r.endpoint, r.label);
+        }
+    }
+    for n in &s.notes {
+        let _ = writeln!(out, "note: {n}");
     }
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 pub struct Summary {
     pub n: usize,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p99_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
@@ -32,6 +33,7 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     Some(Summary {
         n: sorted.len(),
         p50_ms: percentile(&sorted, 50.0),
+        p90_ms: percentile(&sorted, 90.0),
         p99_ms: percentile(&sorted, 99.0),
         min_ms: sorted[0],
         max_ms: sorted[sorted.len() - 1],
@@ -52,7 +54,7 @@ mod tests {
         assert_eq!(s.p50_ms, 1.0);
         let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
         let s = summarize(&hundred).expect("samples");
-        assert_eq!((s.p50_ms, s.p99_ms), (50.0, 99.0));
+        assert_eq!((s.p50_ms, s.p90_ms, s.p99_ms), (50.0, 90.0, 99.0));
         assert!(summarize(&[]).is_none());
     }
 }
