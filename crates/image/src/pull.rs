@@ -61,7 +61,7 @@ const PULL_LEASE_EXPIRY: Duration = Duration::from_secs(3600);
 
 /// containerd's garbage-collection labels.
 const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
-const GC_REF_SNAPSHOT: &str = "containerd.io/gc.ref.snapshot";
+pub(crate) const GC_REF_SNAPSHOT: &str = "containerd.io/gc.ref.snapshot";
 pub(crate) const UNCOMPRESSED: &str = "containerd.io/uncompressed";
 
 impl Images {

@@ -21,7 +21,14 @@ pub struct Images {
     /// The image list, kept while containerd's image events say nothing
     /// changed.
     pub(crate) index: Arc<Index>,
+    /// Image configs by image id (a config digest: what it names never
+    /// changes), so CreateContainer and RunPodSandbox do not read them from
+    /// containerd every time.
+    configs: Mutex<HashMap<String, Arc<serde_json::Value>>>,
 }
+
+/// How many image configs are kept in memory.
+const CONFIG_CACHE: usize = 256;
 
 /// A cache of the grouped image list. containerd stays the source of truth:
 /// nothing is cached unless a subscription to its `/images/` events is
@@ -159,6 +166,7 @@ impl Images {
             containerd,
             pulls: Mutex::new(HashMap::new()),
             index: Arc::default(),
+            configs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -194,12 +202,24 @@ impl Images {
 
     /// The image config (JSON) of an image, for verbose status.
     pub async fn config(&self, image: &CriImage) -> Result<serde_json::Value> {
+        if let Ok(configs) = self.configs.lock()
+            && let Some(c) = configs.get(&image.id)
+        {
+            return Ok((**c).clone());
+        }
         let bytes = self
             .containerd
             .content_read(&image.id, MAX_CONFIG_SIZE)
             .await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Internal(format!("image config {} is not JSON: {e}", image.id)))
+        let config: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("image config {} is not JSON: {e}", image.id)))?;
+        if let Ok(mut configs) = self.configs.lock() {
+            if configs.len() >= CONFIG_CACHE {
+                configs.clear();
+            }
+            configs.insert(image.id.clone(), Arc::new(config.clone()));
+        }
+        Ok(config)
     }
 
     /// Removes what a query names: a tag alone when the image keeps other
@@ -293,11 +313,27 @@ impl Images {
         self.containerd
             .lease_create(&lease, std::time::Duration::from_secs(3600))
             .await?;
-        let result = self
-            .containerd
-            .with_lease(&lease)
+        let leased = self.containerd.with_lease(&lease);
+        let mut result = leased
             .unpack(snapshotter, manifest.layers(), &diff_ids)
             .await;
+        // Before the lease goes: the image's config now holds the snapshots
+        // in this snapshotter too, as a pull's unpack does (else containerd's
+        // garbage collector may take them before the caller's snapshot
+        // stands on them).
+        if let Ok(chain_id) = &result
+            && let Err(e) = leased
+                .content_update_labels(
+                    &image.id,
+                    HashMap::from([(
+                        format!("{}.{snapshotter}", crate::pull::GC_REF_SNAPSHOT),
+                        chain_id.clone(),
+                    )]),
+                )
+                .await
+        {
+            result = Err(e);
+        }
         if let Err(e) = self.containerd.lease_delete(&lease).await {
             tracing::warn!(
                 lease,
