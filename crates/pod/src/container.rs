@@ -115,6 +115,8 @@ pub struct Container {
     status: Mutex<ContainerStatus>,
     pub(crate) op: tokio::sync::Mutex<()>,
     log: Mutex<Option<Arc<crius_logs::LogHandle>>>,
+    /// Turns true once an exit is recorded and its task deleted.
+    exit_recorded: tokio::sync::watch::Sender<bool>,
 }
 
 impl Container {
@@ -124,7 +126,14 @@ impl Container {
             status: Mutex::new(status),
             op: tokio::sync::Mutex::new(()),
             log: Mutex::new(None),
+            exit_recorded: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Waits (up to `limit`) for the exit watcher to have recorded the exit.
+    async fn exit_recorded(&self, limit: Duration) {
+        let mut rx = self.exit_recorded.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|done| *done)).await;
     }
 
     pub fn status(&self) -> ContainerStatus {
@@ -264,18 +273,10 @@ impl Pods {
             Reserve::Reserved(r) => r,
         };
         let pods = self.clone();
-        let sandbox_meta = sandbox.meta.clone();
         tokio::spawn(async move {
             let mut undo = Undo::default();
             match pods
-                .create_inner(
-                    &config,
-                    driver,
-                    &sandbox_meta,
-                    &req,
-                    reservation.id(),
-                    &mut undo,
-                )
+                .create_inner(&config, driver, &sandbox, &req, reservation.id(), &mut undo)
                 .await
             {
                 Ok(c) => {
@@ -299,11 +300,16 @@ impl Pods {
         &self,
         config: &Config,
         driver: CgroupDriver,
-        sandbox: &crate::SandboxMeta,
+        pod_sandbox: &crate::store::Sandbox,
         req: &ContainerRequest,
         id: &str,
         undo: &mut Undo,
     ) -> Result<Container> {
+        let sandbox = &pod_sandbox.meta;
+        // The pause process' pid, from memory: its namespaces are joined.
+        let sandbox_pid = pod_sandbox.pid().ok_or_else(|| {
+            Error::FailedPrecondition(format!("pod sandbox {} is not running", sandbox.id))
+        })?;
         let snapshotter = sandbox
             .snapshotter_or(&config.containerd.snapshotter)
             .to_string();
@@ -364,14 +370,6 @@ impl Pods {
         let user =
             container::resolve_user(req, &image_cfg.user, passwd.as_deref(), group.as_deref())?;
 
-        let sandbox_task = self
-            .containerd
-            .task_get(&sandbox.id)
-            .await?
-            .filter(|t| t.status == TaskStatus::Running)
-            .ok_or_else(|| {
-                Error::FailedPrecondition(format!("pod sandbox {} is not running", sandbox.id))
-            })?;
         let pod_dir = self.pods_dir().join(&sandbox.id);
         let files = PodFiles {
             hostname: Some(pod_dir.join("hostname").display().to_string()),
@@ -441,7 +439,7 @@ impl Pods {
             sandbox_id: sandbox.id.clone(),
             request: req,
             sandbox: &pod,
-            sandbox_pid: sandbox_task.pid,
+            sandbox_pid,
             netns_path: sandbox.netns.clone(),
             target_pid,
             process,
@@ -564,9 +562,14 @@ impl Pods {
         };
         c.container_create(&record).await?;
         undo.container = Some(id.to_string());
-        if let Err(e) = self.containerd.lease_delete(&lease).await {
-            tracing::warn!(lease, "cannot delete the creation lease: {e}");
-        }
+        // The record now holds the snapshot: the lease can go after the
+        // answer (it expires on its own if this fails).
+        let containerd = self.containerd.clone();
+        tokio::spawn(async move {
+            if let Err(e) = containerd.lease_delete(&lease).await {
+                tracing::warn!(lease, "cannot delete the creation lease: {e}");
+            }
+        });
         undo.lease = None;
         let container = Container::new(meta, status);
         tracing::info!(container = id, name = %req.name, sandbox = %sandbox.id, "container created");
@@ -810,6 +813,12 @@ impl Pods {
             };
         });
         self.persist_status(c, &st).await;
+        // As containerd does: the task goes at once (its rootfs unmounted,
+        // the shim's resources freed), not at RemoveContainer.
+        if let Err(e) = self.containerd.task_delete(&c.meta.id).await {
+            tracing::warn!(container = %c.meta.id, "deleting the exited task: {e}");
+        }
+        c.exit_recorded.send_replace(true);
         tracing::info!(container = %c.meta.id, exit_code = st.exit_code, reason = %st.reason, "container exited");
     }
 
@@ -849,6 +858,17 @@ impl Pods {
     }
 
     async fn stop_container_locked(&self, c: &Container, timeout: i64) -> Result<()> {
+        self.stop_task(c, timeout).await?;
+        // Answer once the exit is recorded, as containerd does: a status
+        // asked for next says EXITED.
+        if c.status().state == ContainerState::Running {
+            c.exit_recorded(LOG_DRAIN_WAIT + Duration::from_secs(3))
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn stop_task(&self, c: &Container, timeout: i64) -> Result<()> {
         let id = &c.meta.id;
         let running = self.containerd.task_get(id).await?.is_some_and(|t| {
             matches!(
@@ -865,12 +885,10 @@ impl Pods {
                 Ok(()) | Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-            let waited = tokio::time::timeout(
-                Duration::from_secs(timeout as u64),
-                self.containerd.task_wait(id),
-            )
-            .await;
-            if matches!(waited, Ok(Ok(_)) | Ok(Err(Error::NotFound { .. }))) {
+            if self
+                .wait_task_exit(id, Duration::from_secs(timeout as u64))
+                .await?
+            {
                 return Ok(());
             }
         }
@@ -878,12 +896,27 @@ impl Pods {
             Ok(()) | Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
-        match tokio::time::timeout(KILL_WAIT, self.containerd.task_wait(id)).await {
-            Ok(Ok(_)) | Ok(Err(Error::NotFound { .. })) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::DeadlineExceeded(format!(
+        if self.wait_task_exit(id, KILL_WAIT).await? {
+            Ok(())
+        } else {
+            Err(Error::DeadlineExceeded(format!(
                 "container {id} did not die within {KILL_WAIT:?} of SIGKILL"
-            ))),
+            )))
+        }
+    }
+
+    /// Whether the task exited within `limit`. The exit watcher deletes an
+    /// exited task at once, which may cut this wait off: a task that is
+    /// gone or stopped then counts as exited.
+    async fn wait_task_exit(&self, id: &str, limit: Duration) -> Result<bool> {
+        match tokio::time::timeout(limit, self.containerd.task_wait(id)).await {
+            Ok(Ok(_)) | Ok(Err(Error::NotFound { .. })) => Ok(true),
+            Ok(Err(e)) => match self.containerd.task_get(id).await? {
+                None => Ok(true),
+                Some(t) if t.status == TaskStatus::Stopped => Ok(true),
+                Some(_) => Err(e),
+            },
+            Err(_) => Ok(false),
         }
     }
 

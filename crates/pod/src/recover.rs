@@ -40,13 +40,20 @@ impl Pods {
                     }
                 };
                 let task = self.containerd.task_get(&r.id).await?;
-                let running = task.map(|t| t.status == TaskStatus::Running).unwrap_or(false);
-                Ok(Some(Sandbox::new(meta, SandboxState::recovered(Some(running)))))
+                let pid = task
+                    .filter(|t| t.status == TaskStatus::Running)
+                    .map(|t| t.pid);
+                let sandbox = Sandbox::new(meta, SandboxState::recovered(Some(pid.is_some())));
+                if let Some(pid) = pid {
+                    sandbox.set_pid(pid);
+                }
+                Ok(Some(sandbox))
             })
             .buffer_unordered(RECOVERY_CONCURRENCY)
             .collect()
             .await;
         let (mut ready, mut not_ready) = (0, 0);
+        let mut running = Vec::new();
         for s in loaded {
             let Some(s) = s? else { continue };
             let m = &s.meta;
@@ -57,12 +64,20 @@ impl Pods {
             } else {
                 not_ready += 1;
             }
-            self.store.insert(Arc::new(s));
+            let s = Arc::new(s);
+            if s.pid().is_some() {
+                running.push(s.clone());
+            }
+            self.store.insert(s);
         }
         for lease in self.containerd.lease_list_prefix("crius-sandbox-").await? {
             self.containerd.lease_delete(&lease).await?;
         }
         self.recover_containers().await?;
+        // Watchers last: nothing above can fail any more.
+        for s in running {
+            self.watch_pause(s);
+        }
         let orphans = self.remove_orphans(config).await;
         tracing::info!(ready, not_ready, orphans, "sandboxes recovered");
         Ok(())

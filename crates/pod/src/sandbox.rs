@@ -231,6 +231,7 @@ impl Pods {
             {
                 Ok(sandbox) => {
                     let id = sandbox.meta.id.clone();
+                    pods.watch_pause(sandbox.clone());
                     pods.store.insert(sandbox);
                     reservation.commit();
                     Ok(id)
@@ -492,7 +493,9 @@ impl Pods {
         }
         undo.lease = None;
         tracing::info!(sandbox = id, pod = %req.name, namespace = %req.namespace, pid, "sandbox ready");
-        Ok(Arc::new(Sandbox::new(meta, SandboxState::Ready)))
+        let sandbox = Sandbox::new(meta, SandboxState::Ready);
+        sandbox.set_pid(pid);
+        Ok(Arc::new(sandbox))
     }
 
     /// Undoes a failed run, in reverse; errors are logged, not returned.
@@ -535,6 +538,25 @@ impl Pods {
         {
             tracing::warn!(lease, "undo: lease: {e}");
         }
+    }
+
+    /// Waits for the pause process to exit and turns the sandbox NOTREADY,
+    /// so that status and list answer from memory.
+    pub(crate) fn watch_pause(self: &Arc<Self>, sandbox: Arc<Sandbox>) {
+        let pods = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match pods.containerd.task_wait(&sandbox.meta.id).await {
+                    Ok(_) | Err(Error::NotFound { .. }) => break,
+                    Err(e) => {
+                        tracing::debug!(sandbox = %sandbox.meta.id, "waiting for the pause process: {e}; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            sandbox.pause_exited();
+            tracing::debug!(sandbox = %sandbox.meta.id, "pause process exited");
+        });
     }
 
     /// Kills a task (all its processes), waits for it, deletes it. Absent is fine.
@@ -581,7 +603,10 @@ impl Pods {
         let id = &sandbox.meta.id;
         self.stop_containers_of(id).await?;
         self.kill_and_delete_task(id).await?;
-        if let (Some(network), Some(netns)) = (&sandbox.meta.network, &sandbox.meta.netns) {
+        sandbox.pause_exited();
+        if sandbox.network_down() {
+            tracing::debug!(sandbox = %id, "network already torn down");
+        } else if let (Some(network), Some(netns)) = (&sandbox.meta.network, &sandbox.meta.netns) {
             // The network config may have changed since; DEL with the cached
             // config when the named network is gone is the plugin's job.
             match crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs) {
@@ -603,6 +628,7 @@ impl Pods {
                 }
             }
         }
+        sandbox.set_network_down();
         sandbox.set_state(SandboxState::NotReady);
         tracing::info!(sandbox = %id, "sandbox stopped");
         Ok(())
@@ -659,13 +685,18 @@ impl Pods {
             .store
             .find(id)?
             .ok_or_else(|| Error::not_found(format!("pod sandbox {id}")))?;
-        let task = self.containerd.task_get(&sandbox.meta.id).await?;
-        let running = task
-            .as_ref()
-            .is_some_and(|t| t.status == TaskStatus::Running);
-        if sandbox.state() == SandboxState::Ready && !running {
-            // The pause process died under us.
-            sandbox.set_state(SandboxState::NotReady);
+        // From memory: the pause process' watcher turns the sandbox NOTREADY
+        // when it exits (kubelet asks for every pod's status every second).
+        // A verbose status also asks containerd.
+        if verbose {
+            let running = self
+                .containerd
+                .task_get(&sandbox.meta.id)
+                .await?
+                .is_some_and(|t| t.status == TaskStatus::Running);
+            if !running {
+                sandbox.pause_exited();
+            }
         }
         let spec = if verbose {
             self.containerd
@@ -678,9 +709,7 @@ impl Pods {
         Ok(SandboxStatus {
             meta: sandbox.meta.clone(),
             state: sandbox.state(),
-            pid: task
-                .filter(|t| t.status == TaskStatus::Running)
-                .map(|t| t.pid),
+            pid: sandbox.pid(),
             spec,
         })
     }

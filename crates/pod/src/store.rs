@@ -18,6 +18,12 @@ use crate::registrar::Registrar;
 pub struct Sandbox {
     pub meta: SandboxMeta,
     state: Mutex<SandboxState>,
+    /// The pause process while it runs; 0 otherwise.
+    pid: std::sync::atomic::AtomicU32,
+    /// The pod's network was torn down (by StopPodSandbox): RemovePodSandbox
+    /// need not run CNI DEL again. Not persisted: after a restart DEL runs
+    /// once more, which is harmless.
+    network_down: std::sync::atomic::AtomicBool,
     /// Held by stop and remove for their whole duration.
     pub(crate) op: tokio::sync::Mutex<()>,
 }
@@ -27,8 +33,34 @@ impl Sandbox {
         Sandbox {
             meta,
             state: Mutex::new(state),
+            pid: Default::default(),
+            network_down: Default::default(),
             op: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The pause process' pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(std::sync::atomic::Ordering::SeqCst)).filter(|p| *p != 0)
+    }
+
+    pub(crate) fn set_pid(&self, pid: u32) {
+        self.pid.store(pid, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn network_down(&self) -> bool {
+        self.network_down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_network_down(&self) {
+        self.network_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The pause process exited: NOTREADY.
+    pub(crate) fn pause_exited(&self) {
+        self.set_pid(0);
+        self.set_state(SandboxState::NotReady);
     }
 
     pub fn state(&self) -> SandboxState {

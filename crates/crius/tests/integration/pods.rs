@@ -36,6 +36,7 @@ crate::tests![
     sandbox_image_is_unpacked_lazily,
     host_pid_and_ipc_and_cgroup_parent,
     lost_shims_go_with_their_pod,
+    pause_death_shows_at_once,
 ];
 
 static NEXT: AtomicUsize = AtomicUsize::new(1);
@@ -1172,5 +1173,67 @@ async fn lost_shims_go_with_their_pod(env: Arc<Env>) -> anyhow::Result<()> {
     }
     ensure!(gone, "the lost shim of {id} survived the pod's removal");
     ensure!(bystander_alive, "a shim of another containerd was killed");
+    p.remove_all_and_check().await
+}
+
+/// PodSandboxStatus answers from memory (kubelet asks every second for every
+/// pod): a pause process that dies still turns the pod NOTREADY at once, in
+/// status and list, and the pod takes no new containers.
+async fn pause_death_shows_at_once(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let id = run(&mut p.cri, config("mortal")).await?;
+    let (_, info) = status(&mut p.cri, &id).await?;
+    let pid = info["pid"].as_i64().context("no pid")?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = p
+            .cri
+            .runtime
+            .pod_sandbox_status(v1::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+            .context("no status")?;
+        let listed = list_pods(&mut p.cri).await?;
+        let in_list = listed.iter().find(|x| x.id == id).context("not listed")?;
+        if s.state == v1::PodSandboxState::SandboxNotready as i32 {
+            ensure!(
+                in_list.state == v1::PodSandboxState::SandboxNotready as i32,
+                "status and list disagree: {in_list:?}"
+            );
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "still READY 5 s after the pause process died"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    let err = p
+        .cri
+        .runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: id.clone(),
+            config: Some(v1::ContainerConfig {
+                metadata: Some(v1::ContainerMetadata {
+                    name: "late".into(),
+                    attempt: 0,
+                }),
+                image: Some(v1::ImageSpec {
+                    image,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            sandbox_config: None,
+        })
+        .await
+        .expect_err("a dead pod takes no containers");
+    ensure!(err.code() == tonic::Code::FailedPrecondition, "{err:?}");
     p.remove_all_and_check().await
 }
