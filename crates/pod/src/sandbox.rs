@@ -714,8 +714,8 @@ impl Pods {
         })
     }
 
-    /// Sandboxes matching `filter`.
-    pub fn list(&self, filter: &ListFilter) -> Vec<(SandboxMeta, SandboxState)> {
+    /// Sandboxes matching `filter`, oldest first, shared (not copied).
+    pub fn list(&self, filter: &ListFilter) -> Vec<(Arc<Sandbox>, SandboxState)> {
         let mut out: Vec<_> = self
             .store
             .all()
@@ -728,9 +728,12 @@ impl Pods {
                     .iter()
                     .all(|(k, v)| s.meta.labels.get(k) == Some(v))
             })
-            .map(|s| (s.meta.clone(), s.state()))
+            .map(|s| {
+                let state = s.state();
+                (s, state)
+            })
             .collect();
-        out.sort_by_key(|(m, _)| m.created_at);
+        out.sort_by_key(|(s, _)| s.meta.created_at);
         out
     }
 }

@@ -345,14 +345,17 @@ impl RuntimeService for RuntimeSvc {
             Ok(v1::ListPodSandboxResponse {
                 items: items
                     .into_iter()
-                    .map(|(m, state)| v1::PodSandbox {
-                        id: m.id.clone(),
-                        metadata: Some(metadata(&m)),
-                        state: cri_state(state),
-                        created_at: m.created_at,
-                        labels: m.labels.clone().into_iter().collect(),
-                        annotations: m.annotations.clone().into_iter().collect(),
-                        runtime_handler: m.runtime_handler.clone(),
+                    .map(|(s, state)| {
+                        let m = &s.meta;
+                        v1::PodSandbox {
+                            id: m.id.clone(),
+                            metadata: Some(metadata(m)),
+                            state: cri_state(state),
+                            created_at: m.created_at,
+                            labels: m.labels.clone().into_iter().collect(),
+                            annotations: m.annotations.clone().into_iter().collect(),
+                            runtime_handler: m.runtime_handler.clone(),
+                        }
                     })
                     .collect(),
             })
