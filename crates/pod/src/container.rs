@@ -787,6 +787,12 @@ impl Pods {
             let _ = tokio::time::timeout(LOG_DRAIN_WAIT, wait_log(log)).await;
         }
         let oom = self.oom_killed(&c.meta.id).await;
+        // As containerd does: the task goes at once (its rootfs unmounted,
+        // the shim's resources freed), not at RemoveContainer; and before
+        // the status says EXITED, so that no one else deletes it meanwhile.
+        if let Err(e) = self.containerd.task_delete(&c.meta.id).await {
+            tracing::warn!(container = %c.meta.id, "deleting the exited task: {e}");
+        }
         let st = c.update(|s| {
             if s.state == ContainerState::Exited {
                 return;
@@ -813,11 +819,6 @@ impl Pods {
             };
         });
         self.persist_status(c, &st).await;
-        // As containerd does: the task goes at once (its rootfs unmounted,
-        // the shim's resources freed), not at RemoveContainer.
-        if let Err(e) = self.containerd.task_delete(&c.meta.id).await {
-            tracing::warn!(container = %c.meta.id, "deleting the exited task: {e}");
-        }
         c.exit_recorded.send_replace(true);
         tracing::info!(container = %c.meta.id, exit_code = st.exit_code, reason = %st.reason, "container exited");
     }
@@ -932,7 +933,12 @@ impl Pods {
     async fn remove_container_locked(&self, config: &Config, c: &Container) -> Result<()> {
         let id = c.meta.id.clone();
         self.stop_container_locked(c, 0).await?;
-        self.containerd.task_delete(&id).await?;
+        if let Err(e) = self.containerd.task_delete(&id).await {
+            // The exit watcher may have deleted it meanwhile.
+            if self.containerd.task_get(&id).await?.is_some() {
+                return Err(e);
+            }
+        }
         if let Some(log) = c.log() {
             let _ = tokio::time::timeout(Duration::from_secs(2), wait_log(log)).await;
         }
