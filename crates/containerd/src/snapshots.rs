@@ -198,6 +198,25 @@ impl Containerd {
         Ok(out)
     }
 
+    /// Usage of snapshot `key` (for an active snapshot: its writable layer);
+    /// `None` when it does not exist.
+    pub async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>> {
+        let r = self
+            .snapshots()
+            .usage(self.request(UsageRequest {
+                snapshotter: snapshotter.to_string(),
+                key: key.to_string(),
+            }))
+            .await;
+        Ok(not_found_as_none("snapshot usage", r)?.map(|u| {
+            let u = u.into_inner();
+            Usage {
+                bytes: u.size.max(0) as u64,
+                inodes: u.inodes.max(0) as u64,
+            }
+        }))
+    }
+
     /// Total usage of all snapshots of this namespace in `snapshotter`.
     pub async fn snapshots_usage(&self, snapshotter: &str) -> Result<Usage> {
         let keys: Vec<String> = self

@@ -12,6 +12,7 @@ pub mod names;
 pub mod readiness;
 pub mod runtime;
 pub mod sandbox;
+pub mod stats;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -71,6 +71,10 @@ pub struct ContainerMeta {
     /// The shim binary's absolute path, when the pod's handler names one.
     #[serde(default)]
     pub runtime_path: String,
+    /// The spec's `linux.cgroupsPath`, for stats ("" in records written
+    /// before it was kept).
+    #[serde(default)]
+    pub cgroups_path: String,
 }
 
 impl ContainerMeta {
@@ -519,6 +523,12 @@ impl Pods {
             created_at: now_ns(),
             snapshotter: snapshotter.clone(),
             runtime_path: sandbox.runtime_path.clone(),
+            cgroups_path: spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         };
         let status = ContainerStatus {
             state: ContainerState::Created,
@@ -950,6 +960,9 @@ impl Pods {
             &c.meta.snapshotter
         };
         self.containerd.snapshot_remove(snapshotter, &id).await?;
+        if let Ok(mut samples) = self.cpu_samples.lock() {
+            samples.remove(&id);
+        }
         // Image volumes may hold a lot: off the async workers.
         let dirs = [
             self.containers_dir().join(&id),

@@ -15,6 +15,7 @@ mod recover;
 pub mod registrar;
 mod rootfs;
 mod sandbox;
+mod stats;
 mod store;
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use crius_network::exec::Cni;
 
 pub use meta::SandboxMeta;
 pub use sandbox::{ListFilter, SandboxStatus};
+pub use stats::{ContainerUsage, StatsFilter};
 pub use store::Sandbox;
 
 /// Nanoseconds since the Unix epoch by the system clock (0 if it reads
@@ -50,6 +52,9 @@ pub struct Pods {
     pause: &'static [u8],
     /// Exits reported by containerd's events.
     exits: Arc<exits::Exits>,
+    /// The previous CPU sample of each container (timestamp, cumulative
+    /// ns), for the CPU rate of the next one.
+    cpu_samples: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
 }
 
 impl Pods {
@@ -71,6 +76,7 @@ impl Pods {
             host: host::facts(),
             state_dir,
             exits: Arc::default(),
+            cpu_samples: Default::default(),
         }
     }
 

@@ -209,6 +209,47 @@ pub fn container_request(config: Option<v1::ContainerConfig>) -> Result<Containe
     })
 }
 
+/// CRI `ContainerStats` of a container's usage; `fs_mountpoint` names the
+/// filesystem of its writable layer (the snapshotter's root).
+pub fn container_stats(u: &crius_pod::ContainerUsage, fs_mountpoint: &str) -> v1::ContainerStats {
+    let m = &u.container.meta;
+    let value = |v: u64| Some(v1::UInt64Value { value: v });
+    v1::ContainerStats {
+        attributes: Some(v1::ContainerAttributes {
+            id: m.id.clone(),
+            metadata: Some(v1::ContainerMetadata {
+                name: m.name.clone(),
+                attempt: m.attempt,
+            }),
+            labels: m.labels.clone().into_iter().collect(),
+            annotations: m.annotations.clone().into_iter().collect(),
+        }),
+        cpu: u.cpu_ns.map(|ns| v1::CpuUsage {
+            timestamp: u.timestamp,
+            usage_core_nano_seconds: value(ns),
+            usage_nano_cores: u.nano_cores.and_then(value),
+        }),
+        memory: u.memory.map(|mem| v1::MemoryUsage {
+            timestamp: u.timestamp,
+            working_set_bytes: value(mem.working_set),
+            available_bytes: mem.available.and_then(value),
+            usage_bytes: value(mem.usage),
+            rss_bytes: value(mem.rss),
+            page_faults: value(mem.page_faults),
+            major_page_faults: value(mem.major_page_faults),
+        }),
+        writable_layer: u.writable_layer.map(|(bytes, inodes)| v1::FilesystemUsage {
+            timestamp: u.timestamp,
+            fs_id: Some(v1::FilesystemIdentifier {
+                mountpoint: fs_mountpoint.to_string(),
+            }),
+            used_bytes: value(bytes),
+            inodes_used: value(inodes),
+        }),
+        swap: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashMap};

@@ -37,6 +37,34 @@ impl RuntimeSvc {
         RuntimeSvc { state }
     }
 
+    /// The root directory of a container's snapshotter (the writable
+    /// layer's filesystem), asked once per snapshotter and request.
+    async fn snapshotter_root(
+        &self,
+        roots: &mut HashMap<String, String>,
+        u: &crius_pod::ContainerUsage,
+    ) -> Result<String, Error> {
+        let config = self.state.config();
+        let snapshotter = if u.container.meta.snapshotter.is_empty() {
+            config.containerd.snapshotter.clone()
+        } else {
+            u.container.meta.snapshotter.clone()
+        };
+        if let Some(r) = roots.get(&snapshotter) {
+            return Ok(r.clone());
+        }
+        let root = self
+            .state
+            .backend()?
+            .containerd
+            .snapshotter_root(&snapshotter)
+            .await?
+            .display()
+            .to_string();
+        roots.insert(snapshotter, root.clone());
+        Ok(root)
+    }
+
     fn version(&self) -> v1::VersionResponse {
         v1::VersionResponse {
             version: KUBELET_API_VERSION.into(),
@@ -631,15 +659,44 @@ impl RuntimeService for RuntimeSvc {
     }
     async fn container_stats(
         &self,
-        _: Request<v1::ContainerStatsRequest>,
+        req: Request<v1::ContainerStatsRequest>,
     ) -> Result<Response<v1::ContainerStatsResponse>, Status> {
-        not_yet("ContainerStats").await
+        let id = req.into_inner().container_id;
+        respond("ContainerStats", async {
+            let backend = self.state.backend()?;
+            let usage = backend.pods.container_stats(&id).await?;
+            let mut roots = HashMap::new();
+            let root = self.snapshotter_root(&mut roots, &usage).await?;
+            Ok(v1::ContainerStatsResponse {
+                stats: Some(convert_container::container_stats(&usage, &root)),
+            })
+        })
+        .await
     }
     async fn list_container_stats(
         &self,
-        _: Request<v1::ListContainerStatsRequest>,
+        req: Request<v1::ListContainerStatsRequest>,
     ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
-        not_yet("ListContainerStats").await
+        let filter = req.into_inner().filter.unwrap_or_default();
+        respond("ListContainerStats", async {
+            let backend = self.state.backend()?;
+            let usages = backend
+                .pods
+                .list_container_stats(&crius_pod::StatsFilter {
+                    id: filter.id,
+                    pod_sandbox_id: filter.pod_sandbox_id,
+                    label_selector: filter.label_selector.into_iter().collect(),
+                })
+                .await?;
+            let mut roots = HashMap::new();
+            let mut stats = Vec::with_capacity(usages.len());
+            for u in &usages {
+                let root = self.snapshotter_root(&mut roots, u).await?;
+                stats.push(convert_container::container_stats(u, &root));
+            }
+            Ok(v1::ListContainerStatsResponse { stats })
+        })
+        .await
     }
     async fn pod_sandbox_stats(
         &self,

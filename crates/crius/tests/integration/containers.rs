@@ -1,6 +1,7 @@
 //! Issue 5 (first steps): containers in pods: create, start, exit codes and
 //! logs, stop, remove, the security context, restarts of the daemon.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ crate::tests![
     image_volumes_are_writable_copies,
     resources_are_seen_in_the_cgroup,
     tty_output_is_logged_as_stdout,
+    stats_of_running_containers,
 ];
 
 struct Pod {
@@ -1226,5 +1228,128 @@ async fn tty_output_is_logged_as_stdout(env: Arc<Env>) -> anyhow::Result<()> {
         );
     }
     ensure!(!log.contains(" stderr "), "{log:?}");
+    p.env.remove_all_and_check().await
+}
+
+/// ContainerStats / ListContainerStats (kubelet's CRI stats provider): CPU
+/// time and rate, memory, the writable layer, for running containers only.
+async fn stats_of_running_containers(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "stats").await?;
+    let cri = &mut p.env.cri;
+    let mut c = container(
+        "busy",
+        &p.image,
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/tmp/blob bs=1048576 count=8 2>/dev/null; while :; do :; done",
+        ],
+    );
+    c.labels = HashMap::from([("app".to_string(), "busy".to_string())]);
+    let busy = create(cri, &p.id, c).await?;
+    start(cri, &busy).await?;
+    let done = create(cri, &p.id, container("done", &p.image, &["true"])).await?;
+    start(cri, &done).await?;
+    wait_exited(cri, &done).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = |cri: &mut Cri| {
+        let mut cri = cri.clone();
+        let id = busy.clone();
+        async move {
+            anyhow::Ok(
+                cri.runtime
+                    .container_stats(v1::ContainerStatsRequest { container_id: id })
+                    .await?
+                    .into_inner()
+                    .stats
+                    .context("no stats")?,
+            )
+        }
+    };
+    let first = stats(cri).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = stats(cri).await?;
+    let cpu = |s: &v1::ContainerStats| {
+        s.cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .map(|v| v.value)
+            .unwrap_or(0)
+    };
+    ensure!(
+        cpu(&second) > cpu(&first) && cpu(&first) > 0,
+        "CPU time did not grow: {first:?} -> {second:?}"
+    );
+    let rate = second
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_nano_cores.as_ref())
+        .map(|v| v.value)
+        .context("no CPU rate on the second sample")?;
+    ensure!(
+        rate > 50_000_000,
+        "a busy loop used {rate} nano-cores (under 5% of a core)"
+    );
+    let memory = second.memory.as_ref().context("no memory")?;
+    ensure!(
+        memory
+            .working_set_bytes
+            .as_ref()
+            .is_some_and(|v| v.value > 0)
+            && memory.usage_bytes.as_ref().is_some_and(|v| v.value > 0),
+        "{memory:?}"
+    );
+    let layer = second
+        .writable_layer
+        .as_ref()
+        .context("no writable layer")?;
+    ensure!(
+        layer
+            .used_bytes
+            .as_ref()
+            .is_some_and(|v| v.value >= 8 << 20)
+            && layer
+                .fs_id
+                .as_ref()
+                .is_some_and(|f| !f.mountpoint.is_empty()),
+        "{layer:?}"
+    );
+    ensure!(
+        second.attributes.as_ref().map(|a| a.id.as_str()) == Some(busy.as_str()),
+        "{second:?}"
+    );
+    // The list: running containers only, by pod and by label.
+    for filter in [
+        v1::ContainerStatsFilter {
+            pod_sandbox_id: p.id.clone(),
+            ..Default::default()
+        },
+        v1::ContainerStatsFilter {
+            label_selector: HashMap::from([("app".to_string(), "busy".to_string())]),
+            ..Default::default()
+        },
+    ] {
+        let listed = cri
+            .runtime
+            .list_container_stats(v1::ListContainerStatsRequest {
+                filter: Some(filter),
+            })
+            .await?
+            .into_inner()
+            .stats;
+        let ids: Vec<_> = listed
+            .iter()
+            .filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone()))
+            .collect();
+        ensure!(ids == [busy.clone()], "{ids:?}");
+    }
+    let err = cri
+        .runtime
+        .container_stats(v1::ContainerStatsRequest {
+            container_id: "0123456789abcdef".into(),
+        })
+        .await
+        .expect_err("unknown container");
+    ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
     p.env.remove_all_and_check().await
 }

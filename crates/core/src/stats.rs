@@ -1,0 +1,149 @@
+//! Container resource usage from cgroup file contents, as CRI reports it
+//! (`ContainerStats`): pure functions over the text the caller read.
+//!
+//! cgroup v1: `cpuacct.usage` (ns), `memory.usage_in_bytes`,
+//! `memory.limit_in_bytes`, `memory.stat`; cgroup v2: `cpu.stat`
+//! (`usage_usec`), `memory.current`, `memory.max`, `memory.stat`.
+//! The working set is usage minus inactive file pages, as kubelet and
+//! containerd compute it.
+
+use std::collections::HashMap;
+
+/// Memory usage of a container, bytes (faults are counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub usage: u64,
+    pub working_set: u64,
+    /// Limit minus working set; `None` without a limit.
+    pub available: Option<u64>,
+    pub rss: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+}
+
+/// `key value` lines (`memory.stat`, `cpu.stat`).
+pub fn parse_flat_keyed(text: &str) -> HashMap<&str, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k, v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// A cgroup v1 memory limit file's value; the "unlimited" page-counter
+/// maximum (and anything near it) is no limit.
+fn limit_v1(text: &str) -> Option<u64> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|l| *l < (1u64 << 62))
+}
+
+/// Memory from cgroup v1 files.
+pub fn memory_v1(usage_in_bytes: &str, limit_in_bytes: &str, stat: &str) -> Option<Memory> {
+    let usage: u64 = usage_in_bytes.trim().parse().ok()?;
+    let stat = parse_flat_keyed(stat);
+    let get = |k: &str| stat.get(k).copied().unwrap_or(0);
+    let working_set = usage.saturating_sub(get("total_inactive_file"));
+    Some(Memory {
+        usage,
+        working_set,
+        available: limit_v1(limit_in_bytes).map(|l| l.saturating_sub(working_set)),
+        rss: get("total_rss"),
+        page_faults: get("total_pgfault"),
+        major_page_faults: get("total_pgmajfault"),
+    })
+}
+
+/// Memory from cgroup v2 files (`memory.max` is `max` without a limit).
+pub fn memory_v2(current: &str, max: &str, stat: &str) -> Option<Memory> {
+    let usage: u64 = current.trim().parse().ok()?;
+    let stat = parse_flat_keyed(stat);
+    let get = |k: &str| stat.get(k).copied().unwrap_or(0);
+    let working_set = usage.saturating_sub(get("inactive_file"));
+    Some(Memory {
+        usage,
+        working_set,
+        available: max
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|l| l.saturating_sub(working_set)),
+        rss: get("anon"),
+        page_faults: get("pgfault"),
+        major_page_faults: get("pgmajfault"),
+    })
+}
+
+/// Cumulative CPU time, ns, from cgroup v1 `cpuacct.usage`.
+pub fn cpu_v1(cpuacct_usage: &str) -> Option<u64> {
+    cpuacct_usage.trim().parse().ok()
+}
+
+/// Cumulative CPU time, ns, from cgroup v2 `cpu.stat`.
+pub fn cpu_v2(cpu_stat: &str) -> Option<u64> {
+    parse_flat_keyed(cpu_stat)
+        .get("usage_usec")
+        .map(|us| us.saturating_mul(1000))
+}
+
+/// CPU use between two samples `(timestamp ns, cumulative usage ns)`, in
+/// core-nanoseconds per second (1e9 = one core busy); `None` without a
+/// later sample or when the counter went back (a new cgroup).
+pub fn nano_cores(earlier: (i64, u64), later: (i64, u64)) -> Option<u64> {
+    let elapsed = u64::try_from(later.0.checked_sub(earlier.0)?).ok()?;
+    if elapsed == 0 || later.1 < earlier.1 {
+        return None;
+    }
+    let used = u128::from(later.1 - earlier.1);
+    u64::try_from(used * 1_000_000_000 / u128::from(elapsed)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT_V1: &str = "cache 4096\nrss 100\ntotal_rss 8192\ntotal_inactive_file 1024\ntotal_pgfault 42\ntotal_pgmajfault 3\n";
+
+    #[test]
+    fn memory_from_v1_files() {
+        let m = memory_v1("10240\n", "9223372036854771712\n", STAT_V1).expect("parsed");
+        assert_eq!(
+            m,
+            Memory {
+                usage: 10240,
+                working_set: 9216,
+                available: None,
+                rss: 8192,
+                page_faults: 42,
+                major_page_faults: 3,
+            }
+        );
+        let limited = memory_v1("10240", "16384", STAT_V1).expect("parsed");
+        assert_eq!(limited.available, Some(16384 - 9216));
+        assert_eq!(memory_v1("", "0", STAT_V1), None);
+    }
+
+    #[test]
+    fn memory_from_v2_files() {
+        let stat = "anon 700\nfile 300\ninactive_file 200\npgfault 9\npgmajfault 1\n";
+        let m = memory_v2("1000\n", "max\n", stat).expect("parsed");
+        assert_eq!((m.working_set, m.available, m.rss), (800, None, 700));
+        let m = memory_v2("1000", "4096", stat).expect("parsed");
+        assert_eq!(m.available, Some(4096 - 800));
+    }
+
+    #[test]
+    fn cpu_counters_and_rates() {
+        assert_eq!(cpu_v1("123456789\n"), Some(123_456_789));
+        assert_eq!(cpu_v2("usage_usec 1500\nuser_usec 1000\n"), Some(1_500_000));
+        // Half a core over one second.
+        assert_eq!(
+            nano_cores((1_000_000_000, 0), (2_000_000_000, 500_000_000)),
+            Some(500_000_000)
+        );
+        assert_eq!(nano_cores((5, 10), (5, 20)), None, "no time passed");
+        assert_eq!(nano_cores((1, 20), (2, 10)), None, "counter went back");
+    }
+}

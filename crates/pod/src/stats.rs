@@ -1,0 +1,171 @@
+//! Resource usage of running containers (`ContainerStats`,
+//! `ListContainerStats`): read from each container's cgroup (cgroupfs
+//! paths; v1 controllers or the unified hierarchy) and its writable
+//! snapshot, with the CPU rate computed against the previous sample.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crius_core::stats::{self, Memory};
+use crius_core::{Error, Result};
+
+use crate::Pods;
+use crate::container::{Container, ContainerState};
+
+/// One container's usage at `timestamp` (ns since the epoch).
+#[derive(Clone)]
+pub struct ContainerUsage {
+    pub container: Arc<Container>,
+    pub timestamp: i64,
+    /// Cumulative CPU time, ns.
+    pub cpu_ns: Option<u64>,
+    /// CPU use since the previous sample, core-nanoseconds per second.
+    pub nano_cores: Option<u64>,
+    pub memory: Option<Memory>,
+    /// Bytes and inodes of the writable layer.
+    pub writable_layer: Option<(u64, u64)>,
+}
+
+/// `ListContainerStats`' filter (AND of what is set).
+#[derive(Debug, Clone, Default)]
+pub struct StatsFilter {
+    pub id: String,
+    pub pod_sandbox_id: String,
+    pub label_selector: std::collections::BTreeMap<String, String>,
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// CPU and memory of the cgroup at `cgroups_path` (a cgroupfs path; a
+/// systemd `slice:prefix:name` gives nothing).
+fn cgroup_usage(cgroups_path: &str, unified: bool) -> (Option<u64>, Option<Memory>) {
+    if !cgroups_path.starts_with('/') {
+        return (None, None);
+    }
+    let rel = cgroups_path.trim_start_matches('/');
+    if unified {
+        let dir = Path::new("/sys/fs/cgroup").join(rel);
+        let cpu = read(&dir.join("cpu.stat")).and_then(|s| stats::cpu_v2(&s));
+        let memory = match (
+            read(&dir.join("memory.current")),
+            read(&dir.join("memory.max")),
+            read(&dir.join("memory.stat")),
+        ) {
+            (Some(c), Some(m), Some(s)) => stats::memory_v2(&c, &m, &s),
+            _ => None,
+        };
+        (cpu, memory)
+    } else {
+        let cpu = read(
+            &Path::new("/sys/fs/cgroup/cpuacct")
+                .join(rel)
+                .join("cpuacct.usage"),
+        )
+        .and_then(|s| stats::cpu_v1(&s));
+        let mem = Path::new("/sys/fs/cgroup/memory").join(rel);
+        let memory = match (
+            read(&mem.join("memory.usage_in_bytes")),
+            read(&mem.join("memory.limit_in_bytes")),
+            read(&mem.join("memory.stat")),
+        ) {
+            (Some(u), Some(l), Some(s)) => stats::memory_v1(&u, &l, &s),
+            _ => None,
+        };
+        (cpu, memory)
+    }
+}
+
+impl Pods {
+    /// Usage of container `id` (a running one; others have none).
+    pub async fn container_stats(&self, id: &str) -> Result<ContainerUsage> {
+        let c = self
+            .containers
+            .find(id)?
+            .ok_or_else(|| Error::not_found(format!("container {id}")))?;
+        self.usage_of(c).await
+    }
+
+    /// Usage of the running containers `filter` selects.
+    pub async fn list_container_stats(&self, filter: &StatsFilter) -> Result<Vec<ContainerUsage>> {
+        let mut out = Vec::new();
+        for c in self.containers.all() {
+            let m = &c.meta;
+            if (!filter.id.is_empty() && !m.id.starts_with(&filter.id))
+                || (!filter.pod_sandbox_id.is_empty()
+                    && !m.sandbox_id.starts_with(&filter.pod_sandbox_id))
+                || !filter
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| m.labels.get(k) == Some(v))
+                || c.status().state != ContainerState::Running
+            {
+                continue;
+            }
+            out.push(self.usage_of(c).await?);
+        }
+        out.sort_by(|a, b| {
+            a.container
+                .meta
+                .created_at
+                .cmp(&b.container.meta.created_at)
+        });
+        Ok(out)
+    }
+
+    async fn usage_of(&self, c: Arc<Container>) -> Result<ContainerUsage> {
+        let timestamp = crate::now_ns();
+        if c.status().state != ContainerState::Running {
+            return Ok(ContainerUsage {
+                container: c,
+                timestamp,
+                cpu_ns: None,
+                nano_cores: None,
+                memory: None,
+                writable_layer: None,
+            });
+        }
+        let cgroups_path = if c.meta.cgroups_path.is_empty() {
+            self.containerd
+                .container_get(&c.meta.id)
+                .await?
+                .and_then(|r| r.spec.linux().as_ref()?.cgroups_path().clone())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        } else {
+            c.meta.cgroups_path.clone()
+        };
+        let unified = self.host.cgroup_unified;
+        let (cpu_ns, memory) =
+            tokio::task::spawn_blocking(move || cgroup_usage(&cgroups_path, unified))
+                .await
+                .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
+        let nano_cores = cpu_ns.and_then(|now| {
+            let mut last = self.cpu_samples.lock().ok()?;
+            let earlier = last.insert(c.meta.id.clone(), (timestamp, now));
+            earlier.and_then(|e| stats::nano_cores(e, (timestamp, now)))
+        });
+        let snapshotter = if c.meta.snapshotter.is_empty() {
+            None
+        } else {
+            Some(c.meta.snapshotter.as_str())
+        };
+        let writable_layer = match snapshotter {
+            Some(s) => self
+                .containerd
+                .snapshot_usage(s, &c.meta.id)
+                .await?
+                .map(|u| (u.bytes, u.inodes)),
+            None => None,
+        };
+        Ok(ContainerUsage {
+            container: c,
+            timestamp,
+            cpu_ns,
+            nano_cores,
+            memory,
+            writable_layer,
+        })
+    }
+}
