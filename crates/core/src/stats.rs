@@ -100,6 +100,38 @@ pub fn nano_cores(earlier: (i64, u64), later: (i64, u64)) -> Option<u64> {
     u64::try_from(used * 1_000_000_000 / u128::from(elapsed)).ok()
 }
 
+/// One network interface's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_errors: u64,
+    pub tx_bytes: u64,
+    pub tx_errors: u64,
+}
+
+/// The interfaces of a `/proc/<pid>/net/dev`, loopback left out.
+pub fn net_dev(text: &str) -> Vec<Interface> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, counters) = l.split_once(':')?;
+            let name = name.trim();
+            let n: Vec<u64> = counters
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            (name != "lo" && n.len() >= 11).then(|| Interface {
+                name: name.to_string(),
+                rx_bytes: n[0],
+                rx_errors: n[2],
+                tx_bytes: n[8],
+                tx_errors: n[10],
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +177,24 @@ mod tests {
         );
         assert_eq!(nano_cores((5, 10), (5, 20)), None, "no time passed");
         assert_eq!(nano_cores((1, 20), (2, 10)), None, "counter went back");
+    }
+
+    #[test]
+    fn interfaces_from_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+  eth0:    5000      40    2    0    0     0          0         0     7000      50    1    0    0     0       0          0
+";
+        assert_eq!(
+            net_dev(text),
+            vec![Interface {
+                name: "eth0".into(),
+                rx_bytes: 5000,
+                rx_errors: 2,
+                tx_bytes: 7000,
+                tx_errors: 1,
+            }]
+        );
     }
 }

@@ -27,7 +27,7 @@ use crius_network::exec::Cni;
 
 pub use meta::SandboxMeta;
 pub use sandbox::{ListFilter, SandboxStatus};
-pub use stats::{ContainerUsage, StatsFilter};
+pub use stats::{ContainerUsage, PodUsage, StatsFilter};
 pub use store::Sandbox;
 
 /// Nanoseconds since the Unix epoch by the system clock (0 if it reads

@@ -650,6 +650,9 @@ impl Pods {
         let id = sandbox.meta.id.clone();
         self.remove_containers_of(config, &id).await?;
         self.containerd.container_delete(&id).await?;
+        if let Ok(mut samples) = self.cpu_samples.lock() {
+            samples.remove(&id);
+        }
         // A shim containerd lost while its start was cut short (a daemon
         // killed mid-run) would otherwise run forever.
         let containerd = self.containerd.clone();

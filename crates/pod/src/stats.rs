@@ -9,8 +9,9 @@ use std::sync::Arc;
 use crius_core::stats::{self, Memory};
 use crius_core::{Error, Result};
 
-use crate::Pods;
 use crate::container::{Container, ContainerState};
+use crate::{Pods, Sandbox};
+use crius_core::sandbox::SandboxState;
 
 /// One container's usage at `timestamp` (ns since the epoch).
 #[derive(Clone)]
@@ -26,6 +27,20 @@ pub struct ContainerUsage {
     pub writable_layer: Option<(u64, u64)>,
 }
 
+/// One pod's usage: its cgroup (the cgroup parent kubelet gives it), its
+/// network namespace, its running containers.
+#[derive(Clone)]
+pub struct PodUsage {
+    pub sandbox: Arc<Sandbox>,
+    pub timestamp: i64,
+    pub cpu_ns: Option<u64>,
+    pub nano_cores: Option<u64>,
+    pub memory: Option<Memory>,
+    pub interfaces: Vec<stats::Interface>,
+    pub processes: Option<u64>,
+    pub containers: Vec<ContainerUsage>,
+}
+
 /// `ListContainerStats`' filter (AND of what is set).
 #[derive(Debug, Clone, Default)]
 pub struct StatsFilter {
@@ -36,6 +51,20 @@ pub struct StatsFilter {
 
 fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
+}
+
+/// How many processes the cgroup at `cgroups_path` holds.
+fn cgroup_processes(cgroups_path: &str, unified: bool) -> Option<u64> {
+    if !cgroups_path.starts_with('/') {
+        return None;
+    }
+    let rel = cgroups_path.trim_start_matches('/');
+    let dir = if unified {
+        Path::new("/sys/fs/cgroup").join(rel)
+    } else {
+        Path::new("/sys/fs/cgroup/pids").join(rel)
+    };
+    read(&dir.join("pids.current")).and_then(|s| s.trim().parse().ok())
 }
 
 /// CPU and memory of the cgroup at `cgroups_path` (a cgroupfs path; a
@@ -78,6 +107,80 @@ fn cgroup_usage(cgroups_path: &str, unified: bool) -> (Option<u64>, Option<Memor
 }
 
 impl Pods {
+    /// Usage of pod sandbox `id` and its running containers.
+    pub async fn pod_sandbox_stats(&self, id: &str) -> Result<PodUsage> {
+        let s = self
+            .store
+            .find(id)?
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {id}")))?;
+        self.pod_usage(s).await
+    }
+
+    /// Usage of the ready sandboxes whose id starts with `id` and whose
+    /// labels match.
+    pub async fn list_pod_sandbox_stats(
+        &self,
+        id: &str,
+        label_selector: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<PodUsage>> {
+        let mut out = Vec::new();
+        for s in self.store.all() {
+            if (!id.is_empty() && !s.meta.id.starts_with(id))
+                || !label_selector
+                    .iter()
+                    .all(|(k, v)| s.meta.labels.get(k) == Some(v))
+                || s.state() != SandboxState::Ready
+            {
+                continue;
+            }
+            out.push(self.pod_usage(s).await?);
+        }
+        out.sort_by_key(|u| u.sandbox.meta.created_at);
+        Ok(out)
+    }
+
+    async fn pod_usage(&self, sandbox: Arc<Sandbox>) -> Result<PodUsage> {
+        let timestamp = crate::now_ns();
+        let parent = sandbox.meta.cgroup_parent.clone();
+        let pid = sandbox.pid();
+        let unified = self.host.cgroup_unified;
+        let (cpu_ns, memory, processes, interfaces) = tokio::task::spawn_blocking(move || {
+            let (cpu, memory) = cgroup_usage(&parent, unified);
+            let processes = cgroup_processes(&parent, unified);
+            let interfaces = pid
+                .and_then(|pid| read(Path::new(&format!("/proc/{pid}/net/dev"))))
+                .map(|t| stats::net_dev(&t))
+                .unwrap_or_default();
+            (cpu, memory, processes, interfaces)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
+        let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&sandbox.meta.id, timestamp, now));
+        let mut containers = Vec::new();
+        for c in self.containers.all() {
+            if c.meta.sandbox_id == sandbox.meta.id && c.status().state == ContainerState::Running {
+                containers.push(self.usage_of(c).await?);
+            }
+        }
+        Ok(PodUsage {
+            sandbox,
+            timestamp,
+            cpu_ns,
+            nano_cores,
+            memory,
+            interfaces,
+            processes,
+            containers,
+        })
+    }
+
+    /// The CPU rate since the previous sample of `key`; records this one.
+    fn cpu_rate(&self, key: &str, timestamp: i64, usage: u64) -> Option<u64> {
+        let mut last = self.cpu_samples.lock().ok()?;
+        let earlier = last.insert(key.to_string(), (timestamp, usage));
+        earlier.and_then(|e| stats::nano_cores(e, (timestamp, usage)))
+    }
+
     /// Usage of container `id` (a running one; others have none).
     pub async fn container_stats(&self, id: &str) -> Result<ContainerUsage> {
         let c = self
@@ -105,12 +208,7 @@ impl Pods {
             }
             out.push(self.usage_of(c).await?);
         }
-        out.sort_by(|a, b| {
-            a.container
-                .meta
-                .created_at
-                .cmp(&b.container.meta.created_at)
-        });
+        out.sort_by_key(|u| u.container.meta.created_at);
         Ok(out)
     }
 
@@ -141,11 +239,7 @@ impl Pods {
             tokio::task::spawn_blocking(move || cgroup_usage(&cgroups_path, unified))
                 .await
                 .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
-        let nano_cores = cpu_ns.and_then(|now| {
-            let mut last = self.cpu_samples.lock().ok()?;
-            let earlier = last.insert(c.meta.id.clone(), (timestamp, now));
-            earlier.and_then(|e| stats::nano_cores(e, (timestamp, now)))
-        });
+        let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&c.meta.id, timestamp, now));
         let snapshotter = if c.meta.snapshotter.is_empty() {
             None
         } else {

@@ -250,6 +250,74 @@ pub fn container_stats(u: &crius_pod::ContainerUsage, fs_mountpoint: &str) -> v1
     }
 }
 
+/// CRI `PodSandboxStats` of a pod's usage; `roots` gives each container's
+/// writable-layer filesystem (in the order of `u.containers`).
+pub fn pod_sandbox_stats(u: &crius_pod::PodUsage, roots: &[String]) -> v1::PodSandboxStats {
+    let m = &u.sandbox.meta;
+    let value = |v: u64| Some(v1::UInt64Value { value: v });
+    let interfaces: Vec<v1::NetworkInterfaceUsage> = u
+        .interfaces
+        .iter()
+        .map(|i| v1::NetworkInterfaceUsage {
+            name: i.name.clone(),
+            rx_bytes: value(i.rx_bytes),
+            rx_errors: value(i.rx_errors),
+            tx_bytes: value(i.tx_bytes),
+            tx_errors: value(i.tx_errors),
+        })
+        .collect();
+    v1::PodSandboxStats {
+        attributes: Some(v1::PodSandboxAttributes {
+            id: m.id.clone(),
+            metadata: Some(v1::PodSandboxMetadata {
+                name: m.name.clone(),
+                uid: m.uid.clone(),
+                namespace: m.namespace.clone(),
+                attempt: m.attempt,
+            }),
+            labels: m.labels.clone().into_iter().collect(),
+            annotations: m.annotations.clone().into_iter().collect(),
+        }),
+        linux: Some(v1::LinuxPodSandboxStats {
+            cpu: u.cpu_ns.map(|ns| v1::CpuUsage {
+                timestamp: u.timestamp,
+                usage_core_nano_seconds: value(ns),
+                usage_nano_cores: u.nano_cores.and_then(value),
+            }),
+            memory: u.memory.map(|mem| v1::MemoryUsage {
+                timestamp: u.timestamp,
+                working_set_bytes: value(mem.working_set),
+                available_bytes: mem.available.and_then(value),
+                usage_bytes: value(mem.usage),
+                rss_bytes: value(mem.rss),
+                page_faults: value(mem.page_faults),
+                major_page_faults: value(mem.major_page_faults),
+            }),
+            network: (!interfaces.is_empty()).then(|| v1::NetworkUsage {
+                timestamp: u.timestamp,
+                // kubelet's default interface name.
+                default_interface: interfaces
+                    .iter()
+                    .find(|i| i.name == "eth0")
+                    .or(interfaces.first())
+                    .cloned(),
+                interfaces: interfaces.clone(),
+            }),
+            process: u.processes.map(|n| v1::ProcessUsage {
+                timestamp: u.timestamp,
+                process_count: value(n),
+            }),
+            containers: u
+                .containers
+                .iter()
+                .zip(roots)
+                .map(|(c, root)| container_stats(c, root))
+                .collect(),
+        }),
+        windows: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, HashMap};

@@ -37,6 +37,19 @@ impl RuntimeSvc {
         RuntimeSvc { state }
     }
 
+    /// CRI stats of a pod, with its containers' writable-layer filesystems.
+    async fn pod_stats(
+        &self,
+        roots: &mut HashMap<String, String>,
+        u: &crius_pod::PodUsage,
+    ) -> Result<v1::PodSandboxStats, Error> {
+        let mut container_roots = Vec::with_capacity(u.containers.len());
+        for c in &u.containers {
+            container_roots.push(self.snapshotter_root(roots, c).await?);
+        }
+        Ok(convert_container::pod_sandbox_stats(u, &container_roots))
+    }
+
     /// The root directory of a container's snapshotter (the writable
     /// layer's filesystem), asked once per snapshotter and request.
     async fn snapshotter_root(
@@ -700,15 +713,38 @@ impl RuntimeService for RuntimeSvc {
     }
     async fn pod_sandbox_stats(
         &self,
-        _: Request<v1::PodSandboxStatsRequest>,
+        req: Request<v1::PodSandboxStatsRequest>,
     ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
-        not_yet("PodSandboxStats").await
+        let id = req.into_inner().pod_sandbox_id;
+        respond("PodSandboxStats", async {
+            let usage = self.state.backend()?.pods.pod_sandbox_stats(&id).await?;
+            let mut roots = HashMap::new();
+            Ok(v1::PodSandboxStatsResponse {
+                stats: Some(self.pod_stats(&mut roots, &usage).await?),
+            })
+        })
+        .await
     }
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<v1::ListPodSandboxStatsRequest>,
+        req: Request<v1::ListPodSandboxStatsRequest>,
     ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
-        not_yet("ListPodSandboxStats").await
+        let filter = req.into_inner().filter.unwrap_or_default();
+        respond("ListPodSandboxStats", async {
+            let usages = self
+                .state
+                .backend()?
+                .pods
+                .list_pod_sandbox_stats(&filter.id, &filter.label_selector.into_iter().collect())
+                .await?;
+            let mut roots = HashMap::new();
+            let mut stats = Vec::with_capacity(usages.len());
+            for u in &usages {
+                stats.push(self.pod_stats(&mut roots, u).await?);
+            }
+            Ok(v1::ListPodSandboxStatsResponse { stats })
+        })
+        .await
     }
     async fn checkpoint_container(
         &self,

@@ -34,6 +34,7 @@ crate::tests![
     resources_are_seen_in_the_cgroup,
     tty_output_is_logged_as_stdout,
     stats_of_running_containers,
+    stats_of_a_pod,
 ];
 
 struct Pod {
@@ -1352,4 +1353,107 @@ async fn stats_of_running_containers(env: Arc<Env>) -> anyhow::Result<()> {
         .expect_err("unknown container");
     ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
     p.env.remove_all_and_check().await
+}
+
+/// PodSandboxStats / ListPodSandboxStats: the pod's cgroup (its cgroup
+/// parent), processes, network interfaces and its running containers.
+async fn stats_of_a_pod(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let parent = format!("/crius-test-stats-{}", std::process::id());
+    let mut c = config("pod-stats");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        cgroup_parent: parent.clone(),
+        ..Default::default()
+    });
+    let id = run(&mut p.cri, c).await?;
+    let image = env.images.reference(ti::BUSYBOX);
+    p.cri
+        .image
+        .pull_image(v1::PullImageRequest {
+            image: Some(v1::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let mut cc = container("spin", &image, &["sh", "-c", "while :; do :; done"]);
+    cc.log_path = String::new();
+    let cid = create(&mut p.cri, &id, cc).await?;
+    start(&mut p.cri, &cid).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = p
+        .cri
+        .runtime
+        .pod_sandbox_stats(v1::PodSandboxStatsRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .context("no stats")?;
+    let linux = stats.linux.as_ref().context("no linux stats")?;
+    ensure!(
+        linux
+            .cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .is_some_and(|v| v.value > 0),
+        "{linux:?}"
+    );
+    ensure!(
+        linux
+            .memory
+            .as_ref()
+            .and_then(|m| m.working_set_bytes.as_ref())
+            .is_some_and(|v| v.value > 0),
+        "{linux:?}"
+    );
+    ensure!(
+        linux
+            .process
+            .as_ref()
+            .and_then(|p| p.process_count.as_ref())
+            .is_some_and(|v| v.value >= 2),
+        "pause and the container: {linux:?}"
+    );
+    let network = linux.network.as_ref().context("no network")?;
+    ensure!(
+        network
+            .default_interface
+            .as_ref()
+            .is_some_and(|i| i.name == "eth0"),
+        "{network:?}"
+    );
+    let ids: Vec<_> = linux
+        .containers
+        .iter()
+        .filter_map(|c| c.attributes.as_ref().map(|a| a.id.clone()))
+        .collect();
+    ensure!(ids == [cid.clone()], "{ids:?}");
+    let listed = p
+        .cri
+        .runtime
+        .list_pod_sandbox_stats(v1::ListPodSandboxStatsRequest {
+            filter: Some(v1::PodSandboxStatsFilter {
+                id: id[..12].to_string(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .stats;
+    ensure!(
+        listed.len() == 1
+            && listed[0].attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str()),
+        "{listed:?}"
+    );
+    let result = p.remove_all_and_check().await;
+    for controller in [
+        "cpu", "cpuacct", "systemd", "unified", "cpuset", "memory", "pids", "devices", "freezer",
+        "blkio",
+    ] {
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{controller}{parent}"));
+    }
+    result
 }
