@@ -683,7 +683,16 @@ async fn stdio_variants() -> Result<()> {
         c.task_start(&id).await?;
         assert_eq!(c.task_wait(&id).await?.exit_status, 0);
         c.task_delete(&id).await?;
-        let text = std::fs::read_to_string(&log)?;
+        // The shim copies both streams into the file on its own time:
+        // stderr may land a moment after the task is gone.
+        let mut text = String::new();
+        for _ in 0..40 {
+            text = std::fs::read_to_string(&log)?;
+            if text.contains("to-out\n") && text.contains("to-err\n") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         ensure!(
             text.contains("to-out\n") && text.contains("to-err\n"),
             "{text:?}"
