@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use crius_cri_api::v1;
 use serde::Deserialize;
 
+use crate::podspec::{document, enum_value, mode};
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct Config {
@@ -129,27 +131,6 @@ struct Profile {
     localhost_ref: String,
 }
 
-fn enum_value(
-    v: &Option<serde_json::Value>,
-    parse: fn(&str) -> Option<i32>,
-) -> anyhow::Result<i32> {
-    match v {
-        None => Ok(0),
-        Some(serde_json::Value::Number(n)) => n
-            .as_i64()
-            .and_then(|n| i32::try_from(n).ok())
-            .ok_or_else(|| anyhow::anyhow!("bad enum value {n}")),
-        Some(serde_json::Value::String(s)) => {
-            parse(s).ok_or_else(|| anyhow::anyhow!("unknown value {s:?}"))
-        }
-        Some(other) => anyhow::bail!("bad enum value {other}"),
-    }
-}
-
-fn mode(s: &str) -> Option<i32> {
-    v1::NamespaceMode::from_str_name(&s.to_uppercase()).map(|m| m as i32)
-}
-
 fn propagation(s: &str) -> Option<i32> {
     let s = s.to_uppercase();
     let s = if s.starts_with("PROPAGATION_") {
@@ -184,11 +165,7 @@ fn profile(p: &Option<Profile>) -> anyhow::Result<Option<v1::SecurityProfile>> {
 
 /// Parses a ContainerConfig document: JSON, or YAML when it is not JSON.
 pub fn parse(text: &str) -> anyhow::Result<v1::ContainerConfig> {
-    let c: Config = if text.trim_start().starts_with('{') {
-        serde_json::from_str(text)?
-    } else {
-        serde_yaml_ng::from_str(text)?
-    };
+    let c: Config = document(text)?;
     let sc = &c.linux.security_context;
     let ns = &sc.namespace_options;
     Ok(v1::ContainerConfig {

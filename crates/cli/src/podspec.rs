@@ -73,7 +73,9 @@ struct NamespaceOptions {
     ipc: Option<serde_json::Value>,
 }
 
-fn enum_value(
+/// A CRI enum given by name (`parse` takes the name as written) or number;
+/// absent is 0. Shared with [`crate::containerspec`].
+pub(crate) fn enum_value(
     v: &Option<serde_json::Value>,
     parse: fn(&str) -> Option<i32>,
 ) -> anyhow::Result<i32> {
@@ -84,27 +86,33 @@ fn enum_value(
             .and_then(|n| i32::try_from(n).ok())
             .ok_or_else(|| anyhow::anyhow!("bad enum value {n}")),
         Some(serde_json::Value::String(s)) => {
-            parse(&s.to_uppercase()).ok_or_else(|| anyhow::anyhow!("unknown value {s:?}"))
+            parse(s).ok_or_else(|| anyhow::anyhow!("unknown value {s:?}"))
         }
         Some(other) => anyhow::bail!("bad enum value {other}"),
     }
 }
 
-fn mode(s: &str) -> Option<i32> {
-    v1::NamespaceMode::from_str_name(s).map(|m| m as i32)
+/// A namespace mode by name, any case.
+pub(crate) fn mode(s: &str) -> Option<i32> {
+    v1::NamespaceMode::from_str_name(&s.to_uppercase()).map(|m| m as i32)
 }
 
 fn protocol(s: &str) -> Option<i32> {
-    v1::Protocol::from_str_name(s).map(|p| p as i32)
+    v1::Protocol::from_str_name(&s.to_uppercase()).map(|p| p as i32)
+}
+
+/// A CRI document: JSON, or YAML when it is not JSON.
+pub(crate) fn document<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    Ok(if text.trim_start().starts_with('{') {
+        serde_json::from_str(text)?
+    } else {
+        serde_yaml_ng::from_str(text)?
+    })
 }
 
 /// Parses a PodSandboxConfig document: JSON, or YAML when it is not JSON.
 pub fn parse(text: &str) -> anyhow::Result<v1::PodSandboxConfig> {
-    let c: Config = if text.trim_start().starts_with('{') {
-        serde_json::from_str(text)?
-    } else {
-        serde_yaml_ng::from_str(text)?
-    };
+    let c: Config = document(text)?;
     let ns = &c.linux.security_context.namespace_options;
     let sc = &c.linux.security_context;
     Ok(v1::PodSandboxConfig {
