@@ -209,11 +209,36 @@ pub fn container_request(config: Option<v1::ContainerConfig>) -> Result<Containe
     })
 }
 
+fn uint64(value: u64) -> Option<v1::UInt64Value> {
+    Some(v1::UInt64Value { value })
+}
+
+/// CRI `CpuUsage` of a cumulative CPU time and rate, when there is one.
+fn cpu_usage(timestamp: i64, cpu_ns: Option<u64>, nano_cores: Option<u64>) -> Option<v1::CpuUsage> {
+    cpu_ns.map(|ns| v1::CpuUsage {
+        timestamp,
+        usage_core_nano_seconds: uint64(ns),
+        usage_nano_cores: nano_cores.and_then(uint64),
+    })
+}
+
+/// CRI `MemoryUsage` of a cgroup's memory.
+fn memory_usage(timestamp: i64, m: &crius_core::stats::Memory) -> v1::MemoryUsage {
+    v1::MemoryUsage {
+        timestamp,
+        working_set_bytes: uint64(m.working_set),
+        available_bytes: m.available.and_then(uint64),
+        usage_bytes: uint64(m.usage),
+        rss_bytes: uint64(m.rss),
+        page_faults: uint64(m.page_faults),
+        major_page_faults: uint64(m.major_page_faults),
+    }
+}
+
 /// CRI `ContainerStats` of a container's usage; `fs_mountpoint` names the
 /// filesystem of its writable layer (the snapshotter's root).
 pub fn container_stats(u: &crius_pod::ContainerUsage, fs_mountpoint: &str) -> v1::ContainerStats {
     let m = &u.container.meta;
-    let value = |v: u64| Some(v1::UInt64Value { value: v });
     v1::ContainerStats {
         attributes: Some(v1::ContainerAttributes {
             id: m.id.clone(),
@@ -224,27 +249,15 @@ pub fn container_stats(u: &crius_pod::ContainerUsage, fs_mountpoint: &str) -> v1
             labels: m.labels.clone().into_iter().collect(),
             annotations: m.annotations.clone().into_iter().collect(),
         }),
-        cpu: u.cpu_ns.map(|ns| v1::CpuUsage {
-            timestamp: u.timestamp,
-            usage_core_nano_seconds: value(ns),
-            usage_nano_cores: u.nano_cores.and_then(value),
-        }),
-        memory: u.memory.map(|mem| v1::MemoryUsage {
-            timestamp: u.timestamp,
-            working_set_bytes: value(mem.working_set),
-            available_bytes: mem.available.and_then(value),
-            usage_bytes: value(mem.usage),
-            rss_bytes: value(mem.rss),
-            page_faults: value(mem.page_faults),
-            major_page_faults: value(mem.major_page_faults),
-        }),
+        cpu: cpu_usage(u.timestamp, u.cpu_ns, u.nano_cores),
+        memory: u.memory.map(|m| memory_usage(u.timestamp, &m)),
         writable_layer: u.writable_layer.map(|(bytes, inodes)| v1::FilesystemUsage {
             timestamp: u.timestamp,
             fs_id: Some(v1::FilesystemIdentifier {
                 mountpoint: fs_mountpoint.to_string(),
             }),
-            used_bytes: value(bytes),
-            inodes_used: value(inodes),
+            used_bytes: uint64(bytes),
+            inodes_used: uint64(inodes),
         }),
         swap: None,
     }
@@ -254,16 +267,15 @@ pub fn container_stats(u: &crius_pod::ContainerUsage, fs_mountpoint: &str) -> v1
 /// writable-layer filesystem (in the order of `u.containers`).
 pub fn pod_sandbox_stats(u: &crius_pod::PodUsage, roots: &[String]) -> v1::PodSandboxStats {
     let m = &u.sandbox.meta;
-    let value = |v: u64| Some(v1::UInt64Value { value: v });
     let interfaces: Vec<v1::NetworkInterfaceUsage> = u
         .interfaces
         .iter()
         .map(|i| v1::NetworkInterfaceUsage {
             name: i.name.clone(),
-            rx_bytes: value(i.rx_bytes),
-            rx_errors: value(i.rx_errors),
-            tx_bytes: value(i.tx_bytes),
-            tx_errors: value(i.tx_errors),
+            rx_bytes: uint64(i.rx_bytes),
+            rx_errors: uint64(i.rx_errors),
+            tx_bytes: uint64(i.tx_bytes),
+            tx_errors: uint64(i.tx_errors),
         })
         .collect();
     v1::PodSandboxStats {
@@ -279,20 +291,8 @@ pub fn pod_sandbox_stats(u: &crius_pod::PodUsage, roots: &[String]) -> v1::PodSa
             annotations: m.annotations.clone().into_iter().collect(),
         }),
         linux: Some(v1::LinuxPodSandboxStats {
-            cpu: u.cpu_ns.map(|ns| v1::CpuUsage {
-                timestamp: u.timestamp,
-                usage_core_nano_seconds: value(ns),
-                usage_nano_cores: u.nano_cores.and_then(value),
-            }),
-            memory: u.memory.map(|mem| v1::MemoryUsage {
-                timestamp: u.timestamp,
-                working_set_bytes: value(mem.working_set),
-                available_bytes: mem.available.and_then(value),
-                usage_bytes: value(mem.usage),
-                rss_bytes: value(mem.rss),
-                page_faults: value(mem.page_faults),
-                major_page_faults: value(mem.major_page_faults),
-            }),
+            cpu: cpu_usage(u.timestamp, u.cpu_ns, u.nano_cores),
+            memory: u.memory.map(|m| memory_usage(u.timestamp, &m)),
             network: (!interfaces.is_empty()).then(|| v1::NetworkUsage {
                 timestamp: u.timestamp,
                 // kubelet's default interface name.
@@ -305,7 +305,7 @@ pub fn pod_sandbox_stats(u: &crius_pod::PodUsage, roots: &[String]) -> v1::PodSa
             }),
             process: u.processes.map(|n| v1::ProcessUsage {
                 timestamp: u.timestamp,
-                process_count: value(n),
+                process_count: uint64(n),
             }),
             containers: u
                 .containers
