@@ -51,16 +51,7 @@ async fn pod(env: &Env, name: &str) -> anyhow::Result<Pod> {
     c.log_directory = logs.path().display().to_string();
     let id = run(&mut p.cri, c).await?;
     let image = env.images.reference(ti::BUSYBOX);
-    p.cri
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await?;
+    crate::images::pull(&mut p.cri, &image).await?;
     Ok(Pod {
         env: p,
         id,
@@ -1072,17 +1063,7 @@ fn peak_rss_kib(pid: u32) -> anyhow::Result<i64> {
 async fn image_volumes_are_writable_copies(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = pod(&env, "volumes").await?;
     let image = env.images.reference(ti::VOLUME);
-    p.env
-        .cri
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await?;
+    crate::images::pull(&mut p.env.cri, &image).await?;
     let daemon_dir = p.env.daemon().dir().to_path_buf();
     let cri = &mut p.env.cri;
     let mut c = container("vol", &image, &["sleep", "600"]);
@@ -1367,16 +1348,7 @@ async fn stats_of_a_pod(env: Arc<Env>) -> anyhow::Result<()> {
     });
     let id = run(&mut p.cri, c).await?;
     let image = env.images.reference(ti::BUSYBOX);
-    p.cri
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await?;
+    crate::images::pull(&mut p.cri, &image).await?;
     let mut cc = container("spin", &image, &["sh", "-c", "while :; do :; done"]);
     cc.log_path = String::new();
     let cid = create(&mut p.cri, &id, cc).await?;

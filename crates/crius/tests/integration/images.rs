@@ -45,7 +45,7 @@ fn spec(image: &str) -> Option<v1::ImageSpec> {
     })
 }
 
-async fn pull(cri: &mut Cri, image: &str) -> Result<String, tonic::Status> {
+pub(crate) async fn pull(cri: &mut Cri, image: &str) -> Result<String, tonic::Status> {
     cri.image
         .pull_image(v1::PullImageRequest {
             image: spec(image),

@@ -388,16 +388,7 @@ async fn allow_listed_annotations_reach_the_specs(env: Arc<Env>) -> anyhow::Resu
     }
 
     let image = env.images.reference(crius_testkit::images::BUSYBOX);
-    p.cri
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await?;
+    crate::images::pull(&mut p.cri, &image).await?;
     let container = v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata {
             name: "app".into(),
@@ -564,16 +555,7 @@ async fn handler_path_snapshotter_pause_image_and_host_devices(
         rec.runtime,
         rec.snapshotter
     );
-    p.cri
-        .image
-        .pull_image(v1::PullImageRequest {
-            image: Some(v1::ImageSpec {
-                image: busybox.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await?;
+    crate::images::pull(&mut p.cri, &busybox).await?;
     let cid = create_started(&mut p, &pod, privileged_container("app", &busybox)).await?;
     let rec = p.containerd.container_get(&cid).await?.context("record")?;
     ensure!(

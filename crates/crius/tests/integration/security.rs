@@ -70,16 +70,7 @@ impl Fixture {
     async fn start(env: &Env) -> anyhow::Result<Fixture> {
         let mut p = PodEnv::start(env).await?;
         let image = env.images.reference(ti::BUSYBOX);
-        p.cri
-            .image
-            .pull_image(v1::PullImageRequest {
-                image: Some(v1::ImageSpec {
-                    image: image.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await?;
+        crate::images::pull(&mut p.cri, &image).await?;
         Ok(Fixture {
             p,
             image,
