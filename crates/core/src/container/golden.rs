@@ -9,7 +9,6 @@
 //! `CRIUS_BLESS=1 cargo test -p crius-core container::golden`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use oci_spec::runtime::Spec;
 use serde_json::Value;
@@ -21,7 +20,7 @@ use super::{
     User, capabilities_from_mask, container_spec, image_process, resolve_user, seccomp,
 };
 use crate::cgroup::CgroupDriver;
-use crate::sandbox::golden::{canonicalize, line_diff};
+use crate::sandbox::golden::{canonicalize, compare};
 use crate::sandbox::{LinuxSandbox, NamespaceOptions, PodSandboxRequest};
 
 const ID: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -364,7 +363,7 @@ fn resources_mounts_seccomp() {
     if cfg!(target_arch = "x86_64") {
         let mut value = serde_json::to_value(&seccomp).expect("a profile serializes");
         canonicalize(&mut value);
-        compare("seccomp_runtime_default", &value);
+        compare("container", "seccomp_runtime_default", &value);
     }
     check("resources_mounts_seccomp", &spec);
 }
@@ -379,30 +378,5 @@ fn check(case: &str, spec: &Spec) {
         *seccomp = Value::String("<RuntimeDefault: see seccomp_runtime_default.json>".into());
     }
     canonicalize(&mut value);
-    compare(case, &value);
-}
-
-fn compare(case: &str, value: &Value) {
-    let actual = serde_json::to_string_pretty(value).expect("a value serializes") + "\n";
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/container/testdata")
-        .join(format!("{case}.json"));
-    if std::env::var_os("CRIUS_BLESS").is_some_and(|v| v == "1") {
-        std::fs::write(&path, &actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}\nCreate it with: CRIUS_BLESS=1 cargo test -p crius-core container::golden",
-            path.display()
-        )
-    });
-    if expected != actual {
-        panic!(
-            "{} differs from the spec built now (- golden, + now):\n{}\n\
-             If the change is intended: CRIUS_BLESS=1 cargo test -p crius-core container::golden",
-            path.display(),
-            line_diff(&expected, &actual)
-        );
-    }
+    compare("container", case, &value);
 }

@@ -153,9 +153,15 @@ fn check(case: &str, input: &SandboxSpecInput<'_>) {
     let spec = sandbox_spec(input).unwrap_or_else(|e| panic!("{case}: {e}"));
     let mut value = serde_json::to_value(&spec).expect("a spec serializes");
     canonicalize(&mut value);
-    let actual = serde_json::to_string_pretty(&value).expect("a value serializes") + "\n";
+    compare("sandbox", case, &value);
+}
+
+/// Compares `value` with `src/<module>/testdata/<case>.json`, or writes it
+/// there with `CRIUS_BLESS=1`.
+pub(crate) fn compare(module: &str, case: &str, value: &Value) {
+    let actual = serde_json::to_string_pretty(value).expect("a value serializes") + "\n";
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/sandbox/testdata")
+        .join(format!("src/{module}/testdata"))
         .join(format!("{case}.json"));
     if std::env::var_os("CRIUS_BLESS").is_some_and(|v| v == "1") {
         std::fs::write(&path, &actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -163,14 +169,14 @@ fn check(case: &str, input: &SandboxSpecInput<'_>) {
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}\nCreate it with: CRIUS_BLESS=1 cargo test -p crius-core sandbox::golden",
+            "{}: {e}\nCreate it with: CRIUS_BLESS=1 cargo test -p crius-core {module}::golden",
             path.display()
         )
     });
     if expected != actual {
         panic!(
             "{} differs from the spec built now (- golden, + now):\n{}\n\
-             If the change is intended: CRIUS_BLESS=1 cargo test -p crius-core sandbox::golden",
+             If the change is intended: CRIUS_BLESS=1 cargo test -p crius-core {module}::golden",
             path.display(),
             line_diff(&expected, &actual)
         );
