@@ -8,7 +8,7 @@ use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::{PublishRequest, SubscribeRequest};
 use containerd_client::types::Envelope;
 use crius_core::{Error, Result};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use prost::{Message, Name};
 
 use crate::{Containerd, map_status, system_time, unique_suffix};
@@ -18,6 +18,20 @@ use crate::{Containerd, map_status, system_time, unique_suffix};
 const SYNC_TOPIC_PREFIX: &str = "/crius/subscribe-sync/";
 /// How long a subscription may take to become live.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`Containerd::follow_events`] tells its handler.
+#[derive(Debug)]
+pub enum Followed {
+    /// The subscription is live (again): events from now on arrive.
+    Live,
+    /// An event.
+    Event(Event),
+    /// The subscription broke; events are lost until the next `Live`.
+    Lost,
+}
+
+/// How long [`Containerd::follow_events`] waits before subscribing again.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 /// One event of containerd.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,6 +220,47 @@ fn quote(s: &str) -> String {
 }
 
 impl Containerd {
+    /// Follows the events `filters` select in a task of its own, for as
+    /// long as `handler` returns true, subscribing again after a broken
+    /// subscription. The handler hears `Live` each time the subscription
+    /// is (again) in place and `Lost` when it broke.
+    pub fn follow_events<F>(&self, filters: Vec<String>, mut handler: F)
+    where
+        F: FnMut(Followed) -> bool + Send + 'static,
+    {
+        let containerd = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match containerd.events_subscribe(filters.clone()).await {
+                    Ok(stream) => {
+                        if !handler(Followed::Live) {
+                            return;
+                        }
+                        let mut stream = std::pin::pin!(stream);
+                        while let Some(ev) = stream.next().await {
+                            match ev {
+                                Ok(ev) => {
+                                    if !handler(Followed::Event(ev)) {
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::debug!(?filters, "event subscription broke: {e}");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(?filters, "cannot subscribe to events: {e}"),
+                }
+                if !handler(Followed::Lost) {
+                    return;
+                }
+                tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+            }
+        });
+    }
+
     /// Subscribes to the events of this connection's namespace that match
     /// one of `filters` (containerd's filter syntax on the envelope, e.g.
     /// `topic=="/tasks/exit"` or `topic~="^/tasks/"`; all events when

@@ -39,7 +39,7 @@ use tonic::transport::Channel;
 pub use containerd_client::types::Mount;
 pub use containers::{ContainerRecord, RUNC_V2, RuncOptions, Runtime, runc_options};
 pub use content::ContentInfo;
-pub use events::{Event, EventKind};
+pub use events::{Event, EventKind, Followed};
 pub use images::ImageRecord;
 pub use snapshots::{SnapshotInfo, SnapshotKind};
 pub use tasks::{ProcessInfo, Stdio, TaskExit, TaskInfo, TaskMetric, TaskStatus};

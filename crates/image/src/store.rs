@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
-use crius_containerd::Containerd;
+use crius_containerd::{Containerd, Followed};
 use crius_core::image::{self, CriImage, ImageRecord, LABEL_MANAGED};
 use crius_core::{Error, Result};
 
@@ -85,34 +84,20 @@ impl Index {
             return;
         }
         let weak: Weak<Index> = Arc::downgrade(index);
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            let filters = vec!["topic~=\"^/images/\"".to_string()];
-            loop {
-                match containerd.events_subscribe(filters.clone()).await {
-                    Ok(stream) => {
-                        let Some(index) = weak.upgrade() else { return };
-                        index.invalidate();
-                        index.live.store(true, Ordering::SeqCst);
-                        drop(index);
-                        tokio::pin!(stream);
-                        while let Some(ev) = stream.next().await {
-                            let Some(index) = weak.upgrade() else { return };
-                            index.invalidate();
-                            if let Err(e) = ev {
-                                tracing::debug!("image events: {e}");
-                                break;
-                            }
-                        }
-                    }
-                    Err(e) => tracing::debug!("image events: cannot subscribe: {e}"),
-                }
-                let Some(index) = weak.upgrade() else { return };
-                index.live.store(false, Ordering::SeqCst);
-                index.invalidate();
-                drop(index);
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        let filters = vec!["topic~=\"^/images/\"".to_string()];
+        containerd.follow_events(filters, move |followed| {
+            let Some(index) = weak.upgrade() else {
+                return false;
+            };
+            // Whatever happened, what is cached may be stale; cache only
+            // while the subscription is live.
+            index.invalidate();
+            match followed {
+                Followed::Live => index.live.store(true, Ordering::SeqCst),
+                Followed::Lost => index.live.store(false, Ordering::SeqCst),
+                Followed::Event(_) => {}
             }
+            true
         });
     }
 }

@@ -7,9 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crius_containerd::events::EventKind;
-use crius_containerd::{Containerd, TaskExit};
-use futures::StreamExt;
+use crius_containerd::{Containerd, EventKind, Followed, TaskExit};
 
 /// How many exits are kept (oldest dropped first): far more than can be
 /// waiting for a watcher at once.
@@ -84,8 +82,8 @@ impl Exits {
         }
     }
 
-    /// Follows containerd's `/tasks/exit` events for as long as `exits`
-    /// lives; resubscribes when the stream breaks.
+    /// Follows containerd's `/tasks/exit` and `/tasks/oom` events for as
+    /// long as `exits` lives.
     pub(crate) fn follow(exits: &Arc<Exits>, containerd: Containerd) {
         if exits
             .following
@@ -94,55 +92,36 @@ impl Exits {
             return;
         }
         let weak = Arc::downgrade(exits);
-        tokio::spawn(async move {
-            let filters = vec![
-                "topic==\"/tasks/exit\"".to_string(),
-                "topic==\"/tasks/oom\"".to_string(),
-            ];
-            loop {
-                match containerd.events_subscribe(filters.clone()).await {
-                    Ok(stream) => {
-                        tokio::pin!(stream);
-                        while let Some(ev) = stream.next().await {
-                            let Some(exits) = weak.upgrade() else { return };
-                            match ev {
-                                Ok(ev) => {
-                                    if let EventKind::TaskOom { container_id } = &ev.kind {
-                                        exits.record_oom(container_id.clone());
-                                    }
-                                    if let EventKind::TaskExit {
-                                        container_id,
-                                        id,
-                                        pid,
-                                        exit_status,
-                                        exited_at,
-                                    } = ev.kind
-                                        && container_id == id
-                                    {
-                                        exits.record(
-                                            container_id,
-                                            TaskExit {
-                                                exit_status,
-                                                exited_at,
-                                                pid,
-                                            },
-                                        );
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::debug!("exit events: {e}");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::debug!("exit events: cannot subscribe: {e}"),
-                }
-                if weak.strong_count() == 0 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        let filters = vec![
+            "topic==\"/tasks/exit\"".to_string(),
+            "topic==\"/tasks/oom\"".to_string(),
+        ];
+        containerd.follow_events(filters, move |followed| {
+            let Some(exits) = weak.upgrade() else {
+                return false;
+            };
+            let Followed::Event(ev) = followed else {
+                return true;
+            };
+            match ev.kind {
+                EventKind::TaskOom { container_id } => exits.record_oom(container_id),
+                EventKind::TaskExit {
+                    container_id,
+                    id,
+                    pid,
+                    exit_status,
+                    exited_at,
+                } if container_id == id => exits.record(
+                    container_id,
+                    TaskExit {
+                        exit_status,
+                        exited_at,
+                        pid,
+                    },
+                ),
+                _ => {}
             }
+            true
         });
     }
 }
