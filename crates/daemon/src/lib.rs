@@ -3,6 +3,7 @@
 
 mod args;
 pub mod authority;
+mod deadline;
 mod logging;
 mod serve;
 mod socket;

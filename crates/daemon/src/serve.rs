@@ -66,6 +66,7 @@ async fn serve(
 
     let services = crius_server::services(state);
     let server = tonic::transport::Server::builder()
+        .layer(crate::deadline::DeadlineLayer)
         .add_service(services.runtime)
         .add_service(services.image)
         .add_service(services.admin)
