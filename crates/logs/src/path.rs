@@ -21,6 +21,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use crius_core::{Error, Result};
@@ -30,6 +31,9 @@ use nix::sys::stat::{Mode, SFlag};
 
 /// The log file's mode (before the umask), as containerd creates it.
 pub const LOG_FILE_MODE: u32 = 0o640;
+/// The mode of log directories crius creates (before the umask), as
+/// containerd creates them.
+pub const LOG_DIR_MODE: u32 = 0o755;
 
 /// `log_dir/log_path` once `log_path` is shown to stay inside `log_dir`:
 /// not empty, not absolute, no `..` component, naming a file.
@@ -133,18 +137,10 @@ impl LogTarget {
                 .open("/dev/null")
                 .map_err(|e| Error::io("opening /dev/null", e));
         }
-        let dirfd = fcntl::open(
-            &self.dir,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| match e {
-            Errno::ENOENT => Error::FailedPrecondition(format!(
-                "the log directory {} does not exist (whoever runs the pod creates it, as kubelet does)",
-                self.dir.display()
-            )),
-            e => self.io_error("opening the log directory of", e),
-        })?;
+        let dirfd = self.open_dir()?;
+        if let Some(parent) = self.rel.parent() {
+            make_dirs_beneath(&dirfd, parent).map_err(|e| self.open_error(e))?;
+        }
         let fd = match open_beneath(&dirfd, &self.rel) {
             Err(Errno::ENOSYS | Errno::EPERM) => walk_beneath(&dirfd, &self.rel),
             r => r,
@@ -158,6 +154,35 @@ impl LogTarget {
         fcntl::fcntl(&fd, fcntl::F_SETFL(flags))
             .map_err(|e| self.io_error("setting flags of", e))?;
         Ok(File::from(fd))
+    }
+
+    /// The log directory, created (0755) when missing, as containerd does:
+    /// kubelet creates it first, other clients rely on the runtime.
+    fn open_dir(&self) -> Result<OwnedFd> {
+        let open = || {
+            fcntl::open(
+                &self.dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        match open() {
+            Err(Errno::ENOENT) => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(LOG_DIR_MODE)
+                    .create(&self.dir)
+                    .map_err(|e| {
+                        Error::io(
+                            format!("creating the log directory {}", self.dir.display()),
+                            e,
+                        )
+                    })?;
+                open()
+            }
+            r => r,
+        }
+        .map_err(|e| self.io_error("opening the log directory of", e))
     }
 
     fn io_error(&self, what: &str, errno: Errno) -> Error {
@@ -233,6 +258,28 @@ pub(crate) fn walk_beneath(dirfd: &OwnedFd, rel: &Path) -> nix::Result<OwnedFd> 
     )
 }
 
+/// Creates the directories of `rel` (normal components only) below
+/// `dirfd` that are missing, 0755, never following a symbolic link: each
+/// is opened with `O_NOFOLLOW` relative to the previous one.
+fn make_dirs_beneath(dirfd: &OwnedFd, rel: &Path) -> nix::Result<()> {
+    let mut cur: Option<OwnedFd> = None;
+    for part in rel.iter() {
+        let at = cur.as_ref().unwrap_or(dirfd);
+        match nix::sys::stat::mkdirat(at, part, Mode::from_bits_truncate(LOG_DIR_MODE)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        let next = fcntl::openat(
+            at,
+            part,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        cur = Some(next);
+    }
+    Ok(())
+}
+
 fn check_regular(fd: &OwnedFd) -> nix::Result<()> {
     let st = nix::sys::stat::fstat(fd)?;
     if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG {
@@ -298,10 +345,16 @@ mod tests {
             meta.permissions().mode() & 0o777 & !0o022,
             LOG_FILE_MODE & !0o022
         );
-        // The directory is not created.
-        let t = LogTarget::beneath(tmp.path(), "other/0.log").expect("target");
-        assert!(matches!(t.open(), Err(Error::Io { .. })));
-        assert!(!tmp.path().join("other").exists());
+        // Missing directories are created, the log directory itself too
+        // (as containerd does).
+        let dir = tmp.path().join("pods/ns_pod_uid");
+        let t = LogTarget::beneath(&dir, "other/a/0.log").expect("target");
+        t.open().expect("open");
+        assert!(dir.join("other/a/0.log").is_file());
+        for d in [dir.clone(), dir.join("other"), dir.join("other/a")] {
+            let mode = std::fs::metadata(&d).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777 & !0o022, LOG_DIR_MODE & !0o022, "{d:?}");
+        }
     }
 
     fn assert_refused(r: Result<File>) {
@@ -343,6 +396,13 @@ mod tests {
                 .expect("t")
                 .open(),
         );
+        // Creating missing directories never goes through a link either.
+        assert_refused(
+            LogTarget::beneath(tmp.path(), "out/sub/new.log")
+                .expect("t")
+                .open(),
+        );
+        assert!(!outside.path().join("sub").exists());
         // The same through the fallback walk.
         let dirfd = fcntl::open(
             tmp.path(),

@@ -77,7 +77,7 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Logs to `log_path`. Its directory is trusted and must exist; the
+    /// Logs to `log_path`. Its directory is trusted (created if missing); the
     /// file is created if missing and refused if it is a symbolic link or
     /// not a regular file.
     pub fn new(log_path: &Path) -> Result<Self> {
