@@ -61,8 +61,8 @@ pub struct ContainerMeta {
     pub log_path: String,
     pub tty: bool,
     pub stop_signal: String,
-    /// (container path, host path, readonly).
-    pub mounts: Vec<(String, String, bool)>,
+    /// The request's mounts, as `ContainerStatus` gives them back.
+    pub mounts: Vec<MountRecord>,
     pub created_at: i64,
     /// The snapshotter of the container's snapshot (its pod's; "" = the
     /// configured default, for records written before handlers had one).
@@ -89,6 +89,80 @@ impl ContainerMeta {
             },
             pod,
         )
+    }
+}
+
+/// A mount as the request asked for it (host path unresolved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MountWire")]
+pub struct MountRecord {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    pub selinux_relabel: bool,
+    pub propagation: container::Propagation,
+    pub recursive_read_only: bool,
+}
+
+impl From<&container::Mount> for MountRecord {
+    fn from(m: &container::Mount) -> Self {
+        MountRecord {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.clone(),
+            readonly: m.readonly,
+            selinux_relabel: m.selinux_relabel,
+            propagation: m.propagation,
+            recursive_read_only: m.recursive_read_only,
+        }
+    }
+}
+
+/// A persisted mount: the named form, or the `(container path, host path,
+/// readonly)` tuple of records written before propagation was kept.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MountWire {
+    Named {
+        container_path: String,
+        host_path: String,
+        readonly: bool,
+        #[serde(default)]
+        selinux_relabel: bool,
+        #[serde(default)]
+        propagation: container::Propagation,
+        #[serde(default)]
+        recursive_read_only: bool,
+    },
+    Legacy(String, String, bool),
+}
+
+impl From<MountWire> for MountRecord {
+    fn from(w: MountWire) -> Self {
+        match w {
+            MountWire::Named {
+                container_path,
+                host_path,
+                readonly,
+                selinux_relabel,
+                propagation,
+                recursive_read_only,
+            } => MountRecord {
+                container_path,
+                host_path,
+                readonly,
+                selinux_relabel,
+                propagation,
+                recursive_read_only,
+            },
+            MountWire::Legacy(container_path, host_path, readonly) => MountRecord {
+                container_path,
+                host_path,
+                readonly,
+                selinux_relabel: false,
+                propagation: container::Propagation::Private,
+                recursive_read_only: false,
+            },
+        }
     }
 }
 
@@ -475,17 +549,7 @@ impl Pods {
                 .iter()
                 .map(|(path, dir)| (path.clone(), dir.display().to_string()))
                 .collect(),
-            localhost_seccomp: match &req.linux.security.seccomp {
-                Some(container::SecurityProfile::Localhost(path)) => {
-                    Some(std::fs::read_to_string(path).map_err(|e| {
-                        Error::invalid(
-                            "config.linux.security_context.seccomp.localhost_ref",
-                            format!("{path}: {e}"),
-                        )
-                    })?)
-                }
-                _ => None,
-            },
+            localhost_seccomp: crate::host::localhost_seccomp(req.linux.security.seccomp.as_ref())?,
         })?;
 
         // Logs: FIFOs opened for reading before the task exists.
@@ -515,11 +579,7 @@ impl Pods {
             log_path,
             tty: req.tty,
             stop_signal: image_cfg.stop_signal.clone(),
-            mounts: req
-                .mounts
-                .iter()
-                .map(|m| (m.container_path.clone(), m.host_path.clone(), m.readonly))
-                .collect(),
+            mounts: req.mounts.iter().map(MountRecord::from).collect(),
             created_at: now_ns(),
             snapshotter: snapshotter.clone(),
             runtime_path: sandbox.runtime_path.clone(),
@@ -861,9 +921,15 @@ impl Pods {
     }
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout`
-    /// seconds (0: at once). Idempotent.
+    /// seconds (0: at once). Idempotent; unknown ids are fine.
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
-        let c = self.find_container(id)?;
+        let Some(c) = self.containers.find(id)? else {
+            tracing::debug!(
+                container = id,
+                "StopContainer of an unknown id: nothing to do"
+            );
+            return Ok(());
+        };
         let _op = c.op.lock().await;
         self.stop_container_locked(&c, timeout).await
     }
@@ -1339,5 +1405,31 @@ impl Pods {
                 c.meta.id
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_of_old_and_new_records_read_back() -> serde_json::Result<()> {
+        // Records written before propagation was kept hold tuples.
+        let old: Vec<MountRecord> = serde_json::from_str(r#"[["/data", "/srv", true]]"#)?;
+        assert_eq!(old[0].container_path, "/data");
+        assert!(old[0].readonly && !old[0].selinux_relabel);
+        assert_eq!(old[0].propagation, container::Propagation::Private);
+        let new = MountRecord {
+            container_path: "/shared".into(),
+            host_path: "/mnt/s".into(),
+            readonly: false,
+            selinux_relabel: true,
+            propagation: container::Propagation::Bidirectional,
+            recursive_read_only: false,
+        };
+        let text = serde_json::to_string(&new)?;
+        assert!(text.contains(r#""propagation":"bidirectional""#), "{text}");
+        assert_eq!(serde_json::from_str::<MountRecord>(&text)?, new);
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Facts about this host that container specs depend on, read once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crius_core::container::{
@@ -16,16 +16,12 @@ pub fn facts() -> HostFacts {
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0);
-    let controllers: BTreeSet<String> = std::fs::read_to_string("/proc/cgroups")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 4 && f[3] == "1").then(|| f[0].to_string())
-        })
-        .collect();
-    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let unified_controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").ok();
+    let controllers = crius_core::cgroup::available_controllers(
+        &std::fs::read_to_string("/proc/cgroups").unwrap_or_default(),
+        unified_controllers.as_deref(),
+    );
+    let unified = unified_controllers.is_some();
     let kernel = nix::sys::utsname::uname()
         .ok()
         .and_then(|u| u.release().to_str().map(str::to_string))
@@ -42,6 +38,22 @@ pub fn facts() -> HostFacts {
         apparmor_enabled: Path::new("/sys/module/apparmor").exists(),
         kernel_version: kernel,
     }
+}
+
+/// The contents of the file a `Localhost` seccomp profile names (for a pod
+/// or a container); a file that cannot be read is the client's error.
+pub fn localhost_seccomp(
+    profile: Option<&crius_core::sandbox::SecurityProfile>,
+) -> crius_core::Result<Option<String>> {
+    let Some(crius_core::sandbox::SecurityProfile::Localhost(path)) = profile else {
+        return Ok(None);
+    };
+    std::fs::read_to_string(path).map(Some).map_err(|e| {
+        crius_core::Error::invalid(
+            "config.linux.security_context.seccomp.localhost_ref",
+            format!("{path}: {e}"),
+        )
+    })
 }
 
 /// What the spec needs to know of each host path a container mounts: its

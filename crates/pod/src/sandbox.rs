@@ -134,15 +134,6 @@ fn image_process(config: &serde_json::Value) -> ImageProcess {
     }
 }
 
-/// This process's oom_score_adj: a child may not go lower without
-/// CAP_SYS_RESOURCE.
-fn own_oom_score_adj() -> i32 {
-    std::fs::read_to_string("/proc/self/oom_score_adj")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn node_hostname() -> String {
     nix::unistd::gethostname()
         .ok()
@@ -325,10 +316,11 @@ impl Pods {
         let host_network = ns.network == NamespaceMode::Node;
         let pod_dir = self.pods_dir().join(id);
         let netns = (!host_network).then(|| self.netns_dir().join(id));
-        let hostname = if host_network {
+        // The name in the pod's /etc/hostname and /etc/hosts. A pod without
+        // a hostname keeps the node's (as with containerd: no UTS name is
+        // set, so the new UTS namespace starts with the node's).
+        let hostname = if host_network || req.hostname.is_empty() {
             node_hostname()
-        } else if req.hostname.is_empty() {
-            req.name.clone()
         } else {
             req.hostname.clone()
         };
@@ -432,11 +424,13 @@ impl Pods {
             image_config: image_process(&image_config),
             netns_path: meta.netns.clone(),
             pod_shm: meta.shm.clone(),
-            hostname: hostname.clone(),
+            hostname: req.hostname.clone(),
             cgroup_driver: driver,
-            daemon_oom_score_adj: own_oom_score_adj(),
+            daemon_oom_score_adj: self.host.daemon_oom_score_adj,
             sandbox_oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
             annotations,
+            localhost_seccomp: crate::host::localhost_seccomp(req.linux.seccomp.as_ref())?,
+            kernel_version: self.host.kernel_version,
         })?;
 
         let lease = format!("crius-sandbox-{id}");
@@ -589,12 +583,16 @@ impl Pods {
     }
 
     /// Stops a sandbox: its processes killed, its network torn down.
-    /// Idempotent.
+    /// Idempotent; unknown ids are fine (CRI: a stop of what is gone
+    /// succeeds, so kubelet's retries after a removal do too).
     pub async fn stop(&self, config: &Config, id: &str) -> Result<()> {
-        let sandbox = self
-            .store
-            .find(id)?
-            .ok_or_else(|| Error::not_found(format!("pod sandbox {id}")))?;
+        let Some(sandbox) = self.store.find(id)? else {
+            tracing::debug!(
+                sandbox = id,
+                "StopPodSandbox of an unknown id: nothing to do"
+            );
+            return Ok(());
+        };
         let _op = sandbox.op.lock().await;
         self.stop_locked(config, &sandbox).await
     }

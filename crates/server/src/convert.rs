@@ -4,7 +4,7 @@
 use crius_core::Error;
 use crius_core::sandbox::{
     DnsConfig, LinuxSandbox, NamespaceMode, NamespaceOptions, PodSandboxRequest, PortMapping,
-    Protocol, Resources, SecurityProfile,
+    Protocol, Resources,
 };
 use crius_cri_api::v1;
 
@@ -18,6 +18,29 @@ pub(crate) fn namespace_mode(field: &str, v: i32) -> Result<NamespaceMode, Error
     }
 }
 
+/// The user namespace mode of `ns`, when it names one.
+pub(crate) fn user_namespace(
+    field: &str,
+    ns: &v1::NamespaceOption,
+) -> Result<Option<NamespaceMode>, Error> {
+    ns.userns_options
+        .as_ref()
+        .map(|u| namespace_mode(&format!("{field}.userns_options.mode"), u.mode))
+        .transpose()
+}
+
+/// Whether `policy` is `Strict` (unknown values are refused).
+pub(crate) fn strict_supplemental_groups(field: &str, policy: i32) -> Result<bool, Error> {
+    match v1::SupplementalGroupsPolicy::try_from(policy) {
+        Ok(v1::SupplementalGroupsPolicy::Merge) => Ok(false),
+        Ok(v1::SupplementalGroupsPolicy::Strict) => Ok(true),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("unknown supplemental groups policy {policy}"),
+        )),
+    }
+}
+
 fn protocol(field: &str, v: i32) -> Result<Protocol, Error> {
     match v1::Protocol::try_from(v) {
         Ok(v1::Protocol::Tcp) => Ok(Protocol::Tcp),
@@ -25,11 +48,6 @@ fn protocol(field: &str, v: i32) -> Result<Protocol, Error> {
         Ok(v1::Protocol::Sctp) => Ok(Protocol::Sctp),
         Err(_) => Err(Error::invalid(field, format!("unknown protocol {v}"))),
     }
-}
-
-fn profile(field: &str, p: Option<&v1::SecurityProfile>) -> Result<Option<SecurityProfile>, Error> {
-    p.map(|p| crate::convert_container::profile(field, p))
-        .transpose()
 }
 
 fn resources(r: Option<&v1::LinuxContainerResources>) -> Option<Resources> {
@@ -53,6 +71,15 @@ pub fn pod_sandbox_request(
     let linux = c.linux.unwrap_or_default();
     let sc = linux.security_context.unwrap_or_default();
     let ns = sc.namespace_options.unwrap_or_default();
+    const SC: &str = "config.linux.security_context";
+    #[allow(deprecated)] // `seccomp_profile_path`: still honoured, as containerd does
+    let seccomp = crate::convert_container::either_profile(
+        "seccomp",
+        sc.seccomp.as_ref(),
+        "seccomp_profile_path",
+        &sc.seccomp_profile_path,
+        true,
+    )?;
     let port_mappings = c
         .port_mappings
         .iter()
@@ -104,9 +131,14 @@ pub fn pod_sandbox_request(
             run_as_group: sc.run_as_group.map(|v| v.value),
             supplemental_groups: sc.supplemental_groups,
             readonly_rootfs: sc.readonly_rootfs,
-            seccomp: profile("config.linux.security_context.seccomp", sc.seccomp.as_ref())?,
+            seccomp,
             overhead: resources(linux.overhead.as_ref()),
             resources: resources(linux.resources.as_ref()),
+            user_namespace: user_namespace(&format!("{SC}.namespace_options"), &ns)?,
+            strict_supplemental_groups: strict_supplemental_groups(
+                &format!("{SC}.supplemental_groups_policy"),
+                sc.supplemental_groups_policy,
+            )?,
         },
     })
 }

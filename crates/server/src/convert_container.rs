@@ -10,6 +10,8 @@ use crius_core::container::{
 };
 use crius_cri_api::v1;
 
+use crius_pod::container::MountRecord;
+
 use crate::convert::namespace_mode;
 
 const SC: &str = "config.linux.security_context";
@@ -64,7 +66,7 @@ fn legacy_profile(
 }
 
 /// The structured field if set, else the deprecated string.
-fn either_profile(
+pub(crate) fn either_profile(
     name: &str,
     structured: Option<&v1::SecurityProfile>,
     legacy_name: &str,
@@ -112,6 +114,7 @@ fn path_list(v: Vec<String>) -> Option<Vec<String>> {
 fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, Error> {
     let caps = sc.capabilities.unwrap_or_default();
     let ns = sc.namespace_options.unwrap_or_default();
+    let user_namespace = crate::convert::user_namespace(&format!("{SC}.namespace_options"), &ns)?;
     let seccomp = either_profile(
         "seccomp",
         sc.seccomp.as_ref(),
@@ -148,6 +151,11 @@ fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, Er
         readonly_paths: path_list(sc.readonly_paths),
         seccomp,
         apparmor,
+        user_namespace,
+        strict_supplemental_groups: crate::convert::strict_supplemental_groups(
+            &format!("{SC}.supplemental_groups_policy"),
+            sc.supplemental_groups_policy,
+        )?,
     })
 }
 
@@ -175,6 +183,9 @@ pub fn container_request(config: Option<v1::ContainerConfig>) -> Result<Containe
                 host_path: m.host_path,
                 readonly: m.readonly,
                 selinux_relabel: m.selinux_relabel,
+                recursive_read_only: m.recursive_read_only,
+                image: m.image.map(|i| i.image).unwrap_or_default(),
+                id_mapped: !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty(),
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -202,11 +213,29 @@ pub fn container_request(config: Option<v1::ContainerConfig>) -> Result<Containe
         stdin: c.stdin,
         stdin_once: c.stdin_once,
         tty: c.tty,
+        cdi_devices: c.cdi_devices.into_iter().map(|d| d.name).collect(),
         linux: LinuxContainer {
             resources: linux.resources.as_ref().map(resources),
             security: security(linux.security_context.unwrap_or_default())?,
         },
     })
+}
+
+/// A mount as `ContainerStatus` gives it back: every field as requested.
+pub(crate) fn mount(m: &MountRecord) -> v1::Mount {
+    v1::Mount {
+        container_path: m.container_path.clone(),
+        host_path: m.host_path.clone(),
+        readonly: m.readonly,
+        selinux_relabel: m.selinux_relabel,
+        propagation: match m.propagation {
+            Propagation::Private => v1::MountPropagation::PropagationPrivate,
+            Propagation::HostToContainer => v1::MountPropagation::PropagationHostToContainer,
+            Propagation::Bidirectional => v1::MountPropagation::PropagationBidirectional,
+        } as i32,
+        recursive_read_only: m.recursive_read_only,
+        ..Default::default()
+    }
 }
 
 fn uint64(value: u64) -> Option<v1::UInt64Value> {
@@ -494,6 +523,7 @@ mod tests {
                     readonly: true,
                     propagation: Propagation::Private,
                     selinux_relabel: true,
+                    ..Default::default()
                 },
                 Mount {
                     container_path: "/dev/termination-log".into(),
@@ -501,6 +531,7 @@ mod tests {
                     readonly: false,
                     propagation: Propagation::HostToContainer,
                     selinux_relabel: false,
+                    ..Default::default()
                 },
                 Mount {
                     container_path: "/mnt/shared".into(),
@@ -508,6 +539,7 @@ mod tests {
                     readonly: false,
                     propagation: Propagation::Bidirectional,
                     selinux_relabel: false,
+                    ..Default::default()
                 },
             ]
         );
@@ -573,8 +605,67 @@ mod tests {
                     "/var/lib/kubelet/seccomp/audit.json".into()
                 )),
                 apparmor: Some(SecurityProfile::RuntimeDefault),
+                user_namespace: None,
+                strict_supplemental_groups: false,
             }
         );
+    }
+
+    #[test]
+    fn features_crius_lacks_reach_the_core_to_be_judged() {
+        let r = container_request(Some(v1::ContainerConfig {
+            metadata: Some(v1::ContainerMetadata {
+                name: "c".into(),
+                attempt: 0,
+            }),
+            image: Some(v1::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            mounts: vec![v1::Mount {
+                container_path: "/img".into(),
+                recursive_read_only: true,
+                image: Some(v1::ImageSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                }),
+                gid_mappings: vec![v1::IdMapping {
+                    host_id: 1000,
+                    container_id: 0,
+                    length: 1,
+                }],
+                ..Default::default()
+            }],
+            cdi_devices: vec![v1::CdiDevice {
+                name: "vendor.com/gpu=0".into(),
+            }],
+            linux: Some(v1::LinuxContainerConfig {
+                security_context: Some(v1::LinuxContainerSecurityContext {
+                    namespace_options: Some(v1::NamespaceOption {
+                        userns_options: Some(v1::UserNamespace {
+                            mode: v1::NamespaceMode::Pod as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    supplemental_groups_policy: v1::SupplementalGroupsPolicy::Strict as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .expect("translates");
+        let m = &r.mounts[0];
+        assert!(m.recursive_read_only && m.id_mapped && m.image == "busybox");
+        assert_eq!(r.cdi_devices, ["vendor.com/gpu=0"]);
+        assert_eq!(r.linux.security.user_namespace, Some(NamespaceMode::Pod));
+        assert!(r.linux.security.strict_supplemental_groups);
+        // Each is then refused by the core, naming its field.
+        assert!(matches!(
+            crius_core::container::validate(&r),
+            Err(Error::InvalidArgument { .. })
+        ));
     }
 
     #[test]

@@ -518,12 +518,7 @@ impl RuntimeService for RuntimeSvc {
                     mounts: meta
                         .mounts
                         .iter()
-                        .map(|(c, h, ro)| v1::Mount {
-                            container_path: c.clone(),
-                            host_path: h.clone(),
-                            readonly: *ro,
-                            ..Default::default()
-                        })
+                        .map(crate::convert_container::mount)
                         .collect(),
                     log_path: meta.log_path.clone(),
                     image_id: meta.image_id.clone(),

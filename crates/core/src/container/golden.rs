@@ -281,6 +281,7 @@ fn resources_mounts_seccomp() {
             readonly: false,
             propagation: Propagation::Private,
             selinux_relabel: false,
+            ..Default::default()
         },
         Mount {
             container_path: "/data".into(),
@@ -288,6 +289,7 @@ fn resources_mounts_seccomp() {
             readonly: true,
             propagation: Propagation::HostToContainer,
             selinux_relabel: false,
+            ..Default::default()
         },
         Mount {
             container_path: "/var/lib/csi".into(),
@@ -295,6 +297,7 @@ fn resources_mounts_seccomp() {
             readonly: false,
             propagation: Propagation::Bidirectional,
             selinux_relabel: false,
+            ..Default::default()
         },
         Mount {
             container_path: "/etc/hosts".into(),
@@ -302,6 +305,7 @@ fn resources_mounts_seccomp() {
             readonly: false,
             propagation: Propagation::Private,
             selinux_relabel: false,
+            ..Default::default()
         },
     ];
     req.devices = vec![Device {

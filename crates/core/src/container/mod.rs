@@ -76,6 +76,9 @@ pub struct ContainerRequest {
     pub stdin_once: bool,
     pub tty: bool,
     pub linux: LinuxContainer,
+    /// CRI `CDI_devices` (fully qualified names); refused by [`validate`]
+    /// until crius resolves them.
+    pub cdi_devices: Vec<String>,
 }
 
 /// CRI `Mount`: a bind mount of a host path.
@@ -87,10 +90,20 @@ pub struct Mount {
     pub propagation: Propagation,
     /// Accepted and ignored: crius does not support SELinux.
     pub selinux_relabel: bool,
+    /// Read-only all the way down (`rro`); refused by [`validate`] until
+    /// crius does it.
+    pub recursive_read_only: bool,
+    /// An image to mount instead of a host path (an image volume); refused
+    /// by [`validate`] until crius does it. Empty for none.
+    pub image: String,
+    /// Whether the mount asks for uid/gid mappings (an idmapped mount);
+    /// refused by [`validate`].
+    pub id_mapped: bool,
 }
 
 /// CRI `MountPropagation`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Propagation {
     /// `rprivate`: no propagation either way.
     #[default]
@@ -159,6 +172,11 @@ pub struct SecurityContext {
     pub seccomp: Option<SecurityProfile>,
     /// `Localhost` holds the name of a loaded AppArmor profile.
     pub apparmor: Option<SecurityProfile>,
+    /// The user namespace mode, when the request gives one; anything but
+    /// `Node` is refused by [`validate`] until crius does user namespaces.
+    pub user_namespace: Option<NamespaceMode>,
+    /// `supplemental_groups_policy = Strict`; refused by [`validate`].
+    pub strict_supplemental_groups: bool,
 }
 
 /// CRI `Capability`: names with or without `CAP_`, any case; `ALL` stands

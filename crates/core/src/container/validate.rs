@@ -21,8 +21,6 @@ use crate::{Error, Result};
 /// what stays clear of `(uid_t)-1` and of user-namespace overflow ids.
 pub const MAX_ID: u32 = i32::MAX as u32;
 
-/// Longest container name (a DNS label).
-const MAX_NAME_LEN: usize = 63;
 /// containerd's limit on a label's key plus value.
 const MAX_LABEL_SIZE: usize = 4096;
 /// The kernel's bounds on a CFS period, in microseconds.
@@ -68,6 +66,14 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     }
     validate_mounts(req)?;
     validate_devices(req)?;
+    // Security: a device crius would leave out silently is a workload that
+    // runs without what it was promised; refused until CDI is resolved.
+    if let Some(name) = req.cdi_devices.first() {
+        return Err(Error::invalid(
+            "config.CDI_devices[0].name",
+            format!("{name:?}: crius does not resolve CDI devices yet"),
+        ));
+    }
     validate_labels("labels", &req.labels, true)?;
     validate_labels("annotations", &req.annotations, false)?;
     check_log_path(&req.log_path).map_err(|r| Error::invalid("config.log_path", r))?;
@@ -77,32 +83,15 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     validate_security(&req.linux.security)
 }
 
-/// A DNS-label-like name: 1 to 63 ASCII letters, digits, `-`, `_` or `.`,
-/// starting and ending with a letter or digit. Kubernetes sends RFC 1123
-/// labels; `_` and `.` are allowed for hand-written crictl configs. The name
-/// ends up in keys (`<name>_<pod>_<namespace>_<uid>_<attempt>`) and logs.
+/// Any non-empty name, as containerd takes it (Kubernetes' own DNS-label
+/// rule is kubelet's business). Refused, for security: control characters
+/// (a name is written into log lines and terminal output, where they would
+/// forge lines or escapes) and `/` (clients lay out per-container files by
+/// name, as kubelet's `<name>/<attempt>.log`: a `/` would reach into
+/// another's directory). The length bound is containerd's: the name is a
+/// label value, and key plus value must fit in 4096 bytes.
 fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(format!("longer than {MAX_NAME_LEN} characters"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(format!(
-            "character {c:?} is not allowed (letters, digits, '-', '_', '.')"
-        ));
-    }
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    if !edge(name.chars().next()) || !edge(name.chars().last()) {
-        return Err(format!(
-            "{name:?} must start and end with a letter or digit"
-        ));
-    }
-    Ok(())
+    crate::sandbox::validate::check_object_name(name)
 }
 
 fn check_env_name(key: &str) -> Result<(), String> {
@@ -147,6 +136,24 @@ fn validate_mounts(req: &ContainerRequest) -> Result<()> {
     for (i, m) in req.mounts.iter().enumerate() {
         let field = |f: &str| format!("config.mounts[{i}].{f}");
         check_path(&m.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
+        // Security: each of these asks for less access than a plain bind
+        // mount gives; ignoring it would hand the container more.
+        for (asked, name, what) in [
+            (
+                m.recursive_read_only,
+                "recursive_read_only",
+                "recursive read-only mounts",
+            ),
+            (!m.image.is_empty(), "image", "image volumes"),
+            (m.id_mapped, "uidMappings", "idmapped mounts"),
+        ] {
+            if asked {
+                return Err(Error::invalid(
+                    field(name),
+                    format!("crius does not support {what} yet"),
+                ));
+            }
+        }
         check_path(&m.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
         if let Some(first) = seen.insert(clean(&m.container_path), i) {
             return Err(Error::invalid(
@@ -422,6 +429,11 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
             check_path(path).map_err(|r| Error::invalid(field(&format!("{name}[{i}]")), r))?;
         }
     }
+    crate::sandbox::validate::not_yet(
+        "config.linux.security_context",
+        sc.user_namespace,
+        sc.strict_supplemental_groups,
+    )?;
     if let Some(SecurityProfile::Localhost(path)) = &sc.seccomp {
         if path.is_empty() {
             return Err(Error::invalid(
@@ -491,12 +503,10 @@ mod tests {
     fn names_images_and_process() {
         check(&[
             ("config.metadata.name", |r| r.name.clear()),
-            ("config.metadata.name", |r| r.name = "-a".into()),
-            ("config.metadata.name", |r| r.name = "a-".into()),
             ("config.metadata.name", |r| r.name = "a/b".into()),
-            ("config.metadata.name", |r| r.name = "a b".into()),
             ("config.metadata.name", |r| r.name = "a\nb".into()),
-            ("config.metadata.name", |r| r.name = "x".repeat(64)),
+            ("config.metadata.name", |r| r.name = "a\0b".into()),
+            ("config.metadata.name", |r| r.name = "x".repeat(4001)),
             ("config.image.image", |r| r.image.clear()),
             ("config.image.image", |r| r.image = "busybox\n".into()),
             ("config.command[1]", |r| {
@@ -506,6 +516,65 @@ mod tests {
             ("config.working_dir", |r| r.working_dir = "rel".into()),
             ("config.working_dir", |r| r.working_dir = "/a/../b".into()),
         ]);
+    }
+
+    #[test]
+    fn names_containerd_takes_are_taken() {
+        // The validation suite's names are longer than a DNS label.
+        for name in [
+            "x".repeat(64),
+            "x".repeat(300),
+            "-a".into(),
+            "a b".into(),
+            "ü".into(),
+        ] {
+            let req = ContainerRequest { name, ..request() };
+            assert!(validate(&req).is_ok(), "{req:?}");
+        }
+    }
+
+    #[test]
+    fn features_crius_lacks_are_refused_not_ignored() {
+        fn m(edit: fn(&mut Mount)) -> Mount {
+            let mut m = Mount {
+                container_path: "/data".into(),
+                host_path: "/srv".into(),
+                ..Default::default()
+            };
+            edit(&mut m);
+            m
+        }
+        let cases: [(&str, Edit); 6] = [
+            ("config.CDI_devices[0].name", |r| {
+                r.cdi_devices = vec!["vendor.com/gpu=0".into()]
+            }),
+            ("config.mounts[0].recursive_read_only", |r| {
+                r.mounts = vec![m(|m| m.recursive_read_only = true)]
+            }),
+            ("config.mounts[0].image", |r| {
+                r.mounts = vec![m(|m| {
+                    m.image = "busybox".into();
+                    m.host_path.clear()
+                })]
+            }),
+            ("config.mounts[0].uidMappings", |r| {
+                r.mounts = vec![m(|m| m.id_mapped = true)]
+            }),
+            (
+                "config.linux.security_context.namespace_options.userns_options.mode",
+                |r| r.linux.security.user_namespace = Some(NamespaceMode::Pod),
+            ),
+            (
+                "config.linux.security_context.supplemental_groups_policy",
+                |r| r.linux.security.strict_supplemental_groups = true,
+            ),
+        ];
+        check(&cases);
+        // What asks for nothing passes: kubelet's `userns_options { mode: NODE }`.
+        let mut req = request();
+        req.linux.security.user_namespace = Some(NamespaceMode::Node);
+        req.mounts = vec![m(|_| {})];
+        assert!(validate(&req).is_ok());
     }
 
     #[test]

@@ -60,6 +60,8 @@ fn base_input(request: &PodSandboxRequest) -> SandboxSpecInput<'_> {
         daemon_oom_score_adj: -999,
         sandbox_oom_score_adj: DEFAULT_SANDBOX_OOM_SCORE_ADJ,
         annotations: BTreeMap::new(),
+        localhost_seccomp: None,
+        kernel_version: None,
     }
 }
 

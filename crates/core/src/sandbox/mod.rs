@@ -19,7 +19,7 @@ pub mod labels;
 pub mod spec;
 pub mod state;
 mod sysctl;
-mod validate;
+pub(crate) mod validate;
 
 #[cfg(test)]
 pub(crate) mod golden;
@@ -114,6 +114,11 @@ pub struct LinuxSandbox {
     pub overhead: Option<Resources>,
     /// CRI `resources`: the sum of the pod's container resources.
     pub resources: Option<Resources>,
+    /// The user namespace mode, when the request gives one; anything but
+    /// `Node` is refused by [`validate`] until crius does user namespaces.
+    pub user_namespace: Option<NamespaceMode>,
+    /// `supplemental_groups_policy = Strict`; refused by [`validate`].
+    pub strict_supplemental_groups: bool,
 }
 
 /// CRI `NamespaceOption` (the pod-level part).

@@ -14,14 +14,16 @@ use oci_spec::OciSpecError;
 use oci_spec::runtime::{
     Capabilities, Capability, Linux, LinuxCapabilities, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
     LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources,
-    LinuxResourcesBuilder, Mount, MountBuilder, Process, RootBuilder, Spec, User, UserBuilder,
+    LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, Process, RootBuilder, Spec, User,
+    UserBuilder,
 };
 
 use super::annotations as ann;
 use super::id::is_valid_id;
 use super::validate::{to_id, validate};
-use super::{LinuxSandbox, NamespaceMode, PodSandboxRequest, Resources, sysctl};
+use super::{LinuxSandbox, NamespaceMode, PodSandboxRequest, Resources, SecurityProfile, sysctl};
 use crate::cgroup::CgroupDriver;
+use crate::container::seccomp::{self as container_seccomp, Conditions, Platform};
 use crate::{Error, Result};
 
 /// The OCI runtime spec version written (containerd 1.6's).
@@ -125,6 +127,10 @@ pub struct SandboxSpecInput<'a> {
     /// Pod annotations allowed to pass through to the spec (the CRI
     /// annotations below win over them; empty keys are dropped).
     pub annotations: BTreeMap<String, String>,
+    /// The contents of the `Localhost` seccomp profile the request names.
+    pub localhost_seccomp: Option<String>,
+    /// `(major, minor)` of the running kernel, for the profile's `minKernel`.
+    pub kernel_version: Option<(u32, u32)>,
 }
 
 /// The OCI spec of the pause container of `input.request` (which is
@@ -427,7 +433,7 @@ fn linux(input: &SandboxSpecInput<'_>) -> Result<Linux> {
         .set_cgroups_path(Some(PathBuf::from(cgroups_path)))
         .set_namespaces(Some(namespaces(input)?))
         .set_devices(None)
-        .set_seccomp(None)
+        .set_seccomp(seccomp(input)?)
         .set_rootfs_propagation(None)
         .set_masked_paths(masked)
         .set_readonly_paths(readonly)
@@ -437,6 +443,35 @@ fn linux(input: &SandboxSpecInput<'_>) -> Result<Linux> {
         .set_personality(None)
         .set_time_offsets(None);
     Ok(linux)
+}
+
+/// The pause process' seccomp filter, as containerd applies it: none for a
+/// privileged pod, without a profile or with `Unconfined`; crius' default
+/// profile for `RuntimeDefault` (what kubelet sends for every pod); the
+/// file's profile for `Localhost`. Evaluated for the pause process'
+/// capabilities ([`DEFAULT_CAPABILITIES`]).
+fn seccomp(input: &SandboxSpecInput<'_>) -> Result<Option<LinuxSeccomp>> {
+    let linux = &input.request.linux;
+    if linux.privileged {
+        return Ok(None);
+    }
+    let conditions = Conditions {
+        capabilities: &DEFAULT_CAPABILITIES,
+        kernel_version: input.kernel_version,
+        platform: Platform::current(),
+    };
+    match &linux.seccomp {
+        None | Some(SecurityProfile::Unconfined) => Ok(None),
+        Some(SecurityProfile::RuntimeDefault) => {
+            container_seccomp::runtime_default(&conditions).map(Some)
+        }
+        Some(SecurityProfile::Localhost(path)) => {
+            let json = input.localhost_seccomp.as_deref().ok_or_else(|| {
+                Error::Internal(format!("the seccomp profile {path:?} was not loaded"))
+            })?;
+            container_seccomp::localhost(json, &conditions).map(Some)
+        }
+    }
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -573,6 +608,8 @@ mod tests {
             daemon_oom_score_adj: 0,
             sandbox_oom_score_adj: DEFAULT_SANDBOX_OOM_SCORE_ADJ,
             annotations: BTreeMap::new(),
+            localhost_seccomp: None,
+            kernel_version: None,
         }
     }
 
@@ -701,6 +738,46 @@ mod tests {
         assert_eq!(a["example.com/x"], "y");
         assert!(!a.contains_key(""));
         assert!(!a.contains_key(ann::SANDBOX_MEMORY));
+        Ok(())
+    }
+
+    #[test]
+    fn seccomp_of_the_pause_process() -> Result<()> {
+        let filter = |profile: Option<SecurityProfile>, json: Option<&str>, privileged: bool| {
+            let mut req = request();
+            req.linux.seccomp = profile;
+            req.linux.privileged = privileged;
+            let mut i = input(&req);
+            i.localhost_seccomp = json.map(str::to_string);
+            sandbox_spec(&i).map(|s| s.linux().as_ref().and_then(|l| l.seccomp().clone()))
+        };
+        assert_eq!(filter(None, None, false)?, None);
+        assert_eq!(
+            filter(Some(SecurityProfile::Unconfined), None, false)?,
+            None
+        );
+        // What kubelet sends for every pod (`seccomp: {}`).
+        let default = filter(Some(SecurityProfile::RuntimeDefault), None, false)?
+            .ok_or_else(|| Error::Internal("no filter".into()))?;
+        assert!(container_seccomp::allows(&default, "read"));
+        assert!(!container_seccomp::allows(&default, "sethostname"));
+        assert_eq!(
+            filter(Some(SecurityProfile::RuntimeDefault), None, true)?,
+            None
+        );
+        let local = SecurityProfile::Localhost("/p.json".into());
+        let json = r#"{"defaultAction": "SCMP_ACT_LOG"}"#;
+        let custom = filter(Some(local.clone()), Some(json), false)?
+            .ok_or_else(|| Error::Internal("no filter".into()))?;
+        assert_eq!(
+            custom.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActLog
+        );
+        assert!(matches!(
+            filter(Some(local), Some("{"), false),
+            Err(Error::InvalidArgument { field, .. })
+                if field == "config.linux.security_context.seccomp.localhost_ref"
+        ));
         Ok(())
     }
 

@@ -11,8 +11,10 @@ use super::{
 };
 use crate::{Error, Result};
 
-/// Longest pod name, namespace or UID (a DNS subdomain).
-const MAX_NAME_LEN: usize = 253;
+/// Longest name, namespace or UID of a pod or container: each becomes a
+/// containerd label value, and containerd refuses a label whose key and
+/// value exceed 4096 bytes (crius' keys are shorter than 96).
+const MAX_NAME_LEN: usize = 4000;
 /// Longest hostname the kernel takes (`__NEW_UTS_LEN`).
 const MAX_HOSTNAME_LEN: usize = 64;
 /// Longest DNS label.
@@ -45,19 +47,24 @@ pub fn validate(req: &PodSandboxRequest) -> Result<()> {
     validate_linux(&req.linux)
 }
 
-/// A pod name, namespace or UID: non-empty, at most 253 characters, no `/`,
-/// whitespace or control characters (they end up in paths, keys and logs).
-fn check_object_name(value: &str) -> Result<(), String> {
+/// A pod or container name, namespace or UID: any non-empty string, as
+/// containerd takes it (Kubernetes' own rules are kubelet's business),
+/// within containerd's label limit ([`MAX_NAME_LEN`]). Refused, for
+/// security: control characters (names are written into log lines and
+/// terminal output, where they would forge lines or escapes) and `/`
+/// (clients lay out files by these names, as kubelet's
+/// `<namespace>_<name>_<uid>` log directories: a `/` would reach into
+/// another's).
+pub(crate) fn check_object_name(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("must not be empty".into());
     }
     if value.len() > MAX_NAME_LEN {
-        return Err(format!("longer than {MAX_NAME_LEN} characters"));
+        return Err(format!(
+            "longer than {MAX_NAME_LEN} bytes (containerd's label limit)"
+        ));
     }
-    match value
-        .chars()
-        .find(|c| *c == '/' || c.is_whitespace() || c.is_control())
-    {
+    match value.chars().find(|c| *c == '/' || c.is_control()) {
         Some(c) => Err(format!("character {c:?} is not allowed")),
         None => Ok(()),
     }
@@ -197,6 +204,11 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
 
 fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
     validate_namespaces(&linux.namespaces)?;
+    not_yet(
+        "config.linux.security_context",
+        linux.user_namespace,
+        linux.strict_supplemental_groups,
+    )?;
     check_cgroup_parent(&linux.cgroup_parent)
         .map_err(|r| Error::invalid("config.linux.cgroup_parent", r))?;
     sysctl::validate(&linux.sysctls, &linux.namespaces)?;
@@ -227,6 +239,32 @@ fn validate_namespaces(ns: &NamespaceOptions) -> Result<()> {
         return Err(Error::invalid(
             field("pid"),
             "TARGET is not supported for a pod (use POD, CONTAINER or NODE)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses what asks for a feature crius does not have yet (user
+/// namespaces, the `Strict` supplemental-groups policy), for a pod or a
+/// container (`sc` is the field of its security context). Security:
+/// ignoring them would run the workload with less isolation than it asked
+/// for, without telling anyone. What asks for nothing passes (kubelet sends
+/// `userns_options { mode: NODE }` for every pod).
+pub(crate) fn not_yet(
+    sc: &str,
+    user_namespace: Option<NamespaceMode>,
+    strict_supplemental_groups: bool,
+) -> Result<()> {
+    if let Some(mode) = user_namespace.filter(|m| *m != NamespaceMode::Node) {
+        return Err(Error::invalid(
+            format!("{sc}.namespace_options.userns_options.mode"),
+            format!("{mode:?}: crius does not do user namespaces yet (only NODE)"),
+        ));
+    }
+    if strict_supplemental_groups {
+        return Err(Error::invalid(
+            format!("{sc}.supplemental_groups_policy"),
+            "Strict is not supported yet (only Merge)",
         ));
     }
     Ok(())
@@ -277,14 +315,20 @@ fn validate_ids(linux: &LinuxSandbox) -> Result<()> {
     Ok(())
 }
 
-/// Only "no profile" for now: crius has no seccomp profiles yet.
+/// A `Localhost` profile names an absolute file. containerd reads any path
+/// it is given; a relative one would resolve against criusd's working
+/// directory, a file no client can mean, so it is refused (impossible).
 fn validate_seccomp(profile: Option<&SecurityProfile>) -> Result<()> {
+    const FIELD: &str = "config.linux.security_context.seccomp.localhost_ref";
     match profile {
-        None | Some(SecurityProfile::Unconfined) => Ok(()),
-        Some(other) => Err(Error::invalid(
-            "config.linux.security_context.seccomp",
-            format!("{other:?} is not supported for a pod sandbox yet (only Unconfined)"),
+        Some(SecurityProfile::Localhost(path)) if path.is_empty() => Err(Error::invalid(
+            FIELD,
+            "a Localhost profile needs the profile's path",
         )),
+        Some(SecurityProfile::Localhost(path)) => {
+            check_absolute_path(path).map_err(|r| Error::invalid(FIELD, r))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -359,7 +403,7 @@ mod tests {
             ("config.metadata.name", |r| r.name = "a\0b".into()),
             ("config.metadata.name", |r| r.name = "a\nb".into()),
             ("config.metadata.namespace", |r| {
-                r.namespace = "x".repeat(254)
+                r.namespace = "x".repeat(4001)
             }),
             ("config.metadata.uid", |r| r.uid = "../x".into()),
         ] {
@@ -367,9 +411,13 @@ mod tests {
             edit(&mut req);
             assert_eq!(refused_field(&req), field, "{req:?}");
         }
-        let mut req = request();
-        req.name = "x".repeat(253);
-        assert!(validate(&req).is_ok());
+        // Longer than a DNS label or subdomain, with characters Kubernetes
+        // would not take: containerd accepts them, so does crius.
+        for name in ["x".repeat(254), "a b_c.D:e".into(), "ünï".into()] {
+            let mut req = request();
+            req.name = name;
+            assert!(validate(&req).is_ok(), "{req:?}");
+        }
     }
 
     #[test]
@@ -621,16 +669,41 @@ mod tests {
     }
 
     #[test]
-    fn seccomp_only_unconfined_for_now() {
+    fn features_crius_lacks_are_refused_not_ignored() {
+        let sc = "config.linux.security_context";
         let mut req = request();
-        req.linux.seccomp = Some(SecurityProfile::Unconfined);
+        req.linux.user_namespace = Some(NamespaceMode::Node);
         assert!(validate(&req).is_ok());
+        req.linux.user_namespace = Some(NamespaceMode::Pod);
+        assert_eq!(
+            refused_field(&req),
+            format!("{sc}.namespace_options.userns_options.mode")
+        );
+        let mut req = request();
+        req.linux.strict_supplemental_groups = true;
+        assert_eq!(
+            refused_field(&req),
+            format!("{sc}.supplemental_groups_policy")
+        );
+    }
+
+    #[test]
+    fn seccomp_profiles() {
+        let mut req = request();
         for profile in [
+            SecurityProfile::Unconfined,
             SecurityProfile::RuntimeDefault,
             SecurityProfile::Localhost("/var/lib/kubelet/seccomp/x.json".into()),
         ] {
             req.linux.seccomp = Some(profile);
-            assert_eq!(refused_field(&req), "config.linux.security_context.seccomp");
+            assert!(validate(&req).is_ok(), "{req:?}");
+        }
+        for path in ["", "x.json", "/a/../etc/shadow"] {
+            req.linux.seccomp = Some(SecurityProfile::Localhost(path.into()));
+            assert_eq!(
+                refused_field(&req),
+                "config.linux.security_context.seccomp.localhost_ref"
+            );
         }
     }
 

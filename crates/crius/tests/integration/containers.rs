@@ -60,7 +60,7 @@ async fn pod(env: &Env, name: &str) -> anyhow::Result<Pod> {
     })
 }
 
-fn container(name: &str, image: &str, cmd: &[&str]) -> v1::ContainerConfig {
+pub(crate) fn container(name: &str, image: &str, cmd: &[&str]) -> v1::ContainerConfig {
     v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata {
             name: name.into(),
@@ -77,7 +77,11 @@ fn container(name: &str, image: &str, cmd: &[&str]) -> v1::ContainerConfig {
     }
 }
 
-async fn create(cri: &mut Cri, pod: &str, c: v1::ContainerConfig) -> Result<String, tonic::Status> {
+pub(crate) async fn create(
+    cri: &mut Cri,
+    pod: &str,
+    c: v1::ContainerConfig,
+) -> Result<String, tonic::Status> {
     cri.runtime
         .create_container(v1::CreateContainerRequest {
             pod_sandbox_id: pod.into(),
@@ -88,7 +92,7 @@ async fn create(cri: &mut Cri, pod: &str, c: v1::ContainerConfig) -> Result<Stri
         .map(|r| r.into_inner().container_id)
 }
 
-async fn start(cri: &mut Cri, id: &str) -> anyhow::Result<()> {
+pub(crate) async fn start(cri: &mut Cri, id: &str) -> anyhow::Result<()> {
     cri.runtime
         .start_container(v1::StartContainerRequest {
             container_id: id.into(),
@@ -97,7 +101,7 @@ async fn start(cri: &mut Cri, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn status(cri: &mut Cri, id: &str) -> anyhow::Result<v1::ContainerStatus> {
+pub(crate) async fn status(cri: &mut Cri, id: &str) -> anyhow::Result<v1::ContainerStatus> {
     cri.runtime
         .container_status(v1::ContainerStatusRequest {
             container_id: id.into(),
@@ -109,7 +113,7 @@ async fn status(cri: &mut Cri, id: &str) -> anyhow::Result<v1::ContainerStatus> 
         .context("no status")
 }
 
-async fn wait_exited(cri: &mut Cri, id: &str) -> anyhow::Result<v1::ContainerStatus> {
+pub(crate) async fn wait_exited(cri: &mut Cri, id: &str) -> anyhow::Result<v1::ContainerStatus> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let s = status(cri, id).await?;

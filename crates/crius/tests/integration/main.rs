@@ -5,6 +5,7 @@
 //! need a daemon of their own (bad config, signals, containerd down) start
 //! one. Needs root; fails (never skips) without it.
 
+mod compat;
 mod containers;
 mod foundation;
 mod images;
@@ -120,6 +121,7 @@ fn main() {
         .chain(containers::all())
         .chain(runtimes::all())
         .chain(security::all())
+        .chain(compat::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");

@@ -409,23 +409,23 @@ fn host(args: &[&str]) -> anyhow::Result<String> {
 
 /// A temporary directory whose mounts are undone (lazily, deepest first)
 /// whatever happens, before the directory is removed.
-struct HostDir {
+pub(crate) struct HostDir {
     dir: tempfile::TempDir,
 }
 
 impl HostDir {
-    fn new() -> anyhow::Result<HostDir> {
+    pub(crate) fn new() -> anyhow::Result<HostDir> {
         Ok(HostDir {
             dir: tempfile::tempdir()?,
         })
     }
 
-    fn join(&self, p: &str) -> PathBuf {
+    pub(crate) fn join(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
 
     /// A tmpfs at `name` (created) with propagation `make` (`--make-shared`...).
-    fn tmpfs(&self, name: &str, make: &str) -> anyhow::Result<String> {
+    pub(crate) fn tmpfs(&self, name: &str, make: &str) -> anyhow::Result<String> {
         let p = self.join(name);
         std::fs::create_dir_all(&p)?;
         let s = p.display().to_string();
@@ -449,7 +449,10 @@ impl Drop for HostDir {
     }
 }
 
-async fn pause_pid(cri: &mut crius_testkit::client::Cri, pod: &str) -> anyhow::Result<u64> {
+pub(crate) async fn pause_pid(
+    cri: &mut crius_testkit::client::Cri,
+    pod: &str,
+) -> anyhow::Result<u64> {
     let resp = cri
         .runtime
         .pod_sandbox_status(v1::PodSandboxStatusRequest {
