@@ -103,14 +103,46 @@ fn can_run_privileged(config: &Config, s: &Selection) -> bool {
     config.runtimes.get(&s.handler).is_none_or(|h| h.privileged)
 }
 
+/// An untrusted workload runs on the `untrusted` handler or not at all,
+/// as containerd decides: with host namespaces refused (containerd too),
+/// with an explicit other handler refused (containerd too), without an
+/// `untrusted` handler refused (containerd too: falling back to the default
+/// runtime would run it with less isolation than it asked for). A
+/// privileged one is refused as well (security: containerd leaves that to
+/// the runtime, but a workload that asks to be isolated from the node and
+/// for the node's privileges at once is a contradiction crius does not
+/// guess about).
+fn check_untrusted(config: &Config, pod: &PodTraits<'_>) -> Result<()> {
+    let field = format!("config.annotations[{UNTRUSTED_WORKLOAD}]");
+    if pod.privileged {
+        return Err(Error::invalid(
+            field,
+            "a privileged pod (or one using host namespaces) cannot be an untrusted workload",
+        ));
+    }
+    if !pod.requested.is_empty() && pod.requested != UNTRUSTED_HANDLER {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "an untrusted workload runs on the {UNTRUSTED_HANDLER:?} handler, not {:?}",
+                pod.requested
+            ),
+        ));
+    }
+    if !config.runtimes.contains_key(UNTRUSTED_HANDLER) {
+        return Err(Error::FailedPrecondition(format!(
+            "the pod is an untrusted workload ({UNTRUSTED_WORKLOAD}) and no {UNTRUSTED_HANDLER:?} \
+             runtime handler is configured"
+        )));
+    }
+    Ok(())
+}
+
 /// Selects the runtime of a pod; refuses, before anything is created,
 /// every name containerd could take as a path.
 pub fn select(config: &Config, pod: PodTraits<'_>) -> Result<Selection> {
-    if pod.untrusted && pod.privileged {
-        return Err(Error::invalid(
-            format!("config.annotations[{UNTRUSTED_WORKLOAD}]"),
-            "a privileged pod (or one using host namespaces) cannot be an untrusted workload",
-        ));
+    if pod.untrusted {
+        check_untrusted(config, &pod)?;
     }
     let chosen = if !pod.requested.is_empty() {
         match configured(config, pod.requested) {
@@ -232,7 +264,14 @@ privileged = false
                 "io.containerd.runc-alias.v2",
                 false,
             ),
-            ("runc", false, true, "runc", "io.containerd.runc.v2", false),
+            (
+                "untrusted",
+                false,
+                true,
+                "untrusted",
+                "io.containerd.runsc.v1",
+                false,
+            ),
         ];
         for (req, privileged, untrusted, handler, shim, trusted) in cases {
             let s = pick(&c, req, *privileged, *untrusted)
@@ -243,10 +282,21 @@ privileged = false
                 "{req} {privileged} {untrusted}"
             );
         }
-        // untrusted annotation on a privileged pod
+        // untrusted annotation on a privileged pod, or with another handler
+        for (req, privileged) in [("", true), ("runc", false), ("kata", false)] {
+            assert!(
+                matches!(
+                    pick(&c, req, privileged, true),
+                    Err(Error::InvalidArgument { .. })
+                ),
+                "{req} {privileged}"
+            );
+        }
+        // No untrusted handler: refused, never the default runtime.
+        let plain = config("[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n");
         assert!(matches!(
-            pick(&c, "", true, true),
-            Err(Error::InvalidArgument { .. })
+            pick(&plain, "", false, true),
+            Err(Error::FailedPrecondition(_))
         ));
     }
 

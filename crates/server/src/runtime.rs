@@ -374,9 +374,9 @@ impl RuntimeService for RuntimeSvc {
                 None => None,
                 Some(Ok(v1::PodSandboxState::SandboxReady)) => Some(SandboxState::Ready),
                 Some(Ok(v1::PodSandboxState::SandboxNotready)) => Some(SandboxState::NotReady),
-                Some(Err(_)) => {
-                    return Err(Error::invalid("filter.state", "unknown sandbox state"));
-                }
+                // No sandbox is in a state CRI does not know (containerd
+                // answers an empty list too).
+                Some(Err(_)) => return Ok(v1::ListPodSandboxResponse { items: vec![] }),
             };
             let items = backend.pods.list(&ListFilter {
                 id: filter.id,
@@ -542,9 +542,9 @@ impl RuntimeService for RuntimeSvc {
                 Some(Ok(v1::ContainerState::ContainerRunning)) => Some(ContainerState::Running),
                 Some(Ok(v1::ContainerState::ContainerExited)) => Some(ContainerState::Exited),
                 Some(Ok(v1::ContainerState::ContainerUnknown)) => Some(ContainerState::Unknown),
-                Some(Err(_)) => {
-                    return Err(Error::invalid("filter.state", "unknown container state"));
-                }
+                // No container is in a state CRI does not know (containerd
+                // answers an empty list too).
+                Some(Err(_)) => return Ok(v1::ListContainersResponse { containers: vec![] }),
             };
             let items = self
                 .state

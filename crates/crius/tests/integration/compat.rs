@@ -24,6 +24,7 @@ crate::tests![
     missing_log_directories_are_created,
     features_crius_lacks_are_refused,
     a_pull_past_its_deadline_is_deadline_exceeded,
+    unknown_states_list_nothing_and_logless_reopen,
 ];
 
 fn node_hostname() -> anyhow::Result<String> {
@@ -499,4 +500,60 @@ async fn a_pull_past_its_deadline_is_deadline_exceeded(env: Arc<Env>) -> anyhow:
     );
     drop(held);
     Ok(())
+}
+
+/// A List filter on a state CRI does not know lists nothing (containerd
+/// too); ReopenContainerLog of a container without a log file is a no-op.
+async fn unknown_states_list_nothing_and_logless_reopen(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let image = env.images.reference(ti::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let mut c = config("nolog");
+    c.log_directory.clear();
+    let id = run(&mut p.cri, c).await?;
+    let mut c = container("nolog", &image, &["sleep", "60"]);
+    c.log_path.clear();
+    let cid = create(&mut p.cri, &id, c).await?;
+    start(&mut p.cri, &cid).await?;
+    p.cri
+        .runtime
+        .reopen_container_log(v1::ReopenContainerLogRequest {
+            container_id: cid.clone(),
+        })
+        .await?;
+    let pods = p
+        .cri
+        .runtime
+        .list_pod_sandbox(v1::ListPodSandboxRequest {
+            filter: Some(v1::PodSandboxFilter {
+                state: Some(v1::PodSandboxStateValue { state: 7 }),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .items;
+    ensure!(pods.is_empty(), "{pods:?}");
+    let all = p
+        .cri
+        .runtime
+        .list_containers(v1::ListContainersRequest { filter: None })
+        .await?
+        .into_inner()
+        .containers;
+    ensure!(all.len() == 1, "{all:?}");
+    let odd = p
+        .cri
+        .runtime
+        .list_containers(v1::ListContainersRequest {
+            filter: Some(v1::ContainerFilter {
+                state: Some(v1::ContainerStateValue { state: 9 }),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .containers;
+    ensure!(odd.is_empty(), "{odd:?}");
+    p.remove_all_and_check().await
 }
