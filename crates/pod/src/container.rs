@@ -486,6 +486,11 @@ impl Pods {
                 }
                 _ => None,
             },
+            apparmor_profiles: crate::host::loaded_apparmor_profiles(
+                &self.host.apparmor,
+                req.linux.security.apparmor.as_ref(),
+                || std::fs::read_to_string(crius_core::apparmor::PROFILES_FILE),
+            )?,
         })?;
 
         // Logs: FIFOs opened for reading before the task exists.
