@@ -10,6 +10,7 @@ mod foundation;
 mod images;
 mod pods;
 mod runtimes;
+mod secrets;
 mod security;
 
 use std::future::Future;
@@ -120,6 +121,7 @@ fn main() {
         .chain(containers::all())
         .chain(runtimes::all())
         .chain(security::all())
+        .chain(secrets::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");
