@@ -138,11 +138,66 @@ pub struct ImagesConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryAuth {
     pub username: String,
-    pub password: String,
+    pub password: Secret,
     /// OAuth2 refresh token.
-    pub identity_token: String,
+    pub identity_token: Secret,
     /// Bearer token sent as is.
-    pub registry_token: String,
+    pub registry_token: Secret,
+}
+
+/// What a secret shows instead of its value.
+pub const REDACTED: &str = "<redacted>";
+
+/// A secret of the config (a password, a token): read from TOML like a
+/// string, but its `Debug` and its serialized form (`criusd config check`,
+/// `Status` verbose) show [`REDACTED`] unless it is empty. Only
+/// [`Secret::expose`] gives the value, for the one place that sends it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// Reads a string; any other value is refused without quoting it (a
+/// password written without quotes would else end up in the error).
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => Ok(Secret(s)),
+            _ => Err(serde::de::Error::custom(
+                "a secret must be a quoted string (its value is not shown)",
+            )),
+        }
+    }
+}
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What is shown instead of the value.
+    fn shown(&self) -> &'static str {
+        if self.0.is_empty() { "" } else { REDACTED }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.shown())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.shown())
+    }
 }
 
 impl Default for ImagesConfig {
@@ -310,8 +365,7 @@ impl Config {
 
     /// Parses a TOML document, applies `overrides`, then validates.
     pub fn parse_with(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| parse_error(text, &e))?;
         config.apply(overrides);
         config.validate()?;
         Ok(config)
@@ -478,6 +532,27 @@ impl Config {
     }
 }
 
+/// A TOML error as line, column and message, without the quote of the
+/// offending line toml adds: that line may hold a password.
+fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return ConfigError::Parse(e.message().to_string());
+    };
+    let before = text.get(..start).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count()
+        + 1;
+    ConfigError::Parse(format!(
+        "line {line}, column {column}: {}",
+        e.message().trim_end()
+    ))
+}
+
 /// A containerd snapshotter plugin name.
 fn is_snapshotter_name(name: &str) -> bool {
     !name.is_empty()
@@ -562,10 +637,11 @@ unpack_on_pull = true
 max_concurrent_downloads = 3
 # A transfer that receives nothing for this long fails, in seconds.
 progress_timeout_secs = 30
-# Credentials per registry host:
+# Credentials per registry host (shown as "<redacted>" by `criusd config
+# check` and `Status`; keep this file readable by root only):
 # [images.auths."registry.example.com"]
 # username = "…"
-# password = "…"
+# password = "…"          # or identity_token / registry_token
 
 # Runtime handlers: the names Kubernetes RuntimeClasses refer to.
 [runtimes.runc]
@@ -605,6 +681,60 @@ mod tests {
             Err(ConfigError::Invalid(p)) => p,
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    const AUTHS: &str = "[images.auths.\"registry.example.com\"]\n\
+                         username = \"alice\"\n\
+                         password = \"hunter2-pw\"\n\
+                         identity_token = \"refresh-tok\"\n\
+                         [images.auths.\"other.example.com\"]\n\
+                         registry_token = \"bearer-tok\"\n";
+    const SECRETS: [&str; 3] = ["hunter2-pw", "refresh-tok", "bearer-tok"];
+
+    #[test]
+    fn secrets_are_read_but_never_shown() {
+        let c = Config::parse(AUTHS).expect("valid");
+        let auth = &c.images.auths["registry.example.com"];
+        assert_eq!(auth.username, "alice");
+        assert_eq!(auth.password.expose(), "hunter2-pw");
+        assert_eq!(auth.identity_token.expose(), "refresh-tok");
+        assert!(auth.registry_token.is_empty());
+        let other = &c.images.auths["other.example.com"];
+        assert_eq!(other.registry_token.expose(), "bearer-tok");
+        let shown = [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            toml::to_string(&c).expect("toml"),
+            serde_json::to_string(&c).expect("json"),
+        ];
+        for text in &shown {
+            for secret in SECRETS {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            assert!(text.contains(REDACTED), "{text}");
+            assert!(text.contains("alice"), "{text}");
+        }
+        // A secret of the wrong type, or on a line TOML cannot parse, is
+        // refused without being quoted.
+        for text in [
+            "[images.auths.x]\npassword = 123456789\n",
+            "[images.auths.x]\npassword = \"123456789\n",
+            "[images.auths.x]\nregistry_token = [\"123456789\"]\n",
+        ] {
+            match Config::parse(text) {
+                Err(ConfigError::Parse(m)) => {
+                    assert!(!m.contains("123456789"), "{m}");
+                    assert!(m.starts_with("line 2, column "), "{m}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Unset secrets show as unset, not as redacted values.
+        let json = serde_json::to_value(&c).expect("json");
+        let auth = &json["images"]["auths"]["registry.example.com"];
+        assert_eq!(auth["password"], REDACTED);
+        assert_eq!(auth["registry_token"], "");
+        assert_eq!(format!("{:?}", Secret::default()), "\"\"");
     }
 
     #[test]

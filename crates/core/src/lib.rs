@@ -3,6 +3,7 @@
 //! Adapters (containerd, CNI, files) and the gRPC layer depend on this crate,
 //! never the other way round.
 
+pub mod apparmor;
 pub mod cgroup;
 pub mod config;
 pub mod container;

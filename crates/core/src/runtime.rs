@@ -30,6 +30,42 @@ pub fn filter_annotations(
         .collect()
 }
 
+/// What crius supports on a runtime handler (CRI `RuntimeHandlerFeatures`).
+/// kubelet gates pod features on these, so each says what crius does,
+/// not what the runtime underneath could.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerFeatures {
+    /// Recursive read-only mounts: crius does not implement them (it
+    /// refuses such mounts) on any handler.
+    pub recursive_read_only_mounts: bool,
+    /// User namespaces with idmapped mounts, as Kubernetes uses them:
+    /// crius does not implement them on any handler.
+    pub user_namespaces: bool,
+}
+
+/// The features of a handler (`None`: a shim name passed through, or the
+/// default handler when `default_runtime` is one).
+pub fn handler_features(_handler: Option<&crate::config::RuntimeHandler>) -> HandlerFeatures {
+    HandlerFeatures {
+        recursive_read_only_mounts: false,
+        user_namespaces: false,
+    }
+}
+
+/// What crius supports whatever the handler (CRI `RuntimeFeatures`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeFeatures {
+    /// `SupplementalGroupsPolicy` `Strict` and the container's user in
+    /// `ContainerStatus`: not implemented (crius merges the image's groups,
+    /// the `Merge` policy).
+    pub supplemental_groups_policy: bool,
+}
+
+/// The features of crius itself.
+pub const RUNTIME_FEATURES: RuntimeFeatures = RuntimeFeatures {
+    supplemental_groups_policy: false,
+};
+
 /// The runtime a pod runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
@@ -204,6 +240,21 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::parse(text).expect("valid config")
+    }
+
+    #[test]
+    fn features_are_only_what_crius_implements() {
+        // Neither rro mounts nor user namespaces, on runc or a VM runtime.
+        let c = config(
+            "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+             [runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n",
+        );
+        for handler in [c.runtimes.get("runc"), c.runtimes.get("kata"), None] {
+            let f = handler_features(handler);
+            assert!(!f.recursive_read_only_mounts, "{handler:?}");
+            assert!(!f.user_namespaces, "{handler:?}");
+        }
+        const { assert!(!RUNTIME_FEATURES.supplemental_groups_policy) };
     }
 
     fn pick(c: &Config, requested: &str, privileged: bool, untrusted: bool) -> Result<Selection> {

@@ -15,5 +15,73 @@ pub mod admin {
     tonic::include_proto!("crius.v1");
 }
 
+/// What `Debug` shows instead of a secret.
+const REDACTED: &str = "<redacted>";
+
+/// A secret field as `Debug` shows it: whether it is set, never its value.
+fn shown(secret: &str) -> &'static str {
+    if secret.is_empty() { "" } else { REDACTED }
+}
+
+impl std::fmt::Debug for v1::AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("username", &self.username)
+            .field("password", &shown(&self.password))
+            .field("auth", &shown(&self.auth))
+            .field("server_address", &self.server_address)
+            .field("identity_token", &shown(&self.identity_token))
+            .field("registry_token", &shown(&self.registry_token))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for admin::PullImageRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullImageRequest")
+            .field("image", &self.image)
+            .field("username", &self.username)
+            .field("password", &shown(&self.password))
+            .finish()
+    }
+}
+
 /// The CRI API version this crate speaks, as reported by `Version`.
 pub const CRI_API_VERSION: &str = "v1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_credentials_shows_no_secret() {
+        let auth = v1::AuthConfig {
+            username: "alice".into(),
+            password: "pw-secret".into(),
+            auth: "YWxpY2U6cHctc2VjcmV0".into(),
+            server_address: "registry.example.com".into(),
+            identity_token: "id-secret".into(),
+            registry_token: String::new(),
+        };
+        let pull = v1::PullImageRequest {
+            auth: Some(auth),
+            ..Default::default()
+        };
+        let admin = admin::PullImageRequest {
+            image: "busybox".into(),
+            username: "alice".into(),
+            password: "pw-secret".into(),
+        };
+        for text in [
+            format!("{pull:?}"),
+            format!("{pull:#?}"),
+            format!("{admin:?}"),
+        ] {
+            for secret in ["pw-secret", "YWxpY2U6cHctc2VjcmV0", "id-secret"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            assert!(text.contains("alice") && text.contains(REDACTED), "{text}");
+        }
+        assert!(format!("{pull:?}").contains("registry_token: \"\""));
+    }
+}

@@ -54,7 +54,8 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Print the default configuration, with comments.
     Default,
-    /// Validate the configuration (file + flags) and print it in full.
+    /// Validate the configuration (file + flags) and print it in full
+    /// (passwords and tokens as "<redacted>").
     Check,
 }
 

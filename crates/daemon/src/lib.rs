@@ -1,6 +1,7 @@
 //! `criusd`: loads the config, binds the CRI socket, connects to containerd
 //! in the background and serves until SIGTERM/SIGINT.
 
+mod apparmor;
 mod args;
 pub mod authority;
 mod deadline;

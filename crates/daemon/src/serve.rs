@@ -25,11 +25,13 @@ pub fn run(config: Config, args: crate::Args) -> anyhow::Result<()> {
     let driver = config
         .cgroup_driver
         .resolve(Path::new("/run/systemd/system").is_dir());
+    let apparmor = crate::apparmor::set_up(&crate::apparmor::RealHost);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(config, listener, driver, args));
+    let state = State::new(config, driver).with_apparmor(apparmor);
+    let result = runtime.block_on(serve(state, listener, args));
     // Leave no socket behind for clients to hang on.
     if let Err(e) = std::fs::remove_file(&socket) {
         tracing::warn!(socket = %socket.display(), "cannot remove the socket: {e}");
@@ -48,18 +50,18 @@ fn make_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
 }
 
 async fn serve(
-    config: Config,
+    state: State,
     listener: std::os::unix::net::UnixListener,
-    driver: crius_core::cgroup::CgroupDriver,
     args: crate::Args,
 ) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
+    let config = state.config();
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
     let socket = config.socket.clone();
     let loader: crius_server::state::ConfigLoader =
         Box::new(move || args.load_config().map_err(|e| format!("{e:#}")));
-    let state = Arc::new(State::new(config, driver).with_loader(loader));
+    let state = Arc::new(state.with_loader(loader));
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let connector = tokio::spawn(connect_containerd(state.clone()));
@@ -143,8 +145,12 @@ async fn connect_containerd(state: Arc<State>) {
                         tracing::warn!("connected to containerd, but its version is unknown: {e}")
                     }
                 }
-                let backend =
-                    crius_server::state::Backend::new(containerd, &config, crius_pause::PAUSE);
+                let backend = crius_server::state::Backend::new(
+                    containerd,
+                    &config,
+                    crius_pause::PAUSE,
+                    state.apparmor().clone(),
+                );
                 state.set_waiting("recovering state from containerd".into());
                 match recover(&backend, &config).await {
                     Ok(()) => {

@@ -169,10 +169,10 @@ fn registry_config(c: &ImagesConfig) -> RegistryConfig {
         // which the config does not have.
         if let Ok(creds) = Credentials::from_parts(
             &a.username,
-            &a.password,
+            a.password.expose(),
             "",
-            &a.identity_token,
-            &a.registry_token,
+            a.identity_token.expose(),
+            a.registry_token.expose(),
         ) {
             auths.insert(host.clone(), creds);
         }

@@ -550,6 +550,11 @@ impl Pods {
                 .map(|(path, dir)| (path.clone(), dir.display().to_string()))
                 .collect(),
             localhost_seccomp: crate::host::localhost_seccomp(req.linux.security.seccomp.as_ref())?,
+            apparmor_profiles: crate::host::loaded_apparmor_profiles(
+                &self.host.apparmor,
+                req.linux.security.apparmor.as_ref(),
+                || std::fs::read_to_string(crius_core::apparmor::PROFILES_FILE),
+            )?,
         })?;
 
         // Logs: FIFOs opened for reading before the task exists.

@@ -7,9 +7,10 @@ use crius_core::container::{
     HostDevice, HostDeviceKind, HostFacts, HostPath, HostPropagation, capabilities_from_mask,
 };
 
-/// Reads the host facts (capabilities, cgroup controllers, swap, AppArmor,
-/// kernel). Missing information falls back to the restrictive answer.
-pub fn facts() -> HostFacts {
+/// Reads the host facts (capabilities, cgroup controllers, swap, kernel);
+/// AppArmor is what the daemon's start-up decided. Missing information
+/// falls back to the restrictive answer.
+pub fn facts(apparmor: crius_core::apparmor::Mode) -> HostFacts {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let cap_eff = status
         .lines()
@@ -35,7 +36,7 @@ pub fn facts() -> HostFacts {
         cgroup_controllers: controllers,
         memory_swap: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
         cgroup_unified: unified,
-        apparmor_enabled: Path::new("/sys/module/apparmor").exists(),
+        apparmor,
         kernel_version: kernel,
     }
 }
@@ -53,6 +54,27 @@ pub fn localhost_seccomp(
             "config.linux.security_context.seccomp.localhost_ref",
             format!("{path}: {e}"),
         )
+    })
+}
+
+/// The loaded AppArmor profiles, when the container's profile depends on
+/// them ([`crius_core::apparmor::needs_loaded_profiles`]); `read` reads
+/// [`crius_core::apparmor::PROFILES_FILE`]. A list that cannot be read
+/// refuses the container: the profile it names cannot be checked.
+pub fn loaded_apparmor_profiles(
+    mode: &crius_core::apparmor::Mode,
+    requested: Option<&crius_core::container::SecurityProfile>,
+    read: impl FnOnce() -> std::io::Result<String>,
+) -> crius_core::Result<Option<String>> {
+    use crius_core::apparmor::{PROFILES_FILE, needs_loaded_profiles};
+    if !needs_loaded_profiles(mode, requested) {
+        return Ok(None);
+    }
+    read().map(Some).map_err(|e| {
+        crius_core::Error::FailedPrecondition(format!(
+            "config.linux.security_context.apparmor: cannot check that the profile is loaded: \
+             reading {PROFILES_FILE}: {e}"
+        ))
     })
 }
 
@@ -273,6 +295,37 @@ mod tests {
                 && !d.path.starts_with("/dev/fd/")),
             "{all:?}"
         );
+    }
+
+    #[test]
+    fn apparmor_profiles_are_read_only_for_a_localhost_profile() {
+        use crius_core::apparmor::{Mode, after_load};
+        use crius_core::container::SecurityProfile;
+        let enabled = after_load(Ok(()));
+        let localhost = SecurityProfile::Localhost("k8s-x".into());
+        let unread = || -> std::io::Result<String> { panic!("read without need") };
+        for (mode, requested) in [
+            (&enabled, None),
+            (&enabled, Some(&SecurityProfile::RuntimeDefault)),
+            (&Mode::Disabled, Some(&localhost)),
+        ] {
+            assert_eq!(
+                loaded_apparmor_profiles(mode, requested, unread).ok(),
+                Some(None)
+            );
+        }
+        let read = || Ok("k8s-x (enforce)\n".to_string());
+        assert_eq!(
+            loaded_apparmor_profiles(&enabled, Some(&localhost), read).ok(),
+            Some(Some("k8s-x (enforce)\n".to_string()))
+        );
+        let denied = || Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        match loaded_apparmor_profiles(&enabled, Some(&localhost), denied) {
+            Err(crius_core::Error::FailedPrecondition(m)) => {
+                assert!(m.contains("config.linux.security_context.apparmor"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -58,13 +58,15 @@ pub struct Pods {
 }
 
 impl Pods {
-    /// `state_dir` is the daemon's volatile state directory.
+    /// `state_dir` is the daemon's volatile state directory; `apparmor` is
+    /// what the daemon's start-up found (and loaded).
     pub fn new(
         containerd: Containerd,
         images: Arc<Images>,
         cni_bin_dirs: Vec<PathBuf>,
         state_dir: PathBuf,
         pause: &'static [u8],
+        apparmor: crius_core::apparmor::Mode,
     ) -> Self {
         Pods {
             pause,
@@ -73,7 +75,7 @@ impl Pods {
             images,
             store: store::Store::default(),
             containers: store::Store::default(),
-            host: host::facts(),
+            host: host::facts(apparmor),
             state_dir,
             exits: Arc::default(),
             cpu_samples: Default::default(),

@@ -207,13 +207,29 @@ impl Authorization {
 
 /// The request for a token from a Bearer challenge's realm: the URL and,
 /// for a refresh token, the form to POST.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct TokenRequest {
     pub url: Url,
     /// `Some(form)`: POST these (OAuth2); `None`: GET `url`.
     pub form: Option<Vec<(String, String)>>,
     /// Basic credentials for a GET.
     pub basic: Option<(String, String)>,
+}
+
+/// The URL, the names of the form's fields and the user name: never the
+/// refresh token or the password.
+impl fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields: Option<Vec<&str>> = self
+            .form
+            .as_ref()
+            .map(|form| form.iter().map(|(k, _)| k.as_str()).collect());
+        f.debug_struct("TokenRequest")
+            .field("url", &self.url.as_str())
+            .field("form_fields", &fields)
+            .field("basic_user", &self.basic.as_ref().map(|(user, _)| user))
+            .finish()
+    }
 }
 
 /// Builds the token request for a Bearer challenge. `default_scope` is used
@@ -483,6 +499,36 @@ mod tests {
             }
         );
         assert!(!debug.contains("secret"), "{debug}");
+        Ok(())
+    }
+
+    #[test]
+    fn debug_shows_no_secret() -> std::result::Result<(), String> {
+        let c = &parse_challenges(r#"Bearer realm="https://auth.example/token""#)[0];
+        let basic = Credentials::Basic {
+            username: "alice".into(),
+            password: "pw-secret".into(),
+        };
+        let refresh = Credentials::IdentityToken("refresh-secret".into());
+        let shown = [
+            format!("{:?}", token_request(c, &basic, "s")?),
+            format!("{:?}", token_request(c, &refresh, "s")?),
+            format!("{refresh:?}"),
+            format!("{:?}", Credentials::RegistryToken("bearer-secret".into())),
+            format!(
+                "{:?}",
+                Authorization::Basic {
+                    username: "alice".into(),
+                    password: "pw-secret".into()
+                }
+            ),
+            format!("{:?}", Authorization::Bearer("bearer-secret".into())),
+        ];
+        for text in &shown {
+            assert!(!text.contains("secret"), "{text}");
+        }
+        assert!(shown[0].contains("alice"), "{}", shown[0]);
+        assert!(shown[1].contains("refresh_token"), "{}", shown[1]);
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crius_core::cgroup::CgroupDriver;
+use crius_core::config::Config;
 use crius_core::{Error, RUNTIME_NAME, RUNTIME_VERSION};
 use crius_cri_api::CRI_API_VERSION;
 use crius_cri_api::v1::{self, runtime_service_server::RuntimeService};
@@ -89,31 +90,7 @@ impl RuntimeSvc {
 
     async fn status(&self, verbose: bool) -> Result<v1::StatusResponse, Error> {
         let config = self.state.config();
-        // Runtime: start-up finished and containerd answers now.
-        let mut containerd_version = None;
-        let runtime = match (self.state.containerd(), self.state.readiness()) {
-            (Ok(c), _) => match tokio::time::timeout(HEALTH_TIMEOUT, c.version()).await {
-                Ok(Ok(v)) => {
-                    containerd_version = Some(v);
-                    condition("RuntimeReady", None)
-                }
-                Ok(Err(e)) => condition(
-                    "RuntimeReady",
-                    Some(("ContainerdUnavailable", e.to_string())),
-                ),
-                Err(_) => condition(
-                    "RuntimeReady",
-                    Some((
-                        "ContainerdUnavailable",
-                        format!(
-                            "containerd at {} did not answer within {HEALTH_TIMEOUT:?}",
-                            c.address().display()
-                        ),
-                    )),
-                ),
-            },
-            (Err(e), _) => condition("RuntimeReady", Some(("CriusStarting", e.to_string()))),
-        };
+        let (runtime, containerd_version) = self.runtime_condition().await;
         let network = match crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs) {
             Ok(_) => condition("NetworkReady", None),
             Err(e) => condition(
@@ -121,89 +98,150 @@ impl RuntimeSvc {
                 Some(("NetworkPluginNotReady", e.to_string())),
             ),
         };
-        let mut handlers: Vec<v1::RuntimeHandler> = config
-            .runtimes
-            .keys()
-            .map(|name| v1::RuntimeHandler {
-                name: name.clone(),
-                features: Some(v1::RuntimeHandlerFeatures::default()),
-            })
-            .collect();
-        // The default handler, as kubelet names it: the empty name.
-        handlers.insert(
-            0,
-            v1::RuntimeHandler {
-                name: String::new(),
-                features: Some(v1::RuntimeHandlerFeatures::default()),
-            },
-        );
-        let mut info = HashMap::new();
-        if verbose {
-            let to_json = |v: serde_json::Value| v.to_string();
-            info.insert(
-                "config".to_string(),
-                serde_json::to_string(&*config).map_err(|e| Error::Internal(e.to_string()))?,
-            );
-            info.insert(
-                "containerd".to_string(),
-                to_json(json!({
-                    "address": config.containerd.address,
-                    "namespace": config.containerd.namespace,
-                    "version": containerd_version.as_ref().map(|v| &v.version),
-                    "revision": containerd_version.as_ref().map(|v| &v.revision),
-                })),
-            );
-            let mut handlers = Vec::new();
-            for (name, h) in &config.runtimes {
-                let shim = match self.state.containerd() {
-                    Ok(c) => c.shim_binary(&h.runtime_type, &h.runtime_path).await,
-                    Err(_) => None,
-                };
-                handlers.push(json!({
-                    "name": name,
-                    "runtime_type": h.runtime_type,
-                    "runtime_path": h.runtime_path,
-                    "options": h.options,
-                    "privileged": h.privileged,
-                    "privileged_without_host_devices": h.privileged_without_host_devices,
-                    "snapshotter": h.snapshotter,
-                    "sandbox_image": h.sandbox_image,
-                    "default": *name == config.default_runtime,
-                    "trusted": *name == config.trusted_runtime,
-                    "shim_found": shim.is_some(),
-                    "shim_binary": shim.map(|p| p.display().to_string()),
-                }));
-            }
-            info.insert(
-                "runtimeHandlers".to_string(),
-                to_json(json!({
-                    "default": config.default_runtime,
-                    "trusted": config.trusted_runtime,
-                    "shimPassthrough": config.shim_passthrough,
-                    "handlers": handlers,
-                })),
-            );
-            info.insert(
-                "version".to_string(),
-                to_json(json!({
-                    "runtimeName": RUNTIME_NAME,
-                    "runtimeVersion": RUNTIME_VERSION,
-                    "runtimeApiVersion": CRI_API_VERSION,
-                })),
-            );
-            info.insert("podCIDR".to_string(), self.state.pod_cidr());
-        }
+        let info = if verbose {
+            self.verbose_info(&config, containerd_version).await?
+        } else {
+            HashMap::new()
+        };
+        let features = crius_core::runtime::RUNTIME_FEATURES;
         Ok(v1::StatusResponse {
             status: Some(v1::RuntimeStatus {
                 conditions: vec![runtime, network],
             }),
             info,
-            runtime_handlers: handlers,
+            runtime_handlers: runtime_handlers(&config),
             features: Some(v1::RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: features.supplemental_groups_policy,
             }),
         })
     }
+
+    /// `RuntimeReady`: start-up finished and containerd answers now (then
+    /// its version).
+    async fn runtime_condition(
+        &self,
+    ) -> (
+        v1::RuntimeCondition,
+        Option<crius_containerd::ContainerdVersion>,
+    ) {
+        let c = match self.state.containerd() {
+            Ok(c) => c,
+            Err(e) => {
+                let failed = condition("RuntimeReady", Some(("CriusStarting", e.to_string())));
+                return (failed, None);
+            }
+        };
+        let failure = match tokio::time::timeout(HEALTH_TIMEOUT, c.version()).await {
+            Ok(Ok(v)) => return (condition("RuntimeReady", None), Some(v)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "containerd at {} did not answer within {HEALTH_TIMEOUT:?}",
+                c.address().display()
+            ),
+        };
+        let failed = condition("RuntimeReady", Some(("ContainerdUnavailable", failure)));
+        (failed, None)
+    }
+
+    /// `Status` verbose info: JSON documents by key. Secrets in the config
+    /// serialize as `<redacted>`.
+    async fn verbose_info(
+        &self,
+        config: &Config,
+        containerd_version: Option<crius_containerd::ContainerdVersion>,
+    ) -> Result<HashMap<String, String>, Error> {
+        let mut info = HashMap::new();
+        let config_json =
+            serde_json::to_string(config).map_err(|e| Error::Internal(e.to_string()))?;
+        info.insert("config".to_string(), config_json);
+        let containerd = json!({
+            "address": config.containerd.address,
+            "namespace": config.containerd.namespace,
+            "version": containerd_version.as_ref().map(|v| &v.version),
+            "revision": containerd_version.as_ref().map(|v| &v.revision),
+        });
+        info.insert("containerd".to_string(), containerd.to_string());
+        let handlers = self.handlers_info(config).await;
+        info.insert("runtimeHandlers".to_string(), handlers.to_string());
+        let version = json!({
+            "runtimeName": RUNTIME_NAME,
+            "runtimeVersion": RUNTIME_VERSION,
+            "runtimeApiVersion": CRI_API_VERSION,
+        });
+        info.insert("version".to_string(), version.to_string());
+        info.insert("podCIDR".to_string(), self.state.pod_cidr());
+        info.insert(
+            "apparmor".to_string(),
+            apparmor_info(self.state.apparmor()).to_string(),
+        );
+        Ok(info)
+    }
+
+    /// The configured handlers, with whether containerd finds their shims.
+    async fn handlers_info(&self, config: &Config) -> serde_json::Value {
+        let mut handlers = Vec::new();
+        for (name, h) in &config.runtimes {
+            let shim = match self.state.containerd() {
+                Ok(c) => c.shim_binary(&h.runtime_type, &h.runtime_path).await,
+                Err(_) => None,
+            };
+            handlers.push(json!({
+                "name": name,
+                "runtime_type": h.runtime_type,
+                "runtime_path": h.runtime_path,
+                "options": h.options,
+                "privileged": h.privileged,
+                "privileged_without_host_devices": h.privileged_without_host_devices,
+                "snapshotter": h.snapshotter,
+                "sandbox_image": h.sandbox_image,
+                "default": *name == config.default_runtime,
+                "trusted": *name == config.trusted_runtime,
+                "shim_found": shim.is_some(),
+                "shim_binary": shim.map(|p| p.display().to_string()),
+            }));
+        }
+        json!({
+            "default": config.default_runtime,
+            "trusted": config.trusted_runtime,
+            "shimPassthrough": config.shim_passthrough,
+            "handlers": handlers,
+        })
+    }
+}
+
+/// `Status.runtime_handlers`: the default handler first, under the empty
+/// name as kubelet looks it up, then every configured handler; each with
+/// what crius supports on it.
+fn runtime_handlers(config: &Config) -> Vec<v1::RuntimeHandler> {
+    let handler = |name: &str, h: Option<&crius_core::config::RuntimeHandler>| {
+        let f = crius_core::runtime::handler_features(h);
+        v1::RuntimeHandler {
+            name: name.to_string(),
+            features: Some(v1::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: f.recursive_read_only_mounts,
+                user_namespaces: f.user_namespaces,
+            }),
+        }
+    };
+    let default = config.runtimes.get(&config.default_runtime);
+    std::iter::once(handler("", default))
+        .chain(
+            config
+                .runtimes
+                .iter()
+                .map(|(name, h)| handler(name, Some(h))),
+        )
+        .collect()
+}
+
+/// What start-up found of AppArmor: on or not, the profile `RuntimeDefault`
+/// stands for, and why containers run unconfined if they do.
+fn apparmor_info(mode: &crius_core::apparmor::Mode) -> serde_json::Value {
+    json!({
+        "enabled": mode.enabled(),
+        "defaultProfile": mode.default_profile(),
+        "unconfinedReason": mode.unconfined_reason(),
+    })
 }
 
 /// A condition that holds, or not with a (reason, message).
@@ -840,7 +878,74 @@ fn validate_cidr(cidr: &str) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::validate_cidr;
+    use super::*;
+
+    /// A daemon still waiting for containerd: `Status` answers from its
+    /// own state.
+    fn svc(config: &str, apparmor: crius_core::apparmor::Mode) -> RuntimeSvc {
+        let config = Config::parse(config).expect("valid config");
+        let state = State::new(config, CgroupDriver::Cgroupfs).with_apparmor(apparmor);
+        RuntimeSvc::new(Arc::new(state))
+    }
+
+    #[tokio::test]
+    async fn status_reports_features_per_handler() -> Result<(), Error> {
+        let s = svc(
+            "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+             [runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n",
+            Default::default(),
+        )
+        .status(false)
+        .await?;
+        let names: Vec<&str> = s.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["", "kata", "runc"]);
+        for h in &s.runtime_handlers {
+            assert_eq!(
+                h.features,
+                Some(v1::RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces: false,
+                }),
+                "{}",
+                h.name
+            );
+        }
+        assert_eq!(
+            s.features,
+            Some(v1::RuntimeFeatures {
+                supplemental_groups_policy: false
+            })
+        );
+        assert!(s.info.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn verbose_status_redacts_secrets_and_tells_about_apparmor() -> Result<(), Error> {
+        let apparmor = crius_core::apparmor::after_load(Err("parser said no".into()));
+        let s = svc(
+            "[images.auths.\"registry.example.com\"]\nusername = \"alice\"\n\
+             password = \"pw-secret\"\nregistry_token = \"bearer-secret\"\n",
+            apparmor,
+        )
+        .status(true)
+        .await?;
+        for (key, value) in &s.info {
+            assert!(!value.contains("secret"), "{key}: {value}");
+        }
+        let config: serde_json::Value =
+            serde_json::from_str(&s.info["config"]).map_err(|e| Error::Internal(e.to_string()))?;
+        let auth = &config["images"]["auths"]["registry.example.com"];
+        assert_eq!(auth["username"], "alice");
+        assert_eq!(auth["password"], "<redacted>");
+        let apparmor: serde_json::Value = serde_json::from_str(&s.info["apparmor"])
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(apparmor["enabled"], true);
+        assert_eq!(apparmor["defaultProfile"], serde_json::Value::Null);
+        let reason = apparmor["unconfinedReason"].as_str().unwrap_or_default();
+        assert!(reason.contains("parser said no"), "{reason}");
+        Ok(())
+    }
 
     #[test]
     fn cidrs() {

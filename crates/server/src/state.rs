@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use arc_swap::ArcSwap;
 use crius_containerd::Containerd;
+use crius_core::apparmor::Mode as AppArmor;
 use crius_core::cgroup::CgroupDriver;
 use crius_core::config::Config;
 use crius_core::readiness::Readiness;
@@ -21,8 +22,13 @@ pub struct Backend {
 
 impl Backend {
     /// The adapters over one containerd connection. `pause` is the pause
-    /// program of the built-in sandbox image.
-    pub fn new(containerd: Containerd, config: &Config, pause: &'static [u8]) -> Self {
+    /// program of the built-in sandbox image; `apparmor` what start-up found.
+    pub fn new(
+        containerd: Containerd,
+        config: &Config,
+        pause: &'static [u8],
+        apparmor: AppArmor,
+    ) -> Self {
         let images = Arc::new(Images::new(containerd.clone()));
         let pods = Arc::new(Pods::new(
             containerd.clone(),
@@ -30,6 +36,7 @@ impl Backend {
             config.cni.bin_dirs.clone(),
             config.state_dir.clone(),
             pause,
+            apparmor,
         ));
         Backend {
             images,
@@ -48,6 +55,7 @@ pub struct State {
     cgroup_driver: CgroupDriver,
     pod_cidr: Mutex<String>,
     loader: Option<ConfigLoader>,
+    apparmor: AppArmor,
 }
 
 /// Reads and validates the config again (file + the daemon's flags).
@@ -67,7 +75,19 @@ impl State {
             cgroup_driver,
             pod_cidr: Mutex::new(String::new()),
             loader: None,
+            apparmor: AppArmor::Disabled,
         }
+    }
+
+    /// AppArmor as the daemon's start-up found it (default: disabled).
+    pub fn with_apparmor(mut self, apparmor: AppArmor) -> Self {
+        self.apparmor = apparmor;
+        self
+    }
+
+    /// AppArmor as the daemon's start-up found it.
+    pub fn apparmor(&self) -> &AppArmor {
+        &self.apparmor
     }
 
     /// Where [`State::reload`] gets a new config from.

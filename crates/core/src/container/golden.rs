@@ -97,7 +97,7 @@ fn host(daemon_oom_score_adj: i32) -> HostFacts {
             .collect::<BTreeSet<_>>(),
         memory_swap: true,
         cgroup_unified: false,
-        apparmor_enabled: false,
+        apparmor: crate::apparmor::Mode::Disabled,
         kernel_version: Some((6, 1)),
     }
 }
@@ -146,6 +146,7 @@ fn input<'a>(
         host_paths: BTreeMap::new(),
         annotations: BTreeMap::new(),
         localhost_seccomp: None,
+        apparmor_profiles: None,
         image_volumes: BTreeMap::new(),
     }
 }

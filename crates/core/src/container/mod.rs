@@ -42,8 +42,8 @@ pub use labels::{container_labels, container_name_key};
 pub use mounts::image_volume_paths;
 pub use process::{ContainerProcess, DEFAULT_PATH_ENV, image_process};
 pub use spec::{
-    ContainerSpecInput, DEFAULT_APPARMOR_PROFILE, HostDevice, HostDeviceKind, HostFacts, HostPath,
-    HostPropagation, PodFiles, container_spec, linux_resources, log_file_path,
+    ContainerSpecInput, HostDevice, HostDeviceKind, HostFacts, HostPath, HostPropagation, PodFiles,
+    container_spec, linux_resources, log_file_path,
 };
 pub use user::{MAX_ETC_FILE_SIZE, User, resolve_user};
 pub use validate::{MAX_ID, validate};

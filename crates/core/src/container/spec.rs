@@ -24,7 +24,9 @@
 //!   cannot lower it;
 //! - seccomp: none without a profile or with `Unconfined` (containerd
 //!   1.6's default), crius' `RuntimeDefault`, or the caller-loaded
-//!   `Localhost` one; never for privileged containers.
+//!   `Localhost` one; never for privileged containers;
+//! - AppArmor: [`crate::apparmor::container_profile`] (crius' default
+//!   profile as loaded at start-up, a loaded `Localhost` one, or none).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -51,10 +53,6 @@ use crate::sandbox::spec::{MASKED_PATHS, OCI_VERSION, READONLY_PATHS, ROOTFS_PAT
 use crate::sandbox::{NamespaceMode, PodSandboxRequest};
 use crate::{Error, Result};
 
-/// The AppArmor profile crius applies for `RuntimeDefault` (and no profile)
-/// on nodes with AppArmor; the daemon must have loaded it.
-pub const DEFAULT_APPARMOR_PROFILE: &str = "crius-default";
-
 /// Facts about the node, measured once by the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFacts {
@@ -70,8 +68,8 @@ pub struct HostFacts {
     pub memory_swap: bool,
     /// cgroup v2 unified mode (then containers get a cgroup namespace).
     pub cgroup_unified: bool,
-    /// Whether the kernel has AppArmor enabled (`/sys/module/apparmor`).
-    pub apparmor_enabled: bool,
+    /// AppArmor as start-up found it (and loaded crius' default profile).
+    pub apparmor: crate::apparmor::Mode,
     /// `(major, minor)` of the running kernel, for seccomp `minKernel`.
     pub kernel_version: Option<(u32, u32)>,
 }
@@ -174,6 +172,9 @@ pub struct ContainerSpecInput<'a> {
     pub annotations: BTreeMap<String, String>,
     /// The contents of the `Localhost` seccomp profile the request names.
     pub localhost_seccomp: Option<String>,
+    /// The loaded AppArmor profiles (`/sys/kernel/security/apparmor/profiles`),
+    /// read when [`crate::apparmor::needs_loaded_profiles`] says so.
+    pub apparmor_profiles: Option<String>,
     /// Image volumes: container path (from [`super::image_volume_paths`])
     /// to the host directory that holds it.
     pub image_volumes: BTreeMap<String, String>,
@@ -309,31 +310,15 @@ fn process(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Proces
     Ok(process)
 }
 
-/// containerd's rules, with one leniency: on a node without AppArmor,
-/// `RuntimeDefault` means no profile (there is nothing to confine with)
-/// instead of an error; a `Localhost` profile is still refused there.
-/// With AppArmor: no profile or `RuntimeDefault` gives
-/// [`DEFAULT_APPARMOR_PROFILE`] except for privileged containers,
-/// `Localhost` gives the named profile (`localhost/` stripped; whether it
-/// is loaded is the caller's check), `Unconfined` none.
+/// See [`crate::apparmor::container_profile`].
 fn apparmor_profile(input: &ContainerSpecInput<'_>) -> Result<Option<String>> {
     let sc = &input.request.linux.security;
-    if !input.host.apparmor_enabled {
-        return match &sc.apparmor {
-            Some(SecurityProfile::Localhost(name)) => Err(Error::FailedPrecondition(format!(
-                "AppArmor profile {name:?} requested, but AppArmor is not enabled on this node"
-            ))),
-            _ => Ok(None),
-        };
-    }
-    Ok(match &sc.apparmor {
-        Some(SecurityProfile::Unconfined) => None,
-        None | Some(SecurityProfile::RuntimeDefault) if sc.privileged => None,
-        None | Some(SecurityProfile::RuntimeDefault) => Some(DEFAULT_APPARMOR_PROFILE.to_string()),
-        Some(SecurityProfile::Localhost(name)) => {
-            Some(name.strip_prefix("localhost/").unwrap_or(name).to_string())
-        }
-    })
+    crate::apparmor::container_profile(
+        &input.host.apparmor,
+        sc.apparmor.as_ref(),
+        sc.privileged,
+        input.apparmor_profiles.as_deref(),
+    )
 }
 
 fn linux(
@@ -730,7 +715,7 @@ mod tests {
             cgroup_controllers: BTreeSet::new(),
             memory_swap: false,
             cgroup_unified: false,
-            apparmor_enabled: false,
+            apparmor: crate::apparmor::Mode::Disabled,
             kernel_version: Some((6, 1)),
         }
     }
@@ -796,6 +781,7 @@ mod tests {
             host_paths: BTreeMap::new(),
             annotations: BTreeMap::new(),
             localhost_seccomp: None,
+            apparmor_profiles: None,
             image_volumes: BTreeMap::new(),
         }
     }
@@ -1186,20 +1172,24 @@ mod tests {
                 .clone())
         };
         assert_eq!(profile(&req, &host)?, None);
-        host.apparmor_enabled = true;
+        // The spec takes the profile `apparmor::container_profile` picks
+        // (its own tests cover the rules), with the loaded list as input.
+        host.apparmor = crate::apparmor::after_load(Ok(()));
         assert_eq!(
             profile(&req, &host)?.as_deref(),
-            Some(DEFAULT_APPARMOR_PROFILE)
+            Some(crate::apparmor::DEFAULT_PROFILE)
         );
-        req.linux.security.apparmor = None;
-        assert_eq!(
-            profile(&req, &host)?.as_deref(),
-            Some(DEFAULT_APPARMOR_PROFILE)
-        );
-        req.linux.security.apparmor = Some(SecurityProfile::Unconfined);
-        assert_eq!(profile(&req, &host)?, None);
         req.linux.security.apparmor = Some(SecurityProfile::Localhost("localhost/k8s-x".into()));
-        assert_eq!(profile(&req, &host)?.as_deref(), Some("k8s-x"));
+        let mut i = input(&req, &sb, &host);
+        i.apparmor_profiles = Some("other (enforce)\n".into());
+        assert_eq!(
+            invalid_field(container_spec(&i)),
+            "config.linux.security_context.apparmor"
+        );
+        i.apparmor_profiles = Some("k8s-x (enforce)\n".into());
+        let process = container_spec(&i)?.process().clone().unwrap_or_default();
+        assert_eq!(process.apparmor_profile().as_deref(), Some("k8s-x"));
+        req.linux.security.apparmor = None;
 
         req.linux.security.seccomp = Some(SecurityProfile::Localhost(
             "/var/lib/kubelet/seccomp/a.json".into(),

@@ -142,6 +142,14 @@ async fn status_verbose_info(env: Arc<Env>) -> anyhow::Result<()> {
         handlers["handlers"][0]["runtime_type"] == "io.containerd.runc.v2",
         "{handlers}"
     );
+    // AppArmor as this machine has it (the tests run where it is off).
+    let apparmor = json("apparmor")?;
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|p| p.starts_with('Y'));
+    ensure!(apparmor["enabled"] == enabled, "{apparmor}");
+    if !enabled {
+        ensure!(apparmor["defaultProfile"].is_null(), "{apparmor}");
+    }
     Ok(())
 }
 

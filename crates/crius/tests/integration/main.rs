@@ -11,6 +11,7 @@ mod foundation;
 mod images;
 mod pods;
 mod runtimes;
+mod secrets;
 mod security;
 
 use std::future::Future;
@@ -122,6 +123,7 @@ fn main() {
         .chain(runtimes::all())
         .chain(security::all())
         .chain(compat::all())
+        .chain(secrets::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");

@@ -28,6 +28,7 @@ crate::tests![
     masked_and_readonly_paths,
     seccomp_runtime_default_and_unconfined,
     seccomp_localhost_profile,
+    apparmor_as_the_node_has_it,
     no_new_privs,
     supplemental_groups,
     run_as_user_takes_the_image_primary_group,
@@ -1034,6 +1035,45 @@ async fn seccomp_localhost_profile(env: Arc<Env>) -> anyhow::Result<()> {
         )
         .await?;
     }
+    f.finish().await
+}
+
+/// Without AppArmor (the machines these tests ran on): no profile, and a
+/// `Localhost` one refused. With it: crius' default profile, loaded at
+/// start-up, for `RuntimeDefault`; a `Localhost` profile that is not loaded
+/// refused naming the field.
+async fn apparmor_as_the_node_has_it(env: Arc<Env>) -> anyhow::Result<()> {
+    use v1::security_profile::ProfileType;
+    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|p| p.starts_with('Y'));
+    let mut f = Fixture::start(&env).await?;
+    let pod = f.pod("apparmor", Default::default()).await?;
+    let sc = |apparmor| v1::LinuxContainerSecurityContext {
+        apparmor,
+        ..Default::default()
+    };
+    let c = f.sleeper("default", sc(profile(ProfileType::RuntimeDefault, "")));
+    let default = f.run(&pod, c).await?;
+    let c = f.sleeper("unconfined", sc(profile(ProfileType::Unconfined, "")));
+    let unconfined = f.run(&pod, c).await?;
+    let label = "cat /proc/self/attr/current 2>/dev/null; true";
+    if enabled {
+        let shown = f.sh_ok(&default, label).await?;
+        ensure!(shown.starts_with("crius-default"), "default: {shown:?}");
+        let shown = f.sh_ok(&unconfined, label).await?;
+        ensure!(shown.trim() == "unconfined", "unconfined: {shown:?}");
+    }
+    let absent = "crius-test-no-such-profile";
+    let c = f.sleeper("absent", sc(profile(ProfileType::Localhost, absent)));
+    let (code, needle) = if enabled {
+        (
+            tonic::Code::InvalidArgument,
+            "config.linux.security_context.apparmor",
+        )
+    } else {
+        (tonic::Code::FailedPrecondition, "AppArmor is not enabled")
+    };
+    f.refused(&pod, c, &[code], needle).await?;
     f.finish().await
 }
 
