@@ -8,6 +8,7 @@
 mod containers;
 mod foundation;
 mod images;
+mod kubelet;
 mod pods;
 mod runtimes;
 mod security;
@@ -120,6 +121,7 @@ fn main() {
         .chain(containers::all())
         .chain(runtimes::all())
         .chain(security::all())
+        .chain(kubelet::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");
