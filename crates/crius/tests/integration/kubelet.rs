@@ -1006,13 +1006,26 @@ fn compare(method: &str, exp: &Value, act: &Value) -> Vec<String> {
             subset("status", e, a, &["created_at", "ip"], &mut p);
         }
         "ContainerStatus" => {
-            let (e, a) = (&exp["status"], &act["status"]);
+            let (mut e, a) = (exp["status"].clone(), &act["status"]);
             let state = |v: &Value| json!(state(v, "CONTAINER_CREATED"));
             let exit_code = |v: &Value| json!(v["exit_code"].as_i64().unwrap_or(0));
-            eq(&mut p, "state", &state(e), &state(a));
-            eq(&mut p, "exit_code", &exit_code(e), &exit_code(a));
+            // Asked within the second the crashing container lives, in the
+            // recording: here it may have lived it already, and exited as
+            // it does.
+            let name = e["metadata"]["name"].as_str().unwrap_or_default();
+            if state(&e) == json!("CONTAINER_RUNNING")
+                && state(a) == json!("CONTAINER_EXITED")
+                && EXIT_CODES
+                    .iter()
+                    .any(|(n, code)| *n == name && exit_code(a) == json!(code))
+            {
+                e["state"] = a["state"].clone();
+                e["exit_code"] = a["exit_code"].clone();
+            }
+            eq(&mut p, "state", &state(&e), &state(a));
+            eq(&mut p, "exit_code", &exit_code(&e), &exit_code(a));
             let times = ["created_at", "started_at", "finished_at"];
-            subset("status", e, a, &times, &mut p);
+            subset("status", &e, a, &times, &mut p);
         }
         "ExecSync" => {
             for k in ["stdout", "stderr", "exit_code"] {
