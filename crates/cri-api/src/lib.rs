@@ -46,6 +46,10 @@ impl std::fmt::Debug for admin::PullImageRequest {
     }
 }
 
+/// The encoded `FileDescriptorSet` of `proto/api.proto` and
+/// `proto/crius.proto`: for reflection (building a message from its JSON form).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("cri_descriptor_set");
+
 /// The CRI API version this crate speaks, as reported by `Version`.
 pub const CRI_API_VERSION: &str = "v1";
 

@@ -15,10 +15,11 @@ pub struct Cri {
     pub image: ImageServiceClient<Channel>,
 }
 
-/// Connects to the CRI socket at `socket`.
-pub async fn connect(socket: &Path) -> anyhow::Result<Cri> {
+/// A gRPC channel to the unix socket at `socket`, for clients of any
+/// service (or of none: `tonic::client::Grpc` with a codec of one's own).
+pub async fn channel(socket: &Path) -> anyhow::Result<Channel> {
     let path = socket.to_path_buf();
-    let channel = Endpoint::from_static("http://localhost")
+    Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
             async move {
@@ -26,7 +27,12 @@ pub async fn connect(socket: &Path) -> anyhow::Result<Cri> {
             }
         }))
         .await
-        .with_context(|| format!("connecting to {}", socket.display()))?;
+        .with_context(|| format!("connecting to {}", socket.display()))
+}
+
+/// Connects to the CRI socket at `socket`.
+pub async fn connect(socket: &Path) -> anyhow::Result<Cri> {
+    let channel = channel(socket).await?;
     Ok(Cri {
         // ExecSync answers up to 2 × 16 MiB of output.
         runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),

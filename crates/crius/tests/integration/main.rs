@@ -9,6 +9,7 @@ mod compat;
 mod containers;
 mod foundation;
 mod images;
+mod kubelet;
 mod pods;
 mod runtimes;
 mod secrets;
@@ -124,6 +125,7 @@ fn main() {
         .chain(security::all())
         .chain(compat::all())
         .chain(secrets::all())
+        .chain(kubelet::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");
