@@ -51,6 +51,11 @@ pub struct ContainerMeta {
     pub attempt: u32,
     /// The image as the request named it.
     pub image: String,
+    /// The image's first tag when it was created ("" when it had none, or
+    /// in records written before it was kept): what `ContainerStatus`
+    /// names the image by, as containerd does (kubelet sends the id).
+    #[serde(default)]
+    pub image_tag: String,
     /// The image id (config digest).
     pub image_id: String,
     /// A repo digest of the image, else its id.
@@ -63,6 +68,10 @@ pub struct ContainerMeta {
     pub stop_signal: String,
     /// The request's mounts, as `ContainerStatus` gives them back.
     pub mounts: Vec<MountRecord>,
+    /// The resources in force, read back from the spec (`None` in records
+    /// written before they were kept).
+    #[serde(default)]
+    pub resources: Option<container::ContainerResources>,
     pub created_at: i64,
     /// The snapshotter of the container's snapshot (its pod's; "" = the
     /// configured default, for records written before handlers had one).
@@ -573,6 +582,7 @@ impl Pods {
             name: req.name.clone(),
             attempt: req.attempt,
             image: req.image.clone(),
+            image_tag: image.repo_tags.first().cloned().unwrap_or_default(),
             image_id: image.id.clone(),
             image_ref: image
                 .repo_digests
@@ -585,6 +595,7 @@ impl Pods {
             tty: req.tty,
             stop_signal: image_cfg.stop_signal.clone(),
             mounts: req.mounts.iter().map(MountRecord::from).collect(),
+            resources: Some(container::resources_in_force(&spec)),
             created_at: now_ns(),
             snapshotter: snapshotter.clone(),
             runtime_path: sandbox.runtime_path.clone(),

@@ -174,6 +174,18 @@ impl Pods {
         })
     }
 
+    /// The bytes and inodes of the container's writable layer.
+    async fn writable_layer(&self, c: &Container) -> Result<Option<(u64, u64)>> {
+        if c.meta.snapshotter.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .containerd
+            .snapshot_usage(&c.meta.snapshotter, &c.meta.id)
+            .await?
+            .map(|u| (u.bytes, u.inodes)))
+    }
+
     /// The CPU rate since the previous sample of `key`; records this one.
     fn cpu_rate(&self, key: &str, timestamp: i64, usage: u64) -> Option<u64> {
         let mut last = self.cpu_samples.lock().ok()?;
@@ -190,7 +202,9 @@ impl Pods {
         self.usage_of(c).await
     }
 
-    /// Usage of the running containers `filter` selects.
+    /// Usage of the containers `filter` selects: CPU and memory of running
+    /// ones, the writable layer of all (as containerd lists them: kubelet
+    /// accounts the disk of exited containers too).
     pub async fn list_container_stats(&self, filter: &StatsFilter) -> Result<Vec<ContainerUsage>> {
         let mut out = Vec::new();
         for c in self.containers.all() {
@@ -202,7 +216,6 @@ impl Pods {
                     .label_selector
                     .iter()
                     .all(|(k, v)| m.labels.get(k) == Some(v))
-                || c.status().state != ContainerState::Running
             {
                 continue;
             }
@@ -214,6 +227,7 @@ impl Pods {
 
     async fn usage_of(&self, c: Arc<Container>) -> Result<ContainerUsage> {
         let timestamp = crate::now_ns();
+        let writable_layer = self.writable_layer(&c).await?;
         if c.status().state != ContainerState::Running {
             return Ok(ContainerUsage {
                 container: c,
@@ -221,7 +235,7 @@ impl Pods {
                 cpu_ns: None,
                 nano_cores: None,
                 memory: None,
-                writable_layer: None,
+                writable_layer,
             });
         }
         let cgroups_path = if c.meta.cgroups_path.is_empty() {
@@ -240,19 +254,6 @@ impl Pods {
                 .await
                 .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&c.meta.id, timestamp, now));
-        let snapshotter = if c.meta.snapshotter.is_empty() {
-            None
-        } else {
-            Some(c.meta.snapshotter.as_str())
-        };
-        let writable_layer = match snapshotter {
-            Some(s) => self
-                .containerd
-                .snapshot_usage(s, &c.meta.id)
-                .await?
-                .map(|u| (u.bytes, u.inodes)),
-            None => None,
-        };
         Ok(ContainerUsage {
             container: c,
             timestamp,

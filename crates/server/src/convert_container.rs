@@ -104,6 +104,29 @@ pub fn resources(r: &v1::LinuxContainerResources) -> ContainerResources {
     }
 }
 
+/// The CRI form of resources (for `ContainerStatus`).
+pub fn cri_resources(r: &ContainerResources) -> v1::LinuxContainerResources {
+    v1::LinuxContainerResources {
+        cpu_period: r.cpu_period,
+        cpu_quota: r.cpu_quota,
+        cpu_shares: r.cpu_shares,
+        memory_limit_in_bytes: r.memory_limit_in_bytes,
+        oom_score_adj: r.oom_score_adj,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        cpuset_mems: r.cpuset_mems.clone(),
+        hugepage_limits: r
+            .hugepage_limits
+            .iter()
+            .map(|(page_size, limit)| v1::HugepageLimit {
+                page_size: page_size.clone(),
+                limit: *limit,
+            })
+            .collect(),
+        unified: r.unified.clone().into_iter().collect(),
+        memory_swap_limit_in_bytes: r.memory_swap_limit_in_bytes,
+    }
+}
+
 /// CRI sends an unset list as an empty one; the core reads `None` as
 /// crius' defaults.
 fn path_list(v: Vec<String>) -> Option<Vec<String>> {
@@ -609,6 +632,23 @@ mod tests {
                 strict_supplemental_groups: false,
             }
         );
+    }
+
+    #[test]
+    fn resources_go_back_to_cri_unchanged() {
+        let r = ContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            cpu_shares: 2,
+            memory_limit_in_bytes: 1 << 30,
+            oom_score_adj: 1000,
+            cpuset_cpus: "0-1".into(),
+            cpuset_mems: "0".into(),
+            hugepage_limits: vec![("2MB".into(), 0)],
+            unified: bmap(&[("memory.high", "1")]),
+            memory_swap_limit_in_bytes: 1 << 31,
+        };
+        assert_eq!(resources(&cri_resources(&r)), r);
     }
 
     #[test]

@@ -545,10 +545,18 @@ impl RuntimeService for RuntimeSvc {
                     finished_at: st.finished_at,
                     exit_code: st.exit_code,
                     image: Some(v1::ImageSpec {
-                        image: meta.image.clone(),
+                        image: if meta.image_tag.is_empty() {
+                            meta.image.clone()
+                        } else {
+                            meta.image_tag.clone()
+                        },
                         ..Default::default()
                     }),
                     image_ref: meta.image_ref.clone(),
+                    resources: meta.resources.as_ref().map(|r| v1::ContainerResources {
+                        linux: Some(convert_container::cri_resources(r)),
+                        ..Default::default()
+                    }),
                     reason: st.reason.clone(),
                     message: st.message.clone(),
                     labels: meta.labels.clone().into_iter().collect(),

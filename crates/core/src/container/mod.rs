@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use crate::sandbox::{NamespaceMode, SecurityProfile};
 
 mod caps;
+mod in_force;
 pub mod labels;
 mod mounts;
 mod process;
@@ -38,6 +39,7 @@ mod validate;
 mod golden;
 
 pub use caps::{ALL_CAPABILITIES, capabilities_from_mask, capability_name, parse_capability};
+pub use in_force::resources_in_force;
 pub use labels::{container_labels, container_name_key};
 pub use mounts::image_volume_paths;
 pub use process::{ContainerProcess, DEFAULT_PATH_ENV, image_process};
@@ -132,7 +134,8 @@ pub struct LinuxContainer {
 }
 
 /// CRI `LinuxContainerResources`; 0 (or empty) means unset.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ContainerResources {
     pub cpu_period: i64,
     /// -1 means unlimited.

@@ -1304,16 +1304,23 @@ async fn stats_of_running_containers(env: Arc<Env>) -> anyhow::Result<()> {
         second.attributes.as_ref().map(|a| a.id.as_str()) == Some(busy.as_str()),
         "{second:?}"
     );
-    // The list: running containers only, by pod and by label.
-    for filter in [
-        v1::ContainerStatsFilter {
-            pod_sandbox_id: p.id.clone(),
-            ..Default::default()
-        },
-        v1::ContainerStatsFilter {
-            label_selector: HashMap::from([("app".to_string(), "busy".to_string())]),
-            ..Default::default()
-        },
+    // The list: every container (an exited one with its writable layer
+    // only, as containerd lists it), by pod and by label.
+    for (filter, want) in [
+        (
+            v1::ContainerStatsFilter {
+                pod_sandbox_id: p.id.clone(),
+                ..Default::default()
+            },
+            vec![busy.clone(), done.clone()],
+        ),
+        (
+            v1::ContainerStatsFilter {
+                label_selector: HashMap::from([("app".to_string(), "busy".to_string())]),
+                ..Default::default()
+            },
+            vec![busy.clone()],
+        ),
     ] {
         let listed = cri
             .runtime
@@ -1327,7 +1334,16 @@ async fn stats_of_running_containers(env: Arc<Env>) -> anyhow::Result<()> {
             .iter()
             .filter_map(|s| s.attributes.as_ref().map(|a| a.id.clone()))
             .collect();
-        ensure!(ids == [busy.clone()], "{ids:?}");
+        ensure!(ids == want, "{ids:?}");
+        if let Some(exited) = listed
+            .iter()
+            .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == done))
+        {
+            ensure!(
+                exited.cpu.is_none() && exited.writable_layer.is_some(),
+                "{exited:?}"
+            );
+        }
     }
     let err = cri
         .runtime
