@@ -21,6 +21,6 @@ fi
 # The Debian containerd package may start the system containerd; crius uses a private one.
 
 if ! command -v cargo >/dev/null; then
-  echo "cargo is not installed: install a Rust toolchain (https://rustup.rs), 1.85 or newer" >&2
+  echo "cargo is not installed: install a Rust toolchain (https://rustup.rs), 1.88 or newer" >&2
   exit 1
 fi
