@@ -175,31 +175,16 @@ impl From<MountWire> for MountRecord {
     }
 }
 
-/// Where a container is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ContainerState {
-    Created,
-    Running,
-    Exited,
-    Unknown,
-}
-
-/// A container's changing status, persisted on every change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerStatus {
-    pub state: ContainerState,
-    pub pid: u32,
-    pub started_at: i64,
-    pub finished_at: i64,
-    pub exit_code: i32,
-    pub reason: String,
-    pub message: String,
-}
+pub use crius_core::container::state::VANISHED_EXIT_CODE;
+pub use crius_core::container::{ContainerEvent, ContainerState, ContainerStatus};
 
 /// One container in the index.
 pub struct Container {
     pub meta: ContainerMeta,
     status: Mutex<ContainerStatus>,
+    /// Held while a status change is persisted and then published, so
+    /// changes apply in order and nobody sees one before it is on record.
+    transition: tokio::sync::Mutex<()>,
     pub(crate) op: tokio::sync::Mutex<()>,
     log: Mutex<Option<Arc<crius_logs::LogHandle>>>,
     /// Turns true once an exit is recorded and its task deleted.
@@ -211,6 +196,7 @@ impl Container {
         Container {
             meta,
             status: Mutex::new(status),
+            transition: tokio::sync::Mutex::new(()),
             op: tokio::sync::Mutex::new(()),
             log: Mutex::new(None),
             exit_recorded: tokio::sync::watch::Sender::new(false),
@@ -230,13 +216,11 @@ impl Container {
         }
     }
 
-    fn update(&self, f: impl FnOnce(&mut ContainerStatus)) -> ContainerStatus {
-        let mut g = match self.status.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&mut g);
-        g.clone()
+    fn publish(&self, status: ContainerStatus) {
+        match self.status.lock() {
+            Ok(mut g) => *g = status,
+            Err(p) => *p.into_inner() = status,
+        }
     }
 
     fn set_log(&self, h: Option<Arc<crius_logs::LogHandle>>) {
@@ -606,15 +590,7 @@ impl Pods {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         };
-        let status = ContainerStatus {
-            state: ContainerState::Created,
-            pid: 0,
-            started_at: 0,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-        };
+        let status = ContainerStatus::created();
         // Every container runs on its pod's runtime, whatever the config
         // says now.
         let pod_runtime = self
@@ -697,6 +673,15 @@ impl Pods {
             .ok_or_else(|| Error::not_found(format!("container {id}")))
     }
 
+    /// Applies `event` to `c`'s status: persisted, then published.
+    async fn record(&self, c: &Container, event: ContainerEvent) -> ContainerStatus {
+        let _t = c.transition.lock().await;
+        let next = c.status().after(&event);
+        self.persist_status(c, &next).await;
+        c.publish(next.clone());
+        next
+    }
+
     async fn persist_status(&self, c: &Container, status: &ContainerStatus) {
         match to_any(STATUS_TYPE_URL, status) {
             Ok(a) => {
@@ -731,15 +716,16 @@ impl Pods {
         }
         match self.containerd.task_start(&c.meta.id).await {
             Ok(pid) => {
-                let st = c.update(|s| {
-                    // The exit watcher may have recorded a quick exit already.
-                    if s.state == ContainerState::Created {
-                        s.state = ContainerState::Running;
-                    }
-                    s.pid = pid;
-                    s.started_at = started_at;
-                });
-                self.persist_status(&c, &st).await;
+                // The exit follower may have recorded a quick exit already:
+                // the state machine keeps it.
+                self.record(
+                    &c,
+                    ContainerEvent::Started {
+                        pid,
+                        at: started_at,
+                    },
+                )
+                .await;
                 self.watch_exit(c.clone());
                 tracing::info!(container = %c.meta.id, pid, "container started");
                 Ok(())
@@ -787,14 +773,11 @@ impl Pods {
 
     /// Records a start the runtime refused (e.g. the command does not exist).
     async fn start_failed(&self, c: &Container, e: &Error) {
-        let st = c.update(|s| {
-            s.state = ContainerState::Exited;
-            s.finished_at = now_ns();
-            s.exit_code = 128;
-            s.reason = "StartError".into();
-            s.message = e.to_string();
-        });
-        self.persist_status(c, &st).await;
+        let event = ContainerEvent::StartFailed {
+            at: now_ns(),
+            message: e.to_string(),
+        };
+        self.record(c, event).await;
     }
 
     /// The container's task, with its stdout/stderr FIFOs copied into the
@@ -879,32 +862,18 @@ impl Pods {
         if let Err(e) = self.containerd.task_delete(&c.meta.id).await {
             tracing::warn!(container = %c.meta.id, "deleting the exited task: {e}");
         }
-        let st = c.update(|s| {
-            if s.state == ContainerState::Exited {
-                return;
-            }
-            s.state = ContainerState::Exited;
-            s.pid = 0;
-            match exit {
-                Some(e) => {
-                    s.exit_code = e.exit_status as i32;
-                    s.finished_at = ns_of(e.exited_at);
-                }
-                None => {
-                    s.exit_code = 255;
-                    s.finished_at = now_ns();
-                    s.message = "the task disappeared".into();
-                }
-            }
-            s.reason = if oom {
-                "OOMKilled".into()
-            } else if s.exit_code == 0 {
-                "Completed".into()
-            } else {
-                "Error".into()
-            };
-        });
-        self.persist_status(c, &st).await;
+        let event = match exit {
+            Some(e) => ContainerEvent::Exited {
+                exit_code: e.exit_status as i32,
+                at: ns_of(e.exited_at),
+                oom,
+            },
+            None => ContainerEvent::Vanished {
+                at: now_ns(),
+                message: "the task disappeared".into(),
+            },
+        };
+        let st = self.record(c, event).await;
         c.exit_recorded.send_replace(true);
         tracing::info!(container = %c.meta.id, exit_code = st.exit_code, reason = %st.reason, "container exited");
     }
@@ -1165,7 +1134,7 @@ impl Pods {
             let task = self.containerd.task_get(&meta.id).await?;
             loaded.push((meta, status, task));
         }
-        for (meta, mut status, task) in loaded {
+        for (meta, status, task) in loaded {
             let c = Arc::new(Container::new(meta.clone(), status.clone()));
             match task.as_ref().map(|t| t.status) {
                 Some(TaskStatus::Running) => {
@@ -1184,27 +1153,19 @@ impl Pods {
                 }
                 Some(TaskStatus::Stopped) if status.state != ContainerState::Exited => {
                     let t = task.as_ref();
-                    status = c.update(|s| {
-                        s.state = ContainerState::Exited;
-                        s.exit_code = t.map(|t| t.exit_status as i32).unwrap_or(255);
-                        s.finished_at = ns_of(t.and_then(|t| t.exited_at));
-                        s.reason = if s.exit_code == 0 {
-                            "Completed".into()
-                        } else {
-                            "Error".into()
-                        };
-                    });
-                    self.persist_status(&c, &status).await;
+                    let event = ContainerEvent::Exited {
+                        exit_code: t.map_or(VANISHED_EXIT_CODE, |t| t.exit_status as i32),
+                        at: ns_of(t.and_then(|t| t.exited_at)),
+                        oom: false,
+                    };
+                    self.record(&c, event).await;
                 }
                 None if status.state == ContainerState::Running => {
-                    status = c.update(|s| {
-                        s.state = ContainerState::Exited;
-                        s.exit_code = 255;
-                        s.finished_at = now_ns();
-                        s.reason = "Error".into();
-                        s.message = "the task was gone when crius restarted".into();
-                    });
-                    self.persist_status(&c, &status).await;
+                    let event = ContainerEvent::Vanished {
+                        at: now_ns(),
+                        message: "the task was gone when crius restarted".into(),
+                    };
+                    self.record(&c, event).await;
                 }
                 _ => {}
             }

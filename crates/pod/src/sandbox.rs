@@ -19,8 +19,8 @@ use crius_core::config::Config;
 use crius_core::image::{BUILTIN_SANDBOX_IMAGE, CriImage};
 use crius_core::runtime::{PodTraits, Selection};
 use crius_core::sandbox::{
-    self, ImageProcess, NamespaceMode, PodSandboxRequest, SandboxSpecInput, SandboxState, files,
-    labels,
+    self, ImageProcess, NamespaceMode, PodSandboxRequest, SandboxEvent, SandboxSpecInput,
+    SandboxState, files, labels,
 };
 use crius_core::{Error, Result};
 use crius_image::Query;
@@ -627,7 +627,7 @@ impl Pods {
             }
         }
         sandbox.set_network_down();
-        sandbox.set_state(SandboxState::NotReady);
+        sandbox.apply(SandboxEvent::Stopped);
         tracing::info!(sandbox = %id, "sandbox stopped");
         Ok(())
     }

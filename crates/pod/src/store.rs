@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use crius_core::sandbox::SandboxState;
+use crius_core::sandbox::{SandboxEvent, SandboxState};
 use crius_core::{Error, Result};
 
 use crate::meta::SandboxMeta;
@@ -57,10 +57,10 @@ impl Sandbox {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// The pause process exited: NOTREADY.
+    /// The pause process exited (or was killed by a stop).
     pub(crate) fn pause_exited(&self) {
         self.set_pid(0);
-        self.set_state(SandboxState::NotReady);
+        self.apply(SandboxEvent::TaskExited);
     }
 
     pub fn state(&self) -> SandboxState {
@@ -70,10 +70,15 @@ impl Sandbox {
         }
     }
 
-    pub fn set_state(&self, s: SandboxState) {
+    /// Moves the state as `event` says (`core::sandbox::state`). Sandbox
+    /// states are not persisted: recovery reads them from the pause task.
+    pub(crate) fn apply(&self, event: SandboxEvent) {
         match self.state.lock() {
-            Ok(mut g) => *g = s,
-            Err(p) => *p.into_inner() = s,
+            Ok(mut g) => *g = g.after(event),
+            Err(p) => {
+                let mut g = p.into_inner();
+                *g = g.after(event);
+            }
         }
     }
 }

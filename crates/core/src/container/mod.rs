@@ -32,6 +32,7 @@ mod mounts;
 mod process;
 pub mod seccomp;
 mod spec;
+pub mod state;
 mod user;
 mod validate;
 
@@ -47,6 +48,7 @@ pub use spec::{
     ContainerSpecInput, HostDevice, HostDeviceKind, HostFacts, HostPath, HostPropagation, PodFiles,
     container_spec, linux_resources, log_file_path,
 };
+pub use state::{ContainerEvent, ContainerState, ContainerStatus};
 pub use user::{MAX_ETC_FILE_SIZE, User, resolve_user};
 pub use validate::{MAX_ID, validate};
 

@@ -4,18 +4,17 @@
 //! sandbox is recorded only once that succeeded, so a sandbox is born
 //! [`Ready`](SandboxState::Ready). After that:
 //!
-//! | state      | [`Stopped`](SandboxEvent::Stopped) | [`TaskExited`](SandboxEvent::TaskExited) | stop has work | removable |
-//! |------------|----------|------------|---------------|-----------|
-//! | `Ready`    | NotReady | NotReady   | yes           | no (stop first) |
-//! | `NotReady` | NotReady | NotReady   | no (no-op)    | yes       |
-//! | `Unknown`  | NotReady | NotReady   | yes           | no (stop first) |
+//! | state      | [`Stopped`](SandboxEvent::Stopped) | [`TaskExited`](SandboxEvent::TaskExited) |
+//! |------------|----------|------------|
+//! | `Ready`    | NotReady | NotReady   |
+//! | `NotReady` | NotReady | NotReady   |
+//! | `Unknown`  | NotReady | NotReady   |
 //!
 //! `Unknown` only comes from recovery, when crius restarted and could not
-//! learn whether the pause task still runs. `RemovePodSandbox` on a sandbox
-//! that is not removable stops it first (containerd does the same), so
-//! "not removable" means "stop before removing", not an error for the
-//! client. A sandbox never goes back to `Ready`: kubelet makes a new one
-//! (next `attempt`) instead.
+//! learn whether the pause task still runs. Stop and remove work from any
+//! state (both are idempotent; `RemovePodSandbox` always stops first, as
+//! containerd does). A sandbox never goes back to `Ready`: kubelet makes a
+//! new one (next `attempt`) instead.
 
 /// The state of a sandbox; only [`SandboxState::Ready`] is reported to CRI
 /// as `SANDBOX_READY`, everything else as `SANDBOX_NOTREADY`.
@@ -60,17 +59,6 @@ impl SandboxState {
     pub fn is_ready(self) -> bool {
         self == SandboxState::Ready
     }
-
-    /// Whether stopping has anything to do; stopping a `NotReady` sandbox is
-    /// an idempotent success.
-    pub fn needs_stop(self) -> bool {
-        matches!(self, SandboxState::Ready | SandboxState::Unknown)
-    }
-
-    /// Whether the sandbox may be removed as it is; otherwise stop it first.
-    pub fn can_remove(self) -> bool {
-        self == SandboxState::NotReady
-    }
 }
 
 #[cfg(test)]
@@ -87,8 +75,6 @@ mod tests {
         }
         assert!(Ready.is_ready());
         assert!(!NotReady.is_ready() && !Unknown.is_ready());
-        assert!(Ready.needs_stop() && Unknown.needs_stop() && !NotReady.needs_stop());
-        assert!(NotReady.can_remove() && !Ready.can_remove() && !Unknown.can_remove());
     }
 
     #[test]
