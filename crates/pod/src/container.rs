@@ -67,6 +67,7 @@ pub struct ContainerMeta {
     pub tty: bool,
     pub stop_signal: String,
     /// The request's mounts, as `ContainerStatus` gives them back.
+    #[serde(deserialize_with = "mounts_of_any_record")]
     pub mounts: Vec<MountRecord>,
     /// The resources in force, read back from the spec (`None` in records
     /// written before they were kept).
@@ -103,13 +104,15 @@ impl ContainerMeta {
 
 /// A mount as the request asked for it (host path unresolved).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "MountWire")]
 pub struct MountRecord {
     pub container_path: String,
     pub host_path: String,
     pub readonly: bool,
+    #[serde(default)]
     pub selinux_relabel: bool,
+    #[serde(default)]
     pub propagation: container::Propagation,
+    #[serde(default)]
     pub recursive_read_only: bool,
 }
 
@@ -126,44 +129,23 @@ impl From<&container::Mount> for MountRecord {
     }
 }
 
-/// A persisted mount: the named form, or the `(container path, host path,
-/// readonly)` tuple of records written before propagation was kept.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum MountWire {
-    Named {
-        container_path: String,
-        host_path: String,
-        readonly: bool,
-        #[serde(default)]
-        selinux_relabel: bool,
-        #[serde(default)]
-        propagation: container::Propagation,
-        #[serde(default)]
-        recursive_read_only: bool,
-    },
-    Legacy(String, String, bool),
-}
-
-impl From<MountWire> for MountRecord {
-    fn from(w: MountWire) -> Self {
-        match w {
-            MountWire::Named {
-                container_path,
-                host_path,
-                readonly,
-                selinux_relabel,
-                propagation,
-                recursive_read_only,
-            } => MountRecord {
-                container_path,
-                host_path,
-                readonly,
-                selinux_relabel,
-                propagation,
-                recursive_read_only,
-            },
-            MountWire::Legacy(container_path, host_path, readonly) => MountRecord {
+/// Reads the mounts of a record: named, or the `(container path, host
+/// path, readonly)` tuples of records written before propagation was kept.
+fn mounts_of_any_record<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<MountRecord>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Named(MountRecord),
+        Legacy(String, String, bool),
+    }
+    let wire: Vec<Wire> = Deserialize::deserialize(d)?;
+    Ok(wire
+        .into_iter()
+        .map(|w| match w {
+            Wire::Named(m) => m,
+            Wire::Legacy(container_path, host_path, readonly) => MountRecord {
                 container_path,
                 host_path,
                 readonly,
@@ -171,8 +153,8 @@ impl From<MountWire> for MountRecord {
                 propagation: container::Propagation::Private,
                 recursive_read_only: false,
             },
-        }
-    }
+        })
+        .collect())
 }
 
 pub use crius_core::container::state::VANISHED_EXIT_CODE;
@@ -1391,7 +1373,9 @@ mod tests {
     #[test]
     fn mounts_of_old_and_new_records_read_back() -> serde_json::Result<()> {
         // Records written before propagation was kept hold tuples.
-        let old: Vec<MountRecord> = serde_json::from_str(r#"[["/data", "/srv", true]]"#)?;
+        let old = mounts_of_any_record(&mut serde_json::Deserializer::from_str(
+            r#"[["/data", "/srv", true]]"#,
+        ))?;
         assert_eq!(old[0].container_path, "/data");
         assert!(old[0].readonly && !old[0].selinux_relabel);
         assert_eq!(old[0].propagation, container::Propagation::Private);
