@@ -56,12 +56,15 @@ where
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
+        // The deadline counts from now, as tonic's own does (the future
+        // may be polled first much later on a loaded node).
+        let deadline = timeout.map(|t| (t, tokio::time::Instant::now() + t.saturating_sub(MARGIN)));
         let call = self.inner.call(req);
         Box::pin(async move {
-            let Some(timeout) = timeout else {
+            let Some((timeout, deadline)) = deadline else {
                 return call.await;
             };
-            match tokio::time::timeout(timeout.saturating_sub(MARGIN), call).await {
+            match tokio::time::timeout_at(deadline, call).await {
                 Ok(answer) => answer,
                 Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
                     "the request's deadline ({timeout:?}) passed before it was done"
@@ -133,6 +136,23 @@ mod tests {
             .await
             .expect("answer");
         assert!(started.elapsed() < Duration::from_secs(1));
+        let status = tonic::Status::from_header_map(answer.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        // The deadline counts from the call, not from the first poll (a
+        // loaded node may poll late).
+        let req = http::Request::builder()
+            .header("grpc-timeout", "100m")
+            .body(())
+            .expect("request");
+        let late = svc.ready().await.expect("ready").call(req);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let polled = std::time::Instant::now();
+        let answer = late.await.expect("answer");
+        assert!(
+            polled.elapsed() < Duration::from_millis(50),
+            "{:?}",
+            polled.elapsed()
+        );
         let status = tonic::Status::from_header_map(answer.headers()).expect("a status");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
         // Without a deadline the call runs to its end.
