@@ -222,12 +222,11 @@ fn spec_hostname(input: &SandboxSpecInput<'_>) -> Result<Option<String>> {
     if host_network(input.request) || input.hostname.is_empty() {
         return Ok(None);
     }
-    if input.hostname.len() > 64 || input.hostname.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "config.hostname",
-            format!("{:?} is not a hostname the kernel takes", input.hostname),
-        ));
-    }
+    // The request's hostname passed validate; this is the one the caller
+    // chose (the node's when the request gave none): the same rules apply
+    // (impossible beyond 64 bytes, security for control characters).
+    super::validate::check_hostname(&input.hostname)
+        .map_err(|r| Error::invalid("config.hostname", format!("{:?}: {r}", input.hostname)))?;
     Ok(Some(input.hostname.clone()))
 }
 
@@ -701,6 +700,25 @@ mod tests {
             sandbox_spec(&i),
             Err(Error::FailedPrecondition(_))
         ));
+    }
+
+    #[test]
+    fn hostnames_the_kernel_takes() -> Result<()> {
+        let mut req = request();
+        req.hostname = "crictl_host".into();
+        let mut i = input(&req);
+        i.hostname = "crictl_host".into();
+        assert_eq!(sandbox_spec(&i)?.hostname().as_deref(), Some("crictl_host"));
+        i.hostname = "h".repeat(64);
+        assert!(sandbox_spec(&i).is_ok());
+        i.hostname = "h".repeat(65);
+        assert!(matches!(
+            sandbox_spec(&i),
+            Err(Error::InvalidArgument { field, .. }) if field == "config.hostname"
+        ));
+        i.hostname = "node\nevil".into();
+        assert!(sandbox_spec(&i).is_err());
+        Ok(())
     }
 
     #[test]
