@@ -761,12 +761,16 @@ mod tests {
     fn sysctls_are_checked_with_the_pod_namespaces() {
         let mut req = request();
         req.linux.sysctls.insert(
-            "kernel.shm_rmid_forced".into(),
-            "1+kernel.core_pattern=|/evil".into(),
+            "net.ipv4.ip_local_reserved_ports".into(),
+            "8080,9148".into(),
         );
+        assert!(validate(&req).is_ok());
+        req.linux
+            .sysctls
+            .insert("kernel.core_pattern".into(), "|/evil".into());
         assert_eq!(
             refused_field(&req),
-            "config.linux.sysctls[\"kernel.shm_rmid_forced\"]"
+            "config.linux.sysctls[\"kernel.core_pattern\"]"
         );
         let mut req = request();
         req.linux.namespaces.network = NamespaceMode::Node;
