@@ -394,26 +394,15 @@ fn linux(
 /// - ipc, uts, network: the pause's, or the host's when the pod uses the
 ///   host's (uts follows network); the network is joined by the pod's
 ///   netns path when given;
-/// - a container asking for a host namespace its pod does not have is
-///   refused (containerd silently gives the pod's);
+/// - the container's network and IPC modes are ignored (containerd's
+///   `WithPodNamespaces`): whatever it asks, it gets the pod's, and a PID
+///   mode of NODE in a pod with its own PID namespace gets the pod's too
+///   (less access than asked, never more);
 /// - mount: always new; cgroup: new on cgroup v2 for unprivileged
 ///   containers (containerd's rule).
 fn namespaces(input: &ContainerSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let pod = &input.sandbox.linux.namespaces;
     let own = &input.request.linux.security.namespace_options;
-    let field = |name: &str| format!("config.linux.security_context.namespace_options.{name}");
-    for (name, mode, pod_mode) in [
-        ("network", own.network, pod.network),
-        ("ipc", own.ipc, pod.ipc),
-        ("pid", own.pid, pod.pid),
-    ] {
-        if mode == NamespaceMode::Node && pod_mode != NamespaceMode::Node {
-            return Err(Error::invalid(
-                field(name),
-                format!("NODE needs a pod sandbox that uses the host's {name} namespace"),
-            ));
-        }
-    }
     let pause = |ns: &str| -> Result<String> {
         if input.sandbox_pid == 0 {
             return Err(Error::Internal(
@@ -899,14 +888,25 @@ mod tests {
             ns("Pid", Some("/proc/777/ns/pid"))
         );
 
-        // A host namespace the pod does not have is refused.
+        // A host namespace the pod does not have is not given: the
+        // container gets the pod's (containerd ignores the container's
+        // network and IPC modes); a stray target_id is ignored.
         req.linux.security.namespace_options = ContainerNamespaces {
             network: NamespaceMode::Node,
-            ..Default::default()
+            ipc: NamespaceMode::Container,
+            pid: NamespaceMode::Node,
+            target_id: "b".repeat(64),
         };
+        let spec = container_spec(&input(&req, &sb, &host))?;
         assert_eq!(
-            invalid_field(container_spec(&input(&req, &sb, &host))),
-            "config.linux.security_context.namespace_options.network"
+            namespaces(&spec),
+            [
+                ns("Pid", Some("/proc/100/ns/pid")),
+                ns("Ipc", Some("/proc/100/ns/ipc")),
+                ns("Uts", Some("/proc/100/ns/uts")),
+                ns("Mount", None),
+                ns("Network", Some("/var/run/netns/cni-1")),
+            ]
         );
 
         // Host pod: only a mount namespace; no hostname; the container

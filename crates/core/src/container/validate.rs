@@ -406,19 +406,16 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
             }
         }
     }
+    // Network and IPC modes are not checked: a container always shares its
+    // pod's (containerd's WithPodNamespaces ignores them). A target_id with
+    // a PID mode other than TARGET is ignored, as containerd does.
     let ns = &sc.namespace_options;
-    for (name, mode) in [("network", ns.network), ("ipc", ns.ipc)] {
-        if matches!(mode, NamespaceMode::Container | NamespaceMode::Target) {
-            return Err(Error::invalid(
-                field(&format!("namespace_options.{name}")),
-                format!("{mode:?} is not supported (a container shares its pod's)"),
-            ));
-        }
-    }
-    if (ns.pid == NamespaceMode::Target) == ns.target_id.is_empty() {
+    // containerd refuses it too (validateTargetContainer("") finds no
+    // container).
+    if ns.pid == NamespaceMode::Target && ns.target_id.is_empty() {
         return Err(Error::invalid(
             field("namespace_options.target_id"),
-            "must be set exactly when the PID namespace mode is TARGET",
+            "must name the container whose PID namespace to join (the mode is TARGET)",
         ));
     }
     for (name, list) in [
@@ -709,16 +706,8 @@ mod tests {
                 |r| r.linux.security.capabilities.drop = vec!["".into()],
             ),
             (
-                "config.linux.security_context.namespace_options.network",
-                |r| r.linux.security.namespace_options.network = NamespaceMode::Container,
-            ),
-            (
                 "config.linux.security_context.namespace_options.target_id",
                 |r| r.linux.security.namespace_options.pid = NamespaceMode::Target,
-            ),
-            (
-                "config.linux.security_context.namespace_options.target_id",
-                |r| r.linux.security.namespace_options.target_id = "abc".into(),
             ),
             ("config.linux.security_context.seccomp.localhost_ref", |r| {
                 r.linux.security.seccomp = Some(SecurityProfile::Localhost(String::new()))
@@ -747,6 +736,20 @@ mod tests {
         req.linux.security.apparmor =
             Some(SecurityProfile::Localhost("localhost/k8s-nginx".into()));
         assert!(validate(&req).is_ok());
+        // Network and IPC follow the pod whatever the container says; a
+        // stray target_id is ignored.
+        for mode in [
+            NamespaceMode::Container,
+            NamespaceMode::Target,
+            NamespaceMode::Node,
+        ] {
+            let mut req = request();
+            let ns = &mut req.linux.security.namespace_options;
+            ns.network = mode;
+            ns.ipc = mode;
+            ns.target_id = "abc".into();
+            assert!(validate(&req).is_ok(), "{mode:?}");
+        }
     }
 
     #[test]

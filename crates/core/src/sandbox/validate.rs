@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::{
-    DnsConfig, LinuxSandbox, NamespaceMode, NamespaceOptions, PodSandboxRequest, PortMapping,
-    Protocol, Resources, SecurityProfile, sysctl,
+    DnsConfig, LinuxSandbox, NamespaceMode, PodSandboxRequest, PortMapping, Protocol, Resources,
+    SecurityProfile, sysctl,
 };
 use crate::{Error, Result};
 
@@ -194,7 +194,9 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
 }
 
 fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
-    validate_namespaces(&linux.namespaces)?;
+    // Namespace modes: only NODE is special, as in containerd (a pod's
+    // CONTAINER or TARGET network/IPC and TARGET PID behave as POD: the pod
+    // gets its own), so there is nothing to refuse.
     not_yet(
         "config.linux.security_context",
         linux.user_namespace,
@@ -212,25 +214,6 @@ fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
         if let Some(r) = resources {
             validate_resources(name, r)?;
         }
-    }
-    Ok(())
-}
-
-fn validate_namespaces(ns: &NamespaceOptions) -> Result<()> {
-    let field = |name: &str| format!("config.linux.security_context.namespace_options.{name}");
-    for (name, mode) in [("network", ns.network), ("ipc", ns.ipc)] {
-        if matches!(mode, NamespaceMode::Container | NamespaceMode::Target) {
-            return Err(Error::invalid(
-                field(name),
-                format!("{mode:?} is not supported for a pod (use POD or NODE)"),
-            ));
-        }
-    }
-    if ns.pid == NamespaceMode::Target {
-        return Err(Error::invalid(
-            field("pid"),
-            "TARGET is not supported for a pod (use POD, CONTAINER or NODE)",
-        ));
     }
     Ok(())
 }
@@ -581,45 +564,22 @@ mod tests {
     }
 
     #[test]
-    fn namespace_modes() {
-        let ns = "config.linux.security_context.namespace_options";
-        for (field, options) in [
-            (
-                "network",
-                NamespaceOptions {
-                    network: NamespaceMode::Container,
-                    ..Default::default()
-                },
-            ),
-            (
-                "network",
-                NamespaceOptions {
-                    network: NamespaceMode::Target,
-                    ..Default::default()
-                },
-            ),
-            (
-                "ipc",
-                NamespaceOptions {
-                    ipc: NamespaceMode::Container,
-                    ..Default::default()
-                },
-            ),
-            (
-                "pid",
-                NamespaceOptions {
-                    pid: NamespaceMode::Target,
-                    ..Default::default()
-                },
-            ),
+    fn namespace_modes_other_than_node_are_the_pods_own() -> Result<()> {
+        use super::super::NamespaceOptions;
+        for mode in [
+            NamespaceMode::Pod,
+            NamespaceMode::Container,
+            NamespaceMode::Target,
         ] {
             let mut req = request();
-            req.linux.namespaces = options;
-            assert_eq!(refused_field(&req), format!("{ns}.{field}"));
+            req.linux.namespaces = NamespaceOptions {
+                network: mode,
+                pid: mode,
+                ipc: mode,
+            };
+            validate(&req)?;
         }
-        let mut req = request();
-        req.linux.namespaces.pid = NamespaceMode::Container;
-        assert!(validate(&req).is_ok());
+        Ok(())
     }
 
     #[test]
