@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::{
-    DnsConfig, LinuxSandbox, NamespaceMode, PodSandboxRequest, PortMapping, Protocol, Resources,
+    DnsConfig, LinuxSandbox, NamespaceMode, PodSandboxRequest, PortMapping, Resources,
     SecurityProfile, sysctl,
 };
 use crate::{Error, Result};
@@ -131,44 +131,38 @@ fn check_resolv_entry(entry: &str) -> Result<(), String> {
     }
 }
 
-/// Ports in range; a host port used at most once per protocol and host IP
-/// (Kubernetes' own uniqueness rule).
+/// containerd's `toCNIPortMappings`: an entry without a host port
+/// (`host_port <= 0`, kubelet sends one per container port) is dropped
+/// whatever else it says; the others must be mappings the CNI portmap
+/// plugin can install. The same host port mapped twice is accepted, as
+/// containerd passes both on (portmap installs both rules, the first wins;
+/// Kubernetes refuses such pods upstream).
 fn validate_port_mappings(ports: &[PortMapping]) -> Result<()> {
-    let mut used: BTreeMap<(Protocol, u16, Option<IpAddr>), usize> = BTreeMap::new();
     for (i, port) in ports.iter().enumerate() {
-        let field = |name: &str| format!("config.port_mappings[{i}].{name}");
-        let container_port = u16::try_from(port.container_port).unwrap_or(0);
-        if container_port == 0 {
-            return Err(Error::invalid(
-                field("container_port"),
-                "must be in 1..=65535",
-            ));
-        }
-        let host_port = u16::try_from(port.host_port)
-            .map_err(|_| Error::invalid(field("host_port"), "must be in 0..=65535"))?;
-        let host_ip = if port.host_ip.is_empty() {
-            None
-        } else {
-            let ip = port.host_ip.parse::<IpAddr>().map_err(|_| {
-                Error::invalid(
-                    field("host_ip"),
-                    format!("{:?} is not an IP address", port.host_ip),
-                )
-            })?;
-            Some(ip)
-        };
-        if host_port == 0 {
+        if port.host_port <= 0 {
             continue;
         }
-        let key = (port.protocol, host_port, host_ip);
-        if let Some(first) = used.insert(key, i) {
+        let field = |name: &str| format!("config.port_mappings[{i}].{name}");
+        // impossible: no such port; iptables/nftables refuse it.
+        if u16::try_from(port.host_port).is_err() {
+            return Err(Error::invalid(field("host_port"), "must be in 0..=65535"));
+        }
+        // impossible: the portmap plugin refuses it ("Invalid container
+        // port number").
+        if u16::try_from(port.container_port).map_or(true, |p| p == 0) {
             return Err(Error::invalid(
-                field("host_port"),
-                format!(
-                    "{} host port {host_port} on {} is already mapped by config.port_mappings[{first}]",
-                    port.protocol,
-                    host_ip.map_or_else(|| "all addresses".to_string(), |ip| ip.to_string())
-                ),
+                field("container_port"),
+                "must be in 1..=65535 when a host port is given",
+            ));
+        }
+        // impossible (in effect): portmap would take a name for an IPv6
+        // address (ip6tables then resolves it through DNS, and IPv4 gets no
+        // mapping at all), and crius' CNI layer refuses it too; no client
+        // can mean that.
+        if !port.host_ip.is_empty() && port.host_ip.parse::<IpAddr>().is_err() {
+            return Err(Error::invalid(
+                field("host_ip"),
+                format!("{:?} is not an IP address", port.host_ip),
             ));
         }
     }
@@ -333,6 +327,7 @@ fn validate_resources(name: &str, r: &Resources) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Protocol;
     use super::*;
 
     fn request() -> PodSandboxRequest {
@@ -508,20 +503,28 @@ mod tests {
             mapping(Protocol::Tcp, 443, 0, ""),
             mapping(Protocol::Tcp, 444, 0, ""),
             mapping(Protocol::Sctp, 9, 9, "::1"),
+            // Without a host port an entry is dropped, whatever it says
+            // (containerd's toCNIPortMappings).
+            mapping(Protocol::Tcp, 0, 0, ""),
+            mapping(Protocol::Tcp, 65536, 0, ""),
+            mapping(Protocol::Tcp, -3, -1, "localhost"),
+            // The same host port twice: both go to CNI, as in containerd.
+            mapping(Protocol::Tcp, 82, 8080, ""),
+            mapping(Protocol::Tcp, 83, 8080, "0:0::1"),
+            mapping(Protocol::Tcp, 84, 8080, "::1"),
         ]);
         assert!(validate(&ok).is_ok());
         for (field, ports) in [
             (
                 "config.port_mappings[0].container_port",
-                vec![mapping(Protocol::Tcp, 0, 0, "")],
+                vec![mapping(Protocol::Tcp, 0, 80, "")],
             ),
             (
-                "config.port_mappings[0].container_port",
-                vec![mapping(Protocol::Tcp, 65536, 0, "")],
-            ),
-            (
-                "config.port_mappings[0].host_port",
-                vec![mapping(Protocol::Tcp, 80, -1, "")],
+                "config.port_mappings[1].container_port",
+                vec![
+                    mapping(Protocol::Tcp, 80, 0, ""),
+                    mapping(Protocol::Tcp, 65536, 80, ""),
+                ],
             ),
             (
                 "config.port_mappings[0].host_port",
@@ -530,21 +533,6 @@ mod tests {
             (
                 "config.port_mappings[0].host_ip",
                 vec![mapping(Protocol::Tcp, 80, 80, "localhost")],
-            ),
-            (
-                "config.port_mappings[1].host_port",
-                vec![
-                    mapping(Protocol::Tcp, 80, 8080, ""),
-                    mapping(Protocol::Tcp, 81, 8080, ""),
-                ],
-            ),
-            (
-                "config.port_mappings[2].host_port",
-                vec![
-                    mapping(Protocol::Tcp, 80, 8080, "::1"),
-                    mapping(Protocol::Udp, 80, 8080, "::1"),
-                    mapping(Protocol::Tcp, 81, 8080, "0:0::1"),
-                ],
             ),
         ] {
             assert_eq!(refused_field(&with(ports)), field);
