@@ -118,12 +118,23 @@ fn validate_dns(dns: &DnsConfig) -> Result<()> {
     Ok(())
 }
 
-/// One word of resolv.conf: non-empty, no blanks or line breaks.
+/// An entry of resolv.conf, written as containerd writes it (one line per
+/// list, or per server). Empty entries are dropped when the file is
+/// written ([`super::files::resolv_conf`]).
+///
+/// Blanks inside an entry are accepted, as containerd writes them as is:
+/// resolv.conf is whitespace-separated, so `a b` in `searches` or
+/// `options` is just two words on the line (what the client could have
+/// sent as two entries), and in a server the resolver reads the first word
+/// of its `nameserver` line and ignores the rest. Nothing can reach another
+/// line, so nothing is forged; the file is the pod's own.
 fn check_resolv_entry(entry: &str) -> Result<(), String> {
-    if entry.is_empty() {
-        return Err("must not be empty".into());
-    }
-    match entry.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    // security: a line break (or another control character) would smuggle
+    // lines into the pod's resolv.conf (containerd is exposed there).
+    match entry
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, ' ' | '\t'))
+    {
         Some(c) => Err(format!(
             "character {c:?} is not allowed (the entry is written to resolv.conf)"
         )),
@@ -437,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn dns_entries_are_single_words() {
+    fn dns_entries_stay_on_their_line() {
         for (field, dns) in [
             (
                 "config.dns_config.servers[1]",
@@ -463,7 +474,7 @@ mod tests {
             (
                 "config.dns_config.options[0]",
                 DnsConfig {
-                    options: vec![String::new()],
+                    options: vec!["ndots:5\u{b}".into()],
                     ..Default::default()
                 },
             ),
@@ -474,6 +485,17 @@ mod tests {
             };
             assert_eq!(refused_field(&req), field);
         }
+        // Empty entries (dropped when written) and blanks inside one (words
+        // on the same line) are accepted, as containerd writes them.
+        let req = PodSandboxRequest {
+            dns: Some(DnsConfig {
+                servers: vec![String::new(), "10.0.0.10 ".into()],
+                searches: vec!["a.svc b.svc".into(), String::new()],
+                options: vec!["ndots:5\trotate".into(), String::new()],
+            }),
+            ..request()
+        };
+        assert!(validate(&req).is_ok());
     }
 
     fn mapping(
