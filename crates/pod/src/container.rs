@@ -322,6 +322,7 @@ impl Pods {
         req: ContainerRequest,
     ) -> Result<String> {
         container::validate(&req)?;
+        let req = container::normalized(req);
         let sandbox = self
             .store
             .find(sandbox_id)?

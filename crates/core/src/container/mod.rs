@@ -46,7 +46,7 @@ pub use spec::{
     HostPropagation, PodFiles, container_spec, linux_resources, log_file_path,
 };
 pub use user::{MAX_ETC_FILE_SIZE, User, resolve_user};
-pub use validate::{MAX_ID, validate};
+pub use validate::{MAX_ID, normalized, validate};
 
 /// A container as requested by `CreateContainer` (CRI `ContainerConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -42,7 +42,7 @@ use super::mounts::container_mounts;
 use super::process::{ContainerProcess, DEFAULT_PATH_ENV, set_env};
 use super::seccomp::{self, Conditions, Platform};
 use super::user::User;
-use super::validate::{check_path, validate};
+use super::validate::{check_path, container_paths, validate};
 use super::{ContainerRequest, ContainerResources, SecurityProfile};
 use crate::cgroup::CgroupDriver;
 use crate::sandbox::annotations as ann;
@@ -351,17 +351,13 @@ fn linux(
         (None, None)
     } else {
         let defaults = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        let given = |list: &Option<Vec<String>>, default: &[&str]| {
+            list.as_deref()
+                .map_or_else(|| defaults(default), container_paths)
+        };
         (
-            Some(
-                sc.masked_paths
-                    .clone()
-                    .unwrap_or_else(|| defaults(&MASKED_PATHS)),
-            ),
-            Some(
-                sc.readonly_paths
-                    .clone()
-                    .unwrap_or_else(|| defaults(&READONLY_PATHS)),
-            ),
+            Some(given(&sc.masked_paths, &MASKED_PATHS)),
+            Some(given(&sc.readonly_paths, &READONLY_PATHS)),
         )
     };
     let (devices, device_rules) = devices(input)?;
@@ -1062,6 +1058,57 @@ mod tests {
                 "/dev/shm"
             ]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn relative_and_repeated_mount_targets() -> Result<()> {
+        let host = host();
+        let sb = sandbox();
+        let mut req = request();
+        let bind = |container: &str, host: &str| Mount {
+            container_path: container.into(),
+            host_path: host.into(),
+            ..Default::default()
+        };
+        req.mounts = vec![
+            bind("data", "/srv/a"),
+            bind("/data/./", "/srv/b"),
+            bind("/etc/x/../hosts", "/srv/hosts"),
+        ];
+        req.linux.security.masked_paths = Some(vec!["proc/kcore".into(), String::new()]);
+        // The caller's normalizing changes nothing the spec shows.
+        for req in [req.clone(), super::super::normalized(req)] {
+            let spec = container_spec(&input(&req, &sb, &host))?;
+            let binds: Vec<(String, String)> = spec
+                .mounts()
+                .iter()
+                .flatten()
+                .filter(|m| m.typ().as_deref() == Some("bind"))
+                .map(|m| {
+                    (
+                        m.destination().to_string_lossy().into_owned(),
+                        m.source()
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
+            // Both /data mounts, the later last (what the container sees);
+            // the request's /etc/hosts replaces the pod's.
+            let data: Vec<&(String, String)> = binds.iter().filter(|(d, _)| d == "/data").collect();
+            assert_eq!(data.len(), 2);
+            assert_eq!(data[1].1, "/srv/b");
+            let hosts: Vec<&(String, String)> =
+                binds.iter().filter(|(d, _)| d == "/etc/hosts").collect();
+            assert_eq!(hosts.len(), 1);
+            assert_eq!(hosts[0].1, "/srv/hosts");
+            assert_eq!(
+                linux(&spec).masked_paths().clone().unwrap_or_default(),
+                ["/proc/kcore"]
+            );
+        }
         Ok(())
     }
 

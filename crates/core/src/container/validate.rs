@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::caps::{is_all, parse_capability};
 use super::{ContainerRequest, ContainerResources, SecurityContext, SecurityProfile};
 use crate::sandbox::NamespaceMode;
+use crate::sandbox::validate::clean_path;
 use crate::{Error, Result};
 
 /// The largest uid or gid crius accepts (2^31-1): Kubernetes' limit, and
@@ -111,32 +112,94 @@ fn check_env_name(key: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An absolute path without `.`/`..` components or control characters.
+/// An absolute path. `.` and `..` are accepted (cleaned lexically by
+/// [`normalized`]): the fields checked so are trusted (kubelet's) or
+/// resolved inside the container's root, so no boundary depends on them.
 pub(crate) fn check_path(path: &str) -> Result<(), String> {
+    // impossible: a relative host path would resolve against criusd's
+    // working directory (and runc's against the bundle); runc refuses a
+    // relative working directory ("Cwd must be an absolute path").
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    if path.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
+    check_no_nul(path)
+}
+
+/// A path inside the container (a mount or device target, a masked or
+/// read-only path): relative ones are taken from the root (`data` is
+/// `/data`), as runc does.
+fn check_target(path: &str) -> Result<(), String> {
+    // impossible: an empty path names no mount point or node.
+    if path.is_empty() {
+        return Err("must not be empty".into());
     }
-    if path.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{path:?} has a '.' or '..' component"));
+    check_no_nul(path)
+}
+
+fn check_no_nul(path: &str) -> Result<(), String> {
+    // impossible: no path holds NUL.
+    if path.contains('\0') {
+        return Err("NUL is not allowed in a path".into());
     }
     Ok(())
 }
 
-/// `path` without a trailing `/` and with `//` squeezed (`/` stays `/`).
+/// `path` as an absolute path inside the container, cleaned lexically
+/// (Go's `path.Clean` of `/` + `path`): `data/../x/` is `/x`, `/` stays `/`.
 pub(crate) fn clean(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-    format!("/{}", parts.join("/"))
+    clean_path(&format!("/{path}"))
 }
 
+/// `req` as crius uses it once it passed [`validate`]: every path cleaned
+/// lexically, so that the spec, the host facts, the dedupe of mounts and
+/// the records all see one spelling; relative mount and device targets,
+/// masked and read-only paths taken from `/`; empty masked and read-only
+/// entries dropped (runc ignores a path that does not exist).
+pub fn normalized(mut req: ContainerRequest) -> ContainerRequest {
+    let absolute = |p: &mut String| {
+        if p.starts_with('/') {
+            *p = clean_path(p);
+        }
+    };
+    absolute(&mut req.working_dir);
+    for m in &mut req.mounts {
+        m.container_path = clean(&m.container_path);
+        absolute(&mut m.host_path);
+    }
+    for d in &mut req.devices {
+        d.container_path = clean(&d.container_path);
+        absolute(&mut d.host_path);
+    }
+    let sc = &mut req.linux.security;
+    for list in [&mut sc.masked_paths, &mut sc.readonly_paths]
+        .into_iter()
+        .flatten()
+    {
+        *list = container_paths(list);
+    }
+    if let Some(SecurityProfile::Localhost(path)) = &mut sc.seccomp {
+        absolute(path);
+    }
+    req
+}
+
+/// Masked or read-only paths as runc applies them: empty ones dropped (a
+/// no-op in runc), the others absolute and cleaned.
+pub(crate) fn container_paths(list: &[String]) -> Vec<String> {
+    list.iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| clean(p))
+        .collect()
+}
+
+/// Mount targets may repeat: both mounts are made, in the request's order
+/// (sorted by depth, stably), so the later one is what the container sees,
+/// as in containerd.
 fn validate_mounts(req: &ContainerRequest) -> Result<()> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, m) in req.mounts.iter().enumerate() {
         let field = |f: &str| format!("config.mounts[{i}].{f}");
-        check_path(&m.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
-        // Security: each of these asks for less access than a plain bind
+        check_target(&m.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
+        // security: each of these asks for less access than a plain bind
         // mount gives; ignoring it would hand the container more.
         for (asked, name, what) in [
             (
@@ -155,15 +218,6 @@ fn validate_mounts(req: &ContainerRequest) -> Result<()> {
             }
         }
         check_path(&m.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
-        if let Some(first) = seen.insert(clean(&m.container_path), i) {
-            return Err(Error::invalid(
-                field("container_path"),
-                format!(
-                    "{:?} is already the target of config.mounts[{first}]",
-                    m.container_path
-                ),
-            ));
-        }
     }
     Ok(())
 }
@@ -172,7 +226,7 @@ fn validate_devices(req: &ContainerRequest) -> Result<()> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, d) in req.devices.iter().enumerate() {
         let field = |f: &str| format!("config.devices[{i}].{f}");
-        check_path(&d.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
+        check_target(&d.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
         check_path(&d.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
         if let Some(first) = seen.insert(clean(&d.container_path), i) {
             return Err(Error::invalid(
@@ -423,7 +477,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
         ("readonly_paths", &sc.readonly_paths),
     ] {
         for (i, path) in list.iter().flatten().enumerate() {
-            check_path(path).map_err(|r| Error::invalid(field(&format!("{name}[{i}]")), r))?;
+            // Empty ones are dropped (see normalized).
+            check_no_nul(path).map_err(|r| Error::invalid(field(&format!("{name}[{i}]")), r))?;
         }
     }
     crate::sandbox::validate::not_yet(
@@ -432,6 +487,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
         sc.strict_supplemental_groups,
     )?;
     if let Some(SecurityProfile::Localhost(path)) = &sc.seccomp {
+        // containerd refuses it too (seccomp.WithProfile("") cannot read
+        // the file); relative: impossible, see check_path.
         if path.is_empty() {
             return Err(Error::invalid(
                 field("seccomp.localhost_ref"),
@@ -511,8 +568,15 @@ mod tests {
             }),
             ("config.args[0]", |r| r.args = vec!["\0".into()]),
             ("config.working_dir", |r| r.working_dir = "rel".into()),
-            ("config.working_dir", |r| r.working_dir = "/a/../b".into()),
+            ("config.working_dir", |r| r.working_dir = "./a".into()),
+            ("config.working_dir", |r| r.working_dir = "/a\0".into()),
         ]);
+        // `..` and control characters cannot leave the container's root:
+        // cleaned, not refused.
+        let mut req = request();
+        req.working_dir = "/a/../b/./c\n".into();
+        assert!(validate(&req).is_ok());
+        assert_eq!(normalized(req).working_dir, "/b/c\n");
     }
 
     #[test]
@@ -613,19 +677,19 @@ mod tests {
         }
         check(&[
             ("config.mounts[0].container_path", |r| {
-                r.mounts = vec![mount("data", "/srv")]
+                r.mounts = vec![mount("", "/srv")]
             }),
             ("config.mounts[0].container_path", |r| {
-                r.mounts = vec![mount("/data/../etc", "/srv")]
+                r.mounts = vec![mount("/data\0", "/srv")]
             }),
             ("config.mounts[0].host_path", |r| {
                 r.mounts = vec![mount("/data", "srv")]
             }),
             ("config.mounts[0].host_path", |r| {
-                r.mounts = vec![mount("/data", "/srv/../../etc")]
+                r.mounts = vec![mount("/data", "./srv")]
             }),
-            ("config.mounts[1].container_path", |r| {
-                r.mounts = vec![mount("/data", "/a"), mount("/data/", "/b")]
+            ("config.mounts[0].host_path", |r| {
+                r.mounts = vec![mount("/data", "")]
             }),
             ("config.devices[0].permissions", |r| {
                 r.devices = vec![device("/dev/fuse", "/dev/fuse", "")]
@@ -658,6 +722,64 @@ mod tests {
         req.devices = vec![device("/dev/fuse", "/dev/fuse", "mrw")];
         req.mounts = vec![mount("/data", "/srv/data")];
         assert!(validate(&req).is_ok());
+        // Relative targets are taken from `/`, `.`/`..` cleaned, control
+        // characters kept, the same target twice accepted (the later wins).
+        req.mounts = vec![
+            mount("data", "/srv/../srv/data/"),
+            mount("/data/", "/srv/b"),
+            mount("/x/./y/../z", "/srv/a b\tc\n"),
+        ];
+        req.devices = vec![device("dev/../fuse", "/dev/./fuse", "rwm")];
+        assert!(validate(&req).is_ok());
+        let n = normalized(req);
+        let targets: Vec<(&str, &str)> = n
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.host_path.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("/data", "/srv/data"),
+                ("/data", "/srv/b"),
+                ("/x/z", "/srv/a b\tc\n")
+            ]
+        );
+        assert_eq!(
+            (
+                n.devices[0].container_path.as_str(),
+                n.devices[0].host_path.as_str()
+            ),
+            ("/fuse", "/dev/fuse")
+        );
+    }
+
+    #[test]
+    fn masked_and_readonly_paths_are_normalized() -> Result<()> {
+        let mut req = request();
+        req.linux.security.masked_paths = Some(vec![
+            "proc/kcore".into(),
+            String::new(),
+            "/sys/../sys/firmware/".into(),
+        ]);
+        req.linux.security.readonly_paths = Some(vec![]);
+        req.linux.security.seccomp = Some(SecurityProfile::Localhost(
+            "/var/lib/kubelet/seccomp/../seccomp/a.json".into(),
+        ));
+        validate(&req)?;
+        let sc = normalized(req).linux.security;
+        assert_eq!(
+            sc.masked_paths,
+            Some(vec!["/proc/kcore".to_string(), "/sys/firmware".to_string()])
+        );
+        assert_eq!(sc.readonly_paths, Some(vec![]));
+        assert_eq!(
+            sc.seccomp,
+            Some(SecurityProfile::Localhost(
+                "/var/lib/kubelet/seccomp/a.json".into()
+            ))
+        );
+        Ok(())
     }
 
     #[test]
@@ -724,7 +846,13 @@ mod tests {
                 },
             ),
             ("config.linux.security_context.masked_paths[0]", |r| {
-                r.linux.security.masked_paths = Some(vec!["proc/kcore".into()])
+                r.linux.security.masked_paths = Some(vec!["/proc/kcore\0".into()])
+            }),
+            ("config.linux.security_context.readonly_paths[1]", |r| {
+                r.linux.security.readonly_paths = Some(vec!["/a".into(), "\0".into()])
+            }),
+            ("config.linux.security_context.seccomp.localhost_ref", |r| {
+                r.linux.security.seccomp = Some(SecurityProfile::Localhost("./a.json".into()))
             }),
         ]);
         let mut req = request();
@@ -815,7 +943,10 @@ mod tests {
     #[test]
     fn cleaning_paths() {
         assert_eq!(clean("/"), "/");
+        assert_eq!(clean(""), "/");
         assert_eq!(clean("/a//b/"), "/a/b");
         assert_eq!(clean("/etc/hosts"), "/etc/hosts");
+        assert_eq!(clean("etc/hosts"), "/etc/hosts");
+        assert_eq!(clean("/a/../../etc/./hosts"), "/etc/hosts");
     }
 }

@@ -26,7 +26,7 @@ pub(crate) mod golden;
 
 pub use spec::{ImageProcess, SandboxSpecInput, sandbox_spec};
 pub use state::{SandboxEvent, SandboxState};
-pub use validate::validate;
+pub use validate::{normalized, validate};
 
 /// A pod sandbox as requested by `RunPodSandbox` (CRI `PodSandboxConfig`
 /// plus the runtime handler).

@@ -87,21 +87,67 @@ pub(crate) fn check_hostname(hostname: &str) -> Result<(), String> {
     }
 }
 
-/// Empty, or an absolute path without `.`/`..` components or control characters.
+/// Empty, or an absolute path. `.` and `..` components are cleaned
+/// lexically by [`normalized`] (trusted fields: any absolute path may be
+/// named directly, so there is no boundary to keep).
 fn check_absolute_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Ok(());
     }
+    // impossible: a relative path would resolve against criusd's working
+    // directory, which no client can mean.
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    if path.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
-    }
-    if path.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{path:?} has a '.' or '..' component"));
+    // impossible: no path holds NUL.
+    if path.contains('\0') {
+        return Err("NUL is not allowed in a path".into());
     }
     Ok(())
+}
+
+/// `path` cleaned lexically, as Go's `path.Clean`: `//` squeezed, `.`
+/// dropped, `..` resolved against the component before it (at the root it
+/// stays at the root), no trailing `/`; empty becomes `.`.
+pub(crate) fn clean_path(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(last) if *last != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            c => parts.push(c),
+        }
+    }
+    match (rooted, parts.is_empty()) {
+        (true, _) => format!("/{}", parts.join("/")),
+        (false, true) => ".".to_string(),
+        (false, false) => parts.join("/"),
+    }
+}
+
+/// `req` as crius uses it once it passed [`validate`]: the trusted paths
+/// cleaned lexically (`log_directory`, `cgroup_parent`, a `Localhost`
+/// seccomp profile), so that everything after sees one spelling.
+pub fn normalized(mut req: PodSandboxRequest) -> PodSandboxRequest {
+    if !req.log_directory.is_empty() {
+        req.log_directory = clean_path(&req.log_directory);
+    }
+    if !req.linux.cgroup_parent.is_empty() {
+        req.linux.cgroup_parent = clean_path(&req.linux.cgroup_parent);
+    }
+    if let Some(SecurityProfile::Localhost(path)) = &mut req.linux.seccomp {
+        if !path.is_empty() {
+            *path = clean_path(path);
+        }
+    }
+    req
 }
 
 fn validate_dns(dns: &DnsConfig) -> Result<()> {
@@ -250,13 +296,15 @@ pub(crate) fn not_yet(
 }
 
 /// Driver-independent checks; [`super::spec::cgroups_path`] checks the form
-/// the driver needs.
+/// the driver needs. `.` and `..` are cleaned by [`normalized`] (trusted
+/// field; runc confines a cgroupfs path to the hierarchy anyway).
 fn check_cgroup_parent(parent: &str) -> Result<(), String> {
+    // security: the kernel prints cgroup paths unescaped in the
+    // line-oriented /proc/<pid>/cgroup, which runc and node agents parse; a
+    // line break (or NUL, or another control character) would forge
+    // entries there.
     if parent.chars().any(char::is_control) {
         return Err("control characters are not allowed".into());
-    }
-    if parent.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{parent:?} has a '.' or '..' component"));
     }
     Ok(())
 }
@@ -296,10 +344,13 @@ fn validate_ids(linux: &LinuxSandbox) -> Result<()> {
 
 /// A `Localhost` profile names an absolute file. containerd reads any path
 /// it is given; a relative one would resolve against criusd's working
-/// directory, a file no client can mean, so it is refused (impossible).
+/// directory, a file no client can mean, so it is refused (impossible);
+/// `..` is cleaned (see [`normalized`]).
 fn validate_seccomp(profile: Option<&SecurityProfile>) -> Result<()> {
     const FIELD: &str = "config.linux.security_context.seccomp.localhost_ref";
     match profile {
+        // containerd refuses it too (seccomp.WithProfile("") cannot read
+        // the file).
         Some(SecurityProfile::Localhost(path)) if path.is_empty() => Err(Error::invalid(
             FIELD,
             "a Localhost profile needs the profile's path",
@@ -440,10 +491,38 @@ mod tests {
 
     #[test]
     fn log_directory_is_absolute() {
-        for bad in ["var/log", "/var/log/../etc", "/var/log/./x", "/var/log\n"] {
+        for bad in ["var/log", "./var/log", "/var/log\0"] {
             let mut req = request();
             req.log_directory = bad.into();
             assert_eq!(refused_field(&req), "config.log_directory", "{bad:?}");
+        }
+        for (ok, clean) in [
+            ("/var/log/../log/pods/x", "/var/log/pods/x"),
+            ("/var/log/./pods//x/", "/var/log/pods/x"),
+            ("/var/log/pods/a\nb", "/var/log/pods/a\nb"),
+        ] {
+            let mut req = request();
+            req.log_directory = ok.into();
+            assert!(validate(&req).is_ok(), "{ok:?}");
+            assert_eq!(normalized(req).log_directory, clean);
+        }
+    }
+
+    #[test]
+    fn paths_are_cleaned_like_go() {
+        for (path, clean) in [
+            ("/", "/"),
+            ("//a//b/", "/a/b"),
+            ("/a/./b/../c", "/a/c"),
+            ("/../..", "/"),
+            ("/a/b/../../..", "/"),
+            ("a/../..", ".."),
+            ("a/./b", "a/b"),
+            ("kubepods.slice", "kubepods.slice"),
+            ("", "."),
+            ("./", "."),
+        ] {
+            assert_eq!(clean_path(path), clean, "{path:?}");
         }
     }
 
@@ -594,16 +673,22 @@ mod tests {
 
     #[test]
     fn cgroup_parent() {
-        for ok in [
-            "",
-            "/kubepods/besteffort/pod1",
-            "kubepods-besteffort-pod1.slice",
+        for (ok, clean) in [
+            ("", ""),
+            ("/kubepods/besteffort/pod1", "/kubepods/besteffort/pod1"),
+            (
+                "kubepods-besteffort-pod1.slice",
+                "kubepods-besteffort-pod1.slice",
+            ),
+            ("/kubepods/../x", "/x"),
+            ("/kubepods/./x/", "/kubepods/x"),
         ] {
             let mut req = request();
             req.linux.cgroup_parent = ok.into();
             assert!(validate(&req).is_ok(), "{ok}");
+            assert_eq!(normalized(req).linux.cgroup_parent, clean);
         }
-        for bad in ["/kubepods/../x", "/kubepods/./x", "/kubepods\n"] {
+        for bad in ["/kubepods\n", "/kubepods\0", "/kube\rpods"] {
             let mut req = request();
             req.linux.cgroup_parent = bad.into();
             assert_eq!(refused_field(&req), "config.linux.cgroup_parent", "{bad:?}");
@@ -668,13 +753,24 @@ mod tests {
             req.linux.seccomp = Some(profile);
             assert!(validate(&req).is_ok(), "{req:?}");
         }
-        for path in ["", "x.json", "/a/../etc/shadow"] {
+        for path in ["", "x.json", "./x.json", "/x\0.json"] {
             req.linux.seccomp = Some(SecurityProfile::Localhost(path.into()));
             assert_eq!(
                 refused_field(&req),
                 "config.linux.security_context.seccomp.localhost_ref"
             );
         }
+        // Trusted and absolute: `..` is cleaned, not refused.
+        req.linux.seccomp = Some(SecurityProfile::Localhost(
+            "/var/lib/kubelet/seccomp/../seccomp/./x.json".into(),
+        ));
+        assert!(validate(&req).is_ok());
+        assert_eq!(
+            normalized(req).linux.seccomp,
+            Some(SecurityProfile::Localhost(
+                "/var/lib/kubelet/seccomp/x.json".into()
+            ))
+        );
     }
 
     #[test]
