@@ -46,7 +46,7 @@ pub use spec::{
     HostPropagation, PodFiles, container_spec, linux_resources, log_file_path,
 };
 pub use user::{MAX_ETC_FILE_SIZE, User, resolve_user};
-pub use validate::{MAX_ID, normalized, validate};
+pub use validate::{MAX_ID, log_path_beneath, normalized, validate};
 
 /// A container as requested by `CreateContainer` (CRI `ContainerConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,7 +70,8 @@ pub struct ContainerRequest {
     pub devices: Vec<Device>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
-    /// Relative to the sandbox's log directory; empty for no log.
+    /// Below the sandbox's log directory (a leading `/` is joined under
+    /// it, see [`log_path_beneath`]); empty for no log.
     pub log_path: String,
     pub stdin: bool,
     pub stdin_once: bool,

@@ -221,14 +221,16 @@ pub fn container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec> {
     Ok(spec)
 }
 
-/// The container's log file: `<sandbox log directory>/<log_path>`, or
-/// `None` when either is empty (no log). Both must have been validated.
+/// The container's log file: `<sandbox log directory>/<log_path>` joined
+/// as containerd joins them ([`super::log_path_beneath`]), or `None` when
+/// either is empty (no log) or the log path is not one crius takes.
 pub fn log_file_path(sandbox_log_directory: &str, log_path: &str) -> Option<String> {
     if sandbox_log_directory.is_empty() || log_path.is_empty() {
         return None;
     }
+    let rel = super::log_path_beneath(log_path).ok()?;
     Some(format!(
-        "{}/{log_path}",
+        "{}/{rel}",
         sandbox_log_directory.trim_end_matches('/')
     ))
 }
@@ -1336,6 +1338,11 @@ mod tests {
             log_file_path("/var/log/pods/x/", "app/0.log").as_deref(),
             Some("/var/log/pods/x/app/0.log")
         );
+        assert_eq!(
+            log_file_path("/var/log/pods/x", "/./abs.log").as_deref(),
+            Some("/var/log/pods/x/abs.log")
+        );
+        assert_eq!(log_file_path("/var/log/pods/x", "../x.log"), None);
         assert_eq!(log_file_path("", "app/0.log"), None);
         assert_eq!(log_file_path("/var/log/pods/x", ""), None);
     }

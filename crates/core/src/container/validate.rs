@@ -276,27 +276,48 @@ fn validate_labels(name: &str, map: &BTreeMap<String, String>, sized: bool) -> R
     Ok(())
 }
 
-/// Empty, or a relative path inside the sandbox's log directory: no leading
-/// `/`, no `.`/`..` components, no control characters, not ending in `/`.
+/// Empty (no log), or a path [`log_path_beneath`] takes.
 fn check_log_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Ok(());
     }
-    if path.starts_with('/') {
-        return Err(format!(
-            "{path:?} is absolute; it must be relative to the pod's log directory"
-        ));
+    log_path_beneath(path).map(|_| ())
+}
+
+/// The file a container's `log_path` names below the pod's log directory,
+/// as containerd joins them (Go's `filepath.Join`): a leading `/` is just
+/// joined (`/a/0.log` is `<dir>/a/0.log`), `.` and `//` dropped, `..`
+/// resolved lexically (symbolic links below the directory are refused
+/// when the file is opened, so this is where the kernel would end up too).
+/// Returns the relative path (`a/0.log`).
+pub fn log_path_beneath(log_path: &str) -> Result<String, String> {
+    // impossible: no path holds NUL.
+    if log_path.contains('\0') {
+        return Err("NUL is not allowed in a path".into());
     }
-    if path.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
+    // impossible: a path ending in `/`, `.` or `..` names a directory;
+    // containerd's open would fail with EISDIR at StartContainer.
+    if log_path.is_empty() || matches!(log_path.rsplit('/').next(), Some("" | "." | "..")) {
+        return Err(format!("{log_path:?} names a directory, not a file"));
     }
-    if path.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{path:?} has a '.' or '..' component"));
+    let mut parts: Vec<&str> = Vec::new();
+    for c in log_path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                // security: a `..` that climbs out of the log directory
+                // would let the client have criusd (root) write anywhere
+                // (containerd's Join does not stop it).
+                if parts.pop().is_none() {
+                    return Err(format!(
+                        "{log_path:?} climbs out of the pod's log directory"
+                    ));
+                }
+            }
+            c => parts.push(c),
+        }
     }
-    if path.ends_with('/') {
-        return Err(format!("{path:?} names a directory, not a file"));
-    }
-    Ok(())
+    Ok(parts.join("/"))
 }
 
 fn validate_resources(r: &ContainerResources) -> Result<()> {
@@ -703,11 +724,14 @@ mod tests {
             ("config.devices[0].host_path", |r| {
                 r.devices = vec![device("/dev/fuse", "fuse", "rwm")]
             }),
-            ("config.log_path", |r| r.log_path = "/var/log/x.log".into()),
             ("config.log_path", |r| r.log_path = "../x.log".into()),
+            ("config.log_path", |r| r.log_path = "/../x.log".into()),
             ("config.log_path", |r| r.log_path = "app/../../x.log".into()),
-            ("config.log_path", |r| r.log_path = "app/\n.log".into()),
+            ("config.log_path", |r| r.log_path = "app/\0.log".into()),
             ("config.log_path", |r| r.log_path = "app/".into()),
+            ("config.log_path", |r| r.log_path = "app/.".into()),
+            ("config.log_path", |r| r.log_path = "app/..".into()),
+            ("config.log_path", |r| r.log_path = "/".into()),
             ("config.labels[\"\"]", |r| {
                 r.labels.insert(String::new(), "x".into());
             }),
@@ -752,6 +776,27 @@ mod tests {
             ),
             ("/fuse", "/dev/fuse")
         );
+    }
+
+    #[test]
+    fn log_paths_join_like_go() {
+        for (path, rel) in [
+            ("app/0.log", "app/0.log"),
+            ("/abs.log", "abs.log"),
+            ("//var/log/x.log", "var/log/x.log"),
+            ("./app/./0.log", "app/0.log"),
+            ("app//0.log", "app/0.log"),
+            ("app/../0.log", "0.log"),
+            ("a/b/../../0.log", "0.log"),
+            ("app/a\nb.log", "app/a\nb.log"),
+        ] {
+            assert_eq!(log_path_beneath(path).as_deref(), Ok(rel), "{path:?}");
+            let req = ContainerRequest {
+                log_path: path.into(),
+                ..request()
+            };
+            assert!(validate(&req).is_ok(), "{path:?}");
+        }
     }
 
     #[test]
