@@ -42,7 +42,7 @@ use super::mounts::container_mounts;
 use super::process::{ContainerProcess, DEFAULT_PATH_ENV, set_env};
 use super::seccomp::{self, Conditions, Platform};
 use super::user::User;
-use super::validate::{check_path, container_paths, validate};
+use super::validate::{check_path, container_paths, device_permissions, validate};
 use super::{ContainerRequest, ContainerResources, SecurityProfile};
 use crate::cgroup::CgroupDriver;
 use crate::sandbox::annotations as ann;
@@ -515,16 +515,20 @@ fn devices(input: &ContainerSpecInput<'_>) -> Result<(Vec<LinuxDevice>, Vec<Linu
                     })?;
                 format!("{}{rest}", d.container_path.trim_end_matches('/'))
             };
+            // The same target twice: the later node wins (containerd
+            // appends both, runc creates the last).
             devices.retain(|existing| existing.path().to_string_lossy() != container_path);
             devices.push(device(node, &container_path)?);
-            if !all_host {
+            // No permissions: the node without any cgroup access.
+            let access = device_permissions(&d.permissions);
+            if !all_host && !access.is_empty() {
                 rules.push(
                     LinuxDeviceCgroupBuilder::default()
                         .allow(true)
                         .typ(device_type(node.kind))
                         .major(node.major)
                         .minor(node.minor)
-                        .access(d.permissions.clone())
+                        .access(access)
                         .build()
                         .map_err(oci)?,
                 );
@@ -1111,6 +1115,50 @@ mod tests {
                 ["/proc/kcore"]
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn device_permissions_and_repeated_targets() -> Result<()> {
+        let host = host();
+        let sb = sandbox();
+        let mut req = request();
+        let dev = |host_path: &str, perms: &str| Device {
+            container_path: "/dev/x".into(),
+            host_path: host_path.into(),
+            permissions: perms.into(),
+        };
+        req.devices = vec![dev("/dev/null", "mwrw"), dev("/dev/zero", "")];
+        let node = |path: &str, minor| HostDevice {
+            path: path.into(),
+            kind: HostDeviceKind::Char,
+            major: 1,
+            minor,
+            file_mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        let mut i = input(&req, &sb, &host);
+        i.device_nodes = BTreeMap::from([
+            ("/dev/null".to_string(), vec![node("/dev/null", 3)]),
+            ("/dev/zero".to_string(), vec![node("/dev/zero", 5)]),
+        ]);
+        let l = linux(&container_spec(&i)?);
+        // The later node at /dev/x wins; the empty permissions give it no
+        // cgroup rule, the first keeps its (in rwm order).
+        let devices = l.devices().clone().unwrap_or_default();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].minor(), 5);
+        let rules = l
+            .resources()
+            .clone()
+            .unwrap_or_default()
+            .devices()
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].minor(), Some(3));
+        assert_eq!(rules[1].access().as_deref(), Some("rwm"));
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 //! and Kubernetes users do pass multi-line values (PEM certificates) through
 //! the environment. NUL is refused everywhere: `execve` cannot carry it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::caps::{is_all, parse_capability};
 use super::{ContainerRequest, ContainerResources, SecurityContext, SecurityProfile};
@@ -169,6 +169,7 @@ pub fn normalized(mut req: ContainerRequest) -> ContainerRequest {
     for d in &mut req.devices {
         d.container_path = clean(&d.container_path);
         absolute(&mut d.host_path);
+        d.permissions = device_permissions(&d.permissions);
     }
     let sc = &mut req.linux.security;
     for list in [&mut sc.masked_paths, &mut sc.readonly_paths]
@@ -222,34 +223,39 @@ fn validate_mounts(req: &ContainerRequest) -> Result<()> {
     Ok(())
 }
 
+/// Device targets may repeat (the later node wins, every cgroup rule is
+/// kept, as containerd appends them all).
 fn validate_devices(req: &ContainerRequest) -> Result<()> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, d) in req.devices.iter().enumerate() {
         let field = |f: &str| format!("config.devices[{i}].{f}");
         check_target(&d.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
         check_path(&d.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
-        if let Some(first) = seen.insert(clean(&d.container_path), i) {
-            return Err(Error::invalid(
-                field("container_path"),
-                format!(
-                    "{:?} is already the target of config.devices[{first}]",
-                    d.container_path
-                ),
-            ));
-        }
-        let mut chars = BTreeSet::new();
-        let ok = !d.permissions.is_empty()
-            && d.permissions
-                .chars()
-                .all(|c| matches!(c, 'r' | 'w' | 'm') && chars.insert(c));
-        if !ok {
+        // impossible: the cgroup takes only r, w and m (v1 refuses the
+        // write, v2's device filter "unknown device access").
+        if let Some(c) = d
+            .permissions
+            .chars()
+            .find(|c| !matches!(c, 'r' | 'w' | 'm'))
+        {
             return Err(Error::invalid(
                 field("permissions"),
-                format!("{:?} is not one or more of 'r', 'w', 'm'", d.permissions),
+                format!(
+                    "{:?}: {c:?} is not a device permission (use 'r', 'w', 'm')",
+                    d.permissions
+                ),
             ));
         }
     }
     Ok(())
+}
+
+/// Device permissions in `rwm` order without repeats (`mrw`, `rrw` are
+/// `rwm`, `rw`); empty stays empty: the node with no cgroup access.
+pub(crate) fn device_permissions(permissions: &str) -> String {
+    ['r', 'w', 'm']
+        .into_iter()
+        .filter(|c| permissions.contains(*c))
+        .collect()
 }
 
 fn validate_labels(name: &str, map: &BTreeMap<String, String>, sized: bool) -> Result<()> {
@@ -713,13 +719,16 @@ mod tests {
                 r.mounts = vec![mount("/data", "")]
             }),
             ("config.devices[0].permissions", |r| {
-                r.devices = vec![device("/dev/fuse", "/dev/fuse", "")]
-            }),
-            ("config.devices[0].permissions", |r| {
                 r.devices = vec![device("/dev/fuse", "/dev/fuse", "rwx")]
             }),
-            ("config.devices[0].permissions", |r| {
-                r.devices = vec![device("/dev/fuse", "/dev/fuse", "rr")]
+            ("config.devices[1].permissions", |r| {
+                r.devices = vec![
+                    device("/dev/fuse", "/dev/fuse", "rw"),
+                    device("/dev/null", "/dev/null", "R"),
+                ]
+            }),
+            ("config.devices[0].container_path", |r| {
+                r.devices = vec![device("", "/dev/fuse", "rw")]
             }),
             ("config.devices[0].host_path", |r| {
                 r.devices = vec![device("/dev/fuse", "fuse", "rwm")]
@@ -776,6 +785,32 @@ mod tests {
             ),
             ("/fuse", "/dev/fuse")
         );
+    }
+
+    #[test]
+    fn device_permissions_are_normalized() {
+        fn device(container: &str, perms: &str) -> Device {
+            Device {
+                container_path: container.into(),
+                host_path: "/dev/fuse".into(),
+                permissions: perms.into(),
+            }
+        }
+        let mut req = request();
+        req.devices = vec![
+            device("/dev/a", ""),
+            device("/dev/b", "rr"),
+            device("/dev/c", "mwr"),
+            device("/dev/c", "m"),
+        ];
+        assert!(validate(&req).is_ok());
+        let perms: Vec<String> = normalized(req)
+            .devices
+            .into_iter()
+            .map(|d| d.permissions)
+            .collect();
+        assert_eq!(perms, ["", "r", "rwm", "m"]);
+        assert_eq!(device_permissions("wmrwm"), "rwm");
     }
 
     #[test]
