@@ -37,7 +37,10 @@ mod validate;
 #[cfg(test)]
 mod golden;
 
-pub use caps::{ALL_CAPABILITIES, capabilities_from_mask, capability_name, parse_capability};
+pub use caps::{
+    ALL_CAPABILITIES, capabilities_from_mask, capability_name, parse_capability,
+    unknown_capabilities,
+};
 pub use labels::{container_labels, container_name_key};
 pub use mounts::image_volume_paths;
 pub use process::{ContainerProcess, DEFAULT_PATH_ENV, image_process};

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 
-use super::caps::{is_all, parse_capability};
 use super::{ContainerRequest, ContainerResources, SecurityContext, SecurityProfile};
 use crate::sandbox::NamespaceMode;
 use crate::sandbox::validate::clean_path;
@@ -474,19 +473,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
             ));
         }
     }
-    for (list, names) in [
-        ("add_capabilities", &sc.capabilities.add),
-        ("drop_capabilities", &sc.capabilities.drop),
-    ] {
-        for (i, name) in names.iter().enumerate() {
-            if !is_all(name) && parse_capability(name).is_none() {
-                return Err(Error::invalid(
-                    field(&format!("capabilities.{list}[{i}]")),
-                    format!("{name:?} is not a Linux capability (nor ALL)"),
-                ));
-            }
-        }
-    }
+    // Unknown capability names are not refused: runc ignores them with a
+    // warning, and so does crius (see caps::unknown_capabilities).
     // Network and IPC modes are not checked: a container always shares its
     // pod's (containerd's WithPodNamespaces ignores them). A target_id with
     // a PID mode other than TARGET is ignored, as containerd does.
@@ -900,14 +888,6 @@ mod tests {
     fn capabilities_namespaces_and_profiles() {
         check(&[
             (
-                "config.linux.security_context.capabilities.add_capabilities[1]",
-                |r| r.linux.security.capabilities.add = vec!["ALL".into(), "FLY".into()],
-            ),
-            (
-                "config.linux.security_context.capabilities.drop_capabilities[0]",
-                |r| r.linux.security.capabilities.drop = vec!["".into()],
-            ),
-            (
                 "config.linux.security_context.namespace_options.target_id",
                 |r| r.linux.security.namespace_options.pid = NamespaceMode::Target,
             ),
@@ -936,7 +916,8 @@ mod tests {
             }),
         ]);
         let mut req = request();
-        req.linux.security.capabilities.add = vec!["net_admin".into(), "CAP_SYS_TIME".into()];
+        req.linux.security.capabilities.add =
+            vec!["net_admin".into(), "CAP_SYS_TIME".into(), "FLY".into()];
         req.linux.security.capabilities.drop = vec!["all".into()];
         req.linux.security.seccomp = Some(SecurityProfile::Localhost(
             "/var/lib/kubelet/seccomp/audit.json".into(),
