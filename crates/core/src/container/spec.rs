@@ -42,7 +42,7 @@ use super::mounts::container_mounts;
 use super::process::{ContainerProcess, DEFAULT_PATH_ENV, set_env};
 use super::seccomp::{self, Conditions, Platform};
 use super::user::User;
-use super::validate::{check_path, container_paths, device_permissions, validate};
+use super::validate::{check_page_size, check_path, container_paths, device_permissions, validate};
 use super::{ContainerRequest, ContainerResources, SecurityProfile};
 use crate::cgroup::CgroupDriver;
 use crate::sandbox::annotations as ann;
@@ -558,9 +558,11 @@ fn device(d: &HostDevice, container_path: &str) -> Result<LinuxDevice> {
         .map_err(oci)
 }
 
-/// containerd's `WithResources`: each value set when non-zero; the swap
-/// limit defaults to the memory limit (no swapping) where swap can be
-/// limited; hugepage limits only with a hugetlb controller.
+/// containerd's `WithResources`: each value set when non-zero (a memory
+/// limit of -1 is runc's unlimited); the swap limit defaults to the memory
+/// limit (no swapping) where swap can be limited, and is dropped (not
+/// checked) elsewhere; hugepage limits only with a hugetlb controller
+/// (their page sizes checked then, limits above `i64::MAX` clamped).
 fn resources(
     input: &ContainerSpecInput<'_>,
     device_rules: Vec<LinuxDeviceCgroup>,
@@ -617,6 +619,23 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
         out.set_cpu(Some(cpu.build().map_err(oci)?));
     }
 
+    let field = |f: &str| format!("config.linux.resources.{f}");
+    if host.memory_swap && swap != 0 {
+        // impossible: runc refuses a swap limit below -1 (unlimited)...
+        if swap < -1 {
+            return Err(Error::invalid(
+                field("memory_swap_limit_in_bytes"),
+                "must be -1 (unlimited), 0 (unset) or positive",
+            ));
+        }
+        // ...and one below the memory limit (it is memory plus swap).
+        if swap > 0 && limit > 0 && swap < limit {
+            return Err(Error::invalid(
+                field("memory_swap_limit_in_bytes"),
+                "is memory plus swap, so it must not be below memory_limit_in_bytes",
+            ));
+        }
+    }
     let mut memory = LinuxMemoryBuilder::default();
     let mut memory_set = false;
     if limit != 0 {
@@ -636,7 +655,11 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
 
     if host.cgroup_controllers.contains("hugetlb") && !r.hugepage_limits.is_empty() {
         let mut limits = Vec::with_capacity(r.hugepage_limits.len());
-        for (page_size, limit) in &r.hugepage_limits {
+        for (i, (page_size, limit)) in r.hugepage_limits.iter().enumerate() {
+            check_page_size(page_size).map_err(|reason| {
+                Error::invalid(field(&format!("hugepage_limits[{i}].page_size")), reason)
+            })?;
+            // Above i64::MAX: clamped (the kernel clamps page counters).
             limits.push(
                 LinuxHugepageLimitBuilder::default()
                     .page_size(page_size.clone())
@@ -1259,6 +1282,49 @@ mod tests {
             r.unified().clone().unwrap_or_default()["memory.high"],
             "max"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn node_dependent_resources_are_checked_when_applied() -> Result<()> {
+        let mut host = host();
+        let odd = ContainerResources {
+            memory_limit_in_bytes: 2 << 20,
+            memory_swap_limit_in_bytes: 1 << 20,
+            hugepage_limits: vec![("2M".into(), 1)],
+            ..Default::default()
+        };
+        // No swap control, no hugetlb: dropped, as containerd does.
+        let r = linux_resources(&odd, &host)?;
+        assert_eq!(r.memory().and_then(|m| m.swap()), None);
+        assert_eq!(r.hugepage_limits(), &None);
+        host.memory_swap = true;
+        assert!(matches!(
+            linux_resources(&odd, &host),
+            Err(Error::InvalidArgument { field, .. })
+                if field == "config.linux.resources.memory_swap_limit_in_bytes"
+        ));
+        host.memory_swap = false;
+        host.cgroup_controllers.insert("hugetlb".into());
+        assert!(matches!(
+            linux_resources(&odd, &host),
+            Err(Error::InvalidArgument { field, .. })
+                if field == "config.linux.resources.hugepage_limits[0].page_size"
+        ));
+        // Huge limits are clamped; -1 memory is unlimited (swap too).
+        host.memory_swap = true;
+        let r = linux_resources(
+            &ContainerResources {
+                memory_limit_in_bytes: -1,
+                hugepage_limits: vec![("2MB".into(), u64::MAX)],
+                ..Default::default()
+            },
+            &host,
+        )?;
+        assert_eq!(r.memory().and_then(|m| m.limit()), Some(-1));
+        assert_eq!(r.memory().and_then(|m| m.swap()), Some(-1));
+        let limits = r.hugepage_limits().clone().unwrap_or_default();
+        assert_eq!(limits[0].limit(), i64::MAX);
         Ok(())
     }
 

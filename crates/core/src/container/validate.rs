@@ -325,47 +325,43 @@ pub fn log_path_beneath(log_path: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
+/// What the kernel or runc would refuse whatever the node; what depends on
+/// the node (swap, hugepages) is checked when it is applied, by
+/// [`super::linux_resources`] (containerd drops both where the node
+/// cannot apply them).
 fn validate_resources(r: &ContainerResources) -> Result<()> {
     let field = |f: &str| format!("config.linux.resources.{f}");
+    // impossible: the kernel's bounds on a CFS period.
     if r.cpu_period != 0 && !CPU_PERIOD_RANGE.contains(&r.cpu_period) {
         return Err(Error::invalid(
             field("cpu_period"),
             "must be 0 (unset) or in 1000..=1000000 microseconds",
         ));
     }
+    // impossible: the kernel refuses a quota below 1 ms (and below -1).
     if !(r.cpu_quota == 0 || r.cpu_quota == -1 || r.cpu_quota >= MIN_CPU_QUOTA) {
         return Err(Error::invalid(
             field("cpu_quota"),
             "must be 0 (unset), -1 (unlimited) or at least 1000 microseconds",
         ));
     }
+    // impossible: cgroup v1 clamps shares (runc's read-back then fails),
+    // v2's weight goes out of 1..=10000.
     if r.cpu_shares != 0 && !CPU_SHARES_RANGE.contains(&r.cpu_shares) {
         return Err(Error::invalid(
             field("cpu_shares"),
             "must be 0 (unset) or in 2..=262144",
         ));
     }
-    if r.memory_limit_in_bytes < 0 {
+    // impossible: runc takes -1 for unlimited, the kernel no other
+    // negative limit.
+    if r.memory_limit_in_bytes < -1 {
         return Err(Error::invalid(
             field("memory_limit_in_bytes"),
-            "must not be negative",
-        ));
-    }
-    if r.memory_swap_limit_in_bytes < -1 {
-        return Err(Error::invalid(
-            field("memory_swap_limit_in_bytes"),
             "must be -1 (unlimited), 0 (unset) or positive",
         ));
     }
-    if r.memory_swap_limit_in_bytes > 0
-        && r.memory_limit_in_bytes > 0
-        && r.memory_swap_limit_in_bytes < r.memory_limit_in_bytes
-    {
-        return Err(Error::invalid(
-            field("memory_swap_limit_in_bytes"),
-            "is memory plus swap, so it must not be below memory_limit_in_bytes",
-        ));
-    }
+    // impossible: the kernel's range.
     if !(-1000..=1000).contains(&r.oom_score_adj) {
         return Err(Error::invalid(
             field("oom_score_adj"),
@@ -378,23 +374,14 @@ fn validate_resources(r: &ContainerResources) -> Result<()> {
     ] {
         check_cpu_list(list).map_err(|reason| Error::invalid(field(name), reason))?;
     }
-    for (i, (size, limit)) in r.hugepage_limits.iter().enumerate() {
-        check_page_size(size).map_err(|reason| {
-            Error::invalid(field(&format!("hugepage_limits[{i}].page_size")), reason)
-        })?;
-        if i64::try_from(*limit).is_err() {
-            return Err(Error::invalid(
-                field(&format!("hugepage_limits[{i}].limit")),
-                "is too large",
-            ));
-        }
-    }
     for key in r.unified.keys() {
         let ok = key.contains('.')
             && !key.starts_with('.')
             && key
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        // impossible: runc refuses a name with a slash ("must be a file
+        // name") and the kernel has no file by another name (ENOENT).
         if !ok {
             return Err(Error::invalid(
                 field(&format!("unified[{key:?}]")),
@@ -405,28 +392,50 @@ fn validate_resources(r: &ContainerResources) -> Result<()> {
     Ok(())
 }
 
-/// A cpuset list: `0-3,8,10-11` (empty means unset).
+/// A cpuset list as the kernel parses it (`bitmap_parselist`): ranges
+/// `0-3,8`, with an optional stride `0-7:2/4` (2 of every 4), `N` for the
+/// last CPU; empty means unset. impossible otherwise: the kernel refuses
+/// the write.
 fn check_cpu_list(list: &str) -> Result<(), String> {
     if list.is_empty() {
         return Ok(());
     }
+    let num = |s: &str| -> Option<u32> {
+        if s == "N" {
+            return Some(u32::MAX);
+        }
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let bad = || format!("{list:?} is not a list like 0-3,8 or 0-7:2/4");
     for part in list.split(',') {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let num = |s: &str| {
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse::<u32>().ok())
-                .flatten()
+        let (range, stride) = match part.split_once(':') {
+            Some((range, stride)) => (range, Some(stride)),
+            None => (part, None),
         };
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
         match (num(a), num(b)) {
             (Some(a), Some(b)) if a <= b => {}
-            _ => return Err(format!("{list:?} is not a list like 0-3,8")),
+            _ => return Err(bad()),
+        }
+        if let Some(stride) = stride {
+            let (used, group) = stride.split_once('/').ok_or_else(bad)?;
+            match (num(used), num(group)) {
+                (Some(used), Some(group)) if group > 0 && used <= group && group != u32::MAX => {}
+                _ => return Err(bad()),
+            }
         }
     }
     Ok(())
 }
 
 /// A huge page size as kubelet writes it: digits and `KB`, `MB` or `GB`.
-fn check_page_size(size: &str) -> Result<(), String> {
+/// Checked only where hugepage limits are applied: impossible otherwise
+/// (the kernel has `hugetlb.<size>.*` files for such sizes only), and the
+/// size becomes part of a cgroup file name, so a `/` must never get there
+/// (security).
+pub(crate) fn check_page_size(size: &str) -> Result<(), String> {
     let digits = size
         .strip_suffix("KB")
         .or_else(|| size.strip_suffix("MB"))
@@ -960,11 +969,7 @@ mod tests {
                 res(r).cpu_shares = 1
             }),
             ("config.linux.resources.memory_limit_in_bytes", |r| {
-                res(r).memory_limit_in_bytes = -1
-            }),
-            ("config.linux.resources.memory_swap_limit_in_bytes", |r| {
-                res(r).memory_limit_in_bytes = 2 << 20;
-                res(r).memory_swap_limit_in_bytes = 1 << 20;
+                res(r).memory_limit_in_bytes = -2
             }),
             ("config.linux.resources.oom_score_adj", |r| {
                 res(r).oom_score_adj = 1001
@@ -975,11 +980,14 @@ mod tests {
             ("config.linux.resources.cpuset_mems", |r| {
                 res(r).cpuset_mems = "3-1".into()
             }),
-            ("config.linux.resources.hugepage_limits[0].page_size", |r| {
-                res(r).hugepage_limits = vec![("2M".into(), 1)]
+            ("config.linux.resources.cpuset_cpus", |r| {
+                res(r).cpuset_cpus = "0-7:2".into()
             }),
-            ("config.linux.resources.hugepage_limits[0].limit", |r| {
-                res(r).hugepage_limits = vec![("2MB".into(), u64::MAX)]
+            ("config.linux.resources.cpuset_cpus", |r| {
+                res(r).cpuset_cpus = "0-7:5/4".into()
+            }),
+            ("config.linux.resources.cpuset_cpus", |r| {
+                res(r).cpuset_cpus = "0-7:1/0".into()
             }),
             ("config.linux.resources.unified[\"../memory.max\"]", |r| {
                 res(r).unified.insert("../memory.max".into(), "1".into());
@@ -993,10 +1001,20 @@ mod tests {
             memory_limit_in_bytes: 1 << 30,
             memory_swap_limit_in_bytes: -1,
             oom_score_adj: -997,
-            cpuset_cpus: "0-1,3".into(),
+            cpuset_cpus: "0-1,3,8-15:2/4,4-N".into(),
             cpuset_mems: "0".into(),
             hugepage_limits: vec![("2MB".into(), 1 << 30), ("1GB".into(), 0)],
             unified: BTreeMap::from([("memory.high".to_string(), "max".to_string())]),
+        };
+        assert!(validate(&req).is_ok());
+        // What depends on the node is checked where it is applied
+        // (linux_resources): unlimited memory, swap below memory, odd
+        // page sizes and huge limits pass validation.
+        *res(&mut req) = ContainerResources {
+            memory_limit_in_bytes: -1,
+            memory_swap_limit_in_bytes: -5,
+            hugepage_limits: vec![("2M".into(), u64::MAX)],
+            ..Default::default()
         };
         assert!(validate(&req).is_ok());
     }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
     Capabilities, Capability, Linux, LinuxCapabilities, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources,
     LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, Process, RootBuilder, Spec, User,
     UserBuilder,
 };
@@ -21,7 +21,7 @@ use oci_spec::runtime::{
 use super::annotations as ann;
 use super::id::is_valid_id;
 use super::validate::{to_id, validate};
-use super::{LinuxSandbox, NamespaceMode, PodSandboxRequest, Resources, SecurityProfile, sysctl};
+use super::{LinuxSandbox, NamespaceMode, PodSandboxRequest, SecurityProfile, sysctl};
 use crate::cgroup::CgroupDriver;
 use crate::container::seccomp::{self as container_seccomp, Conditions, Platform};
 use crate::{Error, Result};
@@ -30,8 +30,8 @@ use crate::{Error, Result};
 pub const OCI_VERSION: &str = "1.0.2-dev";
 /// The oom_score_adj kubelet and containerd give the pause process.
 pub const DEFAULT_SANDBOX_OOM_SCORE_ADJ: i32 = -998;
-/// CPU shares of the pause container when the pod gives none (containerd's
-/// `DefaultSandboxCPUshares`).
+/// CPU shares of the pause container (containerd's
+/// `DefaultSandboxCPUshares`), whatever the pod's resources say.
 pub const DEFAULT_SANDBOX_CPU_SHARES: u64 = 2;
 /// Root filesystem of the bundle, relative to it.
 pub const ROOTFS_PATH: &str = "rootfs";
@@ -428,7 +428,7 @@ fn linux(input: &SandboxSpecInput<'_>) -> Result<Linux> {
         .set_uid_mappings(None)
         .set_gid_mappings(None)
         .set_sysctl((!sysctls.is_empty()).then(|| sysctls.into_iter().collect()))
-        .set_resources(Some(resources(req.resources.as_ref())?))
+        .set_resources(Some(resources()?))
         .set_cgroups_path(Some(PathBuf::from(cgroups_path)))
         .set_namespaces(Some(namespaces(input)?))
         .set_devices(None)
@@ -516,39 +516,26 @@ fn namespaces(input: &SandboxSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     Ok(out)
 }
 
-/// Deny all devices (runc adds its defaults after this rule), the pod's
-/// CPU and memory when given, and [`DEFAULT_SANDBOX_CPU_SHARES`] otherwise.
-fn resources(pod: Option<&Resources>) -> Result<LinuxResources> {
+/// Deny all devices (runc adds its defaults after this rule) and
+/// [`DEFAULT_SANDBOX_CPU_SHARES`], as containerd does: the pod's own
+/// `resources` only go into annotations (its containers carry the limits;
+/// applied to the pause container, a `cpu_quota` of 1 would make runc
+/// fail the pod).
+fn resources() -> Result<LinuxResources> {
     let deny_all = LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")
         .build()
         .map_err(oci)?;
-    let r = pod.copied().unwrap_or_default();
-    let positive = |v: i64| (v > 0).then_some(v);
-    let shares = u64::try_from(r.cpu_shares)
-        .ok()
-        .filter(|s| *s > 0)
-        .unwrap_or(DEFAULT_SANDBOX_CPU_SHARES);
-    let mut cpu = LinuxCpuBuilder::default().shares(shares);
-    if let Some(quota) = positive(r.cpu_quota) {
-        cpu = cpu.quota(quota);
-    }
-    if let Some(period) = positive(r.cpu_period).and_then(|p| u64::try_from(p).ok()) {
-        cpu = cpu.period(period);
-    }
-    let mut builder = LinuxResourcesBuilder::default()
+    let cpu = LinuxCpuBuilder::default()
+        .shares(DEFAULT_SANDBOX_CPU_SHARES)
+        .build()
+        .map_err(oci)?;
+    LinuxResourcesBuilder::default()
         .devices(vec![deny_all])
-        .cpu(cpu.build().map_err(oci)?);
-    if let Some(limit) = positive(r.memory_limit_in_bytes) {
-        builder = builder.memory(
-            LinuxMemoryBuilder::default()
-                .limit(limit)
-                .build()
-                .map_err(oci)?,
-        );
-    }
-    builder.build().map_err(oci)
+        .cpu(cpu)
+        .build()
+        .map_err(oci)
 }
 
 /// The pass-through annotations, then the CRI contract's (which win).

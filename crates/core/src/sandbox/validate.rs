@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::{
-    DnsConfig, LinuxSandbox, NamespaceMode, PodSandboxRequest, PortMapping, Resources,
-    SecurityProfile, sysctl,
+    DnsConfig, LinuxSandbox, NamespaceMode, PodSandboxRequest, PortMapping, SecurityProfile, sysctl,
 };
 use crate::{Error, Result};
 
@@ -19,8 +18,6 @@ const MAX_NAME_LEN: usize = 4000;
 const MAX_HOSTNAME_LEN: usize = 64;
 /// containerd's limit on a label's key plus value.
 const MAX_LABEL_SIZE: usize = 4096;
-/// The kernel's bounds on a CFS period, in microseconds.
-const CPU_PERIOD_RANGE: std::ops::RangeInclusive<i64> = 1_000..=1_000_000;
 
 /// Checks `req` before anything is created. Host networking makes the
 /// hostname irrelevant (it is ignored, not checked).
@@ -257,16 +254,10 @@ fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
         .map_err(|r| Error::invalid("config.linux.cgroup_parent", r))?;
     sysctl::validate(&linux.sysctls, &linux.namespaces)?;
     validate_ids(linux)?;
-    validate_seccomp(linux.seccomp.as_ref())?;
-    for (name, resources) in [
-        ("resources", &linux.resources),
-        ("overhead", &linux.overhead),
-    ] {
-        if let Some(r) = resources {
-            validate_resources(name, r)?;
-        }
-    }
-    Ok(())
+    // `resources` and `overhead` are never refused: containerd only
+    // records the pod's resources in annotations (the containers carry
+    // the limits) and ignores the overhead, and so does crius.
+    validate_seccomp(linux.seccomp.as_ref())
 }
 
 /// Refuses what asks for a feature crius does not have yet (user
@@ -360,31 +351,6 @@ fn validate_seccomp(profile: Option<&SecurityProfile>) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-fn validate_resources(name: &str, r: &Resources) -> Result<()> {
-    let field = |f: &str| format!("config.linux.{name}.{f}");
-    if r.cpu_period != 0 && !CPU_PERIOD_RANGE.contains(&r.cpu_period) {
-        return Err(Error::invalid(
-            field("cpu_period"),
-            "must be 0 (unset) or in 1000..=1000000 microseconds",
-        ));
-    }
-    if r.cpu_quota < -1 {
-        return Err(Error::invalid(
-            field("cpu_quota"),
-            "must be -1 or 0 (unlimited) or positive",
-        ));
-    }
-    for (f, value) in [
-        ("cpu_shares", r.cpu_shares),
-        ("memory_limit_in_bytes", r.memory_limit_in_bytes),
-    ] {
-        if value < 0 {
-            return Err(Error::invalid(field(f), "must not be negative"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -774,53 +740,23 @@ mod tests {
     }
 
     #[test]
-    fn resources() {
+    fn pod_resources_and_overhead_are_never_refused() -> Result<()> {
+        use super::super::Resources;
+        let odd = Resources {
+            cpu_period: 10,
+            cpu_quota: -2,
+            cpu_shares: -1,
+            memory_limit_in_bytes: -1,
+        };
         let mut req = request();
+        req.linux.resources = Some(odd);
+        req.linux.overhead = Some(odd);
+        validate(&req)?;
         req.linux.resources = Some(Resources {
-            cpu_period: 100_000,
-            cpu_quota: -1,
-            cpu_shares: 1024,
-            memory_limit_in_bytes: 1 << 30,
+            cpu_quota: 1,
+            ..Default::default()
         });
-        assert!(validate(&req).is_ok());
-        let bad: [(&str, Resources); 4] = [
-            (
-                "cpu_period",
-                Resources {
-                    cpu_period: 10,
-                    ..Default::default()
-                },
-            ),
-            (
-                "cpu_quota",
-                Resources {
-                    cpu_quota: -2,
-                    ..Default::default()
-                },
-            ),
-            (
-                "cpu_shares",
-                Resources {
-                    cpu_shares: -1,
-                    ..Default::default()
-                },
-            ),
-            (
-                "memory_limit_in_bytes",
-                Resources {
-                    memory_limit_in_bytes: -1,
-                    ..Default::default()
-                },
-            ),
-        ];
-        for (field, r) in bad {
-            let mut req = request();
-            req.linux.overhead = Some(r);
-            assert_eq!(
-                refused_field(&req),
-                format!("config.linux.overhead.{field}")
-            );
-        }
+        validate(&req)
     }
 
     #[test]
