@@ -51,9 +51,10 @@ pub fn resolve_log_path(log_dir: &Path, log_path: &str) -> Result<PathBuf> {
 /// EISDIR) or climbs out of the log directory with `..` (security: criusd
 /// would write as root wherever the client points).
 fn relative(log_path: &str) -> Result<PathBuf> {
-    let refuse = |reason: &str| Err(Error::invalid("log_path", format!("{log_path:?} {reason}")));
+    // impossible: an empty log path names no file (callers treat it as
+    // "no log" before getting here).
     if log_path.is_empty() {
-        return refuse("is empty");
+        return Err(Error::invalid("log_path", "\"\" is empty"));
     }
     match crius_core::container::log_path_beneath(log_path) {
         Ok(rel) => Ok(PathBuf::from(rel)),
@@ -183,6 +184,11 @@ impl LogTarget {
         )
     }
 
+    /// security: a symbolic link anywhere below the log directory (the
+    /// classic log-symlink attack through a hostPath on /var/log; containerd
+    /// follows it and is exposed), a path escaping it, and anything but a
+    /// regular file (a planted FIFO would block the copy, a device would
+    /// take the output) are refused; ENOTDIR is impossible to write to.
     fn open_error(&self, errno: Errno) -> Error {
         let reason = match errno {
             Errno::ELOOP => "is or goes through a symbolic link",

@@ -207,6 +207,8 @@ fn request_mount(
     let field = format!("config.mounts[{i}].propagation");
     Ok(match m.propagation {
         Propagation::Private => (source, "rprivate"),
+        // containerd refuses both too (ensureSharedOrSlave, ensureShared):
+        // the propagation asked for cannot happen from a private mount.
         Propagation::HostToContainer => match propagation()? {
             HostPropagation::Shared | HostPropagation::Slave => (source, "rslave"),
             HostPropagation::Private => {

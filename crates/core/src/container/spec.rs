@@ -191,6 +191,8 @@ pub fn container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec> {
         }
     }
     let sc = &req.linux.security;
+    // containerd refuses it too ("no privileged container allowed in
+    // sandbox").
     if sc.privileged && !input.sandbox.linux.privileged {
         return Err(Error::invalid(
             "config.linux.security_context.privileged",
@@ -321,6 +323,7 @@ fn process(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Proces
 fn apparmor_profile(input: &ContainerSpecInput<'_>) -> Result<Option<String>> {
     let sc = &input.request.linux.security;
     if !input.host.apparmor_enabled {
+        // containerd refuses it too ("apparmor is not supported").
         return match &sc.apparmor {
             Some(SecurityProfile::Localhost(name)) => Err(Error::FailedPrecondition(format!(
                 "AppArmor profile {name:?} requested, but AppArmor is not enabled on this node"
@@ -579,6 +582,7 @@ fn resources(
 /// `UpdateContainerResources` sends to a running container).
 pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<LinuxResources> {
     let mut out = LinuxResources::default();
+    // impossible: runc refuses unified resources on cgroup v1.
     if !r.unified.is_empty() && !host.cgroup_unified {
         return Err(Error::FailedPrecondition(
             "config.linux.resources.unified needs cgroup v2, and this node uses cgroup v1".into(),

@@ -2,15 +2,20 @@
 //! [`Error::InvalidArgument`] naming the CRI field (`config.metadata.name`,
 //! `config.envs[2].key`, `config.linux.security_context.run_as_group`...).
 //!
+//! Each refusal says why beside it: containerd refuses it too, a security
+//! boundary, or impossible (the kernel or runc would refuse it; refusing
+//! early names the field and leaves nothing half-made). Everything else
+//! containerd takes is taken.
+//!
 //! Line breaks: CR and LF are refused where a value ends up in a
-//! line-oriented file or a line-oriented key (names, ids, paths, the user
-//! name looked up in `/etc/passwd`), and accepted in environment values
-//! and arguments: Linux allows them there, they are never written to a file
-//! by crius (the environment goes to runc inside the JSON spec, escaped),
-//! and Kubernetes users do pass multi-line values (PEM certificates) through
-//! the environment. NUL is refused everywhere: `execve` cannot carry it.
-
-use std::collections::BTreeMap;
+//! line-oriented file or a line-oriented key (names, the user name looked
+//! up in `/etc/passwd`), and accepted elsewhere (environment keys and
+//! values, arguments, paths): Linux allows them there, they are never
+//! written to a line-oriented file by crius (the environment goes to runc
+//! inside the JSON spec, escaped; mountinfo escapes paths), and Kubernetes
+//! users do pass multi-line values (PEM certificates) through the
+//! environment. NUL is refused everywhere: `execve` and paths cannot carry
+//! it.
 
 use super::{ContainerRequest, ContainerResources, SecurityContext, SecurityProfile};
 use crate::sandbox::NamespaceMode;
@@ -21,8 +26,6 @@ use crate::{Error, Result};
 /// what stays clear of `(uid_t)-1` and of user-namespace overflow ids.
 pub const MAX_ID: u32 = i32::MAX as u32;
 
-/// containerd's limit on a label's key plus value.
-const MAX_LABEL_SIZE: usize = 4096;
 /// The kernel's bounds on a CFS period, in microseconds.
 const CPU_PERIOD_RANGE: std::ops::RangeInclusive<i64> = 1_000..=1_000_000;
 /// The kernel's smallest CFS quota, in microseconds.
@@ -33,9 +36,11 @@ const CPU_SHARES_RANGE: std::ops::RangeInclusive<i64> = 2..=262_144;
 /// Checks `req` before anything is created.
 pub fn validate(req: &ContainerRequest) -> Result<()> {
     check_name(&req.name).map_err(|r| Error::invalid("config.metadata.name", r))?;
+    // containerd refuses it too (no image resolves to it).
     if req.image.trim().is_empty() {
         return Err(Error::invalid("config.image.image", "must not be empty"));
     }
+    // containerd refuses it too (not a reference).
     if req.image.chars().any(char::is_control) {
         return Err(Error::invalid(
             "config.image.image",
@@ -44,6 +49,7 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     }
     for (list, items) in [("command", &req.command), ("args", &req.args)] {
         for (i, arg) in items.iter().enumerate() {
+            // impossible: execve cannot carry NUL.
             if arg.contains('\0') {
                 return Err(Error::invalid(
                     format!("config.{list}[{i}]"),
@@ -57,6 +63,7 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     }
     for (i, (key, value)) in req.envs.iter().enumerate() {
         check_env_name(key).map_err(|r| Error::invalid(format!("config.envs[{i}].key"), r))?;
+        // impossible: execve cannot carry NUL.
         if value.contains('\0') {
             return Err(Error::invalid(
                 format!("config.envs[{i}].value"),
@@ -66,16 +73,19 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     }
     validate_mounts(req)?;
     validate_devices(req)?;
-    // Security: a device crius would leave out silently is a workload that
-    // runs without what it was promised; refused until CDI is resolved.
+    // containerd refuses it too where CDI is disabled ("CDI devices
+    // requested but CDI support is explicitly disabled"), as it is in
+    // crius; ignoring them would run the workload without its devices.
     if let Some(name) = req.cdi_devices.first() {
         return Err(Error::invalid(
             "config.CDI_devices[0].name",
             format!("{name:?}: crius does not resolve CDI devices yet"),
         ));
     }
-    validate_labels("labels", &req.labels, true)?;
-    validate_labels("annotations", &req.annotations, false)?;
+    // Labels become containerd labels (the pod's rules); annotations are
+    // kept in crius' own record and reach the spec without empty keys, so
+    // any is taken.
+    crate::sandbox::validate::validate_labels(&req.labels)?;
     check_log_path(&req.log_path).map_err(|r| Error::invalid("config.log_path", r))?;
     if let Some(r) = &req.linux.resources {
         validate_resources(r)?;
@@ -83,30 +93,28 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     validate_security(&req.linux.security)
 }
 
-/// Any non-empty name, as containerd takes it (Kubernetes' own DNS-label
-/// rule is kubelet's business). Refused, for security: control characters
-/// (a name is written into log lines and terminal output, where they would
-/// forge lines or escapes) and `/` (clients lay out per-container files by
-/// name, as kubelet's `<name>/<attempt>.log`: a `/` would reach into
-/// another's directory). The length bound is containerd's: the name is a
-/// label value, and key plus value must fit in 4096 bytes.
+/// A name as [`crate::sandbox::validate::check_object_name`] takes it (the
+/// reasons for what it refuses are there): kubelet's `<name>/<attempt>.log`
+/// reaches crius as `log_path`, which has its own checks.
 fn check_name(name: &str) -> Result<(), String> {
     crate::sandbox::validate::check_object_name(name)
 }
 
+/// An environment variable's name: anything but what cannot be one.
+/// Control characters are accepted, as runc and the kernel accept them.
 fn check_env_name(key: &str) -> Result<(), String> {
+    // impossible: runc refuses it ("name cannot be empty").
     if key.is_empty() {
         return Err("must not be empty".into());
     }
+    // impossible: `k=v` with a `=` in `k` is another variable (containerd
+    // would silently change the meaning).
     if key.contains('=') {
         return Err(format!("{key:?} contains '='"));
     }
+    // impossible: execve cannot carry NUL.
     if key.contains('\0') {
         return Err("NUL is not allowed".into());
-    }
-    // Kubernetes allows any printable character but '=' in a name.
-    if key.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
     }
     Ok(())
 }
@@ -153,7 +161,9 @@ pub(crate) fn clean(path: &str) -> String {
 /// lexically, so that the spec, the host facts, the dedupe of mounts and
 /// the records all see one spelling; relative mount and device targets,
 /// masked and read-only paths taken from `/`; empty masked and read-only
-/// entries dropped (runc ignores a path that does not exist).
+/// entries dropped (runc ignores a path that does not exist); device
+/// permissions in `rwm` order; a label with an empty key and value dropped
+/// (containerd drops labels with empty values).
 pub fn normalized(mut req: ContainerRequest) -> ContainerRequest {
     let absolute = |p: &mut String| {
         if p.starts_with('/') {
@@ -180,6 +190,7 @@ pub fn normalized(mut req: ContainerRequest) -> ContainerRequest {
     if let Some(SecurityProfile::Localhost(path)) = &mut sc.seccomp {
         absolute(path);
     }
+    req.labels.retain(|k, v| !(k.is_empty() && v.is_empty()));
     req
 }
 
@@ -255,30 +266,6 @@ pub(crate) fn device_permissions(permissions: &str) -> String {
         .into_iter()
         .filter(|c| permissions.contains(*c))
         .collect()
-}
-
-fn validate_labels(name: &str, map: &BTreeMap<String, String>, sized: bool) -> Result<()> {
-    for (key, value) in map {
-        let field = || format!("config.{name}[{key:?}]");
-        if key.is_empty() {
-            return Err(Error::invalid(field(), "the key must not be empty"));
-        }
-        if key.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                field(),
-                "control characters are not allowed in the key",
-            ));
-        }
-        if sized && key.len() + value.len() > MAX_LABEL_SIZE {
-            return Err(Error::invalid(
-                field(),
-                format!(
-                    "key and value are longer than {MAX_LABEL_SIZE} bytes (containerd's limit)"
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Empty (no log), or a path [`log_path_beneath`] takes.
@@ -450,9 +437,13 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
     let field = |f: &str| format!("config.linux.security_context.{f}");
     let bad_id = |v: i64| format!("{v} is not a valid id (0..={MAX_ID})");
     let in_range = |v: i64| u32::try_from(v).is_ok_and(|v| v <= MAX_ID);
+    // containerd refuses it too ("uid out of range", its fix of
+    // CVE-2024-40635, where a larger uid wrapped around to root).
     if let Some(uid) = sc.run_as_user.filter(|v| !in_range(*v)) {
         return Err(Error::invalid(field("run_as_user"), bad_id(uid)));
     }
+    // impossible: no /etc/passwd name holds these (`a:b` would be read as
+    // user a, group b; a line break would match across entries).
     if let Some(c) = sc
         .run_as_username
         .chars()
@@ -464,17 +455,22 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
         ));
     }
     if let Some(gid) = sc.run_as_group {
+        // containerd refuses it too ("user group is specified without
+        // user"); so does the validation suite expect.
         if sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
             return Err(Error::invalid(
                 field("run_as_group"),
                 "is set without run_as_user or run_as_username",
             ));
         }
+        // containerd refuses it too (as for the uid).
         if !in_range(gid) {
             return Err(Error::invalid(field("run_as_group"), bad_id(gid)));
         }
     }
     for (i, gid) in sc.supplemental_groups.iter().enumerate() {
+        // security: containerd casts these to uint32 unchecked, so 2^32
+        // would become gid 0 (root's group).
         if !in_range(*gid) {
             return Err(Error::invalid(
                 field(&format!("supplemental_groups[{i}]")),
@@ -523,6 +519,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
     }
     if let Some(SecurityProfile::Localhost(name)) = &sc.apparmor {
         let name = name.strip_prefix("localhost/").unwrap_or(name);
+        // containerd refuses it too: no loaded profile has such a name
+        // ("apparmor profile not found").
         if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(Error::invalid(
                 field("apparmor.localhost_ref"),
@@ -535,6 +533,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::container::{Device, Mount};
 
@@ -580,7 +580,6 @@ mod tests {
     #[test]
     fn names_images_and_process() {
         check(&[
-            ("config.metadata.name", |r| r.name.clear()),
             ("config.metadata.name", |r| r.name = "a/b".into()),
             ("config.metadata.name", |r| r.name = "a\nb".into()),
             ("config.metadata.name", |r| r.name = "a\0b".into()),
@@ -612,6 +611,7 @@ mod tests {
             "-a".into(),
             "a b".into(),
             "ü".into(),
+            String::new(),
         ] {
             let req = ContainerRequest { name, ..request() };
             assert!(validate(&req).is_ok(), "{req:?}");
@@ -674,13 +674,14 @@ mod tests {
             ("config.envs[0].key", |r| {
                 r.envs = vec![("A\0".into(), "1".into())]
             }),
-            ("config.envs[0].key", |r| {
-                r.envs = vec![("A\nB".into(), "1".into())]
-            }),
             ("config.envs[0].value", |r| {
                 r.envs = vec![("A".into(), "1\0".into())]
             }),
         ]);
+        // The kernel and runc take control characters in a name.
+        let mut req = request();
+        req.envs = vec![("A\nB".into(), "1".into()), ("\tC".into(), String::new())];
+        assert!(validate(&req).is_ok());
     }
 
     #[test]
@@ -744,10 +745,16 @@ mod tests {
             ("config.labels[\"k\"]", |r| {
                 r.labels.insert("k".into(), "x".repeat(4096));
             }),
-            ("config.annotations[\"\"]", |r| {
-                r.annotations.insert(String::new(), "x".into());
-            }),
         ]);
+        // Annotations are crius' own to keep: any key; a label with an
+        // empty key and value is dropped, as containerd drops it.
+        let mut req = request();
+        req.annotations.insert(String::new(), "x".into());
+        req.annotations.insert("a\nb".into(), "x".repeat(5000));
+        req.labels.insert(String::new(), String::new());
+        req.labels.insert("k\u{1}".into(), "v".into());
+        assert!(validate(&req).is_ok());
+        assert_eq!(normalized(req).labels.len(), 1);
         let mut req = request();
         req.devices = vec![device("/dev/fuse", "/dev/fuse", "mrw")];
         req.mounts = vec![mount("/data", "/srv/data")];

@@ -180,6 +180,9 @@ pub fn cgroups_path(driver: CgroupDriver, cgroup_parent: &str, id: &str) -> Resu
             } else {
                 cgroup_parent
             };
+            // impossible in effect: runc's cgroupfs manager would nest a
+            // relative path under its own cgroup, outside kubelet's
+            // hierarchy (the pod's limits silently lost).
             if !parent.starts_with('/') {
                 return Err(Error::invalid(
                     FIELD,
@@ -196,6 +199,8 @@ pub fn cgroups_path(driver: CgroupDriver, cgroup_parent: &str, id: &str) -> Resu
                 None | Some("") => DEFAULT_SYSTEMD_SLICE,
                 Some(last) => last,
             };
+            // impossible: runc's systemd manager refuses anything but
+            // `<slice>:<prefix>:<name>`.
             if slice.len() <= ".slice".len() || !slice.ends_with(".slice") {
                 return Err(Error::invalid(
                     FIELD,
@@ -233,6 +238,8 @@ fn spec_hostname(input: &SandboxSpecInput<'_>) -> Result<Option<String>> {
 fn process(input: &SandboxSpecInput<'_>) -> Result<Process> {
     let image = &input.image_config;
     let args: Vec<String> = image.entrypoint.iter().chain(&image.cmd).cloned().collect();
+    // containerd refuses it too ("invalid empty entrypoint and cmd in image
+    // config").
     if args.is_empty() {
         return Err(Error::FailedPrecondition(
             "the sandbox image has neither entrypoint nor cmd".into(),
@@ -241,6 +248,7 @@ fn process(input: &SandboxSpecInput<'_>) -> Result<Process> {
     let cwd = match image.working_dir.as_str() {
         "" => "/",
         dir if dir.starts_with('/') => dir,
+        // impossible: runc refuses a relative cwd.
         dir => {
             return Err(Error::FailedPrecondition(format!(
                 "the sandbox image's working directory {dir:?} is not absolute"
@@ -303,6 +311,9 @@ fn process_user(linux: &LinuxSandbox, image_user: &str) -> Result<User> {
 }
 
 /// `uid[:gid]` in numbers; names would need the image's /etc/passwd.
+/// security: crius does not read the pause image's /etc/passwd yet, and
+/// running the pause process as root instead of the named user would give
+/// it more than the image asked for (containerd resolves the name).
 fn numeric_user(user: &str) -> Result<(u32, u32)> {
     if user.is_empty() {
         return Ok((0, 0));

@@ -42,23 +42,28 @@ pub fn validate(req: &PodSandboxRequest) -> Result<()> {
     validate_linux(&req.linux)
 }
 
-/// A pod or container name, namespace or UID: any non-empty string, as
-/// containerd takes it (Kubernetes' own rules are kubelet's business),
-/// within containerd's label limit ([`MAX_NAME_LEN`]). Refused, for
-/// security: control characters (names are written into log lines and
-/// terminal output, where they would forge lines or escapes) and `/`
-/// (clients lay out files by these names, as kubelet's
-/// `<namespace>_<name>_<uid>` log directories: a `/` would reach into
-/// another's).
+/// A pod or container name, namespace or UID: any string, as containerd
+/// takes it (Kubernetes' own rules are kubelet's business), even an empty
+/// one: crius finds pods and containers by id and keeps their metadata in
+/// its own record, so the empty label value containerd drops loses
+/// nothing.
 pub(crate) fn check_object_name(value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err("must not be empty".into());
-    }
+    // containerd refuses it too: the value becomes a containerd label, and
+    // containerd refuses a label whose key and value exceed 4096 bytes.
     if value.len() > MAX_NAME_LEN {
         return Err(format!(
             "longer than {MAX_NAME_LEN} bytes (containerd's label limit)"
         ));
     }
+    // NUL: impossible (the names go into CNI_ARGS, an environment
+    // variable). Other control characters: security, names are written as
+    // they are into criusd's log lines and the CLI's terminal output, where
+    // they would forge lines or escapes. `/`: security, clients lay out
+    // files by these names (kubelet's `<namespace>_<name>_<uid>` pod log
+    // directories and `<name>/` container log directories, `crius run`'s
+    // `/var/log/crius/pods/<name>`) and crius reports them back (List*,
+    // *Status) to agents that may do the same: a `/` would reach into
+    // another's directory. crius itself derives no path from a name.
     match value.chars().find(|c| *c == '/' || c.is_control()) {
         Some(c) => Err(format!("character {c:?} is not allowed")),
         None => Ok(()),
@@ -131,7 +136,8 @@ pub(crate) fn clean_path(path: &str) -> String {
 
 /// `req` as crius uses it once it passed [`validate`]: the trusted paths
 /// cleaned lexically (`log_directory`, `cgroup_parent`, a `Localhost`
-/// seccomp profile), so that everything after sees one spelling.
+/// seccomp profile), so that everything after sees one spelling; a label
+/// with an empty key and value dropped.
 pub fn normalized(mut req: PodSandboxRequest) -> PodSandboxRequest {
     if !req.log_directory.is_empty() {
         req.log_directory = clean_path(&req.log_directory);
@@ -139,11 +145,12 @@ pub fn normalized(mut req: PodSandboxRequest) -> PodSandboxRequest {
     if !req.linux.cgroup_parent.is_empty() {
         req.linux.cgroup_parent = clean_path(&req.linux.cgroup_parent);
     }
-    if let Some(SecurityProfile::Localhost(path)) = &mut req.linux.seccomp {
-        if !path.is_empty() {
-            *path = clean_path(path);
-        }
+    if let Some(SecurityProfile::Localhost(path)) = &mut req.linux.seccomp
+        && !path.is_empty()
+    {
+        *path = clean_path(path);
     }
+    req.labels.retain(|k, v| !(k.is_empty() && v.is_empty()));
     req
 }
 
@@ -223,12 +230,17 @@ fn validate_port_mappings(ports: &[PortMapping]) -> Result<()> {
     Ok(())
 }
 
-fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+/// Labels become containerd labels: what containerd refuses is refused.
+/// An empty key with an empty value is accepted and dropped, as containerd
+/// drops labels with empty values (see [`normalized`]).
+pub(crate) fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     for (key, value) in labels {
         let field = || format!("config.labels[{key:?}]");
-        if key.is_empty() {
+        // containerd refuses it too (bolt: "key required").
+        if key.is_empty() && !value.is_empty() {
             return Err(Error::invalid(field(), "the key must not be empty"));
         }
+        // containerd refuses it too (labels.Validate).
         if key.len() + value.len() > MAX_LABEL_SIZE {
             return Err(Error::invalid(
                 field(),
@@ -262,10 +274,12 @@ fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
 
 /// Refuses what asks for a feature crius does not have yet (user
 /// namespaces, the `Strict` supplemental-groups policy), for a pod or a
-/// container (`sc` is the field of its security context). Security:
+/// container (`sc` is the field of its security context). security:
 /// ignoring them would run the workload with less isolation than it asked
-/// for, without telling anyone. What asks for nothing passes (kubelet sends
-/// `userns_options { mode: NODE }` for every pod).
+/// for, without telling anyone (user namespace modes CONTAINER and TARGET:
+/// containerd refuses them too, "unsupported user namespace mode"). What
+/// asks for nothing passes (kubelet sends `userns_options { mode: NODE }`
+/// for every pod).
 pub(crate) fn not_yet(
     sc: &str,
     user_namespace: Option<NamespaceMode>,
@@ -305,6 +319,9 @@ pub(crate) fn to_id(value: i64) -> Option<u32> {
     u32::try_from(value).ok().filter(|id| *id != u32::MAX)
 }
 
+/// security, all of them: an id outside the kernel's range would be
+/// truncated on the way to runc (containerd casts supplemental groups to
+/// uint32 unchecked: 2^32 becomes gid 0, root's group).
 fn validate_ids(linux: &LinuxSandbox) -> Result<()> {
     let field = |name: &str| format!("config.linux.security_context.{name}");
     let bad = |value: i64| format!("{value} is not a valid id (0..=4294967294)");
@@ -312,6 +329,8 @@ fn validate_ids(linux: &LinuxSandbox) -> Result<()> {
         return Err(Error::invalid(field("run_as_user"), bad(uid)));
     }
     if let Some(gid) = linux.run_as_group {
+        // containerd refuses it too ("user group is specified without
+        // user").
         if linux.run_as_user.is_none() {
             return Err(Error::invalid(
                 field("run_as_group"),
@@ -388,15 +407,12 @@ mod tests {
     }
 
     #[test]
-    fn metadata_is_required() {
+    fn names_containerd_takes() {
         for (field, edit) in [
             (
                 "config.metadata.name",
-                (|r| r.name.clear()) as fn(&mut PodSandboxRequest),
+                (|r| r.name = "a/b".into()) as fn(&mut PodSandboxRequest),
             ),
-            ("config.metadata.uid", |r| r.uid.clear()),
-            ("config.metadata.namespace", |r| r.namespace.clear()),
-            ("config.metadata.name", |r| r.name = "a/b".into()),
             ("config.metadata.name", |r| r.name = "a\0b".into()),
             ("config.metadata.name", |r| r.name = "a\nb".into()),
             ("config.metadata.namespace", |r| {
@@ -409,12 +425,21 @@ mod tests {
             assert_eq!(refused_field(&req), field, "{req:?}");
         }
         // Longer than a DNS label or subdomain, with characters Kubernetes
-        // would not take: containerd accepts them, so does crius.
-        for name in ["x".repeat(254), "a b_c.D:e".into(), "ünï".into()] {
+        // would not take, or empty: containerd accepts them, so does crius.
+        for name in [
+            "x".repeat(254),
+            "a b_c.D:e".into(),
+            "ünï".into(),
+            String::new(),
+        ] {
             let mut req = request();
             req.name = name;
             assert!(validate(&req).is_ok(), "{req:?}");
         }
+        let mut req = request();
+        req.uid.clear();
+        req.namespace.clear();
+        assert!(validate(&req).is_ok());
     }
 
     #[test]
@@ -616,6 +641,12 @@ mod tests {
         let mut req = request();
         req.labels.insert(String::new(), "v".into());
         assert_eq!(refused_field(&req), "config.labels[\"\"]");
+        // Empty key and value: what containerd drops is dropped.
+        let mut req = request();
+        req.labels.insert(String::new(), String::new());
+        req.labels.insert("k\tx".into(), String::new());
+        assert!(validate(&req).is_ok());
+        assert_eq!(normalized(req).labels.keys().collect::<Vec<_>>(), ["k\tx"]);
     }
 
     #[test]

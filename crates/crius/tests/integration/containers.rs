@@ -327,7 +327,7 @@ async fn bad_requests(env: Arc<Env>) -> anyhow::Result<()> {
     climbing_log.log_path = "/a/../../elsewhere.log".into();
     let mut env_key = container("x", &p.image, &["true"]);
     env_key.envs = vec![v1::KeyValue {
-        key: "A\nB".into(),
+        key: "A\0B".into(),
         value: "1".into(),
     }];
     let mut env_eq = container("x", &p.image, &["true"]);
@@ -347,7 +347,7 @@ async fn bad_requests(env: Arc<Env>) -> anyhow::Result<()> {
         ("negative uid", with_user(-1), "run_as_user"),
         ("uid over 2^31-1", with_user(1 << 31), "run_as_user"),
         ("log path climbing out", climbing_log, "log_path"),
-        ("newline in an env key", env_key, "envs"),
+        ("NUL in an env key", env_key, "envs"),
         ("'=' in an env key", env_eq, "envs"),
         ("newline in a user name", username, "run_as_username"),
     ] {
