@@ -88,6 +88,7 @@ pub(crate) fn validate(
 /// Any character but control ones: interface names in
 /// `net.ipv4.conf.<if>.*` may hold upper case, `@`, `+`...
 fn normalize_name(name: &str) -> Result<String, String> {
+    // impossible: names no /proc/sys file.
     if name.is_empty() {
         return Err("the name must not be empty".into());
     }

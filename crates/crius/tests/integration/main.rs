@@ -10,6 +10,7 @@ mod containers;
 mod foundation;
 mod images;
 mod pods;
+mod relaxed;
 mod runtimes;
 mod security;
 
@@ -122,6 +123,7 @@ fn main() {
         .chain(runtimes::all())
         .chain(security::all())
         .chain(compat::all())
+        .chain(relaxed::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");

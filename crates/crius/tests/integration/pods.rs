@@ -453,18 +453,27 @@ async fn bad_sysctls_are_refused_and_nothing_is_left(env: Arc<Env>) -> anyhow::R
     }
     // Values are not crius' to judge (containerd passes them on): each is
     // written to its own /proc/sys file, so the CVE-2022-0811 smuggling has
-    // nothing to split and the kernel refuses what it cannot parse.
-    for (k, v) in [
-        ("kernel.shm_rmid_forced", "1+kernel.core_pattern=|/tmp/evil"),
-        ("net.core.somaxconn", "1\nkernel.core_pattern=x"),
-    ] {
-        let mut c = config("badsysctl");
-        c.linux = Some(v1::LinuxPodSandboxConfig {
-            sysctls: HashMap::from([(k.to_string(), v.to_string())]),
-            ..Default::default()
-        });
-        run(&mut p.cri, c).await.expect_err(k);
-    }
+    // nothing to split. The kernel refuses what it cannot parse ('+' is not
+    // a number) or reads its number and ignores the rest; either way no
+    // second sysctl is set (the host's core_pattern is checked below).
+    let mut c = config("smuggle-plus");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        sysctls: HashMap::from([(
+            "kernel.shm_rmid_forced".to_string(),
+            "1+kernel.core_pattern=|/tmp/evil".to_string(),
+        )]),
+        ..Default::default()
+    });
+    run(&mut p.cri, c).await.expect_err("'+' is not a number");
+    let mut c = config("smuggle-newline");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        sysctls: HashMap::from([(
+            "net.core.somaxconn".to_string(),
+            "1\nkernel.core_pattern=x".to_string(),
+        )]),
+        ..Default::default()
+    });
+    let _ = run(&mut p.cri, c).await;
     // A host-network pod may not set net.* sysctls.
     let mut c = config("badsysctl");
     c.linux = Some(v1::LinuxPodSandboxConfig {
