@@ -3,10 +3,12 @@
 //! CRI gives a sandbox's `log_directory` (kubelet's
 //! `/var/log/pods/<ns>_<name>_<uid>`, created by kubelet) and a container's
 //! `log_path` relative to it (`<container>/<restart>.log`; kubelet creates
-//! `<container>/` too). Only the file is created here, as containerd does.
+//! `<container>/` too; a leading `/` is joined under the directory, as
+//! containerd's `filepath.Join` does). Missing directories are created, as
+//! containerd does.
 //!
 //! A log path must not escape the log directory: [`resolve_log_path`]
-//! refuses absolute paths and `..`, and the file is opened with
+//! refuses a `..` that climbs out, and the file is opened with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` relative to the log
 //! directory, so a symbolic link anywhere below the directory (the file
 //! itself or a directory on the way) is refused, not followed, with no race
@@ -22,7 +24,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crius_core::{Error, Result};
 use nix::errno::Errno;
@@ -36,38 +38,28 @@ pub const LOG_FILE_MODE: u32 = 0o640;
 pub const LOG_DIR_MODE: u32 = 0o755;
 
 /// `log_dir/log_path` once `log_path` is shown to stay inside `log_dir`:
-/// not empty, not absolute, no `..` component, naming a file.
+/// joined as containerd joins them (Go's `filepath.Join`: a leading `/` is
+/// joined under `log_dir`, `.` dropped, `..` resolved), not empty, not
+/// climbing out, naming a file.
 pub fn resolve_log_path(log_dir: &Path, log_path: &str) -> Result<PathBuf> {
     Ok(log_dir.join(relative(log_path)?))
 }
 
-/// `log_path` as normal components only (`.` dropped).
+/// `log_path` as normal components only, by core's rule
+/// ([`crius_core::container::log_path_beneath`]): refused when it holds NUL
+/// (impossible), names a directory (impossible: the open would fail with
+/// EISDIR) or climbs out of the log directory with `..` (security: criusd
+/// would write as root wherever the client points).
 fn relative(log_path: &str) -> Result<PathBuf> {
-    let refuse = |reason: &str| Err(Error::invalid("log_path", format!("{log_path:?} {reason}")));
+    // impossible: an empty log path names no file (callers treat it as
+    // "no log" before getting here).
     if log_path.is_empty() {
-        return refuse("is empty");
+        return Err(Error::invalid("log_path", "\"\" is empty"));
     }
-    if log_path.contains('\0') {
-        return refuse("contains NUL");
+    match crius_core::container::log_path_beneath(log_path) {
+        Ok(rel) => Ok(PathBuf::from(rel)),
+        Err(reason) => Err(Error::invalid("log_path", reason)),
     }
-    let mut rel = PathBuf::new();
-    for c in Path::new(log_path).components() {
-        match c {
-            Component::Normal(part) => rel.push(part),
-            Component::CurDir => {}
-            Component::ParentDir => return refuse("must not contain '..'"),
-            Component::RootDir | Component::Prefix(_) => {
-                return refuse("must be relative to the sandbox's log directory");
-            }
-        }
-    }
-    if rel.as_os_str().is_empty() {
-        return refuse("names no file");
-    }
-    if log_path.ends_with('/') {
-        return refuse("names a directory");
-    }
-    Ok(rel)
 }
 
 /// A log file to open: `rel` (normal components only) below `dir`.
@@ -192,6 +184,11 @@ impl LogTarget {
         )
     }
 
+    /// security: a symbolic link anywhere below the log directory (the
+    /// classic log-symlink attack through a hostPath on /var/log; containerd
+    /// follows it and is exposed), a path escaping it, and anything but a
+    /// regular file (a planted FIFO would block the copy, a device would
+    /// take the output) are refused; ENOTDIR is impossible to write to.
     fn open_error(&self, errno: Errno) -> Error {
         let reason = match errno {
             Errno::ELOOP => "is or goes through a symbolic link",
@@ -310,6 +307,18 @@ mod tests {
             resolve_log_path(dir, "0.log").expect("ok"),
             dir.join("0.log")
         );
+        // containerd's filepath.Join: an absolute log path lands below.
+        for (path, rel) in [
+            ("/abs.log", "abs.log"),
+            ("/app/0.log", "app/0.log"),
+            ("app/../0.log", "0.log"),
+        ] {
+            assert_eq!(
+                resolve_log_path(dir, path).expect("ok"),
+                dir.join(rel),
+                "{path}"
+            );
+        }
     }
 
     #[test]
@@ -319,11 +328,12 @@ mod tests {
             "",
             ".",
             "./",
-            "/etc/passwd",
+            "/",
+            "/../etc/passwd",
             "../x.log",
             "app/../../x.log",
-            "app/../0.log",
             "app/",
+            "app/..",
             "a\0b",
         ] {
             match resolve_log_path(dir, bad) {
@@ -351,6 +361,11 @@ mod tests {
         let t = LogTarget::beneath(&dir, "other/a/0.log").expect("target");
         t.open().expect("open");
         assert!(dir.join("other/a/0.log").is_file());
+        // An absolute log path is joined below the directory.
+        let t = LogTarget::beneath(&dir, "/abs/1.log").expect("target");
+        assert_eq!(t.path(), dir.join("abs/1.log"));
+        t.open().expect("open");
+        assert!(dir.join("abs/1.log").is_file());
         for d in [dir.clone(), dir.join("other"), dir.join("other/a")] {
             let mode = std::fs::metadata(&d).expect("stat").permissions().mode();
             assert_eq!(mode & 0o777 & !0o022, LOG_DIR_MODE & !0o022, "{d:?}");

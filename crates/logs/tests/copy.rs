@@ -405,7 +405,11 @@ async fn refuses_symlinked_log_paths() {
     std::os::unix::fs::symlink(outside.path(), s.log_dir.join("evil")).expect("symlink");
     check(LogWriter::beneath(&s.log_dir, "evil/0.log").and_then(|w| w.start(&s.fifos)));
     check(LogWriter::beneath(&s.log_dir, "../0.log").and_then(|w| w.start(&s.fifos)));
-    check(LogWriter::beneath(&s.log_dir, "/tmp/0.log").and_then(|w| w.start(&s.fifos)));
+    check(LogWriter::beneath(&s.log_dir, "/../0.log").and_then(|w| w.start(&s.fifos)));
+    // An absolute log path is joined below the log directory, as
+    // containerd's filepath.Join does.
+    let joined = LogWriter::beneath(&s.log_dir, "/tmp/0.log").expect("joined");
+    assert_eq!(joined.log_path(), s.log_dir.join("tmp/0.log"));
     check(LogWriter::beneath(&s.log_dir, "").and_then(|w| w.start(&s.fifos)));
     assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
     assert!(!outside.path().join("0.log").exists());

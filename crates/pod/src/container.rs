@@ -297,6 +297,10 @@ impl Pods {
         req: ContainerRequest,
     ) -> Result<String> {
         container::validate(&req)?;
+        let req = container::normalized(req);
+        for (field, name) in container::unknown_capabilities(&req.linux.security.capabilities) {
+            tracing::warn!(container = %req.name, "{field}: {name:?} is not a Linux capability; ignored, as runc does");
+        }
         let sandbox = self
             .store
             .find(sandbox_id)?

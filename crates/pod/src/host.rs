@@ -221,8 +221,11 @@ fn propagation_of(mountinfo: &str, path: &str) -> HostPropagation {
     let mut best: Option<(usize, HostPropagation)> = None;
     for line in mountinfo.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        let Some(point) = fields.get(4) else { continue };
-        let holds = path == *point || point == &"/" || path.starts_with(&format!("{point}/"));
+        let Some(point) = fields.get(4).map(|p| unescape_mountinfo(p)) else {
+            continue;
+        };
+        let point = point.as_str();
+        let holds = path == point || point == "/" || path.starts_with(&format!("{point}/"));
         if !holds || best.is_some_and(|(len, _)| len > point.len()) {
             continue;
         }
@@ -238,6 +241,31 @@ fn propagation_of(mountinfo: &str, path: &str) -> HostPropagation {
         best = Some((point.len(), prop));
     }
     best.map(|(_, p)| p).unwrap_or(HostPropagation::Private)
+}
+
+/// A mountinfo field as the kernel escapes it (space, tab, newline and
+/// backslash as `\ooo` octal) back to the path.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                let v = d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -343,5 +371,13 @@ mod tests {
             propagation_of(info, "/mnt/privatex"),
             HostPropagation::Shared
         );
+        // Mount points with blanks or line breaks are escaped by the kernel.
+        let info = "22 1 8:1 / / rw shared:1 - ext4 /dev/sda1 rw\n\
+                    30 22 0:5 / /mnt/a\\040b\\012c rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            propagation_of(info, "/mnt/a b\nc/x"),
+            HostPropagation::Private
+        );
+        assert_eq!(unescape_mountinfo("a\\134b\\011"), "a\\b\t");
     }
 }

@@ -187,6 +187,7 @@ impl Pods {
         req: PodSandboxRequest,
     ) -> Result<String> {
         sandbox::validate(&req)?;
+        let req = sandbox::normalized(req);
         // Before anything exists: a name containerd could take as a path
         // never gets further than this.
         let selection = select_runtime(&config, &req)?;

@@ -78,7 +78,6 @@ pub fn pod_sandbox_request(
         sc.seccomp.as_ref(),
         "seccomp_profile_path",
         &sc.seccomp_profile_path,
-        true,
     )?;
     let port_mappings = c
         .port_mappings

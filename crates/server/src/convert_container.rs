@@ -35,9 +35,14 @@ pub(crate) fn profile(field: &str, p: &v1::SecurityProfile) -> Result<SecurityPr
             Ok(SecurityProfile::RuntimeDefault)
         }
         Ok(v1::security_profile::ProfileType::Unconfined) => Ok(SecurityProfile::Unconfined),
-        Ok(v1::security_profile::ProfileType::Localhost) => {
-            Ok(SecurityProfile::Localhost(p.localhost_ref.clone()))
-        }
+        // A `localhost/` prefix is trimmed, as containerd does "just in
+        // case" (the structured field should not need it).
+        Ok(v1::security_profile::ProfileType::Localhost) => Ok(SecurityProfile::Localhost(
+            p.localhost_ref
+                .strip_prefix("localhost/")
+                .unwrap_or(&p.localhost_ref)
+                .to_string(),
+        )),
         Err(_) => Err(Error::invalid(
             field,
             format!("unknown profile type {}", p.profile_type),
@@ -45,18 +50,15 @@ pub(crate) fn profile(field: &str, p: &v1::SecurityProfile) -> Result<SecurityPr
     }
 }
 
-/// A deprecated profile string (`seccomp_profile_path`, `apparmor_profile`):
-/// `""` is none, `runtime/default` (and, for seccomp only, `docker/default`)
-/// the runtime's default, `unconfined`, or `localhost/<path or name>`.
-fn legacy_profile(
-    field: &str,
-    value: &str,
-    docker_default: bool,
-) -> Result<Option<SecurityProfile>, Error> {
+/// A deprecated profile string (`seccomp_profile_path`, `apparmor_profile`),
+/// read as containerd's `generateSecurityProfile` reads both: `""` is none,
+/// `runtime/default` and `docker/default` the runtime's default,
+/// `unconfined`, or `localhost/<path or name>`; anything else containerd
+/// refuses too ("invalid profile").
+fn legacy_profile(field: &str, value: &str) -> Result<Option<SecurityProfile>, Error> {
     match value {
         "" => Ok(None),
-        "runtime/default" => Ok(Some(SecurityProfile::RuntimeDefault)),
-        "docker/default" if docker_default => Ok(Some(SecurityProfile::RuntimeDefault)),
+        "runtime/default" | "docker/default" => Ok(Some(SecurityProfile::RuntimeDefault)),
         "unconfined" => Ok(Some(SecurityProfile::Unconfined)),
         _ => match value.strip_prefix("localhost/") {
             Some(rest) => Ok(Some(SecurityProfile::Localhost(rest.to_string()))),
@@ -71,11 +73,10 @@ pub(crate) fn either_profile(
     structured: Option<&v1::SecurityProfile>,
     legacy_name: &str,
     legacy: &str,
-    docker_default: bool,
 ) -> Result<Option<SecurityProfile>, Error> {
     match structured {
         Some(p) => profile(&format!("{SC}.{name}.profile_type"), p).map(Some),
-        None => legacy_profile(&format!("{SC}.{legacy_name}"), legacy, docker_default),
+        None => legacy_profile(&format!("{SC}.{legacy_name}"), legacy),
     }
 }
 
@@ -143,14 +144,12 @@ fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, Er
         sc.seccomp.as_ref(),
         "seccomp_profile_path",
         &sc.seccomp_profile_path,
-        true,
     )?;
     let apparmor = either_profile(
         "apparmor",
         sc.apparmor.as_ref(),
         "apparmor_profile",
         &sc.apparmor_profile,
-        false,
     )?;
     Ok(SecurityContext {
         capabilities: CapabilityChanges {
@@ -860,6 +859,7 @@ mod tests {
         for (value, want) in [
             ("", None),
             ("runtime/default", Some(SecurityProfile::RuntimeDefault)),
+            ("docker/default", Some(SecurityProfile::RuntimeDefault)),
             ("unconfined", Some(SecurityProfile::Unconfined)),
             (
                 "localhost/k8s-nginx",
@@ -874,7 +874,7 @@ mod tests {
                 "config.linux.security_context.seccomp_profile_path",
             ),
             (
-                apparmor("docker/default"),
+                apparmor("docker/bogus"),
                 "config.linux.security_context.apparmor_profile",
             ),
         ] {
@@ -883,6 +883,31 @@ mod tests {
                 other => panic!("expected InvalidArgument for {field}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn structured_localhost_refs_lose_a_localhost_prefix() {
+        let r = container_request(Some(with_sc(|sc| {
+            sc.seccomp = Some(v1::SecurityProfile {
+                profile_type: v1::security_profile::ProfileType::Localhost as i32,
+                localhost_ref: "localhost//var/lib/kubelet/seccomp/a.json".into(),
+            });
+            sc.apparmor = Some(v1::SecurityProfile {
+                profile_type: v1::security_profile::ProfileType::Localhost as i32,
+                localhost_ref: "localhost/k8s-nginx".into(),
+            });
+        })))
+        .expect("translates");
+        assert_eq!(
+            r.linux.security.seccomp,
+            Some(SecurityProfile::Localhost(
+                "/var/lib/kubelet/seccomp/a.json".into()
+            ))
+        );
+        assert_eq!(
+            r.linux.security.apparmor,
+            Some(SecurityProfile::Localhost("k8s-nginx".into()))
+        );
     }
 
     #[test]

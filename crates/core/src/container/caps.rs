@@ -153,6 +153,10 @@ pub fn capabilities_from_mask(mask: u64) -> Vec<Capability> {
 ///   named additions, then the named drops (a name both added and dropped is
 ///   dropped).
 ///
+/// Unknown names (see [`unknown_capabilities`]) are ignored, as runc
+/// ignores them with a warning: an unknown addition grants nothing, an
+/// unknown drop removes nothing.
+///
 /// An added capability the host lacks is a
 /// [`Error::FailedPrecondition`]: runc would fail at `capset` with an
 /// obscure message.
@@ -181,7 +185,11 @@ pub(crate) fn container_capabilities(
             if is_all(name) {
                 continue;
             }
-            let cap = known(name, "add_capabilities", i)?;
+            let Some(cap) = parse_capability(name) else {
+                continue;
+            };
+            // impossible: runc cannot grant what criusd itself lacks (capset
+            // fails with EPERM at start); refusing early names the field.
             if !host.contains(&cap) {
                 return Err(Error::FailedPrecondition(format!(
                     "capability {} (config.linux.security_context.capabilities.\
@@ -194,11 +202,11 @@ pub(crate) fn container_capabilities(
                 set.push(cap);
             }
         }
-        for (i, name) in changes.drop.iter().enumerate() {
-            if is_all(name) {
-                continue;
-            }
-            let cap = known(name, "drop_capabilities", i)?;
+        for cap in changes
+            .drop
+            .iter()
+            .filter_map(|name| parse_capability(name))
+        {
             set.retain(|c| *c != cap);
         }
     }
@@ -207,13 +215,26 @@ pub(crate) fn container_capabilities(
     Ok(set)
 }
 
-fn known(name: &str, list: &str, i: usize) -> Result<Capability> {
-    parse_capability(name).ok_or_else(|| {
-        Error::invalid(
-            format!("config.linux.security_context.capabilities.{list}[{i}]"),
-            format!("{name:?} is not a Linux capability"),
-        )
-    })
+/// The capability names of `changes` that are neither a Linux capability
+/// nor `ALL`, with their fields (`config.linux.security_context.
+/// capabilities.add_capabilities[1]`), for the caller to warn about: they
+/// are ignored, as runc does (the core does not log).
+pub fn unknown_capabilities(changes: &CapabilityChanges) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (list, names) in [
+        ("add_capabilities", &changes.add),
+        ("drop_capabilities", &changes.drop),
+    ] {
+        for (i, name) in names.iter().enumerate() {
+            if !is_all(name) && parse_capability(name).is_none() {
+                out.push((
+                    format!("config.linux.security_context.capabilities.{list}[{i}]"),
+                    name.clone(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// `set` as bounding, effective and permitted; none inheritable or ambient
@@ -296,19 +317,33 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_and_missing_host_capabilities() {
+    fn unknown_names_and_missing_host_capabilities() -> Result<()> {
         let host = capabilities_from_mask(0x0000_01ff_feff_ffff);
-        match container_capabilities(&changes(&["CHOWN", "FLY"], &[]), false, &host) {
-            Err(Error::InvalidArgument { field, .. }) => assert_eq!(
-                field,
-                "config.linux.security_context.capabilities.add_capabilities[1]"
-            ),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            container_capabilities(&changes(&[], &["NOPE"]), false, &host),
-            Err(Error::InvalidArgument { .. })
-        ));
+        // Unknown names are ignored, as runc does: they grant and remove
+        // nothing; the caller is told which they were.
+        let changes_ = changes(&["CHOWN", "FLY", "NET_ADMIN"], &["NOPE", ""]);
+        let set = container_capabilities(&changes_, false, &host)?;
+        let mut expected = container_capabilities(&changes(&["NET_ADMIN"], &[]), false, &host)?;
+        expected.sort_by_key(|c| number(*c));
+        assert_eq!(set, expected);
+        assert_eq!(
+            unknown_capabilities(&changes_),
+            [
+                (
+                    "config.linux.security_context.capabilities.add_capabilities[1]".to_string(),
+                    "FLY".to_string()
+                ),
+                (
+                    "config.linux.security_context.capabilities.drop_capabilities[0]".to_string(),
+                    "NOPE".to_string()
+                ),
+                (
+                    "config.linux.security_context.capabilities.drop_capabilities[1]".to_string(),
+                    String::new()
+                ),
+            ]
+        );
+        assert!(unknown_capabilities(&changes(&["all", "cap_chown"], &["ALL"])).is_empty());
         assert!(matches!(
             container_capabilities(&changes(&["SYS_RESOURCE"], &[]), false, &host),
             Err(Error::FailedPrecondition(_))
@@ -318,5 +353,6 @@ mod tests {
         assert_eq!(all.map(|s| s.len()).ok(), Some(40));
         let privileged = container_capabilities(&changes(&[], &["ALL"]), true, &host);
         assert_eq!(privileged.map(|s| s.len()).ok(), Some(40));
+        Ok(())
     }
 }

@@ -39,7 +39,10 @@ mod validate;
 #[cfg(test)]
 mod golden;
 
-pub use caps::{ALL_CAPABILITIES, capabilities_from_mask, capability_name, parse_capability};
+pub use caps::{
+    ALL_CAPABILITIES, capabilities_from_mask, capability_name, parse_capability,
+    unknown_capabilities,
+};
 pub use in_force::resources_in_force;
 pub use labels::{container_labels, container_name_key};
 pub use mounts::image_volume_paths;
@@ -50,7 +53,7 @@ pub use spec::{
 };
 pub use state::{ContainerEvent, ContainerState, ContainerStatus};
 pub use user::{MAX_ETC_FILE_SIZE, User, resolve_user};
-pub use validate::{MAX_ID, validate};
+pub use validate::{MAX_ID, log_path_beneath, normalized, validate};
 
 /// A container as requested by `CreateContainer` (CRI `ContainerConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +77,8 @@ pub struct ContainerRequest {
     pub devices: Vec<Device>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
-    /// Relative to the sandbox's log directory; empty for no log.
+    /// Below the sandbox's log directory (a leading `/` is joined under
+    /// it, see [`log_path_beneath`]); empty for no log.
     pub log_path: String,
     pub stdin: bool,
     pub stdin_once: bool,

@@ -1,7 +1,9 @@
 //! The mounts of a container's spec, containerd's way (`WithMounts`):
 //! the default mounts, then the pod's files and `/dev/shm` and the
 //! request's bind mounts sorted by depth, a request mount replacing any
-//! other at the same container path.
+//! other at the same container path. Two request mounts at one path are
+//! both made, in the request's order: the later one is what the container
+//! sees.
 
 use oci_spec::runtime::Mount as OciMount;
 
@@ -71,8 +73,10 @@ pub(crate) fn container_mounts(input: &ContainerSpecInput<'_>) -> Result<Mounts>
             }
             Propagation::Bidirectional => rootfs_propagation = Some("rshared"),
         }
+        // Cleaned (a relative target is taken from `/`, as runc does), so
+        // that the dedupe below and runc see one spelling.
         binds.push(Bind {
-            container_path: m.container_path.clone(),
+            container_path: clean(&m.container_path),
             source,
             options: vec!["rbind", propagation, if m.readonly { "ro" } else { "rw" }],
         });
@@ -203,6 +207,8 @@ fn request_mount(
     let field = format!("config.mounts[{i}].propagation");
     Ok(match m.propagation {
         Propagation::Private => (source, "rprivate"),
+        // containerd refuses both too (ensureSharedOrSlave, ensureShared):
+        // the propagation asked for cannot happen from a private mount.
         Propagation::HostToContainer => match propagation()? {
             HostPropagation::Shared | HostPropagation::Slave => (source, "rslave"),
             HostPropagation::Private => {

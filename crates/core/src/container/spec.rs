@@ -44,7 +44,7 @@ use super::mounts::container_mounts;
 use super::process::{ContainerProcess, DEFAULT_PATH_ENV, set_env};
 use super::seccomp::{self, Conditions, Platform};
 use super::user::User;
-use super::validate::{check_path, validate};
+use super::validate::{check_page_size, check_path, container_paths, device_permissions, validate};
 use super::{ContainerRequest, ContainerResources, SecurityProfile};
 use crate::cgroup::CgroupDriver;
 use crate::sandbox::annotations as ann;
@@ -192,6 +192,8 @@ pub fn container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec> {
         }
     }
     let sc = &req.linux.security;
+    // containerd refuses it too ("no privileged container allowed in
+    // sandbox").
     if sc.privileged && !input.sandbox.linux.privileged {
         return Err(Error::invalid(
             "config.linux.security_context.privileged",
@@ -222,14 +224,16 @@ pub fn container_spec(input: &ContainerSpecInput<'_>) -> Result<Spec> {
     Ok(spec)
 }
 
-/// The container's log file: `<sandbox log directory>/<log_path>`, or
-/// `None` when either is empty (no log). Both must have been validated.
+/// The container's log file: `<sandbox log directory>/<log_path>` joined
+/// as containerd joins them ([`super::log_path_beneath`]), or `None` when
+/// either is empty (no log) or the log path is not one crius takes.
 pub fn log_file_path(sandbox_log_directory: &str, log_path: &str) -> Option<String> {
     if sandbox_log_directory.is_empty() || log_path.is_empty() {
         return None;
     }
+    let rel = super::log_path_beneath(log_path).ok()?;
     Some(format!(
-        "{}/{log_path}",
+        "{}/{rel}",
         sandbox_log_directory.trim_end_matches('/')
     ))
 }
@@ -336,17 +340,13 @@ fn linux(
         (None, None)
     } else {
         let defaults = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        let given = |list: &Option<Vec<String>>, default: &[&str]| {
+            list.as_deref()
+                .map_or_else(|| defaults(default), container_paths)
+        };
         (
-            Some(
-                sc.masked_paths
-                    .clone()
-                    .unwrap_or_else(|| defaults(&MASKED_PATHS)),
-            ),
-            Some(
-                sc.readonly_paths
-                    .clone()
-                    .unwrap_or_else(|| defaults(&READONLY_PATHS)),
-            ),
+            Some(given(&sc.masked_paths, &MASKED_PATHS)),
+            Some(given(&sc.readonly_paths, &READONLY_PATHS)),
         )
     };
     let (devices, device_rules) = devices(input)?;
@@ -379,26 +379,15 @@ fn linux(
 /// - ipc, uts, network: the pause's, or the host's when the pod uses the
 ///   host's (uts follows network); the network is joined by the pod's
 ///   netns path when given;
-/// - a container asking for a host namespace its pod does not have is
-///   refused (containerd silently gives the pod's);
+/// - the container's network and IPC modes are ignored (containerd's
+///   `WithPodNamespaces`): whatever it asks, it gets the pod's, and a PID
+///   mode of NODE in a pod with its own PID namespace gets the pod's too
+///   (less access than asked, never more);
 /// - mount: always new; cgroup: new on cgroup v2 for unprivileged
 ///   containers (containerd's rule).
 fn namespaces(input: &ContainerSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let pod = &input.sandbox.linux.namespaces;
     let own = &input.request.linux.security.namespace_options;
-    let field = |name: &str| format!("config.linux.security_context.namespace_options.{name}");
-    for (name, mode, pod_mode) in [
-        ("network", own.network, pod.network),
-        ("ipc", own.ipc, pod.ipc),
-        ("pid", own.pid, pod.pid),
-    ] {
-        if mode == NamespaceMode::Node && pod_mode != NamespaceMode::Node {
-            return Err(Error::invalid(
-                field(name),
-                format!("NODE needs a pod sandbox that uses the host's {name} namespace"),
-            ));
-        }
-    }
     let pause = |ns: &str| -> Result<String> {
         if input.sandbox_pid == 0 {
             return Err(Error::Internal(
@@ -513,16 +502,20 @@ fn devices(input: &ContainerSpecInput<'_>) -> Result<(Vec<LinuxDevice>, Vec<Linu
                     })?;
                 format!("{}{rest}", d.container_path.trim_end_matches('/'))
             };
+            // The same target twice: the later node wins (containerd
+            // appends both, runc creates the last).
             devices.retain(|existing| existing.path().to_string_lossy() != container_path);
             devices.push(device(node, &container_path)?);
-            if !all_host {
+            // No permissions: the node without any cgroup access.
+            let access = device_permissions(&d.permissions);
+            if !all_host && !access.is_empty() {
                 rules.push(
                     LinuxDeviceCgroupBuilder::default()
                         .allow(true)
                         .typ(device_type(node.kind))
                         .major(node.major)
                         .minor(node.minor)
-                        .access(d.permissions.clone())
+                        .access(access)
                         .build()
                         .map_err(oci)?,
                 );
@@ -552,9 +545,11 @@ fn device(d: &HostDevice, container_path: &str) -> Result<LinuxDevice> {
         .map_err(oci)
 }
 
-/// containerd's `WithResources`: each value set when non-zero; the swap
-/// limit defaults to the memory limit (no swapping) where swap can be
-/// limited; hugepage limits only with a hugetlb controller.
+/// containerd's `WithResources`: each value set when non-zero (a memory
+/// limit of -1 is runc's unlimited); the swap limit defaults to the memory
+/// limit (no swapping) where swap can be limited, and is dropped (not
+/// checked) elsewhere; hugepage limits only with a hugetlb controller
+/// (their page sizes checked then, limits above `i64::MAX` clamped).
 fn resources(
     input: &ContainerSpecInput<'_>,
     device_rules: Vec<LinuxDeviceCgroup>,
@@ -571,6 +566,7 @@ fn resources(
 /// `UpdateContainerResources` sends to a running container).
 pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<LinuxResources> {
     let mut out = LinuxResources::default();
+    // impossible: runc refuses unified resources on cgroup v1.
     if !r.unified.is_empty() && !host.cgroup_unified {
         return Err(Error::FailedPrecondition(
             "config.linux.resources.unified needs cgroup v2, and this node uses cgroup v1".into(),
@@ -611,6 +607,23 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
         out.set_cpu(Some(cpu.build().map_err(oci)?));
     }
 
+    let field = |f: &str| format!("config.linux.resources.{f}");
+    if host.memory_swap && swap != 0 {
+        // impossible: runc refuses a swap limit below -1 (unlimited)...
+        if swap < -1 {
+            return Err(Error::invalid(
+                field("memory_swap_limit_in_bytes"),
+                "must be -1 (unlimited), 0 (unset) or positive",
+            ));
+        }
+        // ...and one below the memory limit (it is memory plus swap).
+        if swap > 0 && limit > 0 && swap < limit {
+            return Err(Error::invalid(
+                field("memory_swap_limit_in_bytes"),
+                "is memory plus swap, so it must not be below memory_limit_in_bytes",
+            ));
+        }
+    }
     let mut memory = LinuxMemoryBuilder::default();
     let mut memory_set = false;
     if limit != 0 {
@@ -630,7 +643,11 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
 
     if host.cgroup_controllers.contains("hugetlb") && !r.hugepage_limits.is_empty() {
         let mut limits = Vec::with_capacity(r.hugepage_limits.len());
-        for (page_size, limit) in &r.hugepage_limits {
+        for (i, (page_size, limit)) in r.hugepage_limits.iter().enumerate() {
+            check_page_size(page_size).map_err(|reason| {
+                Error::invalid(field(&format!("hugepage_limits[{i}].page_size")), reason)
+            })?;
+            // Above i64::MAX: clamped (the kernel clamps page counters).
             limits.push(
                 LinuxHugepageLimitBuilder::default()
                     .page_size(page_size.clone())
@@ -885,14 +902,25 @@ mod tests {
             ns("Pid", Some("/proc/777/ns/pid"))
         );
 
-        // A host namespace the pod does not have is refused.
+        // A host namespace the pod does not have is not given: the
+        // container gets the pod's (containerd ignores the container's
+        // network and IPC modes); a stray target_id is ignored.
         req.linux.security.namespace_options = ContainerNamespaces {
             network: NamespaceMode::Node,
-            ..Default::default()
+            ipc: NamespaceMode::Container,
+            pid: NamespaceMode::Node,
+            target_id: "b".repeat(64),
         };
+        let spec = container_spec(&input(&req, &sb, &host))?;
         assert_eq!(
-            invalid_field(container_spec(&input(&req, &sb, &host))),
-            "config.linux.security_context.namespace_options.network"
+            namespaces(&spec),
+            [
+                ns("Pid", Some("/proc/100/ns/pid")),
+                ns("Ipc", Some("/proc/100/ns/ipc")),
+                ns("Uts", Some("/proc/100/ns/uts")),
+                ns("Mount", None),
+                ns("Network", Some("/var/run/netns/cni-1")),
+            ]
         );
 
         // Host pod: only a mount namespace; no hostname; the container
@@ -1052,6 +1080,101 @@ mod tests {
     }
 
     #[test]
+    fn relative_and_repeated_mount_targets() -> Result<()> {
+        let host = host();
+        let sb = sandbox();
+        let mut req = request();
+        let bind = |container: &str, host: &str| Mount {
+            container_path: container.into(),
+            host_path: host.into(),
+            ..Default::default()
+        };
+        req.mounts = vec![
+            bind("data", "/srv/a"),
+            bind("/data/./", "/srv/b"),
+            bind("/etc/x/../hosts", "/srv/hosts"),
+        ];
+        req.linux.security.masked_paths = Some(vec!["proc/kcore".into(), String::new()]);
+        // The caller's normalizing changes nothing the spec shows.
+        for req in [req.clone(), super::super::normalized(req)] {
+            let spec = container_spec(&input(&req, &sb, &host))?;
+            let binds: Vec<(String, String)> = spec
+                .mounts()
+                .iter()
+                .flatten()
+                .filter(|m| m.typ().as_deref() == Some("bind"))
+                .map(|m| {
+                    (
+                        m.destination().to_string_lossy().into_owned(),
+                        m.source()
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
+            // Both /data mounts, the later last (what the container sees);
+            // the request's /etc/hosts replaces the pod's.
+            let data: Vec<&(String, String)> = binds.iter().filter(|(d, _)| d == "/data").collect();
+            assert_eq!(data.len(), 2);
+            assert_eq!(data[1].1, "/srv/b");
+            let hosts: Vec<&(String, String)> =
+                binds.iter().filter(|(d, _)| d == "/etc/hosts").collect();
+            assert_eq!(hosts.len(), 1);
+            assert_eq!(hosts[0].1, "/srv/hosts");
+            assert_eq!(
+                linux(&spec).masked_paths().clone().unwrap_or_default(),
+                ["/proc/kcore"]
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn device_permissions_and_repeated_targets() -> Result<()> {
+        let host = host();
+        let sb = sandbox();
+        let mut req = request();
+        let dev = |host_path: &str, perms: &str| Device {
+            container_path: "/dev/x".into(),
+            host_path: host_path.into(),
+            permissions: perms.into(),
+        };
+        req.devices = vec![dev("/dev/null", "mwrw"), dev("/dev/zero", "")];
+        let node = |path: &str, minor| HostDevice {
+            path: path.into(),
+            kind: HostDeviceKind::Char,
+            major: 1,
+            minor,
+            file_mode: 0o666,
+            uid: 0,
+            gid: 0,
+        };
+        let mut i = input(&req, &sb, &host);
+        i.device_nodes = BTreeMap::from([
+            ("/dev/null".to_string(), vec![node("/dev/null", 3)]),
+            ("/dev/zero".to_string(), vec![node("/dev/zero", 5)]),
+        ]);
+        let l = linux(&container_spec(&i)?);
+        // The later node at /dev/x wins; the empty permissions give it no
+        // cgroup rule, the first keeps its (in rwm order).
+        let devices = l.devices().clone().unwrap_or_default();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].minor(), 5);
+        let rules = l
+            .resources()
+            .clone()
+            .unwrap_or_default()
+            .devices()
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].minor(), Some(3));
+        assert_eq!(rules[1].access().as_deref(), Some("rwm"));
+        Ok(())
+    }
+
+    #[test]
     fn devices_from_a_directory() -> Result<()> {
         let host = host();
         let sb = sandbox();
@@ -1148,6 +1271,49 @@ mod tests {
             r.unified().clone().unwrap_or_default()["memory.high"],
             "max"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn node_dependent_resources_are_checked_when_applied() -> Result<()> {
+        let mut host = host();
+        let odd = ContainerResources {
+            memory_limit_in_bytes: 2 << 20,
+            memory_swap_limit_in_bytes: 1 << 20,
+            hugepage_limits: vec![("2M".into(), 1)],
+            ..Default::default()
+        };
+        // No swap control, no hugetlb: dropped, as containerd does.
+        let r = linux_resources(&odd, &host)?;
+        assert_eq!(r.memory().and_then(|m| m.swap()), None);
+        assert_eq!(r.hugepage_limits(), &None);
+        host.memory_swap = true;
+        assert!(matches!(
+            linux_resources(&odd, &host),
+            Err(Error::InvalidArgument { field, .. })
+                if field == "config.linux.resources.memory_swap_limit_in_bytes"
+        ));
+        host.memory_swap = false;
+        host.cgroup_controllers.insert("hugetlb".into());
+        assert!(matches!(
+            linux_resources(&odd, &host),
+            Err(Error::InvalidArgument { field, .. })
+                if field == "config.linux.resources.hugepage_limits[0].page_size"
+        ));
+        // Huge limits are clamped; -1 memory is unlimited (swap too).
+        host.memory_swap = true;
+        let r = linux_resources(
+            &ContainerResources {
+                memory_limit_in_bytes: -1,
+                hugepage_limits: vec![("2MB".into(), u64::MAX)],
+                ..Default::default()
+            },
+            &host,
+        )?;
+        assert_eq!(r.memory().and_then(|m| m.limit()), Some(-1));
+        assert_eq!(r.memory().and_then(|m| m.swap()), Some(-1));
+        let limits = r.hugepage_limits().clone().unwrap_or_default();
+        assert_eq!(limits[0].limit(), i64::MAX);
         Ok(())
     }
 
@@ -1279,6 +1445,11 @@ mod tests {
             log_file_path("/var/log/pods/x/", "app/0.log").as_deref(),
             Some("/var/log/pods/x/app/0.log")
         );
+        assert_eq!(
+            log_file_path("/var/log/pods/x", "/./abs.log").as_deref(),
+            Some("/var/log/pods/x/abs.log")
+        );
+        assert_eq!(log_file_path("/var/log/pods/x", "../x.log"), None);
         assert_eq!(log_file_path("", "app/0.log"), None);
         assert_eq!(log_file_path("/var/log/pods/x", ""), None);
     }

@@ -63,6 +63,8 @@ impl Source<'_> {
 /// Errors: an unknown name, or an id outside 0..=2^31-1, is an
 /// [`Error::InvalidArgument`] naming the request field it came from, or an
 /// [`Error::FailedPrecondition`] when it came from the image's `USER`.
+/// containerd refuses them all too (`WithUser`, `UserFromFS`, `GIDFromFS`:
+/// no matching entry, "uid out of range").
 ///
 /// # The caller's contract
 /// `passwd` and `group` are the contents of `/etc/passwd` and `/etc/group`
@@ -97,6 +99,8 @@ pub fn resolve_user(
                 .map(|g| (g.to_string(), Source::Request("run_as_group")));
             (Some(user), group)
         } else if sc.run_as_group.is_some() {
+            // containerd refuses it too ("user group is specified without
+            // user").
             return Err(Error::invalid(
                 "config.linux.security_context.run_as_group",
                 "is set without run_as_user or run_as_username",
@@ -118,6 +122,7 @@ pub fn resolve_user(
     let (uid, primary_gid, name) = match &user_spec {
         None => lookup_uid(&passwd, 0),
         Some((spec, source)) => {
+            // containerd refuses it too (no user is named "").
             if spec.is_empty() {
                 return Err(source.error("the user part is empty".into()));
             }
@@ -143,6 +148,7 @@ pub fn resolve_user(
     let gid = match &group_spec {
         None => primary_gid,
         Some((spec, source)) => {
+            // containerd refuses it too (no group is named "").
             if spec.is_empty() {
                 return Err(source.error("the group part is empty".into()));
             }
@@ -170,6 +176,8 @@ pub fn resolve_user(
         }
     }
     for (i, g) in sc.supplemental_groups.iter().enumerate() {
+        // security: a gid beyond 2^32 would be truncated on the way (to 0,
+        // root's group, for 2^32); validate refuses it first.
         let id = u32::try_from(*g)
             .ok()
             .filter(|id| *id <= MAX_ID)
@@ -206,6 +214,8 @@ fn lookup_uid(passwd: &[PasswdEntry], uid: u32) -> (u32, u32, Option<String>) {
     }
 }
 
+/// containerd refuses ids outside 0..=2^31-1 too ("uid out of range", its
+/// fix of CVE-2024-40635).
 fn parse_id(spec: &str, source: Source<'_>) -> Result<u32> {
     spec.parse::<i64>()
         .ok()

@@ -2,27 +2,30 @@
 //! [`Error::InvalidArgument`] naming the CRI field (`config.metadata.name`,
 //! `config.envs[2].key`, `config.linux.security_context.run_as_group`...).
 //!
+//! Each refusal says why beside it: containerd refuses it too, a security
+//! boundary, or impossible (the kernel or runc would refuse it; refusing
+//! early names the field and leaves nothing half-made). Everything else
+//! containerd takes is taken.
+//!
 //! Line breaks: CR and LF are refused where a value ends up in a
-//! line-oriented file or a line-oriented key (names, ids, paths, the user
-//! name looked up in `/etc/passwd`), and accepted in environment values
-//! and arguments: Linux allows them there, they are never written to a file
-//! by crius (the environment goes to runc inside the JSON spec, escaped),
-//! and Kubernetes users do pass multi-line values (PEM certificates) through
-//! the environment. NUL is refused everywhere: `execve` cannot carry it.
+//! line-oriented file or a line-oriented key (names, the user name looked
+//! up in `/etc/passwd`), and accepted elsewhere (environment keys and
+//! values, arguments, paths): Linux allows them there, they are never
+//! written to a line-oriented file by crius (the environment goes to runc
+//! inside the JSON spec, escaped; mountinfo escapes paths), and Kubernetes
+//! users do pass multi-line values (PEM certificates) through the
+//! environment. NUL is refused everywhere: `execve` and paths cannot carry
+//! it.
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use super::caps::{is_all, parse_capability};
 use super::{ContainerRequest, ContainerResources, SecurityContext, SecurityProfile};
 use crate::sandbox::NamespaceMode;
+use crate::sandbox::validate::clean_path;
 use crate::{Error, Result};
 
 /// The largest uid or gid crius accepts (2^31-1): Kubernetes' limit, and
 /// what stays clear of `(uid_t)-1` and of user-namespace overflow ids.
 pub const MAX_ID: u32 = i32::MAX as u32;
 
-/// containerd's limit on a label's key plus value.
-const MAX_LABEL_SIZE: usize = 4096;
 /// The kernel's bounds on a CFS period, in microseconds.
 const CPU_PERIOD_RANGE: std::ops::RangeInclusive<i64> = 1_000..=1_000_000;
 /// The kernel's smallest CFS quota, in microseconds.
@@ -33,9 +36,11 @@ const CPU_SHARES_RANGE: std::ops::RangeInclusive<i64> = 2..=262_144;
 /// Checks `req` before anything is created.
 pub fn validate(req: &ContainerRequest) -> Result<()> {
     check_name(&req.name).map_err(|r| Error::invalid("config.metadata.name", r))?;
+    // containerd refuses it too (no image resolves to it).
     if req.image.trim().is_empty() {
         return Err(Error::invalid("config.image.image", "must not be empty"));
     }
+    // containerd refuses it too (not a reference).
     if req.image.chars().any(char::is_control) {
         return Err(Error::invalid(
             "config.image.image",
@@ -44,6 +49,7 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     }
     for (list, items) in [("command", &req.command), ("args", &req.args)] {
         for (i, arg) in items.iter().enumerate() {
+            // impossible: execve cannot carry NUL.
             if arg.contains('\0') {
                 return Err(Error::invalid(
                     format!("config.{list}[{i}]"),
@@ -57,6 +63,7 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     }
     for (i, (key, value)) in req.envs.iter().enumerate() {
         check_env_name(key).map_err(|r| Error::invalid(format!("config.envs[{i}].key"), r))?;
+        // impossible: execve cannot carry NUL.
         if value.contains('\0') {
             return Err(Error::invalid(
                 format!("config.envs[{i}].value"),
@@ -66,16 +73,19 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     }
     validate_mounts(req)?;
     validate_devices(req)?;
-    // Security: a device crius would leave out silently is a workload that
-    // runs without what it was promised; refused until CDI is resolved.
+    // containerd refuses it too where CDI is disabled ("CDI devices
+    // requested but CDI support is explicitly disabled"), as it is in
+    // crius; ignoring them would run the workload without its devices.
     if let Some(name) = req.cdi_devices.first() {
         return Err(Error::invalid(
             "config.CDI_devices[0].name",
             format!("{name:?}: crius does not resolve CDI devices yet"),
         ));
     }
-    validate_labels("labels", &req.labels, true)?;
-    validate_labels("annotations", &req.annotations, false)?;
+    // Labels become containerd labels (the pod's rules); annotations are
+    // kept in crius' own record and reach the spec without empty keys, so
+    // any is taken.
+    crate::sandbox::validate::validate_labels(&req.labels)?;
     check_log_path(&req.log_path).map_err(|r| Error::invalid("config.log_path", r))?;
     if let Some(r) = &req.linux.resources {
         validate_resources(r)?;
@@ -83,60 +93,124 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     validate_security(&req.linux.security)
 }
 
-/// Any non-empty name, as containerd takes it (Kubernetes' own DNS-label
-/// rule is kubelet's business). Refused, for security: control characters
-/// (a name is written into log lines and terminal output, where they would
-/// forge lines or escapes) and `/` (clients lay out per-container files by
-/// name, as kubelet's `<name>/<attempt>.log`: a `/` would reach into
-/// another's directory). The length bound is containerd's: the name is a
-/// label value, and key plus value must fit in 4096 bytes.
+/// A name as [`crate::sandbox::validate::check_object_name`] takes it (the
+/// reasons for what it refuses are there): kubelet's `<name>/<attempt>.log`
+/// reaches crius as `log_path`, which has its own checks.
 fn check_name(name: &str) -> Result<(), String> {
     crate::sandbox::validate::check_object_name(name)
 }
 
+/// An environment variable's name: anything but what cannot be one.
+/// Control characters are accepted, as runc and the kernel accept them.
 fn check_env_name(key: &str) -> Result<(), String> {
+    // impossible: runc refuses it ("name cannot be empty").
     if key.is_empty() {
         return Err("must not be empty".into());
     }
+    // impossible: `k=v` with a `=` in `k` is another variable (containerd
+    // would silently change the meaning).
     if key.contains('=') {
         return Err(format!("{key:?} contains '='"));
     }
+    // impossible: execve cannot carry NUL.
     if key.contains('\0') {
         return Err("NUL is not allowed".into());
     }
-    // Kubernetes allows any printable character but '=' in a name.
-    if key.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
-    }
     Ok(())
 }
 
-/// An absolute path without `.`/`..` components or control characters.
+/// An absolute path. `.` and `..` are accepted (cleaned lexically by
+/// [`normalized`]): the fields checked so are trusted (kubelet's) or
+/// resolved inside the container's root, so no boundary depends on them.
 pub(crate) fn check_path(path: &str) -> Result<(), String> {
+    // impossible: a relative host path would resolve against criusd's
+    // working directory (and runc's against the bundle); runc refuses a
+    // relative working directory ("Cwd must be an absolute path").
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    if path.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
+    check_no_nul(path)
+}
+
+/// A path inside the container (a mount or device target, a masked or
+/// read-only path): relative ones are taken from the root (`data` is
+/// `/data`), as runc does.
+fn check_target(path: &str) -> Result<(), String> {
+    // impossible: an empty path names no mount point or node.
+    if path.is_empty() {
+        return Err("must not be empty".into());
     }
-    if path.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{path:?} has a '.' or '..' component"));
+    check_no_nul(path)
+}
+
+fn check_no_nul(path: &str) -> Result<(), String> {
+    // impossible: no path holds NUL.
+    if path.contains('\0') {
+        return Err("NUL is not allowed in a path".into());
     }
     Ok(())
 }
 
-/// `path` without a trailing `/` and with `//` squeezed (`/` stays `/`).
+/// `path` as an absolute path inside the container, cleaned lexically
+/// (Go's `path.Clean` of `/` + `path`): `data/../x/` is `/x`, `/` stays `/`.
 pub(crate) fn clean(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-    format!("/{}", parts.join("/"))
+    clean_path(&format!("/{path}"))
 }
 
+/// `req` as crius uses it once it passed [`validate`]: every path cleaned
+/// lexically, so that the spec, the host facts, the dedupe of mounts and
+/// the records all see one spelling; relative mount and device targets,
+/// masked and read-only paths taken from `/`; empty masked and read-only
+/// entries dropped (runc ignores a path that does not exist); device
+/// permissions in `rwm` order; a label with an empty key and value dropped
+/// (containerd drops labels with empty values).
+pub fn normalized(mut req: ContainerRequest) -> ContainerRequest {
+    let absolute = |p: &mut String| {
+        if p.starts_with('/') {
+            *p = clean_path(p);
+        }
+    };
+    absolute(&mut req.working_dir);
+    for m in &mut req.mounts {
+        m.container_path = clean(&m.container_path);
+        absolute(&mut m.host_path);
+    }
+    for d in &mut req.devices {
+        d.container_path = clean(&d.container_path);
+        absolute(&mut d.host_path);
+        d.permissions = device_permissions(&d.permissions);
+    }
+    let sc = &mut req.linux.security;
+    for list in [&mut sc.masked_paths, &mut sc.readonly_paths]
+        .into_iter()
+        .flatten()
+    {
+        *list = container_paths(list);
+    }
+    if let Some(SecurityProfile::Localhost(path)) = &mut sc.seccomp {
+        absolute(path);
+    }
+    req.labels.retain(|k, v| !(k.is_empty() && v.is_empty()));
+    req
+}
+
+/// Masked or read-only paths as runc applies them: empty ones dropped (a
+/// no-op in runc), the others absolute and cleaned.
+pub(crate) fn container_paths(list: &[String]) -> Vec<String> {
+    list.iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| clean(p))
+        .collect()
+}
+
+/// Mount targets may repeat: both mounts are made, in the request's order
+/// (sorted by depth, stably), so the later one is what the container sees,
+/// as in containerd.
 fn validate_mounts(req: &ContainerRequest) -> Result<()> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, m) in req.mounts.iter().enumerate() {
         let field = |f: &str| format!("config.mounts[{i}].{f}");
-        check_path(&m.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
-        // Security: each of these asks for less access than a plain bind
+        check_target(&m.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
+        // security: each of these asks for less access than a plain bind
         // mount gives; ignoring it would hand the container more.
         for (asked, name, what) in [
             (
@@ -155,66 +229,29 @@ fn validate_mounts(req: &ContainerRequest) -> Result<()> {
             }
         }
         check_path(&m.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
-        if let Some(first) = seen.insert(clean(&m.container_path), i) {
-            return Err(Error::invalid(
-                field("container_path"),
-                format!(
-                    "{:?} is already the target of config.mounts[{first}]",
-                    m.container_path
-                ),
-            ));
-        }
     }
     Ok(())
 }
 
+/// Device targets may repeat (the later node wins, every cgroup rule is
+/// kept, as containerd appends them all).
 fn validate_devices(req: &ContainerRequest) -> Result<()> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, d) in req.devices.iter().enumerate() {
         let field = |f: &str| format!("config.devices[{i}].{f}");
-        check_path(&d.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
+        check_target(&d.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
         check_path(&d.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
-        if let Some(first) = seen.insert(clean(&d.container_path), i) {
-            return Err(Error::invalid(
-                field("container_path"),
-                format!(
-                    "{:?} is already the target of config.devices[{first}]",
-                    d.container_path
-                ),
-            ));
-        }
-        let mut chars = BTreeSet::new();
-        let ok = !d.permissions.is_empty()
-            && d.permissions
-                .chars()
-                .all(|c| matches!(c, 'r' | 'w' | 'm') && chars.insert(c));
-        if !ok {
+        // impossible: the cgroup takes only r, w and m (v1 refuses the
+        // write, v2's device filter "unknown device access").
+        if let Some(c) = d
+            .permissions
+            .chars()
+            .find(|c| !matches!(c, 'r' | 'w' | 'm'))
+        {
             return Err(Error::invalid(
                 field("permissions"),
-                format!("{:?} is not one or more of 'r', 'w', 'm'", d.permissions),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn validate_labels(name: &str, map: &BTreeMap<String, String>, sized: bool) -> Result<()> {
-    for (key, value) in map {
-        let field = || format!("config.{name}[{key:?}]");
-        if key.is_empty() {
-            return Err(Error::invalid(field(), "the key must not be empty"));
-        }
-        if key.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                field(),
-                "control characters are not allowed in the key",
-            ));
-        }
-        if sized && key.len() + value.len() > MAX_LABEL_SIZE {
-            return Err(Error::invalid(
-                field(),
                 format!(
-                    "key and value are longer than {MAX_LABEL_SIZE} bytes (containerd's limit)"
+                    "{:?}: {c:?} is not a device permission (use 'r', 'w', 'm')",
+                    d.permissions
                 ),
             ));
         }
@@ -222,70 +259,96 @@ fn validate_labels(name: &str, map: &BTreeMap<String, String>, sized: bool) -> R
     Ok(())
 }
 
-/// Empty, or a relative path inside the sandbox's log directory: no leading
-/// `/`, no `.`/`..` components, no control characters, not ending in `/`.
+/// Device permissions in `rwm` order without repeats (`mrw`, `rrw` are
+/// `rwm`, `rw`); empty stays empty: the node with no cgroup access.
+pub(crate) fn device_permissions(permissions: &str) -> String {
+    ['r', 'w', 'm']
+        .into_iter()
+        .filter(|c| permissions.contains(*c))
+        .collect()
+}
+
+/// Empty (no log), or a path [`log_path_beneath`] takes.
 fn check_log_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Ok(());
     }
-    if path.starts_with('/') {
-        return Err(format!(
-            "{path:?} is absolute; it must be relative to the pod's log directory"
-        ));
-    }
-    if path.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
-    }
-    if path.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{path:?} has a '.' or '..' component"));
-    }
-    if path.ends_with('/') {
-        return Err(format!("{path:?} names a directory, not a file"));
-    }
-    Ok(())
+    log_path_beneath(path).map(|_| ())
 }
 
+/// The file a container's `log_path` names below the pod's log directory,
+/// as containerd joins them (Go's `filepath.Join`): a leading `/` is just
+/// joined (`/a/0.log` is `<dir>/a/0.log`), `.` and `//` dropped, `..`
+/// resolved lexically (symbolic links below the directory are refused
+/// when the file is opened, so this is where the kernel would end up too).
+/// Returns the relative path (`a/0.log`).
+pub fn log_path_beneath(log_path: &str) -> Result<String, String> {
+    // impossible: no path holds NUL.
+    if log_path.contains('\0') {
+        return Err("NUL is not allowed in a path".into());
+    }
+    // impossible: a path ending in `/`, `.` or `..` names a directory;
+    // containerd's open would fail with EISDIR at StartContainer.
+    if log_path.is_empty() || matches!(log_path.rsplit('/').next(), Some("" | "." | "..")) {
+        return Err(format!("{log_path:?} names a directory, not a file"));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for c in log_path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                // security: a `..` that climbs out of the log directory
+                // would let the client have criusd (root) write anywhere
+                // (containerd's Join does not stop it).
+                if parts.pop().is_none() {
+                    return Err(format!(
+                        "{log_path:?} climbs out of the pod's log directory"
+                    ));
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// What the kernel or runc would refuse whatever the node; what depends on
+/// the node (swap, hugepages) is checked when it is applied, by
+/// [`super::linux_resources`] (containerd drops both where the node
+/// cannot apply them).
 fn validate_resources(r: &ContainerResources) -> Result<()> {
     let field = |f: &str| format!("config.linux.resources.{f}");
+    // impossible: the kernel's bounds on a CFS period.
     if r.cpu_period != 0 && !CPU_PERIOD_RANGE.contains(&r.cpu_period) {
         return Err(Error::invalid(
             field("cpu_period"),
             "must be 0 (unset) or in 1000..=1000000 microseconds",
         ));
     }
+    // impossible: the kernel refuses a quota below 1 ms (and below -1).
     if !(r.cpu_quota == 0 || r.cpu_quota == -1 || r.cpu_quota >= MIN_CPU_QUOTA) {
         return Err(Error::invalid(
             field("cpu_quota"),
             "must be 0 (unset), -1 (unlimited) or at least 1000 microseconds",
         ));
     }
+    // impossible: cgroup v1 clamps shares (runc's read-back then fails),
+    // v2's weight goes out of 1..=10000.
     if r.cpu_shares != 0 && !CPU_SHARES_RANGE.contains(&r.cpu_shares) {
         return Err(Error::invalid(
             field("cpu_shares"),
             "must be 0 (unset) or in 2..=262144",
         ));
     }
-    if r.memory_limit_in_bytes < 0 {
+    // impossible: runc takes -1 for unlimited, the kernel no other
+    // negative limit.
+    if r.memory_limit_in_bytes < -1 {
         return Err(Error::invalid(
             field("memory_limit_in_bytes"),
-            "must not be negative",
-        ));
-    }
-    if r.memory_swap_limit_in_bytes < -1 {
-        return Err(Error::invalid(
-            field("memory_swap_limit_in_bytes"),
             "must be -1 (unlimited), 0 (unset) or positive",
         ));
     }
-    if r.memory_swap_limit_in_bytes > 0
-        && r.memory_limit_in_bytes > 0
-        && r.memory_swap_limit_in_bytes < r.memory_limit_in_bytes
-    {
-        return Err(Error::invalid(
-            field("memory_swap_limit_in_bytes"),
-            "is memory plus swap, so it must not be below memory_limit_in_bytes",
-        ));
-    }
+    // impossible: the kernel's range.
     if !(-1000..=1000).contains(&r.oom_score_adj) {
         return Err(Error::invalid(
             field("oom_score_adj"),
@@ -298,23 +361,14 @@ fn validate_resources(r: &ContainerResources) -> Result<()> {
     ] {
         check_cpu_list(list).map_err(|reason| Error::invalid(field(name), reason))?;
     }
-    for (i, (size, limit)) in r.hugepage_limits.iter().enumerate() {
-        check_page_size(size).map_err(|reason| {
-            Error::invalid(field(&format!("hugepage_limits[{i}].page_size")), reason)
-        })?;
-        if i64::try_from(*limit).is_err() {
-            return Err(Error::invalid(
-                field(&format!("hugepage_limits[{i}].limit")),
-                "is too large",
-            ));
-        }
-    }
     for key in r.unified.keys() {
         let ok = key.contains('.')
             && !key.starts_with('.')
             && key
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        // impossible: runc refuses a name with a slash ("must be a file
+        // name") and the kernel has no file by another name (ENOENT).
         if !ok {
             return Err(Error::invalid(
                 field(&format!("unified[{key:?}]")),
@@ -325,28 +379,50 @@ fn validate_resources(r: &ContainerResources) -> Result<()> {
     Ok(())
 }
 
-/// A cpuset list: `0-3,8,10-11` (empty means unset).
+/// A cpuset list as the kernel parses it (`bitmap_parselist`): ranges
+/// `0-3,8`, with an optional stride `0-7:2/4` (2 of every 4), `N` for the
+/// last CPU; empty means unset. impossible otherwise: the kernel refuses
+/// the write.
 fn check_cpu_list(list: &str) -> Result<(), String> {
     if list.is_empty() {
         return Ok(());
     }
+    let num = |s: &str| -> Option<u32> {
+        if s == "N" {
+            return Some(u32::MAX);
+        }
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let bad = || format!("{list:?} is not a list like 0-3,8 or 0-7:2/4");
     for part in list.split(',') {
-        let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let num = |s: &str| {
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse::<u32>().ok())
-                .flatten()
+        let (range, stride) = match part.split_once(':') {
+            Some((range, stride)) => (range, Some(stride)),
+            None => (part, None),
         };
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
         match (num(a), num(b)) {
             (Some(a), Some(b)) if a <= b => {}
-            _ => return Err(format!("{list:?} is not a list like 0-3,8")),
+            _ => return Err(bad()),
+        }
+        if let Some(stride) = stride {
+            let (used, group) = stride.split_once('/').ok_or_else(bad)?;
+            match (num(used), num(group)) {
+                (Some(used), Some(group)) if group > 0 && used <= group && group != u32::MAX => {}
+                _ => return Err(bad()),
+            }
         }
     }
     Ok(())
 }
 
 /// A huge page size as kubelet writes it: digits and `KB`, `MB` or `GB`.
-fn check_page_size(size: &str) -> Result<(), String> {
+/// Checked only where hugepage limits are applied: impossible otherwise
+/// (the kernel has `hugetlb.<size>.*` files for such sizes only), and the
+/// size becomes part of a cgroup file name, so a `/` must never get there
+/// (security).
+pub(crate) fn check_page_size(size: &str) -> Result<(), String> {
     let digits = size
         .strip_suffix("KB")
         .or_else(|| size.strip_suffix("MB"))
@@ -361,9 +437,13 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
     let field = |f: &str| format!("config.linux.security_context.{f}");
     let bad_id = |v: i64| format!("{v} is not a valid id (0..={MAX_ID})");
     let in_range = |v: i64| u32::try_from(v).is_ok_and(|v| v <= MAX_ID);
+    // containerd refuses it too ("uid out of range", its fix of
+    // CVE-2024-40635, where a larger uid wrapped around to root).
     if let Some(uid) = sc.run_as_user.filter(|v| !in_range(*v)) {
         return Err(Error::invalid(field("run_as_user"), bad_id(uid)));
     }
+    // impossible: no /etc/passwd name holds these (`a:b` would be read as
+    // user a, group b; a line break would match across entries).
     if let Some(c) = sc
         .run_as_username
         .chars()
@@ -375,17 +455,22 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
         ));
     }
     if let Some(gid) = sc.run_as_group {
+        // containerd refuses it too ("user group is specified without
+        // user"); so does the validation suite expect.
         if sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
             return Err(Error::invalid(
                 field("run_as_group"),
                 "is set without run_as_user or run_as_username",
             ));
         }
+        // containerd refuses it too (as for the uid).
         if !in_range(gid) {
             return Err(Error::invalid(field("run_as_group"), bad_id(gid)));
         }
     }
     for (i, gid) in sc.supplemental_groups.iter().enumerate() {
+        // security: containerd casts these to uint32 unchecked, so 2^32
+        // would become gid 0 (root's group).
         if !in_range(*gid) {
             return Err(Error::invalid(
                 field(&format!("supplemental_groups[{i}]")),
@@ -393,32 +478,18 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
             ));
         }
     }
-    for (list, names) in [
-        ("add_capabilities", &sc.capabilities.add),
-        ("drop_capabilities", &sc.capabilities.drop),
-    ] {
-        for (i, name) in names.iter().enumerate() {
-            if !is_all(name) && parse_capability(name).is_none() {
-                return Err(Error::invalid(
-                    field(&format!("capabilities.{list}[{i}]")),
-                    format!("{name:?} is not a Linux capability (nor ALL)"),
-                ));
-            }
-        }
-    }
+    // Unknown capability names are not refused: runc ignores them with a
+    // warning, and so does crius (see caps::unknown_capabilities).
+    // Network and IPC modes are not checked: a container always shares its
+    // pod's (containerd's WithPodNamespaces ignores them). A target_id with
+    // a PID mode other than TARGET is ignored, as containerd does.
     let ns = &sc.namespace_options;
-    for (name, mode) in [("network", ns.network), ("ipc", ns.ipc)] {
-        if matches!(mode, NamespaceMode::Container | NamespaceMode::Target) {
-            return Err(Error::invalid(
-                field(&format!("namespace_options.{name}")),
-                format!("{mode:?} is not supported (a container shares its pod's)"),
-            ));
-        }
-    }
-    if (ns.pid == NamespaceMode::Target) == ns.target_id.is_empty() {
+    // containerd refuses it too (validateTargetContainer("") finds no
+    // container).
+    if ns.pid == NamespaceMode::Target && ns.target_id.is_empty() {
         return Err(Error::invalid(
             field("namespace_options.target_id"),
-            "must be set exactly when the PID namespace mode is TARGET",
+            "must name the container whose PID namespace to join (the mode is TARGET)",
         ));
     }
     for (name, list) in [
@@ -426,7 +497,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
         ("readonly_paths", &sc.readonly_paths),
     ] {
         for (i, path) in list.iter().flatten().enumerate() {
-            check_path(path).map_err(|r| Error::invalid(field(&format!("{name}[{i}]")), r))?;
+            // Empty ones are dropped (see normalized).
+            check_no_nul(path).map_err(|r| Error::invalid(field(&format!("{name}[{i}]")), r))?;
         }
     }
     crate::sandbox::validate::not_yet(
@@ -435,6 +507,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
         sc.strict_supplemental_groups,
     )?;
     if let Some(SecurityProfile::Localhost(path)) = &sc.seccomp {
+        // containerd refuses it too (seccomp.WithProfile("") cannot read
+        // the file); relative: impossible, see check_path.
         if path.is_empty() {
             return Err(Error::invalid(
                 field("seccomp.localhost_ref"),
@@ -445,6 +519,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
     }
     if let Some(SecurityProfile::Localhost(name)) = &sc.apparmor {
         let name = name.strip_prefix("localhost/").unwrap_or(name);
+        // containerd refuses it too: no loaded profile has such a name
+        // ("apparmor profile not found").
         if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(Error::invalid(
                 field("apparmor.localhost_ref"),
@@ -457,6 +533,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::container::{Device, Mount};
 
@@ -502,7 +580,6 @@ mod tests {
     #[test]
     fn names_images_and_process() {
         check(&[
-            ("config.metadata.name", |r| r.name.clear()),
             ("config.metadata.name", |r| r.name = "a/b".into()),
             ("config.metadata.name", |r| r.name = "a\nb".into()),
             ("config.metadata.name", |r| r.name = "a\0b".into()),
@@ -514,8 +591,15 @@ mod tests {
             }),
             ("config.args[0]", |r| r.args = vec!["\0".into()]),
             ("config.working_dir", |r| r.working_dir = "rel".into()),
-            ("config.working_dir", |r| r.working_dir = "/a/../b".into()),
+            ("config.working_dir", |r| r.working_dir = "./a".into()),
+            ("config.working_dir", |r| r.working_dir = "/a\0".into()),
         ]);
+        // `..` and control characters cannot leave the container's root:
+        // cleaned, not refused.
+        let mut req = request();
+        req.working_dir = "/a/../b/./c\n".into();
+        assert!(validate(&req).is_ok());
+        assert_eq!(normalized(req).working_dir, "/b/c\n");
     }
 
     #[test]
@@ -527,6 +611,7 @@ mod tests {
             "-a".into(),
             "a b".into(),
             "ü".into(),
+            String::new(),
         ] {
             let req = ContainerRequest { name, ..request() };
             assert!(validate(&req).is_ok(), "{req:?}");
@@ -589,13 +674,14 @@ mod tests {
             ("config.envs[0].key", |r| {
                 r.envs = vec![("A\0".into(), "1".into())]
             }),
-            ("config.envs[0].key", |r| {
-                r.envs = vec![("A\nB".into(), "1".into())]
-            }),
             ("config.envs[0].value", |r| {
                 r.envs = vec![("A".into(), "1\0".into())]
             }),
         ]);
+        // The kernel and runc take control characters in a name.
+        let mut req = request();
+        req.envs = vec![("A\nB".into(), "1".into()), ("\tC".into(), String::new())];
+        assert!(validate(&req).is_ok());
     }
 
     #[test]
@@ -616,51 +702,168 @@ mod tests {
         }
         check(&[
             ("config.mounts[0].container_path", |r| {
-                r.mounts = vec![mount("data", "/srv")]
+                r.mounts = vec![mount("", "/srv")]
             }),
             ("config.mounts[0].container_path", |r| {
-                r.mounts = vec![mount("/data/../etc", "/srv")]
+                r.mounts = vec![mount("/data\0", "/srv")]
             }),
             ("config.mounts[0].host_path", |r| {
                 r.mounts = vec![mount("/data", "srv")]
             }),
             ("config.mounts[0].host_path", |r| {
-                r.mounts = vec![mount("/data", "/srv/../../etc")]
+                r.mounts = vec![mount("/data", "./srv")]
             }),
-            ("config.mounts[1].container_path", |r| {
-                r.mounts = vec![mount("/data", "/a"), mount("/data/", "/b")]
-            }),
-            ("config.devices[0].permissions", |r| {
-                r.devices = vec![device("/dev/fuse", "/dev/fuse", "")]
+            ("config.mounts[0].host_path", |r| {
+                r.mounts = vec![mount("/data", "")]
             }),
             ("config.devices[0].permissions", |r| {
                 r.devices = vec![device("/dev/fuse", "/dev/fuse", "rwx")]
             }),
-            ("config.devices[0].permissions", |r| {
-                r.devices = vec![device("/dev/fuse", "/dev/fuse", "rr")]
+            ("config.devices[1].permissions", |r| {
+                r.devices = vec![
+                    device("/dev/fuse", "/dev/fuse", "rw"),
+                    device("/dev/null", "/dev/null", "R"),
+                ]
+            }),
+            ("config.devices[0].container_path", |r| {
+                r.devices = vec![device("", "/dev/fuse", "rw")]
             }),
             ("config.devices[0].host_path", |r| {
                 r.devices = vec![device("/dev/fuse", "fuse", "rwm")]
             }),
-            ("config.log_path", |r| r.log_path = "/var/log/x.log".into()),
             ("config.log_path", |r| r.log_path = "../x.log".into()),
+            ("config.log_path", |r| r.log_path = "/../x.log".into()),
             ("config.log_path", |r| r.log_path = "app/../../x.log".into()),
-            ("config.log_path", |r| r.log_path = "app/\n.log".into()),
+            ("config.log_path", |r| r.log_path = "app/\0.log".into()),
             ("config.log_path", |r| r.log_path = "app/".into()),
+            ("config.log_path", |r| r.log_path = "app/.".into()),
+            ("config.log_path", |r| r.log_path = "app/..".into()),
+            ("config.log_path", |r| r.log_path = "/".into()),
             ("config.labels[\"\"]", |r| {
                 r.labels.insert(String::new(), "x".into());
             }),
             ("config.labels[\"k\"]", |r| {
                 r.labels.insert("k".into(), "x".repeat(4096));
             }),
-            ("config.annotations[\"\"]", |r| {
-                r.annotations.insert(String::new(), "x".into());
-            }),
         ]);
+        // Annotations are crius' own to keep: any key; a label with an
+        // empty key and value is dropped, as containerd drops it.
+        let mut req = request();
+        req.annotations.insert(String::new(), "x".into());
+        req.annotations.insert("a\nb".into(), "x".repeat(5000));
+        req.labels.insert(String::new(), String::new());
+        req.labels.insert("k\u{1}".into(), "v".into());
+        assert!(validate(&req).is_ok());
+        assert_eq!(normalized(req).labels.len(), 1);
         let mut req = request();
         req.devices = vec![device("/dev/fuse", "/dev/fuse", "mrw")];
         req.mounts = vec![mount("/data", "/srv/data")];
         assert!(validate(&req).is_ok());
+        // Relative targets are taken from `/`, `.`/`..` cleaned, control
+        // characters kept, the same target twice accepted (the later wins).
+        req.mounts = vec![
+            mount("data", "/srv/../srv/data/"),
+            mount("/data/", "/srv/b"),
+            mount("/x/./y/../z", "/srv/a b\tc\n"),
+        ];
+        req.devices = vec![device("dev/../fuse", "/dev/./fuse", "rwm")];
+        assert!(validate(&req).is_ok());
+        let n = normalized(req);
+        let targets: Vec<(&str, &str)> = n
+            .mounts
+            .iter()
+            .map(|m| (m.container_path.as_str(), m.host_path.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("/data", "/srv/data"),
+                ("/data", "/srv/b"),
+                ("/x/z", "/srv/a b\tc\n")
+            ]
+        );
+        assert_eq!(
+            (
+                n.devices[0].container_path.as_str(),
+                n.devices[0].host_path.as_str()
+            ),
+            ("/fuse", "/dev/fuse")
+        );
+    }
+
+    #[test]
+    fn device_permissions_are_normalized() {
+        fn device(container: &str, perms: &str) -> Device {
+            Device {
+                container_path: container.into(),
+                host_path: "/dev/fuse".into(),
+                permissions: perms.into(),
+            }
+        }
+        let mut req = request();
+        req.devices = vec![
+            device("/dev/a", ""),
+            device("/dev/b", "rr"),
+            device("/dev/c", "mwr"),
+            device("/dev/c", "m"),
+        ];
+        assert!(validate(&req).is_ok());
+        let perms: Vec<String> = normalized(req)
+            .devices
+            .into_iter()
+            .map(|d| d.permissions)
+            .collect();
+        assert_eq!(perms, ["", "r", "rwm", "m"]);
+        assert_eq!(device_permissions("wmrwm"), "rwm");
+    }
+
+    #[test]
+    fn log_paths_join_like_go() {
+        for (path, rel) in [
+            ("app/0.log", "app/0.log"),
+            ("/abs.log", "abs.log"),
+            ("//var/log/x.log", "var/log/x.log"),
+            ("./app/./0.log", "app/0.log"),
+            ("app//0.log", "app/0.log"),
+            ("app/../0.log", "0.log"),
+            ("a/b/../../0.log", "0.log"),
+            ("app/a\nb.log", "app/a\nb.log"),
+        ] {
+            assert_eq!(log_path_beneath(path).as_deref(), Ok(rel), "{path:?}");
+            let req = ContainerRequest {
+                log_path: path.into(),
+                ..request()
+            };
+            assert!(validate(&req).is_ok(), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn masked_and_readonly_paths_are_normalized() -> Result<()> {
+        let mut req = request();
+        req.linux.security.masked_paths = Some(vec![
+            "proc/kcore".into(),
+            String::new(),
+            "/sys/../sys/firmware/".into(),
+        ]);
+        req.linux.security.readonly_paths = Some(vec![]);
+        req.linux.security.seccomp = Some(SecurityProfile::Localhost(
+            "/var/lib/kubelet/seccomp/../seccomp/a.json".into(),
+        ));
+        validate(&req)?;
+        let sc = normalized(req).linux.security;
+        assert_eq!(
+            sc.masked_paths,
+            Some(vec!["/proc/kcore".to_string(), "/sys/firmware".to_string()])
+        );
+        assert_eq!(sc.readonly_paths, Some(vec![]));
+        assert_eq!(
+            sc.seccomp,
+            Some(SecurityProfile::Localhost(
+                "/var/lib/kubelet/seccomp/a.json".into()
+            ))
+        );
+        Ok(())
     }
 
     #[test]
@@ -701,24 +904,8 @@ mod tests {
     fn capabilities_namespaces_and_profiles() {
         check(&[
             (
-                "config.linux.security_context.capabilities.add_capabilities[1]",
-                |r| r.linux.security.capabilities.add = vec!["ALL".into(), "FLY".into()],
-            ),
-            (
-                "config.linux.security_context.capabilities.drop_capabilities[0]",
-                |r| r.linux.security.capabilities.drop = vec!["".into()],
-            ),
-            (
-                "config.linux.security_context.namespace_options.network",
-                |r| r.linux.security.namespace_options.network = NamespaceMode::Container,
-            ),
-            (
                 "config.linux.security_context.namespace_options.target_id",
                 |r| r.linux.security.namespace_options.pid = NamespaceMode::Target,
-            ),
-            (
-                "config.linux.security_context.namespace_options.target_id",
-                |r| r.linux.security.namespace_options.target_id = "abc".into(),
             ),
             ("config.linux.security_context.seccomp.localhost_ref", |r| {
                 r.linux.security.seccomp = Some(SecurityProfile::Localhost(String::new()))
@@ -735,11 +922,18 @@ mod tests {
                 },
             ),
             ("config.linux.security_context.masked_paths[0]", |r| {
-                r.linux.security.masked_paths = Some(vec!["proc/kcore".into()])
+                r.linux.security.masked_paths = Some(vec!["/proc/kcore\0".into()])
+            }),
+            ("config.linux.security_context.readonly_paths[1]", |r| {
+                r.linux.security.readonly_paths = Some(vec!["/a".into(), "\0".into()])
+            }),
+            ("config.linux.security_context.seccomp.localhost_ref", |r| {
+                r.linux.security.seccomp = Some(SecurityProfile::Localhost("./a.json".into()))
             }),
         ]);
         let mut req = request();
-        req.linux.security.capabilities.add = vec!["net_admin".into(), "CAP_SYS_TIME".into()];
+        req.linux.security.capabilities.add =
+            vec!["net_admin".into(), "CAP_SYS_TIME".into(), "FLY".into()];
         req.linux.security.capabilities.drop = vec!["all".into()];
         req.linux.security.seccomp = Some(SecurityProfile::Localhost(
             "/var/lib/kubelet/seccomp/audit.json".into(),
@@ -747,6 +941,20 @@ mod tests {
         req.linux.security.apparmor =
             Some(SecurityProfile::Localhost("localhost/k8s-nginx".into()));
         assert!(validate(&req).is_ok());
+        // Network and IPC follow the pod whatever the container says; a
+        // stray target_id is ignored.
+        for mode in [
+            NamespaceMode::Container,
+            NamespaceMode::Target,
+            NamespaceMode::Node,
+        ] {
+            let mut req = request();
+            let ns = &mut req.linux.security.namespace_options;
+            ns.network = mode;
+            ns.ipc = mode;
+            ns.target_id = "abc".into();
+            assert!(validate(&req).is_ok(), "{mode:?}");
+        }
     }
 
     #[test]
@@ -768,11 +976,7 @@ mod tests {
                 res(r).cpu_shares = 1
             }),
             ("config.linux.resources.memory_limit_in_bytes", |r| {
-                res(r).memory_limit_in_bytes = -1
-            }),
-            ("config.linux.resources.memory_swap_limit_in_bytes", |r| {
-                res(r).memory_limit_in_bytes = 2 << 20;
-                res(r).memory_swap_limit_in_bytes = 1 << 20;
+                res(r).memory_limit_in_bytes = -2
             }),
             ("config.linux.resources.oom_score_adj", |r| {
                 res(r).oom_score_adj = 1001
@@ -783,11 +987,14 @@ mod tests {
             ("config.linux.resources.cpuset_mems", |r| {
                 res(r).cpuset_mems = "3-1".into()
             }),
-            ("config.linux.resources.hugepage_limits[0].page_size", |r| {
-                res(r).hugepage_limits = vec![("2M".into(), 1)]
+            ("config.linux.resources.cpuset_cpus", |r| {
+                res(r).cpuset_cpus = "0-7:2".into()
             }),
-            ("config.linux.resources.hugepage_limits[0].limit", |r| {
-                res(r).hugepage_limits = vec![("2MB".into(), u64::MAX)]
+            ("config.linux.resources.cpuset_cpus", |r| {
+                res(r).cpuset_cpus = "0-7:5/4".into()
+            }),
+            ("config.linux.resources.cpuset_cpus", |r| {
+                res(r).cpuset_cpus = "0-7:1/0".into()
             }),
             ("config.linux.resources.unified[\"../memory.max\"]", |r| {
                 res(r).unified.insert("../memory.max".into(), "1".into());
@@ -801,10 +1008,20 @@ mod tests {
             memory_limit_in_bytes: 1 << 30,
             memory_swap_limit_in_bytes: -1,
             oom_score_adj: -997,
-            cpuset_cpus: "0-1,3".into(),
+            cpuset_cpus: "0-1,3,8-15:2/4,4-N".into(),
             cpuset_mems: "0".into(),
             hugepage_limits: vec![("2MB".into(), 1 << 30), ("1GB".into(), 0)],
             unified: BTreeMap::from([("memory.high".to_string(), "max".to_string())]),
+        };
+        assert!(validate(&req).is_ok());
+        // What depends on the node is checked where it is applied
+        // (linux_resources): unlimited memory, swap below memory, odd
+        // page sizes and huge limits pass validation.
+        *res(&mut req) = ContainerResources {
+            memory_limit_in_bytes: -1,
+            memory_swap_limit_in_bytes: -5,
+            hugepage_limits: vec![("2M".into(), u64::MAX)],
+            ..Default::default()
         };
         assert!(validate(&req).is_ok());
     }
@@ -812,7 +1029,10 @@ mod tests {
     #[test]
     fn cleaning_paths() {
         assert_eq!(clean("/"), "/");
+        assert_eq!(clean(""), "/");
         assert_eq!(clean("/a//b/"), "/a/b");
         assert_eq!(clean("/etc/hosts"), "/etc/hosts");
+        assert_eq!(clean("etc/hosts"), "/etc/hosts");
+        assert_eq!(clean("/a/../../etc/./hosts"), "/etc/hosts");
     }
 }

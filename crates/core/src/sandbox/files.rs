@@ -17,16 +17,30 @@ use super::DnsConfig;
 /// as given, without glibc's old limits (6 search domains, 256 characters;
 /// gone since glibc 2.26): kubelet already caps them (3 servers; 32 search
 /// domains, 2048 characters).
+///
+/// Entries that are empty (or blank) are dropped: they would write nothing
+/// or an empty `nameserver` line.
 pub fn resolv_conf(dns: &DnsConfig) -> String {
+    let words = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .filter(|e| !e.trim().is_empty())
+            .cloned()
+            .collect()
+    };
+    let (searches, servers, options) = (
+        words(&dns.searches),
+        words(&dns.servers),
+        words(&dns.options),
+    );
     let mut out = String::new();
-    if !dns.searches.is_empty() {
-        out.push_str(&format!("search {}\n", dns.searches.join(" ")));
+    if !searches.is_empty() {
+        out.push_str(&format!("search {}\n", searches.join(" ")));
     }
-    for server in &dns.servers {
+    for server in &servers {
         out.push_str(&format!("nameserver {server}\n"));
     }
-    if !dns.options.is_empty() {
-        out.push_str(&format!("options {}\n", dns.options.join(" ")));
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
     }
     out
 }
@@ -86,6 +100,12 @@ mod tests {
         };
         assert_eq!(resolv_conf(&only_server), "nameserver 1.1.1.1\n");
         assert_eq!(resolv_conf(&DnsConfig::default()), "");
+        let with_empty = DnsConfig {
+            servers: strings(&["", "1.1.1.1", " "]),
+            searches: strings(&["", "a b"]),
+            options: strings(&[""]),
+        };
+        assert_eq!(resolv_conf(&with_empty), "search a b\nnameserver 1.1.1.1\n");
     }
 
     #[test]

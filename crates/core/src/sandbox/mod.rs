@@ -26,7 +26,7 @@ pub(crate) mod golden;
 
 pub use spec::{ImageProcess, SandboxSpecInput, sandbox_spec};
 pub use state::{SandboxEvent, SandboxState};
-pub use validate::validate;
+pub use validate::{normalized, validate};
 
 /// A pod sandbox as requested by `RunPodSandbox` (CRI `PodSandboxConfig`
 /// plus the runtime handler).
@@ -135,11 +135,14 @@ pub enum NamespaceMode {
     /// The pod's own namespace, shared by its containers.
     #[default]
     Pod,
-    /// A namespace per container (meaningful for PID only).
+    /// A namespace per container (meaningful for PID only; for a pod's
+    /// network and IPC, and a container's, it means the pod's, as in
+    /// containerd).
     Container,
     /// The node's namespace.
     Node,
-    /// Another container's namespace (never valid for a sandbox).
+    /// Another container's namespace (a container's PID only; anywhere
+    /// else it means the pod's own, as in containerd).
     Target,
 }
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
     Capabilities, Capability, Linux, LinuxCapabilities, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources,
+    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources,
     LinuxResourcesBuilder, LinuxSeccomp, Mount, MountBuilder, Process, RootBuilder, Spec, User,
     UserBuilder,
 };
@@ -21,7 +21,7 @@ use oci_spec::runtime::{
 use super::annotations as ann;
 use super::id::is_valid_id;
 use super::validate::{to_id, validate};
-use super::{LinuxSandbox, NamespaceMode, PodSandboxRequest, Resources, SecurityProfile, sysctl};
+use super::{LinuxSandbox, NamespaceMode, PodSandboxRequest, SecurityProfile, sysctl};
 use crate::cgroup::CgroupDriver;
 use crate::container::seccomp::{self as container_seccomp, Conditions, Platform};
 use crate::{Error, Result};
@@ -30,8 +30,8 @@ use crate::{Error, Result};
 pub const OCI_VERSION: &str = "1.0.2-dev";
 /// The oom_score_adj kubelet and containerd give the pause process.
 pub const DEFAULT_SANDBOX_OOM_SCORE_ADJ: i32 = -998;
-/// CPU shares of the pause container when the pod gives none (containerd's
-/// `DefaultSandboxCPUshares`).
+/// CPU shares of the pause container (containerd's
+/// `DefaultSandboxCPUshares`), whatever the pod's resources say.
 pub const DEFAULT_SANDBOX_CPU_SHARES: u64 = 2;
 /// Root filesystem of the bundle, relative to it.
 pub const ROOTFS_PATH: &str = "rootfs";
@@ -180,6 +180,9 @@ pub fn cgroups_path(driver: CgroupDriver, cgroup_parent: &str, id: &str) -> Resu
             } else {
                 cgroup_parent
             };
+            // impossible in effect: runc's cgroupfs manager would nest a
+            // relative path under its own cgroup, outside kubelet's
+            // hierarchy (the pod's limits silently lost).
             if !parent.starts_with('/') {
                 return Err(Error::invalid(
                     FIELD,
@@ -196,6 +199,8 @@ pub fn cgroups_path(driver: CgroupDriver, cgroup_parent: &str, id: &str) -> Resu
                 None | Some("") => DEFAULT_SYSTEMD_SLICE,
                 Some(last) => last,
             };
+            // impossible: runc's systemd manager refuses anything but
+            // `<slice>:<prefix>:<name>`.
             if slice.len() <= ".slice".len() || !slice.ends_with(".slice") {
                 return Err(Error::invalid(
                     FIELD,
@@ -222,18 +227,19 @@ fn spec_hostname(input: &SandboxSpecInput<'_>) -> Result<Option<String>> {
     if host_network(input.request) || input.hostname.is_empty() {
         return Ok(None);
     }
-    if input.hostname.len() > 64 || input.hostname.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "config.hostname",
-            format!("{:?} is not a hostname the kernel takes", input.hostname),
-        ));
-    }
+    // The request's hostname passed validate; this is the one the caller
+    // chose (the node's when the request gave none): the same rules apply
+    // (impossible beyond 64 bytes, security for control characters).
+    super::validate::check_hostname(&input.hostname)
+        .map_err(|r| Error::invalid("config.hostname", format!("{:?}: {r}", input.hostname)))?;
     Ok(Some(input.hostname.clone()))
 }
 
 fn process(input: &SandboxSpecInput<'_>) -> Result<Process> {
     let image = &input.image_config;
     let args: Vec<String> = image.entrypoint.iter().chain(&image.cmd).cloned().collect();
+    // containerd refuses it too ("invalid empty entrypoint and cmd in image
+    // config").
     if args.is_empty() {
         return Err(Error::FailedPrecondition(
             "the sandbox image has neither entrypoint nor cmd".into(),
@@ -242,6 +248,7 @@ fn process(input: &SandboxSpecInput<'_>) -> Result<Process> {
     let cwd = match image.working_dir.as_str() {
         "" => "/",
         dir if dir.starts_with('/') => dir,
+        // impossible: runc refuses a relative cwd.
         dir => {
             return Err(Error::FailedPrecondition(format!(
                 "the sandbox image's working directory {dir:?} is not absolute"
@@ -304,6 +311,9 @@ fn process_user(linux: &LinuxSandbox, image_user: &str) -> Result<User> {
 }
 
 /// `uid[:gid]` in numbers; names would need the image's /etc/passwd.
+/// security: crius does not read the pause image's /etc/passwd yet, and
+/// running the pause process as root instead of the named user would give
+/// it more than the image asked for (containerd resolves the name).
 fn numeric_user(user: &str) -> Result<(u32, u32)> {
     if user.is_empty() {
         return Ok((0, 0));
@@ -429,7 +439,7 @@ fn linux(input: &SandboxSpecInput<'_>) -> Result<Linux> {
         .set_uid_mappings(None)
         .set_gid_mappings(None)
         .set_sysctl((!sysctls.is_empty()).then(|| sysctls.into_iter().collect()))
-        .set_resources(Some(resources(req.resources.as_ref())?))
+        .set_resources(Some(resources()?))
         .set_cgroups_path(Some(PathBuf::from(cgroups_path)))
         .set_namespaces(Some(namespaces(input)?))
         .set_devices(None)
@@ -517,39 +527,26 @@ fn namespaces(input: &SandboxSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     Ok(out)
 }
 
-/// Deny all devices (runc adds its defaults after this rule), the pod's
-/// CPU and memory when given, and [`DEFAULT_SANDBOX_CPU_SHARES`] otherwise.
-fn resources(pod: Option<&Resources>) -> Result<LinuxResources> {
+/// Deny all devices (runc adds its defaults after this rule) and
+/// [`DEFAULT_SANDBOX_CPU_SHARES`], as containerd does: the pod's own
+/// `resources` only go into annotations (its containers carry the limits;
+/// applied to the pause container, a `cpu_quota` of 1 would make runc
+/// fail the pod).
+fn resources() -> Result<LinuxResources> {
     let deny_all = LinuxDeviceCgroupBuilder::default()
         .allow(false)
         .access("rwm")
         .build()
         .map_err(oci)?;
-    let r = pod.copied().unwrap_or_default();
-    let positive = |v: i64| (v > 0).then_some(v);
-    let shares = u64::try_from(r.cpu_shares)
-        .ok()
-        .filter(|s| *s > 0)
-        .unwrap_or(DEFAULT_SANDBOX_CPU_SHARES);
-    let mut cpu = LinuxCpuBuilder::default().shares(shares);
-    if let Some(quota) = positive(r.cpu_quota) {
-        cpu = cpu.quota(quota);
-    }
-    if let Some(period) = positive(r.cpu_period).and_then(|p| u64::try_from(p).ok()) {
-        cpu = cpu.period(period);
-    }
-    let mut builder = LinuxResourcesBuilder::default()
+    let cpu = LinuxCpuBuilder::default()
+        .shares(DEFAULT_SANDBOX_CPU_SHARES)
+        .build()
+        .map_err(oci)?;
+    LinuxResourcesBuilder::default()
         .devices(vec![deny_all])
-        .cpu(cpu.build().map_err(oci)?);
-    if let Some(limit) = positive(r.memory_limit_in_bytes) {
-        builder = builder.memory(
-            LinuxMemoryBuilder::default()
-                .limit(limit)
-                .build()
-                .map_err(oci)?,
-        );
-    }
-    builder.build().map_err(oci)
+        .cpu(cpu)
+        .build()
+        .map_err(oci)
 }
 
 /// The pass-through annotations, then the CRI contract's (which win).
@@ -701,6 +698,25 @@ mod tests {
             sandbox_spec(&i),
             Err(Error::FailedPrecondition(_))
         ));
+    }
+
+    #[test]
+    fn hostnames_the_kernel_takes() -> Result<()> {
+        let mut req = request();
+        req.hostname = "crictl_host".into();
+        let mut i = input(&req);
+        i.hostname = "crictl_host".into();
+        assert_eq!(sandbox_spec(&i)?.hostname().as_deref(), Some("crictl_host"));
+        i.hostname = "h".repeat(64);
+        assert!(sandbox_spec(&i).is_ok());
+        i.hostname = "h".repeat(65);
+        assert!(matches!(
+            sandbox_spec(&i),
+            Err(Error::InvalidArgument { field, .. }) if field == "config.hostname"
+        ));
+        i.hostname = "node\nevil".into();
+        assert!(sandbox_spec(&i).is_err());
+        Ok(())
     }
 
     #[test]

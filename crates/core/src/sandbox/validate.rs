@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::{
-    DnsConfig, LinuxSandbox, NamespaceMode, NamespaceOptions, PodSandboxRequest, PortMapping,
-    Protocol, Resources, SecurityProfile, sysctl,
+    DnsConfig, LinuxSandbox, NamespaceMode, PodSandboxRequest, PortMapping, SecurityProfile, sysctl,
 };
 use crate::{Error, Result};
 
@@ -17,12 +16,8 @@ use crate::{Error, Result};
 const MAX_NAME_LEN: usize = 4000;
 /// Longest hostname the kernel takes (`__NEW_UTS_LEN`).
 const MAX_HOSTNAME_LEN: usize = 64;
-/// Longest DNS label.
-const MAX_HOSTNAME_LABEL_LEN: usize = 63;
 /// containerd's limit on a label's key plus value.
 const MAX_LABEL_SIZE: usize = 4096;
-/// The kernel's bounds on a CFS period, in microseconds.
-const CPU_PERIOD_RANGE: std::ops::RangeInclusive<i64> = 1_000..=1_000_000;
 
 /// Checks `req` before anything is created. Host networking makes the
 /// hostname irrelevant (it is ignored, not checked).
@@ -47,70 +42,116 @@ pub fn validate(req: &PodSandboxRequest) -> Result<()> {
     validate_linux(&req.linux)
 }
 
-/// A pod or container name, namespace or UID: any non-empty string, as
-/// containerd takes it (Kubernetes' own rules are kubelet's business),
-/// within containerd's label limit ([`MAX_NAME_LEN`]). Refused, for
-/// security: control characters (names are written into log lines and
-/// terminal output, where they would forge lines or escapes) and `/`
-/// (clients lay out files by these names, as kubelet's
-/// `<namespace>_<name>_<uid>` log directories: a `/` would reach into
-/// another's).
+/// A pod or container name, namespace or UID: any string, as containerd
+/// takes it (Kubernetes' own rules are kubelet's business), even an empty
+/// one: crius finds pods and containers by id and keeps their metadata in
+/// its own record, so the empty label value containerd drops loses
+/// nothing.
 pub(crate) fn check_object_name(value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Err("must not be empty".into());
-    }
+    // containerd refuses it too: the value becomes a containerd label, and
+    // containerd refuses a label whose key and value exceed 4096 bytes.
     if value.len() > MAX_NAME_LEN {
         return Err(format!(
             "longer than {MAX_NAME_LEN} bytes (containerd's label limit)"
         ));
     }
+    // NUL: impossible (the names go into CNI_ARGS, an environment
+    // variable). Other control characters: security, names are written as
+    // they are into criusd's log lines and the CLI's terminal output, where
+    // they would forge lines or escapes. `/`: security, clients lay out
+    // files by these names (kubelet's `<namespace>_<name>_<uid>` pod log
+    // directories and `<name>/` container log directories, `crius run`'s
+    // `/var/log/crius/pods/<name>`) and crius reports them back (List*,
+    // *Status) to agents that may do the same: a `/` would reach into
+    // another's directory. crius itself derives no path from a name.
     match value.chars().find(|c| *c == '/' || c.is_control()) {
         Some(c) => Err(format!("character {c:?} is not allowed")),
         None => Ok(()),
     }
 }
 
-/// An RFC 1123 hostname the kernel accepts: dot-separated labels of
-/// letters, digits and inner `-`, at most 64 characters in all.
+/// Any hostname the kernel takes, as containerd passes it on unchecked
+/// (`crictl_host`, upper case, a leading `-` are all fine).
 pub(crate) fn check_hostname(hostname: &str) -> Result<(), String> {
+    // impossible: sethostname(2) refuses more than __NEW_UTS_LEN bytes;
+    // refusing early names the field and leaves nothing half-made.
     if hostname.len() > MAX_HOSTNAME_LEN {
-        return Err(format!("longer than {MAX_HOSTNAME_LEN} characters"));
+        return Err(format!(
+            "longer than {MAX_HOSTNAME_LEN} bytes (the kernel's limit)"
+        ));
     }
-    for label in hostname.split('.') {
-        if label.is_empty() || label.len() > MAX_HOSTNAME_LABEL_LEN {
-            return Err(format!(
-                "{hostname:?} is not an RFC 1123 hostname (labels of 1 to 63 characters)"
-            ));
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            || label.starts_with('-')
-            || label.ends_with('-')
-        {
-            return Err(format!(
-                "{hostname:?} is not an RFC 1123 hostname (letters, digits, inner '-')"
-            ));
-        }
+    // security: the name is written line by line into the pod's /etc/hosts
+    // and /etc/hostname; a line break (or NUL, or another control
+    // character) would forge entries there.
+    match hostname.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!("character {c:?} is not allowed in a hostname")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// Empty, or an absolute path without `.`/`..` components or control characters.
+/// Empty, or an absolute path. `.` and `..` components are cleaned
+/// lexically by [`normalized`] (trusted fields: any absolute path may be
+/// named directly, so there is no boundary to keep).
 fn check_absolute_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Ok(());
     }
+    // impossible: a relative path would resolve against criusd's working
+    // directory, which no client can mean.
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    if path.chars().any(char::is_control) {
-        return Err("control characters are not allowed".into());
-    }
-    if path.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{path:?} has a '.' or '..' component"));
+    // impossible: no path holds NUL.
+    if path.contains('\0') {
+        return Err("NUL is not allowed in a path".into());
     }
     Ok(())
+}
+
+/// `path` cleaned lexically, as Go's `path.Clean`: `//` squeezed, `.`
+/// dropped, `..` resolved against the component before it (at the root it
+/// stays at the root), no trailing `/`; empty becomes `.`.
+pub(crate) fn clean_path(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(last) if *last != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            c => parts.push(c),
+        }
+    }
+    match (rooted, parts.is_empty()) {
+        (true, _) => format!("/{}", parts.join("/")),
+        (false, true) => ".".to_string(),
+        (false, false) => parts.join("/"),
+    }
+}
+
+/// `req` as crius uses it once it passed [`validate`]: the trusted paths
+/// cleaned lexically (`log_directory`, `cgroup_parent`, a `Localhost`
+/// seccomp profile), so that everything after sees one spelling; a label
+/// with an empty key and value dropped.
+pub fn normalized(mut req: PodSandboxRequest) -> PodSandboxRequest {
+    if !req.log_directory.is_empty() {
+        req.log_directory = clean_path(&req.log_directory);
+    }
+    if !req.linux.cgroup_parent.is_empty() {
+        req.linux.cgroup_parent = clean_path(&req.linux.cgroup_parent);
+    }
+    if let Some(SecurityProfile::Localhost(path)) = &mut req.linux.seccomp
+        && !path.is_empty()
+    {
+        *path = clean_path(path);
+    }
+    req.labels.retain(|k, v| !(k.is_empty() && v.is_empty()));
+    req
 }
 
 fn validate_dns(dns: &DnsConfig) -> Result<()> {
@@ -127,12 +168,23 @@ fn validate_dns(dns: &DnsConfig) -> Result<()> {
     Ok(())
 }
 
-/// One word of resolv.conf: non-empty, no blanks or line breaks.
+/// An entry of resolv.conf, written as containerd writes it (one line per
+/// list, or per server). Empty entries are dropped when the file is
+/// written ([`super::files::resolv_conf`]).
+///
+/// Blanks inside an entry are accepted, as containerd writes them as is:
+/// resolv.conf is whitespace-separated, so `a b` in `searches` or
+/// `options` is just two words on the line (what the client could have
+/// sent as two entries), and in a server the resolver reads the first word
+/// of its `nameserver` line and ignores the rest. Nothing can reach another
+/// line, so nothing is forged; the file is the pod's own.
 fn check_resolv_entry(entry: &str) -> Result<(), String> {
-    if entry.is_empty() {
-        return Err("must not be empty".into());
-    }
-    match entry.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    // security: a line break (or another control character) would smuggle
+    // lines into the pod's resolv.conf (containerd is exposed there).
+    match entry
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, ' ' | '\t'))
+    {
         Some(c) => Err(format!(
             "character {c:?} is not allowed (the entry is written to resolv.conf)"
         )),
@@ -140,56 +192,55 @@ fn check_resolv_entry(entry: &str) -> Result<(), String> {
     }
 }
 
-/// Ports in range; a host port used at most once per protocol and host IP
-/// (Kubernetes' own uniqueness rule).
+/// containerd's `toCNIPortMappings`: an entry without a host port
+/// (`host_port <= 0`, kubelet sends one per container port) is dropped
+/// whatever else it says; the others must be mappings the CNI portmap
+/// plugin can install. The same host port mapped twice is accepted, as
+/// containerd passes both on (portmap installs both rules, the first wins;
+/// Kubernetes refuses such pods upstream).
 fn validate_port_mappings(ports: &[PortMapping]) -> Result<()> {
-    let mut used: BTreeMap<(Protocol, u16, Option<IpAddr>), usize> = BTreeMap::new();
     for (i, port) in ports.iter().enumerate() {
-        let field = |name: &str| format!("config.port_mappings[{i}].{name}");
-        let container_port = u16::try_from(port.container_port).unwrap_or(0);
-        if container_port == 0 {
-            return Err(Error::invalid(
-                field("container_port"),
-                "must be in 1..=65535",
-            ));
-        }
-        let host_port = u16::try_from(port.host_port)
-            .map_err(|_| Error::invalid(field("host_port"), "must be in 0..=65535"))?;
-        let host_ip = if port.host_ip.is_empty() {
-            None
-        } else {
-            let ip = port.host_ip.parse::<IpAddr>().map_err(|_| {
-                Error::invalid(
-                    field("host_ip"),
-                    format!("{:?} is not an IP address", port.host_ip),
-                )
-            })?;
-            Some(ip)
-        };
-        if host_port == 0 {
+        if port.host_port <= 0 {
             continue;
         }
-        let key = (port.protocol, host_port, host_ip);
-        if let Some(first) = used.insert(key, i) {
+        let field = |name: &str| format!("config.port_mappings[{i}].{name}");
+        // impossible: no such port; iptables/nftables refuse it.
+        if u16::try_from(port.host_port).is_err() {
+            return Err(Error::invalid(field("host_port"), "must be in 0..=65535"));
+        }
+        // impossible: the portmap plugin refuses it ("Invalid container
+        // port number").
+        if u16::try_from(port.container_port).map_or(true, |p| p == 0) {
             return Err(Error::invalid(
-                field("host_port"),
-                format!(
-                    "{} host port {host_port} on {} is already mapped by config.port_mappings[{first}]",
-                    port.protocol,
-                    host_ip.map_or_else(|| "all addresses".to_string(), |ip| ip.to_string())
-                ),
+                field("container_port"),
+                "must be in 1..=65535 when a host port is given",
+            ));
+        }
+        // impossible (in effect): portmap would take a name for an IPv6
+        // address (ip6tables then resolves it through DNS, and IPv4 gets no
+        // mapping at all), and crius' CNI layer refuses it too; no client
+        // can mean that.
+        if !port.host_ip.is_empty() && port.host_ip.parse::<IpAddr>().is_err() {
+            return Err(Error::invalid(
+                field("host_ip"),
+                format!("{:?} is not an IP address", port.host_ip),
             ));
         }
     }
     Ok(())
 }
 
-fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+/// Labels become containerd labels: what containerd refuses is refused.
+/// An empty key with an empty value is accepted and dropped, as containerd
+/// drops labels with empty values (see [`normalized`]).
+pub(crate) fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     for (key, value) in labels {
         let field = || format!("config.labels[{key:?}]");
-        if key.is_empty() {
+        // containerd refuses it too (bolt: "key required").
+        if key.is_empty() && !value.is_empty() {
             return Err(Error::invalid(field(), "the key must not be empty"));
         }
+        // containerd refuses it too (labels.Validate).
         if key.len() + value.len() > MAX_LABEL_SIZE {
             return Err(Error::invalid(
                 field(),
@@ -203,7 +254,9 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
 }
 
 fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
-    validate_namespaces(&linux.namespaces)?;
+    // Namespace modes: only NODE is special, as in containerd (a pod's
+    // CONTAINER or TARGET network/IPC and TARGET PID behave as POD: the pod
+    // gets its own), so there is nothing to refuse.
     not_yet(
         "config.linux.security_context",
         linux.user_namespace,
@@ -213,43 +266,20 @@ fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
         .map_err(|r| Error::invalid("config.linux.cgroup_parent", r))?;
     sysctl::validate(&linux.sysctls, &linux.namespaces)?;
     validate_ids(linux)?;
-    validate_seccomp(linux.seccomp.as_ref())?;
-    for (name, resources) in [
-        ("resources", &linux.resources),
-        ("overhead", &linux.overhead),
-    ] {
-        if let Some(r) = resources {
-            validate_resources(name, r)?;
-        }
-    }
-    Ok(())
-}
-
-fn validate_namespaces(ns: &NamespaceOptions) -> Result<()> {
-    let field = |name: &str| format!("config.linux.security_context.namespace_options.{name}");
-    for (name, mode) in [("network", ns.network), ("ipc", ns.ipc)] {
-        if matches!(mode, NamespaceMode::Container | NamespaceMode::Target) {
-            return Err(Error::invalid(
-                field(name),
-                format!("{mode:?} is not supported for a pod (use POD or NODE)"),
-            ));
-        }
-    }
-    if ns.pid == NamespaceMode::Target {
-        return Err(Error::invalid(
-            field("pid"),
-            "TARGET is not supported for a pod (use POD, CONTAINER or NODE)",
-        ));
-    }
-    Ok(())
+    // `resources` and `overhead` are never refused: containerd only
+    // records the pod's resources in annotations (the containers carry
+    // the limits) and ignores the overhead, and so does crius.
+    validate_seccomp(linux.seccomp.as_ref())
 }
 
 /// Refuses what asks for a feature crius does not have yet (user
 /// namespaces, the `Strict` supplemental-groups policy), for a pod or a
-/// container (`sc` is the field of its security context). Security:
+/// container (`sc` is the field of its security context). security:
 /// ignoring them would run the workload with less isolation than it asked
-/// for, without telling anyone. What asks for nothing passes (kubelet sends
-/// `userns_options { mode: NODE }` for every pod).
+/// for, without telling anyone (user namespace modes CONTAINER and TARGET:
+/// containerd refuses them too, "unsupported user namespace mode"). What
+/// asks for nothing passes (kubelet sends `userns_options { mode: NODE }`
+/// for every pod).
 pub(crate) fn not_yet(
     sc: &str,
     user_namespace: Option<NamespaceMode>,
@@ -271,13 +301,15 @@ pub(crate) fn not_yet(
 }
 
 /// Driver-independent checks; [`super::spec::cgroups_path`] checks the form
-/// the driver needs.
+/// the driver needs. `.` and `..` are cleaned by [`normalized`] (trusted
+/// field; runc confines a cgroupfs path to the hierarchy anyway).
 fn check_cgroup_parent(parent: &str) -> Result<(), String> {
+    // security: the kernel prints cgroup paths unescaped in the
+    // line-oriented /proc/<pid>/cgroup, which runc and node agents parse; a
+    // line break (or NUL, or another control character) would forge
+    // entries there.
     if parent.chars().any(char::is_control) {
         return Err("control characters are not allowed".into());
-    }
-    if parent.split('/').any(|c| c == "." || c == "..") {
-        return Err(format!("{parent:?} has a '.' or '..' component"));
     }
     Ok(())
 }
@@ -287,6 +319,9 @@ pub(crate) fn to_id(value: i64) -> Option<u32> {
     u32::try_from(value).ok().filter(|id| *id != u32::MAX)
 }
 
+/// security, all of them: an id outside the kernel's range would be
+/// truncated on the way to runc (containerd casts supplemental groups to
+/// uint32 unchecked: 2^32 becomes gid 0, root's group).
 fn validate_ids(linux: &LinuxSandbox) -> Result<()> {
     let field = |name: &str| format!("config.linux.security_context.{name}");
     let bad = |value: i64| format!("{value} is not a valid id (0..=4294967294)");
@@ -294,6 +329,8 @@ fn validate_ids(linux: &LinuxSandbox) -> Result<()> {
         return Err(Error::invalid(field("run_as_user"), bad(uid)));
     }
     if let Some(gid) = linux.run_as_group {
+        // containerd refuses it too ("user group is specified without
+        // user").
         if linux.run_as_user.is_none() {
             return Err(Error::invalid(
                 field("run_as_group"),
@@ -317,10 +354,13 @@ fn validate_ids(linux: &LinuxSandbox) -> Result<()> {
 
 /// A `Localhost` profile names an absolute file. containerd reads any path
 /// it is given; a relative one would resolve against criusd's working
-/// directory, a file no client can mean, so it is refused (impossible).
+/// directory, a file no client can mean, so it is refused (impossible);
+/// `..` is cleaned (see [`normalized`]).
 fn validate_seccomp(profile: Option<&SecurityProfile>) -> Result<()> {
     const FIELD: &str = "config.linux.security_context.seccomp.localhost_ref";
     match profile {
+        // containerd refuses it too (seccomp.WithProfile("") cannot read
+        // the file).
         Some(SecurityProfile::Localhost(path)) if path.is_empty() => Err(Error::invalid(
             FIELD,
             "a Localhost profile needs the profile's path",
@@ -332,33 +372,9 @@ fn validate_seccomp(profile: Option<&SecurityProfile>) -> Result<()> {
     }
 }
 
-fn validate_resources(name: &str, r: &Resources) -> Result<()> {
-    let field = |f: &str| format!("config.linux.{name}.{f}");
-    if r.cpu_period != 0 && !CPU_PERIOD_RANGE.contains(&r.cpu_period) {
-        return Err(Error::invalid(
-            field("cpu_period"),
-            "must be 0 (unset) or in 1000..=1000000 microseconds",
-        ));
-    }
-    if r.cpu_quota < -1 {
-        return Err(Error::invalid(
-            field("cpu_quota"),
-            "must be -1 or 0 (unlimited) or positive",
-        ));
-    }
-    for (f, value) in [
-        ("cpu_shares", r.cpu_shares),
-        ("memory_limit_in_bytes", r.memory_limit_in_bytes),
-    ] {
-        if value < 0 {
-            return Err(Error::invalid(field(f), "must not be negative"));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::Protocol;
     use super::*;
 
     fn request() -> PodSandboxRequest {
@@ -391,15 +407,12 @@ mod tests {
     }
 
     #[test]
-    fn metadata_is_required() {
+    fn names_containerd_takes() {
         for (field, edit) in [
             (
                 "config.metadata.name",
-                (|r| r.name.clear()) as fn(&mut PodSandboxRequest),
+                (|r| r.name = "a/b".into()) as fn(&mut PodSandboxRequest),
             ),
-            ("config.metadata.uid", |r| r.uid.clear()),
-            ("config.metadata.namespace", |r| r.namespace.clear()),
-            ("config.metadata.name", |r| r.name = "a/b".into()),
             ("config.metadata.name", |r| r.name = "a\0b".into()),
             ("config.metadata.name", |r| r.name = "a\nb".into()),
             ("config.metadata.namespace", |r| {
@@ -412,36 +425,54 @@ mod tests {
             assert_eq!(refused_field(&req), field, "{req:?}");
         }
         // Longer than a DNS label or subdomain, with characters Kubernetes
-        // would not take: containerd accepts them, so does crius.
-        for name in ["x".repeat(254), "a b_c.D:e".into(), "ünï".into()] {
+        // would not take, or empty: containerd accepts them, so does crius.
+        for name in [
+            "x".repeat(254),
+            "a b_c.D:e".into(),
+            "ünï".into(),
+            String::new(),
+        ] {
             let mut req = request();
             req.name = name;
             assert!(validate(&req).is_ok(), "{req:?}");
         }
+        let mut req = request();
+        req.uid.clear();
+        req.namespace.clear();
+        assert!(validate(&req).is_ok());
     }
 
     #[test]
     fn hostnames() {
-        for ok in ["a", "web-0", "a.b-c.d", "A1", &"a".repeat(63), "0a"] {
-            assert!(check_hostname(ok).is_ok(), "{ok}");
-        }
-        let long = format!("{}.{}", "a".repeat(40), "b".repeat(24));
-        for bad in [
+        // containerd (and the kernel) take anything up to 64 bytes: CRI-O's
+        // own test config uses `crictl_host`.
+        let long_label = format!("{}.{}", "a".repeat(40), "b".repeat(23));
+        for ok in [
+            "a",
+            "web-0",
+            "a.b-c.d",
+            "A1",
+            "0a",
+            "crictl_host",
             "-a",
             "a-",
             "a..b",
             ".a",
             "a.",
-            "a_b",
             "a b",
-            "a\n",
+            "ünï",
             &"a".repeat(64),
-            &long,
+            &long_label,
         ] {
+            assert!(check_hostname(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a\n", "a\rb", "a\0", "a\tb", "\u{7f}", &"a".repeat(65)] {
             assert!(check_hostname(bad).is_err(), "{bad:?}");
         }
         let mut req = request();
-        req.hostname = "bad_host".into();
+        req.hostname = "crictl_host".into();
+        assert!(validate(&req).is_ok());
+        req.hostname = "bad\nhost".into();
         assert_eq!(refused_field(&req), "config.hostname");
         // With host networking the hostname is ignored, as containerd (and
         // kubelet, which never sends one then) does.
@@ -451,15 +482,43 @@ mod tests {
 
     #[test]
     fn log_directory_is_absolute() {
-        for bad in ["var/log", "/var/log/../etc", "/var/log/./x", "/var/log\n"] {
+        for bad in ["var/log", "./var/log", "/var/log\0"] {
             let mut req = request();
             req.log_directory = bad.into();
             assert_eq!(refused_field(&req), "config.log_directory", "{bad:?}");
         }
+        for (ok, clean) in [
+            ("/var/log/../log/pods/x", "/var/log/pods/x"),
+            ("/var/log/./pods//x/", "/var/log/pods/x"),
+            ("/var/log/pods/a\nb", "/var/log/pods/a\nb"),
+        ] {
+            let mut req = request();
+            req.log_directory = ok.into();
+            assert!(validate(&req).is_ok(), "{ok:?}");
+            assert_eq!(normalized(req).log_directory, clean);
+        }
     }
 
     #[test]
-    fn dns_entries_are_single_words() {
+    fn paths_are_cleaned_like_go() {
+        for (path, clean) in [
+            ("/", "/"),
+            ("//a//b/", "/a/b"),
+            ("/a/./b/../c", "/a/c"),
+            ("/../..", "/"),
+            ("/a/b/../../..", "/"),
+            ("a/../..", ".."),
+            ("a/./b", "a/b"),
+            ("kubepods.slice", "kubepods.slice"),
+            ("", "."),
+            ("./", "."),
+        ] {
+            assert_eq!(clean_path(path), clean, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn dns_entries_stay_on_their_line() {
         for (field, dns) in [
             (
                 "config.dns_config.servers[1]",
@@ -485,7 +544,7 @@ mod tests {
             (
                 "config.dns_config.options[0]",
                 DnsConfig {
-                    options: vec![String::new()],
+                    options: vec!["ndots:5\u{b}".into()],
                     ..Default::default()
                 },
             ),
@@ -496,6 +555,17 @@ mod tests {
             };
             assert_eq!(refused_field(&req), field);
         }
+        // Empty entries (dropped when written) and blanks inside one (words
+        // on the same line) are accepted, as containerd writes them.
+        let req = PodSandboxRequest {
+            dns: Some(DnsConfig {
+                servers: vec![String::new(), "10.0.0.10 ".into()],
+                searches: vec!["a.svc b.svc".into(), String::new()],
+                options: vec!["ndots:5\trotate".into(), String::new()],
+            }),
+            ..request()
+        };
+        assert!(validate(&req).is_ok());
     }
 
     fn mapping(
@@ -525,20 +595,28 @@ mod tests {
             mapping(Protocol::Tcp, 443, 0, ""),
             mapping(Protocol::Tcp, 444, 0, ""),
             mapping(Protocol::Sctp, 9, 9, "::1"),
+            // Without a host port an entry is dropped, whatever it says
+            // (containerd's toCNIPortMappings).
+            mapping(Protocol::Tcp, 0, 0, ""),
+            mapping(Protocol::Tcp, 65536, 0, ""),
+            mapping(Protocol::Tcp, -3, -1, "localhost"),
+            // The same host port twice: both go to CNI, as in containerd.
+            mapping(Protocol::Tcp, 82, 8080, ""),
+            mapping(Protocol::Tcp, 83, 8080, "0:0::1"),
+            mapping(Protocol::Tcp, 84, 8080, "::1"),
         ]);
         assert!(validate(&ok).is_ok());
         for (field, ports) in [
             (
                 "config.port_mappings[0].container_port",
-                vec![mapping(Protocol::Tcp, 0, 0, "")],
+                vec![mapping(Protocol::Tcp, 0, 80, "")],
             ),
             (
-                "config.port_mappings[0].container_port",
-                vec![mapping(Protocol::Tcp, 65536, 0, "")],
-            ),
-            (
-                "config.port_mappings[0].host_port",
-                vec![mapping(Protocol::Tcp, 80, -1, "")],
+                "config.port_mappings[1].container_port",
+                vec![
+                    mapping(Protocol::Tcp, 80, 0, ""),
+                    mapping(Protocol::Tcp, 65536, 80, ""),
+                ],
             ),
             (
                 "config.port_mappings[0].host_port",
@@ -547,21 +625,6 @@ mod tests {
             (
                 "config.port_mappings[0].host_ip",
                 vec![mapping(Protocol::Tcp, 80, 80, "localhost")],
-            ),
-            (
-                "config.port_mappings[1].host_port",
-                vec![
-                    mapping(Protocol::Tcp, 80, 8080, ""),
-                    mapping(Protocol::Tcp, 81, 8080, ""),
-                ],
-            ),
-            (
-                "config.port_mappings[2].host_port",
-                vec![
-                    mapping(Protocol::Tcp, 80, 8080, "::1"),
-                    mapping(Protocol::Udp, 80, 8080, "::1"),
-                    mapping(Protocol::Tcp, 81, 8080, "0:0::1"),
-                ],
             ),
         ] {
             assert_eq!(refused_field(&with(ports)), field);
@@ -578,62 +641,51 @@ mod tests {
         let mut req = request();
         req.labels.insert(String::new(), "v".into());
         assert_eq!(refused_field(&req), "config.labels[\"\"]");
+        // Empty key and value: what containerd drops is dropped.
+        let mut req = request();
+        req.labels.insert(String::new(), String::new());
+        req.labels.insert("k\tx".into(), String::new());
+        assert!(validate(&req).is_ok());
+        assert_eq!(normalized(req).labels.keys().collect::<Vec<_>>(), ["k\tx"]);
     }
 
     #[test]
-    fn namespace_modes() {
-        let ns = "config.linux.security_context.namespace_options";
-        for (field, options) in [
-            (
-                "network",
-                NamespaceOptions {
-                    network: NamespaceMode::Container,
-                    ..Default::default()
-                },
-            ),
-            (
-                "network",
-                NamespaceOptions {
-                    network: NamespaceMode::Target,
-                    ..Default::default()
-                },
-            ),
-            (
-                "ipc",
-                NamespaceOptions {
-                    ipc: NamespaceMode::Container,
-                    ..Default::default()
-                },
-            ),
-            (
-                "pid",
-                NamespaceOptions {
-                    pid: NamespaceMode::Target,
-                    ..Default::default()
-                },
-            ),
+    fn namespace_modes_other_than_node_are_the_pods_own() -> Result<()> {
+        use super::super::NamespaceOptions;
+        for mode in [
+            NamespaceMode::Pod,
+            NamespaceMode::Container,
+            NamespaceMode::Target,
         ] {
             let mut req = request();
-            req.linux.namespaces = options;
-            assert_eq!(refused_field(&req), format!("{ns}.{field}"));
+            req.linux.namespaces = NamespaceOptions {
+                network: mode,
+                pid: mode,
+                ipc: mode,
+            };
+            validate(&req)?;
         }
-        let mut req = request();
-        req.linux.namespaces.pid = NamespaceMode::Container;
-        assert!(validate(&req).is_ok());
+        Ok(())
     }
 
     #[test]
     fn cgroup_parent() {
-        for ok in [
-            "",
-            "/kubepods/besteffort/pod1",
-            "kubepods-besteffort-pod1.slice",
+        for (ok, clean) in [
+            ("", ""),
+            ("/kubepods/besteffort/pod1", "/kubepods/besteffort/pod1"),
+            (
+                "kubepods-besteffort-pod1.slice",
+                "kubepods-besteffort-pod1.slice",
+            ),
+            ("/kubepods/../x", "/x"),
+            ("/kubepods/./x/", "/kubepods/x"),
         ] {
             let mut req = request();
             req.linux.cgroup_parent = ok.into();
             assert!(validate(&req).is_ok(), "{ok}");
+            assert_eq!(normalized(req).linux.cgroup_parent, clean);
         }
-        for bad in ["/kubepods/../x", "/kubepods/./x", "/kubepods\n"] {
+        for bad in ["/kubepods\n", "/kubepods\0", "/kube\rpods"] {
             let mut req = request();
             req.linux.cgroup_parent = bad.into();
             assert_eq!(refused_field(&req), "config.linux.cgroup_parent", "{bad:?}");
@@ -698,75 +750,60 @@ mod tests {
             req.linux.seccomp = Some(profile);
             assert!(validate(&req).is_ok(), "{req:?}");
         }
-        for path in ["", "x.json", "/a/../etc/shadow"] {
+        for path in ["", "x.json", "./x.json", "/x\0.json"] {
             req.linux.seccomp = Some(SecurityProfile::Localhost(path.into()));
             assert_eq!(
                 refused_field(&req),
                 "config.linux.security_context.seccomp.localhost_ref"
             );
         }
+        // Trusted and absolute: `..` is cleaned, not refused.
+        req.linux.seccomp = Some(SecurityProfile::Localhost(
+            "/var/lib/kubelet/seccomp/../seccomp/./x.json".into(),
+        ));
+        assert!(validate(&req).is_ok());
+        assert_eq!(
+            normalized(req).linux.seccomp,
+            Some(SecurityProfile::Localhost(
+                "/var/lib/kubelet/seccomp/x.json".into()
+            ))
+        );
     }
 
     #[test]
-    fn resources() {
+    fn pod_resources_and_overhead_are_never_refused() -> Result<()> {
+        use super::super::Resources;
+        let odd = Resources {
+            cpu_period: 10,
+            cpu_quota: -2,
+            cpu_shares: -1,
+            memory_limit_in_bytes: -1,
+        };
         let mut req = request();
+        req.linux.resources = Some(odd);
+        req.linux.overhead = Some(odd);
+        validate(&req)?;
         req.linux.resources = Some(Resources {
-            cpu_period: 100_000,
-            cpu_quota: -1,
-            cpu_shares: 1024,
-            memory_limit_in_bytes: 1 << 30,
+            cpu_quota: 1,
+            ..Default::default()
         });
-        assert!(validate(&req).is_ok());
-        let bad: [(&str, Resources); 4] = [
-            (
-                "cpu_period",
-                Resources {
-                    cpu_period: 10,
-                    ..Default::default()
-                },
-            ),
-            (
-                "cpu_quota",
-                Resources {
-                    cpu_quota: -2,
-                    ..Default::default()
-                },
-            ),
-            (
-                "cpu_shares",
-                Resources {
-                    cpu_shares: -1,
-                    ..Default::default()
-                },
-            ),
-            (
-                "memory_limit_in_bytes",
-                Resources {
-                    memory_limit_in_bytes: -1,
-                    ..Default::default()
-                },
-            ),
-        ];
-        for (field, r) in bad {
-            let mut req = request();
-            req.linux.overhead = Some(r);
-            assert_eq!(
-                refused_field(&req),
-                format!("config.linux.overhead.{field}")
-            );
-        }
+        validate(&req)
     }
 
     #[test]
     fn sysctls_are_checked_with_the_pod_namespaces() {
         let mut req = request();
         req.linux.sysctls.insert(
-            "kernel.shm_rmid_forced".into(),
-            "1+kernel.core_pattern=|/evil".into(),
+            "net.ipv4.ip_local_reserved_ports".into(),
+            "8080,9148".into(),
         );
+        assert!(validate(&req).is_ok());
+        req.linux
+            .sysctls
+            .insert("kernel.core_pattern".into(), "|/evil".into());
         assert_eq!(
             refused_field(&req),
-            "config.linux.sysctls[\"kernel.shm_rmid_forced\"]"
+            "config.linux.sysctls[\"kernel.core_pattern\"]"
         );
         let mut req = request();
         req.linux.namespaces.network = NamespaceMode::Node;

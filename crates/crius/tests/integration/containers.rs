@@ -323,11 +323,11 @@ async fn bad_requests(env: Arc<Env>) -> anyhow::Result<()> {
         });
         c
     };
-    let mut absolute_log = container("x", &p.image, &["true"]);
-    absolute_log.log_path = "/tmp/elsewhere.log".into();
+    let mut climbing_log = container("x", &p.image, &["true"]);
+    climbing_log.log_path = "/a/../../elsewhere.log".into();
     let mut env_key = container("x", &p.image, &["true"]);
     env_key.envs = vec![v1::KeyValue {
-        key: "A\nB".into(),
+        key: "A\0B".into(),
         value: "1".into(),
     }];
     let mut env_eq = container("x", &p.image, &["true"]);
@@ -346,8 +346,8 @@ async fn bad_requests(env: Arc<Env>) -> anyhow::Result<()> {
     for (what, c, field) in [
         ("negative uid", with_user(-1), "run_as_user"),
         ("uid over 2^31-1", with_user(1 << 31), "run_as_user"),
-        ("absolute log path", absolute_log, "log_path"),
-        ("newline in an env key", env_key, "envs"),
+        ("log path climbing out", climbing_log, "log_path"),
+        ("NUL in an env key", env_key, "envs"),
         ("'=' in an env key", env_eq, "envs"),
         ("newline in a user name", username, "run_as_username"),
     ] {

@@ -11,6 +11,7 @@ mod foundation;
 mod images;
 mod kubelet;
 mod pods;
+mod relaxed;
 mod runtimes;
 mod secrets;
 mod security;
@@ -126,6 +127,7 @@ fn main() {
         .chain(compat::all())
         .chain(secrets::all())
         .chain(kubelet::all())
+        .chain(relaxed::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");

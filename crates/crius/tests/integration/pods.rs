@@ -435,9 +435,8 @@ async fn bad_sysctls_are_refused_and_nothing_is_left(env: Arc<Env>) -> anyhow::R
     for (k, v) in [
         ("kernel.core_pattern", "|/tmp/evil"),
         ("vm.swappiness", "10"),
-        ("kernel.shm_rmid_forced", "1+kernel.core_pattern=|/tmp/evil"),
-        ("net.core.somaxconn", "1\nkernel.core_pattern=x"),
         ("kernel.hostname", "x"),
+        ("kernel.shm_rmid_forced", "1\0"),
         ("../../etc/passwd", "1"),
     ] {
         let mut c = config("badsysctl");
@@ -452,6 +451,29 @@ async fn bad_sysctls_are_refused_and_nothing_is_left(env: Arc<Env>) -> anyhow::R
         );
         ensure!(err.message().contains("sysctl"), "{k}: {err:?}");
     }
+    // Values are not crius' to judge (containerd passes them on): each is
+    // written to its own /proc/sys file, so the CVE-2022-0811 smuggling has
+    // nothing to split. The kernel refuses what it cannot parse ('+' is not
+    // a number) or reads its number and ignores the rest; either way no
+    // second sysctl is set (the host's core_pattern is checked below).
+    let mut c = config("smuggle-plus");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        sysctls: HashMap::from([(
+            "kernel.shm_rmid_forced".to_string(),
+            "1+kernel.core_pattern=|/tmp/evil".to_string(),
+        )]),
+        ..Default::default()
+    });
+    run(&mut p.cri, c).await.expect_err("'+' is not a number");
+    let mut c = config("smuggle-newline");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        sysctls: HashMap::from([(
+            "net.core.somaxconn".to_string(),
+            "1\nkernel.core_pattern=x".to_string(),
+        )]),
+        ..Default::default()
+    });
+    let _ = run(&mut p.cri, c).await;
     // A host-network pod may not set net.* sysctls.
     let mut c = config("badsysctl");
     c.linux = Some(v1::LinuxPodSandboxConfig {
@@ -481,8 +503,20 @@ type Mutate = fn(&mut v1::PodSandboxConfig);
 
 async fn missing_metadata_is_invalid(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = PodEnv::start(&env).await?;
-    let cases: [(&str, Mutate); 4] = [
-        ("metadata", |c| c.metadata = None),
+    let mut c = config("meta");
+    c.metadata = None;
+    let err = run(&mut p.cri, c).await.expect_err("no metadata");
+    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    ensure!(err.message().contains("metadata"), "{err:?}");
+    let err = p
+        .cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest::default())
+        .await
+        .expect_err("no config");
+    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    // Empty metadata fields are taken, as containerd takes them.
+    let cases: [(&str, Mutate); 3] = [
         ("name", |c| {
             if let Some(m) = c.metadata.as_mut() {
                 m.name.clear()
@@ -502,23 +536,10 @@ async fn missing_metadata_is_invalid(env: Arc<Env>) -> anyhow::Result<()> {
     for (field, mutate) in cases {
         let mut c = config("meta");
         mutate(&mut c);
-        let err = run(&mut p.cri, c).await.expect_err(field);
-        ensure!(
-            err.code() == tonic::Code::InvalidArgument,
-            "{field}: {err:?}"
-        );
-        ensure!(
-            err.message().contains(field),
-            "{field} should be named: {err:?}"
-        );
+        run(&mut p.cri, c)
+            .await
+            .with_context(|| format!("empty {field}"))?;
     }
-    let err = p
-        .cri
-        .runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest::default())
-        .await
-        .expect_err("no config");
-    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
     p.remove_all_and_check().await
 }
 
