@@ -53,8 +53,9 @@ pub struct ContainerUsage {
     pub writable_layer: Option<(u64, u64)>,
 }
 
-/// One pod's usage: its cgroup (the cgroup parent kubelet gives it), its
-/// network namespace, its running containers.
+/// One pod's usage: its cgroup (the cgroup parent kubelet gives it; no CPU,
+/// memory or process count without one), its network namespace, its
+/// running containers.
 #[derive(Clone)]
 pub struct PodUsage {
     pub sandbox: Arc<Sandbox>,
