@@ -1033,3 +1033,120 @@ async fn terminal_resize_and_stdin_close() -> Result<()> {
     })
     .await
 }
+
+/// CPU time (ns) the threads of `pid` have run, from each thread's
+/// `schedstat` (threads that exited meanwhile are not counted).
+fn cpu_ns_of(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU time of containerd and its shims, ns.
+fn daemon_cpu_ns(env: &Env) -> u64 {
+    let socket = env.daemon.socket().display().to_string();
+    let config = env.daemon.root().with_file_name("config.toml");
+    crius_testkit::pids_with_arg(&socket)
+        .into_iter()
+        .chain(crius_testkit::pids_with_arg(&config.display().to_string()))
+        .map(cpu_ns_of)
+        .sum()
+}
+
+/// The cgroup v1 files crius reads by hand for one container.
+fn read_cgroup_files(id: &str) -> usize {
+    let mut n = 0;
+    for f in [
+        "cpuacct/crius-test/{}/cpuacct.usage",
+        "memory/crius-test/{}/memory.usage_in_bytes",
+        "memory/crius-test/{}/memory.limit_in_bytes",
+        "memory/crius-test/{}/memory.stat",
+    ] {
+        let path = format!("/sys/fs/cgroup/{}", f.replace("{}", id));
+        n += std::fs::read_to_string(path).map(|s| s.len()).unwrap_or(0);
+    }
+    n
+}
+
+/// What one round of stats of `ids` costs each way: wall time and the CPU
+/// of this process and of containerd with its shims. Not a test: run by
+/// hand (`-- --ignored metrics_cost --nocapture`; `CRIUS_COST_TASKS`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn metrics_cost() -> Result<()> {
+    let n: usize = std::env::var("CRIUS_COST_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    with_env("crius-test-metrics-cost", async |env| {
+        let c = &env.c;
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let id = unique_id(&format!("cost{i}"));
+            let rootfs = env.container(&id, &["sleep", "1000"], env.runc()).await?;
+            c.task_create(&id, rootfs, &Stdio::null()).await?;
+            c.task_start(&id).await?;
+            ids.push(id);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let me = std::process::id() as i32;
+        const ROUNDS: u32 = 10;
+        let mut report = Vec::new();
+        macro_rules! measure {
+            ($name:expr, $body:expr) => {{
+                let (d0, m0, t0) = (daemon_cpu_ns(env), cpu_ns_of(me), Instant::now());
+                for _ in 0..ROUNDS {
+                    $body;
+                }
+                let wall = t0.elapsed() / ROUNDS;
+                let daemons = (daemon_cpu_ns(env) - d0) / u64::from(ROUNDS);
+                let ours = (cpu_ns_of(me) - m0) / u64::from(ROUNDS);
+                report.push(format!(
+                    "{:<40} wall {:>9.3} ms  crius {:>8.3} ms  containerd+shims {:>8.3} ms",
+                    $name,
+                    wall.as_secs_f64() * 1e3,
+                    ours as f64 / 1e6,
+                    daemons as f64 / 1e6
+                ));
+            }};
+        }
+        measure!("A: Metrics, one call per task", {
+            for id in &ids {
+                ensure!(c.task_metrics(std::slice::from_ref(id)).await?.len() == 1);
+            }
+        });
+        measure!("A: Metrics, one call, every id", {
+            ensure!(c.task_metrics(&ids).await?.len() == n);
+        });
+        measure!("A: Metrics, one call, no filter", {
+            ensure!(c.task_metrics(&[]).await?.len() == n);
+        });
+        measure!("B: files, one spawn_blocking per task", {
+            for id in &ids {
+                let id = id.clone();
+                let read = tokio::task::spawn_blocking(move || read_cgroup_files(&id)).await?;
+                ensure!(read > 0);
+            }
+        });
+        measure!("B: files, one spawn_blocking in all", {
+            let ids = ids.clone();
+            tokio::task::spawn_blocking(move || {
+                ids.iter().map(|i| read_cgroup_files(i)).sum::<usize>()
+            })
+            .await?;
+        });
+        let sample = c.task_metrics(std::slice::from_ref(&ids[0])).await?;
+        let size = sample[0].data.as_ref().map(|d| d.value.len()).unwrap_or(0);
+        eprintln!("{n} tasks, {ROUNDS} rounds each, per round (one Metrics answer: {size} bytes):");
+        for line in &report {
+            eprintln!("  {line}");
+        }
+        Ok(())
+    })
+    .await
+}

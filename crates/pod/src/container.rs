@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crius_containerd::{ContainerRecord, Stdio, TaskStatus};
-use crius_core::cgroup::CgroupDriver;
+use crius_core::cgroup::{CgroupDriver, Controller};
 use crius_core::config::Config;
 use crius_core::container::{
     self, ContainerRequest, ContainerSpecInput, ImageConfig, PodFiles, container_labels,
@@ -864,7 +864,6 @@ impl Pods {
         tracing::info!(container = %c.meta.id, exit_code = st.exit_code, reason = %st.reason, "container exited");
     }
 
-    /// Whether the container's memory cgroup recorded an OOM kill.
     /// Whether the container was OOM-killed: containerd's `/tasks/oom`
     /// event, else (cgroup v1) the memory cgroup's `oom_kill` count.
     async fn oom_killed(&self, id: &str) -> bool {
@@ -882,8 +881,14 @@ impl Pods {
         else {
             return false;
         };
-        let file = format!("/sys/fs/cgroup/memory{}/memory.oom_control", path.display());
-        std::fs::read_to_string(file)
+        let path = path.display().to_string();
+        let driver = CgroupDriver::of_cgroups_path(&path);
+        let unified = self.host.cgroup_unified;
+        let Some(dir) = crius_core::cgroup::cgroup_dir(driver, &path, unified, Controller::Memory)
+        else {
+            return false;
+        };
+        std::fs::read_to_string(dir.join("memory.oom_control"))
             .map(|s| {
                 s.lines()
                     .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"))

@@ -1,11 +1,37 @@
 //! Resource usage of running containers (`ContainerStats`,
-//! `ListContainerStats`): read from each container's cgroup (cgroupfs
-//! paths; v1 controllers or the unified hierarchy) and its writable
+//! `ListContainerStats`) and pods (`PodSandboxStats`,
+//! `ListPodSandboxStats`): read from each cgroup's files (cgroup v1
+//! controllers or the unified v2 hierarchy) and each container's writable
 //! snapshot, with the CPU rate computed against the previous sample.
+//!
+//! Where the cgroup is comes from [`crius_core::cgroup`]: a container's
+//! spec `cgroupsPath` placed as its driver places it (cgroupfs paths as
+//! they are, systemd's `slice:prefix:name` as the scope in the expanded
+//! slice), a pod's from its cgroup parent under the daemon's driver.
+//!
+//! Why files and not containerd's `Tasks.Metrics` (which finds the cgroup
+//! whatever the driver): measured on this project's 2-core machine
+//! (containerd 1.6.20, runc, cgroup v1, 100 running tasks, release build,
+//! mean of 10 rounds; the ignored test `metrics_cost` in
+//! `crates/containerd/tests/tasks.rs` repeats it), one round of stats of
+//! the 100 costs
+//!
+//! | how | wall | CPU of crius | CPU of containerd + shims |
+//! |---|---|---|---|
+//! | `Tasks.Metrics`, one call per task | 96 ms | 19 ms | 106 ms |
+//! | `Tasks.Metrics`, one call for all 100 | 60 ms | 1.3 ms | 82 ms |
+//! | these files, one `spawn_blocking` per task | 3.4 ms | 4.1 ms | 0 |
+//!
+//! containerd serves the call by asking each task's shim over ttrpc in
+//! turn, and the shim reads every controller's files. Reading the four
+//! files here is about 20 times cheaper in CPU and in time, on kubelet's
+//! path every 10 s; the price is knowing the drivers' layout, which is fixed (runc's and systemd's)
+//! and unit-tested in core.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use crius_core::cgroup::{self, CgroupDriver, Controller};
 use crius_core::stats::{self, Memory};
 use crius_core::{Error, Result};
 
@@ -27,8 +53,9 @@ pub struct ContainerUsage {
     pub writable_layer: Option<(u64, u64)>,
 }
 
-/// One pod's usage: its cgroup (the cgroup parent kubelet gives it), its
-/// network namespace, its running containers.
+/// One pod's usage: its cgroup (the cgroup parent kubelet gives it; no CPU,
+/// memory or process count without one), its network namespace, its
+/// running containers.
 #[derive(Clone)]
 pub struct PodUsage {
     pub sandbox: Arc<Sandbox>,
@@ -53,67 +80,78 @@ fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
-/// How many processes the cgroup at `cgroups_path` holds.
-fn cgroup_processes(cgroups_path: &str, unified: bool) -> Option<u64> {
-    if !cgroups_path.starts_with('/') {
-        return None;
-    }
-    let rel = cgroups_path.trim_start_matches('/');
-    let dir = if unified {
-        Path::new("/sys/fs/cgroup").join(rel)
-    } else {
-        Path::new("/sys/fs/cgroup/pids").join(rel)
-    };
-    read(&dir.join("pids.current")).and_then(|s| s.trim().parse().ok())
+/// A cgroup to read: where the hierarchies are mounted
+/// ([`cgroup::CGROUP_ROOT`]), its path below their root (from
+/// [`cgroup::cgroup_path`] or [`cgroup::pod_cgroup_path`]) and whether the
+/// host has cgroup v2.
+#[derive(Debug, Clone)]
+struct Cgroup {
+    root: std::path::PathBuf,
+    path: String,
+    unified: bool,
 }
 
-/// CPU and memory of the cgroup at `cgroups_path` (a cgroupfs path; a
-/// systemd `slice:prefix:name` gives nothing).
-fn cgroup_usage(cgroups_path: &str, unified: bool) -> (Option<u64>, Option<Memory>) {
-    if !cgroups_path.starts_with('/') {
-        return (None, None);
+impl Cgroup {
+    fn new(path: String, unified: bool) -> Self {
+        Cgroup {
+            root: cgroup::CGROUP_ROOT.into(),
+            path,
+            unified,
+        }
     }
-    let rel = cgroups_path.trim_start_matches('/');
-    if unified {
-        let dir = Path::new("/sys/fs/cgroup").join(rel);
-        let cpu = read(&dir.join("cpu.stat")).and_then(|s| stats::cpu_v2(&s));
-        let memory = match (
-            read(&dir.join("memory.current")),
-            read(&dir.join("memory.max")),
-            read(&dir.join("memory.stat")),
-        ) {
-            (Some(c), Some(m), Some(s)) => stats::memory_v2(&c, &m, &s),
-            _ => None,
-        };
-        (cpu, memory)
-    } else {
-        let cpu = read(
-            &Path::new("/sys/fs/cgroup/cpuacct")
-                .join(rel)
-                .join("cpuacct.usage"),
-        )
-        .and_then(|s| stats::cpu_v1(&s));
-        let mem = Path::new("/sys/fs/cgroup/memory").join(rel);
-        let memory = match (
-            read(&mem.join("memory.usage_in_bytes")),
-            read(&mem.join("memory.limit_in_bytes")),
-            read(&mem.join("memory.stat")),
-        ) {
-            (Some(u), Some(l), Some(s)) => stats::memory_v1(&u, &l, &s),
-            _ => None,
-        };
-        (cpu, memory)
+
+    /// The file `name` of `controller` in this cgroup.
+    fn file(&self, controller: Controller, name: &str) -> std::path::PathBuf {
+        cgroup::controller_dir(&self.root, &self.path, self.unified, controller).join(name)
     }
+
+    /// How many processes the cgroup holds.
+    fn processes(&self) -> Option<u64> {
+        read(&self.file(Controller::Pids, "pids.current")).and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Its cumulative CPU time, ns.
+    fn cpu_ns(&self) -> Option<u64> {
+        if self.unified {
+            read(&self.file(Controller::Cpuacct, "cpu.stat")).and_then(|s| stats::cpu_v2(&s))
+        } else {
+            read(&self.file(Controller::Cpuacct, "cpuacct.usage")).and_then(|s| stats::cpu_v1(&s))
+        }
+    }
+
+    /// Its memory usage.
+    fn memory(&self) -> Option<Memory> {
+        let file = |name| read(&self.file(Controller::Memory, name));
+        if self.unified {
+            let (c, m, s) = (
+                file("memory.current")?,
+                file("memory.max")?,
+                file("memory.stat")?,
+            );
+            stats::memory_v2(&c, &m, &s)
+        } else {
+            let u = file("memory.usage_in_bytes")?;
+            let (l, s) = (file("memory.limit_in_bytes")?, file("memory.stat")?);
+            stats::memory_v1(&u, &l, &s)
+        }
+    }
+}
+
+/// CPU and memory of `cgroup` (none without one).
+fn cgroup_usage(cgroup: Option<&Cgroup>) -> (Option<u64>, Option<Memory>) {
+    cgroup.map_or((None, None), |c| (c.cpu_ns(), c.memory()))
 }
 
 impl Pods {
-    /// Usage of pod sandbox `id` and its running containers.
-    pub async fn pod_sandbox_stats(&self, id: &str) -> Result<PodUsage> {
+    /// Usage of pod sandbox `id` and its running containers; `driver` is
+    /// the daemon's cgroup driver, under which the pod's cgroup parent was
+    /// given.
+    pub async fn pod_sandbox_stats(&self, id: &str, driver: CgroupDriver) -> Result<PodUsage> {
         let s = self
             .store
             .find(id)?
             .ok_or_else(|| Error::not_found(format!("pod sandbox {id}")))?;
-        self.pod_usage(s).await
+        self.pod_usage(s, driver).await
     }
 
     /// Usage of the ready sandboxes whose id starts with `id` and whose
@@ -122,6 +160,7 @@ impl Pods {
         &self,
         id: &str,
         label_selector: &std::collections::BTreeMap<String, String>,
+        driver: CgroupDriver,
     ) -> Result<Vec<PodUsage>> {
         let mut out = Vec::new();
         for s in self.store.all() {
@@ -133,20 +172,21 @@ impl Pods {
             {
                 continue;
             }
-            out.push(self.pod_usage(s).await?);
+            out.push(self.pod_usage(s, driver).await?);
         }
         out.sort_by_key(|u| u.sandbox.meta.created_at);
         Ok(out)
     }
 
-    async fn pod_usage(&self, sandbox: Arc<Sandbox>) -> Result<PodUsage> {
+    async fn pod_usage(&self, sandbox: Arc<Sandbox>, driver: CgroupDriver) -> Result<PodUsage> {
         let timestamp = crate::now_ns();
-        let parent = sandbox.meta.cgroup_parent.clone();
-        let pid = sandbox.pid();
         let unified = self.host.cgroup_unified;
+        let cgroup = cgroup::pod_cgroup_path(driver, &sandbox.meta.cgroup_parent)
+            .map(|path| Cgroup::new(path, unified));
+        let pid = sandbox.pid();
         let (cpu_ns, memory, processes, interfaces) = tokio::task::spawn_blocking(move || {
-            let (cpu, memory) = cgroup_usage(&parent, unified);
-            let processes = cgroup_processes(&parent, unified);
+            let (cpu, memory) = cgroup_usage(cgroup.as_ref());
+            let processes = cgroup.as_ref().and_then(Cgroup::processes);
             let interfaces = pid
                 .and_then(|pid| read(Path::new(&format!("/proc/{pid}/net/dev"))))
                 .map(|t| stats::net_dev(&t))
@@ -225,6 +265,28 @@ impl Pods {
         Ok(out)
     }
 
+    /// The cgroup of container `c`: its spec's `cgroupsPath` (kept in its
+    /// meta, else read from its record), placed as the driver its form
+    /// names placed it (the driver of the daemon that created it).
+    async fn container_cgroup(&self, c: &Container) -> Result<Option<Cgroup>> {
+        let cgroups_path = if c.meta.cgroups_path.is_empty() {
+            self.containerd
+                .container_get(&c.meta.id)
+                .await?
+                .and_then(|r| r.spec.linux().as_ref()?.cgroups_path().clone())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        } else {
+            c.meta.cgroups_path.clone()
+        };
+        let driver = CgroupDriver::of_cgroups_path(&cgroups_path);
+        let path = cgroup::cgroup_path(driver, &cgroups_path);
+        if path.is_none() {
+            tracing::debug!(container = %c.meta.id, cgroups_path, "no cgroup to read stats from");
+        }
+        Ok(path.map(|path| Cgroup::new(path, self.host.cgroup_unified)))
+    }
+
     async fn usage_of(&self, c: Arc<Container>) -> Result<ContainerUsage> {
         let timestamp = crate::now_ns();
         let writable_layer = self.writable_layer(&c).await?;
@@ -238,21 +300,10 @@ impl Pods {
                 writable_layer,
             });
         }
-        let cgroups_path = if c.meta.cgroups_path.is_empty() {
-            self.containerd
-                .container_get(&c.meta.id)
-                .await?
-                .and_then(|r| r.spec.linux().as_ref()?.cgroups_path().clone())
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        } else {
-            c.meta.cgroups_path.clone()
-        };
-        let unified = self.host.cgroup_unified;
-        let (cpu_ns, memory) =
-            tokio::task::spawn_blocking(move || cgroup_usage(&cgroups_path, unified))
-                .await
-                .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
+        let cgroup = self.container_cgroup(&c).await?;
+        let (cpu_ns, memory) = tokio::task::spawn_blocking(move || cgroup_usage(cgroup.as_ref()))
+            .await
+            .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&c.meta.id, timestamp, now));
         Ok(ContainerUsage {
             container: c,
@@ -262,5 +313,79 @@ impl Pods {
             memory,
             writable_layer,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `files` (name, content) into `dir`, creating it.
+    fn lay_out(dir: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).expect("cgroup dir");
+        for (name, content) in files {
+            std::fs::write(dir.join(name), content).expect("cgroup file");
+        }
+    }
+
+    /// A container of the systemd driver, read where runc's systemd driver
+    /// puts it, on a v1 and on a v2 hierarchy laid out in a scratch
+    /// directory.
+    #[test]
+    fn a_systemd_scope_is_read_on_v1_and_v2() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = cgroup::cgroup_path(CgroupDriver::Systemd, "kubepods-pod1.slice:crius:abc")
+            .expect("a systemd cgroupsPath");
+        let scope = "kubepods.slice/kubepods-pod1.slice/crius-abc.scope";
+        let v1 = tmp.path().join("v1");
+        lay_out(
+            &v1.join("cpuacct").join(scope),
+            &[("cpuacct.usage", "1234\n")],
+        );
+        lay_out(&v1.join("pids").join(scope), &[("pids.current", "3\n")]);
+        let stat = "total_rss 100\ntotal_inactive_file 24\n";
+        lay_out(
+            &v1.join("memory").join(scope),
+            &[
+                ("memory.usage_in_bytes", "1024\n"),
+                ("memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory.stat", stat),
+            ],
+        );
+        let v2 = tmp.path().join("v2");
+        lay_out(
+            &v2.join(scope),
+            &[
+                ("cpu.stat", "usage_usec 5\n"),
+                ("pids.current", "2\n"),
+                ("memory.current", "2048\n"),
+                ("memory.max", "4096\n"),
+                ("memory.stat", "anon 7\ninactive_file 48\n"),
+            ],
+        );
+        let at = |dir: &Path, unified| Cgroup {
+            root: dir.to_path_buf(),
+            path: path.clone(),
+            unified,
+        };
+        let (cpu, memory) = cgroup_usage(Some(&at(&v1, false)));
+        let memory = memory.expect("v1 memory");
+        assert_eq!(
+            (cpu, memory.working_set, memory.available),
+            (Some(1234), 1000, None)
+        );
+        assert_eq!(at(&v1, false).processes(), Some(3));
+        let (cpu, memory) = cgroup_usage(Some(&at(&v2, true)));
+        let memory = memory.expect("v2 memory");
+        assert_eq!((cpu, memory.working_set, memory.rss), (Some(5000), 2000, 7));
+        assert_eq!(memory.available, Some(4096 - 2000));
+        assert_eq!(at(&v2, true).processes(), Some(2));
+        // The cgroupfs path of the same container is elsewhere: nothing.
+        let elsewhere = Cgroup {
+            path: "/kubepods/pod1/abc".into(),
+            ..at(&v2, true)
+        };
+        assert_eq!(cgroup_usage(Some(&elsewhere)), (None, None));
+        assert_eq!(cgroup_usage(None), (None, None));
     }
 }

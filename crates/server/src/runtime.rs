@@ -758,7 +758,13 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
         let id = req.into_inner().pod_sandbox_id;
         respond("PodSandboxStats", async {
-            let usage = self.state.backend()?.pods.pod_sandbox_stats(&id).await?;
+            let driver = self.state.cgroup_driver();
+            let usage = self
+                .state
+                .backend()?
+                .pods
+                .pod_sandbox_stats(&id, driver)
+                .await?;
             let mut roots = HashMap::new();
             Ok(v1::PodSandboxStatsResponse {
                 stats: Some(self.pod_stats(&mut roots, &usage).await?),
@@ -776,7 +782,11 @@ impl RuntimeService for RuntimeSvc {
                 .state
                 .backend()?
                 .pods
-                .list_pod_sandbox_stats(&filter.id, &filter.label_selector.into_iter().collect())
+                .list_pod_sandbox_stats(
+                    &filter.id,
+                    &filter.label_selector.into_iter().collect(),
+                    self.state.cgroup_driver(),
+                )
                 .await?;
             let mut roots = HashMap::new();
             let mut stats = Vec::with_capacity(usages.len());

@@ -35,6 +35,7 @@ crate::tests![
     tty_output_is_logged_as_stdout,
     stats_of_running_containers,
     stats_of_a_pod,
+    stats_under_the_systemd_driver,
 ];
 
 struct Pod {
@@ -1448,4 +1449,137 @@ async fn stats_of_a_pod(env: Arc<Env>) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{controller}{parent}"));
     }
     result
+}
+
+/// A stand-in for runc's systemd cgroup driver on a host without systemd:
+/// it rewrites the bundle's `slice:prefix:name` cgroupsPath into the
+/// cgroupfs path systemd gives that scope (the slice expanded,
+/// `a-b.slice` = `/a.slice/a-b.slice`, then `prefix-name.scope`), then
+/// runs runc with its cgroupfs driver.
+const SYSTEMD_LAYOUT_RUNC: &str = r#"#!/bin/sh
+bundle=""; prev=""
+for a in "$@"; do
+    [ "$prev" = "--bundle" ] && bundle="$a"
+    prev="$a"
+done
+spec="$bundle/config.json"
+if [ -n "$bundle" ] && [ -f "$spec" ]; then
+    cg=$(sed -n 's/.*"cgroupsPath":"\([^"]*\)".*/\1/p' "$spec")
+    case "$cg" in
+    /*|"") ;;
+    *:*:*)
+        slice=${cg%%:*}; rest=${cg#*:}; prefix=${rest%%:*}; name=${rest#*:}
+        path=""; acc=""
+        for c in $(echo "${slice%.slice}" | tr '-' ' '); do
+            acc="$acc$c"; path="$path/$acc.slice"; acc="$acc-"
+        done
+        sed -i "s|\"cgroupsPath\":\"$cg\"|\"cgroupsPath\":\"$path/$prefix-$name.scope\"|" "$spec"
+        ;;
+    esac
+fi
+exec runc "$@"
+"#;
+
+/// Container and pod stats under `cgroup_driver = "systemd"`: the spec
+/// says `<pod slice>:crius:<id>` and stats find the scope and the pod's
+/// slice where systemd lays them out. This machine has no systemd, so
+/// runc's systemd driver cannot run here: [`SYSTEMD_LAYOUT_RUNC`] places
+/// the cgroups as it would.
+async fn stats_under_the_systemd_driver(env: Arc<Env>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("crius-systemd-runc-")
+        .tempdir_in("/tmp")?;
+    let wrapper = dir.path().join("runc");
+    std::fs::write(&wrapper, SYSTEMD_LAYOUT_RUNC)?;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    let tables = format!(
+        "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+         [runtimes.runc.options]\nbinary_name = {:?}\n",
+        wrapper.display().to_string()
+    );
+    let mut p = PodEnv::start_with(&env, None, "cgroup_driver = \"systemd\"", &tables).await?;
+    let top = format!("crius{}", std::process::id());
+    let slice = format!("/{top}.slice/{top}-stats.slice");
+    let result = systemd_stats(&env, &mut p, &slice).await;
+    let removed = p.remove_all_and_check().await;
+    for controller in [
+        "cpu", "cpuacct", "systemd", "unified", "cpuset", "memory", "pids", "devices", "freezer",
+        "blkio",
+    ] {
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{controller}{slice}"));
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{controller}/{top}.slice"));
+    }
+    result.and(removed)
+}
+
+async fn systemd_stats(env: &Env, p: &mut PodEnv, slice: &str) -> anyhow::Result<()> {
+    let mut c = config("systemd-stats");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        cgroup_parent: slice.to_string(),
+        ..Default::default()
+    });
+    let id = run(&mut p.cri, c).await?;
+    let image = env.images.reference(ti::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let mut cc = container("spin", &image, &["sh", "-c", "while :; do :; done"]);
+    cc.log_path = String::new();
+    let cid = create(&mut p.cri, &id, cc).await?;
+    start(&mut p.cri, &cid).await?;
+    let scope = format!("/sys/fs/cgroup/memory{slice}/crius-{cid}.scope");
+    ensure!(std::path::Path::new(&scope).is_dir(), "no scope at {scope}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = p
+        .cri
+        .runtime
+        .container_stats(v1::ContainerStatsRequest {
+            container_id: cid.clone(),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .context("no container stats")?;
+    ensure!(
+        stats
+            .cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .is_some_and(|v| v.value > 0)
+            && stats
+                .memory
+                .as_ref()
+                .and_then(|m| m.working_set_bytes.as_ref())
+                .is_some_and(|v| v.value > 0),
+        "{stats:?}"
+    );
+    let pod = p
+        .cri
+        .runtime
+        .pod_sandbox_stats(v1::PodSandboxStatsRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .context("no pod stats")?;
+    let linux = pod.linux.as_ref().context("no linux stats")?;
+    ensure!(
+        linux
+            .cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .is_some_and(|v| v.value > 0)
+            && linux
+                .memory
+                .as_ref()
+                .and_then(|m| m.working_set_bytes.as_ref())
+                .is_some_and(|v| v.value > 0)
+            && linux
+                .process
+                .as_ref()
+                .and_then(|p| p.process_count.as_ref())
+                .is_some_and(|v| v.value >= 2),
+        "the pod's slice holds pause and the container: {linux:?}"
+    );
+    Ok(())
 }
