@@ -33,6 +33,9 @@ const MIN_CPU_QUOTA: i64 = 1_000;
 /// cgroup v1 `cpu.shares` bounds (the kernel clamps, runc then refuses).
 const CPU_SHARES_RANGE: std::ops::RangeInclusive<i64> = 2..=262_144;
 
+/// The prefix of annotations that name CDI devices.
+const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+
 /// Checks `req` before anything is created.
 pub fn validate(req: &ContainerRequest) -> Result<()> {
     check_name(&req.name).map_err(|r| Error::invalid("config.metadata.name", r))?;
@@ -80,6 +83,18 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
         return Err(Error::invalid(
             "config.CDI_devices[0].name",
             format!("{name:?}: crius does not resolve CDI devices yet"),
+        ));
+    }
+    // The same through annotations (`cdi.k8s.io/<name>: vendor/class=dev`),
+    // which containerd resolves too.
+    if let Some(key) = req
+        .annotations
+        .keys()
+        .find(|k| k.starts_with(CDI_ANNOTATION_PREFIX))
+    {
+        return Err(Error::invalid(
+            format!("config.annotations[{key:?}]"),
+            "crius does not resolve CDI devices yet",
         ));
     }
     // Labels become containerd labels (the pod's rules); annotations are
@@ -629,9 +644,13 @@ mod tests {
             edit(&mut m);
             m
         }
-        let cases: [(&str, Edit); 6] = [
+        let cases: [(&str, Edit); 7] = [
             ("config.CDI_devices[0].name", |r| {
                 r.cdi_devices = vec!["vendor.com/gpu=0".into()]
+            }),
+            ("config.annotations[\"cdi.k8s.io/gpu\"]", |r| {
+                r.annotations
+                    .insert("cdi.k8s.io/gpu".into(), "vendor.com/gpu=0".into());
             }),
             ("config.mounts[0].recursive_read_only", |r| {
                 r.mounts = vec![m(|m| m.recursive_read_only = true)]
