@@ -11,4 +11,5 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+hack/deny.sh
 cargo test --workspace

@@ -6,8 +6,6 @@
 //!   clean-up, event followers), owned by one tracker and stopped at
 //!   shutdown instead of detached.
 
-#![forbid(unsafe_code)]
-
 use std::future::Future;
 use std::time::Duration;
 
