@@ -2,8 +2,11 @@
 
 /// Longest containerd namespace containerd accepts.
 const MAX_NAMESPACE_LEN: usize = 76;
-/// Longest shim name crius accepts (containerd itself has no bound).
-const MAX_SHIM_NAME_LEN: usize = 128;
+/// Longest shim name crius accepts. containerd sets no bound of its own,
+/// but it looks the shim up as the file `containerd-shim-<name>-<version>`,
+/// and no file name is longer than NAME_MAX (255 bytes): a longer handler
+/// could never start (impossible), and refusing it here says so at once.
+const MAX_SHIM_NAME_LEN: usize = 255;
 
 /// Checks a containerd namespace the way containerd does: alphanumeric
 /// components joined by single `.`, `_` or `-`, at most 76 characters.

@@ -187,6 +187,9 @@ pub fn select(config: &Config, pod: PodTraits<'_>) -> Result<Selection> {
                 let shim = ShimName::parse(pod.requested).map_err(|why| {
                     Error::invalid("runtime_handler", format!("{:?}: {why}", pod.requested))
                 })?;
+                // The operator turned passthrough off: only the handlers
+                // of the config may run (containerd too refuses a handler
+                // it has no runtime for).
                 if !config.shim_passthrough {
                     return Err(Error::invalid(
                         "runtime_handler",
@@ -227,6 +230,9 @@ pub fn select(config: &Config, pod: PodTraits<'_>) -> Result<Selection> {
             t.trusted = true;
             Ok(t)
         }
+        // Impossible: the handler says it cannot do privileged work (a VM
+        // runtime) and there is no trusted one to hand the pod to;
+        // containerd has no trusted runtime and would start it unprivileged.
         _ => Err(Error::FailedPrecondition(format!(
             "runtime handler {:?} cannot run privileged pods and no trusted_runtime is configured",
             chosen.handler

@@ -69,6 +69,7 @@ impl Credentials {
             });
         }
         if !auth.is_empty() {
+            // containerd refuses it too ("invalid decoded auth").
             let bad = || Error::invalid("auth", "auth is not base64 of user:password");
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())

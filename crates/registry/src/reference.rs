@@ -20,6 +20,10 @@ const NAME_MAX: usize = 255;
 /// `127.0.0.1:5000/x/y:tag`, `name@sha256:<hex>`, `name:tag@sha256:<hex>`.
 ///
 /// Fails with [`Error::InvalidArgument`] on field `image`, naming `s`.
+/// Every refusal is one containerd makes too (its reference parser, the
+/// one of Docker's distribution: empty, a name over 255 characters, upper
+/// case in the repository, a malformed digest), except one noted in
+/// [`check_digest`].
 pub fn parse_reference(s: &str) -> Result<Reference> {
     let invalid = |reason: &str| Error::invalid(IMAGE_FIELD, format!("{s:?}: {reason}"));
     if s.is_empty() {
@@ -71,6 +75,9 @@ pub(crate) fn check_digest(digest: &str) -> std::result::Result<(), String> {
     let Some((algorithm, hex)) = digest.split_once(':') else {
         return Err(format!("digest {digest:?} has no algorithm"));
     };
+    // Not yet: containerd also takes sha384 and sha512 digests; crius
+    // verifies blobs with sha256 only, and a digest it cannot check must
+    // not pass as checked (security).
     if algorithm != "sha256" {
         return Err(format!(
             "digest {digest:?}: only sha256 digests are supported"

@@ -44,6 +44,8 @@ pub fn image_process(config: &ImageConfig, req: &ContainerRequest) -> Result<Con
     } else {
         entrypoint.iter().chain(&config.cmd).cloned().collect()
     };
+    // containerd refuses it too ("no command specified"): runc has nothing
+    // to execute.
     if args.is_empty() {
         return Err(Error::invalid(
             "config.command",

@@ -90,6 +90,10 @@ pub fn runtime_default(conditions: &Conditions<'_>) -> Result<LinuxSeccomp> {
 /// The `Localhost` profile whose JSON (OCI or moby format) the caller read
 /// from the path the request names. Errors are
 /// [`Error::InvalidArgument`] on `seccomp.localhost_ref`.
+///
+/// containerd refuses such a file too (its profile loader fails the create):
+/// a profile that does not parse cannot confine anything, and running the
+/// container unconfined instead would give less than asked.
 pub fn localhost(json: &str, conditions: &Conditions<'_>) -> Result<LinuxSeccomp> {
     let profile: Profile = serde_json::from_str(json).map_err(|e| {
         Error::invalid(

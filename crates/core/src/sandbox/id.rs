@@ -30,6 +30,8 @@ pub fn match_prefix<'a, I>(ids: I, prefix: &str) -> Result<Option<&'a str>>
 where
     I: IntoIterator<Item = &'a str>,
 {
+    // Impossible to answer: an empty prefix matches every id and an
+    // ambiguous one several (containerd's truncindex refuses both alike).
     if prefix.is_empty() {
         return Err(Error::invalid("id", "must not be empty"));
     }

@@ -283,6 +283,8 @@ fn process(input: &SandboxSpecInput<'_>) -> Result<Process> {
 /// `run_as_user`/`run_as_group` when given (gid 0 without a group), else the
 /// image's numeric `USER` (the pause image says 65535:65535), else root.
 fn process_user(linux: &LinuxSandbox, image_user: &str) -> Result<User> {
+    // validate_ids refused these already (security: a value out of range
+    // would be truncated on its way to runc); the conversion must not panic.
     let id = |v: i64, field: &str| {
         to_id(v).ok_or_else(|| Error::invalid(field, format!("{v} is not a valid id")))
     };
