@@ -471,9 +471,31 @@ async fn write_all<S>(
 where
     S: Stream<Item = Result<Bytes>> + Send + 'static,
 {
-    // The input is read ahead by a task of its own, so fetching the next
-    // chunk (from a registry, say) overlaps containerd writing this one.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD_ITEMS);
+    let (mut rx, _reader) = read_ahead(data);
+    let mut w = ChunkWriter::new(session, digest, size);
+    if w.session.complete {
+        // Nothing to send: `data` is dropped unread.
+        w.written = size;
+    }
+    while !w.session.complete
+        && let Some(item) = rx.recv().await
+    {
+        // An input error aborts: the caller closes the stream and aborts.
+        if let Some(exists) = w.push(item?).await? {
+            return Ok(exists);
+        }
+    }
+    w.commit(labels).await
+}
+
+/// Reads `data` ahead in a task of its own, so fetching the next chunk
+/// (from a registry, say) overlaps containerd writing this one; the task
+/// stops when the guard is dropped, however the write ends.
+fn read_ahead<S>(data: S) -> (tokio::sync::mpsc::Receiver<Result<Bytes>>, AbortOnDrop)
+where
+    S: Stream<Item = Result<Bytes>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(READ_AHEAD_ITEMS);
     let reader = tokio::spawn(async move {
         let mut data = Box::pin(data);
         while let Some(item) = data.next().await {
@@ -482,92 +504,113 @@ where
             }
         }
     });
-    // Stops the read-ahead however this returns.
-    let _reader = AbortOnDrop(reader);
-    let total = i64::try_from(size).unwrap_or(i64::MAX);
-    let reference = session.reference.clone();
-    let message = |action: WriteAction, offset: u64, data: Vec<u8>| WriteContentRequest {
-        action: action as i32,
-        r#ref: reference.clone(),
-        total,
-        expected: digest.to_string(),
-        offset: i64::try_from(offset).unwrap_or(i64::MAX),
-        data,
-        labels: HashMap::new(),
-    };
-    let chunk_capacity = WRITE_CHUNK.min(usize::try_from(size).unwrap_or(WRITE_CHUNK));
-    let mut written: u64 = 0;
-    let mut pending: Vec<u8> = Vec::new();
-    if session.complete {
-        // Nothing to send: `data` is dropped unread.
-        written = size;
+    (rx, AbortOnDrop(reader))
+}
+
+/// One blob's writes: full chunks go out as they fill, the last one waits
+/// for the commit.
+struct ChunkWriter<'a> {
+    session: &'a mut Session,
+    digest: &'a str,
+    size: u64,
+    /// Bytes containerd has confirmed.
+    written: u64,
+    pending: Vec<u8>,
+    chunk_capacity: usize,
+}
+
+impl<'a> ChunkWriter<'a> {
+    fn new(session: &'a mut Session, digest: &'a str, size: u64) -> Self {
+        ChunkWriter {
+            session,
+            digest,
+            size,
+            written: 0,
+            pending: Vec::new(),
+            chunk_capacity: WRITE_CHUNK.min(usize::try_from(size).unwrap_or(WRITE_CHUNK)),
+        }
     }
-    while !session.complete
-        && let Some(item) = rx.recv().await
-    {
-        // An input error aborts: the caller closes the stream and aborts.
-        let mut bytes = item?;
-        if written + pending.len() as u64 + bytes.len() as u64 > size {
+
+    fn message(&self, action: WriteAction, data: Vec<u8>) -> WriteContentRequest {
+        WriteContentRequest {
+            action: action as i32,
+            r#ref: self.session.reference.clone(),
+            total: i64::try_from(self.size).unwrap_or(i64::MAX),
+            expected: self.digest.to_string(),
+            offset: i64::try_from(self.written).unwrap_or(i64::MAX),
+            data,
+            labels: HashMap::new(),
+        }
+    }
+
+    /// Takes `bytes` in; `Some` when containerd says the blob exists.
+    async fn push(&mut self, mut bytes: Bytes) -> Result<Option<Written>> {
+        if self.written + self.pending.len() as u64 + bytes.len() as u64 > self.size {
             return Err(Error::DataLoss(format!(
-                "content {digest}: more data than its declared {size} bytes"
+                "content {}: more data than its declared {} bytes",
+                self.digest, self.size
             )));
         }
         while !bytes.is_empty() {
-            if pending.len() == WRITE_CHUNK {
-                // Full, and not the last chunk (that one goes with the
-                // commit): the size check above leaves room after it.
-                let chunk = std::mem::take(&mut pending);
-                let len = chunk.len() as u64;
-                match session
-                    .call(message(WriteAction::Write, written, chunk))
-                    .await
-                {
-                    Ok(resp) => {
-                        written += len;
-                        if u64::try_from(resp.offset).ok() != Some(written) {
-                            return Err(Error::Containerd {
-                                op: "content write",
-                                message: format!(
-                                    "{digest}: containerd is at offset {} after we wrote {written} bytes",
-                                    resp.offset
-                                ),
-                            });
-                        }
-                    }
-                    Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                        return Ok(Written::Exists);
-                    }
-                    Err(s) => return Err(write_error(digest, &s)),
+            // Full, and not the last chunk (that one goes with the commit):
+            // the size check above leaves room after it.
+            if self.pending.len() == WRITE_CHUNK
+                && let Some(exists) = self.send_pending().await?
+            {
+                return Ok(Some(exists));
+            }
+            if self.pending.capacity() == 0 {
+                self.pending.reserve_exact(self.chunk_capacity);
+            }
+            let take = (WRITE_CHUNK - self.pending.len()).min(bytes.len());
+            self.pending.extend_from_slice(&bytes.split_to(take));
+        }
+        Ok(None)
+    }
+
+    async fn send_pending(&mut self) -> Result<Option<Written>> {
+        let chunk = std::mem::take(&mut self.pending);
+        let len = chunk.len() as u64;
+        let request = self.message(WriteAction::Write, chunk);
+        match self.session.call(request).await {
+            Ok(resp) => {
+                self.written += len;
+                if u64::try_from(resp.offset).ok() != Some(self.written) {
+                    return Err(Error::Containerd {
+                        op: "content write",
+                        message: format!(
+                            "{}: containerd is at offset {} after we wrote {} bytes",
+                            self.digest, resp.offset, self.written
+                        ),
+                    });
                 }
+                Ok(None)
             }
-            if pending.capacity() == 0 {
-                pending.reserve_exact(chunk_capacity);
-            }
-            let take = (WRITE_CHUNK - pending.len()).min(bytes.len());
-            pending.extend_from_slice(&bytes.split_to(take));
+            Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(Some(Written::Exists)),
+            Err(s) => Err(write_error(self.digest, &s)),
         }
     }
-    let last = pending.len() as u64;
-    if written + last != size {
-        return Err(Error::DataLoss(format!(
-            "content {digest}: got {} bytes, {size} declared",
-            written + last
-        )));
-    }
-    let mut commit = message(WriteAction::Commit, written, pending);
-    commit.labels = labels;
-    match session.call(commit).await {
-        Ok(resp) => {
-            if !resp.digest.is_empty() && resp.digest != digest {
-                // containerd verified `expected`; this cannot happen.
-                return Err(Error::DataLoss(format!(
-                    "content {digest} was committed as {}",
-                    resp.digest
-                )));
-            }
-            Ok(Written::Committed)
+
+    /// Sends the last chunk with the commit.
+    async fn commit(mut self, labels: HashMap<String, String>) -> Result<Written> {
+        let (digest, size) = (self.digest, self.size);
+        let got = self.written + self.pending.len() as u64;
+        if got != size {
+            return Err(Error::DataLoss(format!(
+                "content {digest}: got {got} bytes, {size} declared"
+            )));
         }
-        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(Written::Exists),
-        Err(s) => Err(write_error(digest, &s)),
+        let pending = std::mem::take(&mut self.pending);
+        let mut commit = self.message(WriteAction::Commit, pending);
+        commit.labels = labels;
+        match self.session.call(commit).await {
+            // containerd verified `expected`; another digest cannot happen.
+            Ok(resp) if !resp.digest.is_empty() && resp.digest != digest => Err(Error::DataLoss(
+                format!("content {digest} was committed as {}", resp.digest),
+            )),
+            Ok(_) => Ok(Written::Committed),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(Written::Exists),
+            Err(s) => Err(write_error(digest, &s)),
+        }
     }
 }
