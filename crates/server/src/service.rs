@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crius_containerd::Usage;
 use crius_core::config::Config;
 use crius_core::status::{
     self, Condition, ContainerdVersion, Facts, RuntimeProblem, RuntimeStatus,
 };
 use crius_core::{Error, Result};
 use crius_cri_api::CRI_API_VERSION;
-use crius_pod::{ContainerUsage, PodUsage, StatsFilter};
+use crius_pod::{ContainerUsage, PodUsage, StatsFilter, now_ns};
 
 use crate::state::State;
 
@@ -138,6 +139,20 @@ impl State {
         Ok(stats)
     }
 
+    /// The filesystem of images and containers' writable layers: the
+    /// default snapshotter's root and what its snapshots use.
+    pub(crate) async fn image_fs(&self) -> Result<ImageFs> {
+        let containerd = &self.backend()?.containerd;
+        let snapshotter = self.config().containerd.snapshotter.clone();
+        let root = containerd.snapshotter_root(&snapshotter).await?;
+        let usage = containerd.snapshots_usage(&snapshotter).await?;
+        Ok(ImageFs {
+            mountpoint: root.display().to_string(),
+            usage,
+            timestamp: now_ns(),
+        })
+    }
+
     fn roots(&self) -> Roots<'_> {
         Roots {
             state: self,
@@ -145,6 +160,14 @@ impl State {
             known: HashMap::new(),
         }
     }
+}
+
+/// The image filesystem's usage, as measured at `timestamp`.
+pub(crate) struct ImageFs {
+    pub mountpoint: String,
+    pub usage: Usage,
+    /// Nanoseconds since the epoch.
+    pub timestamp: i64,
 }
 
 /// Snapshotter roots (the filesystem of the writable layers each holds),
