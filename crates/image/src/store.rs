@@ -197,7 +197,8 @@ impl Images {
         let bytes = self
             .containerd
             .content_read(&image.id, MAX_CONFIG_SIZE)
-            .await?;
+            .await
+            .map_err(ImageError::containerd("reading the image's config"))?;
         let config: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Internal(format!("image config {} is not JSON: {e}", image.id)))?;
         if let Ok(mut configs) = self.configs.lock() {
