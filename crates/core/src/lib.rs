@@ -14,6 +14,7 @@ pub mod readiness;
 pub mod runtime;
 pub mod sandbox;
 pub mod stats;
+pub mod status;
 pub mod time;
 
 pub use error::{Error, Result};

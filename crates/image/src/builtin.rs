@@ -4,15 +4,20 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use crius_containerd::Containerd;
+use crius_core::Result;
 use crius_core::config::ImagesConfig;
 use crius_core::image::CriImage;
-use crius_core::{Error, Result};
 use crius_registry::{Blob, Platform};
 use oci_spec::image::{Descriptor, MediaType};
 use sha2::{Digest as _, Sha256};
 
+use crate::error::ImageError;
 use crate::pull::{Parts, UNCOMPRESSED, commit_image};
 use crate::store::{Images, Query};
+
+/// A built-in image's lease outlives a crashed daemon by at most this long.
+const BUILTIN_LEASE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A file of a built-in image; `None` data makes a directory.
 pub struct File<'a> {
@@ -21,13 +26,13 @@ pub struct File<'a> {
     pub data: Option<&'a [u8]>,
 }
 
-fn digest_of(data: &[u8]) -> Result<oci_spec::image::Digest> {
+fn digest_of(data: &[u8]) -> Result<oci_spec::image::Digest, ImageError> {
     let s = format!("sha256:{:x}", Sha256::digest(data));
     s.parse()
-        .map_err(|e| Error::Internal(format!("digest {s}: {e}")))
+        .map_err(|e| ImageError::Internal(format!("digest {s}: {e}")))
 }
 
-fn blob(media_type: MediaType, data: Vec<u8>) -> Result<Blob> {
+fn blob(media_type: MediaType, data: Vec<u8>) -> Result<Blob, ImageError> {
     Ok(Blob {
         descriptor: Descriptor::new(media_type, data.len() as u64, digest_of(&data)?),
         bytes: Bytes::from(data),
@@ -35,7 +40,11 @@ fn blob(media_type: MediaType, data: Vec<u8>) -> Result<Blob> {
 }
 
 /// A deterministic uncompressed tar of `files` (fixed owner and times).
-fn layer_tar(files: &[File<'_>]) -> Result<Vec<u8>> {
+fn layer_tar(files: &[File<'_>]) -> Result<Vec<u8>, ImageError> {
+    let building = |source| ImageError::ArchiveIo {
+        context: "building a layer".into(),
+        source,
+    };
     let mut tar = tar::Builder::new(Vec::new());
     for f in files {
         let mut header = tar::Header::new_ustar();
@@ -52,10 +61,62 @@ fn layer_tar(files: &[File<'_>]) -> Result<Vec<u8>> {
         header.set_mtime(0);
         header.set_cksum();
         tar.append_data(&mut header, f.path.trim_start_matches('/'), data)
-            .map_err(|e| Error::io("building a layer", e))?;
+            .map_err(building)?;
     }
-    tar.into_inner()
-        .map_err(|e| Error::io("building a layer", e))
+    tar.into_inner().map_err(building)
+}
+
+/// A built-in image, built in memory: one layer, its config, its manifest.
+struct Built {
+    layer: Blob,
+    diff_id: String,
+    config: Blob,
+    manifest: Blob,
+}
+
+impl Built {
+    /// The image of `files` with `entrypoint`, for the host's platform.
+    /// The same input always gives the same digests.
+    fn new(files: &[File<'_>], entrypoint: &[&str]) -> Result<Built, ImageError> {
+        let layer = blob(MediaType::ImageLayer, layer_tar(files)?)?;
+        // The layer is uncompressed: its digest is its diff id.
+        let diff_id = layer.descriptor.digest().to_string();
+        let platform = Platform::host();
+        let image_config = serde_json::json!({
+            "architecture": platform.architecture,
+            "os": platform.os,
+            "config": {
+                "Entrypoint": entrypoint,
+                "WorkingDir": "/",
+                "Labels": { "io.crius.builtin": "true" },
+            },
+            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        });
+        let config = blob(MediaType::ImageConfig, to_json(&image_config)?)?;
+        let manifest = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config.descriptor.clone())
+            .layers(vec![layer.descriptor.clone()])
+            .build()
+            .map_err(|e| ImageError::Internal(format!("building a manifest: {e}")))?;
+        let manifest = blob(MediaType::ImageManifest, to_json(&manifest)?)?;
+        Ok(Built {
+            layer,
+            diff_id,
+            config,
+            manifest,
+        })
+    }
+
+    /// The image id: its config's digest.
+    fn id(&self) -> String {
+        self.config.descriptor.digest().to_string()
+    }
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<Vec<u8>, ImageError> {
+    serde_json::to_vec(v).map_err(|e| ImageError::Internal(e.to_string()))
 }
 
 impl Images {
@@ -70,95 +131,110 @@ impl Images {
         files: &[File<'_>],
         entrypoint: &[&str],
     ) -> Result<CriImage> {
-        let layer = blob(MediaType::ImageLayer, layer_tar(files)?)?;
-        let diff_id = layer.descriptor.digest().to_string();
-        let platform = Platform::host();
-        let image_config = serde_json::json!({
-            "architecture": platform.architecture,
-            "os": platform.os,
-            "config": {
-                "Entrypoint": entrypoint,
-                "WorkingDir": "/",
-                "Labels": { "io.crius.builtin": "true" },
-            },
-            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-        });
-        let config_blob = blob(
-            MediaType::ImageConfig,
-            serde_json::to_vec(&image_config).map_err(|e| Error::Internal(e.to_string()))?,
-        )?;
-        let manifest = oci_spec::image::ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(config_blob.descriptor.clone())
-            .layers(vec![layer.descriptor.clone()])
-            .build()
-            .map_err(|e| Error::Internal(format!("building a manifest: {e}")))?;
-        let manifest = blob(
-            MediaType::ImageManifest,
-            serde_json::to_vec(&manifest).map_err(|e| Error::Internal(e.to_string()))?,
-        )?;
-        let id = config_blob.descriptor.digest().to_string();
-        if let Some(existing) = self.find(&Query::Id(id.clone())).await?
-            && existing.repo_tags.iter().any(|t| t == name)
-            && self
-                .containerd
-                .snapshot_stat(snapshotter, &existing.chain_id)
-                .await?
-                .is_some()
-        {
+        let built = Built::new(files, entrypoint)?;
+        if let Some(existing) = self.builtin_in_place(&built, snapshotter, name).await? {
             return Ok(existing);
         }
-
-        let lease = format!("crius-pull-builtin-{}", crius_containerd::unique_suffix());
-        self.containerd
-            .lease_create(&lease, std::time::Duration::from_secs(600))
-            .await?;
-        let c = self.containerd.with_lease(&lease);
-        let result = async {
-            c.content_write_bytes(
-                &format!("crius-{diff_id}"),
-                &diff_id,
-                HashMap::from([(UNCOMPRESSED.to_string(), diff_id.clone())]),
-                layer.bytes.clone(),
-            )
-            .await?;
-            // The sandbox image must always be unpacked.
-            let config = ImagesConfig {
-                unpack_on_pull: true,
-                ..config.clone()
-            };
-            let parts = Parts {
-                name,
-                top: &manifest,
-                manifest: &manifest,
-                config: &config_blob,
-                layers: std::slice::from_ref(&layer.descriptor),
-                diff_ids: std::slice::from_ref(&diff_id),
-                pinned: true,
-            };
-            commit_image(&c, &config, snapshotter, &parts, vec![name.to_string()]).await
-        }
-        .await;
-        // Records may have changed, whatever the result.
-        self.index.invalidate();
-        if let Err(e) = self.containerd.lease_delete(&lease).await {
-            tracing::warn!(
-                lease,
-                "cannot delete the lease (it expires on its own): {e}"
-            );
-        }
-        result?;
-        tracing::info!(image = name, id = %id, "built-in image in place");
-        self.find(&Query::Id(id.clone()))
-            .await?
-            .ok_or_else(|| Error::Internal(format!("{name} was stored but cannot be found")))
+        let built = &built;
+        self.leased(
+            "crius-pull-builtin-",
+            BUILTIN_LEASE_EXPIRY,
+            "built-in image",
+            |c| async move { store_builtin(&c, config, snapshotter, name, built).await },
+        )
+        .await?;
+        tracing::info!(image = name, id = %built.id(), "built-in image in place");
+        Ok(self.stored(&Query::Id(built.id()), name).await?)
     }
+
+    /// The image when it is stored under `name` and unpacked already.
+    async fn builtin_in_place(
+        &self,
+        built: &Built,
+        snapshotter: &str,
+        name: &str,
+    ) -> Result<Option<CriImage>, ImageError> {
+        let reading = ImageError::containerd("looking for the built-in image");
+        let Some(existing) = self.find(&Query::Id(built.id())).await.map_err(reading)? else {
+            return Ok(None);
+        };
+        if !existing.repo_tags.iter().any(|t| t == name) {
+            return Ok(None);
+        }
+        let unpacked = self
+            .containerd
+            .snapshot_stat(snapshotter, &existing.chain_id)
+            .await
+            .map_err(ImageError::containerd(
+                "looking for the built-in image's snapshot",
+            ))?
+            .is_some();
+        Ok(unpacked.then_some(existing))
+    }
+}
+
+/// Stores the layer and commits the built image, unpacked and pinned.
+async fn store_builtin(
+    c: &Containerd,
+    config: &ImagesConfig,
+    snapshotter: &str,
+    name: &str,
+    built: &Built,
+) -> Result<(), ImageError> {
+    let diff_id = &built.diff_id;
+    c.content_write_bytes(
+        &format!("crius-{diff_id}"),
+        diff_id,
+        HashMap::from([(UNCOMPRESSED.to_string(), diff_id.clone())]),
+        built.layer.bytes.clone(),
+    )
+    .await
+    .map_err(ImageError::containerd("storing the built-in layer"))?;
+    // The sandbox image must always be unpacked.
+    let config = ImagesConfig {
+        unpack_on_pull: true,
+        ..config.clone()
+    };
+    let parts = Parts {
+        name,
+        top: &built.manifest,
+        manifest: &built.manifest,
+        config: &built.config,
+        layers: std::slice::from_ref(&built.layer.descriptor),
+        diff_ids: std::slice::from_ref(diff_id),
+        pinned: true,
+    };
+    commit_image(c, &config, snapshotter, &parts, vec![name.to_string()]).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_image_names_its_layer_as_diff_id_and_its_entrypoint() {
+        let files = [File {
+            path: "/pause",
+            mode: 0o755,
+            data: Some(b"binary"),
+        }];
+        let a = Built::new(&files, &["/pause"]).expect("built");
+        let b = Built::new(&files, &["/pause"]).expect("built");
+        assert_eq!(a.id(), b.id(), "same files, same image id");
+        assert_eq!(a.diff_id, a.layer.descriptor.digest().to_string());
+        let config: serde_json::Value = serde_json::from_slice(&a.config.bytes).expect("JSON");
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!(["/pause"])
+        );
+        assert_eq!(config["rootfs"]["diff_ids"][0], a.diff_id.as_str());
+        let manifest: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&a.manifest.bytes).expect("manifest");
+        assert_eq!(manifest.config(), &a.config.descriptor);
+        assert_eq!(manifest.layers(), std::slice::from_ref(&a.layer.descriptor));
+        let other = Built::new(&files, &["/pause", "-v"]).expect("built");
+        assert_ne!(other.id(), a.id());
+    }
 
     #[test]
     fn layer_is_deterministic() {

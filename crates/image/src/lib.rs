@@ -6,6 +6,7 @@
 //! and labels crius writes.
 
 mod builtin;
+mod error;
 mod import;
 mod pull;
 mod store;

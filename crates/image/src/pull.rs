@@ -17,6 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use oci_spec::image::Descriptor;
 use tokio::sync::watch;
 
+use crate::error::ImageError;
 use crate::store::{Images, Query};
 
 /// Where a pull is.
@@ -89,67 +90,58 @@ impl Images {
     ) -> Result<CriImage> {
         let reference = crius_registry::parse_reference(image)?;
         let name = crius_registry::normalized(&reference);
-        let lock = {
-            let mut pulls = self
-                .pulls
-                .lock()
-                .map_err(|_| Error::Internal("pull table poisoned".into()))?;
-            pulls.entry(name.clone()).or_default().clone()
-        };
-        let _guard = lock.lock().await;
-        let registry = registry_config(config);
-        let fetcher = Fetcher::new(&registry, &reference, credentials)?;
-        let resolved = fetcher.resolve(&Platform::host()).await?;
-        if let Some(tx) = progress {
-            tx.send_replace(Progress {
-                name: name.clone(),
-                phase: Phase::Downloading,
-                layers: resolved
-                    .layers
-                    .iter()
-                    .map(|l| LayerProgress {
-                        digest: l.digest().to_string(),
-                        size: l.size(),
-                        done: 0,
-                        state: LayerState::Waiting,
-                    })
-                    .collect(),
-            });
-        }
-        tracing::info!(image = %name, digest = %resolved.top.descriptor.digest(), layers = resolved.layers.len(), "resolved");
-
-        let lease = format!("crius-pull-{}", unique_suffix());
-        self.containerd
-            .lease_create(&lease, PULL_LEASE_EXPIRY)
-            .await?;
-        let leased = self.containerd.with_lease(&lease);
-        let result = store(
-            &leased,
+        let lock = self.pull_lock(&name)?;
+        let guard = lock.lock().await;
+        let pull = Pull {
             config,
             snapshotter,
+            reference: &reference,
+            name: &name,
             progress,
-            &fetcher,
-            &resolved,
-            &reference,
-        )
-        .await;
-        // Records may have changed, whatever the result.
-        self.index.invalidate();
-        if let Err(e) = self.containerd.lease_delete(&lease).await {
-            tracing::warn!(
-                lease,
-                "cannot delete the pull lease (it expires on its own): {e}"
-            );
-        }
-        drop(_guard);
+        };
+        let result = self.pull_locked(&pull, credentials).await;
+        drop(guard);
         self.forget_lock(&name, &lock);
-        result?;
-        self.find(&Query::Name {
-            name: record_names(&reference, &resolved).0,
-            is_tag: false,
+        Ok(result?)
+    }
+
+    /// The lock of one normalized reference.
+    fn pull_lock(&self, name: &str) -> Result<Arc<tokio::sync::Mutex<()>>> {
+        let mut pulls = self
+            .pulls
+            .lock()
+            .map_err(|_| Error::Internal("pull table poisoned".into()))?;
+        Ok(pulls.entry(name.to_string()).or_default().clone())
+    }
+
+    /// Resolves, stores under a lease and reads back one image; the caller
+    /// holds the reference's lock.
+    async fn pull_locked(
+        &self,
+        pull: &Pull<'_>,
+        credentials: Option<Credentials>,
+    ) -> Result<CriImage, ImageError> {
+        let registry = registry_config(pull.config);
+        let fetcher =
+            Fetcher::new(&registry, pull.reference, credentials).map_err(ImageError::Registry)?;
+        let resolved = fetcher
+            .resolve(&Platform::host())
+            .await
+            .map_err(ImageError::Registry)?;
+        if let Some(tx) = pull.progress {
+            tx.send_replace(downloading(pull.name, &resolved));
+        }
+        tracing::info!(image = %pull.name, digest = %resolved.top.descriptor.digest(), layers = resolved.layers.len(), "resolved");
+        let (fetcher, resolved) = (&fetcher, &resolved);
+        self.leased("crius-pull-", PULL_LEASE_EXPIRY, "pull", |c| async move {
+            store(&c, pull, fetcher, resolved).await
         })
-        .await?
-        .ok_or_else(|| Error::Internal(format!("{name} was stored but cannot be found")))
+        .await?;
+        let by_digest = Query::Name {
+            name: record_names(pull.reference, resolved).0,
+            is_tag: false,
+        };
+        self.stored(&by_digest, pull.name).await
     }
 
     /// Drops the per-reference lock once nobody waits on it.
@@ -159,6 +151,74 @@ impl Images {
         {
             pulls.remove(name);
         }
+    }
+
+    /// Runs `work` on a connection whose writes go under a fresh lease
+    /// (`prefix` + a unique suffix, so start-up finds what a dead daemon
+    /// left), then drops the image list cache and the lease whatever the
+    /// result; a lease that cannot be deleted expires on its own.
+    pub(crate) async fn leased<T, F, Fut>(
+        &self,
+        prefix: &str,
+        expiry: Duration,
+        what: &str,
+        work: F,
+    ) -> Result<T, ImageError>
+    where
+        F: FnOnce(Containerd) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ImageError>>,
+    {
+        let lease = format!("{prefix}{}", crius_containerd::unique_suffix());
+        self.containerd
+            .lease_create(&lease, expiry)
+            .await
+            .map_err(ImageError::containerd("creating a lease"))?;
+        let result = work(self.containerd.with_lease(&lease)).await;
+        // Records may have changed, whatever the result.
+        self.index.invalidate();
+        if let Err(e) = self.containerd.lease_delete(&lease).await {
+            tracing::warn!(
+                lease,
+                "cannot delete the {what} lease (it expires on its own): {e}"
+            );
+        }
+        result
+    }
+
+    /// The image just stored under a name or id; `name` is for the message.
+    pub(crate) async fn stored(&self, query: &Query, name: &str) -> Result<CriImage, ImageError> {
+        self.find(query)
+            .await
+            .map_err(ImageError::containerd("reading the stored image"))?
+            .ok_or_else(|| ImageError::Internal(format!("{name} was stored but cannot be found")))
+    }
+}
+
+/// What one pull is of, and where it reports.
+struct Pull<'a> {
+    config: &'a ImagesConfig,
+    snapshotter: &'a str,
+    reference: &'a oci_spec::distribution::Reference,
+    /// The normalized reference.
+    name: &'a str,
+    progress: Option<&'a watch::Sender<Progress>>,
+}
+
+/// The progress of a resolved image before any layer is fetched.
+fn downloading(name: &str, resolved: &Resolved) -> Progress {
+    Progress {
+        name: name.to_string(),
+        phase: Phase::Downloading,
+        layers: resolved
+            .layers
+            .iter()
+            .map(|l| LayerProgress {
+                digest: l.digest().to_string(),
+                size: l.size(),
+                done: 0,
+                state: LayerState::Waiting,
+            })
+            .collect(),
     }
 }
 
@@ -209,25 +269,15 @@ fn record_names(
     )
 }
 
-fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{nanos:x}-{}", std::process::id())
-}
-
+/// Stores the layers (in parallel, each verified as it streams in), then
+/// config, manifest, index and records.
 async fn store(
     c: &Containerd,
-    config: &ImagesConfig,
-    snapshotter: &str,
-    progress: Option<&watch::Sender<Progress>>,
+    pull: &Pull<'_>,
     fetcher: &Fetcher,
     resolved: &Resolved,
-    reference: &oci_spec::distribution::Reference,
-) -> Result<()> {
+) -> Result<(), ImageError> {
     check_layers(&resolved.name, &resolved.layers, &resolved.diff_ids)?;
-    // Layers first, in parallel, each verified as it streams in.
     let jobs: Vec<(usize, Descriptor, String)> = resolved
         .layers
         .iter()
@@ -236,18 +286,19 @@ async fn store(
         .enumerate()
         .map(|(i, (l, d))| (i, l, d))
         .collect();
+    let progress = pull.progress;
     futures::stream::iter(jobs)
         .map(|(i, layer, diff_id)| async move {
             let labels = HashMap::from([(UNCOMPRESSED.to_string(), diff_id)]);
             put_blob(c, fetcher, &layer, labels, progress.map(|tx| (tx, i))).await
         })
-        .buffer_unordered(config.max_concurrent_downloads.max(1))
+        .buffer_unordered(pull.config.max_concurrent_downloads.max(1))
         .try_collect::<Vec<()>>()
         .await?;
     if let Some(tx) = progress {
         tx.send_modify(|p| p.phase = Phase::Unpacking);
     }
-    let (repo_digest, tag, _) = record_names(reference, resolved);
+    let (repo_digest, tag, _) = record_names(pull.reference, resolved);
     let parts = Parts {
         name: &resolved.name,
         top: &resolved.top,
@@ -257,19 +308,17 @@ async fn store(
         diff_ids: &resolved.diff_ids,
         pinned: false,
     };
-    commit_image(
-        c,
-        config,
-        snapshotter,
-        &parts,
-        [Some(repo_digest), tag].into_iter().flatten().collect(),
-    )
-    .await
+    let names = [Some(repo_digest), tag].into_iter().flatten().collect();
+    commit_image(c, pull.config, pull.snapshotter, &parts, names).await
 }
 
-pub(crate) fn check_layers(name: &str, layers: &[Descriptor], diff_ids: &[String]) -> Result<()> {
+pub(crate) fn check_layers(
+    name: &str,
+    layers: &[Descriptor],
+    diff_ids: &[String],
+) -> Result<(), ImageError> {
     if layers.len() != diff_ids.len() {
-        return Err(Error::FailedPrecondition(format!(
+        return Err(ImageError::Inconsistent(format!(
             "image {name} has {} layers but {} diff ids",
             layers.len(),
             diff_ids.len()
@@ -301,43 +350,76 @@ pub(crate) async fn commit_image(
     snapshotter: &str,
     parts: &Parts<'_>,
     names: Vec<String>,
-) -> Result<()> {
+) -> Result<(), ImageError> {
     let chain_id = crius_containerd::chain_id(parts.diff_ids);
+    put_descriptions(c, snapshotter, parts, &chain_id).await?;
+    if config.unpack_on_pull {
+        c.unpack(snapshotter, parts.layers, parts.diff_ids)
+            .await
+            .map_err(ImageError::containerd("unpacking"))?;
+    }
+    let labels = record_labels(parts, chain_id)?;
     let config_digest = parts.config.descriptor.digest().to_string();
-    put_small(
-        c,
-        parts.config,
-        HashMap::from([(format!("{GC_REF_SNAPSHOT}.{snapshotter}"), chain_id.clone())]),
-    )
-    .await?;
-    let mut manifest_labels =
-        HashMap::from([(format!("{GC_REF_CONTENT}.config"), config_digest.clone())]);
+    for name in names.into_iter().chain([config_digest]) {
+        c.image_put(StoredImage {
+            name,
+            target: parts.top.descriptor.clone(),
+            labels: labels.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(ImageError::containerd("writing an image record"))?;
+    }
+    Ok(())
+}
+
+/// Config, manifest and (when there is one) index, each labelled with what
+/// it holds on to: the config its snapshots, the manifest its config and
+/// layers, the index its manifest.
+async fn put_descriptions(
+    c: &Containerd,
+    snapshotter: &str,
+    parts: &Parts<'_>,
+    chain_id: &str,
+) -> Result<(), ImageError> {
+    let config_labels = HashMap::from([(
+        format!("{GC_REF_SNAPSHOT}.{snapshotter}"),
+        chain_id.to_string(),
+    )]);
+    put_small(c, parts.config, config_labels).await?;
+    put_small(c, parts.manifest, manifest_labels(parts)).await?;
+    if parts.top.descriptor.digest() != parts.manifest.descriptor.digest() {
+        let index_labels = HashMap::from([(
+            format!("{GC_REF_CONTENT}.m.0"),
+            parts.manifest.descriptor.digest().to_string(),
+        )]);
+        put_small(c, parts.top, index_labels).await?;
+    }
+    Ok(())
+}
+
+/// The garbage-collection labels of a manifest: its config and layers.
+fn manifest_labels(parts: &Parts<'_>) -> HashMap<String, String> {
+    let config = parts.config.descriptor.digest().to_string();
+    let mut labels = HashMap::from([(format!("{GC_REF_CONTENT}.config"), config)]);
     for (i, layer) in parts.layers.iter().enumerate() {
-        manifest_labels.insert(
+        labels.insert(
             format!("{GC_REF_CONTENT}.l.{i}"),
             layer.digest().to_string(),
         );
     }
-    put_small(c, parts.manifest, manifest_labels).await?;
-    if parts.top.descriptor.digest() != parts.manifest.descriptor.digest() {
-        put_small(
-            c,
-            parts.top,
-            HashMap::from([(
-                format!("{GC_REF_CONTENT}.m.0"),
-                parts.manifest.descriptor.digest().to_string(),
-            )]),
-        )
-        .await?;
-    }
+    labels
+}
 
-    if config.unpack_on_pull {
-        c.unpack(snapshotter, parts.layers, parts.diff_ids).await?;
-    }
-
+/// The labels of every record of an image: what CRI reports of it, so
+/// listing reads no content.
+fn record_labels(
+    parts: &Parts<'_>,
+    chain_id: String,
+) -> Result<HashMap<String, String>, ImageError> {
     let image_config: serde_json::Value =
         serde_json::from_slice(&parts.config.bytes).map_err(|e| {
-            Error::FailedPrecondition(format!("image config of {} is not JSON: {e}", parts.name))
+            ImageError::Inconsistent(format!("image config of {} is not JSON: {e}", parts.name))
         })?;
     let user = image_config["config"]["User"]
         .as_str()
@@ -345,9 +427,12 @@ pub(crate) async fn commit_image(
         .to_string();
     let size: u64 =
         parts.config.descriptor.size() + parts.layers.iter().map(|l| l.size()).sum::<u64>();
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
-        (LABEL_ID.to_string(), config_digest.clone()),
+        (
+            LABEL_ID.to_string(),
+            parts.config.descriptor.digest().to_string(),
+        ),
         (
             LABEL_MANIFEST.to_string(),
             parts.manifest.descriptor.digest().to_string(),
@@ -356,20 +441,10 @@ pub(crate) async fn commit_image(
         (LABEL_USER.to_string(), user),
         (LABEL_CHAIN_ID.to_string(), chain_id),
     ]);
-    let mut labels = labels;
     if parts.pinned {
         labels.insert(LABEL_PINNED.to_string(), "true".to_string());
     }
-    for name in names.into_iter().chain([config_digest]) {
-        c.image_put(StoredImage {
-            name,
-            target: parts.top.descriptor.clone(),
-            labels: labels.clone(),
-            ..Default::default()
-        })
-        .await?;
-    }
-    Ok(())
+    Ok(labels)
 }
 
 /// Streams one blob into the content store unless it is there already,
@@ -380,7 +455,7 @@ async fn put_blob(
     desc: &Descriptor,
     labels: HashMap<String, String>,
     progress: Option<(&watch::Sender<Progress>, usize)>,
-) -> Result<()> {
+) -> Result<(), ImageError> {
     let digest = desc.digest().to_string();
     let set = |state: LayerState, done: Option<u64>| {
         if let Some((tx, i)) = progress {
@@ -394,26 +469,28 @@ async fn put_blob(
             });
         }
     };
-    if c.content_info(&digest).await?.is_some() {
+    let stored = ImageError::containerd("storing a layer");
+    if c.content_info(&digest).await.map_err(stored)?.is_some() {
         set(LayerState::Exists, Some(desc.size()));
-        return c.content_update_labels(&digest, labels).await;
+        return c
+            .content_update_labels(&digest, labels)
+            .await
+            .map_err(ImageError::containerd("labelling a layer"));
     }
     set(LayerState::Downloading, None);
     let progress = progress.map(|(tx, i)| (tx.clone(), i));
-    let stream = fetcher.blob(desc).await?.inspect_ok(move |chunk| {
-        if let Some((tx, i)) = &progress {
-            let n = chunk.len() as u64;
-            tx.send_if_modified(|p| {
-                if let Some(l) = p.layers.get_mut(*i) {
-                    l.done += n;
-                }
-                // Wake watchers at most every 256 KiB.
-                p.layers
-                    .get(*i)
-                    .is_some_and(|l| l.done % (256 << 10) < n || l.done == l.size)
-            });
-        }
-    });
+    let stream = fetcher
+        .blob(desc)
+        .await
+        .map_err(|source| ImageError::Blob {
+            digest: digest.clone(),
+            source,
+        })?
+        .inspect_ok(move |chunk| {
+            if let Some((tx, i)) = &progress {
+                count_bytes(tx, *i, chunk.len() as u64);
+            }
+        });
     c.content_write(
         &format!("crius-{digest}"),
         &digest,
@@ -421,9 +498,23 @@ async fn put_blob(
         labels,
         stream,
     )
-    .await?;
+    .await
+    .map_err(ImageError::containerd("storing a layer"))?;
     set(LayerState::Done, Some(desc.size()));
     Ok(())
+}
+
+/// Adds `n` bytes to layer `i`'s progress.
+fn count_bytes(tx: &watch::Sender<Progress>, i: usize, n: u64) {
+    tx.send_if_modified(|p| {
+        if let Some(l) = p.layers.get_mut(i) {
+            l.done += n;
+        }
+        // Wake watchers at most every 256 KiB.
+        p.layers
+            .get(i)
+            .is_some_and(|l| l.done % (256 << 10) < n || l.done == l.size)
+    });
 }
 
 /// Stores a manifest, index or config already in memory.
@@ -431,10 +522,14 @@ pub(crate) async fn put_small(
     c: &Containerd,
     blob: &Blob,
     labels: HashMap<String, String>,
-) -> Result<()> {
+) -> Result<(), ImageError> {
     let digest = blob.descriptor.digest().to_string();
-    if c.content_info(&digest).await?.is_some() {
-        return c.content_update_labels(&digest, labels).await;
+    let stored = ImageError::containerd("storing an image description");
+    if c.content_info(&digest).await.map_err(stored)?.is_some() {
+        return c
+            .content_update_labels(&digest, labels)
+            .await
+            .map_err(ImageError::containerd("labelling an image description"));
     }
     c.content_write_bytes(
         &format!("crius-{digest}"),
@@ -443,4 +538,76 @@ pub(crate) async fn put_small(
         blob.bytes.clone(),
     )
     .await
+    .map_err(ImageError::containerd("storing an image description"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(media_type: oci_spec::image::MediaType, data: &[u8]) -> Blob {
+        use sha2::Digest as _;
+        let digest = format!("sha256:{:x}", sha2::Sha256::digest(data));
+        Blob {
+            descriptor: Descriptor::new(
+                media_type,
+                data.len() as u64,
+                digest.parse::<oci_spec::image::Digest>().expect("digest"),
+            ),
+            bytes: bytes::Bytes::copy_from_slice(data),
+        }
+    }
+
+    #[test]
+    fn records_carry_what_cri_reports_and_manifests_what_they_hold() {
+        use oci_spec::image::MediaType;
+        let config = blob(
+            MediaType::ImageConfig,
+            br#"{"config":{"User":"1000:1000"}}"#,
+        );
+        let manifest = blob(MediaType::ImageManifest, b"{}");
+        let layers = [
+            blob(MediaType::ImageLayer, b"one").descriptor,
+            blob(MediaType::ImageLayer, b"two!").descriptor,
+        ];
+        let diff_ids = ["sha256:a".to_string(), "sha256:b".to_string()];
+        let parts = Parts {
+            name: "x",
+            top: &manifest,
+            manifest: &manifest,
+            config: &config,
+            layers: &layers,
+            diff_ids: &diff_ids,
+            pinned: true,
+        };
+        let labels = record_labels(&parts, "sha256:chain".into()).expect("labels");
+        assert_eq!(labels[LABEL_USER], "1000:1000");
+        assert_eq!(labels[LABEL_SIZE], (config.bytes.len() + 3 + 4).to_string());
+        assert_eq!(labels[LABEL_CHAIN_ID], "sha256:chain");
+        assert_eq!(labels[LABEL_PINNED], "true");
+        assert_eq!(labels[LABEL_ID], config.descriptor.digest().to_string());
+        let gc = manifest_labels(&parts);
+        assert_eq!(
+            gc[&format!("{GC_REF_CONTENT}.config")],
+            config.descriptor.digest().to_string()
+        );
+        assert_eq!(
+            gc[&format!("{GC_REF_CONTENT}.l.1")],
+            layers[1].digest().to_string()
+        );
+        assert_eq!(gc.len(), 3);
+        let not_json = blob(MediaType::ImageConfig, b"nope");
+        let parts = Parts {
+            config: &not_json,
+            ..parts
+        };
+        assert!(matches!(
+            record_labels(&parts, String::new()),
+            Err(ImageError::Inconsistent(_))
+        ));
+        assert!(matches!(
+            check_layers("x", &layers, &diff_ids[..1]),
+            Err(ImageError::Inconsistent(_))
+        ));
+    }
 }

@@ -8,6 +8,8 @@ use crius_containerd::{Containerd, Followed};
 use crius_core::image::{self, CriImage, ImageRecord, LABEL_MANAGED};
 use crius_core::{Error, Result};
 
+use crate::error::ImageError;
+
 /// Largest image config crius reads back.
 pub(crate) const MAX_CONFIG_SIZE: u64 = 4 << 20;
 
@@ -195,7 +197,8 @@ impl Images {
         let bytes = self
             .containerd
             .content_read(&image.id, MAX_CONFIG_SIZE)
-            .await?;
+            .await
+            .map_err(ImageError::containerd("reading the image's config"))?;
         let config: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Internal(format!("image config {} is not JSON: {e}", image.id)))?;
         if let Ok(mut configs) = self.configs.lock() {
@@ -263,29 +266,64 @@ impl Images {
     }
 }
 
+/// An unpack's lease outlives a crashed daemon by at most this long.
+const UNPACK_LEASE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl Images {
     /// Makes sure the image's layers are unpacked in `snapshotter`: the lazy
     /// path, taken only when the top snapshot is missing (never unpacked, or
     /// removed). Returns the top chain id.
     pub async fn ensure_unpacked(&self, image: &CriImage, snapshotter: &str) -> Result<String> {
+        let looking = ImageError::containerd("looking for the image's snapshot");
         if !image.chain_id.is_empty()
             && self
                 .containerd
                 .snapshot_stat(snapshotter, &image.chain_id)
-                .await?
+                .await
+                .map_err(looking)?
                 .is_some()
         {
             return Ok(image.chain_id.clone());
         }
+        let (layers, diff_ids) = self.layers_of(image).await?;
+        let (layers, diff_ids) = (&layers, &diff_ids);
+        let chain_id = self
+            .leased(
+                "crius-pull-unpack-",
+                UNPACK_LEASE_EXPIRY,
+                "unpack",
+                |c| async move {
+                    let chain_id = c
+                        .unpack(snapshotter, layers, diff_ids)
+                        .await
+                        .map_err(ImageError::containerd("unpacking"))?;
+                    hold_snapshots(&c, image, snapshotter, &chain_id).await?;
+                    Ok(chain_id)
+                },
+            )
+            .await?;
+        tracing::info!(image = %image.id, chain_id, "unpacked on first use");
+        Ok(chain_id)
+    }
+
+    /// An image's layers and their diff ids, from its manifest and config.
+    async fn layers_of(
+        &self,
+        image: &CriImage,
+    ) -> Result<(Vec<oci_spec::image::Descriptor>, Vec<String>), ImageError> {
         let manifest = self
             .containerd
             .content_read(&image.manifest, MAX_CONFIG_SIZE)
-            .await?;
+            .await
+            .map_err(ImageError::containerd("reading the image's manifest"))?;
         let manifest: oci_spec::image::ImageManifest =
             serde_json::from_slice(&manifest).map_err(|e| {
-                Error::Internal(format!("manifest {} of {}: {e}", image.manifest, image.id))
+                ImageError::Internal(format!("manifest {} of {}: {e}", image.manifest, image.id))
             })?;
-        let config = self.config(image).await?;
+        let config = self
+            .config(image)
+            .await
+            .map_err(ImageError::containerd("reading the image's config"))?;
         let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
             .as_array()
             .map(|a| {
@@ -294,41 +332,24 @@ impl Images {
                     .collect()
             })
             .unwrap_or_default();
-        let lease = format!("crius-pull-unpack-{}", crius_containerd::unique_suffix());
-        self.containerd
-            .lease_create(&lease, std::time::Duration::from_secs(3600))
-            .await?;
-        let leased = self.containerd.with_lease(&lease);
-        let mut result = leased
-            .unpack(snapshotter, manifest.layers(), &diff_ids)
-            .await;
-        // Before the lease goes: the image's config now holds the snapshots
-        // in this snapshotter too, as a pull's unpack does (else containerd's
-        // garbage collector may take them before the caller's snapshot
-        // stands on them).
-        if let Ok(chain_id) = &result
-            && let Err(e) = leased
-                .content_update_labels(
-                    &image.id,
-                    HashMap::from([(
-                        format!("{}.{snapshotter}", crate::pull::GC_REF_SNAPSHOT),
-                        chain_id.clone(),
-                    )]),
-                )
-                .await
-        {
-            result = Err(e);
-        }
-        if let Err(e) = self.containerd.lease_delete(&lease).await {
-            tracing::warn!(
-                lease,
-                "cannot delete the unpack lease (it expires on its own): {e}"
-            );
-        }
-        let chain_id = result?;
-        tracing::info!(image = %image.id, chain_id, "unpacked on first use");
-        Ok(chain_id)
+        Ok((manifest.layers().clone(), diff_ids))
     }
+}
+
+/// Labels the image's config so it holds the snapshots in this snapshotter
+/// too, as a pull's unpack does; done before the lease goes, else
+/// containerd's garbage collector may take them before the caller's
+/// snapshot stands on them.
+async fn hold_snapshots(
+    c: &Containerd,
+    image: &CriImage,
+    snapshotter: &str,
+    chain_id: &str,
+) -> Result<(), ImageError> {
+    let label = format!("{}.{snapshotter}", crate::pull::GC_REF_SNAPSHOT);
+    c.content_update_labels(&image.id, HashMap::from([(label, chain_id.to_string())]))
+        .await
+        .map_err(ImageError::containerd("labelling the image's config"))
 }
 
 #[cfg(test)]

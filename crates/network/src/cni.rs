@@ -137,6 +137,20 @@ pub fn load(conf_dir: &Path, bin_dirs: &[PathBuf]) -> Result<NetworkConfig, NotR
     Ok(config)
 }
 
+/// [`load`] on the blocking pool: it reads a directory and files, which
+/// must not stall an async worker (`Status` runs it on every call). The
+/// outer error is only a lost blocking task.
+pub async fn load_async(
+    conf_dir: &Path,
+    bin_dirs: &[PathBuf],
+) -> crius_core::Result<Result<NetworkConfig, NotReady>> {
+    let (conf_dir, bin_dirs) = (conf_dir.to_path_buf(), bin_dirs.to_vec());
+    crius_rt::blocking("reading the CNI config", move || {
+        Ok(load(&conf_dir, &bin_dirs))
+    })
+    .await
+}
+
 /// The first executable file named `plugin` in `bin_dirs`.
 pub fn find_plugin(plugin: &str, bin_dirs: &[PathBuf]) -> Option<PathBuf> {
     if !is_plugin_name(plugin) {
@@ -199,5 +213,14 @@ mod tests {
         let c = load(d.path(), &[bin]).expect("ready");
         assert_eq!(c.name, "pods");
         assert_eq!(c.plugins, vec!["bridge", "portmap"]);
+    }
+
+    #[tokio::test]
+    async fn load_async_answers_as_load() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let gone = d.path().join("nope");
+        let r = load_async(&gone, &[]).await.expect("the task ran");
+        assert_eq!(r, load(&gone, &[]));
+        assert!(matches!(r, Err(NotReady::NoConfig { .. })));
     }
 }

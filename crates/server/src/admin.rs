@@ -55,6 +55,57 @@ fn to_message(p: &Progress, image_ref: &str, done: bool) -> admin::PullImageProg
 }
 use crate::state::State;
 
+/// One pull of `crius pull`, streaming its progress.
+struct PullJob {
+    images: Arc<crius_image::Images>,
+    config: Arc<crius_core::config::Config>,
+    image: String,
+    credentials: Option<Credentials>,
+}
+
+impl PullJob {
+    /// Pulls, sending progress at most every [`PROGRESS_INTERVAL`] and the
+    /// outcome last; a client that hangs up stops the messages, not the
+    /// pull.
+    async fn stream_to(self, out: mpsc::Sender<Result<admin::PullImageProgress, Status>>) {
+        let (tx, mut rx) = watch::channel(Progress::default());
+        let pull = self.images.pull_with_progress(
+            &self.config.images,
+            &self.config.containerd.snapshotter,
+            &self.image,
+            self.credentials,
+            Some(&tx),
+        );
+        tokio::pin!(pull);
+        loop {
+            tokio::select! {
+                result = &mut pull => {
+                    let last = match result {
+                        Ok(image) => Ok(to_message(&tx.borrow(), &image.id, true)),
+                        Err(e) => {
+                            tracing::warn!(rpc = "PullImage(admin)", image = %self.image, "failed: {e}");
+                            Err(to_status(e))
+                        }
+                    };
+                    let _ = out.send(last).await;
+                    return;
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    let msg = to_message(&rx.borrow_and_update(), "", false);
+                    if out.send(Ok(msg)).await.is_err() {
+                        let _ = pull.await;
+                        return;
+                    }
+                    tokio::time::sleep(PROGRESS_INTERVAL).await;
+                }
+            }
+        }
+    }
+}
+
 /// The admin service.
 pub struct AdminSvc {
     state: Arc<State>,
@@ -103,44 +154,17 @@ impl Admin for AdminSvc {
             password: req.password.clone(),
         });
         let (out, rx_out) = mpsc::channel(16);
-        tokio::spawn(async move {
-            let (tx, mut rx) = watch::channel(Progress::default());
-            let pull = images.pull_with_progress(
-                &config.images,
-                &config.containerd.snapshotter,
-                &req.image,
-                credentials,
-                Some(&tx),
-            );
-            tokio::pin!(pull);
-            loop {
-                tokio::select! {
-                    result = &mut pull => {
-                        let last = match result {
-                            Ok(image) => Ok(to_message(&tx.borrow(), &image.id, true)),
-                            Err(e) => {
-                                tracing::warn!(rpc = "PullImage(admin)", image = %req.image, "failed: {e}");
-                                Err(to_status(e))
-                            }
-                        };
-                        let _ = out.send(last).await;
-                        return;
-                    }
-                    changed = rx.changed() => {
-                        if changed.is_err() {
-                            continue;
-                        }
-                        let msg = to_message(&rx.borrow_and_update(), "", false);
-                        if out.send(Ok(msg)).await.is_err() {
-                            // The client went away; the pull goes on.
-                            let _ = pull.await;
-                            return;
-                        }
-                        tokio::time::sleep(PROGRESS_INTERVAL).await;
-                    }
-                }
-            }
-        });
+        let pull = PullJob {
+            images,
+            config,
+            image: req.image,
+            credentials,
+        };
+        // The pull goes on when the client goes away (as CRI's does); it is
+        // tracked, and stopped at shutdown.
+        self.state
+            .background()
+            .spawn("admin pull", pull.stream_to(out));
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx_out),
         )))

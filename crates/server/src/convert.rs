@@ -59,6 +59,31 @@ fn resources(r: Option<&v1::LinuxContainerResources>) -> Option<Resources> {
     })
 }
 
+fn port_mappings(mappings: &[v1::PortMapping]) -> Result<Vec<PortMapping>, Error> {
+    mappings
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(PortMapping {
+                protocol: protocol(&format!("config.port_mappings[{i}].protocol"), p.protocol)?,
+                container_port: p.container_port,
+                host_port: p.host_port,
+                host_ip: p.host_ip.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The pod's namespace modes.
+fn namespaces(ns: &v1::NamespaceOption) -> Result<NamespaceOptions, Error> {
+    const NS: &str = "config.linux.security_context.namespace_options";
+    Ok(NamespaceOptions {
+        network: namespace_mode(&format!("{NS}.network"), ns.network)?,
+        pid: namespace_mode(&format!("{NS}.pid"), ns.pid)?,
+        ipc: namespace_mode(&format!("{NS}.ipc"), ns.ipc)?,
+    })
+}
+
 /// A `RunPodSandboxRequest` as the core sees it.
 pub fn pod_sandbox_request(
     config: Option<v1::PodSandboxConfig>,
@@ -79,19 +104,7 @@ pub fn pod_sandbox_request(
         "seccomp_profile_path",
         &sc.seccomp_profile_path,
     )?;
-    let port_mappings = c
-        .port_mappings
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            Ok(PortMapping {
-                protocol: protocol(&format!("config.port_mappings[{i}].protocol"), p.protocol)?,
-                container_port: p.container_port,
-                host_port: p.host_port,
-                host_ip: p.host_ip.clone(),
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
+    let port_mappings = port_mappings(&c.port_mappings)?;
     Ok(PodSandboxRequest {
         name: meta.name,
         uid: meta.uid,
@@ -111,20 +124,7 @@ pub fn pod_sandbox_request(
         linux: LinuxSandbox {
             cgroup_parent: linux.cgroup_parent,
             sysctls: linux.sysctls.into_iter().collect(),
-            namespaces: NamespaceOptions {
-                network: namespace_mode(
-                    "config.linux.security_context.namespace_options.network",
-                    ns.network,
-                )?,
-                pid: namespace_mode(
-                    "config.linux.security_context.namespace_options.pid",
-                    ns.pid,
-                )?,
-                ipc: namespace_mode(
-                    "config.linux.security_context.namespace_options.ipc",
-                    ns.ipc,
-                )?,
-            },
+            namespaces: namespaces(&ns)?,
             privileged: sc.privileged,
             run_as_user: sc.run_as_user.map(|v| v.value),
             run_as_group: sc.run_as_group.map(|v| v.value),

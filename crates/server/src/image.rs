@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crius_core::Error;
 use crius_core::image::{CriImage, parse_user};
@@ -26,22 +25,17 @@ impl ImageSvc {
     }
 
     async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, Error> {
-        let containerd = &self.state.backend()?.containerd;
-        let snapshotter = self.state.config().containerd.snapshotter.clone();
-        let root = containerd.snapshotter_root(&snapshotter).await?;
-        let usage = containerd.snapshots_usage(&snapshotter).await?;
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or_default();
+        let fs = self.state.image_fs().await?;
         let fs = v1::FilesystemUsage {
-            timestamp,
+            timestamp: fs.timestamp,
             fs_id: Some(v1::FilesystemIdentifier {
-                mountpoint: root.display().to_string(),
+                mountpoint: fs.mountpoint,
             }),
-            used_bytes: Some(v1::UInt64Value { value: usage.bytes }),
+            used_bytes: Some(v1::UInt64Value {
+                value: fs.usage.bytes,
+            }),
             inodes_used: Some(v1::UInt64Value {
-                value: usage.inodes,
+                value: fs.usage.inodes,
             }),
         };
         Ok(v1::ImageFsInfoResponse {

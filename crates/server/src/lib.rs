@@ -6,9 +6,11 @@
 mod admin;
 mod convert;
 mod convert_container;
+mod convert_status;
 mod edge;
 mod image;
 mod runtime;
+mod service;
 pub mod state;
 
 use std::sync::Arc;

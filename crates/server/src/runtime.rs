@@ -1,32 +1,25 @@
-//! `runtime.v1.RuntimeService`.
+//! `runtime.v1.RuntimeService`: each handler converts the request, calls
+//! one service method, converts the answer; [`respond`] maps the errors.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crius_core::cgroup::CgroupDriver;
-use crius_core::config::Config;
 use crius_core::{Error, RUNTIME_NAME, RUNTIME_VERSION};
 use crius_cri_api::CRI_API_VERSION;
 use crius_cri_api::v1::{self, runtime_service_server::RuntimeService};
-use serde_json::json;
+use crius_pod::container::ContainerFilter;
+use crius_pod::{ListFilter, now_ns};
 use tonic::{Request, Response, Status};
 
-use crate::convert;
+use crate::convert_status::{self, container_state_filter, sandbox_state_filter};
 use crate::edge::{not_yet, respond};
 use crate::state::State;
-use crius_core::sandbox::SandboxState;
-use crius_pod::container::{ContainerFilter, ContainerState};
-use crius_pod::{ListFilter, SandboxMeta, now_ns};
-
-use crate::convert_container;
+use crate::{convert, convert_container};
 
 /// The CRI version of the kubelet API crius answers `Version` with
 /// (containerd's CRI plugin answers the same).
 const KUBELET_API_VERSION: &str = "0.1.0";
-/// How long `Status` waits for containerd before calling it not ready.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The runtime service.
 pub struct RuntimeSvc {
@@ -36,47 +29,6 @@ pub struct RuntimeSvc {
 impl RuntimeSvc {
     pub fn new(state: Arc<State>) -> Self {
         RuntimeSvc { state }
-    }
-
-    /// CRI stats of a pod, with its containers' writable-layer filesystems.
-    async fn pod_stats(
-        &self,
-        roots: &mut HashMap<String, String>,
-        u: &crius_pod::PodUsage,
-    ) -> Result<v1::PodSandboxStats, Error> {
-        let mut container_roots = Vec::with_capacity(u.containers.len());
-        for c in &u.containers {
-            container_roots.push(self.snapshotter_root(roots, c).await?);
-        }
-        Ok(convert_container::pod_sandbox_stats(u, &container_roots))
-    }
-
-    /// The root directory of a container's snapshotter (the writable
-    /// layer's filesystem), asked once per snapshotter and request.
-    async fn snapshotter_root(
-        &self,
-        roots: &mut HashMap<String, String>,
-        u: &crius_pod::ContainerUsage,
-    ) -> Result<String, Error> {
-        let config = self.state.config();
-        let snapshotter = if u.container.meta.snapshotter.is_empty() {
-            config.containerd.snapshotter.clone()
-        } else {
-            u.container.meta.snapshotter.clone()
-        };
-        if let Some(r) = roots.get(&snapshotter) {
-            return Ok(r.clone());
-        }
-        let root = self
-            .state
-            .backend()?
-            .containerd
-            .snapshotter_root(&snapshotter)
-            .await?
-            .display()
-            .to_string();
-        roots.insert(snapshotter, root.clone());
-        Ok(root)
     }
 
     fn version(&self) -> v1::VersionResponse {
@@ -89,176 +41,8 @@ impl RuntimeSvc {
     }
 
     async fn status(&self, verbose: bool) -> Result<v1::StatusResponse, Error> {
-        let config = self.state.config();
-        let (runtime, containerd_version) = self.runtime_condition().await;
-        let network = match crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs) {
-            Ok(_) => condition("NetworkReady", None),
-            Err(e) => condition(
-                "NetworkReady",
-                Some(("NetworkPluginNotReady", e.to_string())),
-            ),
-        };
-        let info = if verbose {
-            self.verbose_info(&config, containerd_version).await?
-        } else {
-            HashMap::new()
-        };
-        let features = crius_core::runtime::RUNTIME_FEATURES;
-        Ok(v1::StatusResponse {
-            status: Some(v1::RuntimeStatus {
-                conditions: vec![runtime, network],
-            }),
-            info,
-            runtime_handlers: runtime_handlers(&config),
-            features: Some(v1::RuntimeFeatures {
-                supplemental_groups_policy: features.supplemental_groups_policy,
-            }),
-        })
-    }
-
-    /// `RuntimeReady`: start-up finished and containerd answers now (then
-    /// its version).
-    async fn runtime_condition(
-        &self,
-    ) -> (
-        v1::RuntimeCondition,
-        Option<crius_containerd::ContainerdVersion>,
-    ) {
-        let c = match self.state.containerd() {
-            Ok(c) => c,
-            Err(e) => {
-                let failed = condition("RuntimeReady", Some(("CriusStarting", e.to_string())));
-                return (failed, None);
-            }
-        };
-        let failure = match tokio::time::timeout(HEALTH_TIMEOUT, c.version()).await {
-            Ok(Ok(v)) => return (condition("RuntimeReady", None), Some(v)),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!(
-                "containerd at {} did not answer within {HEALTH_TIMEOUT:?}",
-                c.address().display()
-            ),
-        };
-        let failed = condition("RuntimeReady", Some(("ContainerdUnavailable", failure)));
-        (failed, None)
-    }
-
-    /// `Status` verbose info: JSON documents by key. Secrets in the config
-    /// serialize as `<redacted>`.
-    async fn verbose_info(
-        &self,
-        config: &Config,
-        containerd_version: Option<crius_containerd::ContainerdVersion>,
-    ) -> Result<HashMap<String, String>, Error> {
-        let mut info = HashMap::new();
-        let config_json =
-            serde_json::to_string(config).map_err(|e| Error::Internal(e.to_string()))?;
-        info.insert("config".to_string(), config_json);
-        let containerd = json!({
-            "address": config.containerd.address,
-            "namespace": config.containerd.namespace,
-            "version": containerd_version.as_ref().map(|v| &v.version),
-            "revision": containerd_version.as_ref().map(|v| &v.revision),
-        });
-        info.insert("containerd".to_string(), containerd.to_string());
-        let handlers = self.handlers_info(config).await;
-        info.insert("runtimeHandlers".to_string(), handlers.to_string());
-        let version = json!({
-            "runtimeName": RUNTIME_NAME,
-            "runtimeVersion": RUNTIME_VERSION,
-            "runtimeApiVersion": CRI_API_VERSION,
-        });
-        info.insert("version".to_string(), version.to_string());
-        info.insert("podCIDR".to_string(), self.state.pod_cidr());
-        info.insert(
-            "apparmor".to_string(),
-            apparmor_info(self.state.apparmor()).to_string(),
-        );
-        Ok(info)
-    }
-
-    /// The configured handlers, with whether containerd finds their shims.
-    async fn handlers_info(&self, config: &Config) -> serde_json::Value {
-        let mut handlers = Vec::new();
-        for (name, h) in &config.runtimes {
-            let shim = match self.state.containerd() {
-                Ok(c) => c.shim_binary(&h.runtime_type, &h.runtime_path).await,
-                Err(_) => None,
-            };
-            handlers.push(json!({
-                "name": name,
-                "runtime_type": h.runtime_type,
-                "runtime_path": h.runtime_path,
-                "options": h.options,
-                "privileged": h.privileged,
-                "privileged_without_host_devices": h.privileged_without_host_devices,
-                "snapshotter": h.snapshotter,
-                "sandbox_image": h.sandbox_image,
-                "default": *name == config.default_runtime,
-                "trusted": *name == config.trusted_runtime,
-                "shim_found": shim.is_some(),
-                "shim_binary": shim.map(|p| p.display().to_string()),
-            }));
-        }
-        json!({
-            "default": config.default_runtime,
-            "trusted": config.trusted_runtime,
-            "shimPassthrough": config.shim_passthrough,
-            "handlers": handlers,
-        })
-    }
-}
-
-/// `Status.runtime_handlers`: the default handler first, under the empty
-/// name as kubelet looks it up, then every configured handler; each with
-/// what crius supports on it.
-fn runtime_handlers(config: &Config) -> Vec<v1::RuntimeHandler> {
-    let handler = |name: &str, h: Option<&crius_core::config::RuntimeHandler>| {
-        let f = crius_core::runtime::handler_features(h);
-        v1::RuntimeHandler {
-            name: name.to_string(),
-            features: Some(v1::RuntimeHandlerFeatures {
-                recursive_read_only_mounts: f.recursive_read_only_mounts,
-                user_namespaces: f.user_namespaces,
-            }),
-        }
-    };
-    let default = config.runtimes.get(&config.default_runtime);
-    std::iter::once(handler("", default))
-        .chain(
-            config
-                .runtimes
-                .iter()
-                .map(|(name, h)| handler(name, Some(h))),
-        )
-        .collect()
-}
-
-/// What start-up found of AppArmor: on or not, the profile `RuntimeDefault`
-/// stands for, and why containers run unconfined if they do.
-fn apparmor_info(mode: &crius_core::apparmor::Mode) -> serde_json::Value {
-    json!({
-        "enabled": mode.enabled(),
-        "defaultProfile": mode.default_profile(),
-        "unconfinedReason": mode.unconfined_reason(),
-    })
-}
-
-/// A condition that holds, or not with a (reason, message).
-fn condition(kind: &str, failure: Option<(&str, String)>) -> v1::RuntimeCondition {
-    match failure {
-        None => v1::RuntimeCondition {
-            r#type: kind.into(),
-            status: true,
-            reason: String::new(),
-            message: String::new(),
-        },
-        Some((reason, message)) => v1::RuntimeCondition {
-            r#type: kind.into(),
-            status: false,
-            reason: reason.into(),
-            message,
-        },
+        let status = self.state.runtime_status(verbose).await?;
+        Ok(convert_status::status_response(status))
     }
 }
 
@@ -312,9 +96,7 @@ impl RuntimeService for RuntimeSvc {
                 .map(|n| n.pod_cidr)
                 .unwrap_or_default();
             if !cidr.is_empty() {
-                for part in cidr.split(',') {
-                    validate_cidr(part.trim())?;
-                }
+                crius_core::status::validate_pod_cidr(&cidr)?;
                 tracing::info!(pod_cidr = %cidr, "pod CIDR updated");
                 self.state.set_pod_cidr(cidr);
             }
@@ -377,26 +159,11 @@ impl RuntimeService for RuntimeSvc {
                 .pods
                 .status(&req.pod_sandbox_id, req.verbose)
                 .await?;
-            let mut info = HashMap::new();
-            if req.verbose {
-                let verbose = json!({
-                    "runtimeHandler": st.meta.runtime_handler,
-                    "runtimeType": st.meta.runtime_type,
-                    "netnsPath": st.meta.netns,
-                    "network": st.meta.network,
-                    "ips": st.meta.ips,
-                    "pid": st.pid,
-                    "image": st.meta.image,
-                    "runtimeSpec": st.spec,
-                });
-                info.insert("info".to_string(), verbose.to_string());
-            }
-            Ok(v1::PodSandboxStatusResponse {
-                status: Some(sandbox_status(&st.meta, st.state)),
-                info,
-                containers_statuses: vec![],
-                timestamp: now_ns(),
-            })
+            Ok(convert_status::pod_sandbox_status_response(
+                &st,
+                req.verbose,
+                now_ns(),
+            ))
         })
         .await
     }
@@ -408,13 +175,8 @@ impl RuntimeService for RuntimeSvc {
         let filter = req.into_inner().filter.unwrap_or_default();
         respond("ListPodSandbox", async {
             let backend = self.state.backend()?;
-            let state = match filter.state.map(|s| v1::PodSandboxState::try_from(s.state)) {
-                None => None,
-                Some(Ok(v1::PodSandboxState::SandboxReady)) => Some(SandboxState::Ready),
-                Some(Ok(v1::PodSandboxState::SandboxNotready)) => Some(SandboxState::NotReady),
-                // No sandbox is in a state CRI does not know (containerd
-                // answers an empty list too).
-                Some(Err(_)) => return Ok(v1::ListPodSandboxResponse { items: vec![] }),
+            let Some(state) = sandbox_state_filter(filter.state.as_ref()).state() else {
+                return Ok(v1::ListPodSandboxResponse { items: vec![] });
             };
             let items = backend.pods.list(&ListFilter {
                 id: filter.id,
@@ -424,18 +186,7 @@ impl RuntimeService for RuntimeSvc {
             Ok(v1::ListPodSandboxResponse {
                 items: items
                     .into_iter()
-                    .map(|(s, state)| {
-                        let m = &s.meta;
-                        v1::PodSandbox {
-                            id: m.id.clone(),
-                            metadata: Some(metadata(m)),
-                            state: cri_state(state),
-                            created_at: m.created_at,
-                            labels: m.labels.clone().into_iter().collect(),
-                            annotations: m.annotations.clone().into_iter().collect(),
-                            runtime_handler: m.runtime_handler.clone(),
-                        }
-                    })
+                    .map(|(s, state)| convert_status::pod_sandbox(&s.meta, state))
                     .collect(),
             })
         })
@@ -522,56 +273,11 @@ impl RuntimeService for RuntimeSvc {
                 .backend()?
                 .pods
                 .container_status(&req.container_id)?;
-            let mut info = HashMap::new();
-            if req.verbose {
-                let verbose = json!({
-                    "pid": st.pid,
-                    "sandboxID": meta.sandbox_id,
-                    "imageId": meta.image_id,
-                    "logPath": meta.log_path,
-                });
-                info.insert("info".to_string(), verbose.to_string());
-            }
-            Ok(v1::ContainerStatusResponse {
-                status: Some(v1::ContainerStatus {
-                    id: meta.id.clone(),
-                    metadata: Some(v1::ContainerMetadata {
-                        name: meta.name.clone(),
-                        attempt: meta.attempt,
-                    }),
-                    state: container_state(st.state),
-                    created_at: meta.created_at,
-                    started_at: st.started_at,
-                    finished_at: st.finished_at,
-                    exit_code: st.exit_code,
-                    image: Some(v1::ImageSpec {
-                        image: if meta.image_tag.is_empty() {
-                            meta.image.clone()
-                        } else {
-                            meta.image_tag.clone()
-                        },
-                        ..Default::default()
-                    }),
-                    image_ref: meta.image_ref.clone(),
-                    resources: meta.resources.as_ref().map(|r| v1::ContainerResources {
-                        linux: Some(convert_container::cri_resources(r)),
-                        ..Default::default()
-                    }),
-                    reason: st.reason.clone(),
-                    message: st.message.clone(),
-                    labels: meta.labels.clone().into_iter().collect(),
-                    annotations: meta.annotations.clone().into_iter().collect(),
-                    mounts: meta
-                        .mounts
-                        .iter()
-                        .map(crate::convert_container::mount)
-                        .collect(),
-                    log_path: meta.log_path.clone(),
-                    image_id: meta.image_id.clone(),
-                    ..Default::default()
-                }),
-                info,
-            })
+            Ok(convert_status::container_status_response(
+                &meta,
+                &st,
+                req.verbose,
+            ))
         })
         .await
     }
@@ -582,15 +288,8 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<v1::ListContainersResponse>, Status> {
         let filter = req.into_inner().filter.unwrap_or_default();
         respond("ListContainers", async {
-            let state = match filter.state.map(|s| v1::ContainerState::try_from(s.state)) {
-                None => None,
-                Some(Ok(v1::ContainerState::ContainerCreated)) => Some(ContainerState::Created),
-                Some(Ok(v1::ContainerState::ContainerRunning)) => Some(ContainerState::Running),
-                Some(Ok(v1::ContainerState::ContainerExited)) => Some(ContainerState::Exited),
-                Some(Ok(v1::ContainerState::ContainerUnknown)) => Some(ContainerState::Unknown),
-                // No container is in a state CRI does not know (containerd
-                // answers an empty list too).
-                Some(Err(_)) => return Ok(v1::ListContainersResponse { containers: vec![] }),
+            let Some(state) = container_state_filter(filter.state.as_ref()).state() else {
+                return Ok(v1::ListContainersResponse { containers: vec![] });
             };
             let items = self
                 .state
@@ -604,25 +303,8 @@ impl RuntimeService for RuntimeSvc {
                 });
             Ok(v1::ListContainersResponse {
                 containers: items
-                    .into_iter()
-                    .map(|(m, st)| v1::Container {
-                        id: m.id.clone(),
-                        pod_sandbox_id: m.sandbox_id.clone(),
-                        metadata: Some(v1::ContainerMetadata {
-                            name: m.name.clone(),
-                            attempt: m.attempt,
-                        }),
-                        image: Some(v1::ImageSpec {
-                            image: m.image.clone(),
-                            ..Default::default()
-                        }),
-                        image_ref: m.image_ref.clone(),
-                        state: container_state(st.state),
-                        created_at: m.created_at,
-                        labels: m.labels.clone().into_iter().collect(),
-                        annotations: m.annotations.clone().into_iter().collect(),
-                        image_id: m.image_id.clone(),
-                    })
+                    .iter()
+                    .map(|(m, st)| convert_status::container(m, st))
                     .collect(),
             })
         })
@@ -717,10 +399,7 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<v1::ContainerStatsResponse>, Status> {
         let id = req.into_inner().container_id;
         respond("ContainerStats", async {
-            let backend = self.state.backend()?;
-            let usage = backend.pods.container_stats(&id).await?;
-            let mut roots = HashMap::new();
-            let root = self.snapshotter_root(&mut roots, &usage).await?;
+            let (usage, root) = self.state.container_stats(&id).await?;
             Ok(v1::ContainerStatsResponse {
                 stats: Some(convert_container::container_stats(&usage, &root)),
             })
@@ -733,22 +412,20 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<v1::ListContainerStatsResponse>, Status> {
         let filter = req.into_inner().filter.unwrap_or_default();
         respond("ListContainerStats", async {
-            let backend = self.state.backend()?;
-            let usages = backend
-                .pods
+            let stats = self
+                .state
                 .list_container_stats(&crius_pod::StatsFilter {
                     id: filter.id,
                     pod_sandbox_id: filter.pod_sandbox_id,
                     label_selector: filter.label_selector.into_iter().collect(),
                 })
                 .await?;
-            let mut roots = HashMap::new();
-            let mut stats = Vec::with_capacity(usages.len());
-            for u in &usages {
-                let root = self.snapshotter_root(&mut roots, u).await?;
-                stats.push(convert_container::container_stats(u, &root));
-            }
-            Ok(v1::ListContainerStatsResponse { stats })
+            Ok(v1::ListContainerStatsResponse {
+                stats: stats
+                    .iter()
+                    .map(|(u, root)| convert_container::container_stats(u, root))
+                    .collect(),
+            })
         })
         .await
     }
@@ -758,16 +435,9 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<v1::PodSandboxStatsResponse>, Status> {
         let id = req.into_inner().pod_sandbox_id;
         respond("PodSandboxStats", async {
-            let driver = self.state.cgroup_driver();
-            let usage = self
-                .state
-                .backend()?
-                .pods
-                .pod_sandbox_stats(&id, driver)
-                .await?;
-            let mut roots = HashMap::new();
+            let (usage, roots) = self.state.pod_sandbox_stats(&id).await?;
             Ok(v1::PodSandboxStatsResponse {
-                stats: Some(self.pod_stats(&mut roots, &usage).await?),
+                stats: Some(convert_container::pod_sandbox_stats(&usage, &roots)),
             })
         })
         .await
@@ -778,22 +448,17 @@ impl RuntimeService for RuntimeSvc {
     ) -> Result<Response<v1::ListPodSandboxStatsResponse>, Status> {
         let filter = req.into_inner().filter.unwrap_or_default();
         respond("ListPodSandboxStats", async {
-            let usages = self
+            let label_selector = filter.label_selector.into_iter().collect();
+            let stats = self
                 .state
-                .backend()?
-                .pods
-                .list_pod_sandbox_stats(
-                    &filter.id,
-                    &filter.label_selector.into_iter().collect(),
-                    self.state.cgroup_driver(),
-                )
+                .list_pod_sandbox_stats(&filter.id, &label_selector)
                 .await?;
-            let mut roots = HashMap::new();
-            let mut stats = Vec::with_capacity(usages.len());
-            for u in &usages {
-                stats.push(self.pod_stats(&mut roots, u).await?);
-            }
-            Ok(v1::ListPodSandboxStatsResponse { stats })
+            Ok(v1::ListPodSandboxStatsResponse {
+                stats: stats
+                    .iter()
+                    .map(|(u, roots)| convert_container::pod_sandbox_stats(u, roots))
+                    .collect(),
+            })
         })
         .await
     }
@@ -817,86 +482,10 @@ impl RuntimeService for RuntimeSvc {
     }
 }
 
-fn container_state(s: ContainerState) -> i32 {
-    (match s {
-        ContainerState::Created => v1::ContainerState::ContainerCreated,
-        ContainerState::Running => v1::ContainerState::ContainerRunning,
-        ContainerState::Exited => v1::ContainerState::ContainerExited,
-        ContainerState::Unknown => v1::ContainerState::ContainerUnknown,
-    }) as i32
-}
-
-fn cri_state(s: SandboxState) -> i32 {
-    (if s == SandboxState::Ready {
-        v1::PodSandboxState::SandboxReady
-    } else {
-        v1::PodSandboxState::SandboxNotready
-    }) as i32
-}
-
-fn metadata(m: &SandboxMeta) -> v1::PodSandboxMetadata {
-    v1::PodSandboxMetadata {
-        name: m.name.clone(),
-        uid: m.uid.clone(),
-        namespace: m.namespace.clone(),
-        attempt: m.attempt,
-    }
-}
-
-/// The CRI status of a sandbox.
-fn sandbox_status(m: &SandboxMeta, state: SandboxState) -> v1::PodSandboxStatus {
-    let [network, pid, ipc] = m.namespace_modes;
-    v1::PodSandboxStatus {
-        id: m.id.clone(),
-        metadata: Some(metadata(m)),
-        state: cri_state(state),
-        created_at: m.created_at,
-        network: Some(v1::PodSandboxNetworkStatus {
-            ip: m.ips.first().cloned().unwrap_or_default(),
-            additional_ips: m
-                .ips
-                .iter()
-                .skip(1)
-                .map(|ip| v1::PodIp { ip: ip.clone() })
-                .collect(),
-        }),
-        linux: Some(v1::LinuxPodSandboxStatus {
-            namespaces: Some(v1::Namespace {
-                options: Some(v1::NamespaceOption {
-                    network,
-                    pid,
-                    ipc,
-                    ..Default::default()
-                }),
-            }),
-        }),
-        labels: m.labels.clone().into_iter().collect(),
-        annotations: m.annotations.clone().into_iter().collect(),
-        runtime_handler: m.runtime_handler.clone(),
-    }
-}
-
-/// Checks one `address/prefix` of a pod CIDR.
-fn validate_cidr(cidr: &str) -> Result<(), Error> {
-    let bad = || {
-        Error::invalid(
-            "runtime_config.network_config.pod_cidr",
-            format!("{cidr:?} is not an address/prefix"),
-        )
-    };
-    let (addr, prefix) = cidr.split_once('/').ok_or_else(bad)?;
-    let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
-    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if prefix > max {
-        return Err(bad());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crius_core::config::Config;
 
     /// A daemon still waiting for containerd: `Status` answers from its
     /// own state.
@@ -904,6 +493,35 @@ mod tests {
         let config = Config::parse(config).expect("valid config");
         let state = State::new(config, CgroupDriver::Cgroupfs).with_apparmor(apparmor);
         RuntimeSvc::new(Arc::new(state))
+    }
+
+    #[tokio::test]
+    async fn while_starting_each_condition_says_why() -> Result<(), Error> {
+        let s = svc(
+            "[cni]\nconf_dir = \"/nonexistent/crius-cni\"\n",
+            Default::default(),
+        )
+        .status(false)
+        .await?;
+        let conditions = s.status.map(|s| s.conditions).unwrap_or_default();
+        let [runtime, network] = conditions.as_slice() else {
+            panic!("two conditions: {conditions:?}");
+        };
+        assert_eq!(runtime.r#type, "RuntimeReady");
+        assert!(!runtime.status);
+        assert_eq!(runtime.reason, "CriusStarting");
+        assert!(
+            runtime.message.contains("waiting for containerd"),
+            "{runtime:?}"
+        );
+        assert_eq!(network.r#type, "NetworkReady");
+        assert!(!network.status);
+        assert_eq!(network.reason, "NetworkPluginNotReady");
+        assert!(
+            network.message.contains("/nonexistent/crius-cni"),
+            "{network:?}"
+        );
+        Ok(())
     }
 
     #[tokio::test]
@@ -963,15 +581,5 @@ mod tests {
         let reason = apparmor["unconfinedReason"].as_str().unwrap_or_default();
         assert!(reason.contains("parser said no"), "{reason}");
         Ok(())
-    }
-
-    #[test]
-    fn cidrs() {
-        for ok in ["10.88.0.0/16", "fd00::/64", "0.0.0.0/0"] {
-            assert!(validate_cidr(ok).is_ok(), "{ok}");
-        }
-        for bad in ["10.88.0.0", "10.88.0.0/33", "x/8", "10.88.0.0/-1", ""] {
-            assert!(validate_cidr(bad).is_err(), "{bad}");
-        }
     }
 }

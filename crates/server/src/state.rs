@@ -12,6 +12,7 @@ use crius_core::readiness::Readiness;
 use crius_core::{Error, Result};
 use crius_image::Images;
 use crius_pod::Pods;
+use crius_rt::Background;
 
 /// What serving needs once containerd answers.
 pub struct Backend {
@@ -56,6 +57,7 @@ pub struct State {
     pod_cidr: Mutex<String>,
     loader: Option<ConfigLoader>,
     apparmor: AppArmor,
+    background: Background,
 }
 
 /// Reads and validates the config again (file + the daemon's flags).
@@ -76,6 +78,7 @@ impl State {
             pod_cidr: Mutex::new(String::new()),
             loader: None,
             apparmor: AppArmor::Disabled,
+            background: Background::new(),
         }
     }
 
@@ -177,6 +180,12 @@ impl State {
     /// The containerd connection, or `Unavailable` while starting.
     pub fn containerd(&self) -> Result<&Containerd> {
         Ok(&self.backend()?.containerd)
+    }
+
+    /// The background work of the services (pulls a client left), for the
+    /// daemon to stop at shutdown.
+    pub fn background(&self) -> &Background {
+        &self.background
     }
 
     /// The cgroup driver in force.

@@ -1,0 +1,192 @@
+//! The image store's error boundary. Pulls, imports and built-in images
+//! meet failures of three parties: the registry, containerd and the
+//! archive the client named. Each is kept apart here with its cause, and
+//! [`From<ImageError> for Error`] is the one place that decides what the
+//! client sees: a containerd `NotFound` met while storing (content the
+//! collector took, a lease or snapshot parent gone) must not reach it as
+//! if the image it asked for did not exist.
+
+use std::path::PathBuf;
+
+use crius_core::Error;
+
+/// What went wrong storing an image, by whose it is.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ImageError {
+    /// The registry's answer about the reference the client named (a bad
+    /// reference, refused credentials, no such repository, tag or digest):
+    /// the client's to act on, as the registry classified it.
+    #[error(transparent)]
+    Registry(Error),
+    /// The registry failed to serve a blob the image's manifest names.
+    #[error("fetching {digest}: {source}")]
+    Blob {
+        digest: String,
+        #[source]
+        source: Error,
+    },
+    /// containerd failed at `step` of storing the image.
+    #[error("{step}: {source}")]
+    Containerd {
+        step: &'static str,
+        #[source]
+        source: Error,
+    },
+    /// The archive the client named does not exist.
+    #[error("archive {} not found", path.display())]
+    NoArchive { path: PathBuf },
+    /// The archive cannot be read as an image archive.
+    #[error("{}: {reason}", path.display())]
+    Archive { path: PathBuf, reason: String },
+    /// Reading the archive failed below the tar format.
+    #[error("{context}: {source}")]
+    ArchiveIo {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blob of the archive does not match its digest or size.
+    #[error("{}: blob {digest} does not match its digest or size", path.display())]
+    Corrupt { path: PathBuf, digest: String },
+    /// The archive has no manifest for the host's platform.
+    #[error("a manifest for {platform} in {}", path.display())]
+    NoPlatform { platform: String, path: PathBuf },
+    /// The image contradicts itself (layers without diff ids, a config
+    /// that is no JSON).
+    #[error("{0}")]
+    Inconsistent(String),
+    /// A fault of crius' own: a lost blocking task, a poisoned lock, a
+    /// document it built that does not serialize.
+    #[error("{0}")]
+    Internal(String),
+    /// The blocking pool lost the task reading an archive.
+    #[error(transparent)]
+    Lost(Error),
+}
+
+impl ImageError {
+    /// A containerd failure at `step`, for `map_err`.
+    pub(crate) fn containerd(step: &'static str) -> impl FnOnce(Error) -> ImageError {
+        move |source| ImageError::Containerd { step, source }
+    }
+
+    /// The archive at `path` is malformed (`reason` says how).
+    pub(crate) fn archive(path: &std::path::Path, reason: impl std::fmt::Display) -> ImageError {
+        ImageError::Archive {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<ImageError> for Error {
+    fn from(e: ImageError) -> Error {
+        match e {
+            ImageError::Registry(e) | ImageError::Lost(e) => e,
+            ImageError::Blob { source, .. } => match source {
+                // The image the client named exists; the registry lost a
+                // part of it.
+                Error::NotFound { what } => Error::FailedPrecondition(format!(
+                    "the registry has no {what}, which the image's manifest names"
+                )),
+                other => other,
+            },
+            ImageError::Containerd { step, source } => match source {
+                // About containerd's objects, not the client's.
+                Error::NotFound { .. } | Error::AlreadyExists { .. } => Error::Containerd {
+                    op: step,
+                    message: source.to_string(),
+                },
+                other => other,
+            },
+            ImageError::NoArchive { path } => {
+                Error::not_found(format!("archive {}", path.display()))
+            }
+            e @ ImageError::Archive { .. } => Error::invalid("path", e.to_string()),
+            ImageError::ArchiveIo { context, source } => Error::io(context, source),
+            e @ ImageError::Corrupt { .. } => Error::DataLoss(e.to_string()),
+            e @ ImageError::NoPlatform { .. } => Error::not_found(e.to_string()),
+            ImageError::Inconsistent(m) => Error::FailedPrecondition(m),
+            ImageError::Internal(m) => Error::Internal(m),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containerds_not_found_is_not_the_clients() {
+        let gone = Error::not_found("content sha256:ab");
+        let e = ImageError::containerd("storing a layer")(gone);
+        match Error::from(e) {
+            Error::Containerd { op, message } => {
+                assert_eq!(op, "storing a layer");
+                assert!(message.contains("content sha256:ab not found"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let busy = ImageError::containerd("x")(Error::Unavailable("down".into()));
+        assert!(matches!(Error::from(busy), Error::Unavailable(_)));
+        let exists = ImageError::containerd("x")(Error::AlreadyExists { what: "y".into() });
+        assert!(matches!(Error::from(exists), Error::Containerd { .. }));
+    }
+
+    #[test]
+    fn the_registrys_answer_about_the_reference_is_kept() {
+        let tag = ImageError::Registry(Error::not_found("manifest busybox:no-such-tag"));
+        match Error::from(tag) {
+            Error::NotFound { what } => assert!(what.contains("no-such-tag")),
+            other => panic!("{other:?}"),
+        }
+        let denied = ImageError::Registry(Error::Unauthenticated("who".into()));
+        assert!(matches!(Error::from(denied), Error::Unauthenticated(_)));
+    }
+
+    #[test]
+    fn a_lost_blob_is_a_broken_image_not_a_missing_one() {
+        let lost = ImageError::Blob {
+            digest: "sha256:cd".into(),
+            source: Error::not_found("blob sha256:cd of image \"x\""),
+        };
+        match Error::from(lost) {
+            Error::FailedPrecondition(m) => assert!(m.contains("no blob sha256:cd"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let corrupt = ImageError::Blob {
+            digest: "sha256:cd".into(),
+            source: Error::DataLoss("digest mismatch".into()),
+        };
+        assert!(matches!(Error::from(corrupt), Error::DataLoss(_)));
+    }
+
+    #[test]
+    fn archive_failures_are_the_clients_input() {
+        let path = std::path::Path::new("/tmp/a.tar");
+        let missing = ImageError::NoArchive {
+            path: path.to_path_buf(),
+        };
+        match Error::from(missing) {
+            Error::NotFound { what } => assert_eq!(what, "archive /tmp/a.tar"),
+            other => panic!("{other:?}"),
+        }
+        match Error::from(ImageError::archive(path, "not a tar archive")) {
+            Error::InvalidArgument { field, reason } => {
+                assert_eq!(field, "path");
+                assert_eq!(reason, "/tmp/a.tar: not a tar archive");
+            }
+            other => panic!("{other:?}"),
+        }
+        let corrupt = ImageError::Corrupt {
+            path: path.to_path_buf(),
+            digest: "sha256:ef".into(),
+        };
+        assert!(matches!(Error::from(corrupt), Error::DataLoss(_)));
+        let io = ImageError::ArchiveIo {
+            context: "opening /tmp/a.tar".into(),
+            source: std::io::Error::other("EIO"),
+        };
+        assert!(matches!(Error::from(io), Error::Io { .. }));
+    }
+}
