@@ -85,9 +85,10 @@ impl From<ImageError> for Error {
             ImageError::Registry(e) | ImageError::Lost(e) => e,
             ImageError::Blob { source, .. } => match source {
                 // The image the client named exists; the registry lost a
-                // part of it.
-                Error::NotFound { what } => Error::FailedPrecondition(format!(
-                    "the registry has no {what}, which the image's manifest names"
+                // part of it. Still NotFound, as containerd answers it (its
+                // fetcher's "content not found"): the message says which.
+                Error::NotFound { what } => Error::not_found(format!(
+                    "{what}, which the image's manifest names, in the registry"
                 )),
                 other => other,
             },
@@ -145,13 +146,18 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_blob_is_a_broken_image_not_a_missing_one() {
+    fn a_lost_blob_is_named_as_part_of_the_image() {
         let lost = ImageError::Blob {
             digest: "sha256:cd".into(),
             source: Error::not_found("blob sha256:cd of image \"x\""),
         };
         match Error::from(lost) {
-            Error::FailedPrecondition(m) => assert!(m.contains("no blob sha256:cd"), "{m}"),
+            Error::NotFound { what } => {
+                assert!(
+                    what.contains("blob sha256:cd") && what.contains("manifest"),
+                    "{what}"
+                )
+            }
             other => panic!("{other:?}"),
         }
         let corrupt = ImageError::Blob {
