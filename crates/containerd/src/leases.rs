@@ -6,13 +6,41 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use containerd_client::services::v1::leases_client::LeasesClient;
-use containerd_client::services::v1::{CreateRequest, DeleteRequest, ListRequest};
+use containerd_client::services::v1::{
+    AddResourceRequest, CreateRequest, DeleteRequest, ListRequest, Resource,
+};
 use crius_core::Result;
 
 use crate::{Containerd, map_status, not_found_ok};
 
 /// The label after which containerd's garbage collector drops a lease.
 pub const LABEL_GC_EXPIRE: &str = "containerd.io/gc.expire";
+
+/// Something a lease can hold that exists already (what a request creates
+/// under a lease is held by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held<'a> {
+    /// A blob of the content store, by digest.
+    Content(&'a str),
+    /// A snapshot of `snapshotter`, by key (a committed layer: its chain id).
+    Snapshot { snapshotter: &'a str, key: &'a str },
+}
+
+impl Held<'_> {
+    /// containerd's names: `content`, `snapshots/<snapshotter>`.
+    fn resource(&self) -> Resource {
+        match self {
+            Held::Content(digest) => Resource {
+                id: (*digest).to_string(),
+                r#type: "content".to_string(),
+            },
+            Held::Snapshot { snapshotter, key } => Resource {
+                id: (*key).to_string(),
+                r#type: format!("snapshots/{snapshotter}"),
+            },
+        }
+    }
+}
 
 impl Containerd {
     fn leases(&self) -> LeasesClient<tonic::transport::Channel> {
@@ -47,6 +75,25 @@ impl Containerd {
             .await;
         not_found_ok("lease delete", r)?;
         tracing::debug!(lease = id, "lease deleted");
+        Ok(())
+    }
+
+    /// Puts `what`, which exists already (or may appear meanwhile), into
+    /// this clone's lease, so that the garbage collector keeps it while the
+    /// request uses it: a pull that finds a layer in place must not lose it
+    /// to the removal of another image sharing it. Call it before looking
+    /// whether `what` exists; without a lease it does nothing.
+    pub async fn lease_hold(&self, what: Held<'_>) -> Result<()> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
+        self.leases()
+            .add_resource(self.request(AddResourceRequest {
+                id: lease.clone(),
+                resource: Some(what.resource()),
+            }))
+            .await
+            .map_err(map_status("lease add resource"))?;
         Ok(())
     }
 

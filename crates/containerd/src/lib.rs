@@ -41,6 +41,7 @@ pub use containers::{ContainerRecord, RUNC_V2, RuncOptions, Runtime, runc_option
 pub use content::ContentInfo;
 pub use events::{Event, EventKind, Followed};
 pub use images::ImageRecord;
+pub use leases::Held;
 pub use snapshots::{SnapshotInfo, SnapshotKind};
 pub use tasks::{ProcessInfo, Stdio, TaskExit, TaskInfo, TaskMetric, TaskStatus};
 pub use unpack::{chain_id, chain_ids};

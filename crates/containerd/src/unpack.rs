@@ -10,7 +10,7 @@ use oci_spec::image::Descriptor;
 use sha2::{Digest as _, Sha256};
 
 use crate::snapshots::SnapshotKind;
-use crate::{Containerd, unique_suffix};
+use crate::{Containerd, Held, unique_suffix};
 
 /// The label containerd's unpacker puts on an extraction snapshot: the name
 /// it will be committed as (remote snapshotters and containerd's metadata
@@ -129,6 +129,14 @@ impl Containerd {
         // race in containerd; see below.)
         let lock = self.unpack_locks.get(&format!("{snapshotter}/{chain}"));
         let _guard = lock.lock().await;
+        // A layer found unpacked is held by this unpack's lease before it
+        // is looked at, so removing another image that shares it cannot
+        // take it from under the next layer or the image record.
+        self.lease_hold(Held::Snapshot {
+            snapshotter,
+            key: chain,
+        })
+        .await?;
         if self.committed(snapshotter, chain).await? {
             return Ok(());
         }

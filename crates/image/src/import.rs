@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use bytes::Bytes;
-use crius_containerd::Containerd;
+use crius_containerd::{Containerd, Held};
 use crius_core::config::ImagesConfig;
 use crius_core::image::CriImage;
 use crius_core::{Error, Result};
@@ -432,6 +432,11 @@ async fn layers_missing(
     for (archive_path, desc, diff_id) in layers {
         let digest = desc.digest().to_string();
         let looking = ImageError::containerd("looking for a layer");
+        // Held first: the removal of another image sharing it must not
+        // take it between this look and the image record.
+        c.lease_hold(Held::Content(&digest))
+            .await
+            .map_err(ImageError::containerd("holding a layer"))?;
         if c.content_info(&digest).await.map_err(looking)?.is_some() {
             let labels = HashMap::from([(UNCOMPRESSED.to_string(), diff_id)]);
             c.content_update_labels(&digest, labels)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crius_containerd::{Containerd, ImageRecord as StoredImage};
+use crius_containerd::{Containerd, Held, ImageRecord as StoredImage};
 use crius_core::config::ImagesConfig;
 use crius_core::image::{
     CriImage, LABEL_CHAIN_ID, LABEL_ID, LABEL_MANAGED, LABEL_MANIFEST, LABEL_PINNED, LABEL_SIZE,
@@ -470,6 +470,11 @@ async fn put_blob(
         }
     };
     let stored = ImageError::containerd("storing a layer");
+    // Held first: the removal of another image sharing the layer must not
+    // take it between this look and the image record.
+    c.lease_hold(Held::Content(&digest))
+        .await
+        .map_err(ImageError::containerd("holding a layer"))?;
     if c.content_info(&digest).await.map_err(stored)?.is_some() {
         set(LayerState::Exists, Some(desc.size()));
         return c
@@ -525,6 +530,9 @@ pub(crate) async fn put_small(
 ) -> Result<(), ImageError> {
     let digest = blob.descriptor.digest().to_string();
     let stored = ImageError::containerd("storing an image description");
+    c.lease_hold(Held::Content(&digest))
+        .await
+        .map_err(ImageError::containerd("holding an image description"))?;
     if c.content_info(&digest).await.map_err(stored)?.is_some() {
         return c
             .content_update_labels(&digest, labels)

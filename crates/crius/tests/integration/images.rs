@@ -36,6 +36,7 @@ crate::tests![
     unpack_on_pull_can_be_switched_off,
     cli_pull_reports_progress_per_layer,
     records_changed_behind_our_back_are_seen,
+    what_a_lease_holds_outlives_the_removal_of_its_image,
 ];
 
 fn spec(image: &str) -> Option<v1::ImageSpec> {
@@ -846,5 +847,70 @@ async fn records_changed_behind_our_back_are_seen(env: Arc<Env>) -> anyhow::Resu
         containerd.image_put(r).await?;
     }
     eventually(true).await.context("after re-creation")?;
+    Ok(())
+}
+
+/// A pull or import that finds a layer in place holds it in its lease
+/// (`Containerd::lease_hold`) before using it, so another image's removal
+/// cannot take it meanwhile (critest's parallel specs hit that: a layer
+/// shared by two images vanished under an unpack). Here the hold is made by
+/// hand, and the removal's own garbage collection (synchronous on the last
+/// record) must leave the held blob and snapshot alone.
+async fn what_a_lease_holds_outlives_the_removal_of_its_image(env: Arc<Env>) -> anyhow::Result<()> {
+    use crius_containerd::Held;
+    let mut opts = env.options();
+    opts.namespace = format!("crius-hold-{}", std::process::id());
+    let daemon = crius_testkit::criusd::Criusd::start(&opts)?;
+    daemon
+        .wait_runtime_ready(std::time::Duration::from_secs(30))
+        .await?;
+    let mut cri = crius_testkit::client::connect(daemon.socket()).await?;
+    let reference = env.images.reference(ti::BUSYBOX);
+    let id = pull(&mut cri, &reference).await?;
+    let resp = cri
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: spec(&reference),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(resp.info.get("info").context("verbose")?)?;
+    let chain_id = info["chainID"].as_str().context("chain id")?.to_string();
+    let containerd =
+        crius_containerd::Containerd::connect(env.containerd.socket(), &opts.namespace).await?;
+    let layers: Vec<String> = containerd
+        .content_list(&[])
+        .await?
+        .into_iter()
+        .filter(|c| c.labels.contains_key("containerd.io/uncompressed"))
+        .map(|c| c.digest)
+        .collect();
+    let layer = layers.first().context("no layer blob")?.clone();
+    let lease = "crius-test-hold";
+    containerd
+        .lease_create(lease, std::time::Duration::from_secs(120))
+        .await?;
+    let held = containerd.with_lease(lease);
+    held.lease_hold(Held::Content(&layer)).await?;
+    held.lease_hold(Held::Snapshot {
+        snapshotter: "overlayfs",
+        key: &chain_id,
+    })
+    .await?;
+    // Without a lease, holding is nothing (and no error).
+    containerd.lease_hold(Held::Content(&layer)).await?;
+
+    cri.image
+        .remove_image(v1::RemoveImageRequest { image: spec(&id) })
+        .await?;
+    let blob_kept = containerd.content_info(&layer).await?.is_some();
+    let snapshot_kept = containerd
+        .snapshot_stat("overlayfs", &chain_id)
+        .await?
+        .is_some();
+    containerd.lease_delete(lease).await?;
+    ensure!(blob_kept, "the held layer blob {layer} was collected");
+    ensure!(snapshot_kept, "the held snapshot {chain_id} was collected");
     Ok(())
 }
