@@ -330,7 +330,7 @@ impl Pods {
             Reserve::Reserved(r) => r,
         };
         let pods = self.clone();
-        tokio::spawn(async move {
+        crius_rt::detached("container creation task", async move {
             let mut undo = Undo::default();
             match pods
                 .create_inner(&config, driver, &sandbox, &req, reservation.id(), &mut undo)
@@ -350,7 +350,6 @@ impl Pods {
             }
         })
         .await
-        .map_err(|e| Error::Internal(format!("container creation task: {e}")))?
     }
 
     async fn create_inner(
@@ -387,7 +386,7 @@ impl Pods {
         undo.lease = Some(lease.clone());
         let c = self.containerd.with_lease(&lease);
         let mounts = match c
-            .snapshot_prepare(&snapshotter, id, Some(&image.chain_id), HashMap::new())
+            .snapshot_prepare(&snapshotter, id, Some(&image.chain_id))
             .await
         {
             Ok(m) => m,
@@ -395,7 +394,7 @@ impl Pods {
             Err(Error::NotFound { .. }) => {
                 c.snapshot_remove(&snapshotter, id).await?;
                 self.images.ensure_unpacked(&image, &snapshotter).await?;
-                c.snapshot_prepare(&snapshotter, id, Some(&image.chain_id), HashMap::new())
+                c.snapshot_prepare(&snapshotter, id, Some(&image.chain_id))
                     .await?
             }
             Err(e) => return Err(e),
@@ -420,9 +419,8 @@ impl Pods {
             let scratch = self.containers_dir().join(format!("{id}.rootfs"));
             let m = mounts.clone();
             let v = image_volumes.clone();
-            tokio::task::spawn_blocking(move || crate::rootfs::read_etc(&m, &scratch, &v))
-                .await
-                .map_err(|e| Error::Internal(format!("rootfs reader: {e}")))??
+            let fs = self.fs.clone();
+            crius_rt::blocking("rootfs reader", move || fs.read_rootfs(&m, &scratch, &v)).await?
         };
         let user =
             container::resolve_user(req, &image_cfg.user, passwd.as_deref(), group.as_deref())?;
@@ -473,23 +471,16 @@ impl Pods {
         // created host directories behind.
         // All of it touches the host's filesystem (a client's host path
         // may sit on a slow mount): off the async workers.
-        let (device_nodes, host_paths, host_devices) = {
+        let lookup = {
             let devices = req.devices.clone();
             let paths: Vec<String> = req.mounts.iter().map(|m| m.host_path.clone()).collect();
             let all_devices =
                 req.linux.security.privileged && !sandbox.privileged_without_host_devices;
-            tokio::task::spawn_blocking(move || {
-                let nodes = crate::host::device_nodes(&devices)?;
-                let paths = crate::host::host_paths(&paths)?;
-                let all = if all_devices {
-                    crate::host::host_devices()
-                } else {
-                    vec![]
-                };
-                Ok::<_, Error>((nodes, paths, all))
+            let fs = self.fs.clone();
+            crius_rt::blocking("host facts task", move || {
+                fs.host_lookup(&devices, &paths, all_devices)
             })
-            .await
-            .map_err(|e| Error::Internal(format!("host facts task: {e}")))??
+            .await?
         };
         let spec = container::container_spec(&ContainerSpecInput {
             id: id.to_string(),
@@ -506,10 +497,10 @@ impl Pods {
             image_name: req.image.clone(),
             cgroup_driver: driver,
             host: &self.host,
-            host_devices,
+            host_devices: lookup.host_devices,
             privileged_without_host_devices: sandbox.privileged_without_host_devices,
-            device_nodes,
-            host_paths,
+            device_nodes: lookup.device_nodes,
+            host_paths: lookup.host_paths,
             annotations: match config.runtimes.get(&sandbox.runtime_handler) {
                 Some(h) => {
                     let mut a = crius_core::runtime::filter_annotations(
@@ -613,7 +604,7 @@ impl Pods {
         // The record now holds the snapshot: the lease can go after the
         // answer (it expires on its own if this fails).
         let containerd = self.containerd.clone();
-        tokio::spawn(async move {
+        self.background.spawn_to_end(async move {
             if let Err(e) = containerd.lease_delete(&lease).await {
                 tracing::warn!(lease, "cannot delete the creation lease: {e}");
             }
@@ -641,8 +632,7 @@ impl Pods {
         }
         if let Some(dir) = undo.volumes
             && let Some(parent) = dir.parent()
-            && let Err(e) = std::fs::remove_dir_all(parent)
-            && e.kind() != std::io::ErrorKind::NotFound
+            && let Err(e) = self.fs.remove_tree(parent, false)
         {
             tracing::warn!(dir = %parent.display(), "undo: volumes: {e}");
         }
@@ -795,7 +785,7 @@ impl Pods {
         };
         match self
             .containerd
-            .task_create_with(id, mounts, &stdio, &c.meta.runtime_path)
+            .task_create(id, mounts, &stdio, &c.meta.runtime_path)
             .await
         {
             Ok(_) => {
@@ -813,7 +803,7 @@ impl Pods {
     /// Waits for the container's task to exit and records it.
     fn watch_exit(self: &Arc<Self>, c: Arc<Container>) {
         let pods = self.clone();
-        tokio::spawn(async move {
+        self.background.spawn("exit watcher", async move {
             let mut cut = false;
             let exit = loop {
                 match pods.containerd.task_wait(&c.meta.id).await {
@@ -1010,18 +1000,11 @@ impl Pods {
             self.containers_dir().join(&id),
             config.root_dir.join("containers").join(&id),
         ];
-        tokio::task::spawn_blocking(move || {
-            for dir in dirs {
-                if let Err(e) = std::fs::remove_dir_all(&dir)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    return Err(Error::io(format!("removing {}", dir.display()), e));
-                }
-            }
-            Ok(())
+        let fs = self.fs.clone();
+        crius_rt::blocking("removal task", move || {
+            dirs.iter().try_for_each(|dir| fs.remove_tree(dir, false))
         })
-        .await
-        .map_err(|e| Error::Internal(format!("removal task: {e}")))??;
+        .await?;
         if let Some(sandbox) = self.store.find(&c.meta.sandbox_id)? {
             let key = c.meta.name_key(&sandbox.meta.request());
             self.containers.names.release(&key, &id);
@@ -1238,9 +1221,10 @@ impl Pods {
     ) -> Result<ExecOutput> {
         let pods = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move { pods.exec_sync_inner(&id, cmd, timeout).await })
-            .await
-            .map_err(|e| Error::Internal(format!("exec task: {e}")))?
+        crius_rt::detached("exec task", async move {
+            pods.exec_sync_inner(&id, cmd, timeout).await
+        })
+        .await
     }
 
     async fn exec_sync_inner(
@@ -1299,7 +1283,7 @@ impl Pods {
                 .exec_create(&id, &exec_id, &process, &stdio)
                 .await?;
             self.containerd.exec_start(&id, &exec_id).await?;
-            let wait = self.containerd.task_wait_exec(&id, &exec_id);
+            let wait = self.containerd.exec_wait(&id, &exec_id);
             let exit = if timeout > 0 {
                 match tokio::time::timeout(Duration::from_secs(timeout as u64), wait).await {
                     Ok(r) => r?,
@@ -1307,7 +1291,7 @@ impl Pods {
                         let _ = self.containerd.exec_kill(&id, &exec_id, 9).await;
                         let _ = tokio::time::timeout(
                             KILL_WAIT,
-                            self.containerd.task_wait_exec(&id, &exec_id),
+                            self.containerd.exec_wait(&id, &exec_id),
                         )
                         .await;
                         return Err(Error::DeadlineExceeded(format!(

@@ -11,6 +11,8 @@ mod exits;
 mod host;
 mod meta;
 mod podfs;
+pub mod ports;
+mod real;
 mod recover;
 pub mod registrar;
 mod rootfs;
@@ -20,6 +22,8 @@ mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use std::time::Duration;
 
 use crius_containerd::Containerd;
 use crius_image::Images;
@@ -39,11 +43,23 @@ pub fn now_ns() -> i64 {
         .unwrap_or_default()
 }
 
+/// The adapters a [`Pods`] works through (see [`ports`]).
+#[derive(Clone)]
+pub struct Ports {
+    pub containerd: Arc<dyn ports::Containerd>,
+    pub images: Arc<dyn ports::ImageStore>,
+    pub network: Arc<dyn ports::Network>,
+    pub fs: Arc<dyn ports::HostFs>,
+}
+
 /// Pod sandboxes of one containerd namespace.
 pub struct Pods {
-    containerd: Containerd,
-    images: Arc<Images>,
-    cni: Cni,
+    containerd: Arc<dyn ports::Containerd>,
+    images: Arc<dyn ports::ImageStore>,
+    net: Arc<dyn ports::Network>,
+    fs: Arc<dyn ports::HostFs>,
+    /// Exit watchers and event followers: stopped at [`Pods::shutdown`].
+    background: crius_rt::Background,
     state_dir: PathBuf,
     store: store::Store<store::Sandbox>,
     containers: store::Store<container::Container>,
@@ -68,18 +84,46 @@ impl Pods {
         pause: &'static [u8],
         apparmor: crius_core::apparmor::Mode,
     ) -> Self {
+        let ports = Ports {
+            containerd: Arc::new(real::Containerd(containerd)),
+            images: Arc::new(real::ImageStore(images)),
+            network: Arc::new(real::Network(Cni::new(
+                cni_bin_dirs,
+                state_dir.join("cni-cache"),
+            ))),
+            fs: Arc::new(real::HostFs),
+        };
+        Self::with_ports(ports, state_dir, pause, host::facts(apparmor))
+    }
+
+    /// Pods over the given adapters (fakes, in tests) and host facts.
+    pub fn with_ports(
+        ports: Ports,
+        state_dir: PathBuf,
+        pause: &'static [u8],
+        host: crius_core::container::HostFacts,
+    ) -> Self {
         Pods {
             pause,
-            cni: Cni::new(cni_bin_dirs, state_dir.join("cni-cache")),
-            containerd,
-            images,
+            containerd: ports.containerd,
+            images: ports.images,
+            net: ports.network,
+            fs: ports.fs,
+            background: crius_rt::Background::new(),
             store: store::Store::default(),
             containers: store::Store::default(),
-            host: host::facts(apparmor),
+            host,
             state_dir,
             exits: Arc::default(),
             cpu_samples: Default::default(),
         }
+    }
+
+    /// Stops the exit watchers and event followers and waits up to `grace`
+    /// for them; returns how many were still running. Containers keep
+    /// running: a restarted daemon recovers them.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.background.shutdown(grace).await
     }
 
     fn pods_dir(&self) -> PathBuf {

@@ -22,7 +22,7 @@ impl Pods {
     /// reports sandboxes whose pause task died meanwhile as NOTREADY, and
     /// removes the leftovers of interrupted runs.
     pub async fn recover(self: &Arc<Self>, config: &Config) -> Result<()> {
-        crate::exits::Exits::follow(&self.exits, self.containerd.clone());
+        crate::exits::Exits::follow(&self.exits, self.containerd.clone(), &self.background);
         self.ensure_pause_image(config).await?;
         let filter = format!("labels.\"{}\"=={}", labels::KIND, labels::KIND_SANDBOX);
         let records = self.containerd.container_list(&[filter]).await?;
@@ -94,27 +94,27 @@ impl Pods {
                 .flatten()
                 .is_some_and(|s| s.meta.id == id)
         };
-        for entry in read_dir_names(&self.pods_dir()) {
+        for entry in self.dir_names(&self.pods_dir()) {
             if known(&entry) {
                 continue;
             }
             let dir = self.pods_dir().join(&entry);
-            if let Some(meta) = podfs::read_intent(&dir)
+            if let Some(meta) = podfs::read_intent(&*self.fs, &dir)
                 && let Err(e) = self.teardown_network(config, &meta).await
             {
                 tracing::warn!(sandbox = %entry, "orphan network: {e}");
             }
-            if let Err(e) = podfs::remove_dir(&dir) {
+            if let Err(e) = self.fs.remove_pod_dir(&dir) {
                 tracing::warn!(sandbox = %entry, "orphan directory: {e}");
             }
             removed += 1;
         }
-        for entry in read_dir_names(&self.netns_dir()) {
+        for entry in self.dir_names(&self.netns_dir()) {
             if known(&entry) {
                 continue;
             }
             let path = self.netns_dir().join(&entry);
-            if let Err(e) = crius_network::netns::remove(&path) {
+            if let Err(e) = self.net.netns_remove(&path).await {
                 tracing::warn!(netns = %path.display(), "orphan netns: {e}");
             }
             removed += 1;
@@ -132,24 +132,23 @@ impl Pods {
             self.state_dir.join("containers"),
             config.root_dir.join("containers"),
         ] {
-            for entry in read_dir_names(&base) {
+            for entry in self.dir_names(&base) {
                 let id = entry.strip_suffix(".rootfs").unwrap_or(&entry);
                 if known_container(id) && id == entry {
                     continue;
                 }
                 let path = base.join(&entry);
-                let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
-                let gone = tokio::task::spawn_blocking({
+                let fs = self.fs.clone();
+                let gone = crius_rt::blocking("orphan clean-up", {
                     let path = path.clone();
-                    move || std::fs::remove_dir_all(&path)
+                    move || fs.remove_tree(&path, true)
                 })
                 .await;
                 match gone {
-                    Ok(Ok(())) => removed += 1,
-                    Ok(Err(e)) => {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
                         tracing::warn!(path = %path.display(), "orphan container files: {e}")
                     }
-                    Err(e) => tracing::warn!(path = %path.display(), "orphan container files: {e}"),
                 }
             }
         }
@@ -161,31 +160,31 @@ impl Pods {
         let (Some(network), Some(netns)) = (&meta.network, &meta.netns) else {
             return Ok(());
         };
-        let net = crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs)
+        let net = self
+            .net
+            .load(&config.cni.conf_dir, &config.cni.bin_dirs)
             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         if &net.name != network {
             return Err(Error::FailedPrecondition(format!(
                 "network {network} is no longer configured"
             )));
         }
-        let netns = if crius_network::netns::is_pinned(Path::new(netns)) {
+        let netns = if self.net.netns_is_pinned(Path::new(netns)) {
             Path::new(netns).to_path_buf()
         } else {
             Default::default()
         };
-        self.cni
+        self.net
             .del(&net, &crate::sandbox::attachment(meta, &netns))
             .await
     }
 }
 
-fn read_dir_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| !n.ends_with(".tmp"))
-                .collect()
-        })
-        .unwrap_or_default()
+impl Pods {
+    /// The names in `dir`, without the temporary files of atomic writes.
+    fn dir_names(&self, dir: &Path) -> Vec<String> {
+        let mut names = self.fs.dir_names(dir);
+        names.retain(|n| !n.ends_with(".tmp"));
+        names
+    }
 }

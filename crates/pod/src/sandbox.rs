@@ -134,13 +134,6 @@ fn image_process(config: &serde_json::Value) -> ImageProcess {
     }
 }
 
-fn node_hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
 fn port_mappings(req: &PodSandboxRequest) -> Vec<PortMapping> {
     req.port_mappings
         .iter()
@@ -208,7 +201,7 @@ impl Pods {
             Reserve::Reserved(r) => r,
         };
         let pods = self.clone();
-        let task = tokio::spawn(async move {
+        crius_rt::detached("sandbox creation task", async move {
             let mut undo = Undo::default();
             match pods
                 .create(
@@ -235,9 +228,8 @@ impl Pods {
                     Err(e)
                 }
             }
-        });
-        task.await
-            .map_err(|e| Error::Internal(format!("sandbox creation task: {e}")))?
+        })
+        .await
     }
 
     /// The pod's pause image: its handler's, else the configured one, else
@@ -257,11 +249,7 @@ impl Pods {
         let image = match self.images.find(&query).await? {
             Some(i) => i,
             None if name == BUILTIN_SANDBOX_IMAGE => self.ensure_pause_image(config).await?,
-            None => {
-                self.images
-                    .pull(&config.images, snapshotter, name, None)
-                    .await?
-            }
+            None => self.images.pull(&config.images, snapshotter, name).await?,
         };
         Ok(image)
     }
@@ -321,7 +309,7 @@ impl Pods {
         // a hostname keeps the node's (as with containerd: no UTS name is
         // set, so the new UTS namespace starts with the node's).
         let hostname = if host_network || req.hostname.is_empty() {
-            node_hostname()
+            self.fs.node_hostname()
         } else {
             req.hostname.clone()
         };
@@ -361,35 +349,34 @@ impl Pods {
         };
 
         // The directory first: its intent record lets start-up undo the rest.
-        podfs::create_dir(&pod_dir)?;
+        self.fs.create_dir(&pod_dir)?;
         undo.pod_dir = Some(pod_dir.clone());
-        podfs::write_intent(&pod_dir, &meta)?;
+        podfs::write_intent(&*self.fs, &pod_dir, &meta)?;
 
         let mut ips: Vec<IpAddr> = Vec::new();
         if let Some(netns) = &netns {
-            let net = crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs)
+            let net = self
+                .net
+                .load(&config.cni.conf_dir, &config.cni.bin_dirs)
                 .map_err(|e| Error::FailedPrecondition(format!("pod network is not ready: {e}")))?;
             meta.network = Some(net.name.clone());
-            podfs::write_intent(&pod_dir, &meta)?;
-            let dir = self.netns_dir();
-            let name = id.to_string();
-            let created =
-                tokio::task::spawn_blocking(move || crius_network::netns::create(&dir, &name))
-                    .await
-                    .map_err(|e| Error::Internal(format!("netns task: {e}")))??;
+            podfs::write_intent(&*self.fs, &pod_dir, &meta)?;
+            let created = self.net.netns_create(&self.netns_dir(), id).await?;
             undo.netns = Some(created.clone());
             let att = attachment(&meta, netns);
             undo.network = Some((net.clone(), att.clone()));
-            let result = self.cni.add(&net, &att).await?;
-            ips = result.pod_ips();
+            ips = self.net.add(&net, &att).await?;
             meta.ips = ips.iter().map(IpAddr::to_string).collect();
             tracing::info!(sandbox = id, ips = ?meta.ips, network = %net.name, "pod network set up");
         }
 
         // /etc files and /dev/shm.
-        let host_files =
-            |name: &str| std::fs::read(Path::new("/etc").join(name)).unwrap_or_default();
-        podfs::write_atomic(
+        let host_files = |name: &str| {
+            self.fs
+                .read(&Path::new("/etc").join(name))
+                .unwrap_or_default()
+        };
+        self.fs.write_atomic(
             &pod_dir.join("hostname"),
             files::hostname_file(&hostname).as_bytes(),
             0o644,
@@ -399,17 +386,19 @@ impl Pods {
         } else {
             files::hosts(&hostname, &ips).into_bytes()
         };
-        podfs::write_atomic(&pod_dir.join("hosts"), &hosts, 0o644)?;
+        self.fs
+            .write_atomic(&pod_dir.join("hosts"), &hosts, 0o644)?;
         let resolv = match &req.dns {
             Some(dns) if !host_network => files::resolv_conf(dns).into_bytes(),
             _ => host_files("resolv.conf"),
         };
-        podfs::write_atomic(&pod_dir.join("resolv.conf"), &resolv, 0o644)?;
+        self.fs
+            .write_atomic(&pod_dir.join("resolv.conf"), &resolv, 0o644)?;
         if ns.ipc != NamespaceMode::Node {
-            let shm = podfs::mount_shm(&pod_dir)?;
+            let shm = self.fs.mount_shm(&pod_dir)?;
             meta.shm = Some(shm.display().to_string());
         }
-        podfs::write_intent(&pod_dir, &meta)?;
+        podfs::write_intent(&*self.fs, &pod_dir, &meta)?;
 
         // Pod annotations reach the spec only through the handler's
         // allow-list; the CRI ones are always there.
@@ -439,7 +428,7 @@ impl Pods {
         undo.lease = Some(lease.clone());
         let c = self.containerd.with_lease(&lease);
         let view = c
-            .snapshot_view(&snapshotter, id, Some(&image.chain_id), HashMap::new())
+            .snapshot_view(&snapshotter, id, Some(&image.chain_id))
             .await;
         let mounts = match view {
             Ok(m) => m,
@@ -448,7 +437,7 @@ impl Pods {
             Err(Error::NotFound { .. }) => {
                 c.snapshot_remove(&snapshotter, id).await?;
                 self.images.ensure_unpacked(&image, &snapshotter).await?;
-                c.snapshot_view(&snapshotter, id, Some(&image.chain_id), HashMap::new())
+                c.snapshot_view(&snapshotter, id, Some(&image.chain_id))
                     .await?
             }
             Err(e) => return Err(e),
@@ -477,7 +466,7 @@ impl Pods {
         c.container_create(&record).await?;
         undo.container = Some(id.to_string());
         undo.task = Some(id.to_string());
-        c.task_create_with(id, mounts, &Stdio::null(), &meta.runtime_path)
+        c.task_create(id, mounts, &Stdio::null(), &meta.runtime_path)
             .await?;
         let pid = c.task_start(id).await?;
         if let Err(e) = self.containerd.lease_delete(&lease).await {
@@ -511,20 +500,17 @@ impl Pods {
             tracing::warn!(key, "undo: snapshot: {e}");
         }
         if let Some((net, att)) = &undo.network
-            && let Err(e) = self.cni.del(net, att).await
+            && let Err(e) = self.net.del(net, att).await
         {
             tracing::warn!(container = %att.container_id, "undo: CNI DEL: {e}");
         }
-        if let Some(path) = &undo.netns {
-            let path = path.clone();
-            if let Ok(Err(e)) =
-                tokio::task::spawn_blocking(move || crius_network::netns::remove(&path)).await
-            {
-                tracing::warn!("undo: netns: {e}");
-            }
+        if let Some(path) = &undo.netns
+            && let Err(e) = self.net.netns_remove(path).await
+        {
+            tracing::warn!("undo: netns: {e}");
         }
         if let Some(dir) = &undo.pod_dir
-            && let Err(e) = podfs::remove_dir(dir)
+            && let Err(e) = self.fs.remove_pod_dir(dir)
         {
             tracing::warn!(dir = %dir.display(), "undo: pod directory: {e}");
         }
@@ -539,7 +525,7 @@ impl Pods {
     /// so that status and list answer from memory.
     pub(crate) fn watch_pause(self: &Arc<Self>, sandbox: Arc<Sandbox>) {
         let pods = self.clone();
-        tokio::spawn(async move {
+        self.background.spawn("pause watcher", async move {
             loop {
                 match pods.containerd.task_wait(&sandbox.meta.id).await {
                     Ok(_) | Err(Error::NotFound { .. }) => break,
@@ -608,14 +594,14 @@ impl Pods {
         } else if let (Some(network), Some(netns)) = (&sandbox.meta.network, &sandbox.meta.netns) {
             // The network config may have changed since; DEL with the cached
             // config when the named network is gone is the plugin's job.
-            match crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs) {
+            match self.net.load(&config.cni.conf_dir, &config.cni.bin_dirs) {
                 Ok(net) if &net.name == network => {
-                    let netns = if crius_network::netns::is_pinned(Path::new(netns)) {
+                    let netns = if self.net.netns_is_pinned(Path::new(netns)) {
                         PathBuf::from(netns)
                     } else {
                         PathBuf::new()
                     };
-                    self.cni
+                    self.net
                         .del(&net, &attachment(&sandbox.meta, &netns))
                         .await?;
                 }
@@ -656,19 +642,23 @@ impl Pods {
         // killed mid-run) would otherwise run forever.
         let containerd = self.containerd.clone();
         let shim_of = id.clone();
-        let _ = tokio::task::spawn_blocking(move || containerd.kill_lost_shims(&shim_of)).await;
+        let killed = crius_rt::blocking("shim clean-up", move || {
+            Ok(containerd.kill_lost_shims(&shim_of))
+        })
+        .await;
+        if let Err(e) = killed {
+            tracing::warn!(sandbox = %id, "looking for lost shims: {e}");
+        }
         self.containerd
             .snapshot_remove(
                 sandbox.meta.snapshotter_or(&config.containerd.snapshotter),
                 &id,
             )
             .await?;
-        if let Some(netns) = sandbox.meta.netns.clone() {
-            tokio::task::spawn_blocking(move || crius_network::netns::remove(Path::new(&netns)))
-                .await
-                .map_err(|e| Error::Internal(format!("netns task: {e}")))??;
+        if let Some(netns) = &sandbox.meta.netns {
+            self.net.netns_remove(Path::new(netns)).await?;
         }
-        podfs::remove_dir(&self.pods_dir().join(&id))?;
+        self.fs.remove_pod_dir(&self.pods_dir().join(&id))?;
         let key = labels::sandbox_name_key(
             &sandbox.meta.name,
             &sandbox.meta.uid,
