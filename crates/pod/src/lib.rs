@@ -8,6 +8,8 @@
 
 pub mod container;
 mod exits;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
 mod host;
 mod meta;
 mod podfs;
@@ -19,6 +21,8 @@ mod rootfs;
 mod sandbox;
 mod stats;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
