@@ -19,13 +19,16 @@ use crius_core::container::{
     self, ContainerRequest, ContainerSpecInput, ImageConfig, PodFiles, container_labels,
     container_name_key,
 };
+use crius_core::image::CriImage;
 use crius_core::sandbox::{PodSandboxRequest, SandboxState};
 use crius_core::{Error, Result};
 use crius_image::Query;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{from_any, to_any};
+use crate::meta::{SandboxMeta, from_any, to_any};
+use crate::ports::HostLookup;
 use crate::registrar::Reserve;
+use crate::sandbox::Rootfs;
 use crate::{Pods, now_ns};
 
 /// Extension names on a container's containerd record.
@@ -352,6 +355,7 @@ impl Pods {
         .await
     }
 
+    /// The steps of a create, in order; each records in `undo` what it made.
     async fn create_inner(
         &self,
         config: &Config,
@@ -366,239 +370,35 @@ impl Pods {
         let sandbox_pid = pod_sandbox.pid().ok_or_else(|| {
             Error::FailedPrecondition(format!("pod sandbox {} is not running", sandbox.id))
         })?;
-        let snapshotter = sandbox
-            .snapshotter_or(&config.containerd.snapshotter)
-            .to_string();
-        let image = self
-            .images
-            .find(&Query::parse(&req.image)?)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("image {:?}", req.image)))?;
-        let image_json = self.images.config(&image).await?;
-        let image_cfg = image_config(&image_json);
-        let pod = sandbox.request();
-        let process = container::image_process(&image_cfg, req)?;
-
+        let plan = self.plan(config, driver, sandbox, req, id).await?;
+        let process = container::image_process(&plan.image_cfg, req)?;
         let lease = format!("crius-sandbox-c-{id}");
-        self.containerd
-            .lease_create(&lease, Duration::from_secs(600))
+        let c = self
+            .take_lease(&lease, Duration::from_secs(600), &mut undo.lease)
             .await?;
-        undo.lease = Some(lease.clone());
-        let c = self.containerd.with_lease(&lease);
-        let mounts = match c
-            .snapshot_prepare(&snapshotter, id, Some(&image.chain_id))
-            .await
-        {
-            Ok(m) => m,
-            // Lazy unpack: only when the image's snapshot is missing.
-            Err(Error::NotFound { .. }) => {
-                c.snapshot_remove(&snapshotter, id).await?;
-                self.images.ensure_unpacked(&image, &snapshotter).await?;
-                c.snapshot_prepare(&snapshotter, id, Some(&image.chain_id))
-                    .await?
-            }
-            Err(e) => return Err(e),
-        };
-        undo.snapshot = Some((snapshotter.clone(), id.to_string()));
-
-        // Image volumes: fresh host directories holding a copy of the
-        // image's content there, made while the rootfs is mounted anyway.
-        let volumes_dir = self.volumes_dir(config, id);
-        let image_volumes: Vec<(String, PathBuf)> =
-            container::image_volume_paths(&image_cfg.volumes, req)
-                .into_iter()
-                .enumerate()
-                .map(|(n, path)| (path, volumes_dir.join(n.to_string())))
-                .collect();
-        if !image_volumes.is_empty() {
-            undo.volumes = Some(volumes_dir.clone());
-        }
-        // Always read, as containerd does: a bare uid still takes its
-        // primary group from /etc/passwd and its memberships from /etc/group.
-        let (passwd, group) = {
-            let scratch = self.containers_dir().join(format!("{id}.rootfs"));
-            let m = mounts.clone();
-            let v = image_volumes.clone();
-            let fs = self.fs.clone();
-            crius_rt::blocking("rootfs reader", move || fs.read_rootfs(&m, &scratch, &v)).await?
-        };
-        let user =
-            container::resolve_user(req, &image_cfg.user, passwd.as_deref(), group.as_deref())?;
-
-        let pod_dir = self.pods_dir().join(&sandbox.id);
-        let files = PodFiles {
-            hostname: Some(pod_dir.join("hostname").display().to_string()),
-            hosts: pod_dir.join("hosts").display().to_string(),
-            resolv_conf: pod_dir.join("resolv.conf").display().to_string(),
-            shm: sandbox.shm.clone(),
-        };
-        // PID mode Target (ephemeral debug containers): the target's init
-        // process, which must be a running container of the same pod.
-        let target_pid = match &req.linux.security.namespace_options {
-            ns if ns.pid == crius_core::container::NamespaceMode::Target => {
-                let field = "config.linux.security_context.namespace_options.target_id";
-                let target = self
-                    .containers
-                    .find(&ns.target_id)
-                    .map_err(|e| match e {
-                        Error::InvalidArgument { reason, .. } => Error::invalid(field, reason),
-                        e => e,
-                    })?
-                    .filter(|t| t.meta.sandbox_id == sandbox.id)
-                    .ok_or_else(|| {
-                        Error::not_found(format!(
-                            "{field}: container {:?} in pod sandbox {}",
-                            ns.target_id, sandbox.id
-                        ))
-                    })?;
-                let pid = self
-                    .containerd
-                    .task_get(&target.meta.id)
-                    .await?
-                    .filter(|t| t.status == TaskStatus::Running)
-                    .map(|t| t.pid)
-                    .ok_or_else(|| {
-                        Error::FailedPrecondition(format!(
-                            "{field}: container {} is not running",
-                            target.meta.id
-                        ))
-                    })?;
-                Some(pid)
-            }
-            _ => None,
-        };
-        // Devices before mount paths: a refused device must not leave
-        // created host directories behind.
-        // All of it touches the host's filesystem (a client's host path
-        // may sit on a slow mount): off the async workers.
-        let lookup = {
-            let devices = req.devices.clone();
-            let paths: Vec<String> = req.mounts.iter().map(|m| m.host_path.clone()).collect();
-            let all_devices =
-                req.linux.security.privileged && !sandbox.privileged_without_host_devices;
-            let fs = self.fs.clone();
-            crius_rt::blocking("host facts task", move || {
-                fs.host_lookup(&devices, &paths, all_devices)
-            })
-            .await?
-        };
-        let spec = container::container_spec(&ContainerSpecInput {
-            id: id.to_string(),
-            sandbox_id: sandbox.id.clone(),
-            request: req,
-            sandbox: &pod,
+        let mounts = self
+            .rootfs_snapshot(&*c, Rootfs::Writable, &plan.image, &plan.snapshotter, id)
+            .await?;
+        undo.snapshot = Some((plan.snapshotter.clone(), id.to_string()));
+        let facts = self.rootfs_facts(&plan, mounts, undo).await?;
+        let user = container::resolve_user(
+            req,
+            &plan.image_cfg.user,
+            facts.passwd.as_deref(),
+            facts.group.as_deref(),
+        )?;
+        let target_pid = self.target_pid(req, &sandbox.id).await?;
+        let lookup = self.host_lookup(req, sandbox).await?;
+        let run_as = RunAs {
             sandbox_pid,
-            netns_path: sandbox.netns.clone(),
             target_pid,
             process,
             user,
-            hostname: sandbox.hostname.clone(),
-            files,
-            image_name: req.image.clone(),
-            cgroup_driver: driver,
-            host: &self.host,
-            host_devices: lookup.host_devices,
-            privileged_without_host_devices: sandbox.privileged_without_host_devices,
-            device_nodes: lookup.device_nodes,
-            host_paths: lookup.host_paths,
-            annotations: match config.runtimes.get(&sandbox.runtime_handler) {
-                Some(h) => {
-                    let mut a = crius_core::runtime::filter_annotations(
-                        &h.pod_annotations,
-                        &sandbox.annotations,
-                    );
-                    a.extend(crius_core::runtime::filter_annotations(
-                        &h.container_annotations,
-                        &req.annotations,
-                    ));
-                    a
-                }
-                None => BTreeMap::new(),
-            },
-            image_volumes: image_volumes
-                .iter()
-                .map(|(path, dir)| (path.clone(), dir.display().to_string()))
-                .collect(),
-            localhost_seccomp: crate::host::localhost_seccomp(req.linux.security.seccomp.as_ref())?,
-            apparmor_profiles: crate::host::loaded_apparmor_profiles(
-                &self.host.apparmor,
-                req.linux.security.apparmor.as_ref(),
-                || std::fs::read_to_string(crius_core::apparmor::PROFILES_FILE),
-            )?,
-        })?;
-
-        // Logs: FIFOs opened for reading before the task exists.
-        let log_path = match container::log_file_path(&sandbox.log_directory, &req.log_path) {
-            Some(_) => {
-                crius_logs::resolve_log_path(Path::new(&sandbox.log_directory), &req.log_path)?
-                    .display()
-                    .to_string()
-            }
-            None => String::new(),
         };
-        let meta = ContainerMeta {
-            version: 1,
-            id: id.to_string(),
-            sandbox_id: sandbox.id.clone(),
-            name: req.name.clone(),
-            attempt: req.attempt,
-            image: req.image.clone(),
-            image_tag: image.repo_tags.first().cloned().unwrap_or_default(),
-            image_id: image.id.clone(),
-            image_ref: image
-                .repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
-            labels: req.labels.clone(),
-            annotations: req.annotations.clone(),
-            log_path,
-            tty: req.tty,
-            stop_signal: image_cfg.stop_signal.clone(),
-            mounts: req.mounts.iter().map(MountRecord::from).collect(),
-            resources: Some(container::resources_in_force(&spec)),
-            created_at: now_ns(),
-            snapshotter: snapshotter.clone(),
-            runtime_path: sandbox.runtime_path.clone(),
-            cgroups_path: spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.cgroups_path().as_ref())
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        };
+        let spec = self.container_spec(&plan, run_as, lookup, &facts)?;
+        let meta = container_meta(&plan, &spec)?;
         let status = ContainerStatus::created();
-        // Every container runs on its pod's runtime, whatever the config
-        // says now.
-        let pod_runtime = self
-            .containerd
-            .container_get(&sandbox.id)
-            .await?
-            .map(|r| r.runtime)
-            .ok_or_else(|| Error::not_found(format!("pod sandbox {}", sandbox.id)))?;
-        let record = ContainerRecord {
-            id: id.to_string(),
-            labels: container_labels(req, &pod, &sandbox.id, &image_cfg.labels)
-                .into_iter()
-                .collect(),
-            image: image
-                .repo_tags
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
-            runtime: pod_runtime,
-            spec,
-            snapshotter: snapshotter.clone(),
-            snapshot_key: id.to_string(),
-            extensions: HashMap::from([
-                (META_EXTENSION.to_string(), to_any(TYPE_URL, &meta)?),
-                (
-                    STATUS_EXTENSION.to_string(),
-                    to_any(STATUS_TYPE_URL, &status)?,
-                ),
-            ]),
-            ..Default::default()
-        };
+        let record = self.container_record(&plan, &meta, &status, spec).await?;
         c.container_create(&record).await?;
         undo.container = Some(id.to_string());
         // The record now holds the snapshot: the lease can go after the
@@ -610,9 +410,224 @@ impl Pods {
             }
         });
         undo.lease = None;
-        let container = Container::new(meta, status);
         tracing::info!(container = id, name = %req.name, sandbox = %sandbox.id, "container created");
-        Ok(container)
+        Ok(Container::new(meta, status))
+    }
+
+    /// The image and snapshotter of a create.
+    async fn plan<'a>(
+        &self,
+        config: &'a Config,
+        driver: CgroupDriver,
+        sandbox: &'a SandboxMeta,
+        req: &'a ContainerRequest,
+        id: &'a str,
+    ) -> Result<Plan<'a>> {
+        let snapshotter = sandbox
+            .snapshotter_or(&config.containerd.snapshotter)
+            .to_string();
+        let image = self
+            .images
+            .find(&Query::parse(&req.image)?)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("image {:?}", req.image)))?;
+        let image_json = self.images.config(&image).await?;
+        Ok(Plan {
+            config,
+            driver,
+            sandbox,
+            pod: sandbox.request(),
+            req,
+            id,
+            snapshotter,
+            image_cfg: image_config(&image_json),
+            image,
+        })
+    }
+
+    /// Reads the rootfs' `/etc/passwd` and `/etc/group` and fills the image
+    /// volumes: fresh host directories holding a copy of the image's
+    /// content there, made while the rootfs is mounted anyway.
+    async fn rootfs_facts(
+        &self,
+        plan: &Plan<'_>,
+        mounts: Vec<crius_containerd::Mount>,
+        undo: &mut Undo,
+    ) -> Result<RootfsFacts> {
+        let volumes_dir = self.volumes_dir(plan.config, plan.id);
+        let image_volumes: Vec<(String, PathBuf)> =
+            container::image_volume_paths(&plan.image_cfg.volumes, plan.req)
+                .into_iter()
+                .enumerate()
+                .map(|(n, path)| (path, volumes_dir.join(n.to_string())))
+                .collect();
+        if !image_volumes.is_empty() {
+            undo.volumes = Some(volumes_dir.clone());
+        }
+        // Always read, as containerd does: a bare uid still takes its
+        // primary group from /etc/passwd and its memberships from /etc/group.
+        let scratch = self.containers_dir().join(format!("{}.rootfs", plan.id));
+        let v = image_volumes.clone();
+        let fs = self.fs.clone();
+        let (passwd, group) = crius_rt::blocking("rootfs reader", move || {
+            fs.read_rootfs(&mounts, &scratch, &v)
+        })
+        .await?;
+        Ok(RootfsFacts {
+            passwd,
+            group,
+            image_volumes,
+        })
+    }
+
+    /// PID mode Target (ephemeral debug containers): the target's init
+    /// process, which must be a running container of the same pod.
+    async fn target_pid(&self, req: &ContainerRequest, sandbox_id: &str) -> Result<Option<u32>> {
+        let ns = &req.linux.security.namespace_options;
+        if ns.pid != crius_core::container::NamespaceMode::Target {
+            return Ok(None);
+        }
+        let field = "config.linux.security_context.namespace_options.target_id";
+        let target = self
+            .containers
+            .find(&ns.target_id)
+            .map_err(|e| match e {
+                Error::InvalidArgument { reason, .. } => Error::invalid(field, reason),
+                e => e,
+            })?
+            .filter(|t| t.meta.sandbox_id == sandbox_id)
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "{field}: container {:?} in pod sandbox {sandbox_id}",
+                    ns.target_id
+                ))
+            })?;
+        let pid = self
+            .containerd
+            .task_get(&target.meta.id)
+            .await?
+            .filter(|t| t.status == TaskStatus::Running)
+            .map(|t| t.pid)
+            .ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "{field}: container {} is not running",
+                    target.meta.id
+                ))
+            })?;
+        Ok(Some(pid))
+    }
+
+    /// The device nodes and host paths of the request (devices first: a
+    /// refused device must not leave created host directories behind).
+    /// All of it touches the host's filesystem (a client's host path may
+    /// sit on a slow mount): off the async workers.
+    async fn host_lookup(
+        &self,
+        req: &ContainerRequest,
+        sandbox: &SandboxMeta,
+    ) -> Result<HostLookup> {
+        let devices = req.devices.clone();
+        let paths: Vec<String> = req.mounts.iter().map(|m| m.host_path.clone()).collect();
+        let all_devices = req.linux.security.privileged && !sandbox.privileged_without_host_devices;
+        let fs = self.fs.clone();
+        crius_rt::blocking("host facts task", move || {
+            fs.host_lookup(&devices, &paths, all_devices)
+        })
+        .await
+    }
+
+    /// The container's OCI spec.
+    fn container_spec(
+        &self,
+        plan: &Plan<'_>,
+        run_as: RunAs,
+        lookup: HostLookup,
+        facts: &RootfsFacts,
+    ) -> Result<oci_spec::runtime::Spec> {
+        let (sandbox, req) = (plan.sandbox, plan.req);
+        let pod_dir = self.pods_dir().join(&sandbox.id);
+        let files = PodFiles {
+            hostname: Some(pod_dir.join("hostname").display().to_string()),
+            hosts: pod_dir.join("hosts").display().to_string(),
+            resolv_conf: pod_dir.join("resolv.conf").display().to_string(),
+            shm: sandbox.shm.clone(),
+        };
+        container::container_spec(&ContainerSpecInput {
+            id: plan.id.to_string(),
+            sandbox_id: sandbox.id.clone(),
+            request: req,
+            sandbox: &plan.pod,
+            sandbox_pid: run_as.sandbox_pid,
+            netns_path: sandbox.netns.clone(),
+            target_pid: run_as.target_pid,
+            process: run_as.process,
+            user: run_as.user,
+            hostname: sandbox.hostname.clone(),
+            files,
+            image_name: req.image.clone(),
+            cgroup_driver: plan.driver,
+            host: &self.host,
+            host_devices: lookup.host_devices,
+            privileged_without_host_devices: sandbox.privileged_without_host_devices,
+            device_nodes: lookup.device_nodes,
+            host_paths: lookup.host_paths,
+            annotations: spec_annotations(plan.config, sandbox, req),
+            image_volumes: facts
+                .image_volumes
+                .iter()
+                .map(|(path, dir)| (path.clone(), dir.display().to_string()))
+                .collect(),
+            localhost_seccomp: crate::host::localhost_seccomp(req.linux.security.seccomp.as_ref())?,
+            apparmor_profiles: crate::host::loaded_apparmor_profiles(
+                &self.host.apparmor,
+                req.linux.security.apparmor.as_ref(),
+                || std::fs::read_to_string(crius_core::apparmor::PROFILES_FILE),
+            )?,
+        })
+    }
+
+    /// The container's containerd record: labels, its pod's runtime, the
+    /// spec, its snapshot, meta and status.
+    async fn container_record(
+        &self,
+        plan: &Plan<'_>,
+        meta: &ContainerMeta,
+        status: &ContainerStatus,
+        spec: oci_spec::runtime::Spec,
+    ) -> Result<ContainerRecord> {
+        let sandbox = plan.sandbox;
+        // Every container runs on its pod's runtime, whatever the config
+        // says now.
+        let pod_runtime = self
+            .containerd
+            .container_get(&sandbox.id)
+            .await?
+            .map(|r| r.runtime)
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {}", sandbox.id)))?;
+        let image = &plan.image;
+        Ok(ContainerRecord {
+            id: plan.id.to_string(),
+            labels: container_labels(plan.req, &plan.pod, &sandbox.id, &plan.image_cfg.labels)
+                .into_iter()
+                .collect(),
+            image: image
+                .repo_tags
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            runtime: pod_runtime,
+            spec,
+            snapshotter: plan.snapshotter.clone(),
+            snapshot_key: plan.id.to_string(),
+            extensions: HashMap::from([
+                (META_EXTENSION.to_string(), to_any(TYPE_URL, meta)?),
+                (
+                    STATUS_EXTENSION.to_string(),
+                    to_any(STATUS_TYPE_URL, status)?,
+                ),
+            ]),
+            ..Default::default()
+        })
     }
 
     /// Undoes a failed create (it makes no task: tasks are made at start).
@@ -1153,6 +1168,102 @@ impl Pods {
     }
 }
 
+/// What the steps of one create share.
+struct Plan<'a> {
+    config: &'a Config,
+    driver: CgroupDriver,
+    sandbox: &'a SandboxMeta,
+    /// What the container needs of its pod's request.
+    pod: PodSandboxRequest,
+    req: &'a ContainerRequest,
+    id: &'a str,
+    snapshotter: String,
+    image: CriImage,
+    image_cfg: ImageConfig,
+}
+
+/// The process of a container and the namespaces it joins.
+struct RunAs {
+    /// The pause process (whose namespaces are joined).
+    sandbox_pid: u32,
+    /// The target container's init process (PID mode Target).
+    target_pid: Option<u32>,
+    process: container::ContainerProcess,
+    user: container::User,
+}
+
+/// What the rootfs told a create.
+struct RootfsFacts {
+    passwd: Option<String>,
+    group: Option<String>,
+    /// `(container path, host directory)` of each image volume.
+    image_volumes: Vec<(String, PathBuf)>,
+}
+
+/// The annotations a container's runtime sees: the pod's and the
+/// container's through its handler's allow-lists.
+fn spec_annotations(
+    config: &Config,
+    sandbox: &SandboxMeta,
+    req: &ContainerRequest,
+) -> BTreeMap<String, String> {
+    match config.runtimes.get(&sandbox.runtime_handler) {
+        Some(h) => {
+            let mut a =
+                crius_core::runtime::filter_annotations(&h.pod_annotations, &sandbox.annotations);
+            a.extend(crius_core::runtime::filter_annotations(
+                &h.container_annotations,
+                &req.annotations,
+            ));
+            a
+        }
+        None => BTreeMap::new(),
+    }
+}
+
+/// The container's immutable facts, as its record will keep them.
+fn container_meta(plan: &Plan<'_>, spec: &oci_spec::runtime::Spec) -> Result<ContainerMeta> {
+    let (sandbox, req, image) = (plan.sandbox, plan.req, &plan.image);
+    // Logs: the file beneath the pod's log directory (no symlink followed).
+    let log_path = match container::log_file_path(&sandbox.log_directory, &req.log_path) {
+        Some(_) => crius_logs::resolve_log_path(Path::new(&sandbox.log_directory), &req.log_path)?
+            .display()
+            .to_string(),
+        None => String::new(),
+    };
+    Ok(ContainerMeta {
+        version: 1,
+        id: plan.id.to_string(),
+        sandbox_id: sandbox.id.clone(),
+        name: req.name.clone(),
+        attempt: req.attempt,
+        image: req.image.clone(),
+        image_tag: image.repo_tags.first().cloned().unwrap_or_default(),
+        image_id: image.id.clone(),
+        image_ref: image
+            .repo_digests
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.clone()),
+        labels: req.labels.clone(),
+        annotations: req.annotations.clone(),
+        log_path,
+        tty: req.tty,
+        stop_signal: plan.image_cfg.stop_signal.clone(),
+        mounts: req.mounts.iter().map(MountRecord::from).collect(),
+        resources: Some(container::resources_in_force(spec)),
+        created_at: now_ns(),
+        snapshotter: plan.snapshotter.clone(),
+        runtime_path: sandbox.runtime_path.clone(),
+        cgroups_path: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    })
+}
+
 async fn wait_log(log: Arc<crius_logs::LogHandle>) {
     log.done().await;
 }
@@ -1238,27 +1349,7 @@ impl Pods {
         }
         let c = self.find_container(id)?;
         let id = c.meta.id.clone();
-        let running = self
-            .containerd
-            .task_get(&id)
-            .await?
-            .is_some_and(|t| t.status == TaskStatus::Running);
-        if !running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
-        let record = self
-            .containerd
-            .container_get(&id)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("container {id}")))?;
-        let mut process =
-            record.spec.process().clone().ok_or_else(|| {
-                Error::Internal(format!("container {id} has no process in its spec"))
-            })?;
-        process.set_args(Some(cmd));
-        process.set_terminal(Some(false));
+        let process = self.exec_process(&id, cmd).await?;
         let exec_id = format!("exec-{}", &crate::sandbox::random_id()[..16]);
         let fifos = crius_logs::create_fifos(&self.containers_dir().join(&id), &exec_id, false)?;
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -1278,33 +1369,9 @@ impl Pods {
                 .unwrap_or_default(),
             terminal: false,
         };
-        let result = async {
-            self.containerd
-                .exec_create(&id, &exec_id, &process, &stdio)
-                .await?;
-            self.containerd.exec_start(&id, &exec_id).await?;
-            let wait = self.containerd.exec_wait(&id, &exec_id);
-            let exit = if timeout > 0 {
-                match tokio::time::timeout(Duration::from_secs(timeout as u64), wait).await {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        let _ = self.containerd.exec_kill(&id, &exec_id, 9).await;
-                        let _ = tokio::time::timeout(
-                            KILL_WAIT,
-                            self.containerd.exec_wait(&id, &exec_id),
-                        )
-                        .await;
-                        return Err(Error::DeadlineExceeded(format!(
-                            "command timed out after {timeout} s and was killed"
-                        )));
-                    }
-                }
-            } else {
-                wait.await?
-            };
-            Ok(exit.exit_status as i32)
-        }
-        .await;
+        let result = self
+            .run_exec(&id, &exec_id, &process, &stdio, timeout)
+            .await;
         // The output of the command is in the pipes by now; what a process
         // it left behind may still write is cut off after a grace period.
         let timer = tokio::spawn(async move {
@@ -1321,6 +1388,66 @@ impl Pods {
             stderr: err,
             exit_code: result?,
         })
+    }
+
+    /// The process of an exec in running container `id`: its own, with
+    /// `cmd` as arguments and no terminal.
+    async fn exec_process(&self, id: &str, cmd: Vec<String>) -> Result<oci_spec::runtime::Process> {
+        let running = self
+            .containerd
+            .task_get(id)
+            .await?
+            .is_some_and(|t| t.status == TaskStatus::Running);
+        if !running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        let record = self
+            .containerd
+            .container_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("container {id}")))?;
+        let mut process =
+            record.spec.process().clone().ok_or_else(|| {
+                Error::Internal(format!("container {id} has no process in its spec"))
+            })?;
+        process.set_args(Some(cmd));
+        process.set_terminal(Some(false));
+        Ok(process)
+    }
+
+    /// Runs exec `exec_id` to its end (killed after `timeout` seconds, 0:
+    /// none); its exit code.
+    async fn run_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &oci_spec::runtime::Process,
+        stdio: &Stdio,
+        timeout: i64,
+    ) -> Result<i32> {
+        self.containerd
+            .exec_create(id, exec_id, process, stdio)
+            .await?;
+        self.containerd.exec_start(id, exec_id).await?;
+        let wait = self.containerd.exec_wait(id, exec_id);
+        let exit = if timeout > 0 {
+            match tokio::time::timeout(Duration::from_secs(timeout as u64), wait).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    let _ = self.containerd.exec_kill(id, exec_id, 9).await;
+                    let _ = tokio::time::timeout(KILL_WAIT, self.containerd.exec_wait(id, exec_id))
+                        .await;
+                    return Err(Error::DeadlineExceeded(format!(
+                        "command timed out after {timeout} s and was killed"
+                    )));
+                }
+            }
+        } else {
+            wait.await?
+        };
+        Ok(exit.exit_status as i32)
     }
 
     /// Applies new resources to a running container, through its runtime.

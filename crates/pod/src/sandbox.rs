@@ -30,7 +30,7 @@ use sha2::{Digest as _, Sha256};
 use crate::meta::{self, SandboxMeta};
 use crate::registrar::Reserve;
 use crate::store::Sandbox;
-use crate::{Pods, now_ns, podfs};
+use crate::{Pods, now_ns, podfs, ports};
 
 /// How long a stop waits for the pause process to die after SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -145,6 +145,48 @@ fn port_mappings(req: &PodSandboxRequest) -> Vec<PortMapping> {
             host_ip: p.host_ip.clone(),
         })
         .collect()
+}
+
+/// Which snapshot a rootfs is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rootfs {
+    /// Read-only (the pause container's).
+    View,
+    /// Writable (a container's).
+    Writable,
+}
+
+/// The pod's containerd record: its labels, runtime, spec, snapshot and
+/// [`SandboxMeta`].
+fn sandbox_record(
+    req: &PodSandboxRequest,
+    selection: &Selection,
+    meta: &SandboxMeta,
+    spec: oci_spec::runtime::Spec,
+) -> Result<ContainerRecord> {
+    let options = selection
+        .options
+        .as_ref()
+        .map(|o| runc_options(&o.binary_name, &o.root, o.systemd_cgroup));
+    let mut labels: HashMap<String, String> = labels::sandbox_labels(req).into_iter().collect();
+    labels.insert(
+        "io.crius.sandbox.runtime-handler".to_string(),
+        meta.runtime_handler.clone(),
+    );
+    Ok(ContainerRecord {
+        id: meta.id.clone(),
+        labels,
+        image: meta.image.clone(),
+        runtime: Runtime {
+            name: selection.runtime_type.clone(),
+            options,
+        },
+        spec,
+        snapshotter: meta.snapshotter.clone(),
+        snapshot_key: meta.id.clone(),
+        extensions: HashMap::from([(meta::EXTENSION.to_string(), meta.to_any()?)]),
+        ..Default::default()
+    })
 }
 
 pub(crate) fn attachment(meta: &SandboxMeta, netns: &Path) -> Attachment {
@@ -279,6 +321,7 @@ impl Pods {
             .await
     }
 
+    /// The steps of a run, in order; each records in `undo` what it made.
     async fn create(
         &self,
         config: &Config,
@@ -288,181 +331,32 @@ impl Pods {
         id: &str,
         undo: &mut Undo,
     ) -> Result<Arc<Sandbox>> {
-        let handler = selection.handler.clone();
-        let runtime_type = selection.runtime_type.clone();
-        let options = selection
-            .options
-            .as_ref()
-            .map(|o| runc_options(&o.binary_name, &o.root, o.systemd_cgroup));
         let snapshotter = selection
             .snapshotter
             .clone()
             .unwrap_or_else(|| config.containerd.snapshotter.clone());
         let image = self.sandbox_image(config, selection, &snapshotter).await?;
         let image_config = self.images.config(&image).await?;
-
-        let ns = req.linux.namespaces;
-        let host_network = ns.network == NamespaceMode::Node;
+        let mut meta = self.new_meta(req, selection, id, &image, &snapshotter);
         let pod_dir = self.pods_dir().join(id);
-        let netns = (!host_network).then(|| self.netns_dir().join(id));
-        // The name in the pod's /etc/hostname and /etc/hosts. A pod without
-        // a hostname keeps the node's (as with containerd: no UTS name is
-        // set, so the new UTS namespace starts with the node's).
-        let hostname = if host_network || req.hostname.is_empty() {
-            self.fs.node_hostname()
-        } else {
-            req.hostname.clone()
-        };
-        let mut meta = SandboxMeta {
-            version: SandboxMeta::VERSION,
-            id: id.to_string(),
-            name: req.name.clone(),
-            uid: req.uid.clone(),
-            namespace: req.namespace.clone(),
-            attempt: req.attempt,
-            labels: req.labels.clone(),
-            annotations: req.annotations.clone(),
-            runtime_handler: handler,
-            runtime_type: runtime_type.clone(),
-            created_at: now_ns(),
-            netns: netns.as_ref().map(|p| p.display().to_string()),
-            network: None,
-            ips: vec![],
-            hostname: hostname.clone(),
-            log_directory: req.log_directory.clone(),
-            namespace_modes: [mode_of(ns.network), mode_of(ns.pid), mode_of(ns.ipc)],
-            image: image
-                .repo_tags
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
-            port_mappings: port_mappings(req)
-                .into_iter()
-                .map(|p| (p.protocol, p.host_port, p.container_port, p.host_ip))
-                .collect(),
-            shm: None,
-            cgroup_parent: req.linux.cgroup_parent.clone(),
-            privileged: req.linux.privileged,
-            snapshotter: snapshotter.clone(),
-            runtime_path: selection.runtime_path.clone().unwrap_or_default(),
-            privileged_without_host_devices: selection.privileged_without_host_devices,
-        };
-
         // The directory first: its intent record lets start-up undo the rest.
         self.fs.create_dir(&pod_dir)?;
         undo.pod_dir = Some(pod_dir.clone());
         podfs::write_intent(&*self.fs, &pod_dir, &meta)?;
-
-        let mut ips: Vec<IpAddr> = Vec::new();
-        if let Some(netns) = &netns {
-            let net = self
-                .net
-                .load(&config.cni.conf_dir, &config.cni.bin_dirs)
-                .map_err(|e| Error::FailedPrecondition(format!("pod network is not ready: {e}")))?;
-            meta.network = Some(net.name.clone());
-            podfs::write_intent(&*self.fs, &pod_dir, &meta)?;
-            let created = self.net.netns_create(&self.netns_dir(), id).await?;
-            undo.netns = Some(created.clone());
-            let att = attachment(&meta, netns);
-            undo.network = Some((net.clone(), att.clone()));
-            ips = self.net.add(&net, &att).await?;
-            meta.ips = ips.iter().map(IpAddr::to_string).collect();
-            tracing::info!(sandbox = id, ips = ?meta.ips, network = %net.name, "pod network set up");
-        }
-
-        // /etc files and /dev/shm.
-        let host_files = |name: &str| {
-            self.fs
-                .read(&Path::new("/etc").join(name))
-                .unwrap_or_default()
-        };
-        self.fs.write_atomic(
-            &pod_dir.join("hostname"),
-            files::hostname_file(&hostname).as_bytes(),
-            0o644,
-        )?;
-        let hosts = if host_network {
-            host_files("hosts")
-        } else {
-            files::hosts(&hostname, &ips).into_bytes()
-        };
-        self.fs
-            .write_atomic(&pod_dir.join("hosts"), &hosts, 0o644)?;
-        let resolv = match &req.dns {
-            Some(dns) if !host_network => files::resolv_conf(dns).into_bytes(),
-            _ => host_files("resolv.conf"),
-        };
-        self.fs
-            .write_atomic(&pod_dir.join("resolv.conf"), &resolv, 0o644)?;
-        if ns.ipc != NamespaceMode::Node {
-            let shm = self.fs.mount_shm(&pod_dir)?;
-            meta.shm = Some(shm.display().to_string());
-        }
-        podfs::write_intent(&*self.fs, &pod_dir, &meta)?;
-
-        // Pod annotations reach the spec only through the handler's
-        // allow-list; the CRI ones are always there.
-        let annotations = match config.runtimes.get(&selection.handler) {
-            Some(h) => {
-                crius_core::runtime::filter_annotations(&h.pod_annotations, &req.annotations)
-            }
-            None => BTreeMap::new(),
-        };
-        let spec = sandbox::sandbox_spec(&SandboxSpecInput {
-            id: id.to_string(),
-            request: req,
-            image_config: image_process(&image_config),
-            netns_path: meta.netns.clone(),
-            pod_shm: meta.shm.clone(),
-            hostname: req.hostname.clone(),
-            cgroup_driver: driver,
-            daemon_oom_score_adj: self.host.daemon_oom_score_adj,
-            sandbox_oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
-            annotations,
-            localhost_seccomp: crate::host::localhost_seccomp(req.linux.seccomp.as_ref())?,
-            kernel_version: self.host.kernel_version,
-        })?;
-
+        let ips = self
+            .set_up_network(config, &mut meta, &pod_dir, undo)
+            .await?;
+        self.write_pod_files(req, &mut meta, &pod_dir, &ips)?;
+        let spec = self.sandbox_spec(config, driver, req, selection, &meta, &image_config)?;
         let lease = format!("crius-sandbox-{id}");
-        self.containerd.lease_create(&lease, CREATE_LEASE).await?;
-        undo.lease = Some(lease.clone());
-        let c = self.containerd.with_lease(&lease);
-        let view = c
-            .snapshot_view(&snapshotter, id, Some(&image.chain_id))
-            .await;
-        let mounts = match view {
-            Ok(m) => m,
-            // The image's layers are not (or no longer) unpacked: unpack
-            // them now, then and only then (lazy unpack).
-            Err(Error::NotFound { .. }) => {
-                c.snapshot_remove(&snapshotter, id).await?;
-                self.images.ensure_unpacked(&image, &snapshotter).await?;
-                c.snapshot_view(&snapshotter, id, Some(&image.chain_id))
-                    .await?
-            }
-            Err(e) => return Err(e),
-        };
+        let c = self
+            .take_lease(&lease, CREATE_LEASE, &mut undo.lease)
+            .await?;
+        let mounts = self
+            .rootfs_snapshot(&*c, Rootfs::View, &image, &snapshotter, id)
+            .await?;
         undo.snapshot = Some((snapshotter.clone(), id.to_string()));
-        let mut record_labels: HashMap<String, String> =
-            labels::sandbox_labels(req).into_iter().collect();
-        record_labels.insert(
-            "io.crius.sandbox.runtime-handler".to_string(),
-            meta.runtime_handler.clone(),
-        );
-        let record = ContainerRecord {
-            id: id.to_string(),
-            labels: record_labels,
-            image: meta.image.clone(),
-            runtime: Runtime {
-                name: runtime_type,
-                options,
-            },
-            spec,
-            snapshotter: snapshotter.clone(),
-            snapshot_key: id.to_string(),
-            extensions: HashMap::from([(meta::EXTENSION.to_string(), meta.to_any()?)]),
-            ..Default::default()
-        };
+        let record = sandbox_record(req, selection, &meta, spec)?;
         c.container_create(&record).await?;
         undo.container = Some(id.to_string());
         undo.task = Some(id.to_string());
@@ -480,6 +374,214 @@ impl Pods {
         let sandbox = Sandbox::new(meta, SandboxState::Ready);
         sandbox.set_pid(pid);
         Ok(Arc::new(sandbox))
+    }
+
+    /// What the pod's record will say, before anything of it exists.
+    fn new_meta(
+        &self,
+        req: &PodSandboxRequest,
+        selection: &Selection,
+        id: &str,
+        image: &CriImage,
+        snapshotter: &str,
+    ) -> SandboxMeta {
+        let ns = req.linux.namespaces;
+        let host_network = ns.network == NamespaceMode::Node;
+        let netns = (!host_network).then(|| self.netns_dir().join(id));
+        // The name in the pod's /etc/hostname and /etc/hosts. A pod without
+        // a hostname keeps the node's (as with containerd: no UTS name is
+        // set, so the new UTS namespace starts with the node's).
+        let hostname = if host_network || req.hostname.is_empty() {
+            self.fs.node_hostname()
+        } else {
+            req.hostname.clone()
+        };
+        SandboxMeta {
+            version: SandboxMeta::VERSION,
+            id: id.to_string(),
+            name: req.name.clone(),
+            uid: req.uid.clone(),
+            namespace: req.namespace.clone(),
+            attempt: req.attempt,
+            labels: req.labels.clone(),
+            annotations: req.annotations.clone(),
+            runtime_handler: selection.handler.clone(),
+            runtime_type: selection.runtime_type.clone(),
+            created_at: now_ns(),
+            netns: netns.as_ref().map(|p| p.display().to_string()),
+            network: None,
+            ips: vec![],
+            hostname,
+            log_directory: req.log_directory.clone(),
+            namespace_modes: [mode_of(ns.network), mode_of(ns.pid), mode_of(ns.ipc)],
+            image: image
+                .repo_tags
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            port_mappings: port_mappings(req)
+                .into_iter()
+                .map(|p| (p.protocol, p.host_port, p.container_port, p.host_ip))
+                .collect(),
+            shm: None,
+            cgroup_parent: req.linux.cgroup_parent.clone(),
+            privileged: req.linux.privileged,
+            snapshotter: snapshotter.to_string(),
+            runtime_path: selection.runtime_path.clone().unwrap_or_default(),
+            privileged_without_host_devices: selection.privileged_without_host_devices,
+        }
+    }
+
+    /// The pod's network namespace and CNI ADD (none with host network);
+    /// returns the pod's IPs.
+    async fn set_up_network(
+        &self,
+        config: &Config,
+        meta: &mut SandboxMeta,
+        pod_dir: &Path,
+        undo: &mut Undo,
+    ) -> Result<Vec<IpAddr>> {
+        let Some(netns) = meta.netns.clone().map(PathBuf::from) else {
+            return Ok(vec![]);
+        };
+        let net = self
+            .net
+            .load(&config.cni.conf_dir, &config.cni.bin_dirs)
+            .map_err(|e| Error::FailedPrecondition(format!("pod network is not ready: {e}")))?;
+        meta.network = Some(net.name.clone());
+        podfs::write_intent(&*self.fs, pod_dir, meta)?;
+        let created = self.net.netns_create(&self.netns_dir(), &meta.id).await?;
+        undo.netns = Some(created);
+        let att = attachment(meta, &netns);
+        // Before the ADD: a half-done ADD is undone by a DEL.
+        undo.network = Some((net.clone(), att.clone()));
+        let ips = self.net.add(&net, &att).await?;
+        meta.ips = ips.iter().map(IpAddr::to_string).collect();
+        tracing::info!(sandbox = %meta.id, ips = ?meta.ips, network = %net.name, "pod network set up");
+        Ok(ips)
+    }
+
+    /// The pod's `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` and
+    /// `/dev/shm`; the intent record then says all of it.
+    fn write_pod_files(
+        &self,
+        req: &PodSandboxRequest,
+        meta: &mut SandboxMeta,
+        pod_dir: &Path,
+        ips: &[IpAddr],
+    ) -> Result<()> {
+        let ns = req.linux.namespaces;
+        let host_network = ns.network == NamespaceMode::Node;
+        let host_files = |name: &str| {
+            self.fs
+                .read(&Path::new("/etc").join(name))
+                .unwrap_or_default()
+        };
+        self.fs.write_atomic(
+            &pod_dir.join("hostname"),
+            files::hostname_file(&meta.hostname).as_bytes(),
+            0o644,
+        )?;
+        let hosts = if host_network {
+            host_files("hosts")
+        } else {
+            files::hosts(&meta.hostname, ips).into_bytes()
+        };
+        self.fs
+            .write_atomic(&pod_dir.join("hosts"), &hosts, 0o644)?;
+        let resolv = match &req.dns {
+            Some(dns) if !host_network => files::resolv_conf(dns).into_bytes(),
+            _ => host_files("resolv.conf"),
+        };
+        self.fs
+            .write_atomic(&pod_dir.join("resolv.conf"), &resolv, 0o644)?;
+        if ns.ipc != NamespaceMode::Node {
+            let shm = self.fs.mount_shm(pod_dir)?;
+            meta.shm = Some(shm.display().to_string());
+        }
+        podfs::write_intent(&*self.fs, pod_dir, meta)
+    }
+
+    /// The pause container's OCI spec.
+    fn sandbox_spec(
+        &self,
+        config: &Config,
+        driver: CgroupDriver,
+        req: &PodSandboxRequest,
+        selection: &Selection,
+        meta: &SandboxMeta,
+        image_config: &serde_json::Value,
+    ) -> Result<oci_spec::runtime::Spec> {
+        // Pod annotations reach the spec only through the handler's
+        // allow-list; the CRI ones are always there.
+        let annotations = match config.runtimes.get(&selection.handler) {
+            Some(h) => {
+                crius_core::runtime::filter_annotations(&h.pod_annotations, &req.annotations)
+            }
+            None => BTreeMap::new(),
+        };
+        sandbox::sandbox_spec(&SandboxSpecInput {
+            id: meta.id.clone(),
+            request: req,
+            image_config: image_process(image_config),
+            netns_path: meta.netns.clone(),
+            pod_shm: meta.shm.clone(),
+            hostname: req.hostname.clone(),
+            cgroup_driver: driver,
+            daemon_oom_score_adj: self.host.daemon_oom_score_adj,
+            sandbox_oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
+            annotations,
+            localhost_seccomp: crate::host::localhost_seccomp(req.linux.seccomp.as_ref())?,
+            kernel_version: self.host.kernel_version,
+        })
+    }
+
+    /// Creates lease `id` (recorded in `held` for the undo) and returns the
+    /// connection whose requests carry it.
+    pub(crate) async fn take_lease(
+        &self,
+        id: &str,
+        expire: Duration,
+        held: &mut Option<String>,
+    ) -> Result<Arc<dyn ports::Containerd>> {
+        self.containerd.lease_create(id, expire).await?;
+        *held = Some(id.to_string());
+        Ok(self.containerd.with_lease(id))
+    }
+
+    /// The snapshot `key` of `image`'s rootfs (a read-only view or a
+    /// writable snapshot); its mounts.
+    pub(crate) async fn rootfs_snapshot(
+        &self,
+        c: &dyn ports::Containerd,
+        kind: Rootfs,
+        image: &CriImage,
+        snapshotter: &str,
+        key: &str,
+    ) -> Result<Vec<crius_containerd::Mount>> {
+        let make = || async {
+            match kind {
+                Rootfs::View => {
+                    c.snapshot_view(snapshotter, key, Some(&image.chain_id))
+                        .await
+                }
+                Rootfs::Writable => {
+                    c.snapshot_prepare(snapshotter, key, Some(&image.chain_id))
+                        .await
+                }
+            }
+        };
+        match make().await {
+            Ok(m) => Ok(m),
+            // The image's layers are not (or no longer) unpacked: unpack
+            // them now, then and only then (lazy unpack).
+            Err(Error::NotFound { .. }) => {
+                c.snapshot_remove(snapshotter, key).await?;
+                self.images.ensure_unpacked(image, snapshotter).await?;
+                make().await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Undoes a failed run, in reverse; errors are logged, not returned.

@@ -427,3 +427,25 @@ async fn wait_for(cond: impl Fn() -> bool) {
     }
     assert!(cond(), "condition not met in 10 s");
 }
+
+#[tokio::test]
+async fn exec_sync_runs_in_a_running_container_only() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    assert!(matches!(
+        e.pods.exec_sync(&id, vec!["true".into()], 0).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    e.pods.start_container(&id).await?;
+    let out = e.pods.exec_sync(&id, vec!["true".into()], 5).await?;
+    assert_eq!(out.exit_code, 0);
+    let ops = e.fake.ops();
+    let execs: Vec<&String> = ops.iter().filter(|o| o.starts_with("exec_")).collect();
+    assert_eq!(
+        execs,
+        ["exec_create", "exec_start", "exec_wait", "exec_delete"],
+        "the exec is deleted after it ran"
+    );
+    Ok(())
+}
