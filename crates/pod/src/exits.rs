@@ -30,7 +30,7 @@ pub(crate) struct Exits {
 
 impl Exits {
     fn record(&self, id: String, exit: TaskExit) {
-        let Ok(mut g) = self.inner.lock() else { return };
+        let mut g = crate::lock(&self.inner);
         let (map, order) = &mut *g;
         if map.insert(id.clone(), exit).is_none() {
             order.push_back(id);
@@ -43,9 +43,7 @@ impl Exits {
     }
 
     fn record_oom(&self, id: String) {
-        let Ok(mut ooms) = self.ooms.lock() else {
-            return;
-        };
+        let mut ooms = crate::lock(&self.ooms);
         if !ooms.contains(&id) {
             ooms.push_back(id);
         }
@@ -57,16 +55,14 @@ impl Exits {
     /// Whether containerd reported an OOM kill in container `id` (and
     /// forgets it).
     pub(crate) fn take_oom(&self, id: &str) -> bool {
-        let Ok(mut ooms) = self.ooms.lock() else {
-            return false;
-        };
+        let mut ooms = crate::lock(&self.ooms);
         let before = ooms.len();
         ooms.retain(|k| k != id);
         ooms.len() != before
     }
 
     fn take(&self, id: &str) -> Option<TaskExit> {
-        let mut g = self.inner.lock().ok()?;
+        let mut g = crate::lock(&self.inner);
         let (map, order) = &mut *g;
         let exit = map.remove(id)?;
         order.retain(|k| k != id);

@@ -10,20 +10,39 @@ use crius_core::sandbox::{SandboxState, labels};
 use crius_core::{Error, Result};
 use futures::StreamExt;
 
+use crate::container::Containers;
+use crate::ctx::Ctx;
 use crate::meta::{self, SandboxMeta};
+use crate::podfs;
+use crate::sandbox::Sandboxes;
 use crate::store::Sandbox;
-use crate::{Pods, podfs};
 
 /// Sandboxes loaded at once at start-up.
 const RECOVERY_CONCURRENCY: usize = 16;
 
-impl Pods {
+/// Start-up recovery: the indexes rebuilt from containerd, the remains of
+/// interrupted runs removed.
+#[derive(Clone)]
+pub(crate) struct Recovery {
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) sandbox_ops: Sandboxes,
+    pub(crate) container_ops: Containers,
+}
+
+impl std::ops::Deref for Recovery {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Recovery {
     /// Rebuilds the index from containerd's records (bounded concurrency),
     /// reports sandboxes whose pause task died meanwhile as NOTREADY, and
     /// removes the leftovers of interrupted runs.
-    pub async fn recover(self: &Arc<Self>, config: &Config) -> Result<()> {
+    pub async fn recover(&self, config: &Config) -> Result<()> {
         crate::exits::Exits::follow(&self.exits, self.containerd.clone(), &self.background);
-        self.ensure_pause_image(config).await?;
+        self.sandbox_ops.ensure_pause_image(config).await?;
         let filter = format!("labels.\"{}\"=={}", labels::KIND, labels::KIND_SANDBOX);
         let records = self.containerd.container_list(&[filter]).await?;
         let loaded: Vec<Result<Option<Sandbox>>> = futures::stream::iter(records)
@@ -73,10 +92,10 @@ impl Pods {
         for lease in self.containerd.lease_list_prefix("crius-sandbox-").await? {
             self.containerd.lease_delete(&lease).await?;
         }
-        self.recover_containers().await?;
+        self.container_ops.recover_containers().await?;
         // Watchers last: nothing above can fail any more.
         for s in running {
-            self.watch_pause(s);
+            self.sandbox_ops.watch_pause(s);
         }
         let orphans = self.remove_orphans(config).await;
         tracing::info!(ready, not_ready, orphans, "sandboxes recovered");
@@ -180,7 +199,7 @@ impl Pods {
     }
 }
 
-impl Pods {
+impl Recovery {
     /// The names in `dir`, without the temporary files of atomic writes.
     fn dir_names(&self, dir: &Path) -> Vec<String> {
         let mut names = self.fs.dir_names(dir);

@@ -35,8 +35,9 @@ use crius_core::cgroup::{self, CgroupDriver, Controller};
 use crius_core::stats::{self, Memory};
 use crius_core::{Error, Result};
 
+use crate::Sandbox;
 use crate::container::{Container, ContainerState};
-use crate::{Pods, Sandbox};
+use crate::ctx::Ctx;
 use crius_core::sandbox::SandboxState;
 
 /// One container's usage at `timestamp` (ns since the epoch).
@@ -142,7 +143,20 @@ fn cgroup_usage(cgroup: Option<&Cgroup>) -> (Option<u64>, Option<Memory>) {
     cgroup.map_or((None, None), |c| (c.cpu_ns(), c.memory()))
 }
 
-impl Pods {
+/// Resource usage of pods and containers. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Stats {
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+impl std::ops::Deref for Stats {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Stats {
     /// Usage of pod sandbox `id` and its running containers; `driver` is
     /// the daemon's cgroup driver, under which the pod's cgroup parent was
     /// given.
@@ -228,7 +242,7 @@ impl Pods {
 
     /// The CPU rate since the previous sample of `key`; records this one.
     fn cpu_rate(&self, key: &str, timestamp: i64, usage: u64) -> Option<u64> {
-        let mut last = self.cpu_samples.lock().ok()?;
+        let mut last = crate::lock(&self.cpu_samples);
         let earlier = last.insert(key.to_string(), (timestamp, usage));
         earlier.and_then(|e| stats::nano_cores(e, (timestamp, usage)))
     }

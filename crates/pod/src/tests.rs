@@ -166,7 +166,7 @@ async fn a_sandbox_run_failing_at_each_step_leaves_nothing() -> Result<()> {
         assert!(left.is_empty(), "{op} #{nth} left {left:?}");
         // The name is free again: the same pod runs now.
         let id = e.run("web").await?;
-        assert!(e.pods.store.find(&id)?.is_some(), "{op} #{nth}");
+        assert!(e.pods.status(&id, false).await.is_ok(), "{op} #{nth}");
     }
     Ok(())
 }
