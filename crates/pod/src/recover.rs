@@ -29,6 +29,8 @@ pub(crate) struct Recovery {
     pub(crate) container_ops: Containers,
 }
 
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
 impl std::ops::Deref for Recovery {
     type Target = Ctx;
     fn deref(&self) -> &Ctx {

@@ -149,6 +149,8 @@ pub(crate) struct Stats {
     pub(crate) ctx: Arc<Ctx>,
 }
 
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
 impl std::ops::Deref for Stats {
     type Target = Ctx;
     fn deref(&self) -> &Ctx {

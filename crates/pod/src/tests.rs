@@ -449,3 +449,26 @@ async fn exec_sync_runs_in_a_running_container_only() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stopped_pod_takes_no_new_container_and_shutdown_stops_the_watchers() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    e.pods.start_container(&id).await?;
+    // Unknown ids are fine for stops, as CRI wants.
+    e.pods.stop_container("0123456789ab", 0).await?;
+    e.pods.stop(&e.config, &sandbox).await?;
+    assert!(matches!(
+        e.create(&sandbox, "late").await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    // A container that no longer runs takes no resources.
+    let resources = crius_core::container::ContainerResources::default();
+    assert!(matches!(
+        e.pods.update_container_resources(&id, &resources).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert_eq!(e.pods.shutdown(Duration::from_secs(5)).await, 0);
+    Ok(())
+}

@@ -44,6 +44,8 @@ pub(crate) struct Containers {
     pub(crate) ctx: Arc<Ctx>,
 }
 
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
 impl std::ops::Deref for Containers {
     type Target = Ctx;
     fn deref(&self) -> &Ctx {

@@ -38,6 +38,8 @@ pub(crate) struct Sandboxes {
     pub(crate) container_ops: Containers,
 }
 
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
 impl std::ops::Deref for Sandboxes {
     type Target = Ctx;
     fn deref(&self) -> &Ctx {
