@@ -36,6 +36,9 @@ pub struct FakeTask {
     pub status: TaskStatus,
     /// Set once the process exited; waiters watch it.
     exit: watch::Sender<Option<TaskExit>>,
+    /// The write ends of the task's stdout/stderr FIFOs, held as a shim
+    /// holds them: closed at the exit, so the log copy sees EOF.
+    pipes: Vec<std::fs::File>,
 }
 
 /// Everything the fakes hold.
@@ -143,6 +146,7 @@ impl Fake {
         let mut w = self.world();
         if let Some(t) = w.tasks.get_mut(id) {
             t.status = TaskStatus::Stopped;
+            t.pipes.clear();
             t.exit.send_replace(Some(TaskExit {
                 exit_status: code,
                 exited_at: Some(std::time::SystemTime::now()),
@@ -189,6 +193,22 @@ impl Fake {
             None => Ok(()),
         }
     }
+}
+
+/// Opens the write ends of `stdio`'s FIFOs (their readers are open).
+fn open_pipes(stdio: &Stdio) -> Result<Vec<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    [&stdio.stdout, &stdio.stderr]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                .open(p)
+                .map_err(|e| Error::io(format!("opening FIFO {p}"), e))
+        })
+        .collect()
 }
 
 fn not_found(what: String) -> Error {
@@ -263,10 +283,11 @@ impl ports::Tasks for Fake {
         &self,
         id: &str,
         _rootfs: Vec<Mount>,
-        _stdio: &Stdio,
+        stdio: &Stdio,
         _runtime_path: &str,
     ) -> Result<u32> {
         self.call("task_create", format_args!("{id}"))?;
+        let pipes = open_pipes(stdio)?;
         let mut w = self.world();
         if !w.containers.contains_key(id) {
             return Err(not_found(format!("container {id}")));
@@ -282,6 +303,7 @@ impl ports::Tasks for Fake {
             pid,
             status: TaskStatus::Created,
             exit: watch::Sender::new(None),
+            pipes,
         };
         w.tasks.insert(id.to_string(), task);
         Ok(pid)
