@@ -65,6 +65,11 @@ pub struct World {
     pub dirs: BTreeSet<PathBuf>,
     pub files: BTreeMap<PathBuf, Vec<u8>>,
     pub mounts: BTreeSet<PathBuf>,
+    /// Tasks whose shim died: their waiters' Wait breaks off with an error
+    /// (not NotFound), as the shim's connection closes.
+    dead_shims: BTreeSet<String>,
+    /// The live event subscriptions.
+    subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
     pub rootfs_etc: (Option<String>, Option<String>),
     next_pid: u32,
@@ -153,6 +158,34 @@ impl Fake {
                 pid: t.pid,
             }));
         }
+    }
+
+    /// Publishes `event` to every subscription.
+    pub fn publish(&self, event: Event) {
+        self.world()
+            .subscribers
+            .retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    /// The shim of `id`'s task dies: containerd publishes the exit
+    /// (`128 + SIGKILL`) and cleans the task up, so waiters get NotFound.
+    pub fn shim_dies(&self, id: &str) {
+        let pid = self.world().tasks.get(id).map_or(0, |t| t.pid);
+        self.publish(Event {
+            namespace: "crius".into(),
+            topic: "/tasks/exit".into(),
+            timestamp: None,
+            kind: crius_containerd::EventKind::TaskExit {
+                container_id: id.to_string(),
+                id: id.to_string(),
+                pid,
+                exit_status: 137,
+                exited_at: Some(std::time::SystemTime::now()),
+            },
+        });
+        let mut w = self.world();
+        w.dead_shims.insert(id.to_string());
+        w.tasks.remove(id);
     }
 
     /// What is left of everything a create makes, as lines (empty when
@@ -372,10 +405,13 @@ impl ports::Tasks for Fake {
         };
         // A task deleted while waited for: its sender goes, as containerd's
         // Wait ends with NotFound.
-        let exit = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| not_found(format!("task {id}")))?;
+        let exit = rx.wait_for(Option::is_some).await.map_err(|_| {
+            if self.world().dead_shims.remove(id) {
+                Error::Unavailable(format!("task {id}: the shim's connection closed"))
+            } else {
+                not_found(format!("task {id}"))
+            }
+        })?;
         (*exit).ok_or_else(|| not_found(format!("task {id}")))
     }
     async fn task_update_resources(
@@ -529,7 +565,11 @@ impl ports::Containerd for Fake {
     }
     async fn subscribe(&self, _filters: Vec<String>) -> Result<BoxStream<'static, Result<Event>>> {
         self.call("subscribe", format_args!(""))?;
-        Ok(Box::pin(futures::stream::pending()))
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.world().subscribers.push(tx);
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|e| (Ok(e), rx))
+        })))
     }
     fn kill_lost_shims(&self, id: &str) -> usize {
         let _ = self.call("kill_lost_shims", format_args!("{id}"));
@@ -679,10 +719,13 @@ impl ports::HostFs for Fake {
     }
     fn dir_names(&self, dir: &Path) -> Vec<String> {
         let w = self.world();
+        // The first component below `dir` of every path beneath it, as
+        // a real directory holds its subdirectories.
         let child = |p: &PathBuf| {
-            (p.parent() == Some(dir))
-                .then(|| p.file_name()?.to_str().map(str::to_string))
-                .flatten()
+            let rest = p.strip_prefix(dir).ok()?;
+            rest.components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str().map(str::to_string))
         };
         let names: BTreeSet<String> = w
             .dirs

@@ -472,3 +472,52 @@ async fn a_stopped_pod_takes_no_new_container_and_shutdown_stops_the_watchers() 
     assert_eq!(e.pods.shutdown(Duration::from_secs(5)).await, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_dead_shim_is_an_exit_as_containerd_published_it() -> Result<()> {
+    let e = env();
+    // Recovery starts the follower of containerd's exit events.
+    e.pods.recover(&e.config).await?;
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    e.pods.start_container(&id).await?;
+    // Once the exit watcher waits (a task gone before its Wait began is
+    // another case: no exit to wait for).
+    let waiting = format!("task_wait {id}");
+    wait_for(|| e.fake.calls().contains(&waiting)).await;
+    e.fake.shim_dies(&id);
+    wait_for(|| {
+        e.pods
+            .container_status(&id)
+            .is_ok_and(|s| s.1.state == ContainerState::Exited)
+    })
+    .await;
+    let (_, status) = e.pods.container_status(&id)?;
+    assert_eq!(status.exit_code, 137, "{status:?} {:?}", e.fake.calls());
+    Ok(())
+}
+
+#[tokio::test]
+async fn recovery_removes_container_files_no_record_owns() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    let fifos = e.config.state_dir.join("containers").join("0rphan");
+    let scratch = e.config.state_dir.join("containers").join("0rphan.rootfs");
+    let volumes = e.config.root_dir.join("containers/0rphan/volumes/0");
+    let kept = e.config.state_dir.join("containers").join(&id);
+    {
+        let mut w = e.fake.world();
+        w.dirs
+            .extend([fifos.clone(), scratch.clone(), volumes, kept.clone()]);
+    }
+    e.pods.shutdown(Duration::from_secs(1)).await;
+    e.restarted().recover(&e.config).await?;
+    let left = e.fake.leftovers();
+    assert!(!left.iter().any(|l| l.contains("0rphan")), "{left:?}");
+    assert!(
+        e.fake.world().dirs.contains(&kept),
+        "a known container's files stay"
+    );
+    Ok(())
+}
