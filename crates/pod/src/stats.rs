@@ -200,17 +200,16 @@ impl Stats {
         let cgroup = cgroup::pod_cgroup_path(driver, &sandbox.meta.cgroup_parent)
             .map(|path| Cgroup::new(path, unified));
         let pid = sandbox.pid();
-        let (cpu_ns, memory, processes, interfaces) = tokio::task::spawn_blocking(move || {
+        let (cpu_ns, memory, processes, interfaces) = crius_rt::blocking("stats task", move || {
             let (cpu, memory) = cgroup_usage(cgroup.as_ref());
             let processes = cgroup.as_ref().and_then(Cgroup::processes);
             let interfaces = pid
                 .and_then(|pid| read(Path::new(&format!("/proc/{pid}/net/dev"))))
                 .map(|t| stats::net_dev(&t))
                 .unwrap_or_default();
-            (cpu, memory, processes, interfaces)
+            Ok((cpu, memory, processes, interfaces))
         })
-        .await
-        .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
+        .await?;
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&sandbox.meta.id, timestamp, now));
         let mut containers = Vec::new();
         for c in self.containers.all() {
@@ -317,9 +316,8 @@ impl Stats {
             });
         }
         let cgroup = self.container_cgroup(&c).await?;
-        let (cpu_ns, memory) = tokio::task::spawn_blocking(move || cgroup_usage(cgroup.as_ref()))
-            .await
-            .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
+        let (cpu_ns, memory) =
+            crius_rt::blocking("stats task", move || Ok(cgroup_usage(cgroup.as_ref()))).await?;
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&c.meta.id, timestamp, now));
         Ok(ContainerUsage {
             container: c,

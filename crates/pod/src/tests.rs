@@ -521,3 +521,35 @@ async fn recovery_removes_container_files_no_record_owns() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn stats_of_a_created_container_are_its_writable_layer_only() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    let usage = e.pods.container_stats(&id).await?;
+    assert_eq!(usage.writable_layer, Some((4096, 1)));
+    assert!(usage.cpu_ns.is_none() && usage.memory.is_none());
+    let all = e
+        .pods
+        .list_container_stats(&crate::StatsFilter {
+            pod_sandbox_id: sandbox.clone(),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(all.len(), 1);
+    let none = e
+        .pods
+        .list_container_stats(&crate::StatsFilter {
+            pod_sandbox_id: "ffff".into(),
+            ..Default::default()
+        })
+        .await?;
+    assert!(none.is_empty());
+    let pod = e
+        .pods
+        .pod_sandbox_stats(&sandbox, CgroupDriver::Cgroupfs)
+        .await?;
+    assert!(pod.containers.is_empty(), "no container runs");
+    Ok(())
+}
