@@ -9,8 +9,8 @@
 //! [`Pods`] is the entry point the server holds; it hands each call to the
 //! service that owns it: the sandboxes (`sandbox::{run, stop, remove,
 //! status}`), the containers (`container::{create, start, stop, remove,
-//! status, exec, recover}`), the stats (`stats`) and start-up recovery
-//! (`recover`). They share one context (`ctx`): the ports ([`ports`]: the
+//! status, recover}`), ExecSync (`container::exec`), the stats (`stats`)
+//! and start-up recovery (`recover`). They share one context (`ctx`): the ports ([`ports`]: the
 //! real adapters, or [`fake`]s in tests), the directories, the indexes and
 //! the background tasks.
 //!
@@ -54,7 +54,7 @@ use crius_core::sandbox::{PodSandboxRequest, SandboxState};
 use crius_image::Images;
 use crius_network::exec::Cni;
 
-use container::{ContainerFilter, ContainerMeta, ContainerStatus, Containers, ExecOutput};
+use container::{ContainerFilter, ContainerMeta, ContainerStatus, Containers, Exec, ExecOutput};
 use ctx::Ctx;
 use recover::Recovery;
 use sandbox::Sandboxes;
@@ -94,6 +94,7 @@ pub struct Pods {
     ctx: Arc<Ctx>,
     sandboxes: Sandboxes,
     containers: Containers,
+    exec: Exec,
     stats: Stats,
     recovery: Recovery,
 }
@@ -148,6 +149,7 @@ impl Pods {
             container_ops: containers.clone(),
         };
         Pods {
+            exec: Exec { ctx: ctx.clone() },
             stats: Stats { ctx: ctx.clone() },
             recovery: Recovery {
                 ctx: ctx.clone(),
@@ -258,7 +260,7 @@ impl Pods {
         cmd: Vec<String>,
         timeout: i64,
     ) -> Result<ExecOutput> {
-        self.containers.exec_sync(id, cmd, timeout).await
+        self.exec.exec_sync(id, cmd, timeout).await
     }
 
     /// Applies new resources to a running container.

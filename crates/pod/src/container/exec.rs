@@ -6,7 +6,10 @@ use std::time::Duration;
 use crius_containerd::{Stdio, TaskStatus};
 use crius_core::{Error, Result};
 
-use super::{Containers, KILL_WAIT};
+use std::sync::Arc;
+
+use super::KILL_WAIT;
+use crate::ctx::Ctx;
 
 /// Most output ExecSync keeps per stream; the rest is read and dropped.
 pub const EXEC_OUTPUT_CAP: usize = 16 << 20;
@@ -48,7 +51,22 @@ async fn drain(path: PathBuf, cap: usize, mut stop: tokio::sync::watch::Receiver
 /// process it left in the background may hold the pipes open).
 const EXEC_DRAIN_WAIT: Duration = Duration::from_secs(2);
 
-impl Containers {
+/// ExecSync: commands run in containers. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Exec {
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
+impl std::ops::Deref for Exec {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Exec {
     /// Runs `cmd` in a running container and returns its output (each
     /// stream capped at [`EXEC_OUTPUT_CAP`]) and exit code. `timeout`
     /// seconds (0: none) bound the command; on expiry it is killed.

@@ -19,6 +19,7 @@ mod start;
 mod status;
 mod stop;
 
+pub(crate) use exec::Exec;
 pub use exec::{EXEC_OUTPUT_CAP, ExecOutput};
 
 use crius_core::Result;
