@@ -65,6 +65,7 @@ async fn serve(
     let reloader = tokio::spawn(reload_on_sighup(state.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let connector = tokio::spawn(connect_containerd(state.clone()));
+    let pods_of = state.clone();
 
     let services = crius_server::services(state);
     let server = tonic::transport::Server::builder()
@@ -93,8 +94,16 @@ async fn serve(
     };
     connector.abort();
     reloader.abort();
+    // Exit watchers and event followers stop; containers keep running and
+    // a restarted daemon recovers them.
+    if let Ok(backend) = pods_of.backend() {
+        backend.pods.shutdown(BACKGROUND_GRACE).await;
+    }
     result
 }
+
+/// How long shutdown waits for the pods' background tasks to stop.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(1);
 
 /// SIGHUP re-reads the config (`crius config reload` does the same).
 async fn reload_on_sighup(state: Arc<State>) {

@@ -7,7 +7,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crius_containerd::{Containerd, EventKind, Followed, TaskExit};
+use crius_containerd::{Event, EventKind, TaskExit};
+use futures::StreamExt;
+
+use crate::ports;
+
+/// How long a broken subscription waits before subscribing again.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 /// How many exits are kept (oldest dropped first): far more than can be
 /// waiting for a watcher at once.
@@ -24,7 +30,7 @@ pub(crate) struct Exits {
 
 impl Exits {
     fn record(&self, id: String, exit: TaskExit) {
-        let Ok(mut g) = self.inner.lock() else { return };
+        let mut g = crate::lock(&self.inner);
         let (map, order) = &mut *g;
         if map.insert(id.clone(), exit).is_none() {
             order.push_back(id);
@@ -37,9 +43,7 @@ impl Exits {
     }
 
     fn record_oom(&self, id: String) {
-        let Ok(mut ooms) = self.ooms.lock() else {
-            return;
-        };
+        let mut ooms = crate::lock(&self.ooms);
         if !ooms.contains(&id) {
             ooms.push_back(id);
         }
@@ -51,16 +55,14 @@ impl Exits {
     /// Whether containerd reported an OOM kill in container `id` (and
     /// forgets it).
     pub(crate) fn take_oom(&self, id: &str) -> bool {
-        let Ok(mut ooms) = self.ooms.lock() else {
-            return false;
-        };
+        let mut ooms = crate::lock(&self.ooms);
         let before = ooms.len();
         ooms.retain(|k| k != id);
         ooms.len() != before
     }
 
     fn take(&self, id: &str) -> Option<TaskExit> {
-        let mut g = self.inner.lock().ok()?;
+        let mut g = crate::lock(&self.inner);
         let (map, order) = &mut *g;
         let exit = map.remove(id)?;
         order.retain(|k| k != id);
@@ -83,8 +85,13 @@ impl Exits {
     }
 
     /// Follows containerd's `/tasks/exit` and `/tasks/oom` events for as
-    /// long as `exits` lives.
-    pub(crate) fn follow(exits: &Arc<Exits>, containerd: Containerd) {
+    /// long as `exits` lives (or until shutdown), subscribing again after a
+    /// broken subscription.
+    pub(crate) fn follow(
+        exits: &Arc<Exits>,
+        containerd: Arc<dyn ports::Containerd>,
+        background: &crius_rt::Background,
+    ) {
         if exits
             .following
             .swap(true, std::sync::atomic::Ordering::SeqCst)
@@ -92,37 +99,54 @@ impl Exits {
             return;
         }
         let weak = Arc::downgrade(exits);
-        let filters = vec![
-            "topic==\"/tasks/exit\"".to_string(),
-            "topic==\"/tasks/oom\"".to_string(),
-        ];
-        containerd.follow_events(filters, move |followed| {
-            let Some(exits) = weak.upgrade() else {
-                return false;
-            };
-            let Followed::Event(ev) = followed else {
-                return true;
-            };
-            match ev.kind {
-                EventKind::TaskOom { container_id } => exits.record_oom(container_id),
-                EventKind::TaskExit {
-                    container_id,
-                    id,
-                    pid,
+        background.spawn("exit event follower", async move {
+            let filters = vec![
+                "topic==\"/tasks/exit\"".to_string(),
+                "topic==\"/tasks/oom\"".to_string(),
+            ];
+            loop {
+                match containerd.subscribe(filters.clone()).await {
+                    Ok(mut stream) => {
+                        while let Some(ev) = stream.next().await {
+                            let Some(exits) = weak.upgrade() else { return };
+                            match ev {
+                                Ok(ev) => exits.on_event(ev),
+                                Err(e) => {
+                                    tracing::debug!("exit event subscription broke: {e}");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!("cannot subscribe to exit events: {e}"),
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(RESUBSCRIBE_DELAY).await;
+            }
+        });
+    }
+
+    fn on_event(&self, ev: Event) {
+        match ev.kind {
+            EventKind::TaskOom { container_id } => self.record_oom(container_id),
+            EventKind::TaskExit {
+                container_id,
+                id,
+                pid,
+                exit_status,
+                exited_at,
+            } if container_id == id => self.record(
+                container_id,
+                TaskExit {
                     exit_status,
                     exited_at,
-                } if container_id == id => exits.record(
-                    container_id,
-                    TaskExit {
-                        exit_status,
-                        exited_at,
-                        pid,
-                    },
-                ),
-                _ => {}
-            }
-            true
-        });
+                    pid,
+                },
+            ),
+            _ => {}
+        }
     }
 }
 

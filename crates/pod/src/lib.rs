@@ -5,25 +5,60 @@
 //! containerd's container records are the source of truth: each sandbox's
 //! record carries its labels and, as an extension, [`meta::SandboxMeta`];
 //! a restarted daemon rebuilds its index from them ([`Pods::recover`]).
+//!
+//! [`Pods`] is the entry point the server holds; it hands each call to the
+//! service that owns it: the sandboxes (`sandbox::{run, stop, remove,
+//! status}`), the containers (`container::{create, start, stop, remove,
+//! status, recover}`), ExecSync (`container::exec`), the stats (`stats`)
+//! and start-up recovery (`recover`). They share one context (`ctx`): the ports ([`ports`]: the
+//! real adapters, or [`fake`]s in tests), the directories, the indexes and
+//! the background tasks.
+//!
+//! Lock policy: std locks (`Mutex`, `RwLock`) guard plain values for a few
+//! instructions and are never held across an `.await`; a poisoned one is
+//! taken over (`PoisonError::into_inner`, through `lock()` for mutexes),
+//! since a panic cannot leave such a value half-changed. Long operations on one object (stop, remove, a
+//! status change persisted then published) hold that object's tokio mutex.
 
 pub mod container;
+mod ctx;
 mod exits;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
 mod host;
 mod meta;
 mod podfs;
+pub mod ports;
+mod real;
 mod recover;
 pub mod registrar;
 mod rootfs;
 mod sandbox;
 mod stats;
 mod store;
+#[cfg(test)]
+mod tests;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crius_containerd::Containerd;
+use crius_core::Result;
+use crius_core::cgroup::CgroupDriver;
+use crius_core::config::Config;
+use crius_core::container::{ContainerRequest, ContainerResources};
+use crius_core::image::CriImage;
+use crius_core::sandbox::{PodSandboxRequest, SandboxState};
 use crius_image::Images;
 use crius_network::exec::Cni;
+
+use container::{ContainerFilter, ContainerMeta, ContainerStatus, Containers, Exec, ExecOutput};
+use ctx::Ctx;
+use recover::Recovery;
+use sandbox::Sandboxes;
+use stats::Stats;
 
 pub use meta::SandboxMeta;
 pub use sandbox::{ListFilter, SandboxStatus};
@@ -39,22 +74,29 @@ pub fn now_ns() -> i64 {
         .unwrap_or_default()
 }
 
-/// Pod sandboxes of one containerd namespace.
+/// Locks `m`, taking a poisoned lock over: the crate's one lock policy
+/// (see the crate docs).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The adapters a [`Pods`] works through (see [`ports`]).
+#[derive(Clone)]
+pub struct Ports {
+    pub containerd: Arc<dyn ports::Containerd>,
+    pub images: Arc<dyn ports::ImageStore>,
+    pub network: Arc<dyn ports::Network>,
+    pub fs: Arc<dyn ports::HostFs>,
+}
+
+/// Pod sandboxes and their containers in one containerd namespace.
 pub struct Pods {
-    containerd: Containerd,
-    images: Arc<Images>,
-    cni: Cni,
-    state_dir: PathBuf,
-    store: store::Store<store::Sandbox>,
-    containers: store::Store<container::Container>,
-    host: crius_core::container::HostFacts,
-    /// The pause program of the built-in sandbox image.
-    pause: &'static [u8],
-    /// Exits reported by containerd's events.
-    exits: Arc<exits::Exits>,
-    /// The previous CPU sample of each container (timestamp, cumulative
-    /// ns), for the CPU rate of the next one.
-    cpu_samples: std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>,
+    ctx: Arc<Ctx>,
+    sandboxes: Sandboxes,
+    containers: Containers,
+    exec: Exec,
+    stats: Stats,
+    recovery: Recovery,
 }
 
 impl Pods {
@@ -68,25 +110,200 @@ impl Pods {
         pause: &'static [u8],
         apparmor: crius_core::apparmor::Mode,
     ) -> Self {
-        Pods {
+        let ports = Ports {
+            containerd: Arc::new(real::Containerd(containerd)),
+            images: Arc::new(real::ImageStore(images)),
+            network: Arc::new(real::Network(Cni::new(
+                cni_bin_dirs,
+                state_dir.join("cni-cache"),
+            ))),
+            fs: Arc::new(real::HostFs),
+        };
+        Self::with_ports(ports, state_dir, pause, host::facts(apparmor))
+    }
+
+    /// Pods over the given adapters (fakes, in tests) and host facts.
+    pub fn with_ports(
+        ports: Ports,
+        state_dir: PathBuf,
+        pause: &'static [u8],
+        host: crius_core::container::HostFacts,
+    ) -> Self {
+        let ctx = Arc::new(Ctx {
+            containerd: ports.containerd,
+            images: ports.images,
+            net: ports.network,
+            fs: ports.fs,
+            background: crius_rt::Background::new(),
+            state_dir,
+            host,
             pause,
-            cni: Cni::new(cni_bin_dirs, state_dir.join("cni-cache")),
-            containerd,
-            images,
             store: store::Store::default(),
             containers: store::Store::default(),
-            host: host::facts(apparmor),
-            state_dir,
             exits: Arc::default(),
             cpu_samples: Default::default(),
+        });
+        let containers = Containers { ctx: ctx.clone() };
+        let sandboxes = Sandboxes {
+            ctx: ctx.clone(),
+            container_ops: containers.clone(),
+        };
+        Pods {
+            exec: Exec { ctx: ctx.clone() },
+            stats: Stats { ctx: ctx.clone() },
+            recovery: Recovery {
+                ctx: ctx.clone(),
+                sandbox_ops: sandboxes.clone(),
+                container_ops: containers.clone(),
+            },
+            ctx,
+            sandboxes,
+            containers,
         }
     }
 
-    fn pods_dir(&self) -> PathBuf {
-        self.state_dir.join("sandboxes")
+    /// Stops the exit watchers and event followers and waits up to `grace`
+    /// for them; returns how many were still running. Containers keep
+    /// running: a restarted daemon recovers them.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.ctx.background.shutdown(grace).await
     }
 
-    fn netns_dir(&self) -> PathBuf {
-        self.state_dir.join("netns")
+    /// Rebuilds the indexes from containerd's records and removes the
+    /// leftovers of interrupted runs (start-up).
+    pub async fn recover(self: &Arc<Self>, config: &Config) -> Result<()> {
+        self.recovery.recover(config).await
+    }
+
+    /// Runs a sandbox; returns its id. An identical retry of a request in
+    /// flight gets the same id.
+    pub async fn run(
+        self: &Arc<Self>,
+        config: Arc<Config>,
+        driver: CgroupDriver,
+        req: PodSandboxRequest,
+    ) -> Result<String> {
+        self.sandboxes.run(config, driver, req).await
+    }
+
+    /// Builds the built-in pause image when it is missing.
+    pub async fn ensure_pause_image(&self, config: &Config) -> Result<CriImage> {
+        self.sandboxes.ensure_pause_image(config).await
+    }
+
+    /// Stops a sandbox (idempotent; unknown ids are fine).
+    pub async fn stop(&self, config: &Config, id: &str) -> Result<()> {
+        self.sandboxes.stop(config, id).await
+    }
+
+    /// Removes a sandbox, stopping it first (unknown ids are fine).
+    pub async fn remove(&self, config: &Config, id: &str) -> Result<()> {
+        self.sandboxes.remove(config, id).await
+    }
+
+    /// A sandbox's status.
+    pub async fn status(&self, id: &str, verbose: bool) -> Result<SandboxStatus> {
+        self.sandboxes.status(id, verbose).await
+    }
+
+    /// Sandboxes matching `filter`, oldest first.
+    pub fn list(&self, filter: &ListFilter) -> Vec<(Arc<Sandbox>, SandboxState)> {
+        self.sandboxes.list(filter)
+    }
+
+    /// Creates a container in a sandbox; returns its id.
+    pub async fn create_container(
+        self: &Arc<Self>,
+        config: Arc<Config>,
+        driver: CgroupDriver,
+        sandbox_id: &str,
+        req: ContainerRequest,
+    ) -> Result<String> {
+        self.containers
+            .create_container(config, driver, sandbox_id, req)
+            .await
+    }
+
+    /// Starts a created container and watches for its exit.
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
+        self.containers.start_container(id).await
+    }
+
+    /// Stops a container: its stop signal, then SIGKILL after `timeout`
+    /// seconds (idempotent; unknown ids are fine).
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+        self.containers.stop_container(id, timeout).await
+    }
+
+    /// Removes a container, killing it first (unknown ids are fine).
+    pub async fn remove_container(&self, config: &Config, id: &str) -> Result<()> {
+        self.containers.remove_container(config, id).await
+    }
+
+    /// A container's metadata and status.
+    pub fn container_status(&self, id: &str) -> Result<(ContainerMeta, ContainerStatus)> {
+        self.containers.container_status(id)
+    }
+
+    /// Containers matching `filter`, oldest first.
+    pub fn list_containers(
+        &self,
+        filter: &ContainerFilter,
+    ) -> Vec<(ContainerMeta, ContainerStatus)> {
+        self.containers.list_containers(filter)
+    }
+
+    /// Runs `cmd` in a running container (ExecSync).
+    pub async fn exec_sync(
+        self: &Arc<Self>,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: i64,
+    ) -> Result<ExecOutput> {
+        self.exec.exec_sync(id, cmd, timeout).await
+    }
+
+    /// Applies new resources to a running container.
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        resources: &ContainerResources,
+    ) -> Result<()> {
+        self.containers
+            .update_container_resources(id, resources)
+            .await
+    }
+
+    /// Reopens a running container's log file.
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        self.containers.reopen_container_log(id).await
+    }
+
+    /// Usage of a pod sandbox and its running containers.
+    pub async fn pod_sandbox_stats(&self, id: &str, driver: CgroupDriver) -> Result<PodUsage> {
+        self.stats.pod_sandbox_stats(id, driver).await
+    }
+
+    /// Usage of the ready sandboxes `id` (a prefix) and `label_selector`
+    /// select.
+    pub async fn list_pod_sandbox_stats(
+        &self,
+        id: &str,
+        label_selector: &BTreeMap<String, String>,
+        driver: CgroupDriver,
+    ) -> Result<Vec<PodUsage>> {
+        self.stats
+            .list_pod_sandbox_stats(id, label_selector, driver)
+            .await
+    }
+
+    /// Usage of a container.
+    pub async fn container_stats(&self, id: &str) -> Result<ContainerUsage> {
+        self.stats.container_stats(id).await
+    }
+
+    /// Usage of the containers `filter` selects.
+    pub async fn list_container_stats(&self, filter: &StatsFilter) -> Result<Vec<ContainerUsage>> {
+        self.stats.list_container_stats(filter).await
     }
 }

@@ -10,6 +10,7 @@ use crius_core::{Error, Result};
 use nix::mount::{MntFlags, MsFlags};
 
 use crate::meta::SandboxMeta;
+use crate::ports::HostFs;
 
 /// The intent record's file name.
 pub const INTENT: &str = "sandbox.json";
@@ -42,14 +43,14 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 }
 
 /// Records what a sandbox being created holds, for clean-up after a crash.
-pub fn write_intent(dir: &Path, meta: &SandboxMeta) -> Result<()> {
+pub fn write_intent(fs: &dyn HostFs, dir: &Path, meta: &SandboxMeta) -> Result<()> {
     let data = serde_json::to_vec_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
-    write_atomic(&dir.join(INTENT), &data, 0o600)
+    fs.write_atomic(&dir.join(INTENT), &data, 0o600)
 }
 
 /// Reads the intent record of a pod directory, if any.
-pub fn read_intent(dir: &Path) -> Option<SandboxMeta> {
-    let data = std::fs::read(dir.join(INTENT)).ok()?;
+pub fn read_intent(fs: &dyn HostFs, dir: &Path) -> Option<SandboxMeta> {
+    let data = fs.read(&dir.join(INTENT))?;
     serde_json::from_slice(&data).ok()
 }
 

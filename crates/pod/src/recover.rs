@@ -10,20 +10,41 @@ use crius_core::sandbox::{SandboxState, labels};
 use crius_core::{Error, Result};
 use futures::StreamExt;
 
+use crate::container::Containers;
+use crate::ctx::Ctx;
 use crate::meta::{self, SandboxMeta};
+use crate::podfs;
+use crate::sandbox::Sandboxes;
 use crate::store::Sandbox;
-use crate::{Pods, podfs};
 
 /// Sandboxes loaded at once at start-up.
 const RECOVERY_CONCURRENCY: usize = 16;
 
-impl Pods {
+/// Start-up recovery: the indexes rebuilt from containerd, the remains of
+/// interrupted runs removed.
+#[derive(Clone)]
+pub(crate) struct Recovery {
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) sandbox_ops: Sandboxes,
+    pub(crate) container_ops: Containers,
+}
+
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
+impl std::ops::Deref for Recovery {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Recovery {
     /// Rebuilds the index from containerd's records (bounded concurrency),
     /// reports sandboxes whose pause task died meanwhile as NOTREADY, and
     /// removes the leftovers of interrupted runs.
-    pub async fn recover(self: &Arc<Self>, config: &Config) -> Result<()> {
-        crate::exits::Exits::follow(&self.exits, self.containerd.clone());
-        self.ensure_pause_image(config).await?;
+    pub async fn recover(&self, config: &Config) -> Result<()> {
+        crate::exits::Exits::follow(&self.exits, self.containerd.clone(), &self.background);
+        self.sandbox_ops.ensure_pause_image(config).await?;
         let filter = format!("labels.\"{}\"=={}", labels::KIND, labels::KIND_SANDBOX);
         let records = self.containerd.container_list(&[filter]).await?;
         let loaded: Vec<Result<Option<Sandbox>>> = futures::stream::iter(records)
@@ -73,10 +94,10 @@ impl Pods {
         for lease in self.containerd.lease_list_prefix("crius-sandbox-").await? {
             self.containerd.lease_delete(&lease).await?;
         }
-        self.recover_containers().await?;
+        self.container_ops.recover_containers().await?;
         // Watchers last: nothing above can fail any more.
         for s in running {
-            self.watch_pause(s);
+            self.sandbox_ops.watch_pause(s);
         }
         let orphans = self.remove_orphans(config).await;
         tracing::info!(ready, not_ready, orphans, "sandboxes recovered");
@@ -94,27 +115,27 @@ impl Pods {
                 .flatten()
                 .is_some_and(|s| s.meta.id == id)
         };
-        for entry in read_dir_names(&self.pods_dir()) {
+        for entry in self.dir_names(&self.pods_dir()) {
             if known(&entry) {
                 continue;
             }
             let dir = self.pods_dir().join(&entry);
-            if let Some(meta) = podfs::read_intent(&dir)
+            if let Some(meta) = podfs::read_intent(&*self.fs, &dir)
                 && let Err(e) = self.teardown_network(config, &meta).await
             {
                 tracing::warn!(sandbox = %entry, "orphan network: {e}");
             }
-            if let Err(e) = podfs::remove_dir(&dir) {
+            if let Err(e) = self.fs.remove_pod_dir(&dir) {
                 tracing::warn!(sandbox = %entry, "orphan directory: {e}");
             }
             removed += 1;
         }
-        for entry in read_dir_names(&self.netns_dir()) {
+        for entry in self.dir_names(&self.netns_dir()) {
             if known(&entry) {
                 continue;
             }
             let path = self.netns_dir().join(&entry);
-            if let Err(e) = crius_network::netns::remove(&path) {
+            if let Err(e) = self.net.netns_remove(&path).await {
                 tracing::warn!(netns = %path.display(), "orphan netns: {e}");
             }
             removed += 1;
@@ -132,24 +153,23 @@ impl Pods {
             self.state_dir.join("containers"),
             config.root_dir.join("containers"),
         ] {
-            for entry in read_dir_names(&base) {
+            for entry in self.dir_names(&base) {
                 let id = entry.strip_suffix(".rootfs").unwrap_or(&entry);
                 if known_container(id) && id == entry {
                     continue;
                 }
                 let path = base.join(&entry);
-                let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
-                let gone = tokio::task::spawn_blocking({
+                let fs = self.fs.clone();
+                let gone = crius_rt::blocking("orphan clean-up", {
                     let path = path.clone();
-                    move || std::fs::remove_dir_all(&path)
+                    move || fs.remove_tree(&path, true)
                 })
                 .await;
                 match gone {
-                    Ok(Ok(())) => removed += 1,
-                    Ok(Err(e)) => {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
                         tracing::warn!(path = %path.display(), "orphan container files: {e}")
                     }
-                    Err(e) => tracing::warn!(path = %path.display(), "orphan container files: {e}"),
                 }
             }
         }
@@ -161,31 +181,31 @@ impl Pods {
         let (Some(network), Some(netns)) = (&meta.network, &meta.netns) else {
             return Ok(());
         };
-        let net = crius_network::cni::load(&config.cni.conf_dir, &config.cni.bin_dirs)
+        let net = self
+            .net
+            .load(&config.cni.conf_dir, &config.cni.bin_dirs)
             .map_err(|e| Error::FailedPrecondition(e.to_string()))?;
         if &net.name != network {
             return Err(Error::FailedPrecondition(format!(
                 "network {network} is no longer configured"
             )));
         }
-        let netns = if crius_network::netns::is_pinned(Path::new(netns)) {
+        let netns = if self.net.netns_is_pinned(Path::new(netns)) {
             Path::new(netns).to_path_buf()
         } else {
             Default::default()
         };
-        self.cni
+        self.net
             .del(&net, &crate::sandbox::attachment(meta, &netns))
             .await
     }
 }
 
-fn read_dir_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| !n.ends_with(".tmp"))
-                .collect()
-        })
-        .unwrap_or_default()
+impl Recovery {
+    /// The names in `dir`, without the temporary files of atomic writes.
+    fn dir_names(&self, dir: &Path) -> Vec<String> {
+        let mut names = self.fs.dir_names(dir);
+        names.retain(|n| !n.ends_with(".tmp"));
+        names
+    }
 }

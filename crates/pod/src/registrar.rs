@@ -122,10 +122,7 @@ impl Registrar {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
-        match self.slots.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::lock(&self.slots)
     }
 }
 
@@ -137,10 +134,7 @@ impl Reservation {
 
     /// The request succeeded: the name stays taken; waiters get the id.
     pub fn commit(mut self) {
-        let mut slots = match self.slots.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut slots = crate::lock(&self.slots);
         slots.insert(
             self.key.clone(),
             Slot::Taken {
@@ -157,10 +151,7 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         // Not committed: free the name and wake the waiters.
         if let Some(tx) = self.tx.take() {
-            let mut slots = match self.slots.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut slots = crate::lock(&self.slots);
             slots.remove(&self.key);
             let _ = tx.send(Some(None));
         }

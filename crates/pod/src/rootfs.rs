@@ -29,6 +29,30 @@ pub fn read_etc(
         .ok_or_else(|| Error::Internal("a snapshot without mounts".into()))?;
     std::fs::create_dir_all(scratch)
         .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
+    if let Err(e) = mount_readonly(mount, scratch) {
+        let _ = std::fs::remove_dir(scratch);
+        return Err(Error::io(
+            format!("mounting the rootfs at {}", scratch.display()),
+            e.into(),
+        ));
+    }
+    let read = (|| {
+        let etc = (
+            read_in_root(scratch, "etc/passwd")?,
+            read_in_root(scratch, "etc/group")?,
+        );
+        for (path, host_dir) in volumes {
+            copy_up(scratch, path, host_dir)?;
+        }
+        Ok(etc)
+    })();
+    let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(scratch);
+    read
+}
+
+/// Mounts the rootfs `mount` describes read-only at `scratch`.
+fn mount_readonly(mount: &Mount, scratch: &Path) -> nix::Result<()> {
     // Read-only: the lower dirs are enough, and the upper dir stays untouched.
     let lowers: Vec<&str> = mount
         .options
@@ -36,7 +60,7 @@ pub fn read_etc(
         .filter_map(|o| o.strip_prefix("lowerdir="))
         .collect();
     let lowers: Vec<&str> = lowers.iter().flat_map(|l| l.split(':')).collect();
-    let result = if mount.r#type == "overlay" && lowers.len() == 1 {
+    if mount.r#type == "overlay" && lowers.len() == 1 {
         // overlayfs needs two lower dirs without an upper: bind the one.
         nix::mount::mount(
             Some(lowers[0]),
@@ -98,27 +122,7 @@ pub fn read_etc(
             MsFlags::MS_RDONLY,
             Some(mount.options.join(",").as_str()),
         )
-    };
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir(scratch);
-        return Err(Error::io(
-            format!("mounting the rootfs at {}", scratch.display()),
-            e.into(),
-        ));
     }
-    let read = (|| {
-        let etc = (
-            read_in_root(scratch, "etc/passwd")?,
-            read_in_root(scratch, "etc/group")?,
-        );
-        for (path, host_dir) in volumes {
-            copy_up(scratch, path, host_dir)?;
-        }
-        Ok(etc)
-    })();
-    let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir(scratch);
-    read
 }
 
 fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {

@@ -35,8 +35,9 @@ use crius_core::cgroup::{self, CgroupDriver, Controller};
 use crius_core::stats::{self, Memory};
 use crius_core::{Error, Result};
 
+use crate::Sandbox;
 use crate::container::{Container, ContainerState};
-use crate::{Pods, Sandbox};
+use crate::ctx::Ctx;
 use crius_core::sandbox::SandboxState;
 
 /// One container's usage at `timestamp` (ns since the epoch).
@@ -142,7 +143,22 @@ fn cgroup_usage(cgroup: Option<&Cgroup>) -> (Option<u64>, Option<Memory>) {
     cgroup.map_or((None, None), |c| (c.cpu_ns(), c.memory()))
 }
 
-impl Pods {
+/// Resource usage of pods and containers. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Stats {
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
+impl std::ops::Deref for Stats {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Stats {
     /// Usage of pod sandbox `id` and its running containers; `driver` is
     /// the daemon's cgroup driver, under which the pod's cgroup parent was
     /// given.
@@ -184,17 +200,16 @@ impl Pods {
         let cgroup = cgroup::pod_cgroup_path(driver, &sandbox.meta.cgroup_parent)
             .map(|path| Cgroup::new(path, unified));
         let pid = sandbox.pid();
-        let (cpu_ns, memory, processes, interfaces) = tokio::task::spawn_blocking(move || {
+        let (cpu_ns, memory, processes, interfaces) = crius_rt::blocking("stats task", move || {
             let (cpu, memory) = cgroup_usage(cgroup.as_ref());
             let processes = cgroup.as_ref().and_then(Cgroup::processes);
             let interfaces = pid
                 .and_then(|pid| read(Path::new(&format!("/proc/{pid}/net/dev"))))
                 .map(|t| stats::net_dev(&t))
                 .unwrap_or_default();
-            (cpu, memory, processes, interfaces)
+            Ok((cpu, memory, processes, interfaces))
         })
-        .await
-        .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
+        .await?;
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&sandbox.meta.id, timestamp, now));
         let mut containers = Vec::new();
         for c in self.containers.all() {
@@ -228,7 +243,7 @@ impl Pods {
 
     /// The CPU rate since the previous sample of `key`; records this one.
     fn cpu_rate(&self, key: &str, timestamp: i64, usage: u64) -> Option<u64> {
-        let mut last = self.cpu_samples.lock().ok()?;
+        let mut last = crate::lock(&self.cpu_samples);
         let earlier = last.insert(key.to_string(), (timestamp, usage));
         earlier.and_then(|e| stats::nano_cores(e, (timestamp, usage)))
     }
@@ -301,9 +316,8 @@ impl Pods {
             });
         }
         let cgroup = self.container_cgroup(&c).await?;
-        let (cpu_ns, memory) = tokio::task::spawn_blocking(move || cgroup_usage(cgroup.as_ref()))
-            .await
-            .map_err(|e| Error::Internal(format!("stats task: {e}")))?;
+        let (cpu_ns, memory) =
+            crius_rt::blocking("stats task", move || Ok(cgroup_usage(cgroup.as_ref()))).await?;
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&c.meta.id, timestamp, now));
         Ok(ContainerUsage {
             container: c,

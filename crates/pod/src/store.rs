@@ -64,22 +64,14 @@ impl Sandbox {
     }
 
     pub fn state(&self) -> SandboxState {
-        match self.state.lock() {
-            Ok(g) => *g,
-            Err(p) => *p.into_inner(),
-        }
+        *crate::lock(&self.state)
     }
 
     /// Moves the state as `event` says (`core::sandbox::state`). Sandbox
     /// states are not persisted: recovery reads them from the pause task.
     pub(crate) fn apply(&self, event: SandboxEvent) {
-        match self.state.lock() {
-            Ok(mut g) => *g = g.after(event),
-            Err(p) => {
-                let mut g = p.into_inner();
-                *g = g.after(event);
-            }
-        }
+        let mut state = crate::lock(&self.state);
+        *state = state.after(event);
     }
 }
 

@@ -1,0 +1,199 @@
+//! ExecSync: a command in a running container, its output captured.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crius_containerd::{Stdio, TaskStatus};
+use crius_core::{Error, Result};
+
+use std::sync::Arc;
+
+use super::KILL_WAIT;
+use crate::ctx::Ctx;
+
+/// Most output ExecSync keeps per stream; the rest is read and dropped.
+pub const EXEC_OUTPUT_CAP: usize = 16 << 20;
+
+/// What ExecSync returns.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+}
+
+/// Reads a FIFO to EOF, keeping at most `cap` bytes.
+/// Reads the FIFO at `path` to EOF (or until `stop` turns true), keeping
+/// the first `cap` bytes.
+async fn drain(path: PathBuf, cap: usize, mut stop: tokio::sync::watch::Receiver<bool>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut rx) = tokio::net::unix::pipe::OpenOptions::new().open_receiver(&path) else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        tokio::select! {
+            r = rx.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = cap.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    kept
+}
+
+/// How long ExecSync still reads output after the command exited (a
+/// process it left in the background may hold the pipes open).
+const EXEC_DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// ExecSync: commands run in containers. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Exec {
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
+impl std::ops::Deref for Exec {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Exec {
+    /// Runs `cmd` in a running container and returns its output (each
+    /// stream capped at [`EXEC_OUTPUT_CAP`]) and exit code. `timeout`
+    /// seconds (0: none) bound the command; on expiry it is killed.
+    /// Runs in a task of its own: a client that gives up does not leave the
+    /// exec process or its FIFOs behind.
+    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: i64) -> Result<ExecOutput> {
+        let pods = self.clone();
+        let id = id.to_string();
+        crius_rt::detached("exec task", async move {
+            pods.exec_sync_inner(&id, cmd, timeout).await
+        })
+        .await
+    }
+
+    pub(crate) async fn exec_sync_inner(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: i64,
+    ) -> Result<ExecOutput> {
+        if cmd.is_empty() {
+            return Err(Error::invalid("cmd", "must not be empty"));
+        }
+        let c = self.find_container(id)?;
+        let id = c.meta.id.clone();
+        let process = self.exec_process(&id, cmd).await?;
+        let exec_id = format!("exec-{}", &crate::sandbox::random_id()[..16]);
+        let fifos = crius_logs::create_fifos(&self.containers_dir().join(&id), &exec_id, false)?;
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let stdout = tokio::spawn(drain(fifos.stdout.clone(), EXEC_OUTPUT_CAP, stop.clone()));
+        let stderr = tokio::spawn(drain(
+            fifos.stderr.clone().unwrap_or_default(),
+            EXEC_OUTPUT_CAP,
+            stop,
+        ));
+        let stdio = Stdio {
+            stdin: String::new(),
+            stdout: fifos.stdout.display().to_string(),
+            stderr: fifos
+                .stderr
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            terminal: false,
+        };
+        let result = self
+            .run_exec(&id, &exec_id, &process, &stdio, timeout)
+            .await;
+        // The output of the command is in the pipes by now; what a process
+        // it left behind may still write is cut off after a grace period.
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(EXEC_DRAIN_WAIT).await;
+            stop_tx.send_replace(true);
+        });
+        let out = stdout.await.unwrap_or_default();
+        let err = stderr.await.unwrap_or_default();
+        timer.abort();
+        let _ = self.containerd.exec_delete(&id, &exec_id).await;
+        let _ = crius_logs::remove_fifos(&fifos);
+        Ok(ExecOutput {
+            stdout: out,
+            stderr: err,
+            exit_code: result?,
+        })
+    }
+
+    /// The process of an exec in running container `id`: its own, with
+    /// `cmd` as arguments and no terminal.
+    pub(crate) async fn exec_process(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+    ) -> Result<oci_spec::runtime::Process> {
+        let running = self
+            .containerd
+            .task_get(id)
+            .await?
+            .is_some_and(|t| t.status == TaskStatus::Running);
+        if !running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        let record = self
+            .containerd
+            .container_get(id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("container {id}")))?;
+        let mut process =
+            record.spec.process().clone().ok_or_else(|| {
+                Error::Internal(format!("container {id} has no process in its spec"))
+            })?;
+        process.set_args(Some(cmd));
+        process.set_terminal(Some(false));
+        Ok(process)
+    }
+
+    /// Runs exec `exec_id` to its end (killed after `timeout` seconds, 0:
+    /// none); its exit code.
+    pub(crate) async fn run_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &oci_spec::runtime::Process,
+        stdio: &Stdio,
+        timeout: i64,
+    ) -> Result<i32> {
+        self.containerd
+            .exec_create(id, exec_id, process, stdio)
+            .await?;
+        self.containerd.exec_start(id, exec_id).await?;
+        let wait = self.containerd.exec_wait(id, exec_id);
+        let exit = if timeout > 0 {
+            match tokio::time::timeout(Duration::from_secs(timeout as u64), wait).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    let _ = self.containerd.exec_kill(id, exec_id, 9).await;
+                    let _ = tokio::time::timeout(KILL_WAIT, self.containerd.exec_wait(id, exec_id))
+                        .await;
+                    return Err(Error::DeadlineExceeded(format!(
+                        "command timed out after {timeout} s and was killed"
+                    )));
+                }
+            }
+        } else {
+            wait.await?
+        };
+        Ok(exit.exit_status as i32)
+    }
+}

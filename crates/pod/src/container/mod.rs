@@ -1,0 +1,377 @@
+//! Containers: CreateContainer ([`create`]), StartContainer ([`start`]),
+//! StopContainer ([`stop`]), RemoveContainer ([`remove`]),
+//! ContainerStatus, ListContainers, UpdateContainerResources and
+//! ReopenContainerLog ([`status`]), ExecSync ([`exec`]); start-up
+//! recovery of containers ([`recover`]). Served by [`Containers`] over the
+//! shared [`Ctx`].
+//!
+//! Each container is a containerd container record (labels, the OCI spec,
+//! the pod's runtime, extensions `io.crius.container` = [`ContainerMeta`]
+//! and `io.crius.container.status` = [`ContainerStatus`]) with a writable
+//! snapshot and a task whose stdout/stderr FIFOs crius copies into the CRI
+//! log file. A watcher per started container records its exit.
+
+mod create;
+mod exec;
+mod recover;
+mod remove;
+mod start;
+mod status;
+mod stop;
+
+pub(crate) use exec::Exec;
+pub use exec::{EXEC_OUTPUT_CAP, ExecOutput};
+
+use crius_core::Result;
+
+use crate::ctx::Ctx;
+use crate::meta::to_any;
+use crate::now_ns;
+
+pub use crius_core::container::state::VANISHED_EXIT_CODE;
+use crius_core::container::{self, ContainerRequest, ImageConfig, container_name_key};
+pub use crius_core::container::{ContainerEvent, ContainerState, ContainerStatus};
+use crius_core::sandbox::PodSandboxRequest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The containers: their lifecycle, exits and status records. Cheap to
+/// clone.
+#[derive(Clone)]
+pub(crate) struct Containers {
+    pub(crate) ctx: Arc<Ctx>,
+}
+
+/// The operations read the shared ports, directories and indexes as if
+/// they were the service's own.
+impl std::ops::Deref for Containers {
+    type Target = Ctx;
+    fn deref(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+/// Extension names on a container's containerd record.
+pub const META_EXTENSION: &str = "io.crius.container";
+
+pub const STATUS_EXTENSION: &str = "io.crius.container.status";
+
+const TYPE_URL: &str = "io.crius/ContainerMeta";
+
+const STATUS_TYPE_URL: &str = "io.crius/ContainerStatus";
+
+/// How long a stop waits for the process after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// How long an exit waits for the log copy to reach EOF (a process the
+/// container left behind may hold its pipes open).
+const LOG_DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a watcher whose Wait broke off waits for containerd's exit event.
+const EXIT_EVENT_WAIT: Duration = Duration::from_secs(3);
+
+/// A container's immutable facts, persisted as versioned JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerMeta {
+    pub version: u32,
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    pub attempt: u32,
+    /// The image as the request named it.
+    pub image: String,
+    /// The image's first tag when it was created ("" when it had none, or
+    /// in records written before it was kept): what `ContainerStatus`
+    /// names the image by, as containerd does (kubelet sends the id).
+    #[serde(default)]
+    pub image_tag: String,
+    /// The image id (config digest).
+    pub image_id: String,
+    /// A repo digest of the image, else its id.
+    pub image_ref: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Absolute log file path ("" when the pod or container sets none).
+    pub log_path: String,
+    pub tty: bool,
+    pub stop_signal: String,
+    /// The request's mounts, as `ContainerStatus` gives them back.
+    #[serde(deserialize_with = "mounts_of_any_record")]
+    pub mounts: Vec<MountRecord>,
+    /// The resources in force, read back from the spec (`None` in records
+    /// written before they were kept).
+    #[serde(default)]
+    pub resources: Option<container::ContainerResources>,
+    pub created_at: i64,
+    /// The snapshotter of the container's snapshot (its pod's; "" = the
+    /// configured default, for records written before handlers had one).
+    #[serde(default)]
+    pub snapshotter: String,
+    /// The shim binary's absolute path, when the pod's handler names one.
+    #[serde(default)]
+    pub runtime_path: String,
+    /// The spec's `linux.cgroupsPath`, for stats ("" in records written
+    /// before it was kept).
+    #[serde(default)]
+    pub cgroups_path: String,
+}
+
+impl ContainerMeta {
+    /// The key that reserves this container's name in `pod` (see
+    /// [`container_name_key`]).
+    pub(crate) fn name_key(&self, pod: &PodSandboxRequest) -> String {
+        container_name_key(
+            &ContainerRequest {
+                name: self.name.clone(),
+                attempt: self.attempt,
+                ..Default::default()
+            },
+            pod,
+        )
+    }
+}
+
+/// A mount as the request asked for it (host path unresolved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub container_path: String,
+    pub host_path: String,
+    pub readonly: bool,
+    #[serde(default)]
+    pub selinux_relabel: bool,
+    #[serde(default)]
+    pub propagation: container::Propagation,
+    #[serde(default)]
+    pub recursive_read_only: bool,
+}
+
+impl From<&container::Mount> for MountRecord {
+    fn from(m: &container::Mount) -> Self {
+        MountRecord {
+            container_path: m.container_path.clone(),
+            host_path: m.host_path.clone(),
+            readonly: m.readonly,
+            selinux_relabel: m.selinux_relabel,
+            propagation: m.propagation,
+            recursive_read_only: m.recursive_read_only,
+        }
+    }
+}
+
+/// Reads the mounts of a record: named, or the `(container path, host
+/// path, readonly)` tuples of records written before propagation was kept.
+fn mounts_of_any_record<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<MountRecord>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Named(MountRecord),
+        Legacy(String, String, bool),
+    }
+    let wire: Vec<Wire> = Deserialize::deserialize(d)?;
+    Ok(wire
+        .into_iter()
+        .map(|w| match w {
+            Wire::Named(m) => m,
+            Wire::Legacy(container_path, host_path, readonly) => MountRecord {
+                container_path,
+                host_path,
+                readonly,
+                selinux_relabel: false,
+                propagation: container::Propagation::Private,
+                recursive_read_only: false,
+            },
+        })
+        .collect())
+}
+
+/// One container in the index.
+pub struct Container {
+    pub meta: ContainerMeta,
+    status: Mutex<ContainerStatus>,
+    /// Held while a status change is persisted and then published, so
+    /// changes apply in order and nobody sees one before it is on record.
+    transition: tokio::sync::Mutex<()>,
+    pub(crate) op: tokio::sync::Mutex<()>,
+    log: Mutex<Option<Arc<crius_logs::LogHandle>>>,
+    /// Turns true once an exit is recorded and its task deleted.
+    exit_recorded: tokio::sync::watch::Sender<bool>,
+}
+
+impl Container {
+    pub(crate) fn new(meta: ContainerMeta, status: ContainerStatus) -> Self {
+        Container {
+            meta,
+            status: Mutex::new(status),
+            transition: tokio::sync::Mutex::new(()),
+            op: tokio::sync::Mutex::new(()),
+            log: Mutex::new(None),
+            exit_recorded: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Waits (up to `limit`) for the exit watcher to have recorded the exit.
+    pub(crate) async fn exit_recorded(&self, limit: Duration) {
+        let mut rx = self.exit_recorded.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|done| *done)).await;
+    }
+
+    pub fn status(&self) -> ContainerStatus {
+        crate::lock(&self.status).clone()
+    }
+
+    pub(crate) fn publish(&self, status: ContainerStatus) {
+        *crate::lock(&self.status) = status;
+    }
+
+    pub(crate) fn set_log(&self, h: Option<Arc<crius_logs::LogHandle>>) {
+        *crate::lock(&self.log) = h;
+    }
+
+    pub(crate) fn log(&self) -> Option<Arc<crius_logs::LogHandle>> {
+        crate::lock(&self.log).clone()
+    }
+}
+
+/// Filters of `ListContainers`.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFilter {
+    pub id: String,
+    pub sandbox_id: String,
+    pub state: Option<ContainerState>,
+    pub label_selector: BTreeMap<String, String>,
+}
+
+fn ns_of(t: Option<std::time::SystemTime>) -> i64 {
+    t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_else(now_ns)
+}
+
+/// An image config (JSON) as the core sees it.
+pub(crate) fn image_config(v: &serde_json::Value) -> ImageConfig {
+    let c = &v["config"];
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ImageConfig {
+        entrypoint: strings(&c["Entrypoint"]),
+        cmd: strings(&c["Cmd"]),
+        env: strings(&c["Env"]),
+        working_dir: c["WorkingDir"].as_str().unwrap_or_default().into(),
+        user: c["User"].as_str().unwrap_or_default().into(),
+        stop_signal: c["StopSignal"].as_str().unwrap_or_default().into(),
+        volumes: c["Volumes"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default(),
+        labels: c["Labels"]
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// A signal by name (`SIGTERM`, `TERM`) or number.
+pub fn parse_signal(s: &str) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<u32>() {
+        return Some(n);
+    }
+    let name = s.trim_start_matches("SIG");
+    nix::sys::signal::Signal::iterator()
+        .find(|sig| sig.as_str().trim_start_matches("SIG") == name)
+        .map(|sig| sig as i32 as u32)
+}
+
+async fn wait_log(log: Arc<crius_logs::LogHandle>) {
+    log.done().await;
+}
+
+impl Containers {
+    /// Applies `event` to `c`'s status: persisted, then published.
+    pub(crate) async fn record(&self, c: &Container, event: ContainerEvent) -> ContainerStatus {
+        let _t = c.transition.lock().await;
+        let next = c.status().after(&event);
+        self.persist_status(c, &next).await;
+        c.publish(next.clone());
+        next
+    }
+
+    pub(crate) async fn persist_status(&self, c: &Container, status: &ContainerStatus) {
+        match to_any(STATUS_TYPE_URL, status) {
+            Ok(a) => {
+                if let Err(e) = self
+                    .containerd
+                    .container_set_extension(&c.meta.id, STATUS_EXTENSION, a)
+                    .await
+                {
+                    tracing::warn!(container = %c.meta.id, "cannot record the status: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// The writer of a container's log: its file opened beneath the pod's
+    /// log directory (no symlink followed), or nowhere when the pod or the
+    /// container names no log (the FIFOs are still drained, so the
+    /// container never blocks on a full pipe).
+    pub(crate) fn log_writer(&self, meta: &ContainerMeta) -> Result<crius_logs::LogWriter> {
+        let log_dir = self
+            .store
+            .find(&meta.sandbox_id)?
+            .map(|s| s.meta.log_directory.clone())
+            .unwrap_or_default();
+        match Path::new(&meta.log_path).strip_prefix(&log_dir) {
+            Ok(rel) if !log_dir.is_empty() && !meta.log_path.is_empty() => {
+                crius_logs::LogWriter::beneath(Path::new(&log_dir), &rel.display().to_string())
+            }
+            _ => Ok(crius_logs::LogWriter::discard()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(crate) fn mounts_of_old_and_new_records_read_back() -> serde_json::Result<()> {
+        // Records written before propagation was kept hold tuples.
+        let old = mounts_of_any_record(&mut serde_json::Deserializer::from_str(
+            r#"[["/data", "/srv", true]]"#,
+        ))?;
+        assert_eq!(old[0].container_path, "/data");
+        assert!(old[0].readonly && !old[0].selinux_relabel);
+        assert_eq!(old[0].propagation, container::Propagation::Private);
+        let new = MountRecord {
+            container_path: "/shared".into(),
+            host_path: "/mnt/s".into(),
+            readonly: false,
+            selinux_relabel: true,
+            propagation: container::Propagation::Bidirectional,
+            recursive_read_only: false,
+        };
+        let text = serde_json::to_string(&new)?;
+        assert!(text.contains(r#""propagation":"bidirectional""#), "{text}");
+        assert_eq!(serde_json::from_str::<MountRecord>(&text)?, new);
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! RemoveContainer: killed first, then its task, record, snapshot and
+//! files removed.
+
+use std::time::Duration;
+
+use crius_core::Result;
+use crius_core::config::Config;
+
+use super::{Container, Containers, wait_log};
+
+impl Containers {
+    /// Removes a container, killing it first. Unknown ids are fine.
+    pub async fn remove_container(&self, config: &Config, id: &str) -> Result<()> {
+        let Some(c) = self.containers.find(id)? else {
+            return Ok(());
+        };
+        let _op = c.op.lock().await;
+        self.remove_container_locked(config, &c).await
+    }
+
+    pub(crate) async fn remove_container_locked(
+        &self,
+        config: &Config,
+        c: &Container,
+    ) -> Result<()> {
+        let id = c.meta.id.clone();
+        self.stop_container_locked(c, 0).await?;
+        if let Err(e) = self.containerd.task_delete(&id).await {
+            // The exit watcher may have deleted it meanwhile.
+            if self.containerd.task_get(&id).await?.is_some() {
+                return Err(e);
+            }
+        }
+        if let Some(log) = c.log() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait_log(log)).await;
+        }
+        c.set_log(None);
+        self.containerd.container_delete(&id).await?;
+        let snapshotter = if c.meta.snapshotter.is_empty() {
+            &config.containerd.snapshotter
+        } else {
+            &c.meta.snapshotter
+        };
+        self.containerd.snapshot_remove(snapshotter, &id).await?;
+        self.forget_cpu_sample(&id);
+        // Image volumes may hold a lot: off the async workers.
+        let dirs = [
+            self.containers_dir().join(&id),
+            config.root_dir.join("containers").join(&id),
+        ];
+        let fs = self.fs.clone();
+        crius_rt::blocking("removal task", move || {
+            dirs.iter().try_for_each(|dir| fs.remove_tree(dir, false))
+        })
+        .await?;
+        if let Some(sandbox) = self.store.find(&c.meta.sandbox_id)? {
+            let key = c.meta.name_key(&sandbox.meta.request());
+            self.containers.names.release(&key, &id);
+        }
+        self.containers.remove(&id);
+        tracing::info!(container = %id, "container removed");
+        Ok(())
+    }
+
+    /// Removes every container of a sandbox (RemovePodSandbox).
+    pub(crate) async fn remove_containers_of(
+        &self,
+        config: &Config,
+        sandbox_id: &str,
+    ) -> Result<()> {
+        for c in self
+            .containers
+            .all()
+            .into_iter()
+            .filter(|c| c.meta.sandbox_id == sandbox_id)
+        {
+            let _op = c.op.lock().await;
+            self.remove_container_locked(config, &c).await?;
+        }
+        Ok(())
+    }
+}

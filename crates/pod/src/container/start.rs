@@ -1,0 +1,216 @@
+//! StartContainer: the task with its log copy, and the exit watcher that
+//! records how it ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crius_containerd::Stdio;
+use crius_core::cgroup::{CgroupDriver, Controller};
+use crius_core::{Error, Result};
+
+use super::{
+    Container, ContainerEvent, ContainerState, Containers, EXIT_EVENT_WAIT, LOG_DRAIN_WAIT, ns_of,
+    wait_log,
+};
+use crate::now_ns;
+
+impl Containers {
+    /// Starts a created container and watches for its exit.
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        let c = self.find_container(id)?;
+        let _op = c.op.lock().await;
+        let st = c.status();
+        if st.state != ContainerState::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is {:?}, not created",
+                c.meta.id, st.state
+            )));
+        }
+        let started_at = now_ns();
+        if let Err(e) = self.create_task(&c).await {
+            // The runtime refused (e.g. the command does not exist).
+            self.start_failed(&c, &e).await;
+            return Err(e);
+        }
+        match self.containerd.task_start(&c.meta.id).await {
+            Ok(pid) => {
+                // The exit follower may have recorded a quick exit already:
+                // the state machine keeps it.
+                self.record(
+                    &c,
+                    ContainerEvent::Started {
+                        pid,
+                        at: started_at,
+                    },
+                )
+                .await;
+                self.watch_exit(c.clone());
+                tracing::info!(container = %c.meta.id, pid, "container started");
+                Ok(())
+            }
+            Err(e) => {
+                // The task exists but its process would not start: the
+                // task, the log copy and the FIFOs go now.
+                if let Err(d) = self.kill_and_delete_task(&c.meta.id).await {
+                    tracing::warn!(container = %c.meta.id, "after a failed start: task: {d}");
+                }
+                if let Some(log) = c.log() {
+                    log.stop();
+                    let _ = tokio::time::timeout(LOG_DRAIN_WAIT, wait_log(log)).await;
+                }
+                c.set_log(None);
+                let dir = self.containers_dir().join(&c.meta.id);
+                if let Err(d) = std::fs::remove_dir_all(&dir)
+                    && d.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(container = %c.meta.id, "after a failed start: FIFOs: {d}");
+                }
+                self.start_failed(&c, &e).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a start the runtime refused (e.g. the command does not exist).
+    pub(crate) async fn start_failed(&self, c: &Container, e: &Error) {
+        let event = ContainerEvent::StartFailed {
+            at: now_ns(),
+            message: e.to_string(),
+        };
+        self.record(c, event).await;
+    }
+
+    /// The container's task, with its stdout/stderr FIFOs copied into the
+    /// log; created at start (as containerd's CRI does), so a command the
+    /// runtime cannot run fails StartContainer, not CreateContainer.
+    pub(crate) async fn create_task(&self, c: &Container) -> Result<()> {
+        let id = &c.meta.id;
+        let snapshotter = if c.meta.snapshotter.is_empty() {
+            self.containerd
+                .container_get(id)
+                .await?
+                .map(|r| r.snapshotter)
+                .ok_or_else(|| Error::not_found(format!("container {id}")))?
+        } else {
+            c.meta.snapshotter.clone()
+        };
+        let mounts = self.containerd.snapshot_mounts(&snapshotter, id).await?;
+        let fifos = crius_logs::create_fifos(&self.containers_dir().join(id), id, c.meta.tty)?;
+        let log = self.log_writer(&c.meta)?.start(&fifos)?;
+        let stdio = Stdio {
+            stdin: String::new(),
+            stdout: fifos.stdout.display().to_string(),
+            stderr: fifos
+                .stderr
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            terminal: c.meta.tty,
+        };
+        match self
+            .containerd
+            .task_create(id, mounts, &stdio, &c.meta.runtime_path)
+            .await
+        {
+            Ok(_) => {
+                c.set_log(Some(Arc::new(log)));
+                Ok(())
+            }
+            Err(e) => {
+                log.stop();
+                let _ = crius_logs::remove_fifos(&fifos);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the container's task to exit and records it.
+    pub(crate) fn watch_exit(&self, c: Arc<Container>) {
+        let pods = self.clone();
+        self.background.spawn("exit watcher", async move {
+            let mut cut = false;
+            let exit = loop {
+                match pods.containerd.task_wait(&c.meta.id).await {
+                    Ok(exit) => break Some(exit),
+                    // Gone: when its shim died, containerd cleaned the task
+                    // up and published the exit (128 + SIGKILL).
+                    Err(Error::NotFound { .. }) => {
+                        let patience = if cut { EXIT_EVENT_WAIT } else { Duration::ZERO };
+                        break pods.exits.wait(&c.meta.id, patience).await;
+                    }
+                    Err(e) => {
+                        cut = true;
+                        tracing::warn!(container = %c.meta.id, "waiting for the exit: {e}; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            pods.record_exit(&c, exit).await;
+        });
+    }
+
+    pub(crate) async fn record_exit(
+        &self,
+        c: &Container,
+        exit: Option<crius_containerd::TaskExit>,
+    ) {
+        // The log first, as containerd does: whoever sees EXITED finds the
+        // whole output in the log file.
+        if let Some(log) = c.log() {
+            let _ = tokio::time::timeout(LOG_DRAIN_WAIT, wait_log(log)).await;
+        }
+        let oom = self.oom_killed(&c.meta.id).await;
+        // As containerd does: the task goes at once (its rootfs unmounted,
+        // the shim's resources freed), not at RemoveContainer; and before
+        // the status says EXITED, so that no one else deletes it meanwhile.
+        if let Err(e) = self.containerd.task_delete(&c.meta.id).await {
+            tracing::warn!(container = %c.meta.id, "deleting the exited task: {e}");
+        }
+        let event = match exit {
+            Some(e) => ContainerEvent::Exited {
+                exit_code: e.exit_status as i32,
+                at: ns_of(e.exited_at),
+                oom,
+            },
+            None => ContainerEvent::Vanished {
+                at: now_ns(),
+                message: "the task disappeared".into(),
+            },
+        };
+        let st = self.record(c, event).await;
+        c.exit_recorded.send_replace(true);
+        tracing::info!(container = %c.meta.id, exit_code = st.exit_code, reason = %st.reason, "container exited");
+    }
+
+    /// Whether the container was OOM-killed: containerd's `/tasks/oom`
+    /// event, else (cgroup v1) the memory cgroup's `oom_kill` count.
+    pub(crate) async fn oom_killed(&self, id: &str) -> bool {
+        if self.exits.take_oom(id) {
+            return true;
+        }
+        let Ok(Some(record)) = self.containerd.container_get(id).await else {
+            return false;
+        };
+        let Some(path) = record
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+        else {
+            return false;
+        };
+        let path = path.display().to_string();
+        let driver = CgroupDriver::of_cgroups_path(&path);
+        let unified = self.host.cgroup_unified;
+        let Some(dir) = crius_core::cgroup::cgroup_dir(driver, &path, unified, Controller::Memory)
+        else {
+            return false;
+        };
+        std::fs::read_to_string(dir.join("memory.oom_control"))
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"))
+            })
+            .unwrap_or(false)
+    }
+}

@@ -1,0 +1,75 @@
+//! ContainerStatus, ListContainers, UpdateContainerResources,
+//! ReopenContainerLog.
+
+use crius_core::{Error, Result};
+
+use super::{ContainerFilter, ContainerMeta, ContainerState, ContainerStatus, Containers};
+
+impl Containers {
+    /// A container's metadata and status.
+    pub fn container_status(&self, id: &str) -> Result<(ContainerMeta, ContainerStatus)> {
+        let c = self.find_container(id)?;
+        Ok((c.meta.clone(), c.status()))
+    }
+
+    /// Containers matching `filter`, oldest first.
+    pub fn list_containers(
+        &self,
+        filter: &ContainerFilter,
+    ) -> Vec<(ContainerMeta, ContainerStatus)> {
+        let mut out: Vec<_> = self
+            .containers
+            .all()
+            .into_iter()
+            .filter(|c| filter.id.is_empty() || c.meta.id.starts_with(&filter.id))
+            .filter(|c| {
+                filter.sandbox_id.is_empty() || c.meta.sandbox_id.starts_with(&filter.sandbox_id)
+            })
+            .filter(|c| filter.state.is_none_or(|s| c.status().state == s))
+            .filter(|c| {
+                filter
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| c.meta.labels.get(k) == Some(v))
+            })
+            .map(|c| (c.meta.clone(), c.status()))
+            .collect();
+        out.sort_by_key(|(m, _)| m.created_at);
+        out
+    }
+
+    /// Applies new resources to a running container, through its runtime.
+    pub async fn update_container_resources(
+        &self,
+        id: &str,
+        resources: &crius_core::container::ContainerResources,
+    ) -> Result<()> {
+        let c = self.find_container(id)?;
+        let r = crius_core::container::linux_resources(resources, &self.host)?;
+        match self.containerd.task_update_resources(&c.meta.id, &r).await {
+            Ok(()) => Ok(()),
+            Err(Error::NotFound { .. }) => Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.meta.id
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reopens a running container's log file (after kubelet rotated it).
+    pub async fn reopen_container_log(&self, id: &str) -> Result<()> {
+        let c = self.find_container(id)?;
+        if c.status().state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                c.meta.id
+            )));
+        }
+        match c.log() {
+            Some(log) => log.reopen().await,
+            // A container without a log file has nothing to reopen (as
+            // containerd: its output goes nowhere).
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! StopContainer: the stop signal, then SIGKILL.
+
+use std::time::Duration;
+
+use crius_containerd::TaskStatus;
+use crius_core::{Error, Result};
+
+use super::{Container, ContainerState, Containers, KILL_WAIT, LOG_DRAIN_WAIT, parse_signal};
+
+impl Containers {
+    /// Stops a container: its stop signal, then SIGKILL after `timeout`
+    /// seconds (0: at once). Idempotent; unknown ids are fine.
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+        let Some(c) = self.containers.find(id)? else {
+            tracing::debug!(
+                container = id,
+                "StopContainer of an unknown id: nothing to do"
+            );
+            return Ok(());
+        };
+        let _op = c.op.lock().await;
+        self.stop_container_locked(&c, timeout).await
+    }
+
+    pub(crate) async fn stop_container_locked(&self, c: &Container, timeout: i64) -> Result<()> {
+        self.stop_task(c, timeout).await?;
+        // Answer once the exit is recorded, as containerd does: a status
+        // asked for next says EXITED.
+        if c.status().state == ContainerState::Running {
+            c.exit_recorded(LOG_DRAIN_WAIT + Duration::from_secs(3))
+                .await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn stop_task(&self, c: &Container, timeout: i64) -> Result<()> {
+        let id = &c.meta.id;
+        let running = self.containerd.task_get(id).await?.is_some_and(|t| {
+            matches!(
+                t.status,
+                TaskStatus::Running | TaskStatus::Paused | TaskStatus::Created
+            )
+        });
+        if !running {
+            return Ok(());
+        }
+        if timeout > 0 {
+            let signal = parse_signal(&c.meta.stop_signal).unwrap_or(15);
+            match self.containerd.task_kill(id, signal, false).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            if self
+                .wait_task_exit(id, Duration::from_secs(timeout as u64))
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        match self.containerd.task_kill(id, 9, true).await {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if self.wait_task_exit(id, KILL_WAIT).await? {
+            Ok(())
+        } else {
+            Err(Error::DeadlineExceeded(format!(
+                "container {id} did not die within {KILL_WAIT:?} of SIGKILL"
+            )))
+        }
+    }
+
+    /// Whether the task exited within `limit`. The exit watcher deletes an
+    /// exited task at once, which may cut this wait off: a task that is
+    /// gone or stopped then counts as exited.
+    pub(crate) async fn wait_task_exit(&self, id: &str, limit: Duration) -> Result<bool> {
+        match tokio::time::timeout(limit, self.containerd.task_wait(id)).await {
+            Ok(Ok(_)) | Ok(Err(Error::NotFound { .. })) => Ok(true),
+            Ok(Err(e)) => match self.containerd.task_get(id).await? {
+                None => Ok(true),
+                Some(t) if t.status == TaskStatus::Stopped => Ok(true),
+                Some(_) => Err(e),
+            },
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Stops every container of a sandbox (StopPodSandbox).
+    pub(crate) async fn stop_containers_of(&self, sandbox_id: &str) -> Result<()> {
+        for c in self
+            .containers
+            .all()
+            .into_iter()
+            .filter(|c| c.meta.sandbox_id == sandbox_id)
+        {
+            let _op = c.op.lock().await;
+            self.stop_container_locked(&c, 0).await?;
+        }
+        Ok(())
+    }
+}

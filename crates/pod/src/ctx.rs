@@ -1,0 +1,159 @@
+//! What the services share: the ports, the daemon's directories, the host
+//! facts, the indexes and the background tasks; and the few operations more
+//! than one service performs (a task killed and deleted, a creation lease,
+//! a rootfs snapshot).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crius_containerd::TaskStatus;
+use crius_core::config::Config;
+use crius_core::image::CriImage;
+use crius_core::{Error, Result};
+
+use crate::container::Container;
+use crate::store::{Sandbox, Store};
+use crate::{exits, ports};
+
+/// The shared context of [`crate::Pods`]' services.
+pub(crate) struct Ctx {
+    pub(crate) containerd: Arc<dyn ports::Containerd>,
+    pub(crate) images: Arc<dyn ports::ImageStore>,
+    pub(crate) net: Arc<dyn ports::Network>,
+    pub(crate) fs: Arc<dyn ports::HostFs>,
+    /// Exit watchers and event followers: stopped at shutdown.
+    pub(crate) background: crius_rt::Background,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) host: crius_core::container::HostFacts,
+    /// The pause program of the built-in sandbox image.
+    pub(crate) pause: &'static [u8],
+    pub(crate) store: Store<Sandbox>,
+    pub(crate) containers: Store<Container>,
+    /// Exits reported by containerd's events.
+    pub(crate) exits: Arc<exits::Exits>,
+    /// The previous CPU sample of each container and pod (timestamp,
+    /// cumulative ns), for the CPU rate of the next one; removals forget
+    /// theirs.
+    pub(crate) cpu_samples: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+/// How long a stop waits for a task to die after SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Ctx {
+    pub(crate) fn pods_dir(&self) -> PathBuf {
+        self.state_dir.join("sandboxes")
+    }
+
+    pub(crate) fn netns_dir(&self) -> PathBuf {
+        self.state_dir.join("netns")
+    }
+
+    /// Forgets the CPU sample of a removed container or pod.
+    pub(crate) fn forget_cpu_sample(&self, id: &str) {
+        crate::lock(&self.cpu_samples).remove(id);
+    }
+
+    /// Kills a task (all its processes), waits for it, deletes it. Absent is fine.
+    pub(crate) async fn kill_and_delete_task(&self, id: &str) -> Result<()> {
+        let Some(task) = self.containerd.task_get(id).await? else {
+            return Ok(());
+        };
+        if matches!(
+            task.status,
+            TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing | TaskStatus::Created
+        ) {
+            match self.containerd.task_kill(id, 9, true).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            if task.status != TaskStatus::Created {
+                match tokio::time::timeout(STOP_TIMEOUT, self.containerd.task_wait(id)).await {
+                    Ok(Ok(_)) | Ok(Err(Error::NotFound { .. })) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        return Err(Error::DeadlineExceeded(format!(
+                            "task {id} did not exit within {STOP_TIMEOUT:?} of SIGKILL"
+                        )));
+                    }
+                }
+            }
+        }
+        self.containerd.task_delete(id).await?;
+        Ok(())
+    }
+
+    /// Creates lease `id` (recorded in `held` for the undo) and returns the
+    /// connection whose requests carry it.
+    pub(crate) async fn take_lease(
+        &self,
+        id: &str,
+        expire: Duration,
+        held: &mut Option<String>,
+    ) -> Result<Arc<dyn ports::Containerd>> {
+        self.containerd.lease_create(id, expire).await?;
+        *held = Some(id.to_string());
+        Ok(self.containerd.with_lease(id))
+    }
+
+    /// The snapshot `key` of `image`'s rootfs (a read-only view or a
+    /// writable snapshot); its mounts.
+    pub(crate) async fn rootfs_snapshot(
+        &self,
+        c: &dyn ports::Containerd,
+        kind: Rootfs,
+        image: &CriImage,
+        snapshotter: &str,
+        key: &str,
+    ) -> Result<Vec<crius_containerd::Mount>> {
+        let make = || async {
+            match kind {
+                Rootfs::View => {
+                    c.snapshot_view(snapshotter, key, Some(&image.chain_id))
+                        .await
+                }
+                Rootfs::Writable => {
+                    c.snapshot_prepare(snapshotter, key, Some(&image.chain_id))
+                        .await
+                }
+            }
+        };
+        match make().await {
+            Ok(m) => Ok(m),
+            // The image's layers are not (or no longer) unpacked: unpack
+            // them now, then and only then (lazy unpack).
+            Err(Error::NotFound { .. }) => {
+                c.snapshot_remove(snapshotter, key).await?;
+                self.images.ensure_unpacked(image, snapshotter).await?;
+                make().await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn containers_dir(&self) -> PathBuf {
+        self.state_dir.join("containers")
+    }
+
+    /// Where a container's image volumes live: persistent, under `root_dir`.
+    pub(crate) fn volumes_dir(&self, config: &Config, id: &str) -> PathBuf {
+        config.root_dir.join("containers").join(id).join("volumes")
+    }
+
+    pub(crate) fn find_container(&self, id: &str) -> Result<Arc<Container>> {
+        self.containers
+            .find(id)?
+            .ok_or_else(|| Error::not_found(format!("container {id}")))
+    }
+}
+
+/// Which snapshot a rootfs is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rootfs {
+    /// Read-only (the pause container's).
+    View,
+    /// Writable (a container's).
+    Writable,
+}

@@ -1,0 +1,792 @@
+//! Recording fakes of every port ([`crate::ports`]): one in-memory world
+//! (containerd's containers, tasks, snapshots and leases; network
+//! namespaces and CNI attachments; images; the host's files and mounts)
+//! that records every call in order and fails the calls it is told to.
+//!
+//! Compiled for this crate's tests and, with the `test-util` feature, for
+//! other crates' tests; never part of a daemon.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crius_containerd::{
+    ContainerRecord, Event, Mount, Stdio, TaskExit, TaskInfo, TaskStatus, Usage,
+};
+use crius_core::config::ImagesConfig;
+use crius_core::container::Device;
+use crius_core::image::CriImage;
+use crius_core::{Error, Result};
+use crius_image::Query;
+use crius_network::cni::{NetworkConfig, NotReady};
+use crius_network::exec::Attachment;
+use futures::stream::BoxStream;
+use tokio::sync::watch;
+
+use crate::Ports;
+use crate::ports::{self, HostLookup};
+
+/// A task of the fake containerd.
+#[derive(Debug)]
+pub struct FakeTask {
+    pub pid: u32,
+    pub status: TaskStatus,
+    /// Set once the process exited; waiters watch it.
+    exit: watch::Sender<Option<TaskExit>>,
+    /// The write ends of the task's stdout/stderr FIFOs, held as a shim
+    /// holds them: closed at the exit, so the log copy sees EOF.
+    pipes: Vec<std::fs::File>,
+}
+
+/// Everything the fakes hold.
+#[derive(Debug, Default)]
+pub struct World {
+    /// Every call, in order: `"op arg…"` (with `lease=…` when leased).
+    pub calls: Vec<String>,
+    /// `(op, nth)`: the nth call (from 1) of `op` fails.
+    failures: Vec<(String, usize)>,
+    counts: BTreeMap<String, usize>,
+    pub containers: BTreeMap<String, ContainerRecord>,
+    pub tasks: BTreeMap<String, FakeTask>,
+    /// `(snapshotter, key)`.
+    pub snapshots: BTreeSet<(String, String)>,
+    pub leases: BTreeSet<String>,
+    /// Chain ids whose layers are unpacked.
+    pub unpacked: BTreeSet<String>,
+    pub images: Vec<CriImage>,
+    pub netns: BTreeSet<PathBuf>,
+    /// Container ids of CNI attachments.
+    pub attachments: BTreeSet<String>,
+    /// `None`: no CNI network is configured.
+    pub network: Option<String>,
+    pub dirs: BTreeSet<PathBuf>,
+    pub files: BTreeMap<PathBuf, Vec<u8>>,
+    pub mounts: BTreeSet<PathBuf>,
+    /// Tasks whose shim died: their waiters' Wait breaks off with an error
+    /// (not NotFound), as the shim's connection closes.
+    dead_shims: BTreeSet<String>,
+    /// The live event subscriptions.
+    subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
+    /// What the rootfs reader finds: `(passwd, group)`.
+    pub rootfs_etc: (Option<String>, Option<String>),
+    next_pid: u32,
+}
+
+/// The fakes, sharing one [`World`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Fake {
+    world: Arc<Mutex<World>>,
+    lease: Option<String>,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fake {
+    /// An empty world with a CNI network named `fake-net`.
+    pub fn new() -> Self {
+        let world = World {
+            network: Some("fake-net".into()),
+            next_pid: 100,
+            ..Default::default()
+        };
+        Fake {
+            world: Arc::new(Mutex::new(world)),
+            lease: None,
+        }
+    }
+
+    /// The ports of a [`crate::Pods`] over this world.
+    pub fn ports(&self) -> Ports {
+        Ports {
+            containerd: Arc::new(self.clone()),
+            images: Arc::new(self.clone()),
+            network: Arc::new(self.clone()),
+            fs: Arc::new(self.clone()),
+        }
+    }
+
+    /// The world, locked. A panic in a test holding it does not matter to
+    /// the others: the poisoned lock is taken over.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the `nth` call (from 1, counted from now) of `op` fail with
+    /// `Internal("injected …")`.
+    pub fn fail(&self, op: &str, nth: usize) {
+        let mut w = self.world();
+        let done = w.counts.get(op).copied().unwrap_or(0);
+        w.failures.push((op.to_string(), done + nth));
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.world().calls.clone()
+    }
+
+    /// The ops of every call so far, in order.
+    pub fn ops(&self) -> Vec<String> {
+        self.calls()
+            .iter()
+            .map(|c| c.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Adds an image (unpacked).
+    pub fn add_image(&self, image: CriImage) {
+        let mut w = self.world();
+        w.unpacked.insert(image.chain_id.clone());
+        w.images.push(image);
+    }
+
+    /// Makes the process of `id`'s task exit with `code`.
+    pub fn exit(&self, id: &str, code: u32) {
+        let mut w = self.world();
+        if let Some(t) = w.tasks.get_mut(id) {
+            t.status = TaskStatus::Stopped;
+            t.pipes.clear();
+            t.exit.send_replace(Some(TaskExit {
+                exit_status: code,
+                exited_at: Some(std::time::SystemTime::now()),
+                pid: t.pid,
+            }));
+        }
+    }
+
+    /// Publishes `event` to every subscription.
+    pub fn publish(&self, event: Event) {
+        self.world()
+            .subscribers
+            .retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    /// The shim of `id`'s task dies: containerd publishes the exit
+    /// (`128 + SIGKILL`) and cleans the task up, so waiters get NotFound.
+    pub fn shim_dies(&self, id: &str) {
+        let pid = self.world().tasks.get(id).map_or(0, |t| t.pid);
+        self.publish(Event {
+            namespace: "crius".into(),
+            topic: "/tasks/exit".into(),
+            timestamp: None,
+            kind: crius_containerd::EventKind::TaskExit {
+                container_id: id.to_string(),
+                id: id.to_string(),
+                pid,
+                exit_status: 137,
+                exited_at: Some(std::time::SystemTime::now()),
+            },
+        });
+        let mut w = self.world();
+        w.dead_shims.insert(id.to_string());
+        w.tasks.remove(id);
+    }
+
+    /// What is left of everything a create makes, as lines (empty when
+    /// nothing is).
+    pub fn leftovers(&self) -> Vec<String> {
+        let w = self.world();
+        let mut out: Vec<String> = Vec::new();
+        out.extend(w.containers.keys().map(|k| format!("container {k}")));
+        out.extend(w.tasks.keys().map(|k| format!("task {k}")));
+        out.extend(w.snapshots.iter().map(|(s, k)| format!("snapshot {s}/{k}")));
+        out.extend(w.leases.iter().map(|l| format!("lease {l}")));
+        out.extend(w.netns.iter().map(|p| format!("netns {}", p.display())));
+        out.extend(w.attachments.iter().map(|a| format!("cni {a}")));
+        out.extend(w.dirs.iter().map(|d| format!("dir {}", d.display())));
+        out.extend(w.files.keys().map(|f| format!("file {}", f.display())));
+        out.extend(w.mounts.iter().map(|m| format!("mount {}", m.display())));
+        out
+    }
+
+    /// Records a call of `op` and fails it when told to.
+    fn call(&self, op: &str, args: std::fmt::Arguments<'_>) -> Result<()> {
+        let mut w = self.world();
+        let line = match &self.lease {
+            Some(l) => format!("{op} {args} lease={l}"),
+            None => format!("{op} {args}"),
+        };
+        w.calls.push(line.trim_end().to_string());
+        let n = {
+            let c = w.counts.entry(op.to_string()).or_default();
+            *c += 1;
+            *c
+        };
+        match w.failures.iter().position(|(o, at)| o == op && *at == n) {
+            Some(i) => {
+                w.failures.remove(i);
+                Err(Error::Internal(format!("injected failure of {op}")))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens the write ends of `stdio`'s FIFOs (their readers are open).
+fn open_pipes(stdio: &Stdio) -> Result<Vec<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    [&stdio.stdout, &stdio.stderr]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                .open(p)
+                .map_err(|e| Error::io(format!("opening FIFO {p}"), e))
+        })
+        .collect()
+}
+
+fn not_found(what: String) -> Error {
+    Error::not_found(what)
+}
+
+#[async_trait]
+impl ports::Containers for Fake {
+    async fn container_create(&self, record: &ContainerRecord) -> Result<()> {
+        self.call("container_create", format_args!("{}", record.id))?;
+        let mut w = self.world();
+        if w.containers.contains_key(&record.id) {
+            return Err(Error::AlreadyExists {
+                what: format!("container {}", record.id),
+            });
+        }
+        w.containers.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+    async fn container_get(&self, id: &str) -> Result<Option<ContainerRecord>> {
+        self.call("container_get", format_args!("{id}"))?;
+        Ok(self.world().containers.get(id).cloned())
+    }
+    async fn container_list(&self, filters: &[String]) -> Result<Vec<ContainerRecord>> {
+        self.call("container_list", format_args!("{}", filters.join(",")))?;
+        // The filters crius uses select by `io.crius.kind`.
+        let kind = filters
+            .iter()
+            .find_map(|f| f.rsplit("==").next().map(str::to_string));
+        Ok(self
+            .world()
+            .containers
+            .values()
+            .filter(|r| {
+                kind.as_ref()
+                    .is_none_or(|k| r.labels.get(crius_core::sandbox::labels::KIND) == Some(k))
+            })
+            .cloned()
+            .collect())
+    }
+    async fn container_set_extension(
+        &self,
+        id: &str,
+        name: &str,
+        value: prost_types::Any,
+    ) -> Result<()> {
+        self.call("container_set_extension", format_args!("{id} {name}"))?;
+        let mut w = self.world();
+        let r = w
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| not_found(format!("container {id}")))?;
+        r.extensions.insert(name.to_string(), value);
+        Ok(())
+    }
+    async fn container_delete(&self, id: &str) -> Result<()> {
+        self.call("container_delete", format_args!("{id}"))?;
+        let mut w = self.world();
+        if w.tasks.contains_key(id) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} has a task: delete the task first"
+            )));
+        }
+        w.containers.remove(id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ports::Tasks for Fake {
+    async fn task_create(
+        &self,
+        id: &str,
+        _rootfs: Vec<Mount>,
+        stdio: &Stdio,
+        _runtime_path: &str,
+    ) -> Result<u32> {
+        self.call("task_create", format_args!("{id}"))?;
+        let pipes = open_pipes(stdio)?;
+        let mut w = self.world();
+        if !w.containers.contains_key(id) {
+            return Err(not_found(format!("container {id}")));
+        }
+        if w.tasks.contains_key(id) {
+            return Err(Error::AlreadyExists {
+                what: format!("task {id}"),
+            });
+        }
+        w.next_pid += 1;
+        let pid = w.next_pid;
+        let task = FakeTask {
+            pid,
+            status: TaskStatus::Created,
+            exit: watch::Sender::new(None),
+            pipes,
+        };
+        w.tasks.insert(id.to_string(), task);
+        Ok(pid)
+    }
+    async fn task_start(&self, id: &str) -> Result<u32> {
+        self.call("task_start", format_args!("{id}"))?;
+        let mut w = self.world();
+        let t = w
+            .tasks
+            .get_mut(id)
+            .ok_or_else(|| not_found(format!("task {id}")))?;
+        t.status = TaskStatus::Running;
+        Ok(t.pid)
+    }
+    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
+        self.call("task_kill", format_args!("{id} {signal} all={all}"))?;
+        let live = {
+            let w = self.world();
+            let t = w
+                .tasks
+                .get(id)
+                .ok_or_else(|| not_found(format!("task {id}")))?;
+            t.status != TaskStatus::Stopped
+        };
+        if live {
+            self.exit(id, 128 + signal);
+        }
+        Ok(())
+    }
+    async fn task_delete(&self, id: &str) -> Result<Option<TaskExit>> {
+        self.call("task_delete", format_args!("{id}"))?;
+        let mut w = self.world();
+        match w.tasks.get(id) {
+            None => Ok(None),
+            Some(t) if t.status == TaskStatus::Running => {
+                Err(Error::FailedPrecondition(format!("task {id} is running")))
+            }
+            Some(_) => Ok(w.tasks.remove(id).and_then(|t| *t.exit.borrow())),
+        }
+    }
+    async fn task_get(&self, id: &str) -> Result<Option<TaskInfo>> {
+        self.call("task_get", format_args!("{id}"))?;
+        let w = self.world();
+        Ok(w.tasks.get(id).map(|t| {
+            let exit = *t.exit.borrow();
+            TaskInfo {
+                id: id.to_string(),
+                exec_id: String::new(),
+                pid: t.pid,
+                status: t.status,
+                exit_status: exit.map_or(0, |e| e.exit_status),
+                exited_at: exit.and_then(|e| e.exited_at),
+                stdio: Stdio::null(),
+            }
+        }))
+    }
+    async fn task_wait(&self, id: &str) -> Result<TaskExit> {
+        self.call("task_wait", format_args!("{id}"))?;
+        let mut rx = {
+            let w = self.world();
+            w.tasks
+                .get(id)
+                .ok_or_else(|| not_found(format!("task {id}")))?
+                .exit
+                .subscribe()
+        };
+        // A task deleted while waited for: its sender goes, as containerd's
+        // Wait ends with NotFound.
+        let exit = rx.wait_for(Option::is_some).await.map_err(|_| {
+            if self.world().dead_shims.remove(id) {
+                Error::Unavailable(format!("task {id}: the shim's connection closed"))
+            } else {
+                not_found(format!("task {id}"))
+            }
+        })?;
+        (*exit).ok_or_else(|| not_found(format!("task {id}")))
+    }
+    async fn task_update_resources(
+        &self,
+        id: &str,
+        _resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.call("task_update_resources", format_args!("{id}"))?;
+        if self.world().tasks.contains_key(id) {
+            Ok(())
+        } else {
+            Err(not_found(format!("task {id}")))
+        }
+    }
+    async fn exec_create(
+        &self,
+        id: &str,
+        exec_id: &str,
+        _process: &oci_spec::runtime::Process,
+        _stdio: &Stdio,
+    ) -> Result<()> {
+        self.call("exec_create", format_args!("{id} {exec_id}"))
+    }
+    async fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32> {
+        self.call("exec_start", format_args!("{id} {exec_id}"))?;
+        Ok(1)
+    }
+    async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
+        self.call("exec_wait", format_args!("{id} {exec_id}"))?;
+        Ok(TaskExit {
+            exit_status: 0,
+            exited_at: None,
+            pid: 1,
+        })
+    }
+    async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
+        self.call("exec_kill", format_args!("{id} {exec_id} {signal}"))
+    }
+    async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>> {
+        self.call("exec_delete", format_args!("{id} {exec_id}"))?;
+        Ok(None)
+    }
+}
+
+impl Fake {
+    fn snapshot_make(&self, snapshotter: &str, key: &str, parent: Option<&str>) -> Result<()> {
+        let mut w = self.world();
+        if let Some(p) = parent
+            && !w.unpacked.contains(p)
+        {
+            return Err(not_found(format!("parent snapshot {p}")));
+        }
+        if !w
+            .snapshots
+            .insert((snapshotter.to_string(), key.to_string()))
+        {
+            return Err(Error::AlreadyExists {
+                what: format!("snapshot {key}"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ports::Snapshots for Fake {
+    async fn snapshot_prepare(
+        &self,
+        snapshotter: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>> {
+        self.call("snapshot_prepare", format_args!("{snapshotter} {key}"))?;
+        self.snapshot_make(snapshotter, key, parent)?;
+        Ok(vec![Mount {
+            r#type: "bind".into(),
+            source: format!("/fake/snapshots/{key}"),
+            ..Default::default()
+        }])
+    }
+    async fn snapshot_view(
+        &self,
+        snapshotter: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>> {
+        self.call("snapshot_view", format_args!("{snapshotter} {key}"))?;
+        self.snapshot_make(snapshotter, key, parent)?;
+        Ok(vec![])
+    }
+    async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>> {
+        self.call("snapshot_mounts", format_args!("{snapshotter} {key}"))?;
+        let w = self.world();
+        if w.snapshots
+            .contains(&(snapshotter.to_string(), key.to_string()))
+        {
+            Ok(vec![])
+        } else {
+            Err(not_found(format!("snapshot {key}")))
+        }
+    }
+    async fn snapshot_remove(&self, snapshotter: &str, key: &str) -> Result<()> {
+        self.call("snapshot_remove", format_args!("{snapshotter} {key}"))?;
+        self.world()
+            .snapshots
+            .remove(&(snapshotter.to_string(), key.to_string()));
+        Ok(())
+    }
+    async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>> {
+        self.call("snapshot_usage", format_args!("{snapshotter} {key}"))?;
+        let w = self.world();
+        Ok(w.snapshots
+            .contains(&(snapshotter.to_string(), key.to_string()))
+            .then_some(Usage {
+                bytes: 4096,
+                inodes: 1,
+            }))
+    }
+}
+
+#[async_trait]
+impl ports::Leases for Fake {
+    async fn lease_create(&self, id: &str, _expire: Duration) -> Result<()> {
+        self.call("lease_create", format_args!("{id}"))?;
+        self.world().leases.insert(id.to_string());
+        Ok(())
+    }
+    async fn lease_delete(&self, id: &str) -> Result<()> {
+        self.call("lease_delete", format_args!("{id}"))?;
+        self.world().leases.remove(id);
+        Ok(())
+    }
+    async fn lease_list_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        self.call("lease_list_prefix", format_args!("{prefix}"))?;
+        let w = self.world();
+        Ok(w.leases
+            .iter()
+            .filter(|l| l.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ports::Containerd for Fake {
+    fn with_lease(&self, id: &str) -> Arc<dyn ports::Containerd> {
+        Arc::new(Fake {
+            world: self.world.clone(),
+            lease: Some(id.to_string()),
+        })
+    }
+    async fn subscribe(&self, _filters: Vec<String>) -> Result<BoxStream<'static, Result<Event>>> {
+        self.call("subscribe", format_args!(""))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.world().subscribers.push(tx);
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|e| (Ok(e), rx))
+        })))
+    }
+    fn kill_lost_shims(&self, id: &str) -> usize {
+        let _ = self.call("kill_lost_shims", format_args!("{id}"));
+        0
+    }
+}
+
+#[async_trait]
+impl ports::Network for Fake {
+    fn load(
+        &self,
+        conf_dir: &Path,
+        _bin_dirs: &[PathBuf],
+    ) -> std::result::Result<NetworkConfig, NotReady> {
+        let no_config = || NotReady::NoConfig {
+            dir: conf_dir.to_path_buf(),
+        };
+        self.call("cni_load", format_args!(""))
+            .map_err(|_| no_config())?;
+        let name = self.world().network.clone().ok_or_else(no_config)?;
+        Ok(NetworkConfig {
+            file: conf_dir.join("10-fake.conflist"),
+            name,
+            plugins: vec!["bridge".into()],
+            raw: b"{}".to_vec(),
+        })
+    }
+    async fn add(&self, _net: &NetworkConfig, att: &Attachment) -> Result<Vec<IpAddr>> {
+        self.call("cni_add", format_args!("{}", att.container_id))?;
+        self.world().attachments.insert(att.container_id.clone());
+        Ok(vec![IpAddr::from([10, 88, 0, 2])])
+    }
+    async fn del(&self, _net: &NetworkConfig, att: &Attachment) -> Result<()> {
+        self.call("cni_del", format_args!("{}", att.container_id))?;
+        self.world().attachments.remove(&att.container_id);
+        Ok(())
+    }
+    async fn netns_create(&self, dir: &Path, name: &str) -> Result<PathBuf> {
+        self.call("netns_create", format_args!("{name}"))?;
+        let path = dir.join(name);
+        self.world().netns.insert(path.clone());
+        Ok(path)
+    }
+    async fn netns_remove(&self, path: &Path) -> Result<()> {
+        self.call("netns_remove", format_args!("{}", path.display()))?;
+        self.world().netns.remove(path);
+        Ok(())
+    }
+    fn netns_is_pinned(&self, path: &Path) -> bool {
+        self.world().netns.contains(path)
+    }
+}
+
+fn query_matches(query: &Query, image: &CriImage) -> bool {
+    match query {
+        Query::Id(id) => image.id == *id,
+        Query::Name { name, .. } => image.record_names.iter().any(|n| n == name),
+    }
+}
+
+#[async_trait]
+impl ports::ImageStore for Fake {
+    async fn find(&self, query: &Query) -> Result<Option<CriImage>> {
+        self.call("image_find", format_args!("{query:?}"))?;
+        let w = self.world();
+        Ok(w.images.iter().find(|i| query_matches(query, i)).cloned())
+    }
+    async fn config(&self, image: &CriImage) -> Result<serde_json::Value> {
+        self.call("image_config", format_args!("{}", image.id))?;
+        Ok(serde_json::json!({
+            "config": { "Entrypoint": ["/pause"], "Env": ["PATH=/bin"] }
+        }))
+    }
+    async fn ensure_unpacked(&self, image: &CriImage, snapshotter: &str) -> Result<()> {
+        self.call(
+            "image_unpack",
+            format_args!("{} {snapshotter}", image.chain_id),
+        )?;
+        self.world().unpacked.insert(image.chain_id.clone());
+        Ok(())
+    }
+    async fn pull(
+        &self,
+        _config: &ImagesConfig,
+        _snapshotter: &str,
+        name: &str,
+    ) -> Result<CriImage> {
+        self.call("image_pull", format_args!("{name}"))?;
+        Err(not_found(format!("image {name} in the fake registry")))
+    }
+    async fn ensure_builtin(
+        &self,
+        _config: &ImagesConfig,
+        _snapshotter: &str,
+        name: &str,
+        _files: &[crius_image::File<'_>],
+        _entrypoint: &[&str],
+    ) -> Result<CriImage> {
+        self.call("image_builtin", format_args!("{name}"))?;
+        let query = Query::parse(name)?;
+        if let Some(i) = self
+            .world()
+            .images
+            .iter()
+            .find(|i| query_matches(&query, i))
+        {
+            return Ok(i.clone());
+        }
+        let Query::Name { name: full, .. } = query else {
+            return Err(Error::invalid("image", "a built-in image has a name"));
+        };
+        let image = image("sha256:feed", &full);
+        self.add_image(image.clone());
+        Ok(image)
+    }
+}
+
+/// An image named `name` (normalized) with id `id`, its one layer's chain
+/// id derived from the id.
+pub fn image(id: &str, name: &str) -> CriImage {
+    CriImage {
+        id: id.to_string(),
+        repo_tags: vec![name.to_string()],
+        repo_digests: vec![],
+        size: 1 << 20,
+        user: String::new(),
+        manifest: format!("manifest-{id}"),
+        chain_id: format!("chain-{id}"),
+        pinned: false,
+        record_names: vec![name.to_string(), id.to_string()],
+    }
+}
+
+impl ports::HostFs for Fake {
+    fn create_dir(&self, dir: &Path) -> Result<()> {
+        self.call("create_dir", format_args!("{}", dir.display()))?;
+        self.world().dirs.insert(dir.to_path_buf());
+        Ok(())
+    }
+    fn write_atomic(&self, path: &Path, data: &[u8], _mode: u32) -> Result<()> {
+        self.call("write_atomic", format_args!("{}", path.display()))?;
+        self.world().files.insert(path.to_path_buf(), data.to_vec());
+        Ok(())
+    }
+    fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        self.world().files.get(path).cloned()
+    }
+    fn dir_names(&self, dir: &Path) -> Vec<String> {
+        let w = self.world();
+        // The first component below `dir` of every path beneath it, as
+        // a real directory holds its subdirectories.
+        let child = |p: &PathBuf| {
+            let rest = p.strip_prefix(dir).ok()?;
+            rest.components()
+                .next()
+                .and_then(|c| c.as_os_str().to_str().map(str::to_string))
+        };
+        let names: BTreeSet<String> = w
+            .dirs
+            .iter()
+            .chain(w.files.keys())
+            .chain(w.netns.iter())
+            .filter_map(child)
+            .collect();
+        names.into_iter().collect()
+    }
+    fn mount_shm(&self, dir: &Path) -> Result<PathBuf> {
+        self.call("mount_shm", format_args!("{}", dir.display()))?;
+        let shm = dir.join("shm");
+        self.world().mounts.insert(shm.clone());
+        Ok(shm)
+    }
+    fn remove_pod_dir(&self, dir: &Path) -> Result<()> {
+        self.call("remove_pod_dir", format_args!("{}", dir.display()))?;
+        self.remove_under(dir);
+        Ok(())
+    }
+    fn remove_tree(&self, path: &Path, _unmount: bool) -> Result<()> {
+        self.call("remove_tree", format_args!("{}", path.display()))?;
+        self.remove_under(path);
+        Ok(())
+    }
+    fn node_hostname(&self) -> String {
+        "fake-node".into()
+    }
+    fn read_rootfs(
+        &self,
+        _mounts: &[Mount],
+        scratch: &Path,
+        volumes: &[(String, PathBuf)],
+    ) -> Result<(Option<String>, Option<String>)> {
+        self.call("read_rootfs", format_args!("{}", scratch.display()))?;
+        let mut w = self.world();
+        for (_, dir) in volumes {
+            w.dirs.insert(dir.clone());
+        }
+        Ok(w.rootfs_etc.clone())
+    }
+    fn host_lookup(
+        &self,
+        devices: &[Device],
+        paths: &[String],
+        _all_devices: bool,
+    ) -> Result<HostLookup> {
+        self.call(
+            "host_lookup",
+            format_args!("{} devices, {} paths", devices.len(), paths.len()),
+        )?;
+        Ok(HostLookup::default())
+    }
+}
+
+impl Fake {
+    fn remove_under(&self, path: &Path) {
+        let mut w = self.world();
+        w.dirs.retain(|d| !d.starts_with(path));
+        w.files.retain(|f, _| !f.starts_with(path));
+        w.mounts.retain(|m| !m.starts_with(path));
+    }
+}

@@ -1,0 +1,206 @@
+//! The boundaries `pod` works across, as narrow traits: containerd
+//! (containers, tasks, snapshots, leases, events), the pod network (CNI and
+//! network namespaces), the image store and the host's file system.
+//!
+//! [`Pods::new`](crate::Pods::new) builds the real adapters
+//! ([`crate::real`]); tests build [`Pods`](crate::Pods) over recording fakes
+//! ([`crate::fake`]) with [`Pods::with_ports`](crate::Pods::with_ports).
+//! Which one is used is decided by construction, never by `cfg!(test)`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crius_containerd::{ContainerRecord, Event, Mount, Stdio, TaskExit, TaskInfo, Usage};
+use crius_core::Result;
+use crius_core::config::ImagesConfig;
+use crius_core::container::{Device, HostDevice, HostPath};
+use crius_core::image::CriImage;
+use crius_image::Query;
+use crius_network::cni::{NetworkConfig, NotReady};
+use crius_network::exec::Attachment;
+use futures::stream::BoxStream;
+
+/// containerd's container records.
+#[async_trait]
+pub trait Containers: Send + Sync {
+    async fn container_create(&self, record: &ContainerRecord) -> Result<()>;
+    async fn container_get(&self, id: &str) -> Result<Option<ContainerRecord>>;
+    async fn container_list(&self, filters: &[String]) -> Result<Vec<ContainerRecord>>;
+    async fn container_set_extension(
+        &self,
+        id: &str,
+        name: &str,
+        value: prost_types::Any,
+    ) -> Result<()>;
+    async fn container_delete(&self, id: &str) -> Result<()>;
+}
+
+/// containerd's tasks and execs.
+#[async_trait]
+pub trait Tasks: Send + Sync {
+    async fn task_create(
+        &self,
+        id: &str,
+        rootfs: Vec<Mount>,
+        stdio: &Stdio,
+        runtime_path: &str,
+    ) -> Result<u32>;
+    async fn task_start(&self, id: &str) -> Result<u32>;
+    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<()>;
+    async fn task_delete(&self, id: &str) -> Result<Option<TaskExit>>;
+    async fn task_get(&self, id: &str) -> Result<Option<TaskInfo>>;
+    async fn task_wait(&self, id: &str) -> Result<TaskExit>;
+    async fn task_update_resources(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()>;
+    async fn exec_create(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &oci_spec::runtime::Process,
+        stdio: &Stdio,
+    ) -> Result<()>;
+    async fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32>;
+    async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<TaskExit>;
+    async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<()>;
+    async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>>;
+}
+
+/// containerd's snapshots.
+#[async_trait]
+pub trait Snapshots: Send + Sync {
+    /// A writable snapshot `key` on `parent`.
+    async fn snapshot_prepare(
+        &self,
+        snapshotter: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>>;
+    /// A read-only view `key` of `parent`.
+    async fn snapshot_view(
+        &self,
+        snapshotter: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>>;
+    async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>>;
+    async fn snapshot_remove(&self, snapshotter: &str, key: &str) -> Result<()>;
+    async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>>;
+}
+
+/// containerd's leases.
+#[async_trait]
+pub trait Leases: Send + Sync {
+    async fn lease_create(&self, id: &str, expire: Duration) -> Result<()>;
+    async fn lease_delete(&self, id: &str) -> Result<()>;
+    async fn lease_list_prefix(&self, prefix: &str) -> Result<Vec<String>>;
+}
+
+/// One containerd namespace: everything `pod` asks of containerd.
+#[async_trait]
+pub trait Containerd: Containers + Tasks + Snapshots + Leases {
+    /// The same connection, with every request carrying lease `id`.
+    fn with_lease(&self, id: &str) -> Arc<dyn Containerd>;
+    /// Subscribes to the events `filters` select; the stream ends (after
+    /// an error) when the subscription breaks.
+    async fn subscribe(&self, filters: Vec<String>) -> Result<BoxStream<'static, Result<Event>>>;
+    /// Kills shims containerd lost for container `id` (blocking: reads
+    /// `/proc`).
+    fn kill_lost_shims(&self, id: &str) -> usize;
+}
+
+/// The pod network: CNI and pinned network namespaces.
+#[async_trait]
+pub trait Network: Send + Sync {
+    /// The pod network configured now.
+    fn load(
+        &self,
+        conf_dir: &Path,
+        bin_dirs: &[PathBuf],
+    ) -> std::result::Result<NetworkConfig, NotReady>;
+    /// CNI ADD; returns the pod's IPs.
+    async fn add(&self, net: &NetworkConfig, att: &Attachment) -> Result<Vec<IpAddr>>;
+    /// CNI DEL.
+    async fn del(&self, net: &NetworkConfig, att: &Attachment) -> Result<()>;
+    /// Creates and pins the network namespace `dir/name`.
+    async fn netns_create(&self, dir: &Path, name: &str) -> Result<PathBuf>;
+    /// Unpins and removes a network namespace; absent is fine.
+    async fn netns_remove(&self, path: &Path) -> Result<()>;
+    /// Whether `path` is a pinned network namespace.
+    fn netns_is_pinned(&self, path: &Path) -> bool;
+}
+
+/// The image store.
+#[async_trait]
+pub trait ImageStore: Send + Sync {
+    async fn find(&self, query: &Query) -> Result<Option<CriImage>>;
+    /// The image's config, as JSON.
+    async fn config(&self, image: &CriImage) -> Result<serde_json::Value>;
+    /// Unpacks the image's layers into `snapshotter` unless they are there.
+    async fn ensure_unpacked(&self, image: &CriImage, snapshotter: &str) -> Result<()>;
+    async fn pull(&self, config: &ImagesConfig, snapshotter: &str, name: &str) -> Result<CriImage>;
+    /// Builds the built-in image `name` of `files` unless it exists.
+    async fn ensure_builtin(
+        &self,
+        config: &ImagesConfig,
+        snapshotter: &str,
+        name: &str,
+        files: &[crius_image::File<'_>],
+        entrypoint: &[&str],
+    ) -> Result<CriImage>;
+}
+
+/// What a container's spec needs of the host's file system, read off the
+/// async workers.
+#[derive(Debug, Clone, Default)]
+pub struct HostLookup {
+    pub device_nodes: BTreeMap<String, Vec<HostDevice>>,
+    pub host_paths: BTreeMap<String, HostPath>,
+    /// Every device of the host (privileged containers only).
+    pub host_devices: Vec<HostDevice>,
+}
+
+/// The host's file system as `pod` changes it: pod directories, their
+/// files and `/dev/shm` mounts, container directories, the rootfs reader,
+/// host paths and devices. Blocking: call from [`crius_rt::blocking`] where
+/// the work may be slow.
+pub trait HostFs: Send + Sync {
+    /// Creates a directory (0711) and its parents.
+    fn create_dir(&self, dir: &Path) -> Result<()>;
+    /// Writes a file atomically (temporary file, fsync, rename).
+    fn write_atomic(&self, path: &Path, data: &[u8], mode: u32) -> Result<()>;
+    /// A file's contents; `None` when it cannot be read.
+    fn read(&self, path: &Path) -> Option<Vec<u8>>;
+    /// The names in a directory (none when it cannot be read).
+    fn dir_names(&self, dir: &Path) -> Vec<String>;
+    /// Mounts a fresh tmpfs at `dir/shm`; returns its path.
+    fn mount_shm(&self, dir: &Path) -> Result<PathBuf>;
+    /// Removes a pod directory, its `/dev/shm` unmounted first.
+    fn remove_pod_dir(&self, dir: &Path) -> Result<()>;
+    /// Removes a tree (unmounting it first when `unmount`); absent is fine.
+    fn remove_tree(&self, path: &Path, unmount: bool) -> Result<()>;
+    /// The node's host name.
+    fn node_hostname(&self) -> String;
+    /// `/etc/passwd` and `/etc/group` of the rootfs `mounts` describe, with
+    /// each image volume's content copied to its host directory.
+    fn read_rootfs(
+        &self,
+        mounts: &[Mount],
+        scratch: &Path,
+        volumes: &[(String, PathBuf)],
+    ) -> Result<(Option<String>, Option<String>)>;
+    /// The device nodes, resolved host paths (created when missing) and,
+    /// with `all_devices`, every host device a container's spec needs.
+    fn host_lookup(
+        &self,
+        devices: &[Device],
+        paths: &[String],
+        all_devices: bool,
+    ) -> Result<HostLookup>;
+}

@@ -1,0 +1,309 @@
+//! The real adapters behind [`crate::ports`]: containerd, CNI, the image
+//! store and the host's file system. Each method is the adapter call it
+//! names, nothing more.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crius_containerd::{ContainerRecord, Event, Mount, Stdio, TaskExit, TaskInfo, Usage};
+use crius_core::config::ImagesConfig;
+use crius_core::container::Device;
+use crius_core::image::CriImage;
+use crius_core::{Error, Result};
+use crius_image::{Images, Query};
+use crius_network::cni::{NetworkConfig, NotReady};
+use crius_network::exec::{Attachment, Cni};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::ports::{self, HostLookup};
+
+/// containerd, over one namespaced connection.
+#[derive(Clone)]
+pub struct Containerd(pub crius_containerd::Containerd);
+
+#[async_trait]
+impl ports::Containers for Containerd {
+    async fn container_create(&self, record: &ContainerRecord) -> Result<()> {
+        self.0.container_create(record).await.map(drop)
+    }
+    async fn container_get(&self, id: &str) -> Result<Option<ContainerRecord>> {
+        self.0.container_get(id).await
+    }
+    async fn container_list(&self, filters: &[String]) -> Result<Vec<ContainerRecord>> {
+        self.0.container_list(filters).await
+    }
+    async fn container_set_extension(
+        &self,
+        id: &str,
+        name: &str,
+        value: prost_types::Any,
+    ) -> Result<()> {
+        self.0.container_set_extension(id, name, value).await
+    }
+    async fn container_delete(&self, id: &str) -> Result<()> {
+        self.0.container_delete(id).await
+    }
+}
+
+#[async_trait]
+impl ports::Tasks for Containerd {
+    async fn task_create(
+        &self,
+        id: &str,
+        rootfs: Vec<Mount>,
+        stdio: &Stdio,
+        runtime_path: &str,
+    ) -> Result<u32> {
+        self.0
+            .task_create_with(id, rootfs, stdio, runtime_path)
+            .await
+    }
+    async fn task_start(&self, id: &str) -> Result<u32> {
+        self.0.task_start(id).await
+    }
+    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
+        self.0.task_kill(id, signal, all).await
+    }
+    async fn task_delete(&self, id: &str) -> Result<Option<TaskExit>> {
+        self.0.task_delete(id).await
+    }
+    async fn task_get(&self, id: &str) -> Result<Option<TaskInfo>> {
+        self.0.task_get(id).await
+    }
+    async fn task_wait(&self, id: &str) -> Result<TaskExit> {
+        self.0.task_wait(id).await
+    }
+    async fn task_update_resources(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.0.task_update_resources(id, resources).await
+    }
+    async fn exec_create(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &oci_spec::runtime::Process,
+        stdio: &Stdio,
+    ) -> Result<()> {
+        self.0.exec_create(id, exec_id, process, stdio).await
+    }
+    async fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32> {
+        self.0.exec_start(id, exec_id).await
+    }
+    async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
+        self.0.task_wait_exec(id, exec_id).await
+    }
+    async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
+        self.0.exec_kill(id, exec_id, signal).await
+    }
+    async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>> {
+        self.0.exec_delete(id, exec_id).await
+    }
+}
+
+#[async_trait]
+impl ports::Snapshots for Containerd {
+    async fn snapshot_prepare(
+        &self,
+        snapshotter: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>> {
+        self.0
+            .snapshot_prepare(snapshotter, key, parent, HashMap::new())
+            .await
+    }
+    async fn snapshot_view(
+        &self,
+        snapshotter: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<Vec<Mount>> {
+        self.0
+            .snapshot_view(snapshotter, key, parent, HashMap::new())
+            .await
+    }
+    async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>> {
+        self.0.snapshot_mounts(snapshotter, key).await
+    }
+    async fn snapshot_remove(&self, snapshotter: &str, key: &str) -> Result<()> {
+        self.0.snapshot_remove(snapshotter, key).await
+    }
+    async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>> {
+        self.0.snapshot_usage(snapshotter, key).await
+    }
+}
+
+#[async_trait]
+impl ports::Leases for Containerd {
+    async fn lease_create(&self, id: &str, expire: Duration) -> Result<()> {
+        self.0.lease_create(id, expire).await
+    }
+    async fn lease_delete(&self, id: &str) -> Result<()> {
+        self.0.lease_delete(id).await
+    }
+    async fn lease_list_prefix(&self, prefix: &str) -> Result<Vec<String>> {
+        self.0.lease_list_prefix(prefix).await
+    }
+}
+
+#[async_trait]
+impl ports::Containerd for Containerd {
+    fn with_lease(&self, id: &str) -> Arc<dyn ports::Containerd> {
+        Arc::new(Containerd(self.0.with_lease(id)))
+    }
+    async fn subscribe(&self, filters: Vec<String>) -> Result<BoxStream<'static, Result<Event>>> {
+        Ok(self.0.events_subscribe(filters).await?.boxed())
+    }
+    fn kill_lost_shims(&self, id: &str) -> usize {
+        self.0.kill_lost_shims(id)
+    }
+}
+
+/// CNI plugins and `crius_network::netns`.
+pub struct Network(pub Cni);
+
+#[async_trait]
+impl ports::Network for Network {
+    fn load(
+        &self,
+        conf_dir: &Path,
+        bin_dirs: &[PathBuf],
+    ) -> std::result::Result<NetworkConfig, NotReady> {
+        crius_network::cni::load(conf_dir, bin_dirs)
+    }
+    async fn add(&self, net: &NetworkConfig, att: &Attachment) -> Result<Vec<IpAddr>> {
+        Ok(self.0.add(net, att).await?.pod_ips())
+    }
+    async fn del(&self, net: &NetworkConfig, att: &Attachment) -> Result<()> {
+        self.0.del(net, att).await
+    }
+    async fn netns_create(&self, dir: &Path, name: &str) -> Result<PathBuf> {
+        let (dir, name) = (dir.to_path_buf(), name.to_string());
+        crius_rt::blocking("netns task", move || {
+            crius_network::netns::create(&dir, &name)
+        })
+        .await
+    }
+    async fn netns_remove(&self, path: &Path) -> Result<()> {
+        let path = path.to_path_buf();
+        crius_rt::blocking("netns task", move || crius_network::netns::remove(&path)).await
+    }
+    fn netns_is_pinned(&self, path: &Path) -> bool {
+        crius_network::netns::is_pinned(path)
+    }
+}
+
+/// The image store of `crius_image`.
+pub struct ImageStore(pub Arc<Images>);
+
+#[async_trait]
+impl ports::ImageStore for ImageStore {
+    async fn find(&self, query: &Query) -> Result<Option<CriImage>> {
+        self.0.find(query).await
+    }
+    async fn config(&self, image: &CriImage) -> Result<serde_json::Value> {
+        self.0.config(image).await
+    }
+    async fn ensure_unpacked(&self, image: &CriImage, snapshotter: &str) -> Result<()> {
+        self.0.ensure_unpacked(image, snapshotter).await.map(drop)
+    }
+    async fn pull(&self, config: &ImagesConfig, snapshotter: &str, name: &str) -> Result<CriImage> {
+        self.0.pull(config, snapshotter, name, None).await
+    }
+    async fn ensure_builtin(
+        &self,
+        config: &ImagesConfig,
+        snapshotter: &str,
+        name: &str,
+        files: &[crius_image::File<'_>],
+        entrypoint: &[&str],
+    ) -> Result<CriImage> {
+        self.0
+            .ensure_builtin(config, snapshotter, name, files, entrypoint)
+            .await
+    }
+}
+
+/// The host's own file system.
+pub struct HostFs;
+
+impl ports::HostFs for HostFs {
+    fn create_dir(&self, dir: &Path) -> Result<()> {
+        crate::podfs::create_dir(dir)
+    }
+    fn write_atomic(&self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        crate::podfs::write_atomic(path, data, mode)
+    }
+    fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        std::fs::read(path).ok()
+    }
+    fn dir_names(&self, dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn mount_shm(&self, dir: &Path) -> Result<PathBuf> {
+        crate::podfs::mount_shm(dir)
+    }
+    fn remove_pod_dir(&self, dir: &Path) -> Result<()> {
+        crate::podfs::remove_dir(dir)
+    }
+    fn remove_tree(&self, path: &Path, unmount: bool) -> Result<()> {
+        if unmount {
+            // Not mounted (the usual case) is fine.
+            let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+        }
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+    fn node_hostname(&self) -> String {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".to_string())
+    }
+    fn read_rootfs(
+        &self,
+        mounts: &[Mount],
+        scratch: &Path,
+        volumes: &[(String, PathBuf)],
+    ) -> Result<(Option<String>, Option<String>)> {
+        crate::rootfs::read_etc(mounts, scratch, volumes)
+    }
+    fn host_lookup(
+        &self,
+        devices: &[Device],
+        paths: &[String],
+        all_devices: bool,
+    ) -> Result<HostLookup> {
+        // Devices before mount paths: a refused device must not leave
+        // created host directories behind.
+        let device_nodes = crate::host::device_nodes(devices)?;
+        let host_paths = crate::host::host_paths(paths)?;
+        let host_devices = if all_devices {
+            crate::host::host_devices()
+        } else {
+            vec![]
+        };
+        Ok(HostLookup {
+            device_nodes,
+            host_paths,
+            host_devices,
+        })
+    }
+}

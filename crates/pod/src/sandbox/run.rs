@@ -1,0 +1,445 @@
+//! RunPodSandbox: the steps of a run and their undo.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crius_containerd::{ContainerRecord, Runtime, Stdio, runc_options};
+use crius_core::cgroup::CgroupDriver;
+use crius_core::config::Config;
+use crius_core::image::{BUILTIN_SANDBOX_IMAGE, CriImage};
+use crius_core::runtime::Selection;
+use crius_core::sandbox::{
+    self, NamespaceMode, PodSandboxRequest, SandboxSpecInput, SandboxState, files, labels,
+};
+use crius_core::{Error, Result};
+use crius_image::Query;
+use crius_network::exec::Attachment;
+
+use super::{
+    Sandboxes, attachment, fingerprint, image_process, mode_of, port_mappings, random_id,
+    select_runtime,
+};
+use crate::ctx::Rootfs;
+use crate::meta::{self, SandboxMeta};
+use crate::registrar::Reserve;
+use crate::store::Sandbox;
+use crate::{now_ns, podfs};
+
+/// Lease around a sandbox's creation (its snapshot must not be collected
+/// before the container record references it).
+const CREATE_LEASE: Duration = Duration::from_secs(600);
+
+/// kubelet's and containerd's oom_score_adj for the pause process.
+const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
+
+/// What a failed run must undo.
+#[derive(Default)]
+struct Undo {
+    pod_dir: Option<PathBuf>,
+    netns: Option<PathBuf>,
+    network: Option<(crius_network::cni::NetworkConfig, Attachment)>,
+    snapshot: Option<(String, String)>,
+    container: Option<String>,
+    task: Option<String>,
+    lease: Option<String>,
+}
+
+/// The pod's containerd record: its labels, runtime, spec, snapshot and
+/// [`SandboxMeta`].
+fn sandbox_record(
+    req: &PodSandboxRequest,
+    selection: &Selection,
+    meta: &SandboxMeta,
+    spec: oci_spec::runtime::Spec,
+) -> Result<ContainerRecord> {
+    let options = selection
+        .options
+        .as_ref()
+        .map(|o| runc_options(&o.binary_name, &o.root, o.systemd_cgroup));
+    let mut labels: HashMap<String, String> = labels::sandbox_labels(req).into_iter().collect();
+    labels.insert(
+        "io.crius.sandbox.runtime-handler".to_string(),
+        meta.runtime_handler.clone(),
+    );
+    Ok(ContainerRecord {
+        id: meta.id.clone(),
+        labels,
+        image: meta.image.clone(),
+        runtime: Runtime {
+            name: selection.runtime_type.clone(),
+            options,
+        },
+        spec,
+        snapshotter: meta.snapshotter.clone(),
+        snapshot_key: meta.id.clone(),
+        extensions: HashMap::from([(meta::EXTENSION.to_string(), meta.to_any()?)]),
+        ..Default::default()
+    })
+}
+
+impl Sandboxes {
+    /// Runs a sandbox; returns its id. An identical retry of a request in
+    /// flight gets the same id.
+    pub async fn run(
+        &self,
+        config: Arc<Config>,
+        driver: CgroupDriver,
+        req: PodSandboxRequest,
+    ) -> Result<String> {
+        sandbox::validate(&req)?;
+        let req = sandbox::normalized(req);
+        // Before anything exists: a name containerd could take as a path
+        // never gets further than this.
+        let selection = select_runtime(&config, &req)?;
+        let key = labels::sandbox_name_key(&req.name, &req.uid, &req.namespace, req.attempt);
+        let id = random_id();
+        let reservation = match self
+            .store
+            .names
+            .reserve(&key, &id, &fingerprint(&req))
+            .await?
+        {
+            Reserve::Duplicate(Some(id)) => return Ok(id),
+            Reserve::Duplicate(None) => {
+                return Err(Error::Internal(
+                    "name reservation ended without an id".into(),
+                ));
+            }
+            Reserve::Reserved(r) => r,
+        };
+        let pods = self.clone();
+        crius_rt::detached("sandbox creation task", async move {
+            let mut undo = Undo::default();
+            match pods
+                .create(
+                    &config,
+                    driver,
+                    &req,
+                    &selection,
+                    reservation.id(),
+                    &mut undo,
+                )
+                .await
+            {
+                Ok(sandbox) => {
+                    let id = sandbox.meta.id.clone();
+                    pods.watch_pause(sandbox.clone());
+                    pods.store.insert(sandbox);
+                    reservation.commit();
+                    Ok(id)
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %req.name, namespace = %req.namespace, "RunPodSandbox failed, undoing: {e}");
+                    pods.undo(undo).await;
+                    drop(reservation);
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
+    /// The pod's pause image: its handler's, else the configured one, else
+    /// the built-in one; pulled (or built) when missing.
+    async fn sandbox_image(
+        &self,
+        config: &Config,
+        selection: &Selection,
+        snapshotter: &str,
+    ) -> Result<CriImage> {
+        let name = match &selection.sandbox_image {
+            Some(name) => name.as_str(),
+            None if config.sandbox_image.is_empty() => BUILTIN_SANDBOX_IMAGE,
+            None => config.sandbox_image.as_str(),
+        };
+        let query = Query::parse(name)?;
+        let image = match self.images.find(&query).await? {
+            Some(i) => i,
+            None if name == BUILTIN_SANDBOX_IMAGE => self.ensure_pause_image(config).await?,
+            None => self.images.pull(&config.images, snapshotter, name).await?,
+        };
+        Ok(image)
+    }
+
+    /// Builds the built-in pause image when it is missing.
+    pub async fn ensure_pause_image(&self, config: &Config) -> Result<CriImage> {
+        let pause = crius_image::File {
+            path: "/pause",
+            mode: 0o755,
+            data: Some(self.pause),
+        };
+        let dir = |path| crius_image::File {
+            path,
+            mode: 0o755,
+            data: None,
+        };
+        // The mount points runc needs: the rootfs is a read-only view.
+        let files = [dir("/dev"), dir("/etc"), dir("/proc"), dir("/sys"), pause];
+        self.images
+            .ensure_builtin(
+                &config.images,
+                &config.containerd.snapshotter,
+                BUILTIN_SANDBOX_IMAGE,
+                &files,
+                &["/pause"],
+            )
+            .await
+    }
+
+    /// The steps of a run, in order; each records in `undo` what it made.
+    async fn create(
+        &self,
+        config: &Config,
+        driver: CgroupDriver,
+        req: &PodSandboxRequest,
+        selection: &Selection,
+        id: &str,
+        undo: &mut Undo,
+    ) -> Result<Arc<Sandbox>> {
+        let snapshotter = selection
+            .snapshotter
+            .clone()
+            .unwrap_or_else(|| config.containerd.snapshotter.clone());
+        let image = self.sandbox_image(config, selection, &snapshotter).await?;
+        let image_config = self.images.config(&image).await?;
+        let mut meta = self.new_meta(req, selection, id, &image, &snapshotter);
+        let pod_dir = self.pods_dir().join(id);
+        // The directory first: its intent record lets start-up undo the rest.
+        self.fs.create_dir(&pod_dir)?;
+        undo.pod_dir = Some(pod_dir.clone());
+        podfs::write_intent(&*self.fs, &pod_dir, &meta)?;
+        let ips = self
+            .set_up_network(config, &mut meta, &pod_dir, undo)
+            .await?;
+        self.write_pod_files(req, &mut meta, &pod_dir, &ips)?;
+        let spec = self.sandbox_spec(config, driver, req, selection, &meta, &image_config)?;
+        let lease = format!("crius-sandbox-{id}");
+        let c = self
+            .take_lease(&lease, CREATE_LEASE, &mut undo.lease)
+            .await?;
+        let mounts = self
+            .rootfs_snapshot(&*c, Rootfs::View, &image, &snapshotter, id)
+            .await?;
+        undo.snapshot = Some((snapshotter.clone(), id.to_string()));
+        let record = sandbox_record(req, selection, &meta, spec)?;
+        c.container_create(&record).await?;
+        undo.container = Some(id.to_string());
+        undo.task = Some(id.to_string());
+        c.task_create(id, mounts, &Stdio::null(), &meta.runtime_path)
+            .await?;
+        let pid = c.task_start(id).await?;
+        if let Err(e) = self.containerd.lease_delete(&lease).await {
+            tracing::warn!(
+                lease,
+                "cannot delete the creation lease (it expires on its own): {e}"
+            );
+        }
+        undo.lease = None;
+        tracing::info!(sandbox = id, pod = %req.name, namespace = %req.namespace, pid, "sandbox ready");
+        let sandbox = Sandbox::new(meta, SandboxState::Ready);
+        sandbox.set_pid(pid);
+        Ok(Arc::new(sandbox))
+    }
+
+    /// What the pod's record will say, before anything of it exists.
+    fn new_meta(
+        &self,
+        req: &PodSandboxRequest,
+        selection: &Selection,
+        id: &str,
+        image: &CriImage,
+        snapshotter: &str,
+    ) -> SandboxMeta {
+        let ns = req.linux.namespaces;
+        let host_network = ns.network == NamespaceMode::Node;
+        let netns = (!host_network).then(|| self.netns_dir().join(id));
+        // The name in the pod's /etc/hostname and /etc/hosts. A pod without
+        // a hostname keeps the node's (as with containerd: no UTS name is
+        // set, so the new UTS namespace starts with the node's).
+        let hostname = if host_network || req.hostname.is_empty() {
+            self.fs.node_hostname()
+        } else {
+            req.hostname.clone()
+        };
+        SandboxMeta {
+            version: SandboxMeta::VERSION,
+            id: id.to_string(),
+            name: req.name.clone(),
+            uid: req.uid.clone(),
+            namespace: req.namespace.clone(),
+            attempt: req.attempt,
+            labels: req.labels.clone(),
+            annotations: req.annotations.clone(),
+            runtime_handler: selection.handler.clone(),
+            runtime_type: selection.runtime_type.clone(),
+            created_at: now_ns(),
+            netns: netns.as_ref().map(|p| p.display().to_string()),
+            network: None,
+            ips: vec![],
+            hostname,
+            log_directory: req.log_directory.clone(),
+            namespace_modes: [mode_of(ns.network), mode_of(ns.pid), mode_of(ns.ipc)],
+            image: image
+                .repo_tags
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
+            port_mappings: port_mappings(req)
+                .into_iter()
+                .map(|p| (p.protocol, p.host_port, p.container_port, p.host_ip))
+                .collect(),
+            shm: None,
+            cgroup_parent: req.linux.cgroup_parent.clone(),
+            privileged: req.linux.privileged,
+            snapshotter: snapshotter.to_string(),
+            runtime_path: selection.runtime_path.clone().unwrap_or_default(),
+            privileged_without_host_devices: selection.privileged_without_host_devices,
+        }
+    }
+
+    /// The pod's network namespace and CNI ADD (none with host network);
+    /// returns the pod's IPs.
+    async fn set_up_network(
+        &self,
+        config: &Config,
+        meta: &mut SandboxMeta,
+        pod_dir: &Path,
+        undo: &mut Undo,
+    ) -> Result<Vec<IpAddr>> {
+        let Some(netns) = meta.netns.clone().map(PathBuf::from) else {
+            return Ok(vec![]);
+        };
+        let net = self
+            .net
+            .load(&config.cni.conf_dir, &config.cni.bin_dirs)
+            .map_err(|e| Error::FailedPrecondition(format!("pod network is not ready: {e}")))?;
+        meta.network = Some(net.name.clone());
+        podfs::write_intent(&*self.fs, pod_dir, meta)?;
+        let created = self.net.netns_create(&self.netns_dir(), &meta.id).await?;
+        undo.netns = Some(created);
+        let att = attachment(meta, &netns);
+        // Before the ADD: a half-done ADD is undone by a DEL.
+        undo.network = Some((net.clone(), att.clone()));
+        let ips = self.net.add(&net, &att).await?;
+        meta.ips = ips.iter().map(IpAddr::to_string).collect();
+        tracing::info!(sandbox = %meta.id, ips = ?meta.ips, network = %net.name, "pod network set up");
+        Ok(ips)
+    }
+
+    /// The pod's `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` and
+    /// `/dev/shm`; the intent record then says all of it.
+    fn write_pod_files(
+        &self,
+        req: &PodSandboxRequest,
+        meta: &mut SandboxMeta,
+        pod_dir: &Path,
+        ips: &[IpAddr],
+    ) -> Result<()> {
+        let ns = req.linux.namespaces;
+        let host_network = ns.network == NamespaceMode::Node;
+        let host_files = |name: &str| {
+            self.fs
+                .read(&Path::new("/etc").join(name))
+                .unwrap_or_default()
+        };
+        self.fs.write_atomic(
+            &pod_dir.join("hostname"),
+            files::hostname_file(&meta.hostname).as_bytes(),
+            0o644,
+        )?;
+        let hosts = if host_network {
+            host_files("hosts")
+        } else {
+            files::hosts(&meta.hostname, ips).into_bytes()
+        };
+        self.fs
+            .write_atomic(&pod_dir.join("hosts"), &hosts, 0o644)?;
+        let resolv = match &req.dns {
+            Some(dns) if !host_network => files::resolv_conf(dns).into_bytes(),
+            _ => host_files("resolv.conf"),
+        };
+        self.fs
+            .write_atomic(&pod_dir.join("resolv.conf"), &resolv, 0o644)?;
+        if ns.ipc != NamespaceMode::Node {
+            let shm = self.fs.mount_shm(pod_dir)?;
+            meta.shm = Some(shm.display().to_string());
+        }
+        podfs::write_intent(&*self.fs, pod_dir, meta)
+    }
+
+    /// The pause container's OCI spec.
+    fn sandbox_spec(
+        &self,
+        config: &Config,
+        driver: CgroupDriver,
+        req: &PodSandboxRequest,
+        selection: &Selection,
+        meta: &SandboxMeta,
+        image_config: &serde_json::Value,
+    ) -> Result<oci_spec::runtime::Spec> {
+        // Pod annotations reach the spec only through the handler's
+        // allow-list; the CRI ones are always there.
+        let annotations = match config.runtimes.get(&selection.handler) {
+            Some(h) => {
+                crius_core::runtime::filter_annotations(&h.pod_annotations, &req.annotations)
+            }
+            None => BTreeMap::new(),
+        };
+        sandbox::sandbox_spec(&SandboxSpecInput {
+            id: meta.id.clone(),
+            request: req,
+            image_config: image_process(image_config),
+            netns_path: meta.netns.clone(),
+            pod_shm: meta.shm.clone(),
+            hostname: req.hostname.clone(),
+            cgroup_driver: driver,
+            daemon_oom_score_adj: self.host.daemon_oom_score_adj,
+            sandbox_oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
+            annotations,
+            localhost_seccomp: crate::host::localhost_seccomp(req.linux.seccomp.as_ref())?,
+            kernel_version: self.host.kernel_version,
+        })
+    }
+
+    /// Undoes a failed run, in reverse; errors are logged, not returned.
+    async fn undo(&self, undo: Undo) {
+        if let Some(id) = &undo.task
+            && let Err(e) = self.kill_and_delete_task(id).await
+        {
+            tracing::warn!(sandbox = %id, "undo: task: {e}");
+        }
+        if let Some(id) = &undo.container
+            && let Err(e) = self.containerd.container_delete(id).await
+        {
+            tracing::warn!(sandbox = %id, "undo: container: {e}");
+        }
+        if let Some((snapshotter, key)) = &undo.snapshot
+            && let Err(e) = self.containerd.snapshot_remove(snapshotter, key).await
+        {
+            tracing::warn!(key, "undo: snapshot: {e}");
+        }
+        if let Some((net, att)) = &undo.network
+            && let Err(e) = self.net.del(net, att).await
+        {
+            tracing::warn!(container = %att.container_id, "undo: CNI DEL: {e}");
+        }
+        if let Some(path) = &undo.netns
+            && let Err(e) = self.net.netns_remove(path).await
+        {
+            tracing::warn!("undo: netns: {e}");
+        }
+        if let Some(dir) = &undo.pod_dir
+            && let Err(e) = self.fs.remove_pod_dir(dir)
+        {
+            tracing::warn!(dir = %dir.display(), "undo: pod directory: {e}");
+        }
+        if let Some(lease) = &undo.lease
+            && let Err(e) = self.containerd.lease_delete(lease).await
+        {
+            tracing::warn!(lease, "undo: lease: {e}");
+        }
+    }
+}

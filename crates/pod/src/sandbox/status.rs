@@ -1,0 +1,91 @@
+//! PodSandboxStatus, ListPodSandbox, and the pause process' watcher that
+//! keeps both answering from memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crius_containerd::TaskStatus;
+use crius_core::sandbox::SandboxState;
+use crius_core::{Error, Result};
+
+use super::{ListFilter, SandboxStatus, Sandboxes};
+use crate::store::Sandbox;
+
+impl Sandboxes {
+    /// A sandbox's status, checked against its pause task.
+    pub async fn status(&self, id: &str, verbose: bool) -> Result<SandboxStatus> {
+        let sandbox = self
+            .store
+            .find(id)?
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {id}")))?;
+        // From memory: the pause process' watcher turns the sandbox NOTREADY
+        // when it exits (kubelet asks for every pod's status every second).
+        // A verbose status also asks containerd.
+        if verbose {
+            let running = self
+                .containerd
+                .task_get(&sandbox.meta.id)
+                .await?
+                .is_some_and(|t| t.status == TaskStatus::Running);
+            if !running {
+                sandbox.pause_exited();
+            }
+        }
+        let spec = if verbose {
+            self.containerd
+                .container_get(&sandbox.meta.id)
+                .await?
+                .and_then(|r| serde_json::to_value(r.spec).ok())
+        } else {
+            None
+        };
+        Ok(SandboxStatus {
+            meta: sandbox.meta.clone(),
+            state: sandbox.state(),
+            pid: sandbox.pid(),
+            spec,
+        })
+    }
+
+    /// Sandboxes matching `filter`, oldest first, shared (not copied).
+    pub fn list(&self, filter: &ListFilter) -> Vec<(Arc<Sandbox>, SandboxState)> {
+        let mut out: Vec<_> = self
+            .store
+            .all()
+            .into_iter()
+            .filter(|s| filter.id.is_empty() || s.meta.id.starts_with(&filter.id))
+            .filter(|s| filter.state.is_none_or(|st| s.state() == st))
+            .filter(|s| {
+                filter
+                    .label_selector
+                    .iter()
+                    .all(|(k, v)| s.meta.labels.get(k) == Some(v))
+            })
+            .map(|s| {
+                let state = s.state();
+                (s, state)
+            })
+            .collect();
+        out.sort_by_key(|(s, _)| s.meta.created_at);
+        out
+    }
+
+    /// Waits for the pause process to exit and turns the sandbox NOTREADY,
+    /// so that status and list answer from memory.
+    pub(crate) fn watch_pause(&self, sandbox: Arc<Sandbox>) {
+        let pods = self.clone();
+        self.background.spawn("pause watcher", async move {
+            loop {
+                match pods.containerd.task_wait(&sandbox.meta.id).await {
+                    Ok(_) | Err(Error::NotFound { .. }) => break,
+                    Err(e) => {
+                        tracing::debug!(sandbox = %sandbox.meta.id, "waiting for the pause process: {e}; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            sandbox.pause_exited();
+            tracing::debug!(sandbox = %sandbox.meta.id, "pause process exited");
+        });
+    }
+}

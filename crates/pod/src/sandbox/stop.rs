@@ -1,0 +1,62 @@
+//! StopPodSandbox: the pod's processes killed, its network torn down.
+
+use std::path::{Path, PathBuf};
+
+use crius_core::Result;
+use crius_core::config::Config;
+use crius_core::sandbox::SandboxEvent;
+
+use super::{Sandboxes, attachment};
+use crate::store::Sandbox;
+
+impl Sandboxes {
+    /// Stops a sandbox: its processes killed, its network torn down.
+    /// Idempotent; unknown ids are fine (CRI: a stop of what is gone
+    /// succeeds, so kubelet's retries after a removal do too).
+    pub async fn stop(&self, config: &Config, id: &str) -> Result<()> {
+        let Some(sandbox) = self.store.find(id)? else {
+            tracing::debug!(
+                sandbox = id,
+                "StopPodSandbox of an unknown id: nothing to do"
+            );
+            return Ok(());
+        };
+        let _op = sandbox.op.lock().await;
+        self.stop_locked(config, &sandbox).await
+    }
+
+    pub(crate) async fn stop_locked(&self, config: &Config, sandbox: &Sandbox) -> Result<()> {
+        let id = &sandbox.meta.id;
+        self.container_ops.stop_containers_of(id).await?;
+        self.kill_and_delete_task(id).await?;
+        sandbox.pause_exited();
+        if sandbox.network_down() {
+            tracing::debug!(sandbox = %id, "network already torn down");
+        } else if let (Some(network), Some(netns)) = (&sandbox.meta.network, &sandbox.meta.netns) {
+            // The network config may have changed since; DEL with the cached
+            // config when the named network is gone is the plugin's job.
+            match self.net.load(&config.cni.conf_dir, &config.cni.bin_dirs) {
+                Ok(net) if &net.name == network => {
+                    let netns = if self.net.netns_is_pinned(Path::new(netns)) {
+                        PathBuf::from(netns)
+                    } else {
+                        PathBuf::new()
+                    };
+                    self.net
+                        .del(&net, &attachment(&sandbox.meta, &netns))
+                        .await?;
+                }
+                Ok(net) => {
+                    tracing::warn!(sandbox = %id, was = %network, now = %net.name, "the pod's network is no longer configured; skipping CNI DEL")
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, "no CNI config to tear the pod network down: {e}")
+                }
+            }
+        }
+        sandbox.set_network_down();
+        sandbox.apply(SandboxEvent::Stopped);
+        tracing::info!(sandbox = %id, "sandbox stopped");
+        Ok(())
+    }
+}
