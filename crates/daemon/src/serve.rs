@@ -62,9 +62,10 @@ async fn serve(
     let loader: crius_server::state::ConfigLoader =
         Box::new(move || args.load_config().map_err(|e| format!("{e:#}")));
     let state = Arc::new(state.with_loader(loader));
-    let reloader = tokio::spawn(reload_on_sighup(state.clone()));
+    let background = state.background().clone();
+    background.spawn("config reloader", reload_on_sighup(state.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let connector = tokio::spawn(connect_containerd(state.clone()));
+    background.spawn("containerd connector", connect_containerd(state.clone()));
     let pods_of = state.clone();
 
     let services = crius_server::services(state);
@@ -92,17 +93,17 @@ async fn serve(
             }
         }
     };
-    connector.abort();
-    reloader.abort();
-    // Exit watchers and event followers stop; containers keep running and
-    // a restarted daemon recovers them.
+    // The daemon's own tasks (config reloader, containerd connector, pulls
+    // a client left), then the pods' exit watchers and event followers
+    // stop; containers keep running and a restarted daemon recovers them.
+    background.shutdown(BACKGROUND_GRACE).await;
     if let Ok(backend) = pods_of.backend() {
         backend.pods.shutdown(BACKGROUND_GRACE).await;
     }
     result
 }
 
-/// How long shutdown waits for the pods' background tasks to stop.
+/// How long shutdown waits for each set of background tasks to stop.
 const BACKGROUND_GRACE: Duration = Duration::from_secs(1);
 
 /// SIGHUP re-reads the config (`crius config reload` does the same).

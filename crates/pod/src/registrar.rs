@@ -47,9 +47,9 @@ pub struct Reservation {
 pub enum Reserve {
     /// The name is now ours, for the given id.
     Reserved(Reservation),
-    /// An identical request holds it; its id once it finished, or `None`
-    /// when it failed.
-    Duplicate(Option<String>),
+    /// An identical request held it and succeeded: its id. (When that one
+    /// failed, the name was free again and this request reserved it.)
+    Duplicate(String),
 }
 
 impl Registrar {
@@ -99,7 +99,7 @@ impl Registrar {
                 }
             };
             match outcome {
-                Some(Some(id)) => return Ok(Reserve::Duplicate(Some(id))),
+                Some(Some(id)) => return Ok(Reserve::Duplicate(id)),
                 // Failed or vanished: try to take the name ourselves.
                 _ => continue,
             }
@@ -174,7 +174,7 @@ mod tests {
         assert!(!retry.is_finished());
         first.commit();
         match retry.await.expect("join").expect("ok") {
-            Reserve::Duplicate(Some(id)) => assert_eq!(id, "id1"),
+            Reserve::Duplicate(id) => assert_eq!(id, "id1"),
             _ => panic!("the retry must get the first id"),
         }
         // Once taken, a new request for the name is refused.

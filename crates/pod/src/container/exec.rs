@@ -102,16 +102,7 @@ impl Exec {
             EXEC_OUTPUT_CAP,
             stop,
         ));
-        let stdio = Stdio {
-            stdin: String::new(),
-            stdout: fifos.stdout.display().to_string(),
-            stderr: fifos
-                .stderr
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            terminal: false,
-        };
+        let stdio = super::fifo_stdio(&fifos, false);
         let result = self
             .run_exec(&id, &exec_id, &process, &stdio, timeout)
             .await;

@@ -246,6 +246,20 @@ pub struct ContainerFilter {
     pub label_selector: BTreeMap<String, String>,
 }
 
+/// The task's stdio: the FIFOs crius reads (no stdin), on a terminal or not.
+fn fifo_stdio(fifos: &crius_logs::Fifos, terminal: bool) -> crius_containerd::Stdio {
+    crius_containerd::Stdio {
+        stdin: String::new(),
+        stdout: fifos.stdout.display().to_string(),
+        stderr: fifos
+            .stderr
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        terminal,
+    }
+}
+
 fn ns_of(t: Option<std::time::SystemTime>) -> i64 {
     t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as i64)

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crius_containerd::Stdio;
 use crius_core::cgroup::{CgroupDriver, Controller};
 use crius_core::{Error, Result};
 
@@ -97,16 +96,7 @@ impl Containers {
         let mounts = self.containerd.snapshot_mounts(&snapshotter, id).await?;
         let fifos = crius_logs::create_fifos(&self.containers_dir().join(id), id, c.meta.tty)?;
         let log = self.log_writer(&c.meta)?.start(&fifos)?;
-        let stdio = Stdio {
-            stdin: String::new(),
-            stdout: fifos.stdout.display().to_string(),
-            stderr: fifos
-                .stderr
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            terminal: c.meta.tty,
-        };
+        let stdio = super::fifo_stdio(&fifos, c.meta.tty);
         match self
             .containerd
             .task_create(id, mounts, &stdio, &c.meta.runtime_path)

@@ -102,12 +102,7 @@ impl Sandboxes {
             .reserve(&key, &id, &fingerprint(&req))
             .await?
         {
-            Reserve::Duplicate(Some(id)) => return Ok(id),
-            Reserve::Duplicate(None) => {
-                return Err(Error::Internal(
-                    "name reservation ended without an id".into(),
-                ));
-            }
+            Reserve::Duplicate(id) => return Ok(id),
             Reserve::Reserved(r) => r,
         };
         let pods = self.clone();
