@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod filter;
 pub mod image;
 pub mod names;
 pub mod readiness;

@@ -28,6 +28,7 @@
 //! path every 10 s; the price is knowing the drivers' layout, which is fixed (runc's and systemd's)
 //! and unit-tested in core.
 
+use crius_core::filter::Selector;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -179,12 +180,9 @@ impl Stats {
         driver: CgroupDriver,
     ) -> Result<Vec<PodUsage>> {
         let mut out = Vec::new();
+        let selector = Selector::new(id, label_selector);
         for s in self.store.all() {
-            if (!id.is_empty() && !s.meta.id.starts_with(id))
-                || !label_selector
-                    .iter()
-                    .all(|(k, v)| s.meta.labels.get(k) == Some(v))
-                || s.state() != SandboxState::Ready
+            if !selector.matches(&s.meta.id, "", &s.meta.labels) || s.state() != SandboxState::Ready
             {
                 continue;
             }
@@ -262,16 +260,11 @@ impl Stats {
     /// accounts the disk of exited containers too).
     pub async fn list_container_stats(&self, filter: &StatsFilter) -> Result<Vec<ContainerUsage>> {
         let mut out = Vec::new();
+        let selector =
+            Selector::new(&filter.id, &filter.label_selector).in_sandbox(&filter.pod_sandbox_id);
         for c in self.containers.all() {
             let m = &c.meta;
-            if (!filter.id.is_empty() && !m.id.starts_with(&filter.id))
-                || (!filter.pod_sandbox_id.is_empty()
-                    && !m.sandbox_id.starts_with(&filter.pod_sandbox_id))
-                || !filter
-                    .label_selector
-                    .iter()
-                    .all(|(k, v)| m.labels.get(k) == Some(v))
-            {
+            if !selector.matches(&m.id, &m.sandbox_id, &m.labels) {
                 continue;
             }
             out.push(self.usage_of(c).await?);

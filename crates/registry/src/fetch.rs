@@ -939,9 +939,14 @@ fn http_client(host: &RegistryHost) -> Result<reqwest::Client> {
         })?;
         pems.push(pem);
     }
-    type Key = (bool, Vec<Vec<u8>>);
+    // Per tokio runtime too: a pooled connection's task lives on the
+    // runtime that opened it, and a client reused from another runtime that
+    // has ended fails with "dispatch task is gone" (criusd has one runtime;
+    // tests have one per test).
+    type Key = (bool, Vec<Vec<u8>>, Option<tokio::runtime::Id>);
     static CLIENTS: OnceLock<Mutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
-    let key = (host.skip_verify, pems);
+    let runtime = tokio::runtime::Handle::try_current().ok().map(|h| h.id());
+    let key = (host.skip_verify, pems, runtime);
     let clients = CLIENTS.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(client) = lock(clients).get(&key) {
         return Ok(client.clone());

@@ -1,6 +1,7 @@
 //! ContainerStatus, ListContainers, UpdateContainerResources,
 //! ReopenContainerLog.
 
+use crius_core::filter::Selector;
 use crius_core::{Error, Result};
 
 use super::{ContainerFilter, ContainerMeta, ContainerState, ContainerStatus, Containers};
@@ -21,17 +22,12 @@ impl Containers {
             .containers
             .all()
             .into_iter()
-            .filter(|c| filter.id.is_empty() || c.meta.id.starts_with(&filter.id))
             .filter(|c| {
-                filter.sandbox_id.is_empty() || c.meta.sandbox_id.starts_with(&filter.sandbox_id)
+                Selector::new(&filter.id, &filter.label_selector)
+                    .in_sandbox(&filter.sandbox_id)
+                    .matches(&c.meta.id, &c.meta.sandbox_id, &c.meta.labels)
             })
             .filter(|c| filter.state.is_none_or(|s| c.status().state == s))
-            .filter(|c| {
-                filter
-                    .label_selector
-                    .iter()
-                    .all(|(k, v)| c.meta.labels.get(k) == Some(v))
-            })
             .map(|c| (c.meta.clone(), c.status()))
             .collect();
         out.sort_by_key(|(m, _)| m.created_at);

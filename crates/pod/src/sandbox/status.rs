@@ -1,6 +1,7 @@
 //! PodSandboxStatus, ListPodSandbox, and the pause process' watcher that
 //! keeps both answering from memory.
 
+use crius_core::filter::Selector;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,14 +54,14 @@ impl Sandboxes {
             .store
             .all()
             .into_iter()
-            .filter(|s| filter.id.is_empty() || s.meta.id.starts_with(&filter.id))
-            .filter(|s| filter.state.is_none_or(|st| s.state() == st))
             .filter(|s| {
-                filter
-                    .label_selector
-                    .iter()
-                    .all(|(k, v)| s.meta.labels.get(k) == Some(v))
+                Selector::new(&filter.id, &filter.label_selector).matches(
+                    &s.meta.id,
+                    "",
+                    &s.meta.labels,
+                )
             })
+            .filter(|s| filter.state.is_none_or(|st| s.state() == st))
             .map(|s| {
                 let state = s.state();
                 (s, state)
