@@ -14,6 +14,7 @@ use crius_core::image::CriImage;
 use crius_core::{Error, Result};
 
 use crate::container::Container;
+use crate::ports::Made;
 use crate::store::{Sandbox, Store};
 use crate::{exits, ports};
 
@@ -120,16 +121,19 @@ impl Ctx {
                 }
             }
         };
-        match make().await {
-            Ok(m) => Ok(m),
-            // The image's layers are not (or no longer) unpacked: unpack
-            // them now, then and only then (lazy unpack).
-            Err(Error::NotFound { .. }) => {
-                c.snapshot_remove(snapshotter, key).await?;
-                self.images.ensure_unpacked(image, snapshotter).await?;
-                make().await
-            }
-            Err(e) => Err(e),
+        if let Made::Mounts(m) = make().await? {
+            return Ok(m);
+        }
+        // The image's layers are not (or no longer) unpacked: unpack them
+        // now, then and only then (lazy unpack).
+        c.snapshot_remove(snapshotter, key).await?;
+        self.images.ensure_unpacked(image, snapshotter).await?;
+        match make().await? {
+            Made::Mounts(m) => Ok(m),
+            Made::ParentMissing => Err(Error::FailedPrecondition(format!(
+                "image {}: its snapshot {} is missing right after unpacking it",
+                image.id, image.chain_id
+            ))),
         }
     }
 

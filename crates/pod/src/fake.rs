@@ -27,7 +27,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 
 use crate::Ports;
-use crate::ports::{self, HostLookup};
+use crate::ports::{self, HostLookup, Made};
 
 /// A task of the fake containerd.
 #[derive(Debug)]
@@ -457,12 +457,13 @@ impl ports::Tasks for Fake {
 }
 
 impl Fake {
-    fn snapshot_make(&self, snapshotter: &str, key: &str, parent: Option<&str>) -> Result<()> {
+    /// `false` when the parent is not unpacked.
+    fn snapshot_make(&self, snapshotter: &str, key: &str, parent: Option<&str>) -> Result<bool> {
         let mut w = self.world();
         if let Some(p) = parent
             && !w.unpacked.contains(p)
         {
-            return Err(not_found(format!("parent snapshot {p}")));
+            return Ok(false);
         }
         if !w
             .snapshots
@@ -472,7 +473,7 @@ impl Fake {
                 what: format!("snapshot {key}"),
             });
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -483,24 +484,28 @@ impl ports::Snapshots for Fake {
         snapshotter: &str,
         key: &str,
         parent: Option<&str>,
-    ) -> Result<Vec<Mount>> {
+    ) -> Result<Made> {
         self.call("snapshot_prepare", format_args!("{snapshotter} {key}"))?;
-        self.snapshot_make(snapshotter, key, parent)?;
-        Ok(vec![Mount {
+        if !self.snapshot_make(snapshotter, key, parent)? {
+            return Ok(Made::ParentMissing);
+        }
+        Ok(Made::Mounts(vec![Mount {
             r#type: "bind".into(),
             source: format!("/fake/snapshots/{key}"),
             ..Default::default()
-        }])
+        }]))
     }
     async fn snapshot_view(
         &self,
         snapshotter: &str,
         key: &str,
         parent: Option<&str>,
-    ) -> Result<Vec<Mount>> {
+    ) -> Result<Made> {
         self.call("snapshot_view", format_args!("{snapshotter} {key}"))?;
-        self.snapshot_make(snapshotter, key, parent)?;
-        Ok(vec![])
+        if !self.snapshot_make(snapshotter, key, parent)? {
+            return Ok(Made::ParentMissing);
+        }
+        Ok(Made::Mounts(vec![]))
     }
     async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>> {
         self.call("snapshot_mounts", format_args!("{snapshotter} {key}"))?;

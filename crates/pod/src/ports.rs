@@ -72,6 +72,16 @@ pub trait Tasks: Send + Sync {
     async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>>;
 }
 
+/// A snapshot made on a parent: its mounts, or the parent is missing (an
+/// image whose layers are not, or no longer, unpacked). The adapter decides
+/// which of containerd's answers means that, so nothing above it reads
+/// containerd's error codes.
+#[derive(Debug)]
+pub enum Made {
+    Mounts(Vec<Mount>),
+    ParentMissing,
+}
+
 /// containerd's snapshots.
 #[async_trait]
 pub trait Snapshots: Send + Sync {
@@ -81,14 +91,14 @@ pub trait Snapshots: Send + Sync {
         snapshotter: &str,
         key: &str,
         parent: Option<&str>,
-    ) -> Result<Vec<Mount>>;
+    ) -> Result<Made>;
     /// A read-only view `key` of `parent`.
     async fn snapshot_view(
         &self,
         snapshotter: &str,
         key: &str,
         parent: Option<&str>,
-    ) -> Result<Vec<Mount>>;
+    ) -> Result<Made>;
     async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>>;
     async fn snapshot_remove(&self, snapshotter: &str, key: &str) -> Result<()>;
     async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>>;

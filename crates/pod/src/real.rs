@@ -20,7 +20,7 @@ use crius_network::exec::{Attachment, Cni};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use crate::ports::{self, HostLookup};
+use crate::ports::{self, HostLookup, Made};
 
 /// containerd, over one namespaced connection.
 #[derive(Clone)]
@@ -108,6 +108,17 @@ impl ports::Tasks for Containerd {
     }
 }
 
+/// containerd answers NotFound for a new key only when its parent is
+/// missing ("parent snapshot … does not exist"): then the image is to be
+/// unpacked; every other answer is what it is.
+fn made_on(parent: Option<&str>, made: Result<Vec<Mount>>) -> Result<Made> {
+    match made {
+        Ok(mounts) => Ok(Made::Mounts(mounts)),
+        Err(Error::NotFound { .. }) if parent.is_some() => Ok(Made::ParentMissing),
+        Err(e) => Err(e),
+    }
+}
+
 #[async_trait]
 impl ports::Snapshots for Containerd {
     async fn snapshot_prepare(
@@ -115,20 +126,24 @@ impl ports::Snapshots for Containerd {
         snapshotter: &str,
         key: &str,
         parent: Option<&str>,
-    ) -> Result<Vec<Mount>> {
-        self.0
+    ) -> Result<Made> {
+        let made = self
+            .0
             .snapshot_prepare(snapshotter, key, parent, HashMap::new())
-            .await
+            .await;
+        made_on(parent, made)
     }
     async fn snapshot_view(
         &self,
         snapshotter: &str,
         key: &str,
         parent: Option<&str>,
-    ) -> Result<Vec<Mount>> {
-        self.0
+    ) -> Result<Made> {
+        let made = self
+            .0
             .snapshot_view(snapshotter, key, parent, HashMap::new())
-            .await
+            .await;
+        made_on(parent, made)
     }
     async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>> {
         self.0.snapshot_mounts(snapshotter, key).await
@@ -305,5 +320,32 @@ impl ports::HostFs for HostFs {
             host_paths,
             host_devices,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_not_found_on_a_parent_means_the_image_is_to_be_unpacked() {
+        let missing = || Err(Error::not_found("parent snapshot sha256:ab"));
+        assert!(matches!(
+            made_on(Some("sha256:ab"), missing()),
+            Ok(Made::ParentMissing)
+        ));
+        assert!(matches!(
+            made_on(None, missing()),
+            Err(Error::NotFound { .. })
+        ));
+        let refused = Err(Error::FailedPrecondition("snapshot busy".into()));
+        assert!(matches!(
+            made_on(Some("sha256:ab"), refused),
+            Err(Error::FailedPrecondition(_))
+        ));
+        assert!(matches!(
+            made_on(Some("sha256:ab"), Ok(vec![])),
+            Ok(Made::Mounts(m)) if m.is_empty()
+        ));
     }
 }
