@@ -60,7 +60,7 @@ use recover::Recovery;
 use sandbox::Sandboxes;
 use stats::Stats;
 
-pub use meta::SandboxMeta;
+pub use meta::{ModeRecord, NamespaceRecord, PortRecord, SandboxMeta};
 pub use sandbox::{ListFilter, SandboxStatus};
 pub use stats::{ContainerUsage, PodUsage, StatsFilter};
 pub use store::Sandbox;

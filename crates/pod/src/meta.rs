@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crius_core::sandbox::NamespaceMode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -34,11 +35,17 @@ pub struct SandboxMeta {
     pub ips: Vec<String>,
     pub hostname: String,
     pub log_directory: String,
-    /// CRI namespace modes (network, pid, ipc) as CRI enum values.
-    pub namespace_modes: [i32; 3],
+    /// The pod's namespace modes (version 1 records: `namespace_modes`,
+    /// CRI enum values).
+    #[serde(
+        alias = "namespace_modes",
+        deserialize_with = "namespaces_of_any_record"
+    )]
+    pub namespaces: NamespaceRecord,
     pub image: String,
-    /// Port mappings as given, for CNI DEL.
-    pub port_mappings: Vec<(String, u16, u16, String)>,
+    /// Port mappings as given, for CNI DEL (version 1 records: tuples).
+    #[serde(deserialize_with = "ports_of_any_record")]
+    pub port_mappings: Vec<PortRecord>,
     /// The pod's `/dev/shm` mount, when it has its own.
     pub shm: Option<String>,
     /// The pod's cgroup parent, as kubelet gave it.
@@ -59,8 +66,116 @@ pub struct SandboxMeta {
     pub privileged_without_host_devices: bool,
 }
 
+/// A namespace mode as a sandbox record names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeRecord {
+    #[default]
+    Pod,
+    Container,
+    Node,
+    Target,
+}
+
+impl ModeRecord {
+    /// A CRI enum value, as version 1 records hold them (unknown: POD).
+    fn of_cri(v: i32) -> Self {
+        match v {
+            1 => ModeRecord::Container,
+            2 => ModeRecord::Node,
+            3 => ModeRecord::Target,
+            _ => ModeRecord::Pod,
+        }
+    }
+}
+
+impl From<NamespaceMode> for ModeRecord {
+    fn from(m: NamespaceMode) -> Self {
+        match m {
+            NamespaceMode::Pod => ModeRecord::Pod,
+            NamespaceMode::Container => ModeRecord::Container,
+            NamespaceMode::Node => ModeRecord::Node,
+            NamespaceMode::Target => ModeRecord::Target,
+        }
+    }
+}
+
+impl From<ModeRecord> for NamespaceMode {
+    fn from(m: ModeRecord) -> Self {
+        match m {
+            ModeRecord::Pod => NamespaceMode::Pod,
+            ModeRecord::Container => NamespaceMode::Container,
+            ModeRecord::Node => NamespaceMode::Node,
+            ModeRecord::Target => NamespaceMode::Target,
+        }
+    }
+}
+
+/// The pod's namespace modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceRecord {
+    pub network: ModeRecord,
+    pub pid: ModeRecord,
+    pub ipc: ModeRecord,
+}
+
+/// One port mapping with a host port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRecord {
+    /// `tcp`, `udp` or `sctp`, lower case.
+    pub protocol: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub host_ip: String,
+}
+
+fn namespaces_of_any_record<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<NamespaceRecord, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Named(NamespaceRecord),
+        Cri([i32; 3]),
+    }
+    Ok(match Wire::deserialize(d)? {
+        Wire::Named(n) => n,
+        Wire::Cri([network, pid, ipc]) => NamespaceRecord {
+            network: ModeRecord::of_cri(network),
+            pid: ModeRecord::of_cri(pid),
+            ipc: ModeRecord::of_cri(ipc),
+        },
+    })
+}
+
+fn ports_of_any_record<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<PortRecord>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Named(PortRecord),
+        Tuple(String, u16, u16, String),
+    }
+    let wire: Vec<Wire> = Deserialize::deserialize(d)?;
+    Ok(wire
+        .into_iter()
+        .map(|w| match w {
+            Wire::Named(p) => p,
+            Wire::Tuple(protocol, host_port, container_port, host_ip) => PortRecord {
+                protocol,
+                host_port,
+                container_port,
+                host_ip,
+            },
+        })
+        .collect())
+}
+
 impl SandboxMeta {
-    pub const VERSION: u32 = 1;
+    /// 2: named namespace modes and port mappings (1: CRI enum values and
+    /// tuples, still read).
+    pub const VERSION: u32 = 2;
 
     /// The pod's snapshotter, or `default` for records that name none.
     pub fn snapshotter_or<'a>(&'a self, default: &'a str) -> &'a str {
@@ -74,16 +189,8 @@ impl SandboxMeta {
     /// What its containers need of the pod's request (name, uid, namespace,
     /// namespace modes, cgroup parent, privilege).
     pub fn request(&self) -> crius_core::sandbox::PodSandboxRequest {
-        use crius_core::sandbox::{
-            LinuxSandbox, NamespaceMode, NamespaceOptions, PodSandboxRequest,
-        };
-        let mode = |m: i32| match m {
-            1 => NamespaceMode::Container,
-            2 => NamespaceMode::Node,
-            3 => NamespaceMode::Target,
-            _ => NamespaceMode::Pod,
-        };
-        let [network, pid, ipc] = self.namespace_modes;
+        use crius_core::sandbox::{LinuxSandbox, NamespaceOptions, PodSandboxRequest};
+        let NamespaceRecord { network, pid, ipc } = self.namespaces;
         PodSandboxRequest {
             name: self.name.clone(),
             uid: self.uid.clone(),
@@ -97,9 +204,9 @@ impl SandboxMeta {
             linux: LinuxSandbox {
                 cgroup_parent: self.cgroup_parent.clone(),
                 namespaces: NamespaceOptions {
-                    network: mode(network),
-                    pid: mode(pid),
-                    ipc: mode(ipc),
+                    network: network.into(),
+                    pid: pid.into(),
+                    ipc: ipc.into(),
                 },
                 privileged: self.privileged,
                 ..Default::default()
@@ -131,4 +238,51 @@ pub(crate) fn to_any<T: Serialize>(type_url: &str, v: &T) -> crius_core::Result<
 pub(crate) fn from_any<T: DeserializeOwned>(a: &prost_types::Any) -> crius_core::Result<T> {
     serde_json::from_slice(&a.value)
         .map_err(|e| crius_core::Error::Internal(format!("decoding {}: {e}", a.type_url)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as a version 1 criusd wrote it (CRI enum values, tuples).
+    const V1: &str = r#"{"version":1,"id":"abc","name":"web","uid":"u1","namespace":"default",
+        "attempt":0,"labels":{"app":"web"},"annotations":{},"runtime_handler":"",
+        "runtime_type":"io.containerd.runc.v2","created_at":1,"netns":"/run/crius/netns/abc",
+        "network":"crius","ips":["10.85.0.2"],"hostname":"web","log_directory":"/var/log/pods/x",
+        "namespace_modes":[0,2,1],"image":"localhost/crius/pause:0.1.0",
+        "port_mappings":[["tcp",8080,80,""],["udp",5353,53,"127.0.0.1"]],"shm":null}"#;
+
+    #[test]
+    fn a_version_1_record_reads_into_named_fields_and_writes_back_as_version_2()
+    -> serde_json::Result<()> {
+        let old: SandboxMeta = serde_json::from_str(V1)?;
+        assert_eq!(
+            old.namespaces,
+            NamespaceRecord {
+                network: ModeRecord::Pod,
+                pid: ModeRecord::Node,
+                ipc: ModeRecord::Container,
+            }
+        );
+        assert_eq!(
+            old.port_mappings[1],
+            PortRecord {
+                protocol: "udp".into(),
+                host_port: 5353,
+                container_port: 53,
+                host_ip: "127.0.0.1".into(),
+            }
+        );
+        let pod = old.request();
+        assert_eq!(pod.linux.namespaces.pid, NamespaceMode::Node);
+        assert_eq!(pod.linux.namespaces.ipc, NamespaceMode::Container);
+
+        let written = serde_json::to_value(&old)?;
+        assert_eq!(written["namespaces"]["pid"], "node");
+        assert_eq!(written["port_mappings"][0]["host_port"], 8080);
+        assert!(written.get("namespace_modes").is_none());
+        let again: SandboxMeta = serde_json::from_value(written)?;
+        assert_eq!(again, old);
+        Ok(())
+    }
 }

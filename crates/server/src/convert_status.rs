@@ -170,9 +170,20 @@ pub(crate) fn pod_sandbox_status_response(
     }
 }
 
+/// A recorded namespace mode as its CRI enum value.
+fn cri_mode(m: crius_pod::ModeRecord) -> i32 {
+    use crius_pod::ModeRecord;
+    (match m {
+        ModeRecord::Pod => v1::NamespaceMode::Pod,
+        ModeRecord::Container => v1::NamespaceMode::Container,
+        ModeRecord::Node => v1::NamespaceMode::Node,
+        ModeRecord::Target => v1::NamespaceMode::Target,
+    }) as i32
+}
+
 /// The CRI status of a sandbox.
 fn sandbox_status(m: &SandboxMeta, state: SandboxState) -> v1::PodSandboxStatus {
-    let [network, pid, ipc] = m.namespace_modes;
+    let crius_pod::NamespaceRecord { network, pid, ipc } = m.namespaces;
     v1::PodSandboxStatus {
         id: m.id.clone(),
         metadata: Some(metadata(m)),
@@ -190,9 +201,9 @@ fn sandbox_status(m: &SandboxMeta, state: SandboxState) -> v1::PodSandboxStatus 
         linux: Some(v1::LinuxPodSandboxStatus {
             namespaces: Some(v1::Namespace {
                 options: Some(v1::NamespaceOption {
-                    network,
-                    pid,
-                    ipc,
+                    network: cri_mode(network),
+                    pid: cri_mode(pid),
+                    ipc: cri_mode(ipc),
                     ..Default::default()
                 }),
             }),

@@ -87,15 +87,6 @@ pub(crate) fn fingerprint_of(text: &str) -> String {
     format!("{:x}", Sha256::digest(text.as_bytes()))
 }
 
-fn mode_of(m: NamespaceMode) -> i32 {
-    match m {
-        NamespaceMode::Pod => 0,
-        NamespaceMode::Container => 1,
-        NamespaceMode::Node => 2,
-        NamespaceMode::Target => 3,
-    }
-}
-
 /// The runtime a pod runs on (see [`crius_core::runtime::select`]).
 pub(crate) fn select_runtime(config: &Config, req: &PodSandboxRequest) -> Result<Selection> {
     let ns = req.linux.namespaces;
@@ -152,14 +143,12 @@ pub(crate) fn attachment(meta: &SandboxMeta, netns: &Path) -> Attachment {
             port_mappings: meta
                 .port_mappings
                 .iter()
-                .map(
-                    |(protocol, host_port, container_port, host_ip)| PortMapping {
-                        host_port: *host_port,
-                        container_port: *container_port,
-                        protocol: protocol.clone(),
-                        host_ip: host_ip.clone(),
-                    },
-                )
+                .map(|p| PortMapping {
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    protocol: p.protocol.clone(),
+                    host_ip: p.host_ip.clone(),
+                })
                 .collect(),
         },
     }

@@ -19,11 +19,10 @@ use crius_image::Query;
 use crius_network::exec::Attachment;
 
 use super::{
-    Sandboxes, attachment, fingerprint, image_process, mode_of, port_mappings, random_id,
-    select_runtime,
+    Sandboxes, attachment, fingerprint, image_process, port_mappings, random_id, select_runtime,
 };
 use crate::ctx::Rootfs;
-use crate::meta::{self, SandboxMeta};
+use crate::meta::{self, NamespaceRecord, PortRecord, SandboxMeta};
 use crate::registrar::Reserve;
 use crate::store::Sandbox;
 use crate::{now_ns, podfs};
@@ -276,7 +275,11 @@ impl Sandboxes {
             ips: vec![],
             hostname,
             log_directory: req.log_directory.clone(),
-            namespace_modes: [mode_of(ns.network), mode_of(ns.pid), mode_of(ns.ipc)],
+            namespaces: NamespaceRecord {
+                network: ns.network.into(),
+                pid: ns.pid.into(),
+                ipc: ns.ipc.into(),
+            },
             image: image
                 .repo_tags
                 .first()
@@ -284,7 +287,12 @@ impl Sandboxes {
                 .unwrap_or_else(|| image.id.clone()),
             port_mappings: port_mappings(req)
                 .into_iter()
-                .map(|p| (p.protocol, p.host_port, p.container_port, p.host_ip))
+                .map(|p| PortRecord {
+                    protocol: p.protocol,
+                    host_port: p.host_port,
+                    container_port: p.container_port,
+                    host_ip: p.host_ip,
+                })
                 .collect(),
             shm: None,
             cgroup_parent: req.linux.cgroup_parent.clone(),
