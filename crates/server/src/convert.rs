@@ -1,5 +1,7 @@
-//! CRI messages ↔ domain types. Unknown enum values become errors naming
-//! the field; nothing else is judged here (the core validates).
+//! CRI messages ↔ domain types. An unknown enum value is read as containerd
+//! reads it where that is safe (namespace modes as POD, propagation as
+//! private) and is otherwise an error naming the field; nothing else is
+//! judged here (the core validates).
 
 use crius_core::Error;
 use crius_core::sandbox::{
@@ -8,28 +10,49 @@ use crius_core::sandbox::{
 };
 use crius_cri_api::v1;
 
-pub(crate) fn namespace_mode(field: &str, v: i32) -> Result<NamespaceMode, Error> {
-    match v1::NamespaceMode::try_from(v) {
-        Ok(v1::NamespaceMode::Pod) => Ok(NamespaceMode::Pod),
-        Ok(v1::NamespaceMode::Container) => Ok(NamespaceMode::Container),
-        Ok(v1::NamespaceMode::Node) => Ok(NamespaceMode::Node),
-        Ok(v1::NamespaceMode::Target) => Ok(NamespaceMode::Target),
-        Err(_) => Err(Error::invalid(field, format!("unknown namespace mode {v}"))),
+fn known_namespace_mode(v: i32) -> Option<NamespaceMode> {
+    match v1::NamespaceMode::try_from(v).ok()? {
+        v1::NamespaceMode::Pod => Some(NamespaceMode::Pod),
+        v1::NamespaceMode::Container => Some(NamespaceMode::Container),
+        v1::NamespaceMode::Node => Some(NamespaceMode::Node),
+        v1::NamespaceMode::Target => Some(NamespaceMode::Target),
     }
 }
 
-/// The user namespace mode of `ns`, when it names one.
+/// A network, PID or IPC namespace mode. A value this CRI version does not
+/// define is read as POD, the pod's own namespace, as containerd's checks
+/// (for NODE, CONTAINER, TARGET) fall through to it: the most isolated
+/// reading is safe.
+pub(crate) fn namespace_mode(field: &str, v: i32) -> Result<NamespaceMode, Error> {
+    Ok(known_namespace_mode(v).unwrap_or_else(|| {
+        tracing::warn!(field, value = v, "unknown namespace mode, read as POD");
+        NamespaceMode::Pod
+    }))
+}
+
+/// The user namespace mode of `ns`, when it names one. An unknown one is
+/// refused, as containerd refuses it ("unsupported user namespace mode"):
+/// each mode maps ids differently, none can stand in for another.
 pub(crate) fn user_namespace(
     field: &str,
     ns: &v1::NamespaceOption,
 ) -> Result<Option<NamespaceMode>, Error> {
     ns.userns_options
         .as_ref()
-        .map(|u| namespace_mode(&format!("{field}.userns_options.mode"), u.mode))
+        .map(|u| {
+            known_namespace_mode(u.mode).ok_or_else(|| {
+                Error::invalid(
+                    format!("{field}.userns_options.mode"),
+                    format!("unknown user namespace mode {}", u.mode),
+                )
+            })
+        })
         .transpose()
 }
 
-/// Whether `policy` is `Strict` (unknown values are refused).
+/// Whether `policy` is `Strict`. Unknown values are refused (security:
+/// reading one as Merge could give the process groups a stricter policy
+/// would not).
 pub(crate) fn strict_supplemental_groups(field: &str, policy: i32) -> Result<bool, Error> {
     match v1::SupplementalGroupsPolicy::try_from(policy) {
         Ok(v1::SupplementalGroupsPolicy::Merge) => Ok(false),
@@ -46,6 +69,8 @@ fn protocol(field: &str, v: i32) -> Result<Protocol, Error> {
         Ok(v1::Protocol::Tcp) => Ok(Protocol::Tcp),
         Ok(v1::Protocol::Udp) => Ok(Protocol::Udp),
         Ok(v1::Protocol::Sctp) => Ok(Protocol::Sctp),
+        // Impossible: containerd would hand CNI's portmap a protocol it
+        // does not know, which fails the pod's network anyway.
         Err(_) => Err(Error::invalid(field, format!("unknown protocol {v}"))),
     }
 }
@@ -89,6 +114,7 @@ pub fn pod_sandbox_request(
     config: Option<v1::PodSandboxConfig>,
     runtime_handler: String,
 ) -> Result<PodSandboxRequest, Error> {
+    // containerd refuses these too ("sandbox config must include metadata").
     let c = config.ok_or_else(|| Error::invalid("config", "is required"))?;
     let meta = c
         .metadata

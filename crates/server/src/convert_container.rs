@@ -21,10 +21,16 @@ fn propagation(field: &str, v: i32) -> Result<Propagation, Error> {
         Ok(v1::MountPropagation::PropagationPrivate) => Ok(Propagation::Private),
         Ok(v1::MountPropagation::PropagationHostToContainer) => Ok(Propagation::HostToContainer),
         Ok(v1::MountPropagation::PropagationBidirectional) => Ok(Propagation::Bidirectional),
-        Err(_) => Err(Error::invalid(
-            field,
-            format!("unknown mount propagation {v}"),
-        )),
+        // containerd reads an unknown propagation as private (with a
+        // warning): the mount then reaches neither way, the safe reading.
+        Err(_) => {
+            tracing::warn!(
+                field,
+                value = v,
+                "unknown mount propagation, read as private"
+            );
+            Ok(Propagation::Private)
+        }
     }
 }
 
@@ -43,6 +49,8 @@ pub(crate) fn profile(field: &str, p: &v1::SecurityProfile) -> Result<SecurityPr
                 .unwrap_or(&p.localhost_ref)
                 .to_string(),
         )),
+        // containerd refuses it too ("unsupported profile type"): no
+        // profile would be a guess at what confines the process.
         Err(_) => Err(Error::invalid(
             field,
             format!("unknown profile type {}", p.profile_type),
@@ -183,6 +191,8 @@ fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, Er
 
 /// A `CreateContainerRequest`'s config as the core sees it.
 pub fn container_request(config: Option<v1::ContainerConfig>) -> Result<ContainerRequest, Error> {
+    // containerd refuses these too (a container config must name its
+    // metadata and image): there is nothing to create without them.
     let c = config.ok_or_else(|| Error::invalid("config", "is required"))?;
     let meta = c
         .metadata
@@ -791,33 +801,45 @@ mod tests {
     }
 
     #[test]
-    fn unknown_enum_values_name_their_field() {
+    fn unknown_enum_values_are_read_as_containerd_reads_them() {
+        // Safe readings: the most isolated one.
         let mut c = kubelet_config();
         c.mounts[2].propagation = 7;
+        let r = container_request(Some(c)).expect("unknown propagation accepted");
+        assert_eq!(r.mounts[2].propagation, Propagation::Private);
+        let r = container_request(Some(with_sc(|sc| {
+            let ns = sc.namespace_options.get_or_insert_default();
+            (ns.network, ns.pid, ns.ipc) = (9, -1, 4);
+        })))
+        .expect("unknown namespace modes accepted");
+        let ns = &r.linux.security.namespace_options;
         assert_eq!(
-            invalid_field(container_request(Some(c))),
-            "config.mounts[2].propagation"
+            (ns.network, ns.pid, ns.ipc),
+            (NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Pod)
         );
+        // No safe reading: refused, naming the field.
         type Case = (&'static str, fn(&mut v1::LinuxContainerSecurityContext));
-        let cases: [Case; 5] = [
-            (
-                "config.linux.security_context.namespace_options.network",
-                |sc| sc.namespace_options.get_or_insert_default().network = 9,
-            ),
-            (
-                "config.linux.security_context.namespace_options.pid",
-                |sc| sc.namespace_options.get_or_insert_default().pid = -1,
-            ),
-            (
-                "config.linux.security_context.namespace_options.ipc",
-                |sc| sc.namespace_options.get_or_insert_default().ipc = 4,
-            ),
+        let cases: [Case; 4] = [
             ("config.linux.security_context.seccomp.profile_type", |sc| {
                 sc.seccomp.get_or_insert_default().profile_type = 3
             }),
             (
                 "config.linux.security_context.apparmor.profile_type",
                 |sc| sc.apparmor.get_or_insert_default().profile_type = 42,
+            ),
+            (
+                "config.linux.security_context.supplemental_groups_policy",
+                |sc| sc.supplemental_groups_policy = 5,
+            ),
+            (
+                "config.linux.security_context.namespace_options.userns_options.mode",
+                |sc| {
+                    sc.namespace_options
+                        .get_or_insert_default()
+                        .userns_options
+                        .get_or_insert_default()
+                        .mode = 8
+                },
             ),
         ];
         for (field, f) in cases {
