@@ -217,7 +217,8 @@ fn apparmor_info(mode: &AppArmor) -> serde_json::Value {
 const POD_CIDR_FIELD: &str = "runtime_config.network_config.pod_cidr";
 
 /// Checks a pod CIDR as kubelet sends it: one or more `address/prefix`,
-/// comma-separated (dual stack).
+/// comma-separated (dual stack). containerd refuses a malformed one too
+/// where it uses it (`net.ParseCIDR` for its CNI config template).
 pub fn validate_pod_cidr(cidrs: &str) -> Result<()> {
     cidrs.split(',').try_for_each(|c| validate_cidr(c.trim()))
 }

@@ -49,6 +49,8 @@ pub fn localhost_seccomp(
     let Some(crius_core::sandbox::SecurityProfile::Localhost(path)) = profile else {
         return Ok(None);
     };
+    // containerd refuses it too (its loader cannot read the file): running
+    // unconfined instead would give less than asked.
     std::fs::read_to_string(path).map(Some).map_err(|e| {
         crius_core::Error::invalid(
             "config.linux.security_context.seccomp.localhost_ref",
@@ -85,6 +87,8 @@ pub fn host_paths(paths: &[String]) -> crius_core::Result<BTreeMap<String, HostP
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut out = BTreeMap::new();
     for (i, p) in paths.iter().enumerate() {
+        // containerd refuses it too (it creates a missing host path, and
+        // fails the create when that fails): there is nothing to mount.
         let refused = |what: &str, e: std::io::Error| {
             crius_core::Error::invalid(
                 format!("config.mounts[{i}].host_path"),
@@ -177,6 +181,8 @@ pub fn device_nodes(
     let mut out = BTreeMap::new();
     for (i, d) in devices.iter().enumerate() {
         let field = format!("config.devices[{i}].host_path");
+        // containerd refuses a missing device and a path holding no device
+        // node too (DeviceFromPath fails the create).
         let resolved = std::fs::canonicalize(&d.host_path)
             .map_err(|e| crius_core::Error::invalid(&field, format!("{:?}: {e}", d.host_path)))?;
         let nodes = if resolved.is_dir() {

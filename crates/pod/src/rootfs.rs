@@ -142,6 +142,8 @@ fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
         .take(MAX_ETC_FILE_SIZE + 1)
         .read_to_string(&mut text)
         .map_err(|e| Error::io(format!("reading /{path} of the image"), e))?;
+    // Security: the image's author controls this file and criusd reads it
+    // into memory; real ones are a few KiB.
     if text.len() > MAX_ETC_FILE_SIZE as usize {
         return Err(Error::FailedPrecondition(format!(
             "/{path} of the image is larger than {MAX_ETC_FILE_SIZE} bytes"

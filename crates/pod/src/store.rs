@@ -140,6 +140,8 @@ impl<T: Keyed> Store<T> {
 
     /// The entry an id or unique id prefix names.
     pub fn find(&self, id_or_prefix: &str) -> Result<Option<Arc<T>>> {
+        // Impossible to answer (every id matches), as containerd's id
+        // index refuses an empty prefix.
         if id_or_prefix.is_empty() {
             return Err(Error::invalid(T::FIELD, "must not be empty"));
         }

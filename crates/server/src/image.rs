@@ -115,6 +115,7 @@ impl ImageService for ImageSvc {
         let req = req.into_inner();
         respond("PullImage", async {
             let image = req.image.map(|s| s.image).unwrap_or_default();
+            // containerd refuses it too: there is nothing to pull.
             if image.is_empty() {
                 return Err(Error::invalid("image.image", "must name an image"));
             }

@@ -200,6 +200,7 @@ impl RuntimeService for RuntimeSvc {
         let req = req.into_inner();
         respond("CreateContainer", async {
             let request = convert_container::container_request(req.config)?;
+            // containerd refuses it too: a container needs its pod.
             if req.pod_sandbox_id.is_empty() {
                 return Err(Error::invalid("pod_sandbox_id", "must not be empty"));
             }

@@ -326,6 +326,9 @@ impl Containers {
             return Ok(None);
         }
         let field = "config.linux.security_context.namespace_options.target_id";
+        // containerd refuses both too (validateTargetContainer: the target
+        // must be a running container of the same pod): its PID namespace
+        // is what the container joins.
         let target = self
             .containers
             .find(&ns.target_id)

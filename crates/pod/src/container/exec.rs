@@ -87,6 +87,8 @@ impl Exec {
         cmd: Vec<String>,
         timeout: i64,
     ) -> Result<ExecOutput> {
+        // Impossible: there is nothing to execute (containerd's runtime
+        // refuses an empty process args too).
         if cmd.is_empty() {
             return Err(Error::invalid("cmd", "must not be empty"));
         }
