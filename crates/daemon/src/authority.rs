@@ -55,8 +55,10 @@
 //! a short or empty inserted one) becomes a literal without indexing,
 //! `:authority: localhost`, which leaves the tables alone.
 //!
-//! Input it cannot parse closes the connection with an error: passing bytes
-//! on unparsed from that point would desynchronize the tables.
+//! Input it cannot parse closes the connection with an error, once the
+//! frames before it have reached the server (so h2 answers what it already
+//! has): passing bytes on unparsed from that point would desynchronize the
+//! tables.
 
 mod frames;
 mod hpack;
@@ -84,7 +86,7 @@ pub const DEFAULT_MAX_HEADER_BLOCK: usize = 1 << 20;
 const READ_CHUNK: usize = 16_384;
 
 /// Why a client's bytes were refused (the connection closes).
-#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
 enum Malformed {
     #[error("HTTP/2 from client: {0}")]
     Framing(&'static str),
@@ -159,12 +161,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
                 output.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            if let Err(e) = this.reader.process() {
-                tracing::debug!(error = %e, "closing a client connection");
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
-            }
+            let processed = this.reader.process();
             if !this.reader.output.is_empty() {
+                // Frames before an error go to the server first.
                 continue;
+            }
+            if let Err(e) = processed {
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
             }
             // Everything read is processed: read more. At the end of input a
             // frame cut short is dropped, and h2 sees the connection end

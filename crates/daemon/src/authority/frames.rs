@@ -52,7 +52,7 @@ fn write_frame(out: &mut impl BufMut, kind: u8, flags: u8, stream: [u8; 4], payl
 }
 
 /// Where the reader is in the client's byte stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     /// This many bytes of the client preface seen.
     Preface(usize),
@@ -64,8 +64,8 @@ enum State {
     Pass(usize),
     /// Waiting for the whole of a HEADERS or CONTINUATION frame.
     HeaderFrame(Head),
-    /// Input was rejected; reads keep failing.
-    Failed,
+    /// Input was rejected for this; reads keep failing.
+    Failed(Malformed),
 }
 
 /// A header block being collected.
@@ -148,18 +148,20 @@ impl Reader {
         }
     }
 
-    /// Processes the input until it needs more. An error drops what was not
-    /// handed out yet, and every later call fails too.
+    /// Processes the input until it needs more. After an error the output
+    /// made before it is still there to hand out, and every later call
+    /// fails the same.
     pub(super) fn process(&mut self) -> Result<(), Malformed> {
         loop {
             match self.step() {
                 Ok(true) => {}
                 Ok(false) => return Ok(()),
+                Err(e) if self.state == State::Failed(e) => return Err(e),
                 Err(e) => {
-                    self.state = State::Failed;
+                    tracing::debug!(error = %e, "closing a client connection");
+                    self.state = State::Failed(e);
                     self.block = None;
                     self.input.clear();
-                    self.output.clear();
                     return Err(e);
                 }
             }
@@ -169,7 +171,7 @@ impl Reader {
     /// One step; false if it needs more input.
     fn step(&mut self) -> Result<bool, Malformed> {
         match self.state {
-            State::Failed => Err(Malformed::Framing("connection already rejected")),
+            State::Failed(e) => Err(e),
             State::Preface(seen) => Ok(self.preface(seen)),
             State::Transparent => Ok(self.pass(usize::MAX) > 0),
             State::Pass(left) => {

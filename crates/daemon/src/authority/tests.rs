@@ -774,16 +774,17 @@ async fn malformed_input_closes_the_connection() {
         stall: false,
     });
     let mut buf = [0u8; 4096];
-    loop {
+    let mut before = Vec::new();
+    let first = loop {
         match fix.read(&mut buf).await {
             Ok(0) => panic!("EOF instead of an error"),
-            Ok(_) => {}
-            Err(e) => {
-                assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-                break;
-            }
+            Ok(n) => before.extend_from_slice(&buf[..n]),
+            Err(e) => break e,
         }
-    }
-    let again = fix.read(&mut buf).await;
-    assert!(again.is_err(), "{again:?}");
+    };
+    // What came before the error went on first.
+    assert_eq!(before, PREFACE);
+    assert_eq!(first.kind(), io::ErrorKind::InvalidData);
+    let again = fix.read(&mut buf).await.expect_err("rejected again");
+    assert_eq!(again.to_string(), first.to_string());
 }
