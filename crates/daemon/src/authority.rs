@@ -12,12 +12,15 @@
 //! CONTINUATION passes byte for byte, its payload streamed rather than
 //! buffered; SETTINGS too, unread (see below). A header block (HEADERS, then
 //! CONTINUATION up to END_HEADERS) is collected and decoded (`hpack`) with
-//! loona-hpack's decoder, one per connection. A block without an `:authority`
-//! to fix passes as it came, frames, padding and all. A block with one goes
-//! on re-encoded: its representations as they were but for the fixed fields
-//! (see below), as one HEADERS frame without padding, with the PRIORITY
-//! fields if it had them, followed by CONTINUATION frames past 16384 bytes
-//! (the smallest SETTINGS_MAX_FRAME_SIZE a server may advertise).
+//! loona-hpack's decoder, one per connection (but for a HEADERS frame that
+//! depends on its own stream, which passes undecoded: h2 resets that stream
+//! without decoding it, so its table never sees it). A block without an
+//! `:authority` to fix passes as it came, frames, padding and all. A block
+//! with one goes on re-encoded: its representations as they were but for
+//! the fixed fields (see below), as one HEADERS frame without padding, with
+//! the PRIORITY fields if it had them, followed by CONTINUATION frames past
+//! 16384 bytes (the smallest SETTINGS_MAX_FRAME_SIZE a server may
+//! advertise).
 //!
 //! # The dynamic tables
 //!

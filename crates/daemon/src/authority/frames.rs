@@ -40,6 +40,23 @@ impl Head {
             stream: [b[5], b[6], b[7], b[8]],
         }
     }
+
+    /// Whether this HEADERS frame, with `payload`, names its own stream as
+    /// the one it depends on. h2 resets such a stream (RFC 7540 §5.3.1)
+    /// before it decodes the block, so the server's table never sees it;
+    /// the fix must not decode it either, nor refuse it for bad HPACK.
+    fn depends_on_itself(&self, payload: &[u8]) -> bool {
+        let pad = usize::from(self.flags & FLAG_PADDED != 0);
+        let dependency = payload.get(pad..).and_then(<[u8]>::first_chunk::<5>);
+        match dependency {
+            Some(&[a, b, c, d, _]) if self.flags & FLAG_PRIORITY != 0 => {
+                // Both ids without the bit before them (exclusive, reserved).
+                let id = |bytes: [u8; 4]| u32::from_be_bytes(bytes) & 0x7fff_ffff;
+                id([a, b, c, d]) == id(self.stream)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Writes a frame: its header, then the pieces of its payload.
@@ -254,6 +271,13 @@ impl Reader {
             Some(mut block) => {
                 block.fragment.extend_from_slice(payload);
                 block
+            }
+            None if head.depends_on_itself(payload) => {
+                // No block opens: a CONTINUATION after it is refused, as
+                // h2 refuses it.
+                self.pass(FRAME_HEADER_LEN + head.len);
+                self.state = State::FrameHeader;
+                return Ok(true);
             }
             None => Block::open(head, payload)?,
         };

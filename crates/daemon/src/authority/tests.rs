@@ -697,6 +697,45 @@ async fn block_of_size_updates_alone() {
     assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
 }
 
+/// A HEADERS frame that depends on its own stream: h2 resets the stream
+/// without decoding the block (bad HPACK and all), so the fix passes it
+/// undecoded and its table, like the server's, never sees it. Found by
+/// tests/authority_fuzz.rs.
+#[tokio::test]
+async fn self_dependent_headers_pass_undecoded() {
+    let mut encoder = Encoder::default();
+    let good = encode(&mut encoder, &request(SOCKET), GRPC_GO);
+    // Index 0, which no decoder takes; after it, an insertion neither
+    // table may see.
+    let bad = block(&[&[0x80], &[0x41, 1, b'/']]);
+    let flags = FLAG_PRIORITY | FLAG_END_HEADERS | FLAG_END_STREAM;
+    let mut priority = vec![0, 0, 0, 1, 16];
+    priority.extend_from_slice(&bad);
+    // Padded too, with a pad length too large: h2 looks at the
+    // dependency first.
+    let mut padded = vec![200, 0x80, 0, 0, 3, 16];
+    padded.extend_from_slice(&bad);
+    let resets = [
+        frame(TYPE_HEADERS, flags, 1, &priority),
+        frame(TYPE_HEADERS, flags | FLAG_PADDED, 3, &padded),
+    ];
+    let input = connection(&[settings(), resets[0].clone(), resets[1].clone()]);
+    assert_eq!(run(&input).await, input);
+    // The table is as before them: the next request is fixed as usual.
+    let mut then = input.clone();
+    then.extend(headers_frame(5, &good));
+    let output = run(&then).await;
+    assert_eq!(output.get(..input.len()), Some(&input[..]));
+    let last = frames(&output).pop().map(|f| f.payload);
+    let decoded = last.map(|b| loona_hpack::Decoder::new().decode(&b));
+    assert_eq!(decoded, Some(Ok(fixed(request(SOCKET)))));
+    // Without END_HEADERS no block opens: a CONTINUATION is refused.
+    let open = frame(TYPE_HEADERS, FLAG_PRIORITY, 1, &priority);
+    let cont = frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 1, &good);
+    let e = run_err(&connection(&[open, cont]), DEFAULT_MAX_HEADER_BLOCK).await;
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+}
+
 #[tokio::test]
 async fn non_http2_passes_through() {
     let input = b"GET / HTTP/1.1\r\nHost: /run/crius/crius.sock\r\n\r\n".to_vec();
