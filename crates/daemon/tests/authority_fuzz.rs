@@ -1,5 +1,7 @@
 //! A bounded, deterministic fuzz-style test of the `:authority` fix
-//! (src/authority.rs), for `cargo test`.
+//! (src/authority.rs), for `cargo test`; fuzz/ has the cargo-fuzz target,
+//! and `AUTHORITY_FUZZ_CORPUS=<dir>` makes this test write the connections
+//! it generates there, as seeds for it.
 //!
 //! A seeded generator plays clients that use the HPACK dynamic table hard:
 //! small tables and size updates (many evictions), every kind of literal,
@@ -309,12 +311,27 @@ fn pieces(rng: &mut Rng) -> Vec<usize> {
 fn h2_serves_what_the_fix_writes() {
     let started = Instant::now();
     let mut rng = Rng(0x5eed_2024_0487_cafe);
+    let corpus = std::env::var_os("AUTHORITY_FUZZ_CORPUS").map(std::path::PathBuf::from);
+    if let Some(dir) = &corpus {
+        std::fs::create_dir_all(dir).expect("creating the corpus directory");
+    }
     let (mut requests, mut refused, mut mutants_valid) = (0, 0, 0);
     // Requests of the mutants h2 served through the fix, and alone.
     let (mut mutant_fixed, mut mutant_raw) = (0, 0);
     for round in 0..ROUNDS {
         let (input, sent) = connection(&mut rng);
         let (sizes, read) = (pieces(&mut rng), rng.pick(&[1, 5, 64, 8192]));
+        let case = oracle::Case {
+            input: input.clone(),
+            sizes: sizes.clone(),
+            read,
+        };
+        let seed = case.to_bytes();
+        assert_eq!(oracle::Case::parse(&seed).input, input, "round {round}");
+        if let Some(dir) = &corpus {
+            let path = dir.join(format!("generated-{round:03}"));
+            std::fs::write(&path, seed).expect("writing a seed");
+        }
         // The connection through the fix, read in random pieces.
         let (out, error) = oracle::rewrite(oracle::Client::new(&input, &sizes, true, false), read);
         assert!(error.is_none(), "round {round}: {error:?}");

@@ -3,7 +3,9 @@
 //! no-op waker until they are ready or stay pending, which, with all input
 //! in memory, means h2 waits for input that will not come.
 //!
-//! [`check`] is the fuzz oracle of tests/authority_fuzz.rs.
+//! [`check`] is the fuzz oracle, shared by tests/authority_fuzz.rs and the
+//! cargo-fuzz target (fuzz/fuzz_targets/authority.rs), which reads its
+//! inputs as a [`Case`].
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -329,5 +331,66 @@ pub fn check(input: &[u8], sizes: &[usize], read: usize) -> Checked {
         valid,
         fixed: fixed.requests.len(),
         raw: raw.requests.len(),
+    }
+}
+
+/// Read sizes a [`Case`] may choose.
+const READS: [usize; 4] = [1, 5, 64, 8192];
+/// The control byte of a [`Case`]: the client preface comes first.
+const WITH_PREFACE: u8 = 0x80;
+
+/// A fuzz input as the cargo-fuzz target reads it, and as the bounded test
+/// writes its seeds: a control byte (bit 7: the client preface is put
+/// first, which the fuzzer would otherwise have to find; bits 3 and 4: the
+/// read size, of [`READS`]; bits 0 to 2: how many piece sizes follow), the
+/// piece sizes, a byte each (`b` up to 199 means `b + 1` bytes, a larger
+/// one `b - 199` KiB), then the client's bytes.
+#[derive(Debug)]
+pub struct Case {
+    pub input: Vec<u8>,
+    pub sizes: Vec<usize>,
+    pub read: usize,
+}
+
+impl Case {
+    pub fn parse(data: &[u8]) -> Self {
+        let (&control, rest) = data.split_first().unwrap_or((&0, &[][..]));
+        let count = usize::from(control & 0x7).min(rest.len());
+        let (sizes, bytes) = rest.split_at(count);
+        let sizes = sizes.iter().map(|&b| match b {
+            0..200 => usize::from(b) + 1,
+            _ => usize::from(b - 199) << 10,
+        });
+        let mut input = Vec::new();
+        if control & WITH_PREFACE != 0 {
+            input.extend_from_slice(PREFACE);
+        }
+        input.extend_from_slice(bytes);
+        Self {
+            input,
+            sizes: sizes.collect(),
+            read: READS[usize::from(control >> 3 & 0x3)],
+        }
+    }
+
+    /// The bytes [`Case::parse`] reads as this case, or as one like it: at
+    /// most 7 piece sizes, each rounded up to one a byte can say, the read
+    /// size to one of [`READS`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let sizes = &self.sizes[..self.sizes.len().min(7)];
+        let read = READS.iter().position(|&r| r >= self.read).unwrap_or(3);
+        let mut control = sizes.len() as u8 | (read as u8) << 3;
+        let mut input = &self.input[..];
+        if let Some(rest) = input.strip_prefix(PREFACE) {
+            control |= WITH_PREFACE;
+            input = rest;
+        }
+        let mut out = vec![control];
+        out.extend(sizes.iter().map(|&size| match size {
+            0..=200 => size.saturating_sub(1) as u8,
+            _ => (199 + size.div_ceil(1024)).min(255) as u8,
+        }));
+        out.extend_from_slice(input);
+        out
     }
 }
