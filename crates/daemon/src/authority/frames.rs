@@ -41,6 +41,12 @@ impl Head {
         }
     }
 
+    /// The stream identifier without the reserved bit, which a receiver
+    /// ignores (RFC 7540 §4.1), as h2 does.
+    fn stream_id(&self) -> u32 {
+        stream_id(self.stream)
+    }
+
     /// Whether this HEADERS frame, with `payload`, names its own stream as
     /// the one it depends on. h2 resets such a stream (RFC 7540 §5.3.1)
     /// before it decodes the block, so the server's table never sees it;
@@ -49,14 +55,18 @@ impl Head {
         let pad = usize::from(self.flags & FLAG_PADDED != 0);
         let dependency = payload.get(pad..).and_then(<[u8]>::first_chunk::<5>);
         match dependency {
+            // The dependency's first bit is the exclusive flag.
             Some(&[a, b, c, d, _]) if self.flags & FLAG_PRIORITY != 0 => {
-                // Both ids without the bit before them (exclusive, reserved).
-                let id = |bytes: [u8; 4]| u32::from_be_bytes(bytes) & 0x7fff_ffff;
-                id([a, b, c, d]) == id(self.stream)
+                stream_id([a, b, c, d]) == self.stream_id()
             }
             _ => false,
         }
     }
+}
+
+/// A stream identifier without the bit before it.
+fn stream_id(bytes: [u8; 4]) -> u32 {
+    u32::from_be_bytes(bytes) & 0x7fff_ffff
 }
 
 /// Writes a frame: its header, then the pieces of its payload.
@@ -234,7 +244,8 @@ impl Reader {
             return Ok(false);
         };
         let head = Head::parse(bytes);
-        let continues = |b: &Block| head.kind == TYPE_CONTINUATION && head.stream == b.head.stream;
+        let continues =
+            |b: &Block| head.kind == TYPE_CONTINUATION && head.stream_id() == b.head.stream_id();
         match head.kind {
             _ if self.block.as_ref().is_some_and(|b| !continues(b)) => {
                 return Err(Malformed::Framing(

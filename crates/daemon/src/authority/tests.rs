@@ -736,6 +736,22 @@ async fn self_dependent_headers_pass_undecoded() {
     assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
 }
 
+/// A CONTINUATION whose stream identifier has the reserved bit set
+/// continues the block: receivers ignore that bit (RFC 7540 §4.1), and h2
+/// does. Found by the cargo-fuzz target.
+#[tokio::test]
+async fn reserved_bit_of_the_stream_is_ignored() {
+    let mut encoder = Encoder::default();
+    let block = encode(&mut encoder, &request(SOCKET), GRPC_GO);
+    let (a, b) = block.split_at(block.len() / 2);
+    let input = connection(&[
+        frame(TYPE_HEADERS, 0, 1, a),
+        frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 0x8000_0001, b),
+    ]);
+    let output = run(&input).await;
+    assert_eq!(decode_blocks(&output), vec![(1, fixed(request(SOCKET)))]);
+}
+
 #[tokio::test]
 async fn non_http2_passes_through() {
     let input = b"GET / HTTP/1.1\r\nHost: /run/crius/crius.sock\r\n\r\n".to_vec();
