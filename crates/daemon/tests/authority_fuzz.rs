@@ -307,6 +307,55 @@ fn pieces(rng: &mut Rng) -> Vec<usize> {
         .collect()
 }
 
+/// A request with static pseudo-headers (`POST`, `http`, `/`) and
+/// `authority` as a literal without indexing.
+fn request(authority: &str) -> Vec<u8> {
+    let mut block = vec![0x83, 0x86, 0x84, 0x01, authority.len() as u8];
+    block.extend_from_slice(authority.as_bytes());
+    block
+}
+
+/// The preface, an empty SETTINGS, then `frames`.
+fn with_preface(frames: &[Vec<u8>]) -> Vec<u8> {
+    [&[PREFACE.to_vec(), frame(4, 0, 0, &[])], frames]
+        .concat()
+        .concat()
+}
+
+/// What the fuzzing found, as the oracle's cases (the fix's unit tests
+/// have them too): each read in one piece and byte by byte.
+#[test]
+fn findings() {
+    let socket = request("/run/crius/crius.sock");
+    // A HEADERS frame that depends on its own stream, with bad HPACK: h2
+    // resets the stream undecoded and serves the next.
+    let self_dependent = with_preface(&[
+        frame(0x1, 0x25, 1, &[0, 0, 0, 1, 16, 0x80]),
+        frame(0x1, 0x5, 3, &socket),
+    ]);
+    // A CONTINUATION with the stream's reserved bit set continues.
+    let (a, b) = socket.split_at(6);
+    let reserved_bit = with_preface(&[frame(0x1, 0x1, 1, a), frame(0x9, 0x4, 0x8000_0001, b)]);
+    // A PUSH_PROMISE on a stream h2 has reset (the oracle drops every
+    // request's handle): h2 ignores it, the fix refuses it.
+    let push_promise = with_preface(&[
+        frame(0x1, 0x5, 1, &request("localhost")),
+        frame(0x5, 0x4, 1, &[0, 0, 0, 2, 0x82, 0x86, 0x84]),
+        frame(6, 0, 0, b"pingpong"),
+    ]);
+    for (what, input, valid) in [
+        ("self-dependent", &self_dependent, true),
+        ("reserved bit", &reserved_bit, true),
+        ("PUSH_PROMISE", &push_promise, false),
+    ] {
+        for (sizes, read) in [(&[][..], 8192), (&[1][..], 1)] {
+            let checked = oracle::check(input, sizes, read);
+            assert_eq!(checked.valid, valid, "{what}");
+            assert_eq!(checked.fixed, 1, "{what}: {checked:?}");
+        }
+    }
+}
+
 #[test]
 fn h2_serves_what_the_fix_writes() {
     let started = Instant::now();

@@ -255,6 +255,9 @@ impl Reader {
             TYPE_CONTINUATION if self.block.is_none() => {
                 return Err(Malformed::Framing("CONTINUATION outside a header block"));
             }
+            // No client may send one (RFC 7540 §8.2). h2 decodes its block
+            // (then ignores it on a stream it has reset): passed unread, it
+            // would put the tables out of step.
             TYPE_PUSH_PROMISE => return Err(Malformed::Framing("PUSH_PROMISE")),
             TYPE_HEADERS | TYPE_CONTINUATION if head.len > self.max_block => {
                 return Err(Malformed::TooLarge(self.max_block));

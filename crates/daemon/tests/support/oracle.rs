@@ -253,10 +253,27 @@ fn frame_ends(input: &[u8]) -> Vec<usize> {
     ends
 }
 
+/// The step of the first PUSH_PROMISE among the whole frames that `ends`
+/// finds in `input`.
+///
+/// A server must treat one as a connection error (RFC 7540 §8.2), and the
+/// fix does, at once. h2 does so on an open stream once the block is
+/// whole, but ignores one on a stream it has reset, after decoding its
+/// block; the fix could pass it on only if it decoded and rewrote such
+/// blocks too, for a frame no client may send. So here h2 stops there.
+fn push_promise(input: &[u8], ends: &[usize]) -> Option<usize> {
+    let starts = ends.iter().take(ends.len().saturating_sub(1));
+    let kinds = starts.map(|&start| input.get(start + 3).copied());
+    kinds
+        .enumerate()
+        .find_map(|(i, kind)| (kind == Some(0x5)).then_some(i + 1))
+}
+
 /// What [`check`] saw.
 #[derive(Debug, Default)]
 pub struct Checked {
-    /// h2 alone took all of the input without an error.
+    /// h2 alone took all of the input without an error (and there was no
+    /// PUSH_PROMISE).
     pub valid: bool,
     /// Requests h2 served through the fix, and alone.
     pub fixed: usize,
@@ -266,7 +283,8 @@ pub struct Checked {
 /// Runs `input` (cut into pieces of `sizes`, read `read` bytes at a time)
 /// through the fix, then its whole frames, one after the other, through
 /// h2's server alone and through the fix; panics unless, as far as h2
-/// alone takes them (no error, still open):
+/// alone takes them (no error, still open, no PUSH_PROMISE: see
+/// [`push_promise`]):
 ///
 /// - the fix rejects none of them;
 /// - h2 through the fix finds no error in HPACK (COMPRESSION_ERROR) or in
@@ -293,7 +311,8 @@ pub fn check(input: &[u8], sizes: &[usize], read: usize) -> Checked {
         format!("fix: {rejected:?}; alone: {raw:?}; through the fix: {fixed:?}")
     };
     // The step up to which h2 alone took the input.
-    let taken = raw.stopped().unwrap_or(ends.len());
+    let taken = [raw.stopped(), push_promise(input, &ends)];
+    let taken = taken.into_iter().flatten().min().unwrap_or(ends.len());
     let valid = taken == ends.len();
     if let Some((step, e)) = &fixed.error
         && *step < taken
