@@ -821,8 +821,14 @@ async fn malformed_input_closes_the_connection() {
     let e = run_err(&input, block.len() - 1).await;
     assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
     assert!(run_with(&input, 7, 8192, block.len()).await.is_ok());
+}
 
-    // Once rejected, the connection stays rejected.
+/// What came before a rejected frame reaches the server first; then every
+/// read fails alike.
+#[tokio::test]
+async fn rejected_connection_stays_rejected() {
+    let mut encoder = Encoder::default();
+    let block = encode(&mut encoder, &request(SOCKET), GRPC_GO);
     let input = connection(&[headers_frame(1, &[0x80]), headers_frame(3, &block)]);
     let mut fix = AuthorityFix::new(Pieces {
         pieces: VecDeque::from([input]),
@@ -837,7 +843,6 @@ async fn malformed_input_closes_the_connection() {
             Err(e) => break e,
         }
     };
-    // What came before the error went on first.
     assert_eq!(before, PREFACE);
     assert_eq!(first.kind(), io::ErrorKind::InvalidData);
     let again = fix.read(&mut buf).await.expect_err("rejected again");
