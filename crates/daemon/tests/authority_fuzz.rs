@@ -12,7 +12,12 @@
 //! and h2's own server (the one under tonic) must serve every request as it
 //! was sent, its authority fixed. Then mutated copies go through the oracle
 //! in `support/oracle.rs`: no panic, nothing h2 serves alone is lost, and
-//! no valid input is rejected.
+//! no valid input is rejected. Clients with the habits that try the
+//! tables' invariant hardest (a small table, grpc-go's encoding, a short
+//! refused authority) get a test of their own, which fails at once on a
+//! fix whose replacement is larger than what it replaces.
+//!
+//! Everything is seeded: a failure is the same on every run.
 
 #[path = "support/oracle.rs"]
 mod oracle;
@@ -26,6 +31,8 @@ const REPLACEMENT: &[u8] = b"localhost";
 /// Connections generated; each is also mutated [`MUTANTS`] times.
 const ROUNDS: usize = 300;
 const MUTANTS: usize = 6;
+/// Connections of [`tight_tables_stay_in_step`].
+const TIGHT_ROUNDS: usize = 300;
 
 const VALID: [&str; 6] = [
     "localhost",
@@ -35,13 +42,15 @@ const VALID: [&str; 6] = [
     "[::1]:80",
     "example.com",
 ];
-const REFUSED: [&str; 8] = [
+const REFUSED: [&str; 10] = [
     "/run/crius/crius.sock",
     "/var/run/containerd/containerd.sock",
     "unix:///run/crius/crius.sock",
     "/",
     "a b",
     "/x",
+    "[::1",
+    "/a/b/c",
     "",
     "/tmp/a-socket-path-long-enough-to-fill-a-small-table-on-its-own-0123456789",
 ];
@@ -59,7 +68,9 @@ const NAMES: [&str; 6] = [
     "x-a",
     "grpc-accept-encoding",
 ];
-const VALUES: [&str; 6] = [
+const VALUES: [&str; 8] = [
+    "1",
+    "abc",
     "application/grpc",
     "grpc-go/1.58.3",
     "9999999u",
@@ -182,18 +193,68 @@ fn other_frame(rng: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// Dynamic table sizes the clients choose. The small ones hold a few
+/// entries: every insertion evicts, where a replacement larger than what
+/// it replaces would put the tables out of step.
+const TABLE_SIZES: [u32; 9] = [0, 64, 100, 128, 160, 200, 256, 512, 4096];
+
+/// A client's habits, for one connection.
+struct Habits {
+    /// The table size it announces in its first block, if any.
+    table: Option<u32>,
+    /// The flags of every field, as grpc-go has one encoding for all, or
+    /// else each field's at random.
+    flags: Option<u8>,
+    /// The authority of most of its requests: as a real client, one, so
+    /// later requests refer to the entry an earlier one inserted.
+    authority: &'static str,
+}
+
+impl Habits {
+    fn any(rng: &mut Rng) -> Self {
+        let authorities = if rng.chance(2) { &VALID[..] } else { &REFUSED };
+        Self {
+            // A small table (but 0) for half the clients.
+            table: rng.chance(2).then(|| TABLE_SIZES[1 + rng.below(6)]),
+            flags: rng.chance(2).then_some(FLAGS[0]),
+            authority: rng.pick(authorities),
+        }
+    }
+
+    /// The habits that try the tables' invariant (see the module docs of
+    /// src/authority.rs) hardest: a small table, grpc-go's encoding, which
+    /// refers to what it inserted, and an inserted authority that is
+    /// refused and shorter than `localhost`.
+    fn tight(rng: &mut Rng) -> Self {
+        let short: Vec<_> = REFUSED
+            .into_iter()
+            .filter(|a| (1..9).contains(&a.len()))
+            .collect();
+        Self {
+            table: Some(TABLE_SIZES[1 + rng.below(6)]),
+            flags: Some(FLAGS[0]),
+            authority: rng.pick(&short),
+        }
+    }
+}
+
 /// A request's header block, as an HPACK encoder that uses its table would
 /// write it.
-fn encode(rng: &mut Rng, encoder: &mut Encoder<'_>, sent: &Sent) -> Vec<u8> {
+fn encode(
+    rng: &mut Rng,
+    encoder: &mut Encoder<'_>,
+    sent: &Sent,
+    table: Option<u32>,
+    flags: Option<u8>,
+) -> Vec<u8> {
     let mut block = Vec::new();
-    if rng.chance(4) {
-        let size = rng.pick(&[0u32, 64, 100, 150, 256, 512, 4096]);
+    if let Some(size) = table {
         encoder
             .update_max_dynamic_size(size, &mut block)
             .expect("size update");
     }
     for (name, value) in sent.fields() {
-        let mut flags = rng.pick(&FLAGS);
+        let mut flags = flags.unwrap_or_else(|| rng.pick(&FLAGS));
         if name == ":authority" && value.is_empty() {
             // Inserted, an empty one has no replacement (see the module
             // docs): h2 refuses that request, as without the fix.
@@ -242,17 +303,20 @@ fn frames(rng: &mut Rng, stream: u32, block: &[u8], end_stream: bool) -> Vec<u8>
     out
 }
 
-/// A connection: the bytes and the requests in it.
-fn connection(rng: &mut Rng) -> (Vec<u8>, Vec<Sent>) {
+/// A connection of a client with `habits`: the bytes and the requests in
+/// it.
+fn connection(rng: &mut Rng, habits: &Habits) -> (Vec<u8>, Vec<Sent>) {
     let mut input = PREFACE.to_vec();
     input.extend(settings(rng));
     let mut encoder = Encoder::default();
     let mut sent = Vec::new();
+    let mut table = habits.table;
+    let field = |rng: &mut Rng| (rng.pick(&NAMES), rng.pick(&VALUES).as_bytes().to_vec());
+    // Headers in every request, and others now and then.
+    let common: Vec<_> = (0..rng.below(4)).map(|_| field(rng)).collect();
     for i in 0..1 + rng.below(12) {
-        let mut headers = Vec::new();
-        for _ in 0..rng.below(6) {
-            headers.push((rng.pick(&NAMES), rng.pick(&VALUES).as_bytes().to_vec()));
-        }
+        let mut headers = common.clone();
+        headers.extend((0..rng.below(3)).map(|_| field(rng)));
         if rng.chance(40) {
             headers.push(("x-big", vec![b'x'; 20_000]));
         }
@@ -261,10 +325,15 @@ fn connection(rng: &mut Rng) -> (Vec<u8>, Vec<Sent>) {
             stream: 2 * i as u32 + 1,
             method: rng.pick(&["POST", "GET"]),
             path: rng.pick(&PATHS),
-            authority: rng.pick(authorities),
+            authority: match rng.chance(4) {
+                true => rng.pick(authorities),
+                false => habits.authority,
+            },
             headers,
         };
-        let block = encode(rng, &mut encoder, &request);
+        let block = encode(rng, &mut encoder, &request, table, habits.flags);
+        // Now and then a client changes its table's size.
+        table = rng.chance(8).then(|| rng.pick(&TABLE_SIZES));
         let end_stream = rng.chance(2);
         input.extend(frames(rng, request.stream, &block, end_stream));
         if !end_stream {
@@ -276,6 +345,20 @@ fn connection(rng: &mut Rng) -> (Vec<u8>, Vec<Sent>) {
         sent.push(request);
     }
     (input, sent)
+}
+
+/// Runs a generated connection through the fix, read in pieces of `sizes`
+/// and `read` bytes at a time; h2's server must serve every request as
+/// sent, its authority fixed.
+fn serve_fixed(round: usize, input: &[u8], sent: &[Sent], sizes: &[usize], read: usize) {
+    let (out, error) = oracle::rewrite(oracle::Client::new(input, sizes, true, false), read);
+    assert!(error.is_none(), "round {round}: {error:?}");
+    let (fixed, ok) = oracle::serve_all(oracle::Client::new(&out, &[], false, true));
+    assert!(ok, "round {round}: h2 rejected the output");
+    assert_eq!(fixed.len(), sent.len(), "round {round}");
+    for (sent, got) in sent.iter().zip(&fixed) {
+        sent.check(got);
+    }
 }
 
 /// A copy of `input` with a few random changes.
@@ -368,7 +451,8 @@ fn h2_serves_what_the_fix_writes() {
     // Requests of the mutants h2 served through the fix, and alone.
     let (mut mutant_fixed, mut mutant_raw) = (0, 0);
     for round in 0..ROUNDS {
-        let (input, sent) = connection(&mut rng);
+        let habits = Habits::any(&mut rng);
+        let (input, sent) = connection(&mut rng, &habits);
         let (sizes, read) = (pieces(&mut rng), rng.pick(&[1, 5, 64, 8192]));
         let case = oracle::Case {
             input: input.clone(),
@@ -381,15 +465,7 @@ fn h2_serves_what_the_fix_writes() {
             let path = dir.join(format!("generated-{round:03}"));
             std::fs::write(&path, seed).expect("writing a seed");
         }
-        // The connection through the fix, read in random pieces.
-        let (out, error) = oracle::rewrite(oracle::Client::new(&input, &sizes, true, false), read);
-        assert!(error.is_none(), "round {round}: {error:?}");
-        let (fixed, ok) = oracle::serve_all(oracle::Client::new(&out, &[], false, true));
-        assert!(ok, "round {round}: h2 rejected the output");
-        assert_eq!(fixed.len(), sent.len(), "round {round}");
-        for (sent, got) in sent.iter().zip(&fixed) {
-            sent.check(got);
-        }
+        serve_fixed(round, &input, &sent, &sizes, read);
         // Without the fix, h2 refuses every request with a refused
         // authority, and serves the others alike.
         let (raw, ok) = oracle::serve_all(oracle::Client::new(&input, &[], false, true));
@@ -418,4 +494,17 @@ fn h2_serves_what_the_fix_writes() {
         ROUNDS * MUTANTS,
         started.elapsed()
     );
+}
+
+/// Clients that try the tables' invariant hardest ([`Habits::tight`]):
+/// were a replacement ever larger than what it replaces, the server would
+/// evict entries the client still refers to.
+#[test]
+fn tight_tables_stay_in_step() {
+    let mut rng = Rng(0x7ab1_e5e7_0f5e_a1ed);
+    for round in 0..TIGHT_ROUNDS {
+        let habits = Habits::tight(&mut rng);
+        let (input, sent) = connection(&mut rng, &habits);
+        serve_fixed(round, &input, &sent, &[], 8192);
+    }
 }
