@@ -68,6 +68,9 @@ pub struct World {
     /// Tasks whose shim died: their waiters' Wait breaks off with an error
     /// (not NotFound), as the shim's connection closes.
     dead_shims: BTreeSet<String>,
+    /// Tasks whose shim died before anyone waited: Wait answers NotFound at
+    /// once, and the exit event is the test's to publish.
+    gone_at_wait: BTreeSet<String>,
     /// The live event subscriptions.
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
@@ -170,6 +173,14 @@ impl Fake {
     /// The shim of `id`'s task dies: containerd publishes the exit
     /// (`128 + SIGKILL`) and cleans the task up, so waiters get NotFound.
     pub fn shim_dies(&self, id: &str) {
+        self.publish_shim_exit(id);
+        let mut w = self.world();
+        w.dead_shims.insert(id.to_string());
+        w.tasks.remove(id);
+    }
+
+    /// The exit containerd publishes for a task whose shim died.
+    pub fn publish_shim_exit(&self, id: &str) {
         let pid = self.world().tasks.get(id).map_or(0, |t| t.pid);
         self.publish(Event {
             namespace: "crius".into(),
@@ -183,9 +194,13 @@ impl Fake {
                 exited_at: Some(std::time::SystemTime::now()),
             },
         });
-        let mut w = self.world();
-        w.dead_shims.insert(id.to_string());
-        w.tasks.remove(id);
+    }
+
+    /// `id`'s shim will have died by the time its task is first waited
+    /// for: that Wait answers NotFound; the exit event comes when the test
+    /// publishes it ([`Fake::publish_shim_exit`]).
+    pub fn task_gone_at_wait(&self, id: &str) {
+        self.world().gone_at_wait.insert(id.to_string());
     }
 
     /// What is left of everything a create makes, as lines (empty when
@@ -395,6 +410,9 @@ impl ports::Tasks for Fake {
     }
     async fn task_wait(&self, id: &str) -> Result<TaskExit> {
         self.call("task_wait", format_args!("{id}"))?;
+        if self.world().gone_at_wait.remove(id) {
+            return Err(not_found(format!("task {id}")));
+        }
         let mut rx = {
             let w = self.world();
             w.tasks

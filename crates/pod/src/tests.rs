@@ -474,6 +474,32 @@ async fn a_stopped_pod_takes_no_new_container_and_shutdown_stops_the_watchers() 
 }
 
 #[tokio::test]
+async fn a_shim_dead_before_the_first_wait_is_its_published_exit_not_a_vanished_task() -> Result<()>
+{
+    let e = env();
+    e.pods.recover(&e.config).await?;
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    e.fake.task_gone_at_wait(&id);
+    e.pods.start_container(&id).await?;
+    // containerd publishes the exit before it cleans the task up, but the
+    // event may reach crius after the watcher's Wait found no task.
+    let waiting = format!("task_wait {id}");
+    wait_for(|| e.fake.calls().contains(&waiting)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    e.fake.publish_shim_exit(&id);
+    wait_for(|| {
+        e.pods
+            .container_status(&id)
+            .is_ok_and(|s| s.1.state == ContainerState::Exited)
+    })
+    .await;
+    let (_, status) = e.pods.container_status(&id)?;
+    assert_eq!(status.exit_code, 137, "{status:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_dead_shim_is_an_exit_as_containerd_published_it() -> Result<()> {
     let e = env();
     // Recovery starts the follower of containerd's exit events.
@@ -481,8 +507,8 @@ async fn a_dead_shim_is_an_exit_as_containerd_published_it() -> Result<()> {
     let sandbox = e.run("web").await?;
     let id = e.create(&sandbox, "app").await?;
     e.pods.start_container(&id).await?;
-    // Once the exit watcher waits (a task gone before its Wait began is
-    // another case: no exit to wait for).
+    // Once the exit watcher waits (a shim dead before the first Wait: the
+    // test above).
     let waiting = format!("task_wait {id}");
     wait_for(|| e.fake.calls().contains(&waiting)).await;
     e.fake.shim_dies(&id);

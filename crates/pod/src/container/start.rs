@@ -118,18 +118,17 @@ impl Containers {
     pub(crate) fn watch_exit(&self, c: Arc<Container>) {
         let pods = self.clone();
         self.background.spawn("exit watcher", async move {
-            let mut cut = false;
             let exit = loop {
                 match pods.containerd.task_wait(&c.meta.id).await {
                     Ok(exit) => break Some(exit),
-                    // Gone: when its shim died, containerd cleaned the task
-                    // up and published the exit (128 + SIGKILL).
+                    // Gone: when its shim died, containerd published the
+                    // exit (128 + SIGKILL) and cleaned the task up; the
+                    // event may still be on its way, also when the shim
+                    // died before this first Wait.
                     Err(Error::NotFound { .. }) => {
-                        let patience = if cut { EXIT_EVENT_WAIT } else { Duration::ZERO };
-                        break pods.exits.wait(&c.meta.id, patience).await;
+                        break pods.exits.wait(&c.meta.id, EXIT_EVENT_WAIT).await;
                     }
                     Err(e) => {
-                        cut = true;
                         tracing::warn!(container = %c.meta.id, "waiting for the exit: {e}; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
