@@ -135,6 +135,14 @@ struct PluginEnv {
     args: String,
 }
 
+/// The inputs of a DEL (see [`Cni::del_input`]).
+struct DelInput {
+    list: NetList,
+    capabilities: RuntimeConfig,
+    prev: Option<Value>,
+    args: Vec<(String, String)>,
+}
+
 /// The cache file's content.
 #[derive(Debug, Serialize, Deserialize)]
 struct CacheEntry {
@@ -200,51 +208,78 @@ impl Cni {
             args: cni_args(&att.args),
         };
         let started = Instant::now();
+        let raw = self.add_chain(&list, &env, &att.capabilities).await?;
+        let result = self.commit_add(&list, &env, att, raw).await?;
+        tracing::debug!(
+            network = %list.name,
+            container = %att.container_id,
+            ips = ?result.pod_ips(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "CNI ADD done"
+        );
+        Ok(result)
+    }
+
+    /// ADD through every plugin in order, each given the previous result;
+    /// the last result. On a failure the plugins done are rolled back.
+    async fn add_chain(
+        &self,
+        list: &NetList,
+        env: &PluginEnv,
+        capabilities: &RuntimeConfig,
+    ) -> Result<Value> {
         let mut prev: Option<Value> = None;
         for index in 0..list.plugins.len() {
             match self
-                .invoke(
-                    Op::Add,
-                    &list,
-                    index,
-                    &env,
-                    prev.as_ref(),
-                    &att.capabilities,
-                )
+                .invoke(Op::Add, list, index, env, prev.as_ref(), capabilities)
                 .await
             {
                 Ok(Some(result)) => prev = Some(result),
                 Ok(None) => {
                     tracing::warn!(
                         network = %list.name,
-                        plugin = plugin_type(&list, index),
+                        plugin = plugin_type(list, index),
                         "CNI plugin printed no result on ADD; keeping the previous one"
                     );
                 }
                 Err(e) => {
-                    self.rollback(&list, index, &env, prev.as_ref(), &att.capabilities)
+                    self.rollback(list, index, env, prev.as_ref(), capabilities)
                         .await;
                     return Err(e);
                 }
             }
         }
         let last = list.plugins.len().saturating_sub(1);
-        let Some(raw) = prev else {
-            self.rollback(&list, last, &env, None, &att.capabilities)
-                .await;
-            return Err(Error::FailedPrecondition(format!(
-                "CNI network {}: no plugin printed a result on ADD",
-                list.name
-            )));
-        };
+        match prev {
+            Some(raw) => Ok(raw),
+            None => {
+                self.rollback(list, last, env, None, capabilities).await;
+                Err(Error::FailedPrecondition(format!(
+                    "CNI network {}: no plugin printed a result on ADD",
+                    list.name
+                )))
+            }
+        }
+    }
+
+    /// Reads the chain's result and caches it for DEL; on a failure the
+    /// whole chain is rolled back.
+    async fn commit_add(
+        &self,
+        list: &NetList,
+        env: &PluginEnv,
+        att: &Attachment,
+        raw: Value,
+    ) -> Result<CniResult> {
+        let last = list.plugins.len().saturating_sub(1);
         let result = match CniResult::from_json(raw.clone()) {
             Ok(result) => result,
             Err(reason) => {
-                self.rollback(&list, last, &env, Some(&raw), &att.capabilities)
+                self.rollback(list, last, env, Some(&raw), &att.capabilities)
                     .await;
                 return Err(Error::FailedPrecondition(format!(
                     "CNI plugin {} of network {} printed an invalid result: {reason}",
-                    plugin_type(&list, last),
+                    plugin_type(list, last),
                     list.name
                 )));
             }
@@ -261,17 +296,10 @@ impl Cni {
             result: raw,
         };
         if let Err(e) = self.write_cache(&entry).await {
-            self.rollback(&list, last, &env, Some(&entry.result), &att.capabilities)
+            self.rollback(list, last, env, Some(&entry.result), &att.capabilities)
                 .await;
             return Err(e);
         }
-        tracing::debug!(
-            network = %list.name,
-            container = %att.container_id,
-            ips = ?result.pod_ips(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "CNI ADD done"
-        );
         Ok(result)
     }
 
@@ -292,31 +320,12 @@ impl Cni {
             )));
         }
         let cache_path = self.cache_path(&net.name, &att.container_id, &att.ifname);
-        let cached = self.read_cache(&cache_path).await;
-        let (list, capabilities, prev, cached_args) = match cached {
-            Some(entry) => {
-                match NetList::from_value(entry.config, &cache_path.display().to_string()) {
-                    Ok(list) => (list, entry.capabilities, Some(entry.result), entry.args),
-                    Err(e) => {
-                        tracing::warn!(cache = %cache_path.display(), error = %e, "ignoring the cached CNI config");
-                        (
-                            NetList::from_config(net)?,
-                            att.capabilities.clone(),
-                            Some(entry.result),
-                            entry.args,
-                        )
-                    }
-                }
-            }
-            None => (
-                NetList::from_config(net)?,
-                att.capabilities.clone(),
-                None,
-                Vec::new(),
-            ),
-        };
+        let input = self.del_input(net, att, &cache_path).await?;
+        let list = &input.list;
         // libcni hands the cached result to DEL only from 0.4.0 on.
-        let prev = prev.filter(|_| version_at_least(&list.cni_version, (0, 4, 0)));
+        let prev = input
+            .prev
+            .filter(|_| version_at_least(&list.cni_version, (0, 4, 0)));
         let netns = if netns::is_pinned(&att.netns) {
             att.netns.display().to_string()
         } else {
@@ -324,35 +333,18 @@ impl Cni {
             String::new()
         };
         let args = if att.args.is_empty() {
-            cached_args
+            &input.args
         } else {
-            att.args.clone()
+            &att.args
         };
         let env = PluginEnv {
             container_id: att.container_id.clone(),
             netns,
             ifname: att.ifname.clone(),
-            args: cni_args(&args),
+            args: cni_args(args),
         };
-        let mut first_error = None;
-        for index in (0..list.plugins.len()).rev() {
-            if let Err(e) = self
-                .invoke(Op::Del, &list, index, &env, prev.as_ref(), &capabilities)
-                .await
-            {
-                tracing::warn!(
-                    network = %list.name,
-                    container = %att.container_id,
-                    plugin = plugin_type(&list, index),
-                    error = %e,
-                    "CNI DEL failed"
-                );
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        self.del_chain(list, &env, prev.as_ref(), &input.capabilities)
+            .await?;
         match tokio::fs::remove_file(&cache_path).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -365,6 +357,70 @@ impl Cni {
         }
         tracing::debug!(network = %list.name, container = %att.container_id, "CNI DEL done");
         Ok(())
+    }
+
+    /// What DEL runs with: the cached ADD's config, capabilities, result
+    /// and args when there is a readable cache entry, else today's config.
+    async fn del_input(
+        &self,
+        net: &NetworkConfig,
+        att: &Attachment,
+        cache_path: &Path,
+    ) -> Result<DelInput> {
+        let Some(entry) = self.read_cache(cache_path).await else {
+            return Ok(DelInput {
+                list: NetList::from_config(net)?,
+                capabilities: att.capabilities.clone(),
+                prev: None,
+                args: Vec::new(),
+            });
+        };
+        let list = match NetList::from_value(entry.config, &cache_path.display().to_string()) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(cache = %cache_path.display(), error = %e, "ignoring the cached CNI config");
+                return Ok(DelInput {
+                    list: NetList::from_config(net)?,
+                    capabilities: att.capabilities.clone(),
+                    prev: Some(entry.result),
+                    args: entry.args,
+                });
+            }
+        };
+        Ok(DelInput {
+            list,
+            capabilities: entry.capabilities,
+            prev: Some(entry.result),
+            args: entry.args,
+        })
+    }
+
+    /// DEL through every plugin in reverse order; all are tried, the first
+    /// error is returned.
+    async fn del_chain(
+        &self,
+        list: &NetList,
+        env: &PluginEnv,
+        prev: Option<&Value>,
+        capabilities: &RuntimeConfig,
+    ) -> Result<()> {
+        let mut first_error = None;
+        for index in (0..list.plugins.len()).rev() {
+            if let Err(e) = self
+                .invoke(Op::Del, list, index, env, prev, capabilities)
+                .await
+            {
+                tracing::warn!(
+                    network = %list.name,
+                    container = %env.container_id,
+                    plugin = plugin_type(list, index),
+                    error = %e,
+                    "CNI DEL failed"
+                );
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The cached result of a successful ADD of `att` to network `network`,
@@ -429,45 +485,9 @@ impl Cni {
         })?;
         let stdin = plugin_stdin(list, index, prev, capabilities)?;
         let started = Instant::now();
-        let pgid = AtomicU32::new(0);
-        let run = async {
-            let mut child = spawn_plugin(&path, op, env, &self.bin_dirs).await?;
-            pgid.store(child.id().unwrap_or(0), Ordering::Relaxed);
-            let pipe = child.stdin.take();
-            let feed = async move {
-                if let Some(mut pipe) = pipe
-                    && let Err(e) = pipe.write_all(&stdin).await
-                {
-                    // The plugin may exit without reading its input.
-                    tracing::debug!(error = %e, "writing the CNI plugin's stdin");
-                }
-            };
-            let ((), output) = tokio::join!(feed, child.wait_with_output());
-            output
-        };
-        let output = match tokio::time::timeout(self.plugin_timeout, run).await {
-            Err(_) => {
-                // Dropping `run` dropped the child: kill_on_drop killed it and
-                // tokio reaps it. What it started (an IPAM plugin, say) is in
-                // its process group.
-                kill_group(pgid.load(Ordering::Relaxed));
-                return Err(Error::DeadlineExceeded(format!(
-                    "CNI plugin {kind} {} for network {} did not finish within {:?}; killed",
-                    op.as_str(),
-                    list.name,
-                    self.plugin_timeout
-                )));
-            }
-            Ok(Err(e)) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "cannot run CNI plugin {} ({} for network {}): {e}",
-                    path.display(),
-                    op.as_str(),
-                    list.name
-                )));
-            }
-            Ok(Ok(output)) => output,
-        };
+        let output = self
+            .run_plugin((kind, &path), op, env, stdin, &list.name)
+            .await?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stderr = stderr.trim();
         tracing::debug!(
@@ -505,6 +525,53 @@ impl Cni {
                     list.name
                 ))
             })
+    }
+
+    /// Runs the plugin at `path` with `stdin` as its input, within the
+    /// plugin timeout; its output whatever its exit status.
+    async fn run_plugin(
+        &self,
+        (kind, path): (&str, &Path),
+        op: Op,
+        env: &PluginEnv,
+        stdin: Vec<u8>,
+        network: &str,
+    ) -> Result<std::process::Output> {
+        let pgid = AtomicU32::new(0);
+        let run = async {
+            let mut child = spawn_plugin(path, op, env, &self.bin_dirs).await?;
+            pgid.store(child.id().unwrap_or(0), Ordering::Relaxed);
+            let pipe = child.stdin.take();
+            let feed = async move {
+                if let Some(mut pipe) = pipe
+                    && let Err(e) = pipe.write_all(&stdin).await
+                {
+                    // The plugin may exit without reading its input.
+                    tracing::debug!(error = %e, "writing the CNI plugin's stdin");
+                }
+            };
+            let ((), output) = tokio::join!(feed, child.wait_with_output());
+            output
+        };
+        match tokio::time::timeout(self.plugin_timeout, run).await {
+            Err(_) => {
+                // Dropping `run` dropped the child: kill_on_drop killed it and
+                // tokio reaps it. What it started (an IPAM plugin, say) is in
+                // its process group.
+                kill_group(pgid.load(Ordering::Relaxed));
+                Err(Error::DeadlineExceeded(format!(
+                    "CNI plugin {kind} {} for network {network} did not finish within {:?}; killed",
+                    op.as_str(),
+                    self.plugin_timeout
+                )))
+            }
+            Ok(Err(e)) => Err(Error::FailedPrecondition(format!(
+                "cannot run CNI plugin {} ({} for network {network}): {e}",
+                path.display(),
+                op.as_str(),
+            ))),
+            Ok(Ok(output)) => Ok(output),
+        }
     }
 
     fn cache_path(&self, network: &str, container_id: &str, ifname: &str) -> PathBuf {
