@@ -82,6 +82,42 @@ async fn list(cri: &mut Cri) -> anyhow::Result<Vec<v1::Image>> {
         .collect())
 }
 
+/// A daemon with `opts` in a containerd namespace of its own (`crius-<tag>-<pid>`),
+/// a CRI client of it and a containerd connection to that namespace.
+async fn own_daemon(
+    env: &Env,
+    mut opts: crius_testkit::criusd::CriusdOptions,
+    tag: &str,
+) -> anyhow::Result<(
+    crius_testkit::criusd::Criusd,
+    Cri,
+    crius_containerd::Containerd,
+)> {
+    opts.namespace = format!("crius-{tag}-{}", std::process::id());
+    let daemon = crius_testkit::criusd::Criusd::start(&opts)?;
+    daemon
+        .wait_runtime_ready(std::time::Duration::from_secs(30))
+        .await?;
+    let cri = crius_testkit::client::connect(daemon.socket()).await?;
+    let containerd =
+        crius_containerd::Containerd::connect(env.containerd.socket(), &opts.namespace).await?;
+    Ok((daemon, cri, containerd))
+}
+
+/// The chain id (the top layer's snapshot) ImageStatus reports for `reference`.
+async fn chain_id(cri: &mut Cri, reference: &str) -> anyhow::Result<String> {
+    let resp = cri
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: spec(reference),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(resp.info.get("info").context("verbose")?)?;
+    Ok(info["chainID"].as_str().context("chain id")?.to_string())
+}
+
 async fn pull_by_tag_then_status(env: Arc<Env>) -> anyhow::Result<()> {
     let (_d, mut cri) = env.isolated().await?;
     let reference = env.images.reference(ti::BUSYBOX);
@@ -682,31 +718,15 @@ async fn unpack_on_pull_can_be_switched_off(env: Arc<Env>) -> anyhow::Result<()>
         "[images]\nplain_http_hosts = [{:?}]\nunpack_on_pull = false\n",
         env.images.addr()
     );
-    opts.namespace = format!("crius-nounpack-{}", std::process::id());
-    let daemon = crius_testkit::criusd::Criusd::start(&opts)?;
-    daemon
-        .wait_runtime_ready(std::time::Duration::from_secs(30))
-        .await?;
-    let mut cri = crius_testkit::client::connect(daemon.socket()).await?;
+    let (_daemon, mut cri, containerd) = own_daemon(&env, opts, "nounpack").await?;
     let reference = env.images.reference(ti::MULTILAYER);
     pull(&mut cri, &reference).await?;
-    let resp = cri
-        .image
-        .image_status(v1::ImageStatusRequest {
-            image: spec(&reference),
-            verbose: true,
-        })
-        .await?
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(resp.info.get("info").context("verbose")?)?;
-    let chain_id = info["chainID"].as_str().context("chain id")?;
-    let containerd =
-        crius_containerd::Containerd::connect(env.containerd.socket(), &opts.namespace).await?;
+    let chain_id = chain_id(&mut cri, &reference).await?;
     // Other namespaces may have unpacked the same layers: snapshots are per
     // namespace, so this one must have none.
     ensure!(
         containerd
-            .snapshot_stat("overlayfs", chain_id)
+            .snapshot_stat("overlayfs", &chain_id)
             .await?
             .is_none(),
         "unpacked at pull"
@@ -799,20 +819,12 @@ fn push_one_layer_image(
 /// truth: records deleted or created by another client of containerd (here
 /// the containerd API directly) show in ImageStatus / ListImages at once.
 async fn records_changed_behind_our_back_are_seen(env: Arc<Env>) -> anyhow::Result<()> {
-    let mut opts = env.options();
-    opts.namespace = format!("crius-behind-{}", std::process::id());
-    let daemon = crius_testkit::criusd::Criusd::start(&opts)?;
-    daemon
-        .wait_runtime_ready(std::time::Duration::from_secs(30))
-        .await?;
-    let mut cri = crius_testkit::client::connect(daemon.socket()).await?;
+    let (_daemon, mut cri, containerd) = own_daemon(&env, env.options(), "behind").await?;
     let reference = env.images.reference(ti::BUSYBOX);
     pull(&mut cri, &reference).await?;
     for _ in 0..3 {
         ensure!(status(&mut cri, &reference).await?.is_some(), "not found");
     }
-    let containerd =
-        crius_containerd::Containerd::connect(env.containerd.socket(), &opts.namespace).await?;
     let records: Vec<_> = containerd
         .image_list(&[])
         .await?
@@ -858,27 +870,10 @@ async fn records_changed_behind_our_back_are_seen(env: Arc<Env>) -> anyhow::Resu
 /// record) must leave the held blob and snapshot alone.
 async fn what_a_lease_holds_outlives_the_removal_of_its_image(env: Arc<Env>) -> anyhow::Result<()> {
     use crius_containerd::Held;
-    let mut opts = env.options();
-    opts.namespace = format!("crius-hold-{}", std::process::id());
-    let daemon = crius_testkit::criusd::Criusd::start(&opts)?;
-    daemon
-        .wait_runtime_ready(std::time::Duration::from_secs(30))
-        .await?;
-    let mut cri = crius_testkit::client::connect(daemon.socket()).await?;
+    let (_daemon, mut cri, containerd) = own_daemon(&env, env.options(), "hold").await?;
     let reference = env.images.reference(ti::BUSYBOX);
     let id = pull(&mut cri, &reference).await?;
-    let resp = cri
-        .image
-        .image_status(v1::ImageStatusRequest {
-            image: spec(&reference),
-            verbose: true,
-        })
-        .await?
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(resp.info.get("info").context("verbose")?)?;
-    let chain_id = info["chainID"].as_str().context("chain id")?.to_string();
-    let containerd =
-        crius_containerd::Containerd::connect(env.containerd.socket(), &opts.namespace).await?;
+    let chain_id = chain_id(&mut cri, &reference).await?;
     let layers: Vec<String> = containerd
         .content_list(&[])
         .await?
