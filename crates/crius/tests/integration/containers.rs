@@ -1375,16 +1375,7 @@ async fn stats_of_a_pod(env: Arc<Env>) -> anyhow::Result<()> {
     let cid = create(&mut p.cri, &id, cc).await?;
     start(&mut p.cri, &cid).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let stats = p
-        .cri
-        .runtime
-        .pod_sandbox_stats(v1::PodSandboxStatsRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await?
-        .into_inner()
-        .stats
-        .context("no stats")?;
+    let stats = pod_stats(&mut p.cri, &id).await?;
     let linux = stats.linux.as_ref().context("no linux stats")?;
     ensure!(
         linux
@@ -1552,16 +1543,7 @@ async fn systemd_stats(env: &Env, p: &mut PodEnv, slice: &str) -> anyhow::Result
                 .is_some_and(|v| v.value > 0),
         "{stats:?}"
     );
-    let pod = p
-        .cri
-        .runtime
-        .pod_sandbox_stats(v1::PodSandboxStatsRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await?
-        .into_inner()
-        .stats
-        .context("no pod stats")?;
+    let pod = pod_stats(&mut p.cri, &id).await?;
     let linux = pod.linux.as_ref().context("no linux stats")?;
     ensure!(
         linux
@@ -1582,4 +1564,16 @@ async fn systemd_stats(env: &Env, p: &mut PodEnv, slice: &str) -> anyhow::Result
         "the pod's slice holds pause and the container: {linux:?}"
     );
     Ok(())
+}
+
+/// PodSandboxStats of pod `id`.
+async fn pod_stats(cri: &mut Cri, id: &str) -> anyhow::Result<v1::PodSandboxStats> {
+    cri.runtime
+        .pod_sandbox_stats(v1::PodSandboxStatsRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .context("no pod stats")
 }
