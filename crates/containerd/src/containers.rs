@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use crate::{Error, Result};
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, DeleteContainerRequest, GetContainerRequest,
     ListContainersRequest, UpdateContainerRequest, container,
 };
-use crius_core::{Error, Result};
 use oci_spec::runtime::Spec;
 use prost::Message;
 use tonic::transport::Channel;
@@ -129,8 +129,10 @@ pub struct ContainerRecord {
 
 /// `spec` as the `Any` containerd stores.
 pub fn spec_to_any(spec: &Spec) -> Result<prost_types::Any> {
-    let value = serde_json::to_vec(spec)
-        .map_err(|e| Error::Internal(format!("encoding an OCI spec: {e}")))?;
+    let value = serde_json::to_vec(spec).map_err(|source| Error::Encode {
+        what: "an OCI spec".into(),
+        source,
+    })?;
     Ok(prost_types::Any {
         type_url: SPEC_TYPE_URL.to_string(),
         value,
@@ -140,28 +142,28 @@ pub fn spec_to_any(spec: &Spec) -> Result<prost_types::Any> {
 /// The OCI spec in an `Any` (JSON, as containerd's clients store it).
 pub fn spec_from_any(op: &'static str, any: &prost_types::Any) -> Result<Spec> {
     if any.type_url != SPEC_TYPE_URL {
-        return Err(Error::Containerd {
+        return Err(Error::Malformed {
             op,
-            message: format!("spec of unexpected type {:?}", any.type_url),
+            what: format!("spec of unexpected type {:?}", any.type_url),
         });
     }
-    serde_json::from_slice(&any.value).map_err(|e| Error::Containerd {
+    serde_json::from_slice(&any.value).map_err(|e| Error::Malformed {
         op,
-        message: format!("spec does not decode: {e}"),
+        what: format!("spec does not decode: {e}"),
     })
 }
 
 impl ContainerRecord {
     fn from_container(op: &'static str, c: Container) -> Result<Self> {
         let spec = match &c.spec {
-            Some(any) => spec_from_any(op, any).map_err(|e| Error::Containerd {
+            Some(any) => spec_from_any(op, any).map_err(|e| Error::Malformed {
                 op,
-                message: format!("container {}: {e}", c.id),
+                what: format!("container {}: {e}", c.id),
             })?,
             None => {
-                return Err(Error::Containerd {
+                return Err(Error::Malformed {
                     op,
-                    message: format!("container {} has no spec", c.id),
+                    what: format!("container {} has no spec", c.id),
                 });
             }
         };
@@ -325,7 +327,7 @@ impl Containerd {
     /// containerd's Go client, this checks first.)
     pub async fn container_delete(&self, id: &str) -> Result<()> {
         if self.task_get(id).await?.is_some() {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::Precondition(format!(
                 "container {id} has a task: delete the task first"
             )));
         }

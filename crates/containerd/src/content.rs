@@ -8,19 +8,19 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::{
     AbortRequest, DeleteContentRequest, Info, InfoRequest, ListContentRequest, ListStatusesRequest,
     ReadContentRequest, UpdateRequest, WriteAction, WriteContentRequest, WriteContentResponse,
 };
-use crius_core::{Error, Result};
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tonic::codec::Streaming;
 use tonic::transport::Channel;
 
-use crate::{Containerd, map_status, not_found_as_none, not_found_ok, status_error};
+use crate::{Containerd, map_status, not_found_as_none, not_found_ok};
 
 /// The largest `data` of one Write message.
 pub const WRITE_CHUNK: usize = 1 << 20;
@@ -109,12 +109,15 @@ fn write_error(digest: &str, s: &tonic::Status) -> Error {
     // containerd 1.6 reports a digest or size that does not match the one
     // expected at commit as FailedPrecondition "unexpected commit digest|size".
     if s.code() == tonic::Code::FailedPrecondition && s.message().contains("unexpected commit") {
-        return Error::DataLoss(format!(
+        return Error::Corrupt(format!(
             "content {digest} failed verification: {}",
             s.message()
         ));
     }
-    status_error("content write", s)
+    Error::Status {
+        op: "content write",
+        status: s.clone(),
+    }
 }
 
 /// True for containerd's "another writer holds this reference" refusal.
@@ -168,9 +171,11 @@ impl Containerd {
         let info = self
             .content_info(digest)
             .await?
-            .ok_or_else(|| Error::not_found(format!("content {digest}")))?;
+            .ok_or_else(|| Error::Missing {
+                what: format!("content {digest}"),
+            })?;
         if info.size > max_size {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::Precondition(format!(
                 "content {digest} is {} bytes, more than the {max_size} allowed",
                 info.size
             )));
@@ -189,14 +194,14 @@ impl Containerd {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(map_status("content read"))?;
             if buf.len() as u64 + chunk.data.len() as u64 > max_size {
-                return Err(Error::FailedPrecondition(format!(
+                return Err(Error::Precondition(format!(
                     "content {digest} is more than the {max_size} bytes allowed"
                 )));
             }
             buf.extend_from_slice(&chunk.data);
         }
         if buf.len() as u64 != info.size {
-            return Err(Error::DataLoss(format!(
+            return Err(Error::Corrupt(format!(
                 "content {digest}: read {} bytes of {}",
                 buf.len(),
                 info.size
@@ -391,7 +396,7 @@ impl Containerd {
             // The first message must be queued before the call: containerd
             // answers (and sends its headers) only once it has read it.
             if tx.send(stat).await.is_err() {
-                return Err(Error::Internal("content write channel closed".into()));
+                return Err(Error::Broken("content write channel closed".into()));
             }
             let opened = self
                 .content()
@@ -546,7 +551,7 @@ impl<'a> ChunkWriter<'a> {
     /// Takes `bytes` in; `Some` when containerd says the blob exists.
     async fn push(&mut self, mut bytes: Bytes) -> Result<Option<Written>> {
         if self.written + self.pending.len() as u64 + bytes.len() as u64 > self.size {
-            return Err(Error::DataLoss(format!(
+            return Err(Error::Corrupt(format!(
                 "content {}: more data than its declared {} bytes",
                 self.digest, self.size
             )));
@@ -576,9 +581,9 @@ impl<'a> ChunkWriter<'a> {
             Ok(resp) => {
                 self.written += len;
                 if u64::try_from(resp.offset).ok() != Some(self.written) {
-                    return Err(Error::Containerd {
+                    return Err(Error::Malformed {
                         op: "content write",
-                        message: format!(
+                        what: format!(
                             "{}: containerd is at offset {} after we wrote {} bytes",
                             self.digest, resp.offset, self.written
                         ),
@@ -596,7 +601,7 @@ impl<'a> ChunkWriter<'a> {
         let (digest, size) = (self.digest, self.size);
         let got = self.written + self.pending.len() as u64;
         if got != size {
-            return Err(Error::DataLoss(format!(
+            return Err(Error::Corrupt(format!(
                 "content {digest}: got {got} bytes, {size} declared"
             )));
         }
@@ -605,7 +610,7 @@ impl<'a> ChunkWriter<'a> {
         commit.labels = labels;
         match self.session.call(commit).await {
             // containerd verified `expected`; another digest cannot happen.
-            Ok(resp) if !resp.digest.is_empty() && resp.digest != digest => Err(Error::DataLoss(
+            Ok(resp) if !resp.digest.is_empty() && resp.digest != digest => Err(Error::Corrupt(
                 format!("content {digest} was committed as {}", resp.digest),
             )),
             Ok(_) => Ok(Written::Committed),

@@ -1,9 +1,9 @@
 //! The diff service: applies a layer from the content store to mounts.
 
+use crate::{Error, Result};
 use containerd_client::services::v1::ApplyRequest;
 use containerd_client::services::v1::diff_client::DiffClient;
 use containerd_client::types::Mount;
-use crius_core::{Error, Result};
 use oci_spec::image::Descriptor;
 
 use crate::{Containerd, from_containerd_descriptor, map_status, to_containerd_descriptor};
@@ -23,9 +23,9 @@ impl Containerd {
             .await
             .map_err(map_status("diff apply"))?
             .into_inner();
-        let applied = resp.applied.ok_or_else(|| Error::Containerd {
+        let applied = resp.applied.ok_or_else(|| Error::Malformed {
             op: "diff apply",
-            message: format!("no applied descriptor for layer {}", layer.digest()),
+            what: format!("no applied descriptor for layer {}", layer.digest()),
         })?;
         from_containerd_descriptor("diff apply", applied)
     }

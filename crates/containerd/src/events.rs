@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::{Error, Result};
 use containerd_client::events as ev;
 use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::{PublishRequest, SubscribeRequest};
 use containerd_client::types::Envelope;
-use crius_core::{Error, Result};
 use futures::{Stream, StreamExt};
 use prost::{Message, Name};
 
@@ -269,7 +269,7 @@ impl Containerd {
     /// Returns once the subscription is live: every event published after
     /// that is in the stream. The stream never ends quietly: when
     /// containerd goes away (or closes the subscription) it yields one
-    /// [`Error::Unavailable`] and ends, and the caller subscribes again
+    /// [`Error::StreamEnded`] and ends, and the caller subscribes again
     /// (the connection reconnects by itself). Events published meanwhile
     /// are lost: after resubscribing, check the state of what matters
     /// (e.g. [`Containerd::task_get`]).
@@ -297,7 +297,7 @@ impl Containerd {
                 r = &mut call => break r,
                 () = tokio::time::sleep(delay) => {
                     if Instant::now() > deadline {
-                        return Err(Error::DeadlineExceeded(format!(
+                        return Err(Error::TimedOut(format!(
                             "containerd event subscription not live within {SUBSCRIBE_TIMEOUT:?}"
                         )));
                     }
@@ -311,7 +311,10 @@ impl Containerd {
                 // containerd 1.6 sends a bad filter back as Unknown with
                 // errdefs' text at the end.
                 if s.code() == tonic::Code::Unknown && s.message().ends_with(": invalid argument") {
-                    Error::invalid("event filters", s.message())
+                    Error::Invalid {
+                        field: "event filters".into(),
+                        reason: s.message().to_string(),
+                    }
                 } else {
                     map_status("events subscribe")(s)
                 }
@@ -329,11 +332,11 @@ impl Containerd {
                             return Some((Ok(Event::from(envelope)), Some(streaming)));
                         }
                         Ok(None) => {
-                            let e = Error::Unavailable("containerd closed the event stream".into());
+                            let e = Error::StreamEnded("containerd closed the event stream".into());
                             return Some((Err(e), None));
                         }
                         Err(s) => {
-                            let e = Error::Unavailable(format!("containerd event stream: {s}"));
+                            let e = Error::StreamEnded(format!("containerd event stream: {s}"));
                             return Some((Err(e), None));
                         }
                     }

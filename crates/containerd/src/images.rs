@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use crate::{Error, Result};
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::{
     CreateImageRequest, DeleteImageRequest, GetImageRequest, Image, ListImagesRequest,
     UpdateImageRequest,
 };
-use crius_core::{Error, Result};
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use tonic::transport::Channel;
 
@@ -55,9 +55,9 @@ impl Default for ImageRecord {
 
 impl ImageRecord {
     fn from_image(op: &'static str, i: Image) -> Result<Self> {
-        let target = i.target.ok_or_else(|| Error::Containerd {
+        let target = i.target.ok_or_else(|| Error::Malformed {
             op,
-            message: format!("image {} has no target", i.name),
+            what: format!("image {} has no target", i.name),
         })?;
         Ok(ImageRecord {
             target: from_containerd_descriptor(op, target)?,

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use crate::Result;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{
     AddResourceRequest, CreateRequest, DeleteRequest, ListRequest, Resource,
 };
-use crius_core::Result;
 
 use crate::{Containerd, map_status, not_found_ok};
 

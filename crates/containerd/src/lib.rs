@@ -1,5 +1,6 @@
 //! crius' adapter to containerd: a namespaced connection and the calls the
-//! rest of crius needs, returning [`crius_core::Error`].
+//! rest of crius needs, returning its own [`Error`] (see [`error`] for how
+//! it becomes crius' [`crius_core::Error`]).
 //!
 //! Every request carries the `containerd-namespace` header of crius'
 //! namespace, so crius can share a containerd with other users. A clone made
@@ -15,6 +16,7 @@
 pub mod containers;
 pub mod content;
 pub mod diff;
+mod error;
 pub mod events;
 pub mod images;
 pub mod leases;
@@ -31,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use containerd_client::services::v1::{
     PluginsRequest, introspection_client::IntrospectionClient, version_client::VersionClient,
 };
-use crius_core::{Error, Result};
+pub use error::{Error, Kind, Result};
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -91,41 +93,9 @@ impl std::fmt::Debug for Containerd {
     }
 }
 
-/// Maps a status containerd returned for `op` to a crius error.
+/// Keeps the status containerd returned for `op` (see [`Error::status`]).
 fn map_status(op: &'static str) -> impl FnOnce(tonic::Status) -> Error {
-    move |s| status_error(op, &s)
-}
-
-/// The crius error for a status containerd returned for `op`.
-fn status_error(op: &'static str, s: &tonic::Status) -> Error {
-    let message = s.message().to_string();
-    match s.code() {
-        tonic::Code::NotFound => Error::NotFound {
-            what: format!("{op}: {message}"),
-        },
-        tonic::Code::AlreadyExists => Error::AlreadyExists {
-            what: format!("{op}: {message}"),
-        },
-        // crius validates what clients send before containerd sees it: a
-        // request containerd refuses is crius' fault, not the client's.
-        tonic::Code::FailedPrecondition => {
-            Error::FailedPrecondition(format!("containerd {op}: {message}"))
-        }
-        tonic::Code::Unavailable => {
-            Error::Unavailable(format!("containerd is not answering ({op}): {message}"))
-        }
-        tonic::Code::DeadlineExceeded => {
-            Error::DeadlineExceeded(format!("containerd {op}: {message}"))
-        }
-        tonic::Code::DataLoss => Error::DataLoss(format!("containerd {op}: {message}")),
-        tonic::Code::PermissionDenied => {
-            Error::PermissionDenied(format!("containerd {op}: {message}"))
-        }
-        tonic::Code::Unauthenticated => {
-            Error::Unauthenticated(format!("containerd {op}: {message}"))
-        }
-        _ => Error::Containerd { op, message },
-    }
+    Error::status(op)
 }
 
 /// `Ok(None)` for NotFound, the mapped error for any other failure.
@@ -133,7 +103,7 @@ fn not_found_as_none<T>(op: &'static str, r: Result<T, tonic::Status>) -> Result
     match r {
         Ok(v) => Ok(Some(v)),
         Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-        Err(s) => Err(status_error(op, &s)),
+        Err(s) => Err(Error::Status { op, status: s }),
     }
 }
 
@@ -162,9 +132,9 @@ fn from_containerd_descriptor(
     op: &'static str,
     d: containerd_client::types::Descriptor,
 ) -> Result<Descriptor> {
-    let digest = Digest::try_from(d.digest.clone()).map_err(|e| Error::Containerd {
+    let digest = Digest::try_from(d.digest.clone()).map_err(|e| Error::Malformed {
         op,
-        message: format!("invalid digest {:?} in a descriptor: {e}", d.digest),
+        what: format!("invalid digest {:?} in a descriptor: {e}", d.digest),
     })?;
     let mut desc = Descriptor::new(
         MediaType::from(d.media_type.as_str()),
@@ -179,10 +149,12 @@ fn from_containerd_descriptor(
 
 impl Containerd {
     /// Connects to containerd's socket at `address` and checks that it
-    /// answers. Fails with [`Error::Unavailable`] saying why when it does not.
+    /// answers. Fails with [`Error::Unreachable`] saying why when it does not.
     pub async fn connect(address: &Path, namespace: &str) -> Result<Self> {
-        let unavailable =
-            |why: String| Error::Unavailable(format!("containerd at {}: {why}", address.display()));
+        let unavailable = |why: String| Error::Unreachable {
+            address: address.to_path_buf(),
+            why,
+        };
         if !address.exists() {
             return Err(unavailable("socket does not exist".into()));
         }
@@ -374,9 +346,11 @@ impl Containerd {
             .plugins
             .into_iter()
             .next()
-            .ok_or_else(|| Error::not_found(format!("containerd plugin {plugin_type}.{id}")))?;
+            .ok_or_else(|| Error::Missing {
+                what: format!("containerd plugin {plugin_type}.{id}"),
+            })?;
         if let Some(err) = plugin.init_err {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::Precondition(format!(
                 "containerd plugin {plugin_type}.{id} failed to initialize: {}",
                 err.message
             )));
@@ -390,7 +364,7 @@ impl Containerd {
             .plugin_exports("io.containerd.snapshotter.v1", snapshotter)
             .await?;
         exports.get("root").map(PathBuf::from).ok_or_else(|| {
-            Error::FailedPrecondition(format!(
+            Error::Precondition(format!(
                 "snapshotter {snapshotter} exports no root directory"
             ))
         })
@@ -436,29 +410,12 @@ mod tests {
     }
 
     #[test]
-    fn statuses_map_to_errors() {
-        let e = |code| status_error("op", &tonic::Status::new(code, "msg"));
-        assert!(matches!(e(tonic::Code::NotFound), Error::NotFound { .. }));
-        assert!(matches!(
-            e(tonic::Code::AlreadyExists),
-            Error::AlreadyExists { .. }
-        ));
-        // containerd refusing crius' request is crius' fault: Internal.
-        assert!(matches!(
-            e(tonic::Code::InvalidArgument),
-            Error::Containerd { .. }
-        ));
-        assert!(matches!(e(tonic::Code::DataLoss), Error::DataLoss(_)));
-        assert!(matches!(e(tonic::Code::Unknown), Error::Containerd { .. }));
-    }
-
-    #[test]
-    fn descriptors_convert_both_ways() -> Result<()> {
+    fn descriptors_convert_both_ways() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let digest = format!("sha256:{}", "a".repeat(64));
         let mut d = Descriptor::new(
             MediaType::ImageLayerGzip,
             42,
-            Digest::try_from(digest.clone()).map_err(|e| Error::Internal(e.to_string()))?,
+            Digest::try_from(digest.clone())?,
         );
         d.set_annotations(Some(HashMap::from([("k".into(), "v".into())])));
         let c = to_containerd_descriptor(&d);

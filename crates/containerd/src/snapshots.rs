@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
+use crate::Result;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::snapshots::{
     CommitSnapshotRequest, Info, Kind, ListSnapshotsRequest, MountsRequest, PrepareSnapshotRequest,
     RemoveSnapshotRequest, StatSnapshotRequest, UsageRequest, ViewSnapshotRequest,
 };
 use containerd_client::types::Mount;
-use crius_core::Result;
 use futures::StreamExt;
 use tonic::transport::Channel;
 

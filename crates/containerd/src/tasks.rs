@@ -18,6 +18,7 @@
 
 use std::time::SystemTime;
 
+use crate::{Error, Result};
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
     CloseIoRequest, CreateTaskRequest, DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest,
@@ -26,7 +27,6 @@ use containerd_client::services::v1::{
 };
 use containerd_client::types::Mount;
 use containerd_client::types::v1::{Process, Status};
-use crius_core::{Error, Result};
 use prost::Message;
 use tonic::transport::Channel;
 
@@ -183,8 +183,10 @@ fn running_is_precondition(s: tonic::Status) -> tonic::Status {
 
 /// An OCI JSON object as an `Any` of `type_url`.
 fn json_any<T: serde::Serialize>(type_url: &str, v: &T) -> Result<prost_types::Any> {
-    let value =
-        serde_json::to_vec(v).map_err(|e| Error::Internal(format!("encoding {type_url}: {e}")))?;
+    let value = serde_json::to_vec(v).map_err(|source| Error::Encode {
+        what: type_url.to_string(),
+        source,
+    })?;
     Ok(prost_types::Any {
         type_url: type_url.to_string(),
         value,
@@ -380,7 +382,9 @@ impl Containerd {
             .get_process(op, id, exec_id)
             .await?
             .map(|p| p.pid)
-            .ok_or_else(|| Error::not_found(format!("{op}: task {id} {exec_id}")))?;
+            .ok_or_else(|| Error::Missing {
+                what: format!("{op}: task {id} {exec_id}"),
+            })?;
         let resp = self
             .tasks()
             .wait(self.request(WaitRequest {

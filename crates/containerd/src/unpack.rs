@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use crius_core::{Error, Result};
+use crate::{Error, Kind, Result};
 use oci_spec::image::Descriptor;
 use sha2::{Digest as _, Sha256};
 
@@ -92,16 +92,16 @@ impl Containerd {
         diff_ids: &[String],
     ) -> Result<String> {
         if layers.len() != diff_ids.len() {
-            return Err(Error::invalid(
-                "diff_ids",
-                format!("{} layers but {} diff ids", layers.len(), diff_ids.len()),
-            ));
+            return Err(Error::Invalid {
+                field: "diff_ids".into(),
+                reason: format!("{} layers but {} diff ids", layers.len(), diff_ids.len()),
+            });
         }
         if let Some(bad) = diff_ids.iter().find(|d| !is_sha256(d)) {
-            return Err(Error::invalid(
-                "diff_ids",
-                format!("{bad:?} is not a sha256 digest"),
-            ));
+            return Err(Error::Invalid {
+                field: "diff_ids".into(),
+                reason: format!("{bad:?} is not a sha256 digest"),
+            });
         }
         let chains = chain_ids(diff_ids);
         let started = std::time::Instant::now();
@@ -150,7 +150,7 @@ impl Containerd {
             // With the snapshot.ref label, containerd says AlreadyExists
             // when the target snapshot exists (made meanwhile by someone
             // else); nothing was created under our key.
-            Err(Error::AlreadyExists { .. }) => {
+            Err(e) if e.kind() == Kind::AlreadyExists => {
                 return self.require_committed(snapshotter, chain).await;
             }
             Err(e) => return Err(e),
@@ -158,7 +158,7 @@ impl Containerd {
         let applied = async {
             let applied = self.diff_apply(layer, mounts).await?;
             if applied.digest().as_ref() != diff_id {
-                return Err(Error::DataLoss(format!(
+                return Err(Error::Corrupt(format!(
                     "layer {} unpacks to {}, not to its diff id {diff_id}",
                     layer.digest(),
                     applied.digest()
@@ -176,7 +176,7 @@ impl Containerd {
                 tracing::debug!(layer = %layer.digest(), chain_id = chain, "layer unpacked");
                 Ok(())
             }
-            Err(Error::AlreadyExists { .. }) => {
+            Err(e) if e.kind() == Kind::AlreadyExists => {
                 tracing::debug!(
                     chain_id = chain,
                     "layer unpacked concurrently by someone else"
@@ -196,7 +196,7 @@ impl Containerd {
         match self.snapshot_stat(snapshotter, name).await? {
             None => Ok(false),
             Some(i) if i.kind == SnapshotKind::Committed => Ok(true),
-            Some(i) => Err(Error::FailedPrecondition(format!(
+            Some(i) => Err(Error::Precondition(format!(
                 "snapshot {name} in {snapshotter} is {:?}, not committed",
                 i.kind
             ))),
@@ -207,7 +207,7 @@ impl Containerd {
         if self.committed(snapshotter, name).await? {
             Ok(())
         } else {
-            Err(Error::FailedPrecondition(format!(
+            Err(Error::Precondition(format!(
                 "snapshot {name} in {snapshotter} was reported to exist but does not"
             )))
         }

@@ -154,7 +154,7 @@ impl Images {
         snapshotter: &str,
         name: &str,
     ) -> Result<Option<CriImage>, ImageError> {
-        let reading = ImageError::containerd("looking for the built-in image");
+        let reading = ImageError::lookup("looking for the built-in image");
         let Some(existing) = self.find(&Query::Id(built.id())).await.map_err(reading)? else {
             return Ok(None);
         };

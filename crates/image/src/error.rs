@@ -7,7 +7,12 @@
 //! if the image it asked for did not exist.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use crius_containerd::Kind;
 use crius_core::Error;
 
 /// What went wrong storing an image, by whose it is.
@@ -28,6 +33,13 @@ pub(crate) enum ImageError {
     /// containerd failed at `step` of storing the image.
     #[error("{step}: {source}")]
     Containerd {
+        step: &'static str,
+        #[source]
+        source: crius_containerd::Error,
+    },
+    /// The store's own lookup failed at `step` (already a crius error).
+    #[error("{step}: {source}")]
+    Lookup {
         step: &'static str,
         #[source]
         source: Error,
@@ -66,8 +78,15 @@ pub(crate) enum ImageError {
 
 impl ImageError {
     /// A containerd failure at `step`, for `map_err`.
-    pub(crate) fn containerd(step: &'static str) -> impl FnOnce(Error) -> ImageError {
+    pub(crate) fn containerd(
+        step: &'static str,
+    ) -> impl FnOnce(crius_containerd::Error) -> ImageError {
         move |source| ImageError::Containerd { step, source }
+    }
+
+    /// A failure of the store's lookup at `step`, for `map_err`.
+    pub(crate) fn lookup(step: &'static str) -> impl FnOnce(Error) -> ImageError {
+        move |source| ImageError::Lookup { step, source }
     }
 
     /// The archive at `path` is malformed (`reason` says how).
@@ -92,8 +111,15 @@ impl From<ImageError> for Error {
                 )),
                 other => other,
             },
-            ImageError::Containerd { step, source } => match source {
+            ImageError::Containerd { step, source } => match source.kind() {
                 // About containerd's objects, not the client's.
+                Kind::NotFound | Kind::AlreadyExists => Error::Containerd {
+                    op: step,
+                    message: source.to_string(),
+                },
+                _ => Error::from(source),
+            },
+            ImageError::Lookup { step, source } => match source {
                 Error::NotFound { .. } | Error::AlreadyExists { .. } => Error::Containerd {
                     op: step,
                     message: source.to_string(),
@@ -113,13 +139,52 @@ impl From<ImageError> for Error {
     }
 }
 
+/// The first failure of the data a containerd write is fed from (a
+/// registry's blob stream), kept apart so that it is reported as that
+/// source's, not as containerd's; the write itself sees only that its
+/// data broke off.
+pub(crate) struct SourceFailure(Arc<Mutex<Option<Error>>>);
+
+impl SourceFailure {
+    /// `data` as the write takes it, and where its first failure is kept.
+    pub(crate) fn split<S>(
+        data: S,
+    ) -> (
+        impl Stream<Item = crius_containerd::Result<Bytes>> + Send + 'static,
+        SourceFailure,
+    )
+    where
+        S: Stream<Item = Result<Bytes, Error>> + Send + 'static,
+    {
+        let slot = Arc::new(Mutex::new(None));
+        let kept = Arc::clone(&slot);
+        let data = data.map(move |item| {
+            item.map_err(|e| {
+                let why = format!("the data source failed: {e}");
+                kept.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(e);
+                crius_containerd::Error::Broken(why)
+            })
+        });
+        (data, SourceFailure(slot))
+    }
+
+    /// The source's failure, if it failed.
+    pub(crate) fn take(&self) -> Option<Error> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn containerds_not_found_is_not_the_clients() {
-        let gone = Error::not_found("content sha256:ab");
+        let gone = crius_containerd::Error::Missing {
+            what: "content sha256:ab".into(),
+        };
         let e = ImageError::containerd("storing a layer")(gone);
         match Error::from(e) {
             Error::Containerd { op, message } => {
@@ -128,9 +193,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let busy = ImageError::containerd("x")(Error::Unavailable("down".into()));
+        let down = tonic::Status::unavailable("down");
+        let busy = ImageError::containerd("x")(crius_containerd::Error::Status {
+            op: "content info",
+            status: down,
+        });
         assert!(matches!(Error::from(busy), Error::Unavailable(_)));
-        let exists = ImageError::containerd("x")(Error::AlreadyExists { what: "y".into() });
+        let taken = tonic::Status::already_exists("y");
+        let exists = ImageError::containerd("x")(crius_containerd::Error::Status {
+            op: "image create",
+            status: taken,
+        });
         assert!(matches!(Error::from(exists), Error::Containerd { .. }));
     }
 
@@ -165,6 +238,26 @@ mod tests {
             source: Error::DataLoss("digest mismatch".into()),
         };
         assert!(matches!(Error::from(corrupt), Error::DataLoss(_)));
+    }
+
+    #[tokio::test]
+    async fn a_failing_source_is_kept_apart_from_the_write_it_feeds() {
+        let items = vec![
+            Ok(Bytes::from_static(b"ab")),
+            Err(Error::DataLoss("digest mismatch".into())),
+            Err(Error::Unavailable("second".into())),
+        ];
+        let (data, failure) = SourceFailure::split(futures::stream::iter(items));
+        let seen: Vec<_> = data.collect().await;
+        assert!(matches!(&seen[0], Ok(b) if b.as_ref() == b"ab"));
+        assert!(
+            matches!(&seen[1], Err(crius_containerd::Error::Broken(m)) if m.contains("digest mismatch"))
+        );
+        assert!(
+            matches!(failure.take(), Some(Error::DataLoss(_))),
+            "the first failure is kept"
+        );
+        assert!(failure.take().is_none());
     }
 
     #[test]

@@ -395,7 +395,7 @@ fn describe(path: &Path) -> Result<Vec<Found>, ImageError> {
 /// A layer to store: its archive path, descriptor and diff id.
 type Layer = (String, Descriptor, String);
 /// A layer entry's bytes as the archive reader hands them over.
-type Chunks = mpsc::Receiver<Result<Bytes>>;
+type Chunks = mpsc::Receiver<crius_containerd::Result<Bytes>>;
 
 /// Streams the entries `paths[i]` of the archive into the content store as
 /// `layers[i]` (skipping content already there).
@@ -413,8 +413,9 @@ async fn store_layers(c: &Containerd, path: &Path, layers: Vec<Layer>) -> Result
         Ok(send_entries(&archive, &wanted, tx))
     });
     let (read, stored) = tokio::join!(reader, write_layers(c, rx, &todo));
-    let stored = stored?;
+    // The reader's failure first: a write it broke off failed because of it.
     read.map_err(ImageError::Lost)??;
+    let stored = stored?;
     if stored < todo.len() {
         let why = "some layers named by the manifests are missing";
         return Err(ImageError::archive(path, why));
@@ -450,8 +451,9 @@ async fn layers_missing(
 }
 
 /// The archive reader's side: each entry of `wanted`, as a channel of its
-/// bytes. Stops when the async side hangs up; a read error ends that
-/// entry's stream (containerd then aborts its ingest).
+/// bytes. Stops when the async side hangs up; a read error breaks that
+/// entry's stream off (containerd then aborts its ingest) and is the
+/// reader's answer.
 fn send_entries(
     path: &Path,
     wanted: &[String],
@@ -466,11 +468,14 @@ fn send_entries(
         loop {
             let chunk = match entry.read(&mut buf) {
                 Ok(0) => return Ok(true),
-                Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
-                Err(e) => Err(ImageError::archive(path, format!("reading {name}: {e}"))),
+                Ok(n) => Bytes::copy_from_slice(&buf[..n]),
+                Err(e) => {
+                    let why = format!("reading {name} from the archive: {e}");
+                    let _ = chunk_tx.blocking_send(Err(crius_containerd::Error::Broken(why)));
+                    return Err(ImageError::archive(path, format!("reading {name}: {e}")));
+                }
             };
-            let failed = chunk.is_err();
-            if chunk_tx.blocking_send(chunk.map_err(Error::from)).is_err() || failed {
+            if chunk_tx.blocking_send(Ok(chunk)).is_err() {
                 return Ok(false);
             }
         }

@@ -17,7 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use oci_spec::image::Descriptor;
 use tokio::sync::watch;
 
-use crate::error::ImageError;
+use crate::error::{ImageError, SourceFailure};
 use crate::store::{Images, Query};
 
 /// Where a pull is.
@@ -189,7 +189,7 @@ impl Images {
     pub(crate) async fn stored(&self, query: &Query, name: &str) -> Result<CriImage, ImageError> {
         self.find(query)
             .await
-            .map_err(ImageError::containerd("reading the stored image"))?
+            .map_err(ImageError::lookup("reading the stored image"))?
             .ok_or_else(|| ImageError::Internal(format!("{name} was stored but cannot be found")))
     }
 }
@@ -496,15 +496,20 @@ async fn put_blob(
                 count_bytes(tx, *i, chunk.len() as u64);
             }
         });
-    c.content_write(
-        &format!("crius-{digest}"),
-        &digest,
-        desc.size(),
-        labels,
-        stream,
-    )
-    .await
-    .map_err(ImageError::containerd("storing a layer"))?;
+    let (stream, source) = SourceFailure::split(stream);
+    let written = c
+        .content_write(
+            &format!("crius-{digest}"),
+            &digest,
+            desc.size(),
+            labels,
+            stream,
+        )
+        .await;
+    if let Some(source) = source.take() {
+        return Err(ImageError::Blob { digest, source });
+    }
+    written.map_err(ImageError::containerd("storing a layer"))?;
     set(LayerState::Done, Some(desc.size()));
     Ok(())
 }

@@ -223,7 +223,7 @@ impl Images {
             && image.repo_tags.len() > 1
         {
             tracing::info!(image = %image.id, tag = %name, "removing one tag");
-            return self.containerd.image_delete(name, false).await;
+            return Ok(self.containerd.image_delete(name, false).await?);
         }
         tracing::info!(image = %image.id, records = ?image.record_names, "removing image");
         let last = image.record_names.len().saturating_sub(1);
@@ -323,7 +323,7 @@ impl Images {
         let config = self
             .config(image)
             .await
-            .map_err(ImageError::containerd("reading the image's config"))?;
+            .map_err(ImageError::lookup("reading the image's config"))?;
         let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
             .as_array()
             .map(|a| {

@@ -31,7 +31,10 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crius_core::{Error, Result};
+pub use crate::error::CniError;
+
+/// Result of a CNI operation.
+pub type Result<T, E = CniError> = std::result::Result<T, E>;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
@@ -195,11 +198,10 @@ impl Cni {
         validate(att)?;
         let list = NetList::from_config(net)?;
         if !netns::is_pinned(&att.netns) {
-            return Err(Error::FailedPrecondition(format!(
-                "network namespace {} of {} does not exist",
-                att.netns.display(),
-                att.container_id
-            )));
+            return Err(CniError::NoNetns {
+                netns: att.netns.clone(),
+                container: att.container_id.clone(),
+            });
         }
         let env = PluginEnv {
             container_id: att.container_id.clone(),
@@ -254,7 +256,7 @@ impl Cni {
             Some(raw) => Ok(raw),
             None => {
                 self.rollback(list, last, env, None, capabilities).await;
-                Err(Error::FailedPrecondition(format!(
+                Err(CniError::BadOutput(format!(
                     "CNI network {}: no plugin printed a result on ADD",
                     list.name
                 )))
@@ -277,7 +279,7 @@ impl Cni {
             Err(reason) => {
                 self.rollback(list, last, env, Some(&raw), &att.capabilities)
                     .await;
-                return Err(Error::FailedPrecondition(format!(
+                return Err(CniError::BadOutput(format!(
                     "CNI plugin {} of network {} printed an invalid result: {reason}",
                     plugin_type(list, last),
                     list.name
@@ -313,11 +315,10 @@ impl Cni {
     pub async fn del(&self, net: &NetworkConfig, att: &Attachment) -> Result<()> {
         validate(att)?;
         if !is_cni_identifier(&net.name) {
-            return Err(Error::FailedPrecondition(format!(
-                "CNI network config {}: invalid network name {:?}",
-                net.file.display(),
-                net.name
-            )));
+            return Err(CniError::Config {
+                origin: net.file.display().to_string(),
+                reason: format!("invalid network name {:?}", net.name),
+            });
         }
         let cache_path = self.cache_path(&net.name, &att.container_id, &att.ifname);
         let input = self.del_input(net, att, &cache_path).await?;
@@ -349,10 +350,10 @@ impl Cni {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(Error::io(
-                    format!("remove CNI cache {}", cache_path.display()),
-                    e,
-                ));
+                return Err(CniError::Cache {
+                    context: format!("remove CNI cache {}", cache_path.display()),
+                    source: e,
+                });
             }
         }
         tracing::debug!(network = %list.name, container = %att.container_id, "CNI DEL done");
@@ -476,12 +477,10 @@ impl Cni {
         capabilities: &RuntimeConfig,
     ) -> Result<Option<Value>> {
         let kind = plugin_type(list, index);
-        let path = find_plugin(kind, &self.bin_dirs).ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "CNI plugin {kind:?} of network {} not found in {}",
-                list.name,
-                join_paths(&self.bin_dirs)
-            ))
+        let path = find_plugin(kind, &self.bin_dirs).ok_or_else(|| CniError::NoPlugin {
+            plugin: kind.to_string(),
+            network: list.name.clone(),
+            dirs: join_paths(&self.bin_dirs),
         })?;
         let stdin = plugin_stdin(list, index, prev, capabilities)?;
         let started = Instant::now();
@@ -519,7 +518,7 @@ impl Cni {
         serde_json::from_slice(&output.stdout)
             .map(Some)
             .map_err(|e| {
-                Error::FailedPrecondition(format!(
+                CniError::BadOutput(format!(
                     "CNI plugin {kind} {} for network {} printed invalid JSON: {e}",
                     op.as_str(),
                     list.name
@@ -559,17 +558,19 @@ impl Cni {
                 // tokio reaps it. What it started (an IPAM plugin, say) is in
                 // its process group.
                 kill_group(pgid.load(Ordering::Relaxed));
-                Err(Error::DeadlineExceeded(format!(
-                    "CNI plugin {kind} {} for network {network} did not finish within {:?}; killed",
-                    op.as_str(),
-                    self.plugin_timeout
-                )))
+                Err(CniError::Timeout {
+                    plugin: kind.to_string(),
+                    op: op.as_str(),
+                    network: network.to_string(),
+                    after: self.plugin_timeout,
+                })
             }
-            Ok(Err(e)) => Err(Error::FailedPrecondition(format!(
-                "cannot run CNI plugin {} ({} for network {network}): {e}",
-                path.display(),
-                op.as_str(),
-            ))),
+            Ok(Err(source)) => Err(CniError::Spawn {
+                path: path.to_path_buf(),
+                op: op.as_str(),
+                network: network.to_string(),
+                source,
+            }),
             Ok(Ok(output)) => Ok(output),
         }
     }
@@ -604,18 +605,18 @@ impl Cni {
     async fn write_cache(&self, entry: &CacheEntry) -> Result<()> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let path = self.cache_path(&entry.network_name, &entry.container_id, &entry.ifname);
-        let bytes = serde_json::to_vec(entry)
-            .map_err(|e| Error::Internal(format!("serialize CNI cache: {e}")))?;
+        let bytes = serde_json::to_vec(entry).map_err(|source| CniError::Encode {
+            what: "CNI cache",
+            source,
+        })?;
         tokio::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.cache_dir)
             .await
-            .map_err(|e| {
-                Error::io(
-                    format!("create CNI cache directory {}", self.cache_dir.display()),
-                    e,
-                )
+            .map_err(|source| CniError::Cache {
+                context: format!("create CNI cache directory {}", self.cache_dir.display()),
+                source,
             })?;
         let tmp = self.cache_dir.join(format!(
             ".{}.{}.{}.tmp",
@@ -637,7 +638,10 @@ impl Cni {
         };
         if let Err(e) = write.await {
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(Error::io(format!("write CNI cache {}", path.display()), e));
+            return Err(CniError::Cache {
+                context: format!("write CNI cache {}", path.display()),
+                source: e,
+            });
         }
         Ok(())
     }
@@ -704,9 +708,9 @@ fn plugin_error(
     status: &std::process::ExitStatus,
     stdout: &[u8],
     stderr: &str,
-) -> Error {
+) -> CniError {
     #[derive(Deserialize)]
-    struct CniError {
+    struct PluginError {
         #[serde(default)]
         code: Option<u64>,
         #[serde(default)]
@@ -714,8 +718,10 @@ fn plugin_error(
         #[serde(default)]
         details: String,
     }
-    let detail = match serde_json::from_slice::<CniError>(stdout) {
-        Ok(err) if !err.msg.is_empty() || err.code.is_some() => {
+    let reported = serde_json::from_slice::<PluginError>(stdout).ok();
+    let code = reported.as_ref().and_then(|e| e.code);
+    let detail = match reported {
+        Some(err) if !err.msg.is_empty() || err.code.is_some() => {
             let mut s = err.msg;
             if !err.details.is_empty() {
                 s = format!("{s}: {}", err.details);
@@ -739,28 +745,33 @@ fn plugin_error(
             }
         }
     };
-    Error::FailedPrecondition(format!(
-        "CNI plugin {kind} failed to {} network {network}: {detail}",
-        match op {
+    CniError::Failed {
+        plugin: kind.to_string(),
+        action: match op {
             Op::Add => "add the pod to",
             Op::Del => "remove the pod from",
-        }
-    ))
+        },
+        network: network.to_string(),
+        detail,
+        code,
+    }
 }
 
 impl NetList {
     fn from_config(net: &NetworkConfig) -> Result<Self> {
         let origin = net.file.display().to_string();
-        let value: Value = serde_json::from_slice(&net.raw).map_err(|e| {
-            Error::FailedPrecondition(format!("CNI network config {origin}: invalid JSON: {e}"))
+        let value: Value = serde_json::from_slice(&net.raw).map_err(|e| CniError::Config {
+            origin: origin.clone(),
+            reason: format!("invalid JSON: {e}"),
         })?;
         Self::from_value(value, &origin)
     }
 
     /// Parses a `.conflist` or, without `plugins`, a single-plugin `.conf`.
     fn from_value(config: Value, origin: &str) -> Result<Self> {
-        let bad = |reason: String| {
-            Error::FailedPrecondition(format!("CNI network config {origin}: {reason}"))
+        let bad = |reason: String| CniError::Config {
+            origin: origin.to_string(),
+            reason,
         };
         let obj = config
             .as_object()
@@ -831,7 +842,10 @@ fn plugin_stdin(
         .plugins
         .get(index)
         .cloned()
-        .ok_or_else(|| Error::Internal(format!("no plugin #{index} in {}", list.name)))?;
+        .ok_or_else(|| CniError::Config {
+            origin: list.name.clone(),
+            reason: format!("no plugin #{index}"),
+        })?;
     conf.insert("name".into(), Value::String(list.name.clone()));
     conf.insert("cniVersion".into(), Value::String(list.cni_version.clone()));
     if let Some(prev) = prev {
@@ -841,8 +855,10 @@ fn plugin_stdin(
     if !runtime_config.is_empty() {
         conf.insert("runtimeConfig".into(), Value::Object(runtime_config));
     }
-    serde_json::to_vec(&Value::Object(conf))
-        .map_err(|e| Error::Internal(format!("serialize CNI plugin config: {e}")))
+    serde_json::to_vec(&Value::Object(conf)).map_err(|source| CniError::Encode {
+        what: "CNI plugin config",
+        source,
+    })
 }
 
 /// The capability arguments a plugin declares (`"capabilities": {"x": true}`)
@@ -869,7 +885,12 @@ fn runtime_config_for(
     let offered = match serde_json::to_value(&normalized) {
         Ok(Value::Object(map)) => map,
         Ok(_) => Map::new(),
-        Err(e) => return Err(Error::Internal(format!("serialize runtimeConfig: {e}"))),
+        Err(source) => {
+            return Err(CniError::Encode {
+                what: "runtimeConfig",
+                source,
+            });
+        }
     };
     for (capability, enabled) in declared {
         if enabled.as_bool() == Some(true)
@@ -906,13 +927,13 @@ fn is_cni_identifier(s: &str) -> bool {
 
 fn validate(att: &Attachment) -> Result<()> {
     if !is_cni_identifier(&att.container_id) {
-        return Err(Error::invalid(
-            "container_id",
-            format!(
+        return Err(CniError::Invalid {
+            field: "container_id",
+            reason: format!(
                 "{:?}: must start with a letter or digit and hold only letters, digits, '_', '.', '-'",
                 att.container_id
             ),
-        ));
+        });
     }
     let ifname = &att.ifname;
     if ifname.is_empty()
@@ -923,17 +944,17 @@ fn validate(att: &Attachment) -> Result<()> {
             .chars()
             .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
     {
-        return Err(Error::invalid(
-            "ifname",
-            format!("{ifname:?} is not a valid interface name"),
-        ));
+        return Err(CniError::Invalid {
+            field: "ifname",
+            reason: format!("{ifname:?} is not a valid interface name"),
+        });
     }
     for (k, v) in &att.args {
         if k.is_empty() || k.contains(['=', ';']) || v.contains(';') {
-            return Err(Error::invalid(
-                "args",
-                format!("{k:?}={v:?} cannot be passed in CNI_ARGS"),
-            ));
+            return Err(CniError::Invalid {
+                field: "args",
+                reason: format!("{k:?}={v:?} cannot be passed in CNI_ARGS"),
+            });
         }
     }
     for m in &att.capabilities.port_mappings {
@@ -941,22 +962,22 @@ fn validate(att: &Attachment) -> Result<()> {
             m.protocol.to_ascii_lowercase().as_str(),
             "tcp" | "udp" | "sctp"
         ) {
-            return Err(Error::invalid(
-                "port_mappings.protocol",
-                format!("{:?} is not tcp, udp or sctp", m.protocol),
-            ));
+            return Err(CniError::Invalid {
+                field: "port_mappings.protocol",
+                reason: format!("{:?} is not tcp, udp or sctp", m.protocol),
+            });
         }
         if m.container_port == 0 && m.host_port != 0 {
-            return Err(Error::invalid(
-                "port_mappings.container_port",
-                format!("host port {} maps to container port 0", m.host_port),
-            ));
+            return Err(CniError::Invalid {
+                field: "port_mappings.container_port",
+                reason: format!("host port {} maps to container port 0", m.host_port),
+            });
         }
         if !m.host_ip.is_empty() && m.host_ip.parse::<IpAddr>().is_err() {
-            return Err(Error::invalid(
-                "port_mappings.host_ip",
-                format!("{:?} is not an IP address", m.host_ip),
-            ));
+            return Err(CniError::Invalid {
+                field: "port_mappings.host_ip",
+                reason: format!("{:?} is not an IP address", m.host_ip),
+            });
         }
     }
     Ok(())
@@ -1067,7 +1088,7 @@ mod tests {
             json!({"cniVersion": "1.0.0", "name": "x", "plugins": {}}),
         ] {
             let err = NetList::from_value(bad.clone(), "t").expect_err("invalid");
-            assert!(matches!(err, Error::FailedPrecondition(_)), "{bad}: {err}");
+            assert!(matches!(err, CniError::Config { .. }), "{bad}: {err}");
         }
     }
 
@@ -1120,7 +1141,7 @@ mod tests {
         });
         for a in bad {
             let err = validate(&a).expect_err("invalid");
-            assert!(matches!(err, Error::InvalidArgument { .. }), "{a:?}: {err}");
+            assert!(matches!(err, CniError::Invalid { .. }), "{a:?}: {err}");
         }
     }
 
@@ -1146,7 +1167,7 @@ mod tests {
             "",
         );
         let text = e.to_string();
-        assert!(matches!(e, Error::FailedPrecondition(_)));
+        assert!(matches!(e, CniError::Failed { code: Some(11), .. }));
         assert!(
             text.contains("bridge") && text.contains("failed to allocate: range full (code 11)"),
             "{text}"

@@ -3,8 +3,9 @@
 //! results ([`result`]).
 
 pub mod cni;
+mod error;
 pub mod exec;
 pub mod netns;
 pub mod result;
 
-pub use exec::{Attachment, Cni, CniResult, Interface, IpConfig, PortMapping, RuntimeConfig};
+pub use exec::{Attachment, Cni, CniError, CniResult, Interface, IpConfig, PortMapping, RuntimeConfig};

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TestNet, iptables_lines_with, nsenter, ping};
-use crius_core::Error;
+use crius_network::CniError;
 use crius_network::{Attachment, PortMapping, RuntimeConfig, cni, netns};
 use serde_json::{Value, json};
 
@@ -213,7 +213,7 @@ async fn failed_add_with_a_missing_plugin_rolls_back() {
         .await
         .expect_err("ADD must fail");
     let text = err.to_string();
-    assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+    assert!(matches!(err, CniError::NoPlugin { .. }), "{err:?}");
     assert!(
         text.contains("crius-no-such-plugin") && text.contains(common::PLUGIN_DIR),
         "{text}"
@@ -260,7 +260,7 @@ async fn failed_add_with_an_exhausted_range_rolls_back() {
         .await
         .expect_err("range is full");
     let text = err.to_string();
-    assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+    assert!(matches!(err, CniError::Failed { .. }), "{err:?}");
     assert!(
         text.contains("bridge") && text.contains("no IP addresses available"),
         "{text}"
@@ -327,7 +327,7 @@ async fn add_into_a_missing_namespace_fails_without_running_plugins() {
         ..Default::default()
     };
     let err = net.cni.add(&net.config, &att).await.expect_err("no netns");
-    assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+    assert!(matches!(err, CniError::NoNetns { .. }), "{err:?}");
     assert!(net.bridge_ports().is_empty());
     assert_eq!(net.reserved_ips(), Vec::<IpAddr>::new());
 }
@@ -520,7 +520,10 @@ fi"#,
         .await
         .expect_err("ADD fails");
     let text = err.to_string();
-    assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+    assert!(
+        matches!(err, CniError::Failed { code: Some(11), .. }),
+        "{err:?}"
+    );
     assert!(
         text.contains("bad") && text.contains("cannot frobnicate: widget 7 is busy (code 11)"),
         "{text}"
@@ -558,7 +561,7 @@ async fn a_hanging_plugin_is_killed_after_the_timeout() {
         .add(&f.net.config, &att)
         .await
         .expect_err("timeout");
-    assert!(matches!(err, Error::DeadlineExceeded(_)), "{err:?}");
+    assert!(matches!(err, CniError::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("hang"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // The plugin and the child it started are gone, or at least dead

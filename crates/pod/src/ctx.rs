@@ -66,13 +66,10 @@ impl Ctx {
             task.status,
             TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing | TaskStatus::Created
         ) {
-            match self.containerd.task_kill(id, 9, true).await {
-                Ok(()) | Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            self.containerd.task_kill(id, 9, true).await?;
             if task.status != TaskStatus::Created {
                 match tokio::time::timeout(STOP_TIMEOUT, self.containerd.task_wait(id)).await {
-                    Ok(Ok(_)) | Ok(Err(Error::NotFound { .. })) => {}
+                    Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(e),
                     Err(_) => {
                         return Err(Error::DeadlineExceeded(format!(

@@ -27,7 +27,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 
 use crate::Ports;
-use crate::ports::{self, HostLookup, Made};
+use crate::ports::{self, Found, HostLookup, Made};
 
 /// A task of the fake containerd.
 #[derive(Debug)]
@@ -366,20 +366,16 @@ impl ports::Tasks for Fake {
         t.status = TaskStatus::Running;
         Ok(t.pid)
     }
-    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
+    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<Found<()>> {
         self.call("task_kill", format_args!("{id} {signal} all={all}"))?;
-        let live = {
-            let w = self.world();
-            let t = w
-                .tasks
-                .get(id)
-                .ok_or_else(|| not_found(format!("task {id}")))?;
-            t.status != TaskStatus::Stopped
+        let live = match self.world().tasks.get(id) {
+            None => return Ok(Found::Gone),
+            Some(t) => t.status != TaskStatus::Stopped,
         };
         if live {
             self.exit(id, 128 + signal);
         }
-        Ok(())
+        Ok(Found::Here(()))
     }
     async fn task_delete(&self, id: &str) -> Result<Option<TaskExit>> {
         self.call("task_delete", format_args!("{id}"))?;
@@ -408,40 +404,36 @@ impl ports::Tasks for Fake {
             }
         }))
     }
-    async fn task_wait(&self, id: &str) -> Result<TaskExit> {
+    async fn task_wait(&self, id: &str) -> Result<Found<TaskExit>> {
         self.call("task_wait", format_args!("{id}"))?;
         if self.world().gone_at_wait.remove(id) {
-            return Err(not_found(format!("task {id}")));
+            return Ok(Found::Gone);
         }
-        let mut rx = {
-            let w = self.world();
-            w.tasks
-                .get(id)
-                .ok_or_else(|| not_found(format!("task {id}")))?
-                .exit
-                .subscribe()
+        let mut rx = match self.world().tasks.get(id) {
+            None => return Ok(Found::Gone),
+            Some(t) => t.exit.subscribe(),
         };
         // A task deleted while waited for: its sender goes, as containerd's
         // Wait ends with NotFound.
-        let exit = rx.wait_for(Option::is_some).await.map_err(|_| {
+        let Ok(exit) = rx.wait_for(Option::is_some).await else {
             if self.world().dead_shims.remove(id) {
-                Error::Unavailable(format!("task {id}: the shim's connection closed"))
-            } else {
-                not_found(format!("task {id}"))
+                let closed = format!("task {id}: the shim's connection closed");
+                return Err(Error::Unavailable(closed));
             }
-        })?;
-        (*exit).ok_or_else(|| not_found(format!("task {id}")))
+            return Ok(Found::Gone);
+        };
+        Ok((*exit).map_or(Found::Gone, Found::Here))
     }
     async fn task_update_resources(
         &self,
         id: &str,
         _resources: &oci_spec::runtime::LinuxResources,
-    ) -> Result<()> {
+    ) -> Result<Found<()>> {
         self.call("task_update_resources", format_args!("{id}"))?;
         if self.world().tasks.contains_key(id) {
-            Ok(())
+            Ok(Found::Here(()))
         } else {
-            Err(not_found(format!("task {id}")))
+            Ok(Found::Gone)
         }
     }
     async fn exec_create(

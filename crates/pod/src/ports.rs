@@ -50,15 +50,15 @@ pub trait Tasks: Send + Sync {
         runtime_path: &str,
     ) -> Result<u32>;
     async fn task_start(&self, id: &str) -> Result<u32>;
-    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<()>;
+    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<Found<()>>;
     async fn task_delete(&self, id: &str) -> Result<Option<TaskExit>>;
     async fn task_get(&self, id: &str) -> Result<Option<TaskInfo>>;
-    async fn task_wait(&self, id: &str) -> Result<TaskExit>;
+    async fn task_wait(&self, id: &str) -> Result<Found<TaskExit>>;
     async fn task_update_resources(
         &self,
         id: &str,
         resources: &oci_spec::runtime::LinuxResources,
-    ) -> Result<()>;
+    ) -> Result<Found<()>>;
     async fn exec_create(
         &self,
         id: &str,
@@ -70,6 +70,16 @@ pub trait Tasks: Send + Sync {
     async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<TaskExit>;
     async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<()>;
     async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>>;
+}
+
+/// What a call on a task found: the task, or no task (containerd answered
+/// NotFound: it exited and was deleted, its shim died, or it was never
+/// made). Only the adapter reads containerd's codes; the caller decides
+/// what a gone task means to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found<T> {
+    Here(T),
+    Gone,
 }
 
 /// A snapshot made on a parent: its mounts, or the parent is missing (an

@@ -20,7 +20,7 @@ use crius_network::exec::{Attachment, Cni};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use crate::ports::{self, HostLookup, Made};
+use crate::ports::{self, Found, HostLookup, Made};
 
 /// containerd, over one namespaced connection.
 #[derive(Clone)]
@@ -29,13 +29,17 @@ pub struct Containerd(pub crius_containerd::Containerd);
 #[async_trait]
 impl ports::Containers for Containerd {
     async fn container_create(&self, record: &ContainerRecord) -> Result<()> {
-        self.0.container_create(record).await.map(drop)
+        self.0
+            .container_create(record)
+            .await
+            .map(drop)
+            .map_err(Error::from)
     }
     async fn container_get(&self, id: &str) -> Result<Option<ContainerRecord>> {
-        self.0.container_get(id).await
+        self.0.container_get(id).await.map_err(Error::from)
     }
     async fn container_list(&self, filters: &[String]) -> Result<Vec<ContainerRecord>> {
-        self.0.container_list(filters).await
+        self.0.container_list(filters).await.map_err(Error::from)
     }
     async fn container_set_extension(
         &self,
@@ -43,10 +47,13 @@ impl ports::Containers for Containerd {
         name: &str,
         value: prost_types::Any,
     ) -> Result<()> {
-        self.0.container_set_extension(id, name, value).await
+        self.0
+            .container_set_extension(id, name, value)
+            .await
+            .map_err(Error::from)
     }
     async fn container_delete(&self, id: &str) -> Result<()> {
-        self.0.container_delete(id).await
+        self.0.container_delete(id).await.map_err(Error::from)
     }
 }
 
@@ -62,28 +69,29 @@ impl ports::Tasks for Containerd {
         self.0
             .task_create_with(id, rootfs, stdio, runtime_path)
             .await
+            .map_err(Error::from)
     }
     async fn task_start(&self, id: &str) -> Result<u32> {
-        self.0.task_start(id).await
+        self.0.task_start(id).await.map_err(Error::from)
     }
-    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<()> {
-        self.0.task_kill(id, signal, all).await
+    async fn task_kill(&self, id: &str, signal: u32, all: bool) -> Result<Found<()>> {
+        found(self.0.task_kill(id, signal, all).await)
     }
     async fn task_delete(&self, id: &str) -> Result<Option<TaskExit>> {
-        self.0.task_delete(id).await
+        self.0.task_delete(id).await.map_err(Error::from)
     }
     async fn task_get(&self, id: &str) -> Result<Option<TaskInfo>> {
-        self.0.task_get(id).await
+        self.0.task_get(id).await.map_err(Error::from)
     }
-    async fn task_wait(&self, id: &str) -> Result<TaskExit> {
-        self.0.task_wait(id).await
+    async fn task_wait(&self, id: &str) -> Result<Found<TaskExit>> {
+        found(self.0.task_wait(id).await)
     }
     async fn task_update_resources(
         &self,
         id: &str,
         resources: &oci_spec::runtime::LinuxResources,
-    ) -> Result<()> {
-        self.0.task_update_resources(id, resources).await
+    ) -> Result<Found<()>> {
+        found(self.0.task_update_resources(id, resources).await)
     }
     async fn exec_create(
         &self,
@@ -92,30 +100,49 @@ impl ports::Tasks for Containerd {
         process: &oci_spec::runtime::Process,
         stdio: &Stdio,
     ) -> Result<()> {
-        self.0.exec_create(id, exec_id, process, stdio).await
+        self.0
+            .exec_create(id, exec_id, process, stdio)
+            .await
+            .map_err(Error::from)
     }
     async fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32> {
-        self.0.exec_start(id, exec_id).await
+        self.0.exec_start(id, exec_id).await.map_err(Error::from)
     }
     async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
-        self.0.task_wait_exec(id, exec_id).await
+        self.0
+            .task_wait_exec(id, exec_id)
+            .await
+            .map_err(Error::from)
     }
     async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
-        self.0.exec_kill(id, exec_id, signal).await
+        self.0
+            .exec_kill(id, exec_id, signal)
+            .await
+            .map_err(Error::from)
     }
     async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>> {
-        self.0.exec_delete(id, exec_id).await
+        self.0.exec_delete(id, exec_id).await.map_err(Error::from)
+    }
+}
+
+/// A task's NotFound is [`Found::Gone`]; every other failure is crius'
+/// error for it.
+fn found<T>(answer: crius_containerd::Result<T>) -> Result<Found<T>> {
+    match answer {
+        Ok(v) => Ok(Found::Here(v)),
+        Err(e) if e.is_not_found() => Ok(Found::Gone),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// containerd answers NotFound for a new key only when its parent is
 /// missing ("parent snapshot … does not exist"): then the image is to be
 /// unpacked; every other answer is what it is.
-fn made_on(parent: Option<&str>, made: Result<Vec<Mount>>) -> Result<Made> {
+fn made_on(parent: Option<&str>, made: crius_containerd::Result<Vec<Mount>>) -> Result<Made> {
     match made {
         Ok(mounts) => Ok(Made::Mounts(mounts)),
-        Err(Error::NotFound { .. }) if parent.is_some() => Ok(Made::ParentMissing),
-        Err(e) => Err(e),
+        Err(e) if e.is_not_found() && parent.is_some() => Ok(Made::ParentMissing),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -146,26 +173,35 @@ impl ports::Snapshots for Containerd {
         made_on(parent, made)
     }
     async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>> {
-        self.0.snapshot_mounts(snapshotter, key).await
+        self.0
+            .snapshot_mounts(snapshotter, key)
+            .await
+            .map_err(Error::from)
     }
     async fn snapshot_remove(&self, snapshotter: &str, key: &str) -> Result<()> {
-        self.0.snapshot_remove(snapshotter, key).await
+        self.0
+            .snapshot_remove(snapshotter, key)
+            .await
+            .map_err(Error::from)
     }
     async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>> {
-        self.0.snapshot_usage(snapshotter, key).await
+        self.0
+            .snapshot_usage(snapshotter, key)
+            .await
+            .map_err(Error::from)
     }
 }
 
 #[async_trait]
 impl ports::Leases for Containerd {
     async fn lease_create(&self, id: &str, expire: Duration) -> Result<()> {
-        self.0.lease_create(id, expire).await
+        self.0.lease_create(id, expire).await.map_err(Error::from)
     }
     async fn lease_delete(&self, id: &str) -> Result<()> {
-        self.0.lease_delete(id).await
+        self.0.lease_delete(id).await.map_err(Error::from)
     }
     async fn lease_list_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        self.0.lease_list_prefix(prefix).await
+        self.0.lease_list_prefix(prefix).await.map_err(Error::from)
     }
 }
 
@@ -175,7 +211,8 @@ impl ports::Containerd for Containerd {
         Arc::new(Containerd(self.0.with_lease(id)))
     }
     async fn subscribe(&self, filters: Vec<String>) -> Result<BoxStream<'static, Result<Event>>> {
-        Ok(self.0.events_subscribe(filters).await?.boxed())
+        let events = self.0.events_subscribe(filters).await?;
+        Ok(events.map(|e| e.map_err(Error::from)).boxed())
     }
     fn kill_lost_shims(&self, id: &str) -> usize {
         self.0.kill_lost_shims(id)
@@ -198,7 +235,7 @@ impl ports::Network for Network {
         Ok(self.0.add(net, att).await?.pod_ips())
     }
     async fn del(&self, net: &NetworkConfig, att: &Attachment) -> Result<()> {
-        self.0.del(net, att).await
+        Ok(self.0.del(net, att).await?)
     }
     async fn netns_create(&self, dir: &Path, name: &str) -> Result<PathBuf> {
         let (dir, name) = (dir.to_path_buf(), name.to_string());
@@ -326,10 +363,16 @@ impl ports::HostFs for HostFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crius_containerd::Error as Containerd;
+
+    fn missing<T>() -> crius_containerd::Result<T> {
+        Err(Containerd::Missing {
+            what: "parent snapshot sha256:ab".into(),
+        })
+    }
 
     #[test]
     fn only_a_not_found_on_a_parent_means_the_image_is_to_be_unpacked() {
-        let missing = || Err(Error::not_found("parent snapshot sha256:ab"));
         assert!(matches!(
             made_on(Some("sha256:ab"), missing()),
             Ok(Made::ParentMissing)
@@ -338,7 +381,7 @@ mod tests {
             made_on(None, missing()),
             Err(Error::NotFound { .. })
         ));
-        let refused = Err(Error::FailedPrecondition("snapshot busy".into()));
+        let refused = Err(Containerd::Precondition("snapshot busy".into()));
         assert!(matches!(
             made_on(Some("sha256:ab"), refused),
             Err(Error::FailedPrecondition(_))
@@ -347,5 +390,13 @@ mod tests {
             made_on(Some("sha256:ab"), Ok(vec![])),
             Ok(Made::Mounts(m)) if m.is_empty()
         ));
+    }
+
+    #[test]
+    fn only_a_not_found_means_the_task_is_gone() {
+        assert!(matches!(found::<()>(missing()), Ok(Found::Gone)));
+        assert!(matches!(found(Ok(7)), Ok(Found::Here(7))));
+        let down = Err::<(), _>(Containerd::StreamEnded("shim connection closed".into()));
+        assert!(matches!(found(down), Err(Error::Unavailable(_))));
     }
 }

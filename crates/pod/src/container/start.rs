@@ -12,6 +12,7 @@ use super::{
     wait_log,
 };
 use crate::now_ns;
+use crate::ports::Found;
 
 impl Containers {
     /// Starts a created container and watches for its exit.
@@ -120,12 +121,12 @@ impl Containers {
         self.background.spawn("exit watcher", async move {
             let exit = loop {
                 match pods.containerd.task_wait(&c.meta.id).await {
-                    Ok(exit) => break Some(exit),
+                    Ok(Found::Here(exit)) => break Some(exit),
                     // Gone: when its shim died, containerd published the
                     // exit (128 + SIGKILL) and cleaned the task up; the
                     // event may still be on its way, also when the shim
                     // died before this first Wait.
-                    Err(Error::NotFound { .. }) => {
+                    Ok(Found::Gone) => {
                         break pods.exits.wait(&c.meta.id, EXIT_EVENT_WAIT).await;
                     }
                     Err(e) => {

@@ -1,6 +1,7 @@
 //! ContainerStatus, ListContainers, UpdateContainerResources,
 //! ReopenContainerLog.
 
+use crate::ports::Found;
 use crius_core::filter::Selector;
 use crius_core::{Error, Result};
 
@@ -42,13 +43,16 @@ impl Containers {
     ) -> Result<()> {
         let c = self.find_container(id)?;
         let r = crius_core::container::linux_resources(resources, &self.host)?;
-        match self.containerd.task_update_resources(&c.meta.id, &r).await {
-            Ok(()) => Ok(()),
-            Err(Error::NotFound { .. }) => Err(Error::FailedPrecondition(format!(
+        match self
+            .containerd
+            .task_update_resources(&c.meta.id, &r)
+            .await?
+        {
+            Found::Here(()) => Ok(()),
+            Found::Gone => Err(Error::FailedPrecondition(format!(
                 "container {} is not running",
                 c.meta.id
             ))),
-            Err(e) => Err(e),
         }
     }
 

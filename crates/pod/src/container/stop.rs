@@ -46,10 +46,8 @@ impl Containers {
         }
         if timeout > 0 {
             let signal = parse_signal(&c.meta.stop_signal).unwrap_or(15);
-            match self.containerd.task_kill(id, signal, false).await {
-                Ok(()) | Err(Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
+            // A task gone already is what the wait below finds.
+            self.containerd.task_kill(id, signal, false).await?;
             if self
                 .wait_task_exit(id, Duration::from_secs(timeout as u64))
                 .await?
@@ -57,10 +55,7 @@ impl Containers {
                 return Ok(());
             }
         }
-        match self.containerd.task_kill(id, 9, true).await {
-            Ok(()) | Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        self.containerd.task_kill(id, 9, true).await?;
         if self.wait_task_exit(id, KILL_WAIT).await? {
             Ok(())
         } else {
@@ -75,7 +70,7 @@ impl Containers {
     /// gone or stopped then counts as exited.
     pub(crate) async fn wait_task_exit(&self, id: &str, limit: Duration) -> Result<bool> {
         match tokio::time::timeout(limit, self.containerd.task_wait(id)).await {
-            Ok(Ok(_)) | Ok(Err(Error::NotFound { .. })) => Ok(true),
+            Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) => match self.containerd.task_get(id).await? {
                 None => Ok(true),
                 Some(t) if t.status == TaskStatus::Stopped => Ok(true),

@@ -78,7 +78,7 @@ impl Sandboxes {
         self.background.spawn("pause watcher", async move {
             loop {
                 match pods.containerd.task_wait(&sandbox.meta.id).await {
-                    Ok(_) | Err(Error::NotFound { .. }) => break,
+                    Ok(_) => break,
                     Err(e) => {
                         tracing::debug!(sandbox = %sandbox.meta.id, "waiting for the pause process: {e}; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
