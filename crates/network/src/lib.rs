@@ -8,4 +8,6 @@ pub mod exec;
 pub mod netns;
 pub mod result;
 
-pub use exec::{Attachment, Cni, CniError, CniResult, Interface, IpConfig, PortMapping, RuntimeConfig};
+pub use exec::{
+    Attachment, Cni, CniError, CniResult, Interface, IpConfig, PortMapping, RuntimeConfig,
+};

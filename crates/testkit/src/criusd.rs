@@ -37,6 +37,7 @@ pub struct Criusd {
     dir: tempfile::TempDir,
     child: Option<Child>,
     socket: PathBuf,
+    namespace: String,
 }
 
 impl Criusd {
@@ -77,6 +78,7 @@ impl Criusd {
             dir,
             child: Some(child),
             socket,
+            namespace: opts.namespace.clone(),
         })
     }
 
@@ -200,8 +202,14 @@ impl Drop for Criusd {
             crate::kill_and_reap(child, Signal::SIGKILL);
         }
         crate::unmount_under(self.dir.path());
+        // runc's state root of the namespace, which nothing else removes:
+        // only when empty (a container that outlives its daemon keeps it).
+        let _ = std::fs::remove_dir(Path::new(RUNC_STATE_ROOT).join(&self.namespace));
     }
 }
+
+/// Where the runc shim keeps runc's state, one directory per namespace.
+const RUNC_STATE_ROOT: &str = "/run/containerd/runc";
 
 /// Starts `criusd` on the config in `dir`, logging to `dir/criusd.log`.
 fn launch(binary: &Path, dir: &Path) -> anyhow::Result<Child> {

@@ -976,7 +976,8 @@ impl TestImages {
             copy_tree(&dir.join("storage"), &storage)?;
             images
         };
-        let registry = Registry::start_with_storage(&storage)?;
+        let mut registry = Registry::start_with_storage(&storage)?;
+        registry.remove_on_exit(copy.path())?;
         let this = TestImages {
             registry,
             images,

@@ -287,7 +287,9 @@ impl Registry {
                     return Err(e);
                 }
             }
-            let watchdog = match spawn_watchdog(child.id()) {
+            let watchdog = match spawn_watchdog(child.id())
+                .and_then(|mut w| watch_path(&mut w, dir.path()).map(|()| w))
+            {
                 Ok(w) => w,
                 Err(e) => {
                     let _ = child.kill();
@@ -309,6 +311,17 @@ impl Registry {
                 "{REGISTRY_BINARY} could not bind a free port in {PORT_ATTEMPTS} attempts (log: {})",
                 log_path.display()
             )))
+    }
+}
+
+impl Registry {
+    /// Removes `path` also when this registry is never dropped (it lives in
+    /// a `static`): the watchdog removes it when the test process ends.
+    pub fn remove_on_exit(&mut self, path: &Path) -> Result<()> {
+        match self.watchdog.as_mut() {
+            Some(w) => watch_path(w, path),
+            None => bail!("the registry has no watchdog"),
+        }
     }
 }
 
@@ -459,20 +472,37 @@ fn tail(s: &str, lines: usize) -> String {
 }
 
 /// `/bin/sh` blocked on a pipe only we write to: at EOF (we closed it or we
-/// died) it kills `pid`.
+/// died) it kills `pid`, then removes each path written to it, one per line
+/// ([`watch_path`]): a registry that lives in a `static` is never dropped,
+/// and its temporary directories must not outlive the test process.
 fn spawn_watchdog(pid: u32) -> Result<Child> {
+    // The paths are kept in numbered variables and only ever expanded as
+    // words, never evaluated.
+    let script = r#"n=0
+while IFS= read -r p; do n=$((n+1)); eval "p$n=\$p"; done
+kill -KILL "$1" 2>/dev/null
+i=1
+while [ "$i" -le "$n" ]; do eval "rm -rf -- \"\$p$i\""; i=$((i+1)); done"#;
     Command::new("/bin/sh")
-        .args([
-            "-c",
-            "while read -r _; do :; done; kill -KILL \"$1\" 2>/dev/null",
-            "crius-registry-watchdog",
-            &pid.to_string(),
-        ])
+        .args(["-c", script, "crius-registry-watchdog", &pid.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("starting the registry watchdog (/bin/sh)")
+}
+
+/// Tells `watchdog` to remove `path` when it fires.
+fn watch_path(watchdog: &mut Child, path: &Path) -> Result<()> {
+    let stdin = watchdog
+        .stdin
+        .as_mut()
+        .ok_or_else(|| anyhow!("the watchdog has no stdin"))?;
+    let line = path
+        .to_str()
+        .filter(|p| !p.contains('\n'))
+        .ok_or_else(|| anyhow!("{} cannot be handed to the watchdog", path.display()))?;
+    writeln!(stdin, "{line}").context("writing to the registry watchdog")
 }
 
 /// The path and query of a `Location` header, which may be absolute
@@ -651,6 +681,32 @@ mod tests {
                 .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
             Err(_) => false,
         }
+    }
+
+    #[test]
+    fn the_watchdog_kills_and_removes_what_it_was_given_when_its_pipe_closes() -> Result<()> {
+        let mut victim = Command::new("sleep").arg("60").spawn()?;
+        let tmp = tempfile::tempdir()?;
+        let odd = tmp.path().join("with space $(touch x) 'q'");
+        let plain = tmp.path().join("plain");
+        for d in [&odd, &plain] {
+            fs::create_dir(d)?;
+            fs::write(d.join("f"), b"x")?;
+        }
+        let mut watchdog = spawn_watchdog(victim.id())?;
+        watch_path(&mut watchdog, &odd)?;
+        watch_path(&mut watchdog, &plain)?;
+        // The pipe stays open: nothing happens yet.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(victim.try_wait()?.is_none() && odd.is_dir());
+        drop(watchdog.stdin.take());
+        watchdog.wait()?;
+        let status = victim.wait()?;
+        assert!(!status.success(), "killed: {status}");
+        assert!(!odd.exists() && !plain.exists(), "both removed");
+        assert!(!tmp.path().join("x").exists(), "a path is never evaluated");
+        assert!(tmp.path().is_dir(), "nothing else removed");
+        Ok(())
     }
 
     #[test]
