@@ -33,10 +33,11 @@ use std::path::PathBuf;
 
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
-    Capability, Linux, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup,
-    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimitBuilder, LinuxMemoryBuilder,
-    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources, LinuxSeccomp,
-    Process, RootBuilder, Spec, UserBuilder,
+    Capability, Linux, LinuxCpu, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimit,
+    LinuxHugepageLimitBuilder, LinuxMemory, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Process, RootBuilder,
+    Spec, UserBuilder,
 };
 
 use super::caps::{container_capabilities, linux_capabilities};
@@ -572,26 +573,35 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
             "config.linux.resources.unified needs cgroup v2, and this node uses cgroup v1".into(),
         ));
     }
-    let ContainerResources {
-        cpu_period,
-        cpu_quota,
-        cpu_shares,
-        memory_limit_in_bytes: limit,
-        memory_swap_limit_in_bytes: swap,
-        ..
-    } = *r;
+    out.set_cpu(cpu_resources(r)?);
+    out.set_memory(memory_resources(r, host)?);
+    if host.cgroup_controllers.contains("hugetlb") && !r.hugepage_limits.is_empty() {
+        out.set_hugepage_limits(Some(hugepage_limits(r)?));
+    }
+    if !r.unified.is_empty() {
+        out.set_unified(Some(r.unified.clone().into_iter().collect()));
+    }
+    Ok(out)
+}
 
+fn resources_field(f: &str) -> String {
+    format!("config.linux.resources.{f}")
+}
+
+/// The CPU period, quota, shares and cpusets that are set (0 or "" is
+/// unset); `None` when none is.
+fn cpu_resources(r: &ContainerResources) -> Result<Option<LinuxCpu>> {
     let mut cpu = LinuxCpuBuilder::default();
     let mut cpu_set = false;
-    if let Some(period) = u64::try_from(cpu_period).ok().filter(|p| *p != 0) {
+    if let Some(period) = u64::try_from(r.cpu_period).ok().filter(|p| *p != 0) {
         cpu = cpu.period(period);
         cpu_set = true;
     }
-    if cpu_quota != 0 {
-        cpu = cpu.quota(cpu_quota);
+    if r.cpu_quota != 0 {
+        cpu = cpu.quota(r.cpu_quota);
         cpu_set = true;
     }
-    if let Some(shares) = u64::try_from(cpu_shares).ok().filter(|s| *s != 0) {
+    if let Some(shares) = u64::try_from(r.cpu_shares).ok().filter(|s| *s != 0) {
         cpu = cpu.shares(shares);
         cpu_set = true;
     }
@@ -603,23 +613,26 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
         cpu = cpu.mems(r.cpuset_mems.clone());
         cpu_set = true;
     }
-    if cpu_set {
-        out.set_cpu(Some(cpu.build().map_err(oci)?));
-    }
+    cpu_set.then(|| cpu.build().map_err(oci)).transpose()
+}
 
-    let field = |f: &str| format!("config.linux.resources.{f}");
+/// The memory limit, and the memory+swap limit where the host can limit
+/// swap (the memory limit itself when only that is set: no swapping);
+/// `None` when neither is set.
+fn memory_resources(r: &ContainerResources, host: &HostFacts) -> Result<Option<LinuxMemory>> {
+    let (limit, swap) = (r.memory_limit_in_bytes, r.memory_swap_limit_in_bytes);
     if host.memory_swap && swap != 0 {
         // impossible: runc refuses a swap limit below -1 (unlimited)...
         if swap < -1 {
             return Err(Error::invalid(
-                field("memory_swap_limit_in_bytes"),
+                resources_field("memory_swap_limit_in_bytes"),
                 "must be -1 (unlimited), 0 (unset) or positive",
             ));
         }
         // ...and one below the memory limit (it is memory plus swap).
         if swap > 0 && limit > 0 && swap < limit {
             return Err(Error::invalid(
-                field("memory_swap_limit_in_bytes"),
+                resources_field("memory_swap_limit_in_bytes"),
                 "is memory plus swap, so it must not be below memory_limit_in_bytes",
             ));
         }
@@ -637,31 +650,29 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
         memory = memory.swap(swap);
         memory_set = true;
     }
-    if memory_set {
-        out.set_memory(Some(memory.build().map_err(oci)?));
-    }
+    memory_set.then(|| memory.build().map_err(oci)).transpose()
+}
 
-    if host.cgroup_controllers.contains("hugetlb") && !r.hugepage_limits.is_empty() {
-        let mut limits = Vec::with_capacity(r.hugepage_limits.len());
-        for (i, (page_size, limit)) in r.hugepage_limits.iter().enumerate() {
-            check_page_size(page_size).map_err(|reason| {
-                Error::invalid(field(&format!("hugepage_limits[{i}].page_size")), reason)
-            })?;
-            // Above i64::MAX: clamped (the kernel clamps page counters).
-            limits.push(
-                LinuxHugepageLimitBuilder::default()
-                    .page_size(page_size.clone())
-                    .limit(i64::try_from(*limit).unwrap_or(i64::MAX))
-                    .build()
-                    .map_err(oci)?,
-            );
-        }
-        out.set_hugepage_limits(Some(limits));
+/// The hugepage limits, each page size checked; a limit above `i64::MAX`
+/// is clamped (the kernel clamps page counters).
+fn hugepage_limits(r: &ContainerResources) -> Result<Vec<LinuxHugepageLimit>> {
+    let mut limits = Vec::with_capacity(r.hugepage_limits.len());
+    for (i, (page_size, limit)) in r.hugepage_limits.iter().enumerate() {
+        check_page_size(page_size).map_err(|reason| {
+            Error::invalid(
+                resources_field(&format!("hugepage_limits[{i}].page_size")),
+                reason,
+            )
+        })?;
+        limits.push(
+            LinuxHugepageLimitBuilder::default()
+                .page_size(page_size.clone())
+                .limit(i64::try_from(*limit).unwrap_or(i64::MAX))
+                .build()
+                .map_err(oci)?,
+        );
     }
-    if !r.unified.is_empty() {
-        out.set_unified(Some(r.unified.clone().into_iter().collect()));
-    }
-    Ok(out)
+    Ok(limits)
 }
 
 fn seccomp(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Option<LinuxSeccomp>> {
@@ -1452,5 +1463,25 @@ mod tests {
         assert_eq!(log_file_path("/var/log/pods/x", "../x.log"), None);
         assert_eq!(log_file_path("", "app/0.log"), None);
         assert_eq!(log_file_path("/var/log/pods/x", ""), None);
+    }
+
+    #[test]
+    fn cpu_values_of_zero_or_below_are_unset() -> Result<()> {
+        let none = ContainerResources {
+            cpu_period: -1,
+            cpu_shares: -2,
+            ..Default::default()
+        };
+        assert_eq!(cpu_resources(&none)?, None);
+        let quota = ContainerResources {
+            cpu_quota: -1,
+            cpuset_mems: "0".into(),
+            ..none
+        };
+        let cpu = cpu_resources(&quota)?.unwrap_or_default();
+        assert_eq!((cpu.period(), cpu.shares()), (None, None));
+        assert_eq!(cpu.quota(), Some(-1));
+        assert_eq!(cpu.mems().as_deref(), Some("0"));
+        Ok(())
     }
 }
