@@ -263,30 +263,7 @@ fn process(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Proces
     check_path(&p.cwd)
         .map_err(|r| Error::Internal(format!("the container's working directory: {r}")))?;
 
-    // containerd's order: the default PATH and HOSTNAME first, each
-    // overridden in place by the image's and then the request's entries.
-    let mut env = vec![format!("PATH={DEFAULT_PATH_ENV}")];
-    if !input.hostname.is_empty() {
-        env.push(format!("HOSTNAME={}", input.hostname));
-    }
-    for entry in &p.env {
-        match entry.split_once('=') {
-            Some((key, value)) => set_env(&mut env, key, value),
-            None => env.push(entry.clone()),
-        }
-    }
-
-    let user = &input.user;
-    for (what, id) in [("uid", user.uid), ("gid", user.gid)] {
-        if id > super::MAX_ID {
-            return Err(Error::Internal(format!("{what} {id} is out of range")));
-        }
-    }
-    let mut user_builder = UserBuilder::default().uid(user.uid).gid(user.gid);
-    if !user.additional_gids.is_empty() {
-        user_builder = user_builder.additional_gids(user.additional_gids.clone());
-    }
-
+    let user = process_user(&input.user)?;
     let oom_score_adj = req.linux.resources.as_ref().map(|r| {
         let wanted = i32::try_from(r.oom_score_adj.clamp(-1000, 1000)).unwrap_or_default();
         wanted
@@ -298,10 +275,10 @@ fn process(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Proces
     process
         .set_terminal(Some(req.tty))
         .set_console_size(None)
-        .set_user(user_builder.build().map_err(oci)?)
+        .set_user(user)
         .set_args(Some(p.args.clone()))
         .set_command_line(None)
-        .set_env(Some(env))
+        .set_env(Some(process_env(input)))
         .set_cwd(PathBuf::from(&p.cwd))
         .set_capabilities(Some(linux_capabilities(caps)))
         .set_rlimits(None)
@@ -313,6 +290,36 @@ fn process(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Proces
         .set_scheduler(None)
         .set_exec_cpu_affinity(None);
     Ok(process)
+}
+
+/// containerd's order: the default PATH and HOSTNAME first, each
+/// overridden in place by the image's and then the request's entries.
+fn process_env(input: &ContainerSpecInput<'_>) -> Vec<String> {
+    let mut env = vec![format!("PATH={DEFAULT_PATH_ENV}")];
+    if !input.hostname.is_empty() {
+        env.push(format!("HOSTNAME={}", input.hostname));
+    }
+    for entry in &input.process.env {
+        match entry.split_once('=') {
+            Some((key, value)) => set_env(&mut env, key, value),
+            None => env.push(entry.clone()),
+        }
+    }
+    env
+}
+
+/// The process' uid, gid and additional gids, each id in range.
+fn process_user(user: &User) -> Result<oci_spec::runtime::User> {
+    for (what, id) in [("uid", user.uid), ("gid", user.gid)] {
+        if id > super::MAX_ID {
+            return Err(Error::Internal(format!("{what} {id} is out of range")));
+        }
+    }
+    let mut user_builder = UserBuilder::default().uid(user.uid).gid(user.gid);
+    if !user.additional_gids.is_empty() {
+        user_builder = user_builder.additional_gids(user.additional_gids.clone());
+    }
+    user_builder.build().map_err(oci)
 }
 
 /// See [`crate::apparmor::container_profile`].
@@ -388,32 +395,34 @@ fn linux(
 ///   containers (containerd's rule).
 fn namespaces(input: &ContainerSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let pod = &input.sandbox.linux.namespaces;
-    let own = &input.request.linux.security.namespace_options;
-    let pause = |ns: &str| -> Result<String> {
-        if input.sandbox_pid == 0 {
-            return Err(Error::Internal(
-                "joining the pod's namespaces needs the pause process' pid".into(),
-            ));
-        }
-        Ok(format!("/proc/{}/ns/{ns}", input.sandbox_pid))
-    };
-    let join = |typ: LinuxNamespaceType, path: String| {
-        LinuxNamespaceBuilder::default()
-            .typ(typ)
-            .path(path)
-            .build()
-            .map_err(oci)
-    };
-    let new = |typ: LinuxNamespaceType| {
-        LinuxNamespaceBuilder::default()
-            .typ(typ)
-            .build()
-            .map_err(oci)
-    };
-
     let mut out = Vec::with_capacity(6);
+    out.extend(pid_namespace(input)?);
+    if pod.ipc != NamespaceMode::Node {
+        out.push(join_namespace(
+            LinuxNamespaceType::Ipc,
+            pause_namespace(input, "ipc")?,
+        )?);
+    }
+    if pod.network != NamespaceMode::Node {
+        out.push(join_namespace(
+            LinuxNamespaceType::Uts,
+            pause_namespace(input, "uts")?,
+        )?);
+    }
+    out.push(new_namespace(LinuxNamespaceType::Mount)?);
+    out.extend(network_namespace(input)?);
+    if input.host.cgroup_unified && !input.request.linux.security.privileged {
+        out.push(new_namespace(LinuxNamespaceType::Cgroup)?);
+    }
+    Ok(out)
+}
+
+/// The pid namespace: a new one, the target container's, the pause's, or
+/// none (the host's) when the pod uses the host's.
+fn pid_namespace(input: &ContainerSpecInput<'_>) -> Result<Option<LinuxNamespace>> {
+    let own = &input.request.linux.security.namespace_options;
     match own.pid {
-        NamespaceMode::Container => out.push(new(LinuxNamespaceType::Pid)?),
+        NamespaceMode::Container => new_namespace(LinuxNamespaceType::Pid).map(Some),
         NamespaceMode::Target => {
             let pid = input.target_pid.filter(|p| *p != 0).ok_or_else(|| {
                 Error::Internal(format!(
@@ -421,44 +430,64 @@ fn namespaces(input: &ContainerSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
                     own.target_id
                 ))
             })?;
-            out.push(join(
-                LinuxNamespaceType::Pid,
-                format!("/proc/{pid}/ns/pid"),
-            )?);
+            join_namespace(LinuxNamespaceType::Pid, format!("/proc/{pid}/ns/pid")).map(Some)
         }
         NamespaceMode::Pod | NamespaceMode::Node => {
-            if pod.pid != NamespaceMode::Node {
-                out.push(join(LinuxNamespaceType::Pid, pause("pid")?)?);
+            if input.sandbox.linux.namespaces.pid == NamespaceMode::Node {
+                return Ok(None);
             }
+            join_namespace(LinuxNamespaceType::Pid, pause_namespace(input, "pid")?).map(Some)
         }
     }
-    if pod.ipc != NamespaceMode::Node {
-        out.push(join(LinuxNamespaceType::Ipc, pause("ipc")?)?);
+}
+
+/// The network namespace: the pod's netns path (absolute) or else the
+/// pause's; none (the host's) for a host-network pod, which must have no
+/// netns path.
+fn network_namespace(input: &ContainerSpecInput<'_>) -> Result<Option<LinuxNamespace>> {
+    if input.sandbox.linux.namespaces.network == NamespaceMode::Node {
+        if input.netns_path.is_some() {
+            return Err(Error::Internal(
+                "a network namespace was given for a host-network pod".into(),
+            ));
+        }
+        return Ok(None);
     }
-    if pod.network != NamespaceMode::Node {
-        out.push(join(LinuxNamespaceType::Uts, pause("uts")?)?);
-    }
-    out.push(new(LinuxNamespaceType::Mount)?);
-    if pod.network != NamespaceMode::Node {
-        let path = match input.netns_path.as_deref() {
-            Some(path) if path.starts_with('/') => path.to_string(),
-            Some(path) => {
-                return Err(Error::Internal(format!(
-                    "the pod's network namespace path {path:?} is not absolute"
-                )));
-            }
-            None => pause("net")?,
-        };
-        out.push(join(LinuxNamespaceType::Network, path)?);
-    } else if input.netns_path.is_some() {
+    let path = match input.netns_path.as_deref() {
+        Some(path) if path.starts_with('/') => path.to_string(),
+        Some(path) => {
+            return Err(Error::Internal(format!(
+                "the pod's network namespace path {path:?} is not absolute"
+            )));
+        }
+        None => pause_namespace(input, "net")?,
+    };
+    join_namespace(LinuxNamespaceType::Network, path).map(Some)
+}
+
+/// The path of the pause process' namespace `ns`.
+fn pause_namespace(input: &ContainerSpecInput<'_>, ns: &str) -> Result<String> {
+    if input.sandbox_pid == 0 {
         return Err(Error::Internal(
-            "a network namespace was given for a host-network pod".into(),
+            "joining the pod's namespaces needs the pause process' pid".into(),
         ));
     }
-    if input.host.cgroup_unified && !input.request.linux.security.privileged {
-        out.push(new(LinuxNamespaceType::Cgroup)?);
-    }
-    Ok(out)
+    Ok(format!("/proc/{}/ns/{ns}", input.sandbox_pid))
+}
+
+fn join_namespace(typ: LinuxNamespaceType, path: String) -> Result<LinuxNamespace> {
+    LinuxNamespaceBuilder::default()
+        .typ(typ)
+        .path(path)
+        .build()
+        .map_err(oci)
+}
+
+fn new_namespace(typ: LinuxNamespaceType) -> Result<LinuxNamespace> {
+    LinuxNamespaceBuilder::default()
+        .typ(typ)
+        .build()
+        .map_err(oci)
 }
 
 /// The device nodes and cgroup device rules.
@@ -1482,6 +1511,34 @@ mod tests {
         assert_eq!((cpu.period(), cpu.shares()), (None, None));
         assert_eq!(cpu.quota(), Some(-1));
         assert_eq!(cpu.mems().as_deref(), Some("0"));
+        Ok(())
+    }
+
+    #[test]
+    fn ids_beyond_2_pow_31_never_reach_the_spec() -> Result<()> {
+        let u = process_user(&User {
+            uid: 1000,
+            gid: 2000,
+            additional_gids: vec![2000, 3000],
+        })?;
+        assert_eq!((u.uid(), u.gid()), (1000, 2000));
+        assert_eq!(u.additional_gids().as_deref(), Some(&[2000, 3000][..]));
+        assert_eq!(process_user(&User::default())?.additional_gids(), &None);
+        for user in [
+            User {
+                uid: super::super::MAX_ID + 1,
+                ..Default::default()
+            },
+            User {
+                gid: u32::MAX,
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                matches!(process_user(&user), Err(Error::Internal(_))),
+                "{user:?}"
+            );
+        }
         Ok(())
     }
 }
