@@ -39,27 +39,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Run { .. } => crate::containers::run(cli, &mut cri).await,
         Command::Config {
             command: crate::ConfigCommand::Reload,
-        } => {
-            let r = cri
-                .admin
-                .reload_config(crius_cri_api::admin::ReloadConfigRequest {})
-                .await
-                .context("ReloadConfig")?
-                .into_inner();
-            match cli.output {
-                Output::Json => print_json(
-                    &json!({ "runtimeHandlers": r.runtime_handlers, "defaultRuntime": r.default_runtime }),
-                ),
-                Output::Text => {
-                    println!(
-                        "reloaded: handlers {} (default {})",
-                        r.runtime_handlers.join(", "),
-                        r.default_runtime
-                    );
-                    Ok(())
-                }
-            }
-        }
+        } => reload_config(cli, &mut cri).await,
         Command::Pod { command } => match command {
             PodCommand::Run { file, runtime } => pod_run(cli, &mut cri, file, runtime).await,
             PodCommand::Inspect { id } => pod_inspect(&mut cri, id).await,
@@ -76,6 +56,29 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
             }
             ImageCommand::Import { file } => import(cli, &mut cri, file).await,
         },
+    }
+}
+
+/// `crius config reload`.
+async fn reload_config(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
+    let r = cri
+        .admin
+        .reload_config(crius_cri_api::admin::ReloadConfigRequest {})
+        .await
+        .context("ReloadConfig")?
+        .into_inner();
+    match cli.output {
+        Output::Json => print_json(
+            &json!({ "runtimeHandlers": r.runtime_handlers, "defaultRuntime": r.default_runtime }),
+        ),
+        Output::Text => {
+            println!(
+                "reloaded: handlers {} (default {})",
+                r.runtime_handlers.join(", "),
+                r.default_runtime
+            );
+            Ok(())
+        }
     }
 }
 
@@ -144,7 +147,18 @@ async fn info(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
             "config": info_json(&status.info, "config"),
         }));
     }
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    print_info(&version, &containerd, &conditions, &handlers);
+    Ok(())
+}
+
+/// A string of the verbose info, or `-`.
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or("-").to_string()
+}
+
+/// `crius info` as text.
+fn print_info(version: &Value, containerd: &Value, conditions: &[Value], handlers: &Value) {
+    let s = text;
     println!(
         "Runtime:     {} {} (CRI {})",
         s(&version["runtimeName"]),
@@ -158,37 +172,12 @@ async fn info(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         s(&containerd["namespace"])
     );
     println!("Conditions:");
-    for c in &conditions {
-        let ok = c["status"].as_bool().unwrap_or(false);
-        if ok {
-            println!("  {:<14} true", s(&c["type"]));
-        } else {
-            println!(
-                "  {:<14} false  {}: {}",
-                s(&c["type"]),
-                s(&c["reason"]),
-                s(&c["message"])
-            );
-        }
+    for c in conditions {
+        println!("{}", condition_line(c));
     }
     println!("Runtime handlers (default: {}):", s(&handlers["default"]));
     for h in handlers["handlers"].as_array().into_iter().flatten() {
-        let mut notes = Vec::new();
-        if h["privileged"] == false {
-            notes.push("unprivileged");
-        }
-        if h["trusted"] == true {
-            notes.push("trusted");
-        }
-        if h["shim_found"] == false {
-            notes.push("SHIM NOT FOUND");
-        }
-        println!(
-            "  {:<14} {:<28} {}",
-            s(&h["name"]),
-            s(&h["runtime_type"]),
-            notes.join(", ")
-        );
+        println!("{}", handler_line(h));
     }
     let passthrough = if handlers["shimPassthrough"] == true {
         "on"
@@ -196,7 +185,43 @@ async fn info(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         "off"
     };
     println!("Shim name passthrough: {passthrough}");
-    Ok(())
+}
+
+/// A condition: its type and `true`, or `false` with reason and message.
+fn condition_line(c: &Value) -> String {
+    let s = text;
+    let ok = c["status"].as_bool().unwrap_or(false);
+    if ok {
+        format!("  {:<14} true", s(&c["type"]))
+    } else {
+        format!(
+            "  {:<14} false  {}: {}",
+            s(&c["type"]),
+            s(&c["reason"]),
+            s(&c["message"])
+        )
+    }
+}
+
+/// A runtime handler: name, shim and what is notable about it.
+fn handler_line(h: &Value) -> String {
+    let s = text;
+    let mut notes = Vec::new();
+    if h["privileged"] == false {
+        notes.push("unprivileged");
+    }
+    if h["trusted"] == true {
+        notes.push("trusted");
+    }
+    if h["shim_found"] == false {
+        notes.push("SHIM NOT FOUND");
+    }
+    format!(
+        "  {:<14} {:<28} {}",
+        s(&h["name"]),
+        s(&h["runtime_type"]),
+        notes.join(", ")
+    )
 }
 
 fn image_spec(image: &str) -> Option<v1::ImageSpec> {
@@ -432,11 +457,7 @@ async fn pods(
     quiet: bool,
     labels: &[String],
 ) -> anyhow::Result<()> {
-    let mut selector = std::collections::HashMap::new();
-    for l in labels {
-        let (k, v) = l.split_once('=').context("--label takes key=value")?;
-        selector.insert(k.to_string(), v.to_string());
-    }
+    let selector = label_selector(labels)?;
     let items = cri
         .runtime
         .list_pod_sandbox(v1::ListPodSandboxRequest {
@@ -472,22 +493,37 @@ async fn pods(
         "POD ID", "CREATED", "STATE", "NAME", "NAMESPACE"
     );
     for p in &items {
-        let m = p.metadata.clone().unwrap_or_default();
-        println!(
-            "{:<14} {:<16} {:<9} {:<30} {:<16} {}",
-            short_id(&p.id),
-            age(p.created_at),
-            pod_state(p.state),
-            m.name,
-            m.namespace,
-            if p.runtime_handler.is_empty() {
-                "(default)"
-            } else {
-                &p.runtime_handler
-            }
-        );
+        println!("{}", pod_line(p));
     }
     Ok(())
+}
+
+/// `--label key=value`s as a label selector.
+fn label_selector(labels: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let mut selector = std::collections::HashMap::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').context("--label takes key=value")?;
+        selector.insert(k.to_string(), v.to_string());
+    }
+    Ok(selector)
+}
+
+/// A row of `crius pods`.
+fn pod_line(p: &v1::PodSandbox) -> String {
+    let m = p.metadata.clone().unwrap_or_default();
+    format!(
+        "{:<14} {:<16} {:<9} {:<30} {:<16} {}",
+        short_id(&p.id),
+        age(p.created_at),
+        pod_state(p.state),
+        m.name,
+        m.namespace,
+        if p.runtime_handler.is_empty() {
+            "(default)"
+        } else {
+            &p.runtime_handler
+        }
+    )
 }
 
 async fn create(
@@ -600,4 +636,47 @@ async fn pod_rm(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
         println!("removed {id}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_lines() {
+        let ready = json!({ "type": "RuntimeReady", "status": true, "reason": "", "message": "" });
+        assert_eq!(condition_line(&ready), "  RuntimeReady   true");
+        let not = json!({ "type": "NetworkReady", "status": false, "reason": "NetworkPluginNotReady",
+                          "message": "no CNI config" });
+        assert_eq!(
+            condition_line(&not),
+            "  NetworkReady   false  NetworkPluginNotReady: no CNI config"
+        );
+        assert_eq!(condition_line(&json!({})), "  -              false  -: -");
+        let kata = json!({ "name": "kata", "runtime_type": "io.containerd.kata.v2",
+                           "privileged": false, "trusted": false, "shim_found": false });
+        assert_eq!(
+            handler_line(&kata),
+            format!(
+                "  {:<14} {:<28} unprivileged, SHIM NOT FOUND",
+                "kata", "io.containerd.kata.v2"
+            )
+        );
+        let runc = json!({ "name": "runc", "runtime_type": "io.containerd.runc.v2",
+                           "privileged": true, "trusted": true, "shim_found": true });
+        assert!(
+            handler_line(&runc).ends_with(" trusted"),
+            "{}",
+            handler_line(&runc)
+        );
+    }
+
+    #[test]
+    fn label_selectors() {
+        let s = label_selector(&["app=web".into(), "tier=a=b".into()]).expect("valid");
+        assert_eq!(s.get("app").map(String::as_str), Some("web"));
+        assert_eq!(s.get("tier").map(String::as_str), Some("a=b"));
+        assert!(label_selector(&["app".into()]).is_err());
+        assert!(label_selector(&[]).expect("empty").is_empty());
+    }
 }

@@ -252,162 +252,21 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let logs = std::path::PathBuf::from("/var/log/crius/pods").join(&name);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let pod_config = v1::PodSandboxConfig {
-        metadata: Some(v1::PodSandboxMetadata {
-            name: name.clone(),
-            uid: format!("crius-run-{nanos:x}"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.clone(),
-        log_directory: logs.display().to_string(),
-        port_mappings,
-        linux: Some(v1::LinuxPodSandboxConfig {
-            security_context: Some(v1::LinuxSandboxSecurityContext {
-                privileged: *privileged,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let pod = cri
-        .runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: runtime.clone(),
-        })
-        .await
-        .context("RunPodSandbox")?
-        .into_inner()
-        .pod_sandbox_id;
-    let have = cri
-        .image
-        .image_status(v1::ImageStatusRequest {
-            image: Some(v1::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            verbose: false,
-        })
-        .await
-        .context("ImageStatus")?
-        .into_inner()
-        .image
-        .is_some();
-    if !have {
-        cri.image
-            .pull_image(v1::PullImageRequest {
-                image: Some(v1::ImageSpec {
-                    image: image.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("pulling {image}"))?;
-    }
-    let envs = env
-        .iter()
-        .map(|e| {
-            let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
-            v1::KeyValue {
-                key: k.into(),
-                value: v.into(),
-            }
-        })
-        .collect();
+    let pod_config = pod_config(&name, nanos, &logs, port_mappings, *privileged);
+    let pod = run_pod(cri, &pod_config, runtime).await?;
+    ensure_image(cri, image).await?;
     let mounts = volume
         .iter()
-        .map(|v| {
-            let parts: Vec<&str> = v.split(':').collect();
-            if parts.len() < 2 {
-                bail!("--volume takes HOST:CONTAINER[:ro], not {v:?}");
-            }
-            Ok(v1::Mount {
-                host_path: parts[0].into(),
-                container_path: parts[1].into(),
-                readonly: parts.get(2) == Some(&"ro"),
-                ..Default::default()
-            })
-        })
+        .map(|v| parse_volume(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (run_as_user, run_as_username) = match user {
-        Some(u) => match u.parse::<i64>() {
-            Ok(uid) => (Some(v1::Int64Value { value: uid }), String::new()),
-            Err(_) => (None, u.clone()),
-        },
-        None => (None, String::new()),
-    };
-    let config = v1::ContainerConfig {
-        metadata: Some(v1::ContainerMetadata {
-            name: name.clone(),
-            attempt: 0,
-        }),
-        image: Some(v1::ImageSpec {
-            image: image.clone(),
-            ..Default::default()
-        }),
-        command: cmd.clone(),
-        envs,
-        mounts,
-        log_path: format!("{name}.log"),
-        linux: Some(v1::LinuxContainerConfig {
-            security_context: Some(v1::LinuxContainerSecurityContext {
-                privileged: *privileged,
-                readonly_rootfs: *read_only,
-                run_as_user,
-                run_as_username,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let id = cri
-        .runtime
-        .create_container(v1::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod_config),
-        })
-        .await
-        .context("CreateContainer")?
-        .into_inner()
-        .container_id;
-    cri.runtime
-        .start_container(v1::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .context("StartContainer")?;
+    let security = security_context(user.as_deref(), *privileged, *read_only);
+    let config = container_config(&name, image, cmd, env, mounts, security);
+    let id = create_and_start(cri, &pod, config, pod_config).await?;
     if *detach {
         println!("{id}");
         return Ok(());
     }
-    // Follow the log until the container exits.
-    let log = logs.join(format!("{name}.log"));
-    let mut printed = 0usize;
-    let exit_code = loop {
-        let s = status(cri, &id).await?.0;
-        let records = crius_logs::tail(&log, usize::MAX).unwrap_or_default();
-        for r in records.iter().skip(printed) {
-            print_record(r, false);
-        }
-        printed = records.len();
-        if s.state == v1::ContainerState::ContainerExited as i32 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            for r in crius_logs::tail(&log, usize::MAX)
-                .unwrap_or_default()
-                .iter()
-                .skip(printed)
-            {
-                print_record(r, false);
-            }
-            break s.exit_code;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let exit_code = follow_until_exit(cri, &id, &logs.join(format!("{name}.log"))).await?;
     if *rm {
         cri.runtime
             .remove_pod_sandbox(v1::RemovePodSandboxRequest {
@@ -421,6 +280,216 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         std::process::exit(exit_code.clamp(1, 255));
     }
     Ok(())
+}
+
+/// The pod of `crius run`: named like the container, in `default`, its
+/// logs under `logs`.
+fn pod_config(
+    name: &str,
+    nanos: u128,
+    logs: &std::path::Path,
+    port_mappings: Vec<v1::PortMapping>,
+    privileged: bool,
+) -> v1::PodSandboxConfig {
+    v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: name.to_string(),
+            uid: format!("crius-run-{nanos:x}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.to_string(),
+        log_directory: logs.display().to_string(),
+        port_mappings,
+        linux: Some(v1::LinuxPodSandboxConfig {
+            security_context: Some(v1::LinuxSandboxSecurityContext {
+                privileged,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs the pod; its id.
+async fn run_pod(
+    cri: &mut client::Cri,
+    config: &v1::PodSandboxConfig,
+    runtime: &str,
+) -> anyhow::Result<String> {
+    Ok(cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: runtime.to_string(),
+        })
+        .await
+        .context("RunPodSandbox")?
+        .into_inner()
+        .pod_sandbox_id)
+}
+
+/// Pulls `image` unless criusd has it.
+async fn ensure_image(cri: &mut client::Cri, image: &str) -> anyhow::Result<()> {
+    let spec = || v1::ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    };
+    let have = cri
+        .image
+        .image_status(v1::ImageStatusRequest {
+            image: Some(spec()),
+            verbose: false,
+        })
+        .await
+        .context("ImageStatus")?
+        .into_inner()
+        .image
+        .is_some();
+    if !have {
+        cri.image
+            .pull_image(v1::PullImageRequest {
+                image: Some(spec()),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("pulling {image}"))?;
+    }
+    Ok(())
+}
+
+/// `--env KEY=VALUE` (a bare `KEY` is an empty value).
+fn env_var(e: &str) -> v1::KeyValue {
+    let (k, v) = e.split_once('=').unwrap_or((e, ""));
+    v1::KeyValue {
+        key: k.into(),
+        value: v.into(),
+    }
+}
+
+/// `--volume HOST:CONTAINER[:ro]`.
+fn parse_volume(v: &str) -> anyhow::Result<v1::Mount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    if parts.len() < 2 {
+        bail!("--volume takes HOST:CONTAINER[:ro], not {v:?}");
+    }
+    Ok(v1::Mount {
+        host_path: parts[0].into(),
+        container_path: parts[1].into(),
+        readonly: parts.get(2) == Some(&"ro"),
+        ..Default::default()
+    })
+}
+
+/// `--user` (a number is a uid, anything else a user name),
+/// `--privileged` and `--read-only`.
+fn security_context(
+    user: Option<&str>,
+    privileged: bool,
+    read_only: bool,
+) -> v1::LinuxContainerSecurityContext {
+    let (run_as_user, run_as_username) = match user {
+        Some(u) => match u.parse::<i64>() {
+            Ok(uid) => (Some(v1::Int64Value { value: uid }), String::new()),
+            Err(_) => (None, u.to_string()),
+        },
+        None => (None, String::new()),
+    };
+    v1::LinuxContainerSecurityContext {
+        privileged,
+        readonly_rootfs: read_only,
+        run_as_user,
+        run_as_username,
+        ..Default::default()
+    }
+}
+
+/// The container of `crius run`, logging to `<name>.log` in its pod's log
+/// directory.
+fn container_config(
+    name: &str,
+    image: &str,
+    cmd: &[String],
+    env: &[String],
+    mounts: Vec<v1::Mount>,
+    security: v1::LinuxContainerSecurityContext,
+) -> v1::ContainerConfig {
+    v1::ContainerConfig {
+        metadata: Some(v1::ContainerMetadata {
+            name: name.to_string(),
+            attempt: 0,
+        }),
+        image: Some(v1::ImageSpec {
+            image: image.to_string(),
+            ..Default::default()
+        }),
+        command: cmd.to_vec(),
+        envs: env.iter().map(|e| env_var(e)).collect(),
+        mounts,
+        log_path: format!("{name}.log"),
+        linux: Some(v1::LinuxContainerConfig {
+            security_context: Some(security),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Creates and starts the container in `pod`; its id.
+async fn create_and_start(
+    cri: &mut client::Cri,
+    pod: &str,
+    config: v1::ContainerConfig,
+    pod_config: v1::PodSandboxConfig,
+) -> anyhow::Result<String> {
+    let id = cri
+        .runtime
+        .create_container(v1::CreateContainerRequest {
+            pod_sandbox_id: pod.to_string(),
+            config: Some(config),
+            sandbox_config: Some(pod_config),
+        })
+        .await
+        .context("CreateContainer")?
+        .into_inner()
+        .container_id;
+    cri.runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .context("StartContainer")?;
+    Ok(id)
+}
+
+/// Follows the log until the container exits; its exit code.
+async fn follow_until_exit(
+    cri: &mut client::Cri,
+    id: &str,
+    log: &std::path::Path,
+) -> anyhow::Result<i32> {
+    let mut printed = 0usize;
+    loop {
+        let s = status(cri, id).await?.0;
+        printed = print_new_records(log, printed);
+        if s.state == v1::ContainerState::ContainerExited as i32 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            print_new_records(log, printed);
+            return Ok(s.exit_code);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Prints the records of `log` after the first `printed`; how many it has
+/// (none when it cannot be read).
+fn print_new_records(log: &std::path::Path, printed: usize) -> usize {
+    let records = crius_logs::tail(log, usize::MAX).unwrap_or_default();
+    for r in records.iter().skip(printed) {
+        print_record(r, false);
+    }
+    records.len()
 }
 
 /// `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp]`, as `docker run -p`.
@@ -490,5 +559,61 @@ mod tests {
         ] {
             assert!(parse_publish(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn volumes_envs_and_users() {
+        let m = parse_volume("/srv/data:/data:ro").expect("ro");
+        assert_eq!(
+            (m.host_path.as_str(), m.container_path.as_str(), m.readonly),
+            ("/srv/data", "/data", true)
+        );
+        assert!(!parse_volume("/srv:/data").expect("rw").readonly);
+        assert!(!parse_volume("/srv:/data:rw").expect("rw").readonly);
+        for bad in ["/srv", ""] {
+            assert!(parse_volume(bad).is_err(), "{bad:?}");
+        }
+        let kv = |e: &str| {
+            let kv = env_var(e);
+            (kv.key, kv.value)
+        };
+        assert_eq!(kv("A=b=c"), ("A".into(), "b=c".into()));
+        assert_eq!(kv("A"), ("A".into(), String::new()));
+        let sc = security_context(Some("1000"), true, true);
+        assert_eq!(sc.run_as_user.map(|u| u.value), Some(1000));
+        assert!(sc.run_as_username.is_empty() && sc.privileged && sc.readonly_rootfs);
+        let sc = security_context(Some("app"), false, false);
+        assert_eq!((sc.run_as_user, sc.run_as_username.as_str()), (None, "app"));
+        let sc = security_context(None, false, false);
+        assert_eq!((sc.run_as_user, sc.run_as_username.as_str()), (None, ""));
+    }
+
+    #[test]
+    fn the_pod_and_container_of_run() {
+        let logs = std::path::Path::new("/var/log/crius/pods/web");
+        let pod = pod_config("web", 0xabc, logs, vec![], true);
+        let meta = pod.metadata.clone().unwrap_or_default();
+        assert_eq!(
+            (
+                meta.name.as_str(),
+                meta.uid.as_str(),
+                meta.namespace.as_str()
+            ),
+            ("web", "crius-run-abc", "default")
+        );
+        assert_eq!(pod.hostname, "web");
+        assert_eq!(pod.log_directory, "/var/log/crius/pods/web");
+        let c = container_config(
+            "web",
+            "busybox",
+            &["sh".into()],
+            &["A=1".into()],
+            vec![],
+            security_context(None, false, false),
+        );
+        assert_eq!(c.log_path, "web.log");
+        assert_eq!(c.metadata.map(|m| m.name), Some("web".into()));
+        assert_eq!(c.image.map(|i| i.image), Some("busybox".into()));
+        assert_eq!((c.command, c.envs.len()), (vec!["sh".to_string()], 1));
     }
 }

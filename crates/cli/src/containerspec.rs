@@ -166,8 +166,6 @@ fn profile(p: &Option<Profile>) -> anyhow::Result<Option<v1::SecurityProfile>> {
 /// Parses a ContainerConfig document: JSON, or YAML when it is not JSON.
 pub fn parse(text: &str) -> anyhow::Result<v1::ContainerConfig> {
     let c: Config = document(text)?;
-    let sc = &c.linux.security_context;
-    let ns = &sc.namespace_options;
     Ok(v1::ContainerConfig {
         metadata: Some(v1::ContainerMetadata {
             name: c.metadata.name,
@@ -191,16 +189,7 @@ pub fn parse(text: &str) -> anyhow::Result<v1::ContainerConfig> {
         mounts: c
             .mounts
             .iter()
-            .map(|m| {
-                Ok(v1::Mount {
-                    container_path: m.container_path.clone(),
-                    host_path: m.host_path.clone(),
-                    readonly: m.readonly,
-                    selinux_relabel: m.selinux_relabel,
-                    propagation: enum_value(&m.propagation, propagation)?,
-                    ..Default::default()
-                })
-            })
+            .map(Mount::to_cri)
             .collect::<anyhow::Result<_>>()?,
         devices: c
             .devices
@@ -218,45 +207,72 @@ pub fn parse(text: &str) -> anyhow::Result<v1::ContainerConfig> {
         stdin_once: c.stdin_once,
         tty: c.tty,
         linux: Some(v1::LinuxContainerConfig {
-            resources: c.linux.resources.map(|r| v1::LinuxContainerResources {
-                cpu_period: r.cpu_period,
-                cpu_quota: r.cpu_quota,
-                cpu_shares: r.cpu_shares,
-                memory_limit_in_bytes: r.memory_limit_in_bytes,
-                oom_score_adj: r.oom_score_adj,
-                cpuset_cpus: r.cpuset_cpus,
-                cpuset_mems: r.cpuset_mems,
-                ..Default::default()
-            }),
-            security_context: Some(v1::LinuxContainerSecurityContext {
-                capabilities: sc.capabilities.as_ref().map(|c| v1::Capability {
-                    add_capabilities: c.add_capabilities.clone(),
-                    drop_capabilities: c.drop_capabilities.clone(),
-                    add_ambient_capabilities: c.add_ambient_capabilities.clone(),
-                }),
-                privileged: sc.privileged,
-                namespace_options: Some(v1::NamespaceOption {
-                    network: enum_value(&ns.network, mode)?,
-                    pid: enum_value(&ns.pid, mode)?,
-                    ipc: enum_value(&ns.ipc, mode)?,
-                    target_id: ns.target_id.clone(),
-                    ..Default::default()
-                }),
-                run_as_user: sc.run_as_user.map(|value| v1::Int64Value { value }),
-                run_as_group: sc.run_as_group.map(|value| v1::Int64Value { value }),
-                run_as_username: sc.run_as_username.clone(),
-                readonly_rootfs: sc.readonly_rootfs,
-                supplemental_groups: sc.supplemental_groups.clone(),
-                no_new_privs: sc.no_new_privs,
-                masked_paths: sc.masked_paths.clone(),
-                readonly_paths: sc.readonly_paths.clone(),
-                seccomp: profile(&sc.seccomp)?,
-                apparmor: profile(&sc.apparmor)?,
-                ..Default::default()
-            }),
+            resources: c.linux.resources.map(Resources::into_cri),
+            security_context: Some(c.linux.security_context.to_cri()?),
         }),
         ..Default::default()
     })
+}
+
+impl Mount {
+    fn to_cri(&self) -> anyhow::Result<v1::Mount> {
+        Ok(v1::Mount {
+            container_path: self.container_path.clone(),
+            host_path: self.host_path.clone(),
+            readonly: self.readonly,
+            selinux_relabel: self.selinux_relabel,
+            propagation: enum_value(&self.propagation, propagation)?,
+            ..Default::default()
+        })
+    }
+}
+
+impl Resources {
+    fn into_cri(self) -> v1::LinuxContainerResources {
+        v1::LinuxContainerResources {
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpu_shares: self.cpu_shares,
+            memory_limit_in_bytes: self.memory_limit_in_bytes,
+            oom_score_adj: self.oom_score_adj,
+            cpuset_cpus: self.cpuset_cpus,
+            cpuset_mems: self.cpuset_mems,
+            ..Default::default()
+        }
+    }
+}
+
+impl SecurityContext {
+    /// The namespace modes and profile types by name or number.
+    fn to_cri(&self) -> anyhow::Result<v1::LinuxContainerSecurityContext> {
+        let ns = &self.namespace_options;
+        Ok(v1::LinuxContainerSecurityContext {
+            capabilities: self.capabilities.as_ref().map(|c| v1::Capability {
+                add_capabilities: c.add_capabilities.clone(),
+                drop_capabilities: c.drop_capabilities.clone(),
+                add_ambient_capabilities: c.add_ambient_capabilities.clone(),
+            }),
+            privileged: self.privileged,
+            namespace_options: Some(v1::NamespaceOption {
+                network: enum_value(&ns.network, mode)?,
+                pid: enum_value(&ns.pid, mode)?,
+                ipc: enum_value(&ns.ipc, mode)?,
+                target_id: ns.target_id.clone(),
+                ..Default::default()
+            }),
+            run_as_user: self.run_as_user.map(|value| v1::Int64Value { value }),
+            run_as_group: self.run_as_group.map(|value| v1::Int64Value { value }),
+            run_as_username: self.run_as_username.clone(),
+            readonly_rootfs: self.readonly_rootfs,
+            supplemental_groups: self.supplemental_groups.clone(),
+            no_new_privs: self.no_new_privs,
+            masked_paths: self.masked_paths.clone(),
+            readonly_paths: self.readonly_paths.clone(),
+            seccomp: profile(&self.seccomp)?,
+            apparmor: profile(&self.apparmor)?,
+            ..Default::default()
+        })
+    }
 }
 
 #[cfg(test)]
@@ -322,5 +338,38 @@ mod tests {
         let err =
             parse("{\"metadata\": {\"name\": \"x\"}, \"comand\": []}").expect_err("typo refused");
         assert!(err.to_string().contains("comand"), "{err}");
+    }
+
+    #[test]
+    fn enum_names_in_several_spellings() {
+        use v1::security_profile::ProfileType;
+        for name in ["RuntimeDefault", "runtime_default", "RUNTIMEDEFAULT"] {
+            assert_eq!(
+                profile_type(name),
+                Some(ProfileType::RuntimeDefault as i32),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            profile_type("localhost"),
+            Some(ProfileType::Localhost as i32)
+        );
+        assert_eq!(profile_type("apparmor"), None);
+        assert_eq!(
+            propagation("bidirectional"),
+            Some(v1::MountPropagation::PropagationBidirectional as i32)
+        );
+        assert_eq!(
+            propagation("PROPAGATION_PRIVATE"),
+            Some(v1::MountPropagation::PropagationPrivate as i32)
+        );
+        assert_eq!(propagation("shared"), None);
+        for bad in [
+            r#"{"mounts": [{"propagation": "SHARED"}]}"#,
+            r#"{"linux": {"security_context": {"namespace_options": {"ipc": "MOON"}}}}"#,
+            r#"{"linux": {"security_context": {"apparmor": {"profile_type": 1.5}}}}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

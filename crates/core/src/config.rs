@@ -391,6 +391,30 @@ impl Config {
     /// Checks every value; reports all problems at once, each naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        self.check_paths(&mut problems);
+        self.check_daemon_values(&mut problems);
+        self.images.check(&mut problems);
+        let snap = &self.containerd.snapshotter;
+        if !is_snapshotter_name(snap) {
+            problems.push(format!(
+                "containerd.snapshotter: {snap:?} is not a snapshotter name"
+            ));
+        }
+        for (name, handler) in &self.runtimes {
+            handler.check(name, &mut problems);
+        }
+        self.check_trusted_runtime(&mut problems);
+        self.check_default_runtime(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Every path crius opens must be absolute (`images.registry_config_dir`
+    /// only when set).
+    fn check_paths(&self, problems: &mut Vec<String>) {
         let mut absolute = |key: &str, p: &Path| {
             if !p.is_absolute() {
                 problems.push(format!("{key}: {p:?} must be an absolute path"));
@@ -410,6 +434,11 @@ impl Config {
                 &self.images.registry_config_dir,
             );
         }
+    }
+
+    /// At least one CNI bin dir, a bounded shutdown timeout, a valid
+    /// containerd namespace.
+    fn check_daemon_values(&self, problems: &mut Vec<String>) {
         if self.cni.bin_dirs.is_empty() {
             problems.push("cni.bin_dirs: must list at least one directory".into());
         }
@@ -425,89 +454,29 @@ impl Config {
                 self.containerd.namespace
             ));
         }
-        if !(1..=32).contains(&self.images.max_concurrent_downloads) {
-            problems.push(format!(
-                "images.max_concurrent_downloads: {} is outside 1..=32",
-                self.images.max_concurrent_downloads
-            ));
+    }
+
+    /// `trusted_runtime`, when set, names a configured handler that can run
+    /// privileged pods.
+    fn check_trusted_runtime(&self, problems: &mut Vec<String>) {
+        if self.trusted_runtime.is_empty() {
+            return;
         }
-        if !(1..=3600).contains(&self.images.progress_timeout_secs) {
-            problems.push(format!(
-                "images.progress_timeout_secs: {} is outside 1..=3600",
-                self.images.progress_timeout_secs
-            ));
+        match self.runtimes.get(&self.trusted_runtime) {
+            None => problems.push(format!(
+                "trusted_runtime: {:?} is not a configured handler ([runtimes.*])",
+                self.trusted_runtime
+            )),
+            Some(h) if !h.privileged => problems.push(format!(
+                "trusted_runtime: handler {:?} has privileged = false",
+                self.trusted_runtime
+            )),
+            Some(_) => {}
         }
-        for host in &self.images.plain_http_hosts {
-            if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
-                problems.push(format!(
-                    "images.plain_http_hosts: {host:?} is not a host[:port]"
-                ));
-            }
-        }
-        let snap = &self.containerd.snapshotter;
-        if !is_snapshotter_name(snap) {
-            problems.push(format!(
-                "containerd.snapshotter: {snap:?} is not a snapshotter name"
-            ));
-        }
-        for (name, handler) in &self.runtimes {
-            if !is_handler_name(name) {
-                problems.push(format!(
-                    "runtimes.{name}: a handler name must be a DNS label ([a-z0-9-], at most 63 characters)"
-                ));
-            }
-            for (list, patterns) in [
-                ("pod_annotations", &handler.pod_annotations),
-                ("container_annotations", &handler.container_annotations),
-            ] {
-                for p in patterns {
-                    let body = p.strip_suffix('*').unwrap_or(p);
-                    if p.is_empty() || body.contains('*') {
-                        problems.push(format!(
-                            "runtimes.{name}.{list}: {p:?} is not a key or a key prefix ending in *"
-                        ));
-                    }
-                }
-            }
-            if !handler.runtime_path.is_empty() {
-                let path = std::path::Path::new(&handler.runtime_path);
-                if !path.is_absolute()
-                    || path
-                        .components()
-                        .any(|c| matches!(c, std::path::Component::ParentDir))
-                {
-                    problems.push(format!(
-                        "runtimes.{name}.runtime_path: {:?} is not an absolute path without '..'",
-                        handler.runtime_path
-                    ));
-                }
-            }
-            if !handler.snapshotter.is_empty() && !is_snapshotter_name(&handler.snapshotter) {
-                problems.push(format!(
-                    "runtimes.{name}.snapshotter: {:?} is not a snapshotter name",
-                    handler.snapshotter
-                ));
-            }
-            if let Err(e) = ShimName::parse(&handler.runtime_type) {
-                problems.push(format!(
-                    "runtimes.{name}.runtime_type: {:?} is not a containerd shim name: {e}",
-                    handler.runtime_type
-                ));
-            }
-        }
-        if !self.trusted_runtime.is_empty() {
-            match self.runtimes.get(&self.trusted_runtime) {
-                None => problems.push(format!(
-                    "trusted_runtime: {:?} is not a configured handler ([runtimes.*])",
-                    self.trusted_runtime
-                )),
-                Some(h) if !h.privileged => problems.push(format!(
-                    "trusted_runtime: handler {:?} has privileged = false",
-                    self.trusted_runtime
-                )),
-                Some(_) => {}
-            }
-        }
+    }
+
+    /// `default_runtime` is a configured handler or a shim name.
+    fn check_default_runtime(&self, problems: &mut Vec<String>) {
         if !self.runtimes.contains_key(&self.default_runtime)
             && let Err(e) = ShimName::parse(&self.default_runtime)
         {
@@ -515,11 +484,6 @@ impl Config {
                 "default_runtime: {:?} is neither a configured handler ([runtimes.*]) nor a shim name: {e}",
                 self.default_runtime
             ));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
         }
     }
 
@@ -530,6 +494,87 @@ impl Config {
             .map(|h| h.runtime_type.as_str())
             .unwrap_or(&self.default_runtime)
     }
+}
+
+impl ImagesConfig {
+    /// Bounded download concurrency and progress timeout; plain-HTTP hosts
+    /// that look like `host[:port]`.
+    fn check(&self, problems: &mut Vec<String>) {
+        if !(1..=32).contains(&self.max_concurrent_downloads) {
+            problems.push(format!(
+                "images.max_concurrent_downloads: {} is outside 1..=32",
+                self.max_concurrent_downloads
+            ));
+        }
+        if !(1..=3600).contains(&self.progress_timeout_secs) {
+            problems.push(format!(
+                "images.progress_timeout_secs: {} is outside 1..=3600",
+                self.progress_timeout_secs
+            ));
+        }
+        for host in &self.plain_http_hosts {
+            if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+                problems.push(format!(
+                    "images.plain_http_hosts: {host:?} is not a host[:port]"
+                ));
+            }
+        }
+    }
+}
+
+impl RuntimeHandler {
+    /// The handler `[runtimes.<name>]`: its name, annotation patterns,
+    /// shim path, snapshotter and shim name.
+    fn check(&self, name: &str, problems: &mut Vec<String>) {
+        if !is_handler_name(name) {
+            problems.push(format!(
+                "runtimes.{name}: a handler name must be a DNS label ([a-z0-9-], at most 63 characters)"
+            ));
+        }
+        for (list, patterns) in [
+            ("pod_annotations", &self.pod_annotations),
+            ("container_annotations", &self.container_annotations),
+        ] {
+            for p in patterns.iter().filter(|p| !is_annotation_pattern(p)) {
+                problems.push(format!(
+                    "runtimes.{name}.{list}: {p:?} is not a key or a key prefix ending in *"
+                ));
+            }
+        }
+        if !self.runtime_path.is_empty() && !is_clean_absolute_path(&self.runtime_path) {
+            problems.push(format!(
+                "runtimes.{name}.runtime_path: {:?} is not an absolute path without '..'",
+                self.runtime_path
+            ));
+        }
+        if !self.snapshotter.is_empty() && !is_snapshotter_name(&self.snapshotter) {
+            problems.push(format!(
+                "runtimes.{name}.snapshotter: {:?} is not a snapshotter name",
+                self.snapshotter
+            ));
+        }
+        if let Err(e) = ShimName::parse(&self.runtime_type) {
+            problems.push(format!(
+                "runtimes.{name}.runtime_type: {:?} is not a containerd shim name: {e}",
+                self.runtime_type
+            ));
+        }
+    }
+}
+
+/// An annotation key, or a key prefix ending in `*` (no other `*`).
+fn is_annotation_pattern(p: &str) -> bool {
+    let body = p.strip_suffix('*').unwrap_or(p);
+    !p.is_empty() && !body.contains('*')
+}
+
+/// An absolute path with no `..` component.
+fn is_clean_absolute_path(path: &str) -> bool {
+    let path = Path::new(path);
+    path.is_absolute()
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
 }
 
 /// A TOML error as line, column and message, without the quote of the
@@ -886,5 +931,66 @@ mod tests {
             Config::parse_with("", &bad),
             Err(ConfigError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn every_problem_is_reported_in_order() {
+        let p = invalid(
+            "root_dir = \"var\"\nshutdown_timeout_secs = 301\ntrusted_runtime = \"kata\"\n\
+             default_runtime = \"nope\"\n\
+             [containerd]\nsnapshotter = \"\"\n[cni]\nbin_dirs = []\n\
+             [images]\nregistry_config_dir = \"certs\"\nprogress_timeout_secs = 0\n\
+             plain_http_hosts = [\"\", \"a b\", \"ok:5000\"]\n\
+             [runtimes.kata]\nruntime_type = \"kata\"\nprivileged = false\n\
+             pod_annotations = [\"io.kata.*\", \"a*b\", \"\"]\ncontainer_annotations = [\"**\"]\n\
+             runtime_path = \"/x/../y\"\nsnapshotter = \"a b\"\n",
+        );
+        assert_eq!(
+            p,
+            [
+                "root_dir: \"var\" must be an absolute path",
+                "images.registry_config_dir: \"certs\" must be an absolute path",
+                "cni.bin_dirs: must list at least one directory",
+                "shutdown_timeout_secs: 301 is outside 1..=300",
+                "images.progress_timeout_secs: 0 is outside 1..=3600",
+                "images.plain_http_hosts: \"\" is not a host[:port]",
+                "images.plain_http_hosts: \"a b\" is not a host[:port]",
+                "containerd.snapshotter: \"\" is not a snapshotter name",
+                "runtimes.kata.pod_annotations: \"a*b\" is not a key or a key prefix ending in *",
+                "runtimes.kata.pod_annotations: \"\" is not a key or a key prefix ending in *",
+                "runtimes.kata.container_annotations: \"**\" is not a key or a key prefix ending in *",
+                "runtimes.kata.runtime_path: \"/x/../y\" is not an absolute path without '..'",
+                "runtimes.kata.snapshotter: \"a b\" is not a snapshotter name",
+                &p[13],
+                "trusted_runtime: handler \"kata\" has privileged = false",
+                &p[15],
+            ]
+        );
+        assert!(
+            p[13].starts_with(
+                "runtimes.kata.runtime_type: \"kata\" is not a containerd shim name: "
+            ),
+            "{p:?}"
+        );
+        assert!(p[15].starts_with("default_runtime: \"nope\" is neither a configured handler ([runtimes.*]) nor a shim name: "), "{p:?}");
+        let p = invalid("trusted_runtime = \"gvisor\"");
+        assert_eq!(
+            p,
+            ["trusted_runtime: \"gvisor\" is not a configured handler ([runtimes.*])"]
+        );
+    }
+
+    #[test]
+    fn annotation_patterns_and_shim_paths() {
+        for p in ["io.katacontainers.*", "io.kubernetes.cri.x", "*"] {
+            assert!(is_annotation_pattern(p), "{p}");
+        }
+        for p in ["", "a*b", "**", "*a"] {
+            assert!(!is_annotation_pattern(p), "{p}");
+        }
+        assert!(is_clean_absolute_path("/opt/kata/bin/shim"));
+        for p in ["shim", "./shim", "/opt/../bin/sh", "/opt/kata/.."] {
+            assert!(!is_clean_absolute_path(p), "{p}");
+        }
     }
 }

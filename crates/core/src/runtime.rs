@@ -181,30 +181,7 @@ pub fn select(config: &Config, pod: PodTraits<'_>) -> Result<Selection> {
         check_untrusted(config, &pod)?;
     }
     let chosen = if !pod.requested.is_empty() {
-        match configured(config, pod.requested) {
-            Some(s) => s,
-            None => {
-                let shim = ShimName::parse(pod.requested).map_err(|why| {
-                    Error::invalid("runtime_handler", format!("{:?}: {why}", pod.requested))
-                })?;
-                // The operator turned passthrough off: only the handlers
-                // of the config may run (containerd too refuses a handler
-                // it has no runtime for).
-                if !config.shim_passthrough {
-                    return Err(Error::invalid(
-                        "runtime_handler",
-                        format!(
-                            "{:?} is not a configured handler (shim passthrough is off)",
-                            pod.requested
-                        ),
-                    ));
-                }
-                Selection {
-                    handler: shim.to_string(),
-                    ..Selection::bare(shim.to_string())
-                }
-            }
-        }
+        requested(config, pod.requested)?
     } else if let Some(s) = pod
         .untrusted
         .then(|| configured(config, UNTRUSTED_HANDLER))
@@ -212,19 +189,52 @@ pub fn select(config: &Config, pod: PodTraits<'_>) -> Result<Selection> {
     {
         s
     } else {
-        match configured(config, &config.default_runtime) {
-            Some(s) => s,
-            None => {
-                // Validated at load: a shim name.
-                let shim = ShimName::parse(&config.default_runtime)
-                    .map_err(|why| Error::Internal(format!("default_runtime: {why}")))?;
-                Selection::bare(shim.to_string())
-            }
-        }
+        default_runtime(config)?
     };
     if !pod.privileged || can_run_privileged(config, &chosen) {
         return Ok(chosen);
     }
+    trusted_instead_of(config, &chosen)
+}
+
+/// The handler the pod names: a configured one, or else a shim name passed
+/// through (unless the operator turned passthrough off).
+fn requested(config: &Config, requested: &str) -> Result<Selection> {
+    if let Some(s) = configured(config, requested) {
+        return Ok(s);
+    }
+    let shim = ShimName::parse(requested)
+        .map_err(|why| Error::invalid("runtime_handler", format!("{requested:?}: {why}")))?;
+    // The operator turned passthrough off: only the handlers
+    // of the config may run (containerd too refuses a handler
+    // it has no runtime for).
+    if !config.shim_passthrough {
+        return Err(Error::invalid(
+            "runtime_handler",
+            format!("{requested:?} is not a configured handler (shim passthrough is off)"),
+        ));
+    }
+    Ok(Selection {
+        handler: shim.to_string(),
+        ..Selection::bare(shim.to_string())
+    })
+}
+
+/// `default_runtime`: a configured handler, or else a shim name.
+fn default_runtime(config: &Config) -> Result<Selection> {
+    match configured(config, &config.default_runtime) {
+        Some(s) => Ok(s),
+        None => {
+            // Validated at load: a shim name.
+            let shim = ShimName::parse(&config.default_runtime)
+                .map_err(|why| Error::Internal(format!("default_runtime: {why}")))?;
+            Ok(Selection::bare(shim.to_string()))
+        }
+    }
+}
+
+/// The `trusted_runtime` that runs a privileged pod `chosen` cannot run.
+fn trusted_instead_of(config: &Config, chosen: &Selection) -> Result<Selection> {
     match configured(config, &config.trusted_runtime) {
         Some(mut t) if !config.trusted_runtime.is_empty() => {
             t.trusted = true;

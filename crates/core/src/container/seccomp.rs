@@ -177,77 +177,12 @@ fn evaluate(profile: Profile, c: &Conditions<'_>) -> Result<LinuxSeccomp, String
         .iter()
         .map(|cap| capability_name(*cap))
         .collect();
-    let architectures = match (profile.architectures, profile.arch_map) {
-        (Some(a), Some(m)) if !a.is_empty() && !m.is_empty() => {
-            return Err("both 'architectures' and 'archMap' are set; use one".into());
-        }
-        (_, Some(map)) if !map.is_empty() => map
-            .into_iter()
-            .find(|m| Some(m.architecture) == c.platform.native)
-            .map(|m| {
-                let mut arches = vec![m.architecture];
-                arches.extend(m.sub_architectures.unwrap_or_default());
-                arches
-            })
-            .unwrap_or_default(),
-        (a, _) => a.unwrap_or_default(),
-    };
-
+    let architectures = architectures(profile.architectures, profile.arch_map, c.platform.native)?;
     let mut syscalls = Vec::new();
     for (i, call) in profile.syscalls.unwrap_or_default().into_iter().enumerate() {
-        let names = match (call.name, call.names) {
-            (Some(_), Some(names)) if !names.is_empty() => {
-                return Err(format!(
-                    "syscalls[{i}] sets both 'name' and 'names'; use 'names'"
-                ));
-            }
-            (Some(name), _) => vec![name],
-            (None, Some(names)) => names,
-            (None, None) => vec![],
-        };
-        if names.is_empty() {
-            return Err(format!("syscalls[{i}] names no syscall"));
+        if let Some(rule) = syscall_rule(i, call, &caps, c)? {
+            syscalls.push(rule);
         }
-        let includes = call.includes.unwrap_or_default();
-        let excludes = call.excludes.unwrap_or_default();
-        let has = |cap: &String| caps.iter().any(|c| c.eq_ignore_ascii_case(cap));
-        let on = |arches: &Option<Vec<String>>| {
-            arches
-                .iter()
-                .flatten()
-                .any(|a| a.as_str() == c.platform.go_arch)
-        };
-        if excludes.caps.iter().flatten().any(has) || on(&excludes.arches) {
-            continue;
-        }
-        if excludes.min_kernel.is_some() {
-            return Err(format!(
-                "syscalls[{i}]: 'minKernel' is only valid in 'includes'"
-            ));
-        }
-        if !includes.caps.iter().flatten().all(has) {
-            continue;
-        }
-        if includes.arches.as_ref().is_some_and(|a| !a.is_empty()) && !on(&includes.arches) {
-            continue;
-        }
-        if let Some(min) = &includes.min_kernel {
-            let min = parse_kernel(min)
-                .ok_or_else(|| format!("syscalls[{i}]: {min:?} is not a kernel version"))?;
-            if c.kernel_version.is_none_or(|k| k < min) {
-                continue;
-            }
-        }
-        let mut rule = LinuxSyscallBuilder::default()
-            .names(names)
-            .action(call.action);
-        if let Some(errno) = call.errno_ret {
-            rule = rule.errno_ret(errno);
-        }
-        if let Some(args) = call.args.filter(|a| !a.is_empty()) {
-            rule = rule.args(args);
-        }
-        syscalls.push(rule.build().map_err(|e| e.to_string())?);
     }
 
     let mut out = LinuxSeccompBuilder::default().default_action(profile.default_action);
@@ -270,6 +205,122 @@ fn evaluate(profile: Profile, c: &Conditions<'_>) -> Result<LinuxSeccomp, String
         out = out.syscalls(syscalls);
     }
     out.build().map_err(|e| e.to_string())
+}
+
+/// The profile's architectures: `architectures` as written, or the
+/// `archMap` entry of the native architecture with its sub-architectures
+/// (none when the map has no entry for it); not both.
+fn architectures(
+    architectures: Option<Vec<Arch>>,
+    arch_map: Option<Vec<ArchMap>>,
+    native: Option<Arch>,
+) -> Result<Vec<Arch>, String> {
+    Ok(match (architectures, arch_map) {
+        (Some(a), Some(m)) if !a.is_empty() && !m.is_empty() => {
+            return Err("both 'architectures' and 'archMap' are set; use one".into());
+        }
+        (_, Some(map)) if !map.is_empty() => map
+            .into_iter()
+            .find(|m| Some(m.architecture) == native)
+            .map(|m| {
+                let mut arches = vec![m.architecture];
+                arches.extend(m.sub_architectures.unwrap_or_default());
+                arches
+            })
+            .unwrap_or_default(),
+        (a, _) => a.unwrap_or_default(),
+    })
+}
+
+/// The OCI rule of `syscalls[i]`, or `None` when its conditions leave it
+/// out for this container.
+fn syscall_rule(
+    i: usize,
+    call: Syscall,
+    caps: &[String],
+    c: &Conditions<'_>,
+) -> Result<Option<LinuxSyscall>, String> {
+    let names = syscall_names(i, call.name, call.names)?;
+    let includes = call.includes.unwrap_or_default();
+    let excludes = call.excludes.unwrap_or_default();
+    if !applies(i, &includes, &excludes, caps, c)? {
+        return Ok(None);
+    }
+    let mut rule = LinuxSyscallBuilder::default()
+        .names(names)
+        .action(call.action);
+    if let Some(errno) = call.errno_ret {
+        rule = rule.errno_ret(errno);
+    }
+    if let Some(args) = call.args.filter(|a| !a.is_empty()) {
+        rule = rule.args(args);
+    }
+    rule.build().map(Some).map_err(|e| e.to_string())
+}
+
+/// The syscalls a rule names: `name` or `names`, not both, at least one.
+fn syscall_names(
+    i: usize,
+    name: Option<String>,
+    names: Option<Vec<String>>,
+) -> Result<Vec<String>, String> {
+    let names = match (name, names) {
+        (Some(_), Some(names)) if !names.is_empty() => {
+            return Err(format!(
+                "syscalls[{i}] sets both 'name' and 'names'; use 'names'"
+            ));
+        }
+        (Some(name), _) => vec![name],
+        (None, Some(names)) => names,
+        (None, None) => vec![],
+    };
+    if names.is_empty() {
+        return Err(format!("syscalls[{i}] names no syscall"));
+    }
+    Ok(names)
+}
+
+/// Whether rule `i` applies to the container: none of the excluded
+/// capabilities nor an excluded architecture (checked first, as moby does:
+/// an excluded rule's `minKernel` is not looked at), then all the included
+/// capabilities, one of the included architectures (if any) and at least
+/// the included kernel.
+fn applies(
+    i: usize,
+    includes: &Filter,
+    excludes: &Filter,
+    caps: &[String],
+    c: &Conditions<'_>,
+) -> Result<bool, String> {
+    let has = |cap: &String| caps.iter().any(|c| c.eq_ignore_ascii_case(cap));
+    let on = |arches: &Option<Vec<String>>| {
+        arches
+            .iter()
+            .flatten()
+            .any(|a| a.as_str() == c.platform.go_arch)
+    };
+    if excludes.caps.iter().flatten().any(has) || on(&excludes.arches) {
+        return Ok(false);
+    }
+    if excludes.min_kernel.is_some() {
+        return Err(format!(
+            "syscalls[{i}]: 'minKernel' is only valid in 'includes'"
+        ));
+    }
+    if !includes.caps.iter().flatten().all(has) {
+        return Ok(false);
+    }
+    if includes.arches.as_ref().is_some_and(|a| !a.is_empty()) && !on(&includes.arches) {
+        return Ok(false);
+    }
+    if let Some(min) = &includes.min_kernel {
+        let min = parse_kernel(min)
+            .ok_or_else(|| format!("syscalls[{i}]: {min:?} is not a kernel version"))?;
+        if c.kernel_version.is_none_or(|k| k < min) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// `4.8` or `5.10.0-xyz` as `(major, minor)`.
@@ -474,5 +525,85 @@ mod tests {
         assert_eq!(parse_kernel("5"), Some((5, 0)));
         assert_eq!(parse_kernel("x.y"), None);
         assert!((4, 10) > (4, 8));
+    }
+
+    fn filter(caps: &[&str], arches: &[&str], min_kernel: Option<&str>) -> Filter {
+        let strings =
+            |v: &[&str]| (!v.is_empty()).then(|| v.iter().map(|s| s.to_string()).collect());
+        Filter {
+            caps: strings(caps),
+            arches: strings(arches),
+            min_kernel: min_kernel.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn conditions_of_a_rule() {
+        let caps = ["CAP_CHOWN".to_string(), "CAP_SYS_ADMIN".to_string()];
+        let c = conditions(&[]);
+        let none = Filter::default();
+        let applies = |inc: &Filter, exc: &Filter| applies(3, inc, exc, &caps, &c);
+        assert_eq!(applies(&none, &none), Ok(true));
+        // Capabilities match without regard to case; all included ones are needed.
+        assert_eq!(
+            applies(&filter(&["cap_sys_admin"], &[], None), &none),
+            Ok(true)
+        );
+        assert_eq!(
+            applies(&filter(&["CAP_SYS_ADMIN", "CAP_BPF"], &[], None), &none),
+            Ok(false)
+        );
+        assert_eq!(
+            applies(&none, &filter(&["CAP_CHOWN"], &[], None)),
+            Ok(false)
+        );
+        // Architectures: one included is enough; an excluded one wins.
+        assert_eq!(
+            applies(&filter(&[], &["arm64", "amd64"], None), &none),
+            Ok(true)
+        );
+        assert_eq!(applies(&filter(&[], &["arm64"], None), &none), Ok(false));
+        assert_eq!(applies(&none, &filter(&[], &["amd64"], None)), Ok(false));
+        // Kernel: at least minKernel (conditions run 6.1).
+        assert_eq!(applies(&filter(&[], &[], Some("6.1")), &none), Ok(true));
+        assert_eq!(applies(&filter(&[], &[], Some("6.2")), &none), Ok(false));
+        assert_eq!(
+            applies(&filter(&[], &[], Some("six")), &none),
+            Err("syscalls[3]: \"six\" is not a kernel version".into())
+        );
+        // minKernel in excludes is refused, unless the rule is excluded first.
+        assert_eq!(
+            applies(&none, &filter(&[], &[], Some("4.8"))),
+            Err("syscalls[3]: 'minKernel' is only valid in 'includes'".into())
+        );
+        assert_eq!(
+            applies(&none, &filter(&["CAP_CHOWN"], &[], Some("4.8"))),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn a_rule_names_its_syscalls_once() {
+        let one = |s: &str| Some(s.to_string());
+        let many = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
+        assert_eq!(syscall_names(0, one("read"), None), Ok(vec!["read".into()]));
+        assert_eq!(
+            syscall_names(0, one("read"), many(&[])),
+            Ok(vec!["read".into()])
+        );
+        assert_eq!(
+            syscall_names(0, None, many(&["read", "write"])),
+            Ok(vec!["read".into(), "write".into()])
+        );
+        assert_eq!(
+            syscall_names(1, one("read"), many(&["write"])),
+            Err("syscalls[1] sets both 'name' and 'names'; use 'names'".into())
+        );
+        for (name, names) in [(None, None), (None, many(&[]))] {
+            assert_eq!(
+                syscall_names(2, name, names),
+                Err("syscalls[2] names no syscall".into())
+            );
+        }
     }
 }

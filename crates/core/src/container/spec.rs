@@ -33,10 +33,11 @@ use std::path::PathBuf;
 
 use oci_spec::OciSpecError;
 use oci_spec::runtime::{
-    Capability, Linux, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup,
-    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimitBuilder, LinuxMemoryBuilder,
-    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources, LinuxSeccomp,
-    Process, RootBuilder, Spec, UserBuilder,
+    Capability, Linux, LinuxCpu, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimit,
+    LinuxHugepageLimitBuilder, LinuxMemory, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Process, RootBuilder,
+    Spec, UserBuilder,
 };
 
 use super::caps::{container_capabilities, linux_capabilities};
@@ -262,30 +263,7 @@ fn process(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Proces
     check_path(&p.cwd)
         .map_err(|r| Error::Internal(format!("the container's working directory: {r}")))?;
 
-    // containerd's order: the default PATH and HOSTNAME first, each
-    // overridden in place by the image's and then the request's entries.
-    let mut env = vec![format!("PATH={DEFAULT_PATH_ENV}")];
-    if !input.hostname.is_empty() {
-        env.push(format!("HOSTNAME={}", input.hostname));
-    }
-    for entry in &p.env {
-        match entry.split_once('=') {
-            Some((key, value)) => set_env(&mut env, key, value),
-            None => env.push(entry.clone()),
-        }
-    }
-
-    let user = &input.user;
-    for (what, id) in [("uid", user.uid), ("gid", user.gid)] {
-        if id > super::MAX_ID {
-            return Err(Error::Internal(format!("{what} {id} is out of range")));
-        }
-    }
-    let mut user_builder = UserBuilder::default().uid(user.uid).gid(user.gid);
-    if !user.additional_gids.is_empty() {
-        user_builder = user_builder.additional_gids(user.additional_gids.clone());
-    }
-
+    let user = process_user(&input.user)?;
     let oom_score_adj = req.linux.resources.as_ref().map(|r| {
         let wanted = i32::try_from(r.oom_score_adj.clamp(-1000, 1000)).unwrap_or_default();
         wanted
@@ -297,10 +275,10 @@ fn process(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Proces
     process
         .set_terminal(Some(req.tty))
         .set_console_size(None)
-        .set_user(user_builder.build().map_err(oci)?)
+        .set_user(user)
         .set_args(Some(p.args.clone()))
         .set_command_line(None)
-        .set_env(Some(env))
+        .set_env(Some(process_env(input)))
         .set_cwd(PathBuf::from(&p.cwd))
         .set_capabilities(Some(linux_capabilities(caps)))
         .set_rlimits(None)
@@ -312,6 +290,36 @@ fn process(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Proces
         .set_scheduler(None)
         .set_exec_cpu_affinity(None);
     Ok(process)
+}
+
+/// containerd's order: the default PATH and HOSTNAME first, each
+/// overridden in place by the image's and then the request's entries.
+fn process_env(input: &ContainerSpecInput<'_>) -> Vec<String> {
+    let mut env = vec![format!("PATH={DEFAULT_PATH_ENV}")];
+    if !input.hostname.is_empty() {
+        env.push(format!("HOSTNAME={}", input.hostname));
+    }
+    for entry in &input.process.env {
+        match entry.split_once('=') {
+            Some((key, value)) => set_env(&mut env, key, value),
+            None => env.push(entry.clone()),
+        }
+    }
+    env
+}
+
+/// The process' uid, gid and additional gids, each id in range.
+fn process_user(user: &User) -> Result<oci_spec::runtime::User> {
+    for (what, id) in [("uid", user.uid), ("gid", user.gid)] {
+        if id > super::MAX_ID {
+            return Err(Error::Internal(format!("{what} {id} is out of range")));
+        }
+    }
+    let mut user_builder = UserBuilder::default().uid(user.uid).gid(user.gid);
+    if !user.additional_gids.is_empty() {
+        user_builder = user_builder.additional_gids(user.additional_gids.clone());
+    }
+    user_builder.build().map_err(oci)
 }
 
 /// See [`crate::apparmor::container_profile`].
@@ -387,32 +395,34 @@ fn linux(
 ///   containers (containerd's rule).
 fn namespaces(input: &ContainerSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let pod = &input.sandbox.linux.namespaces;
-    let own = &input.request.linux.security.namespace_options;
-    let pause = |ns: &str| -> Result<String> {
-        if input.sandbox_pid == 0 {
-            return Err(Error::Internal(
-                "joining the pod's namespaces needs the pause process' pid".into(),
-            ));
-        }
-        Ok(format!("/proc/{}/ns/{ns}", input.sandbox_pid))
-    };
-    let join = |typ: LinuxNamespaceType, path: String| {
-        LinuxNamespaceBuilder::default()
-            .typ(typ)
-            .path(path)
-            .build()
-            .map_err(oci)
-    };
-    let new = |typ: LinuxNamespaceType| {
-        LinuxNamespaceBuilder::default()
-            .typ(typ)
-            .build()
-            .map_err(oci)
-    };
-
     let mut out = Vec::with_capacity(6);
+    out.extend(pid_namespace(input)?);
+    if pod.ipc != NamespaceMode::Node {
+        out.push(join_namespace(
+            LinuxNamespaceType::Ipc,
+            pause_namespace(input, "ipc")?,
+        )?);
+    }
+    if pod.network != NamespaceMode::Node {
+        out.push(join_namespace(
+            LinuxNamespaceType::Uts,
+            pause_namespace(input, "uts")?,
+        )?);
+    }
+    out.push(new_namespace(LinuxNamespaceType::Mount)?);
+    out.extend(network_namespace(input)?);
+    if input.host.cgroup_unified && !input.request.linux.security.privileged {
+        out.push(new_namespace(LinuxNamespaceType::Cgroup)?);
+    }
+    Ok(out)
+}
+
+/// The pid namespace: a new one, the target container's, the pause's, or
+/// none (the host's) when the pod uses the host's.
+fn pid_namespace(input: &ContainerSpecInput<'_>) -> Result<Option<LinuxNamespace>> {
+    let own = &input.request.linux.security.namespace_options;
     match own.pid {
-        NamespaceMode::Container => out.push(new(LinuxNamespaceType::Pid)?),
+        NamespaceMode::Container => new_namespace(LinuxNamespaceType::Pid).map(Some),
         NamespaceMode::Target => {
             let pid = input.target_pid.filter(|p| *p != 0).ok_or_else(|| {
                 Error::Internal(format!(
@@ -420,44 +430,64 @@ fn namespaces(input: &ContainerSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
                     own.target_id
                 ))
             })?;
-            out.push(join(
-                LinuxNamespaceType::Pid,
-                format!("/proc/{pid}/ns/pid"),
-            )?);
+            join_namespace(LinuxNamespaceType::Pid, format!("/proc/{pid}/ns/pid")).map(Some)
         }
         NamespaceMode::Pod | NamespaceMode::Node => {
-            if pod.pid != NamespaceMode::Node {
-                out.push(join(LinuxNamespaceType::Pid, pause("pid")?)?);
+            if input.sandbox.linux.namespaces.pid == NamespaceMode::Node {
+                return Ok(None);
             }
+            join_namespace(LinuxNamespaceType::Pid, pause_namespace(input, "pid")?).map(Some)
         }
     }
-    if pod.ipc != NamespaceMode::Node {
-        out.push(join(LinuxNamespaceType::Ipc, pause("ipc")?)?);
+}
+
+/// The network namespace: the pod's netns path (absolute) or else the
+/// pause's; none (the host's) for a host-network pod, which must have no
+/// netns path.
+fn network_namespace(input: &ContainerSpecInput<'_>) -> Result<Option<LinuxNamespace>> {
+    if input.sandbox.linux.namespaces.network == NamespaceMode::Node {
+        if input.netns_path.is_some() {
+            return Err(Error::Internal(
+                "a network namespace was given for a host-network pod".into(),
+            ));
+        }
+        return Ok(None);
     }
-    if pod.network != NamespaceMode::Node {
-        out.push(join(LinuxNamespaceType::Uts, pause("uts")?)?);
-    }
-    out.push(new(LinuxNamespaceType::Mount)?);
-    if pod.network != NamespaceMode::Node {
-        let path = match input.netns_path.as_deref() {
-            Some(path) if path.starts_with('/') => path.to_string(),
-            Some(path) => {
-                return Err(Error::Internal(format!(
-                    "the pod's network namespace path {path:?} is not absolute"
-                )));
-            }
-            None => pause("net")?,
-        };
-        out.push(join(LinuxNamespaceType::Network, path)?);
-    } else if input.netns_path.is_some() {
+    let path = match input.netns_path.as_deref() {
+        Some(path) if path.starts_with('/') => path.to_string(),
+        Some(path) => {
+            return Err(Error::Internal(format!(
+                "the pod's network namespace path {path:?} is not absolute"
+            )));
+        }
+        None => pause_namespace(input, "net")?,
+    };
+    join_namespace(LinuxNamespaceType::Network, path).map(Some)
+}
+
+/// The path of the pause process' namespace `ns`.
+fn pause_namespace(input: &ContainerSpecInput<'_>, ns: &str) -> Result<String> {
+    if input.sandbox_pid == 0 {
         return Err(Error::Internal(
-            "a network namespace was given for a host-network pod".into(),
+            "joining the pod's namespaces needs the pause process' pid".into(),
         ));
     }
-    if input.host.cgroup_unified && !input.request.linux.security.privileged {
-        out.push(new(LinuxNamespaceType::Cgroup)?);
-    }
-    Ok(out)
+    Ok(format!("/proc/{}/ns/{ns}", input.sandbox_pid))
+}
+
+fn join_namespace(typ: LinuxNamespaceType, path: String) -> Result<LinuxNamespace> {
+    LinuxNamespaceBuilder::default()
+        .typ(typ)
+        .path(path)
+        .build()
+        .map_err(oci)
+}
+
+fn new_namespace(typ: LinuxNamespaceType) -> Result<LinuxNamespace> {
+    LinuxNamespaceBuilder::default()
+        .typ(typ)
+        .build()
+        .map_err(oci)
 }
 
 /// The device nodes and cgroup device rules.
@@ -572,26 +602,35 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
             "config.linux.resources.unified needs cgroup v2, and this node uses cgroup v1".into(),
         ));
     }
-    let ContainerResources {
-        cpu_period,
-        cpu_quota,
-        cpu_shares,
-        memory_limit_in_bytes: limit,
-        memory_swap_limit_in_bytes: swap,
-        ..
-    } = *r;
+    out.set_cpu(cpu_resources(r)?);
+    out.set_memory(memory_resources(r, host)?);
+    if host.cgroup_controllers.contains("hugetlb") && !r.hugepage_limits.is_empty() {
+        out.set_hugepage_limits(Some(hugepage_limits(r)?));
+    }
+    if !r.unified.is_empty() {
+        out.set_unified(Some(r.unified.clone().into_iter().collect()));
+    }
+    Ok(out)
+}
 
+fn resources_field(f: &str) -> String {
+    format!("config.linux.resources.{f}")
+}
+
+/// The CPU period, quota, shares and cpusets that are set (0 or "" is
+/// unset); `None` when none is.
+fn cpu_resources(r: &ContainerResources) -> Result<Option<LinuxCpu>> {
     let mut cpu = LinuxCpuBuilder::default();
     let mut cpu_set = false;
-    if let Some(period) = u64::try_from(cpu_period).ok().filter(|p| *p != 0) {
+    if let Some(period) = u64::try_from(r.cpu_period).ok().filter(|p| *p != 0) {
         cpu = cpu.period(period);
         cpu_set = true;
     }
-    if cpu_quota != 0 {
-        cpu = cpu.quota(cpu_quota);
+    if r.cpu_quota != 0 {
+        cpu = cpu.quota(r.cpu_quota);
         cpu_set = true;
     }
-    if let Some(shares) = u64::try_from(cpu_shares).ok().filter(|s| *s != 0) {
+    if let Some(shares) = u64::try_from(r.cpu_shares).ok().filter(|s| *s != 0) {
         cpu = cpu.shares(shares);
         cpu_set = true;
     }
@@ -603,23 +642,26 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
         cpu = cpu.mems(r.cpuset_mems.clone());
         cpu_set = true;
     }
-    if cpu_set {
-        out.set_cpu(Some(cpu.build().map_err(oci)?));
-    }
+    cpu_set.then(|| cpu.build().map_err(oci)).transpose()
+}
 
-    let field = |f: &str| format!("config.linux.resources.{f}");
+/// The memory limit, and the memory+swap limit where the host can limit
+/// swap (the memory limit itself when only that is set: no swapping);
+/// `None` when neither is set.
+fn memory_resources(r: &ContainerResources, host: &HostFacts) -> Result<Option<LinuxMemory>> {
+    let (limit, swap) = (r.memory_limit_in_bytes, r.memory_swap_limit_in_bytes);
     if host.memory_swap && swap != 0 {
         // impossible: runc refuses a swap limit below -1 (unlimited)...
         if swap < -1 {
             return Err(Error::invalid(
-                field("memory_swap_limit_in_bytes"),
+                resources_field("memory_swap_limit_in_bytes"),
                 "must be -1 (unlimited), 0 (unset) or positive",
             ));
         }
         // ...and one below the memory limit (it is memory plus swap).
         if swap > 0 && limit > 0 && swap < limit {
             return Err(Error::invalid(
-                field("memory_swap_limit_in_bytes"),
+                resources_field("memory_swap_limit_in_bytes"),
                 "is memory plus swap, so it must not be below memory_limit_in_bytes",
             ));
         }
@@ -637,31 +679,29 @@ pub fn linux_resources(r: &ContainerResources, host: &HostFacts) -> Result<Linux
         memory = memory.swap(swap);
         memory_set = true;
     }
-    if memory_set {
-        out.set_memory(Some(memory.build().map_err(oci)?));
-    }
+    memory_set.then(|| memory.build().map_err(oci)).transpose()
+}
 
-    if host.cgroup_controllers.contains("hugetlb") && !r.hugepage_limits.is_empty() {
-        let mut limits = Vec::with_capacity(r.hugepage_limits.len());
-        for (i, (page_size, limit)) in r.hugepage_limits.iter().enumerate() {
-            check_page_size(page_size).map_err(|reason| {
-                Error::invalid(field(&format!("hugepage_limits[{i}].page_size")), reason)
-            })?;
-            // Above i64::MAX: clamped (the kernel clamps page counters).
-            limits.push(
-                LinuxHugepageLimitBuilder::default()
-                    .page_size(page_size.clone())
-                    .limit(i64::try_from(*limit).unwrap_or(i64::MAX))
-                    .build()
-                    .map_err(oci)?,
-            );
-        }
-        out.set_hugepage_limits(Some(limits));
+/// The hugepage limits, each page size checked; a limit above `i64::MAX`
+/// is clamped (the kernel clamps page counters).
+fn hugepage_limits(r: &ContainerResources) -> Result<Vec<LinuxHugepageLimit>> {
+    let mut limits = Vec::with_capacity(r.hugepage_limits.len());
+    for (i, (page_size, limit)) in r.hugepage_limits.iter().enumerate() {
+        check_page_size(page_size).map_err(|reason| {
+            Error::invalid(
+                resources_field(&format!("hugepage_limits[{i}].page_size")),
+                reason,
+            )
+        })?;
+        limits.push(
+            LinuxHugepageLimitBuilder::default()
+                .page_size(page_size.clone())
+                .limit(i64::try_from(*limit).unwrap_or(i64::MAX))
+                .build()
+                .map_err(oci)?,
+        );
     }
-    if !r.unified.is_empty() {
-        out.set_unified(Some(r.unified.clone().into_iter().collect()));
-    }
-    Ok(out)
+    Ok(limits)
 }
 
 fn seccomp(input: &ContainerSpecInput<'_>, caps: &[Capability]) -> Result<Option<LinuxSeccomp>> {
@@ -1452,5 +1492,53 @@ mod tests {
         assert_eq!(log_file_path("/var/log/pods/x", "../x.log"), None);
         assert_eq!(log_file_path("", "app/0.log"), None);
         assert_eq!(log_file_path("/var/log/pods/x", ""), None);
+    }
+
+    #[test]
+    fn cpu_values_of_zero_or_below_are_unset() -> Result<()> {
+        let none = ContainerResources {
+            cpu_period: -1,
+            cpu_shares: -2,
+            ..Default::default()
+        };
+        assert_eq!(cpu_resources(&none)?, None);
+        let quota = ContainerResources {
+            cpu_quota: -1,
+            cpuset_mems: "0".into(),
+            ..none
+        };
+        let cpu = cpu_resources(&quota)?.unwrap_or_default();
+        assert_eq!((cpu.period(), cpu.shares()), (None, None));
+        assert_eq!(cpu.quota(), Some(-1));
+        assert_eq!(cpu.mems().as_deref(), Some("0"));
+        Ok(())
+    }
+
+    #[test]
+    fn ids_beyond_2_pow_31_never_reach_the_spec() -> Result<()> {
+        let u = process_user(&User {
+            uid: 1000,
+            gid: 2000,
+            additional_gids: vec![2000, 3000],
+        })?;
+        assert_eq!((u.uid(), u.gid()), (1000, 2000));
+        assert_eq!(u.additional_gids().as_deref(), Some(&[2000, 3000][..]));
+        assert_eq!(process_user(&User::default())?.additional_gids(), &None);
+        for user in [
+            User {
+                uid: super::super::MAX_ID + 1,
+                ..Default::default()
+            },
+            User {
+                gid: u32::MAX,
+                ..Default::default()
+            },
+        ] {
+            assert!(
+                matches!(process_user(&user), Err(Error::Internal(_))),
+                "{user:?}"
+            );
+        }
+        Ok(())
     }
 }

@@ -82,100 +82,133 @@ pub fn resolve_user(
     group: Option<&str>,
 ) -> Result<User> {
     let sc = &req.linux.security;
-    let image = Source::Image(&req.image);
-    let (user_spec, group_spec): (Part<'_>, Part<'_>) =
-        if !sc.run_as_username.is_empty() || sc.run_as_user.is_some() {
-            let user = if sc.run_as_username.is_empty() {
-                let uid = sc.run_as_user.unwrap_or_default();
-                (uid.to_string(), Source::Request("run_as_user"))
-            } else {
-                (
-                    sc.run_as_username.clone(),
-                    Source::Request("run_as_username"),
-                )
-            };
-            let group = sc
-                .run_as_group
-                .map(|g| (g.to_string(), Source::Request("run_as_group")));
-            (Some(user), group)
-        } else if sc.run_as_group.is_some() {
-            // containerd refuses it too ("user group is specified without
-            // user").
-            return Err(Error::invalid(
-                "config.linux.security_context.run_as_group",
-                "is set without run_as_user or run_as_username",
-            ));
-        } else if image_user.trim().is_empty() {
-            (None, None)
-        } else {
-            let spec = image_user.trim();
-            match spec.split_once(':') {
-                Some((u, g)) => (Some((u.to_string(), image)), Some((g.to_string(), image))),
-                None => (Some((spec.to_string(), image)), None),
-            }
-        };
-
+    let (user_spec, group_spec) = user_and_group_specs(req, image_user)?;
     let passwd = passwd.map(parse_passwd).unwrap_or_default();
     let groups = group.map(parse_group).unwrap_or_default();
-
-    // The user: uid, primary gid and (when known) name.
-    let (uid, primary_gid, name) = match &user_spec {
-        None => lookup_uid(&passwd, 0),
-        Some((spec, source)) => {
-            // containerd refuses it too (no user is named "").
-            if spec.is_empty() {
-                return Err(source.error("the user part is empty".into()));
-            }
-            if spec.bytes().all(|b| b.is_ascii_digit()) || spec.starts_with('-') {
-                let uid = parse_id(spec, *source)?;
-                lookup_uid(&passwd, uid)
-            } else {
-                let entry = passwd.iter().find(|e| e.name == *spec).ok_or_else(|| {
-                    source.error(if passwd.is_empty() {
-                        format!(
-                            "user {spec:?} cannot be resolved: the image has no (usable) /etc/passwd"
-                        )
-                    } else {
-                        format!("user {spec:?} is not in the image's /etc/passwd")
-                    })
-                })?;
-                let uid = check_id(entry.uid, *source, "its uid")?;
-                let gid = check_id(entry.gid, *source, "its primary gid")?;
-                (uid, gid, Some(entry.name.clone()))
-            }
-        }
-    };
-    let gid = match &group_spec {
-        None => primary_gid,
-        Some((spec, source)) => {
-            // containerd refuses it too (no group is named "").
-            if spec.is_empty() {
-                return Err(source.error("the group part is empty".into()));
-            }
-            if spec.bytes().all(|b| b.is_ascii_digit()) || spec.starts_with('-') {
-                parse_id(spec, *source)?
-            } else {
-                let entry = groups.iter().find(|g| g.name == *spec).ok_or_else(|| {
-                    source.error(format!("group {spec:?} is not in the image's /etc/group"))
-                })?;
-                check_id(entry.gid, *source, "its gid")?
-            }
-        }
-    };
-
+    let (uid, primary_gid, name) = resolve_uid(&user_spec, &passwd)?;
+    let gid = resolve_gid(&group_spec, &groups, primary_gid)?;
     let mut additional = vec![gid];
     if let Some(name) = &name {
-        for g in &groups {
-            if g.name != *name && g.members.iter().any(|m| m == name) {
-                // Out-of-range gids in the image's file are skipped.
-                let id = u32::try_from(g.gid).ok().filter(|id| *id <= MAX_ID);
-                if let Some(id) = id.filter(|id| !additional.contains(id)) {
-                    additional.push(id);
-                }
+        add_member_groups(&mut additional, name, &groups);
+    }
+    add_supplemental_groups(&mut additional, &sc.supplemental_groups)?;
+    Ok(User {
+        uid,
+        gid,
+        additional_gids: additional,
+    })
+}
+
+/// The user and group parts to resolve: the request's (`run_as_username`,
+/// else `run_as_user`, with `run_as_group`), else the image's `USER`
+/// (`user` or `user:group`), else none (root).
+fn user_and_group_specs<'a>(
+    req: &'a ContainerRequest,
+    image_user: &str,
+) -> Result<(Part<'a>, Part<'a>)> {
+    let sc = &req.linux.security;
+    let image = Source::Image(&req.image);
+    if !sc.run_as_username.is_empty() || sc.run_as_user.is_some() {
+        let user = if sc.run_as_username.is_empty() {
+            let uid = sc.run_as_user.unwrap_or_default();
+            (uid.to_string(), Source::Request("run_as_user"))
+        } else {
+            (
+                sc.run_as_username.clone(),
+                Source::Request("run_as_username"),
+            )
+        };
+        let group = sc
+            .run_as_group
+            .map(|g| (g.to_string(), Source::Request("run_as_group")));
+        Ok((Some(user), group))
+    } else if sc.run_as_group.is_some() {
+        // containerd refuses it too ("user group is specified without
+        // user").
+        Err(Error::invalid(
+            "config.linux.security_context.run_as_group",
+            "is set without run_as_user or run_as_username",
+        ))
+    } else if image_user.trim().is_empty() {
+        Ok((None, None))
+    } else {
+        let spec = image_user.trim();
+        Ok(match spec.split_once(':') {
+            Some((u, g)) => (Some((u.to_string(), image)), Some((g.to_string(), image))),
+            None => (Some((spec.to_string(), image)), None),
+        })
+    }
+}
+
+/// Whether a user or group part is an id rather than a name (a leading
+/// `-` too, so that a negative id is refused as an id).
+fn is_id(spec: &str) -> bool {
+    spec.bytes().all(|b| b.is_ascii_digit()) || spec.starts_with('-')
+}
+
+/// The uid, its primary gid and (when known) its name: root without a user
+/// part, an id as is, a name from `passwd`.
+fn resolve_uid(spec: &Part<'_>, passwd: &[PasswdEntry]) -> Result<(u32, u32, Option<String>)> {
+    let Some((spec, source)) = spec else {
+        return Ok(lookup_uid(passwd, 0));
+    };
+    // containerd refuses it too (no user is named "").
+    if spec.is_empty() {
+        return Err(source.error("the user part is empty".into()));
+    }
+    if is_id(spec) {
+        let uid = parse_id(spec, *source)?;
+        return Ok(lookup_uid(passwd, uid));
+    }
+    let entry = passwd.iter().find(|e| e.name == *spec).ok_or_else(|| {
+        source.error(if passwd.is_empty() {
+            format!("user {spec:?} cannot be resolved: the image has no (usable) /etc/passwd")
+        } else {
+            format!("user {spec:?} is not in the image's /etc/passwd")
+        })
+    })?;
+    let uid = check_id(entry.uid, *source, "its uid")?;
+    let gid = check_id(entry.gid, *source, "its primary gid")?;
+    Ok((uid, gid, Some(entry.name.clone())))
+}
+
+/// The gid: the user's primary gid without a group part, an id as is, a
+/// name from `group`.
+fn resolve_gid(spec: &Part<'_>, groups: &[GroupEntry], primary_gid: u32) -> Result<u32> {
+    let Some((spec, source)) = spec else {
+        return Ok(primary_gid);
+    };
+    // containerd refuses it too (no group is named "").
+    if spec.is_empty() {
+        return Err(source.error("the group part is empty".into()));
+    }
+    if is_id(spec) {
+        return parse_id(spec, *source);
+    }
+    let entry = groups
+        .iter()
+        .find(|g| g.name == *spec)
+        .ok_or_else(|| source.error(format!("group {spec:?} is not in the image's /etc/group")))?;
+    check_id(entry.gid, *source, "its gid")
+}
+
+/// Adds the gids of the groups that list `name` as a member (except a group
+/// named like the user), in file order, without duplicates.
+fn add_member_groups(additional: &mut Vec<u32>, name: &str, groups: &[GroupEntry]) {
+    for g in groups {
+        if g.name != name && g.members.iter().any(|m| m == name) {
+            // Out-of-range gids in the image's file are skipped.
+            let id = u32::try_from(g.gid).ok().filter(|id| *id <= MAX_ID);
+            if let Some(id) = id.filter(|id| !additional.contains(id)) {
+                additional.push(id);
             }
         }
     }
-    for (i, g) in sc.supplemental_groups.iter().enumerate() {
+}
+
+/// Adds the request's `supplemental_groups`, without duplicates.
+fn add_supplemental_groups(additional: &mut Vec<u32>, supplemental: &[i64]) -> Result<()> {
+    for (i, g) in supplemental.iter().enumerate() {
         // security: a gid beyond 2^32 would be truncated on the way (to 0,
         // root's group, for 2^32); validate refuses it first.
         let id = u32::try_from(*g)
@@ -191,11 +224,7 @@ pub fn resolve_user(
             additional.push(id);
         }
     }
-    Ok(User {
-        uid,
-        gid,
-        additional_gids: additional,
-    })
+    Ok(())
 }
 
 /// The uid, its primary gid (0 when not in passwd, or out of range) and its
@@ -460,5 +489,26 @@ users:x:100:nobody
             field(&req),
             "config.linux.security_context.supplemental_groups[0]"
         );
+    }
+
+    #[test]
+    fn member_groups_skip_the_users_own_and_out_of_range_gids() {
+        let groups = parse_group(
+            "app:x:2000:app\nbig:x:4294967296:app\nhigh:x:2147483648:app\n\
+             ops:x:30:app\nalso:x:30:app\nnot:x:31:other\n",
+        );
+        let mut additional = vec![1000];
+        add_member_groups(&mut additional, "app", &groups);
+        assert_eq!(additional, [1000, 30]);
+    }
+
+    #[test]
+    fn ids_are_digits_or_negative() {
+        for id in ["0", "1000", "-1", "-x"] {
+            assert!(is_id(id), "{id}");
+        }
+        for name in ["app", "1000a", "a-1"] {
+            assert!(!is_id(name), "{name}");
+        }
     }
 }

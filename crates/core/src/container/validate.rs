@@ -39,17 +39,40 @@ const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
 /// Checks `req` before anything is created.
 pub fn validate(req: &ContainerRequest) -> Result<()> {
     check_name(&req.name).map_err(|r| Error::invalid("config.metadata.name", r))?;
+    validate_image(&req.image)?;
+    validate_process(req)?;
+    validate_mounts(req)?;
+    validate_devices(req)?;
+    refuse_cdi_devices(req)?;
+    // Labels become containerd labels (the pod's rules); annotations are
+    // kept in crius' own record and reach the spec without empty keys, so
+    // any is taken.
+    crate::sandbox::validate::validate_labels(&req.labels)?;
+    check_log_path(&req.log_path).map_err(|r| Error::invalid("config.log_path", r))?;
+    if let Some(r) = &req.linux.resources {
+        validate_resources(r)?;
+    }
+    validate_security(&req.linux.security)
+}
+
+/// The image reference: not empty, no control characters.
+fn validate_image(image: &str) -> Result<()> {
     // containerd refuses it too (no image resolves to it).
-    if req.image.trim().is_empty() {
+    if image.trim().is_empty() {
         return Err(Error::invalid("config.image.image", "must not be empty"));
     }
     // containerd refuses it too (not a reference).
-    if req.image.chars().any(char::is_control) {
+    if image.chars().any(char::is_control) {
         return Err(Error::invalid(
             "config.image.image",
             "control characters are not allowed",
         ));
     }
+    Ok(())
+}
+
+/// The command, args, working directory and environment.
+fn validate_process(req: &ContainerRequest) -> Result<()> {
     for (list, items) in [("command", &req.command), ("args", &req.args)] {
         for (i, arg) in items.iter().enumerate() {
             // impossible: execve cannot carry NUL.
@@ -74,11 +97,13 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
             ));
         }
     }
-    validate_mounts(req)?;
-    validate_devices(req)?;
-    // containerd refuses it too where CDI is disabled ("CDI devices
-    // requested but CDI support is explicitly disabled"), as it is in
-    // crius; ignoring them would run the workload without its devices.
+    Ok(())
+}
+
+/// containerd refuses them too where CDI is disabled ("CDI devices
+/// requested but CDI support is explicitly disabled"), as it is in crius;
+/// ignoring them would run the workload without its devices.
+fn refuse_cdi_devices(req: &ContainerRequest) -> Result<()> {
     if let Some(name) = req.cdi_devices.first() {
         return Err(Error::invalid(
             "config.CDI_devices[0].name",
@@ -97,15 +122,7 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
             "crius does not resolve CDI devices yet",
         ));
     }
-    // Labels become containerd labels (the pod's rules); annotations are
-    // kept in crius' own record and reach the spec without empty keys, so
-    // any is taken.
-    crate::sandbox::validate::validate_labels(&req.labels)?;
-    check_log_path(&req.log_path).map_err(|r| Error::invalid("config.log_path", r))?;
-    if let Some(r) = &req.linux.resources {
-        validate_resources(r)?;
-    }
-    validate_security(&req.linux.security)
+    Ok(())
 }
 
 /// A name as [`crate::sandbox::validate::check_object_name`] takes it (the
@@ -376,22 +393,25 @@ fn validate_resources(r: &ContainerResources) -> Result<()> {
     ] {
         check_cpu_list(list).map_err(|reason| Error::invalid(field(name), reason))?;
     }
-    for key in r.unified.keys() {
-        let ok = key.contains('.')
-            && !key.starts_with('.')
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        // impossible: runc refuses a name with a slash ("must be a file
-        // name") and the kernel has no file by another name (ENOENT).
-        if !ok {
-            return Err(Error::invalid(
-                field(&format!("unified[{key:?}]")),
-                "is not a cgroup v2 file name (like memory.high)",
-            ));
-        }
+    // impossible: runc refuses a name with a slash ("must be a file
+    // name") and the kernel has no file by another name (ENOENT).
+    if let Some(key) = r.unified.keys().find(|k| !is_cgroup_file_name(k)) {
+        return Err(Error::invalid(
+            field(&format!("unified[{key:?}]")),
+            "is not a cgroup v2 file name (like memory.high)",
+        ));
     }
     Ok(())
+}
+
+/// A cgroup v2 interface file name: `<controller>.<name>`, of letters,
+/// digits, `.`, `_` and `-`.
+fn is_cgroup_file_name(key: &str) -> bool {
+    key.contains('.')
+        && !key.starts_with('.')
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// A cpuset list as the kernel parses it (`bitmap_parselist`): ranges
@@ -449,50 +469,7 @@ pub(crate) fn check_page_size(size: &str) -> Result<(), String> {
 }
 
 fn validate_security(sc: &SecurityContext) -> Result<()> {
-    let field = |f: &str| format!("config.linux.security_context.{f}");
-    let bad_id = |v: i64| format!("{v} is not a valid id (0..={MAX_ID})");
-    let in_range = |v: i64| u32::try_from(v).is_ok_and(|v| v <= MAX_ID);
-    // containerd refuses it too ("uid out of range", its fix of
-    // CVE-2024-40635, where a larger uid wrapped around to root).
-    if let Some(uid) = sc.run_as_user.filter(|v| !in_range(*v)) {
-        return Err(Error::invalid(field("run_as_user"), bad_id(uid)));
-    }
-    // impossible: no /etc/passwd name holds these (`a:b` would be read as
-    // user a, group b; a line break would match across entries).
-    if let Some(c) = sc
-        .run_as_username
-        .chars()
-        .find(|c| *c == ':' || c.is_whitespace() || c.is_control())
-    {
-        return Err(Error::invalid(
-            field("run_as_username"),
-            format!("character {c:?} is not allowed in a user name"),
-        ));
-    }
-    if let Some(gid) = sc.run_as_group {
-        // containerd refuses it too ("user group is specified without
-        // user"); so does the validation suite expect.
-        if sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
-            return Err(Error::invalid(
-                field("run_as_group"),
-                "is set without run_as_user or run_as_username",
-            ));
-        }
-        // containerd refuses it too (as for the uid).
-        if !in_range(gid) {
-            return Err(Error::invalid(field("run_as_group"), bad_id(gid)));
-        }
-    }
-    for (i, gid) in sc.supplemental_groups.iter().enumerate() {
-        // security: containerd casts these to uint32 unchecked, so 2^32
-        // would become gid 0 (root's group).
-        if !in_range(*gid) {
-            return Err(Error::invalid(
-                field(&format!("supplemental_groups[{i}]")),
-                bad_id(*gid),
-            ));
-        }
-    }
+    validate_user(sc)?;
     // Unknown capability names are not refused: runc ignores them with a
     // warning, and so does crius (see caps::unknown_capabilities).
     // Network and IPC modes are not checked: a container always shares its
@@ -503,7 +480,7 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
     // container).
     if ns.pid == NamespaceMode::Target && ns.target_id.is_empty() {
         return Err(Error::invalid(
-            field("namespace_options.target_id"),
+            security_field("namespace_options.target_id"),
             "must name the container whose PID namespace to join (the mode is TARGET)",
         ));
     }
@@ -513,7 +490,8 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
     ] {
         for (i, path) in list.iter().flatten().enumerate() {
             // Empty ones are dropped (see normalized).
-            check_no_nul(path).map_err(|r| Error::invalid(field(&format!("{name}[{i}]")), r))?;
+            check_no_nul(path)
+                .map_err(|r| Error::invalid(security_field(&format!("{name}[{i}]")), r))?;
         }
     }
     crate::sandbox::validate::not_yet(
@@ -521,16 +499,81 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
         sc.user_namespace,
         sc.strict_supplemental_groups,
     )?;
+    validate_profiles(sc)
+}
+
+fn security_field(f: &str) -> String {
+    format!("config.linux.security_context.{f}")
+}
+
+/// A uid or gid as containerd takes it: 0..=2^31-1.
+fn id_in_range(v: i64) -> bool {
+    u32::try_from(v).is_ok_and(|v| v <= MAX_ID)
+}
+
+fn bad_id(v: i64) -> String {
+    format!("{v} is not a valid id (0..={MAX_ID})")
+}
+
+/// The user, group and supplementary groups the request asks for.
+fn validate_user(sc: &SecurityContext) -> Result<()> {
+    // containerd refuses it too ("uid out of range", its fix of
+    // CVE-2024-40635, where a larger uid wrapped around to root).
+    if let Some(uid) = sc.run_as_user.filter(|v| !id_in_range(*v)) {
+        return Err(Error::invalid(security_field("run_as_user"), bad_id(uid)));
+    }
+    // impossible: no /etc/passwd name holds these (`a:b` would be read as
+    // user a, group b; a line break would match across entries).
+    if let Some(c) = sc
+        .run_as_username
+        .chars()
+        .find(|c| *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::invalid(
+            security_field("run_as_username"),
+            format!("character {c:?} is not allowed in a user name"),
+        ));
+    }
+    if let Some(gid) = sc.run_as_group {
+        // containerd refuses it too ("user group is specified without
+        // user"); so does the validation suite expect.
+        if sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+            return Err(Error::invalid(
+                security_field("run_as_group"),
+                "is set without run_as_user or run_as_username",
+            ));
+        }
+        // containerd refuses it too (as for the uid).
+        if !id_in_range(gid) {
+            return Err(Error::invalid(security_field("run_as_group"), bad_id(gid)));
+        }
+    }
+    for (i, gid) in sc.supplemental_groups.iter().enumerate() {
+        // security: containerd casts these to uint32 unchecked, so 2^32
+        // would become gid 0 (root's group).
+        if !id_in_range(*gid) {
+            return Err(Error::invalid(
+                security_field(&format!("supplemental_groups[{i}]")),
+                bad_id(*gid),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `Localhost` seccomp profile names a path, a `Localhost` AppArmor
+/// profile a name.
+fn validate_profiles(sc: &SecurityContext) -> Result<()> {
     if let Some(SecurityProfile::Localhost(path)) = &sc.seccomp {
         // containerd refuses it too (seccomp.WithProfile("") cannot read
         // the file); relative: impossible, see check_path.
         if path.is_empty() {
             return Err(Error::invalid(
-                field("seccomp.localhost_ref"),
+                security_field("seccomp.localhost_ref"),
                 "a Localhost profile needs the profile's path",
             ));
         }
-        check_path(path).map_err(|r| Error::invalid(field("seccomp.localhost_ref"), r))?;
+        check_path(path).map_err(|r| Error::invalid(security_field("seccomp.localhost_ref"), r))?;
     }
     if let Some(SecurityProfile::Localhost(name)) = &sc.apparmor {
         let name = name.strip_prefix("localhost/").unwrap_or(name);
@@ -538,7 +581,7 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
         // ("apparmor profile not found").
         if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(Error::invalid(
-                field("apparmor.localhost_ref"),
+                security_field("apparmor.localhost_ref"),
                 format!("{name:?} is not an AppArmor profile name"),
             ));
         }
@@ -1053,5 +1096,27 @@ mod tests {
         assert_eq!(clean("/etc/hosts"), "/etc/hosts");
         assert_eq!(clean("etc/hosts"), "/etc/hosts");
         assert_eq!(clean("/a/../../etc/./hosts"), "/etc/hosts");
+    }
+
+    #[test]
+    fn cgroup_file_names() {
+        for ok in [
+            "memory.high",
+            "io.bfq.weight",
+            "hugetlb.2MB.max",
+            "cpu.uclamp_min",
+        ] {
+            assert!(is_cgroup_file_name(ok), "{ok}");
+        }
+        for bad in [
+            "memory",
+            ".high",
+            "memory/high",
+            "../memory.max",
+            "memory.high\n",
+            "",
+        ] {
+            assert!(!is_cgroup_file_name(bad), "{bad:?}");
+        }
     }
 }
