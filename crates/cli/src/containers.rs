@@ -246,22 +246,41 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     let name = name
         .clone()
         .unwrap_or_else(|| format!("run-{:x}", nanos & 0xffff_ffff));
+    // Everything the command line says is checked before anything is made.
     let port_mappings = publish
         .iter()
         .map(|p| parse_publish(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let logs = std::path::PathBuf::from("/var/log/crius/pods").join(&name);
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let pod_config = pod_config(&name, nanos, &logs, port_mappings, *privileged);
-    let pod = run_pod(cri, &pod_config, runtime).await?;
-    ensure_image(cri, image).await?;
     let mounts = volume
         .iter()
         .map(|v| parse_volume(v))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let logs = std::path::PathBuf::from("/var/log/crius/pods").join(&name);
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let pod_config = pod_config(&name, nanos, &logs, port_mappings, *privileged);
+    let pod = match run_pod(cri, &pod_config, runtime).await {
+        Ok(pod) => pod,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&logs);
+            return Err(e);
+        }
+    };
     let security = security_context(user.as_deref(), *privileged, *read_only);
     let config = container_config(&name, image, cmd, env, mounts, security);
-    let id = create_and_start(cri, &pod, config, pod_config).await?;
+    let started = async {
+        ensure_image(cri, image).await?;
+        create_and_start(cri, &pod, config, pod_config).await
+    }
+    .await;
+    let id = match started {
+        Ok(id) => id,
+        Err(e) => {
+            // Nothing of a run that failed stays behind.
+            remove_pod(cri, &pod).await;
+            let _ = std::fs::remove_dir_all(&logs);
+            return Err(e);
+        }
+    };
     if *detach {
         println!("{id}");
         return Ok(());
@@ -370,16 +389,33 @@ fn env_var(e: &str) -> v1::KeyValue {
 
 /// `--volume HOST:CONTAINER[:ro]`.
 fn parse_volume(v: &str) -> anyhow::Result<v1::Mount> {
-    let parts: Vec<&str> = v.split(':').collect();
-    if parts.len() < 2 {
-        bail!("--volume takes HOST:CONTAINER[:ro], not {v:?}");
-    }
+    let (host, container, readonly) = match v.split(':').collect::<Vec<_>>()[..] {
+        [host, container] | [host, container, "rw"] => (host, container, false),
+        [host, container, "ro"] => (host, container, true),
+        _ => bail!("--volume takes HOST:CONTAINER[:ro|:rw], not {v:?}"),
+    };
     Ok(v1::Mount {
-        host_path: parts[0].into(),
-        container_path: parts[1].into(),
-        readonly: parts.get(2) == Some(&"ro"),
+        host_path: host.into(),
+        container_path: container.into(),
+        readonly,
         ..Default::default()
     })
+}
+
+/// Stops and removes a pod `crius run` made, saying so when it cannot.
+async fn remove_pod(cri: &mut client::Cri, pod: &str) {
+    let removed = cri
+        .runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.to_string(),
+        })
+        .await;
+    if let Err(e) = removed {
+        eprintln!(
+            "crius: the pod {pod} stays: RemovePodSandbox: {}",
+            e.message()
+        );
+    }
 }
 
 /// `--user` (a number is a uid, anything else a user name),
@@ -570,7 +606,7 @@ mod tests {
         );
         assert!(!parse_volume("/srv:/data").expect("rw").readonly);
         assert!(!parse_volume("/srv:/data:rw").expect("rw").readonly);
-        for bad in ["/srv", ""] {
+        for bad in ["/srv", "", "/srv:/data:xyz", "/srv:/data:ro:extra"] {
             assert!(parse_volume(bad).is_err(), "{bad:?}");
         }
         let kv = |e: &str| {

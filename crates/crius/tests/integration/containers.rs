@@ -691,6 +691,26 @@ async fn cli_run_ps_exec_logs_stop_rm(env: Arc<Env>) -> anyhow::Result<()> {
         crate::pods::list_pods_pub(&mut p.cri).await?.is_empty(),
         "--rm left the pod"
     );
+    // A run that fails after its pod was made (the image cannot be pulled)
+    // takes its pod away again; a bad --volume fails before anything.
+    for bad in [
+        vec![
+            "run",
+            "--name",
+            "cli-nopull",
+            "127.0.0.1:9/no-such:1",
+            "true",
+        ],
+        vec!["run", "-v", "/srv:/srv:xyz", &image, "true"],
+    ] {
+        let out = crius(&bad)?;
+        ensure!(!out.status.success(), "{bad:?} succeeded");
+        ensure!(
+            crate::pods::list_pods_pub(&mut p.cri).await?.is_empty(),
+            "{bad:?} left its pod: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     let name = format!("cli-bg-{tag}");
     let host_port = std::net::TcpListener::bind("127.0.0.1:0")?
