@@ -64,6 +64,8 @@ pub struct World {
     pub network: Option<String>,
     pub dirs: BTreeSet<PathBuf>,
     pub files: BTreeMap<PathBuf, Vec<u8>>,
+    /// Files of the host crius only reads (profiles, cgroup files).
+    pub host_files: BTreeMap<PathBuf, String>,
     pub mounts: BTreeSet<PathBuf>,
     /// Tasks whose shim died: their waiters' Wait breaks off with an error
     /// (not NotFound), as the shim's connection closes.
@@ -731,6 +733,14 @@ impl ports::HostFs for Fake {
     }
     fn read(&self, path: &Path) -> Option<Vec<u8>> {
         self.world().files.get(path).cloned()
+    }
+    fn read_text(&self, path: &Path) -> std::io::Result<String> {
+        let w = self.world();
+        match (w.host_files.get(path), w.files.get(path)) {
+            (Some(text), _) => Ok(text.clone()),
+            (None, Some(bytes)) => String::from_utf8(bytes.clone()).map_err(std::io::Error::other),
+            (None, None) => Err(std::io::ErrorKind::NotFound.into()),
+        }
     }
     fn dir_names(&self, dir: &Path) -> Vec<String> {
         let w = self.world();

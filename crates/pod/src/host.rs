@@ -45,13 +45,14 @@ pub fn facts(apparmor: crius_core::apparmor::Mode) -> HostFacts {
 /// or a container); a file that cannot be read is the client's error.
 pub fn localhost_seccomp(
     profile: Option<&crius_core::sandbox::SecurityProfile>,
+    read: impl FnOnce(&Path) -> std::io::Result<String>,
 ) -> crius_core::Result<Option<String>> {
     let Some(crius_core::sandbox::SecurityProfile::Localhost(path)) = profile else {
         return Ok(None);
     };
     // containerd refuses it too (its loader cannot read the file): running
     // unconfined instead would give less than asked.
-    std::fs::read_to_string(path).map(Some).map_err(|e| {
+    read(Path::new(path)).map(Some).map_err(|e| {
         crius_core::Error::invalid(
             "config.linux.security_context.seccomp.localhost_ref",
             format!("{path}: {e}"),

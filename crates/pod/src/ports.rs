@@ -197,6 +197,9 @@ pub trait HostFs: Send + Sync {
     fn write_atomic(&self, path: &Path, data: &[u8], mode: u32) -> Result<()>;
     /// A file's contents; `None` when it cannot be read.
     fn read(&self, path: &Path) -> Option<Vec<u8>>;
+    /// A small host file's text (a localhost seccomp profile, the loaded
+    /// AppArmor profiles, a cgroup file), with why it cannot be read.
+    fn read_text(&self, path: &Path) -> std::io::Result<String>;
     /// The names in a directory (none when it cannot be read).
     fn dir_names(&self, dir: &Path) -> Vec<String>;
     /// Mounts a fresh tmpfs at `dir/shm`; returns its path.

@@ -297,6 +297,9 @@ impl ports::HostFs for HostFs {
     fn read(&self, path: &Path) -> Option<Vec<u8>> {
         std::fs::read(path).ok()
     }
+    fn read_text(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
     fn dir_names(&self, dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)
             .map(|entries| {

@@ -579,3 +579,53 @@ async fn stats_of_a_created_container_are_its_writable_layer_only() -> Result<()
     assert!(pod.containers.is_empty(), "no container runs");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_localhost_seccomp_profile_is_read_through_the_host_port() -> Result<()> {
+    use crius_core::sandbox::SecurityProfile;
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let profile = "/etc/crius/seccomp/deny-mkdir.json";
+    let mut req = container("app");
+    req.linux.security.seccomp = Some(SecurityProfile::Localhost(profile.into()));
+    let before = e.fake.leftovers();
+    let missing = e
+        .pods
+        .create_container(
+            e.config.clone(),
+            CgroupDriver::Cgroupfs,
+            &sandbox,
+            req.clone(),
+        )
+        .await;
+    match missing {
+        Err(Error::InvalidArgument { field, reason }) => {
+            assert_eq!(field, "config.linux.security_context.seccomp.localhost_ref");
+            assert!(reason.contains(profile), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        e.fake.leftovers(),
+        before,
+        "a refused create leaves nothing"
+    );
+    let rules = r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#;
+    e.fake
+        .world()
+        .host_files
+        .insert(profile.into(), rules.into());
+    let id = e
+        .pods
+        .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, req)
+        .await?;
+    let record = e.fake.world().containers.get(&id).cloned();
+    let seccomp = record
+        .and_then(|r| r.spec.linux().clone())
+        .and_then(|l| l.seccomp().clone())
+        .ok_or_else(|| Error::Internal("no seccomp in the spec".into()))?;
+    let json = serde_json::to_value(&seccomp).map_err(|e| Error::Internal(e.to_string()))?;
+    assert_eq!(json["defaultAction"], "SCMP_ACT_ALLOW", "{json}");
+    assert_eq!(json["syscalls"][0]["names"][0], "mkdir", "{json}");
+    Ok(())
+}

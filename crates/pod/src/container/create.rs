@@ -418,11 +418,17 @@ impl Containers {
                 .iter()
                 .map(|(path, dir)| (path.clone(), dir.display().to_string()))
                 .collect(),
-            localhost_seccomp: crate::host::localhost_seccomp(req.linux.security.seccomp.as_ref())?,
+            localhost_seccomp: crate::host::localhost_seccomp(
+                req.linux.security.seccomp.as_ref(),
+                |p| self.fs.read_text(p),
+            )?,
             apparmor_profiles: crate::host::loaded_apparmor_profiles(
                 &self.host.apparmor,
                 req.linux.security.apparmor.as_ref(),
-                || std::fs::read_to_string(crius_core::apparmor::PROFILES_FILE),
+                || {
+                    self.fs
+                        .read_text(Path::new(crius_core::apparmor::PROFILES_FILE))
+                },
             )?,
         })
     }

@@ -60,9 +60,7 @@ impl Containers {
                 }
                 c.set_log(None);
                 let dir = self.containers_dir().join(&c.meta.id);
-                if let Err(d) = std::fs::remove_dir_all(&dir)
-                    && d.kind() != std::io::ErrorKind::NotFound
-                {
+                if let Err(d) = self.fs.remove_tree(&dir, false) {
                     tracing::warn!(container = %c.meta.id, "after a failed start: FIFOs: {d}");
                 }
                 self.start_failed(&c, &e).await;
@@ -196,7 +194,8 @@ impl Containers {
         else {
             return false;
         };
-        std::fs::read_to_string(dir.join("memory.oom_control"))
+        self.fs
+            .read_text(&dir.join("memory.oom_control"))
             .map(|s| {
                 s.lines()
                     .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"))

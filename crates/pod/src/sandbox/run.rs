@@ -402,7 +402,9 @@ impl Sandboxes {
             daemon_oom_score_adj: self.host.daemon_oom_score_adj,
             sandbox_oom_score_adj: SANDBOX_OOM_SCORE_ADJ,
             annotations,
-            localhost_seccomp: crate::host::localhost_seccomp(req.linux.seccomp.as_ref())?,
+            localhost_seccomp: crate::host::localhost_seccomp(req.linux.seccomp.as_ref(), |p| {
+                self.fs.read_text(p)
+            })?,
             kernel_version: self.host.kernel_version,
         })
     }
