@@ -1,0 +1,6 @@
+//! The protocol layer of crius' CRI streaming server (Exec, Attach,
+//! PortForward), without HTTP serving or containerd:
+//!
+//! - [`spdy`]: SPDY/3.1 frames and header compression.
+
+pub mod spdy;
