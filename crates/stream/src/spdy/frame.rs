@@ -198,6 +198,12 @@ impl FrameEncoder {
         })
     }
 
+    /// The outgoing compression context (tests write raw blocks with it).
+    #[cfg(test)]
+    pub(crate) fn compressor(&mut self) -> &mut HeaderCompressor {
+        &mut self.headers
+    }
+
     /// Appends one frame to `out`.
     pub fn encode(&mut self, frame: &Frame, out: &mut BytesMut) -> Result<(), FrameError> {
         match frame {
