@@ -1,0 +1,19 @@
+//! The protocol layer of crius' CRI streaming server (Exec, Attach,
+//! PortForward), without HTTP serving or containerd:
+//!
+//! - [`spdy`]: SPDY/3.1 frames, header compression and sessions.
+//! - [`channel`]: Kubernetes' remotecommand and port-forward framing: SPDY
+//!   stream types, WebSocket channel bytes, the v4+ exit status, resizes.
+//! - [`ws`]: WebSocket channels over tokio-tungstenite.
+//! - [`upgrade`]: which protocol and version to answer an HTTP/1.1 upgrade
+//!   request with, and the response headers (or the refusal).
+
+pub mod channel;
+pub mod spdy;
+pub mod upgrade;
+pub mod ws;
+
+#[cfg(test)]
+mod upgrade_tests;
+#[cfg(test)]
+mod ws_tests;
