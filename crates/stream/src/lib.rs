@@ -7,7 +7,10 @@
 //! - [`ws`]: WebSocket channels over tokio-tungstenite.
 //! - [`upgrade`]: which protocol and version to answer an HTTP/1.1 upgrade
 //!   request with, and the response headers (or the refusal).
+//! - [`backend`]: the seam to the runtime: cached requests, the client's
+//!   side of a session ([`backend::Io`]) and the [`backend::Backend`] trait.
 
+pub mod backend;
 pub mod channel;
 pub mod spdy;
 pub mod upgrade;
