@@ -44,6 +44,7 @@ pub struct Config {
     pub containerd: ContainerdConfig,
     pub cni: CniConfig,
     pub images: ImagesConfig,
+    pub streaming: StreamingConfig,
     /// Runtime handlers by name (the names Kubernetes RuntimeClasses use).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
 }
@@ -112,6 +113,38 @@ pub struct CniConfig {
     pub conf_dir: PathBuf,
     /// Directories searched, in order, for CNI plugin binaries.
     pub bin_dirs: Vec<PathBuf>,
+}
+
+/// `[streaming]`: the server kubelet proxies `exec`, `attach` and
+/// `port-forward` to (the URLs Exec, Attach and PortForward answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// The address it listens on: loopback by default, as containerd's
+    /// `stream_server_address`; a node IP makes it reachable from the
+    /// network (kubelet proxies, so loopback is enough for kubelet).
+    pub address: String,
+    /// Its TCP port; 0 picks a free one at start-up.
+    pub port: u16,
+    /// A session that moves no bytes for this long is closed, in seconds
+    /// (kubelet's streaming idle timeout: 4 hours).
+    pub idle_timeout_secs: u64,
+    /// How long a URL stays valid, in seconds (containerd: 60).
+    pub token_ttl_secs: u64,
+    /// Sessions open at once; more are refused (503).
+    pub max_sessions: usize,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: "127.0.0.1".into(),
+            port: 0,
+            idle_timeout_secs: 4 * 3600,
+            token_ttl_secs: 60,
+            max_sessions: 256,
+        }
+    }
 }
 
 /// `[images]`: pulling and unpacking.
@@ -299,6 +332,7 @@ impl Default for Config {
             log: LogConfig::default(),
             containerd: ContainerdConfig::default(),
             cni: CniConfig::default(),
+            streaming: StreamingConfig::default(),
             images: ImagesConfig::default(),
             runtimes,
         }
@@ -329,6 +363,26 @@ impl Default for CniConfig {
         CniConfig {
             conf_dir: PathBuf::from("/etc/cni/net.d"),
             bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
+}
+
+impl StreamingConfig {
+    fn check(&self, problems: &mut Vec<String>) {
+        if self.address.parse::<std::net::IpAddr>().is_err() {
+            problems.push(format!(
+                "streaming.address: {:?} is not an IP address",
+                self.address
+            ));
+        }
+        for (name, value, max) in [
+            ("idle_timeout_secs", self.idle_timeout_secs, 7 * 24 * 3600),
+            ("token_ttl_secs", self.token_ttl_secs, 3600),
+            ("max_sessions", self.max_sessions as u64, 65_536),
+        ] {
+            if !(1..=max).contains(&value) {
+                problems.push(format!("streaming.{name}: {value} is outside 1..={max}"));
+            }
         }
     }
 }
@@ -448,6 +502,7 @@ impl Config {
                 self.shutdown_timeout_secs
             ));
         }
+        self.streaming.check(problems);
         if let Err(e) = validate_namespace(&self.containerd.namespace) {
             problems.push(format!(
                 "containerd.namespace: {:?} is not a valid containerd namespace: {e}",
@@ -931,6 +986,29 @@ mod tests {
             Config::parse_with("", &bad),
             Err(ConfigError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn the_streaming_server_defaults_to_loopback_and_checks_its_values() {
+        let c = Config::parse("").expect("defaults");
+        assert_eq!(
+            (c.streaming.address.as_str(), c.streaming.port),
+            ("127.0.0.1", 0)
+        );
+        assert_eq!(c.streaming.token_ttl_secs, 60);
+        let node = Config::parse("[streaming]\naddress = \"::\"\nport = 10010\n").expect("v6");
+        assert_eq!(
+            (node.streaming.address.as_str(), node.streaming.port),
+            ("::", 10010)
+        );
+        assert_eq!(
+            invalid("[streaming]\naddress = \"node\"\ntoken_ttl_secs = 0\nmax_sessions = 0\n"),
+            [
+                "streaming.address: \"node\" is not an IP address",
+                "streaming.token_ttl_secs: 0 is outside 1..=3600",
+                "streaming.max_sessions: 0 is outside 1..=65536",
+            ]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod stats;
 pub mod status;
+pub mod streaming;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::convert_status::{self, container_state_filter, sandbox_state_filter};
 use crate::edge::{not_yet, respond};
 use crate::state::State;
-use crate::{convert, convert_container};
+use crate::{convert, convert_container, streaming};
 
 /// The CRI version of the kubelet API crius answers `Version` with
 /// (containerd's CRI plugin answers the same).
@@ -378,21 +378,42 @@ impl RuntimeService for RuntimeSvc {
 
     async fn exec(
         &self,
-        _: Request<v1::ExecRequest>,
+        req: Request<v1::ExecRequest>,
     ) -> Result<Response<v1::ExecResponse>, Status> {
-        not_yet("Exec").await
+        let req = req.into_inner();
+        respond("Exec", async {
+            let request = streaming::exec_request(req)?;
+            self.state.require_running_container(&request)?;
+            let url = self.state.stream_url(request)?;
+            Ok(v1::ExecResponse { url })
+        })
+        .await
     }
     async fn attach(
         &self,
-        _: Request<v1::AttachRequest>,
+        req: Request<v1::AttachRequest>,
     ) -> Result<Response<v1::AttachResponse>, Status> {
-        not_yet("Attach").await
+        let req = req.into_inner();
+        respond("Attach", async {
+            let request = streaming::attach_request(req)?;
+            self.state.require_running_container(&request)?;
+            let url = self.state.stream_url(request)?;
+            Ok(v1::AttachResponse { url })
+        })
+        .await
     }
     async fn port_forward(
         &self,
-        _: Request<v1::PortForwardRequest>,
+        req: Request<v1::PortForwardRequest>,
     ) -> Result<Response<v1::PortForwardResponse>, Status> {
-        not_yet("PortForward").await
+        let req = req.into_inner();
+        respond("PortForward", async {
+            let request = streaming::port_forward_request(req)?;
+            self.state.require_ready_sandbox(&request).await?;
+            let url = self.state.stream_url(request)?;
+            Ok(v1::PortForwardResponse { url })
+        })
+        .await
     }
     async fn container_stats(
         &self,

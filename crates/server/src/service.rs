@@ -207,3 +207,42 @@ impl Roots<'_> {
         Ok(roots)
     }
 }
+
+/// Streaming sessions reach only what can take one.
+impl State {
+    /// Exec and Attach: the container exists and runs (NotFound otherwise,
+    /// FailedPrecondition when it is not running), as containerd checks.
+    pub(crate) fn require_running_container(
+        &self,
+        request: &crius_stream::backend::Request,
+    ) -> Result<()> {
+        use crius_stream::backend::Request;
+        let id = match request {
+            Request::Exec(e) => &e.container_id,
+            Request::Attach(a) => &a.container_id,
+            Request::PortForward(_) => return Ok(()),
+        };
+        let (_, status) = self.backend()?.pods.container_status(id)?;
+        crius_core::streaming::require_running(id, status.state)
+    }
+
+    /// PortForward: the pod exists and is ready (containerd: "sandbox
+    /// container is not running" otherwise).
+    pub(crate) async fn require_ready_sandbox(
+        &self,
+        request: &crius_stream::backend::Request,
+    ) -> Result<()> {
+        let crius_stream::backend::Request::PortForward(p) = request else {
+            return Ok(());
+        };
+        let status = self.backend()?.pods.status(&p.pod_sandbox_id, false).await?;
+        if status.state == crius_core::sandbox::SandboxState::Ready {
+            Ok(())
+        } else {
+            Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                p.pod_sandbox_id
+            )))
+        }
+    }
+}

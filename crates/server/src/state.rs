@@ -58,6 +58,14 @@ pub struct State {
     loader: Option<ConfigLoader>,
     apparmor: AppArmor,
     background: Background,
+    streams: OnceLock<Arc<dyn StreamUrls>>,
+}
+
+/// Hands out the URLs Exec, Attach and PortForward answer (criusd's
+/// streaming server).
+pub trait StreamUrls: Send + Sync {
+    /// A single-use URL for `request`.
+    fn url(&self, request: crius_stream::backend::Request) -> Result<String>;
 }
 
 /// Reads and validates the config again (file + the daemon's flags).
@@ -79,7 +87,23 @@ impl State {
             loader: None,
             apparmor: AppArmor::Disabled,
             background: Background::new(),
+            streams: OnceLock::new(),
         }
+    }
+
+    /// The streaming server, once criusd has bound it.
+    pub fn set_streams(&self, streams: Arc<dyn StreamUrls>) {
+        if self.streams.set(streams).is_err() {
+            tracing::warn!("the streaming server was set twice; keeping the first");
+        }
+    }
+
+    /// A URL for `request` from the streaming server.
+    pub fn stream_url(&self, request: crius_stream::backend::Request) -> Result<String> {
+        self.streams
+            .get()
+            .ok_or_else(|| Error::Unavailable("crius' streaming server is not running".into()))?
+            .url(request)
     }
 
     /// AppArmor as the daemon's start-up found it (default: disabled).

@@ -1,0 +1,75 @@
+//! Exec, Attach and PortForward: the CRI requests as the streaming
+//! server's cached requests (checked by `crius_core::streaming` first).
+
+use crius_cri_api::v1;
+use crius_core::Result;
+use crius_core::streaming::{check_command, check_streams, tcp_ports};
+use crius_stream::backend::{AttachRequest, ExecRequest, PortForwardRequest, Request};
+
+/// An Exec as the streaming server keeps it.
+pub(crate) fn exec_request(req: v1::ExecRequest) -> Result<Request> {
+    check_streams(&req.container_id, req.tty, req.stdin, req.stdout, req.stderr)?;
+    check_command(&req.cmd)?;
+    Ok(Request::Exec(ExecRequest {
+        container_id: req.container_id,
+        cmd: req.cmd,
+        tty: req.tty,
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+    }))
+}
+
+/// An Attach as the streaming server keeps it.
+pub(crate) fn attach_request(req: v1::AttachRequest) -> Result<Request> {
+    check_streams(&req.container_id, req.tty, req.stdin, req.stdout, req.stderr)?;
+    Ok(Request::Attach(AttachRequest {
+        container_id: req.container_id,
+        tty: req.tty,
+        stdin: req.stdin,
+        stdout: req.stdout,
+        stderr: req.stderr,
+    }))
+}
+
+/// A PortForward as the streaming server keeps it.
+pub(crate) fn port_forward_request(req: v1::PortForwardRequest) -> Result<Request> {
+    let ports = tcp_ports(&req.pod_sandbox_id, &req.port)?;
+    Ok(Request::PortForward(PortForwardRequest {
+        pod_sandbox_id: req.pod_sandbox_id,
+        ports,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_keep_what_the_client_asked_for() {
+        let exec = v1::ExecRequest {
+            container_id: "c".into(),
+            cmd: vec!["sh".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        };
+        match exec_request(exec) {
+            Ok(Request::Exec(e)) => assert!(e.tty && e.stdin && e.stdout && !e.stderr && e.cmd == ["sh"]),
+            other => panic!("{other:?}"),
+        }
+        let pf = v1::PortForwardRequest {
+            pod_sandbox_id: "p".into(),
+            port: vec![8080],
+        };
+        assert!(matches!(port_forward_request(pf), Ok(Request::PortForward(p)) if p.ports == [8080]));
+        let bad = v1::AttachRequest {
+            container_id: "c".into(),
+            tty: true,
+            stderr: true,
+            ..Default::default()
+        };
+        assert!(attach_request(bad).is_err());
+    }
+}
