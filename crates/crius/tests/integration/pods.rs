@@ -836,9 +836,10 @@ async fn daemon_restart_keeps_pods_running(env: Arc<Env>) -> anyhow::Result<()> 
     // c's pause dies while no daemon watches.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid_c as i32), Signal::SIGKILL)?;
     for _ in 0..100 {
-        if !std::path::Path::new(&format!("/proc/{pid_c}/status")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid_c}/status"))?.contains("State:\tZ")
-        {
+        // Gone (reaped, even between two looks) or a zombie.
+        let gone = std::fs::read_to_string(format!("/proc/{pid_c}/status"))
+            .map_or(true, |s| s.contains("State:\tZ"));
+        if gone {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
