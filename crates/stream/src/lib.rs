@@ -9,10 +9,12 @@
 //!   request with, and the response headers (or the refusal).
 //! - [`backend`]: the seam to the runtime: cached requests, the client's
 //!   side of a session ([`backend::Io`]) and the [`backend::Backend`] trait.
+//! - [`tokens`]: the single-use, expiring tokens behind streaming URLs.
 
 pub mod backend;
 pub mod channel;
 pub mod spdy;
+pub mod tokens;
 pub mod upgrade;
 pub mod ws;
 
