@@ -1,5 +1,5 @@
-//! crius' CRI streaming server (Exec, Attach, PortForward), without
-//! containerd:
+//! crius' CRI streaming server (Exec, Attach, PortForward) and its
+//! client, without containerd:
 //!
 //! - [`spdy`]: SPDY/3.1 frames, header compression and sessions.
 //! - [`channel`]: Kubernetes' remotecommand and port-forward framing: SPDY
@@ -11,9 +11,11 @@
 //!   side of a session ([`backend::Io`]) and the [`backend::Backend`] trait.
 //! - [`tokens`]: the single-use, expiring tokens behind streaming URLs.
 //! - [`server`]: the HTTP/1.1 streaming server itself.
+//! - [`client`]: exec and port-forward clients (crius' CLI, tests).
 
 pub mod backend;
 pub mod channel;
+pub mod client;
 pub mod server;
 pub mod spdy;
 pub mod tokens;
@@ -21,6 +23,8 @@ pub mod upgrade;
 pub mod ws;
 mod wsio;
 
+#[cfg(test)]
+mod server_tests;
 #[cfg(test)]
 mod upgrade_tests;
 #[cfg(test)]
