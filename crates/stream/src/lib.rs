@@ -1,5 +1,5 @@
-//! The protocol layer of crius' CRI streaming server (Exec, Attach,
-//! PortForward), without HTTP serving or containerd:
+//! crius' CRI streaming server (Exec, Attach, PortForward) and its
+//! client, without containerd:
 //!
 //! - [`spdy`]: SPDY/3.1 frames, header compression and sessions.
 //! - [`channel`]: Kubernetes' remotecommand and port-forward framing: SPDY
@@ -9,13 +9,22 @@
 //!   request with, and the response headers (or the refusal).
 //! - [`backend`]: the seam to the runtime: cached requests, the client's
 //!   side of a session ([`backend::Io`]) and the [`backend::Backend`] trait.
+//! - [`tokens`]: the single-use, expiring tokens behind streaming URLs.
+//! - [`server`]: the HTTP/1.1 streaming server itself.
+//! - [`client`]: exec and port-forward clients (crius' CLI, tests).
 
 pub mod backend;
 pub mod channel;
+pub mod client;
+pub mod server;
 pub mod spdy;
+pub mod tokens;
 pub mod upgrade;
 pub mod ws;
+mod wsio;
 
+#[cfg(test)]
+mod server_tests;
 #[cfg(test)]
 mod upgrade_tests;
 #[cfg(test)]
