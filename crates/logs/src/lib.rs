@@ -33,4 +33,4 @@ pub use path::{LOG_FILE_MODE, resolve_log_path};
 pub use read::{Follower, tail};
 pub use record::{RawRecord, Record, Stream, parse_line, parse_line_bytes};
 pub use timestamp::{format_timestamp, parse_timestamp};
-pub use writer::{DEFAULT_MAX_LINE, LogHandle, LogWriter, start};
+pub use writer::{Chunk, DEFAULT_MAX_LINE, LogHandle, LogWriter, Subscription, start};
