@@ -28,7 +28,7 @@ mod split;
 pub mod timestamp;
 pub mod writer;
 
-pub use fifo::{Fifos, create_fifos, remove_fifos};
+pub use fifo::{Fifos, create_fifos, create_stdin_fifo, remove_fifos, stdin_fifo_path};
 pub use path::{LOG_FILE_MODE, resolve_log_path};
 pub use read::{Follower, tail};
 pub use record::{RawRecord, Record, Stream, parse_line, parse_line_bytes};
