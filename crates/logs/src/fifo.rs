@@ -56,32 +56,55 @@ fn check_id(id: &str) -> Result<()> {
 /// `O_CREAT` does); any other file there is an error.
 pub fn create_fifos(dir: &Path, id: &str, tty: bool) -> Result<Fifos> {
     let fifos = Fifos::paths(dir, id, tty)?;
+    make_dir(dir)?;
+    for path in fifos.iter() {
+        make_fifo(path)?;
+    }
+    Ok(fifos)
+}
+
+/// Creates `<dir>/<id>-stdin` (0600) as [`create_fifos`] creates the
+/// others: the stdin FIFO of a process whose input crius writes.
+pub fn create_stdin_fifo(dir: &Path, id: &str) -> Result<PathBuf> {
+    let path = stdin_fifo_path(dir, id)?;
+    make_dir(dir)?;
+    make_fifo(&path)?;
+    Ok(path)
+}
+
+/// The path [`create_stdin_fifo`] uses.
+pub fn stdin_fifo_path(dir: &Path, id: &str) -> Result<PathBuf> {
+    check_id(id)?;
+    Ok(dir.join(format!("{id}-stdin")))
+}
+
+fn make_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| Error::io(format!("creating FIFO directory {}", dir.display()), e))?;
-    for path in fifos.iter() {
-        match nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR) {
-            Ok(()) => {}
-            Err(nix::errno::Errno::EEXIST) => {
-                let meta = std::fs::symlink_metadata(path)
-                    .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
-                if !meta.file_type().is_fifo() {
-                    return Err(Error::AlreadyExists {
-                        what: format!("{} (not a FIFO)", path.display()),
-                    });
-                }
+        .map_err(|e| Error::io(format!("creating FIFO directory {}", dir.display()), e))
+}
+
+/// A FIFO at `path`; one there already is reused, any other file refused.
+fn make_fifo(path: &Path) -> Result<()> {
+    match nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EEXIST) => {
+            let meta = std::fs::symlink_metadata(path)
+                .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
+            if !meta.file_type().is_fifo() {
+                return Err(Error::AlreadyExists {
+                    what: format!("{} (not a FIFO)", path.display()),
+                });
             }
-            Err(errno) => {
-                return Err(Error::io(
-                    format!("creating FIFO {}", path.display()),
-                    io::Error::from(errno),
-                ));
-            }
+            Ok(())
         }
+        Err(errno) => Err(Error::io(
+            format!("creating FIFO {}", path.display()),
+            io::Error::from(errno),
+        )),
     }
-    Ok(fifos)
 }
 
 /// Removes the FIFOs (those already gone are fine). The directory is left:

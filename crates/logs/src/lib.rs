@@ -28,9 +28,9 @@ mod split;
 pub mod timestamp;
 pub mod writer;
 
-pub use fifo::{Fifos, create_fifos, remove_fifos};
+pub use fifo::{Fifos, create_fifos, create_stdin_fifo, remove_fifos, stdin_fifo_path};
 pub use path::{LOG_FILE_MODE, resolve_log_path};
 pub use read::{Follower, tail};
 pub use record::{RawRecord, Record, Stream, parse_line, parse_line_bytes};
 pub use timestamp::{format_timestamp, parse_timestamp};
-pub use writer::{DEFAULT_MAX_LINE, LogHandle, LogWriter, start};
+pub use writer::{Chunk, DEFAULT_MAX_LINE, LogHandle, LogWriter, Subscription, start};

@@ -19,6 +19,13 @@
 //! starts with a `\n`, so the torn bytes stay a line of their own, which
 //! kubelet (and [`crate::tail`]) skip as not a record.
 //!
+//! Live output ([`LogHandle::subscribe`], for attached clients): each read
+//! is also offered, as read, to a bounded broadcast (`FANOUT_CHUNKS`
+//! reads). Sending never waits: a subscriber that falls that far behind
+//! loses the oldest chunks (and learns how many), so an attached client can
+//! never hold back the log or the container. With no subscriber nothing is
+//! copied.
+//!
 //! Timestamps are taken by the writer when it takes records off the queue
 //! (one per write), so they never decrease along the file (unless the
 //! system clock is stepped back); with an empty queue that is when the
@@ -34,7 +41,7 @@ use std::time::SystemTime;
 use crius_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::fifo::Fifos;
@@ -55,6 +62,13 @@ const READ_CHUNK: usize = 64 * 1024;
 const QUEUE_BATCHES: usize = 16;
 /// The writer joins queued reads into one write up to this size.
 const WRITE_COALESCE: usize = 1 << 20;
+
+/// Reads of the FIFOs kept for subscribers that lag behind (at most
+/// `FANOUT_CHUNKS` × 64 KiB per container, only while someone subscribes).
+const FANOUT_CHUNKS: usize = 64;
+
+/// One read of a container's output, as subscribers get it.
+pub type Chunk = (Stream, Arc<[u8]>);
 
 /// Records cut from one read of a stream.
 struct Batch {
@@ -172,6 +186,8 @@ impl LogWriter {
         let (ctl_tx, ctl_rx) = mpsc::channel(1);
         let (stop_tx, stop_rx) = watch::channel(false);
         let open_streams = Arc::new(AtomicUsize::new(1 + usize::from(stderr.is_some())));
+        // Held by the readers only: it closes when both have ended.
+        let (fanout, _) = broadcast::channel(FANOUT_CHUNKS);
         let readers =
             std::iter::once((Stream::Stdout, stdout)).chain(stderr.map(|r| (Stream::Stderr, r)));
         for (stream, r) in readers {
@@ -179,12 +195,17 @@ impl LogWriter {
                 stream,
                 r,
                 self.max_line,
-                data_tx.clone(),
+                Outlets {
+                    queue: data_tx.clone(),
+                    fanout: fanout.clone(),
+                },
                 stop_rx.clone(),
                 open_streams.clone(),
             ));
         }
         drop(data_tx);
+        let live = fanout.downgrade();
+        drop(fanout);
         #[cfg(test)]
         let delay = self.write_delay;
         #[cfg(not(test))]
@@ -199,6 +220,7 @@ impl LogWriter {
         });
         LogHandle {
             path,
+            live,
             ctl: ctl_tx,
             stop: stop_tx,
             open_streams,
@@ -221,6 +243,8 @@ pub fn start(fifos: &Fifos, log_path: &Path, max_line: usize) -> Result<LogHandl
 #[derive(Debug)]
 pub struct LogHandle {
     path: PathBuf,
+    /// The live output's broadcast, while a reader runs.
+    live: broadcast::WeakSender<Chunk>,
     ctl: mpsc::Sender<ReopenReply>,
     stop: watch::Sender<bool>,
     open_streams: Arc<AtomicUsize>,
@@ -261,6 +285,15 @@ impl LogHandle {
         rx.await.map_err(|_| not_running())?
     }
 
+    /// The container's output from now on, as it is read (see the
+    /// [module docs](self)): ends when the copy does.
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            rx: self.live.upgrade().map(|tx| tx.subscribe()),
+            lost: 0,
+        }
+    }
+
     /// Stops reading the FIFOs (for a container whose task was never
     /// created, so they will never see EOF): what was read is still
     /// written, bytes of an unfinished line as a `P` record.
@@ -287,11 +320,48 @@ impl LogHandle {
     }
 }
 
+/// A subscription to a container's live output ([`LogHandle::subscribe`]).
+#[derive(Debug)]
+pub struct Subscription {
+    rx: Option<broadcast::Receiver<Chunk>>,
+    lost: u64,
+}
+
+impl Subscription {
+    /// The next chunk; `None` once the output has ended (the container's
+    /// streams closed). Chunks this subscriber fell too far behind for are
+    /// skipped and counted ([`Subscription::lost`]).
+    pub async fn next(&mut self) -> Option<Chunk> {
+        let rx = self.rx.as_mut()?;
+        loop {
+            match rx.recv().await {
+                Ok(chunk) => return Some(chunk),
+                Err(broadcast::error::RecvError::Lagged(n)) => self.lost += n,
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.rx = None;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// How many chunks were skipped because this subscriber lagged.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+}
+
+/// Where a reader puts what it read: the writer's queue, the subscribers.
+struct Outlets {
+    queue: mpsc::Sender<Batch>,
+    fanout: broadcast::Sender<Chunk>,
+}
+
 async fn read_stream<R>(
     stream: Stream,
     mut r: R,
     max_line: usize,
-    tx: mpsc::Sender<Batch>,
+    out: Outlets,
     mut stop: watch::Receiver<bool>,
     open_streams: Arc<AtomicUsize>,
 ) where
@@ -305,6 +375,7 @@ async fn read_stream<R>(
         if buf.capacity() - buf.len() < READ_CHUNK {
             buf.reserve(READ_CHUNK);
         }
+        let before = buf.len();
         let read = tokio::select! {
             biased;
             () = stopped(&mut stop) => break,
@@ -313,7 +384,12 @@ async fn read_stream<R>(
         };
         match read {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if out.fanout.receiver_count() > 0 {
+                    // Never waits: a lagging subscriber loses the oldest.
+                    let _ = out.fanout.send((stream, Arc::from(&buf[before..])));
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!(%stream, error = %e, "reading container output failed; treated as EOF");
@@ -329,7 +405,8 @@ async fn read_stream<R>(
         let data = buf[..rest].to_vec();
         buf.drain(..rest);
         clean = buf.len();
-        if tx
+        if out
+            .queue
             .send(Batch {
                 stream,
                 data,
@@ -347,7 +424,8 @@ async fn read_stream<R>(
             partial: true,
             range: 0..buf.len(),
         }];
-        let _ = tx
+        let _ = out
+            .queue
             .send(Batch {
                 stream,
                 data: buf,
@@ -519,6 +597,57 @@ mod tests {
             n += 1;
         }
         assert_eq!((n, content), (lines, bytes));
+    }
+
+    /// Subscribers get the output as read; one that never reads loses the
+    /// oldest chunks but holds back neither the log nor the container, and
+    /// every subscription ends with the output.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn subscribers_get_live_output_and_a_stalled_one_never_blocks_the_log() {
+        use tokio::io::AsyncWriteExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut out_w, out_r) = tokio::io::duplex(1 << 16);
+        let w = LogWriter::new(&tmp.path().join("0.log")).expect("writer");
+        let handle = w.start_from(out_r, None).expect("start");
+        let mut live = handle.subscribe();
+        let mut stalled = handle.subscribe();
+        out_w.write_all(b"hello\n").await.expect("write");
+        let (stream, data) = live.next().await.expect("a chunk");
+        assert_eq!((stream, &data[..]), (Stream::Stdout, &b"hello\n"[..]));
+        // Far more reads than the broadcast keeps, nobody reading `stalled`.
+        let line = format!("{}\n", "x".repeat(1000));
+        let lines = 2000;
+        let writer = tokio::spawn(async move {
+            for _ in 0..lines {
+                out_w.write_all(line.as_bytes()).await.expect("write");
+                out_w.flush().await.expect("flush");
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut got = 0usize;
+        while let Some((_, data)) = live.next().await {
+            got += data.len();
+            if got >= 1000 {
+                break;
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(20), writer)
+            .await
+            .expect("the producer never blocked on a stalled subscriber")
+            .expect("join");
+        tokio::time::timeout(Duration::from_secs(20), handle.done())
+            .await
+            .expect("the copy ends");
+        let mut seen = 0usize;
+        while let Some((_, data)) = stalled.next().await {
+            seen += data.len();
+        }
+        assert!(stalled.lost() > 0, "the stalled subscriber lost chunks");
+        assert!(seen < lines * 1001, "{seen}");
+        assert!(handle.subscribe().next().await.is_none(), "ended");
+        let log = std::fs::read(tmp.path().join("0.log")).expect("read");
+        let records = log.split(|&c| c == b'\n').filter(|l| !l.is_empty()).count();
+        assert_eq!(records, lines + 1, "the log got everything");
     }
 
     /// Writes failing (disk full): the writer keeps draining the queue, so

@@ -39,6 +39,24 @@ pub struct FakeTask {
     /// The write ends of the task's stdout/stderr FIFOs, held as a shim
     /// holds them: closed at the exit, so the log copy sees EOF.
     pipes: Vec<std::fs::File>,
+    /// The read end of its stdin FIFO, as the shim holds it until CloseIO.
+    stdin: Option<std::fs::File>,
+}
+
+/// An exec process of the fake containerd.
+#[derive(Debug)]
+pub struct FakeExec {
+    pub pid: u32,
+    pub started: bool,
+    /// Whether the process runs on a terminal.
+    pub terminal: bool,
+    /// Set once the process exited; waiters watch it.
+    exit: watch::Sender<Option<TaskExit>>,
+    /// The write ends of its stdout/stderr FIFOs (as the shim holds them),
+    /// stdout first; closed at the exit.
+    pipes: Vec<std::fs::File>,
+    /// The read end of its stdin FIFO, as the shim holds it until CloseIO.
+    stdin: Option<std::fs::File>,
 }
 
 /// Everything the fakes hold.
@@ -51,6 +69,11 @@ pub struct World {
     counts: BTreeMap<String, usize>,
     pub containers: BTreeMap<String, ContainerRecord>,
     pub tasks: BTreeMap<String, FakeTask>,
+    /// `(container id, exec id)`.
+    pub execs: BTreeMap<(String, String), FakeExec>,
+    /// Execs run until [`Fake::exec_exit`] or a kill; otherwise (the
+    /// default) each exits with 0 as soon as it starts.
+    pub hold_execs: bool,
     /// `(snapshotter, key)`.
     pub snapshots: BTreeSet<(String, String)>,
     pub leases: BTreeSet<String>,
@@ -151,12 +174,17 @@ impl Fake {
         w.images.push(image);
     }
 
-    /// Makes the process of `id`'s task exit with `code`.
+    /// Makes the process of `id`'s task exit with `code` (its execs die
+    /// with it, as its PID namespace goes).
     pub fn exit(&self, id: &str, code: u32) {
+        for exec_id in self.exec_ids(id) {
+            self.exec_exit(id, &exec_id, 137);
+        }
         let mut w = self.world();
         if let Some(t) = w.tasks.get_mut(id) {
             t.status = TaskStatus::Stopped;
             t.pipes.clear();
+            t.stdin = None;
             t.exit.send_replace(Some(TaskExit {
                 exit_status: code,
                 exited_at: Some(std::time::SystemTime::now()),
@@ -212,6 +240,7 @@ impl Fake {
         let mut out: Vec<String> = Vec::new();
         out.extend(w.containers.keys().map(|k| format!("container {k}")));
         out.extend(w.tasks.keys().map(|k| format!("task {k}")));
+        out.extend(w.execs.keys().map(|(c, e)| format!("exec {c}/{e}")));
         out.extend(w.snapshots.iter().map(|(s, k)| format!("snapshot {s}/{k}")));
         out.extend(w.leases.iter().map(|l| format!("lease {l}")));
         out.extend(w.netns.iter().map(|p| format!("netns {}", p.display())));
@@ -247,18 +276,41 @@ impl Fake {
 
 /// Opens the write ends of `stdio`'s FIFOs (their readers are open).
 fn open_pipes(stdio: &Stdio) -> Result<Vec<std::fs::File>> {
+    open_pipes_with(stdio, false)
+}
+
+/// Opens the write ends of `stdio`'s FIFOs; with `early`, read-write, so
+/// that this works before crius opened its read ends (as the shim's
+/// asynchronous open does; ExecSync opens them in tasks of their own).
+fn open_pipes_with(stdio: &Stdio, early: bool) -> Result<Vec<std::fs::File>> {
     use std::os::unix::fs::OpenOptionsExt;
     [&stdio.stdout, &stdio.stderr]
         .into_iter()
         .filter(|p| !p.is_empty())
         .map(|p| {
             std::fs::OpenOptions::new()
+                .read(early)
                 .write(true)
                 .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
                 .open(p)
                 .map_err(|e| Error::io(format!("opening FIFO {p}"), e))
         })
         .collect()
+}
+
+/// Opens the read end of `stdio`'s stdin FIFO (non-blocking), as the shim
+/// does.
+fn open_stdin(stdio: &Stdio) -> Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if stdio.stdin.is_empty() {
+        return Ok(None);
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&stdio.stdin)
+        .map(Some)
+        .map_err(|e| Error::io(format!("opening FIFO {}", stdio.stdin), e))
 }
 
 fn not_found(what: String) -> Error {
@@ -338,6 +390,7 @@ impl ports::Tasks for Fake {
     ) -> Result<u32> {
         self.call("task_create", format_args!("{id}"))?;
         let pipes = open_pipes(stdio)?;
+        let stdin = open_stdin(stdio)?;
         let mut w = self.world();
         if !w.containers.contains_key(id) {
             return Err(not_found(format!("container {id}")));
@@ -354,6 +407,7 @@ impl ports::Tasks for Fake {
             status: TaskStatus::Created,
             exit: watch::Sender::new(None),
             pipes,
+            stdin,
         };
         w.tasks.insert(id.to_string(), task);
         Ok(pid)
@@ -442,29 +496,194 @@ impl ports::Tasks for Fake {
         &self,
         id: &str,
         exec_id: &str,
-        _process: &oci_spec::runtime::Process,
-        _stdio: &Stdio,
+        process: &oci_spec::runtime::Process,
+        stdio: &Stdio,
     ) -> Result<()> {
-        self.call("exec_create", format_args!("{id} {exec_id}"))
+        self.call("exec_create", format_args!("{id} {exec_id}"))?;
+        let pipes = open_pipes_with(stdio, true)?;
+        let stdin = open_stdin(stdio)?;
+        let mut w = self.world();
+        if !w.tasks.contains_key(id) {
+            return Err(not_found(format!("task {id}")));
+        }
+        let key = (id.to_string(), exec_id.to_string());
+        if w.execs.contains_key(&key) {
+            return Err(Error::AlreadyExists {
+                what: format!("exec {exec_id}"),
+            });
+        }
+        w.next_pid += 1;
+        let exec = FakeExec {
+            pid: w.next_pid,
+            started: false,
+            terminal: process.terminal().unwrap_or(false),
+            exit: watch::Sender::new(None),
+            pipes,
+            stdin,
+        };
+        w.execs.insert(key, exec);
+        Ok(())
     }
     async fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32> {
         self.call("exec_start", format_args!("{id} {exec_id}"))?;
-        Ok(1)
+        let (pid, hold) = {
+            let mut w = self.world();
+            let hold = w.hold_execs;
+            let e = w
+                .execs
+                .get_mut(&(id.to_string(), exec_id.to_string()))
+                .ok_or_else(|| not_found(format!("exec {exec_id}")))?;
+            e.started = true;
+            (e.pid, hold)
+        };
+        if !hold {
+            self.exec_exit(id, exec_id, 0);
+        }
+        Ok(pid)
     }
     async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<TaskExit> {
         self.call("exec_wait", format_args!("{id} {exec_id}"))?;
-        Ok(TaskExit {
-            exit_status: 0,
-            exited_at: None,
-            pid: 1,
-        })
+        let mut rx = self
+            .world()
+            .execs
+            .get(&(id.to_string(), exec_id.to_string()))
+            .map(|e| e.exit.subscribe())
+            .ok_or_else(|| not_found(format!("exec {exec_id}")))?;
+        let gone = || not_found(format!("exec {exec_id}"));
+        let exit = rx.wait_for(Option::is_some).await.map_err(|_| gone())?;
+        (*exit).ok_or_else(gone)
     }
     async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
-        self.call("exec_kill", format_args!("{id} {exec_id} {signal}"))
+        self.call("exec_kill", format_args!("{id} {exec_id} {signal}"))?;
+        let key = (id.to_string(), exec_id.to_string());
+        if !self.world().execs.contains_key(&key) {
+            return Err(not_found(format!("exec {exec_id}")));
+        }
+        self.exec_exit(id, exec_id, 128 + signal);
+        Ok(())
     }
     async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>> {
         self.call("exec_delete", format_args!("{id} {exec_id}"))?;
-        Ok(None)
+        let key = (id.to_string(), exec_id.to_string());
+        let mut w = self.world();
+        match w.execs.get(&key) {
+            None => Ok(None),
+            Some(e) if e.started && e.exit.borrow().is_none() => Err(Error::FailedPrecondition(
+                format!("exec {exec_id} is running"),
+            )),
+            Some(_) => Ok(w.execs.remove(&key).and_then(|e| *e.exit.borrow())),
+        }
+    }
+    async fn exec_resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        self.call(
+            "exec_resize",
+            format_args!("{id} {exec_id} {width}x{height}"),
+        )
+    }
+    async fn exec_close_stdin(&self, id: &str, exec_id: &str) -> Result<()> {
+        self.call("exec_close_stdin", format_args!("{id} {exec_id}"))?;
+        if exec_id.is_empty() {
+            if let Some(t) = self.world().tasks.get_mut(id) {
+                t.stdin = None;
+            }
+            return Ok(());
+        }
+        if let Some(e) = self
+            .world()
+            .execs
+            .get_mut(&(id.to_string(), exec_id.to_string()))
+        {
+            e.stdin = None;
+        }
+        Ok(())
+    }
+}
+
+impl Fake {
+    /// Makes exec `exec_id` of `id` exit with `code` (its pipes close).
+    pub fn exec_exit(&self, id: &str, exec_id: &str, code: u32) {
+        let mut w = self.world();
+        if let Some(e) = w.execs.get_mut(&(id.to_string(), exec_id.to_string()))
+            && e.exit.borrow().is_none()
+        {
+            e.pipes.clear();
+            e.stdin = None;
+            e.exit.send_replace(Some(TaskExit {
+                exit_status: code,
+                exited_at: Some(std::time::SystemTime::now()),
+                pid: e.pid,
+            }));
+        }
+    }
+
+    /// Writes `data` as the output of `id`'s task on stream `n` (0:
+    /// stdout, 1: stderr).
+    pub fn task_write(&self, id: &str, n: usize, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let mut w = self.world();
+        let t = w
+            .tasks
+            .get_mut(id)
+            .ok_or_else(|| not_found(format!("task {id}")))?;
+        let pipe = t
+            .pipes
+            .get_mut(n)
+            .ok_or_else(|| Error::Internal(format!("task {id} has no stream {n}")))?;
+        pipe.write_all(data)
+            .map_err(|e| Error::io("writing a fake task's output", e))
+    }
+
+    /// The exec ids of container `id`, in order.
+    pub fn exec_ids(&self, id: &str) -> Vec<String> {
+        let w = self.world();
+        w.execs
+            .keys()
+            .filter(|(c, _)| c == id)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// Writes `data` as exec `exec_id`'s output on stream `n` (0: stdout,
+    /// 1: stderr).
+    pub fn exec_write(&self, id: &str, exec_id: &str, n: usize, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let mut w = self.world();
+        let e = w
+            .execs
+            .get_mut(&(id.to_string(), exec_id.to_string()))
+            .ok_or_else(|| not_found(format!("exec {exec_id}")))?;
+        let pipe = e
+            .pipes
+            .get_mut(n)
+            .ok_or_else(|| Error::Internal(format!("exec {exec_id} has no stream {n}")))?;
+        pipe.write_all(data)
+            .map_err(|e| Error::io("writing a fake exec's output", e))
+    }
+
+    /// What reached exec `exec_id`'s stdin (`""`: the task's) so far (read without waiting),
+    /// and whether it was closed (CloseIO, or the writers closed it).
+    pub fn exec_stdin(&self, id: &str, exec_id: &str) -> (Vec<u8>, bool) {
+        use std::io::Read;
+        let mut w = self.world();
+        let stdin = if exec_id.is_empty() {
+            w.tasks.get_mut(id).and_then(|t| t.stdin.as_mut())
+        } else {
+            w.execs
+                .get_mut(&(id.to_string(), exec_id.to_string()))
+                .and_then(|e| e.stdin.as_mut())
+        };
+        let Some(f) = stdin else {
+            return (Vec::new(), true);
+        };
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => return (got, true),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => return (got, false),
+            }
+        }
     }
 }
 

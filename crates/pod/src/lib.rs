@@ -36,6 +36,7 @@ mod rootfs;
 mod sandbox;
 mod stats;
 mod store;
+pub mod streaming;
 #[cfg(test)]
 mod tests;
 
@@ -159,6 +160,14 @@ impl Pods {
             ctx,
             sandboxes,
             containers,
+        }
+    }
+
+    /// The CRI streaming backend (Exec, Attach, PortForward) over these
+    /// pods, for the streaming server.
+    pub fn streams(&self) -> streaming::Streams {
+        streaming::Streams {
+            ctx: self.ctx.clone(),
         }
     }
 

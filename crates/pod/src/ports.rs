@@ -70,6 +70,12 @@ pub trait Tasks: Send + Sync {
     async fn exec_wait(&self, id: &str, exec_id: &str) -> Result<TaskExit>;
     async fn exec_kill(&self, id: &str, exec_id: &str, signal: u32) -> Result<()>;
     async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>>;
+    /// Resizes the terminal of exec `exec_id` of task `id`, or of the
+    /// task's own process when `exec_id` is `""` (containerd's ResizePty).
+    async fn exec_resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()>;
+    /// Closes the shim's side of the stdin of exec `exec_id` (`""`: of the
+    /// task's own process), containerd's CloseIO: the process reads EOF.
+    async fn exec_close_stdin(&self, id: &str, exec_id: &str) -> Result<()>;
 }
 
 /// What a call on a task found: the task, or no task (containerd answered

@@ -123,6 +123,18 @@ impl ports::Tasks for Containerd {
     async fn exec_delete(&self, id: &str, exec_id: &str) -> Result<Option<TaskExit>> {
         self.0.exec_delete(id, exec_id).await.map_err(Error::from)
     }
+    async fn exec_resize(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        self.0
+            .task_resize_pty(id, exec_id, width, height)
+            .await
+            .map_err(Error::from)
+    }
+    async fn exec_close_stdin(&self, id: &str, exec_id: &str) -> Result<()> {
+        self.0
+            .task_close_stdin(id, exec_id)
+            .await
+            .map_err(Error::from)
+    }
 }
 
 /// A task's NotFound is [`Found::Gone`]; every other failure is crius'

@@ -629,3 +629,343 @@ async fn a_localhost_seccomp_profile_is_read_through_the_host_port() -> Result<(
     assert_eq!(json["syscalls"][0]["names"][0], "mkdir", "{json}");
     Ok(())
 }
+
+/// Streaming sessions (Exec, Attach) over the fakes: real FIFOs under a
+/// scratch state directory, the fake shim at their other ends.
+mod streaming {
+    use super::*;
+    use crius_stream::backend::{AttachRequest, Backend, ExecRequest, Io};
+    use crius_stream::channel::{ExitStatus, TerminalSize};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn exec_req(id: &str, tty: bool, stdin: bool) -> ExecRequest {
+        ExecRequest {
+            container_id: id.to_string(),
+            cmd: vec!["sh".into(), "-c".into(), "work".into()],
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        }
+    }
+
+    /// A running container `app` in pod `web`, with execs held until the
+    /// test ends them.
+    async fn running(e: &Env) -> Result<String> {
+        let sandbox = e.run("web").await?;
+        let id = e.create(&sandbox, "app").await?;
+        e.pods.start_container(&id).await?;
+        e.fake.world().hold_execs = true;
+        Ok(id)
+    }
+
+    /// Waits for the next exec of `id` not in `seen`.
+    async fn next_exec(e: &Env, id: &str, seen: &[String]) -> String {
+        wait_for(|| e.fake.exec_ids(id).iter().any(|x| !seen.contains(x))).await;
+        let ids = e.fake.exec_ids(id);
+        ids.into_iter()
+            .find(|x| !seen.contains(x))
+            .unwrap_or_default()
+    }
+
+    fn exec_files(e: &Env, id: &str) -> Vec<String> {
+        let dir = e.config.state_dir.join("containers").join(id);
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|f| f.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("exec-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn exec_streams_output_passes_the_exit_code_and_ids_are_unique() -> Result<()> {
+        let e = env();
+        let id = running(&e).await?;
+        let streams = e.pods.streams();
+        let mut ids = Vec::new();
+        for code in [3u32, 0] {
+            let (out_w, mut out_r) = tokio::io::duplex(1 << 16);
+            let (err_w, mut err_r) = tokio::io::duplex(1 << 16);
+            let io = Io {
+                stdin: None,
+                stdout: Some(Box::pin(out_w)),
+                stderr: Some(Box::pin(err_w)),
+                resize: None,
+            };
+            let s = streams.clone();
+            let req = exec_req(&id, false, false);
+            let session = tokio::spawn(async move { s.exec(req, io).await });
+            let exec_id = next_exec(&e, &id, &ids).await;
+            e.fake.exec_write(&id, &exec_id, 0, b"out\n")?;
+            e.fake.exec_write(&id, &exec_id, 1, b"err\n")?;
+            e.fake.exec_exit(&id, &exec_id, code);
+            let status = session.await.map_err(|e| Error::Internal(e.to_string()))?;
+            match code {
+                0 => assert_eq!(status, ExitStatus::Success),
+                _ => assert!(
+                    matches!(status, ExitStatus::ExitCode { code: 3, .. }),
+                    "{status:?}"
+                ),
+            }
+            let (mut out, mut err) = (String::new(), String::new());
+            out_r.read_to_string(&mut out).await.ok();
+            err_r.read_to_string(&mut err).await.ok();
+            assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+            ids.push(exec_id);
+        }
+        assert_ne!(ids[0], ids[1], "each exec has its own id");
+        let left = e.fake.leftovers();
+        assert!(!left.iter().any(|l| l.starts_with("exec ")), "{left:?}");
+        assert!(exec_files(&e, &id).is_empty(), "{:?}", exec_files(&e, &id));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_dropped_exec_is_killed_deleted_and_its_fifos_removed() -> Result<()> {
+        let e = env();
+        let id = running(&e).await?;
+        let streams = e.pods.streams();
+        let io = Io {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            resize: None,
+        };
+        let req = exec_req(&id, true, true);
+        let session = tokio::spawn(async move { streams.exec(req, io).await });
+        let exec_id = next_exec(&e, &id, &[]).await;
+        wait_for(|| e.fake.calls().iter().any(|c| c.starts_with("exec_start"))).await;
+        assert!(!exec_files(&e, &id).is_empty(), "the exec has FIFOs");
+        // The client goes away: the session's future is dropped.
+        session.abort();
+        wait_for(|| e.fake.exec_ids(&id).is_empty()).await;
+        let calls = e.fake.calls();
+        assert!(
+            calls.contains(&format!("exec_kill {id} {exec_id} 9")),
+            "{calls:?}"
+        );
+        assert!(calls.contains(&format!("exec_delete {id} {exec_id}")));
+        wait_for(|| exec_files(&e, &id).is_empty()).await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn exec_in_a_container_not_running_or_unknown_fails_clearly() -> Result<()> {
+        let e = env();
+        let sandbox = e.run("web").await?;
+        let id = e.create(&sandbox, "app").await?;
+        let io = || Io {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            resize: None,
+        };
+        let streams = e.pods.streams();
+        match streams.exec(exec_req(&id, false, false), io()).await {
+            ExitStatus::Failure { message, .. } => {
+                assert!(message.contains("is not running"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match streams.exec(exec_req("nope", false, false), io()).await {
+            ExitStatus::Failure { message, .. } => {
+                assert!(message.contains("nope"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!e.fake.ops().iter().any(|o| o == "exec_create"));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn exec_resizes_reach_the_port_and_stdin_eof_closes_the_exec_stdin() -> Result<()> {
+        let e = env();
+        let id = running(&e).await?;
+        let (mut in_w, in_r) = tokio::io::duplex(1 << 16);
+        let (size_tx, size_rx) = tokio::sync::mpsc::channel(4);
+        // The first size may come before the process exists.
+        size_tx
+            .send(TerminalSize {
+                width: 80,
+                height: 24,
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let io = Io {
+            stdin: Some(Box::pin(in_r)),
+            stdout: None,
+            stderr: None,
+            resize: Some(size_rx),
+        };
+        let streams = e.pods.streams();
+        let req = exec_req(&id, true, true);
+        let session = tokio::spawn(async move { streams.exec(req, io).await });
+        let exec_id = next_exec(&e, &id, &[]).await;
+        let resized = format!("exec_resize {id} {exec_id} 80x24");
+        wait_for(|| e.fake.calls().contains(&resized)).await;
+        in_w.write_all(b"ls\n")
+            .await
+            .map_err(|e| Error::io("stdin", e))?;
+        let got = std::sync::Mutex::new(Vec::new());
+        wait_for(|| {
+            let (data, _) = e.fake.exec_stdin(&id, &exec_id);
+            let mut g = crate::lock(&got);
+            g.extend(data);
+            *g == b"ls\n"
+        })
+        .await;
+        assert!(!e.fake.ops().iter().any(|o| o == "exec_close_stdin"));
+        drop(in_w);
+        let closed = format!("exec_close_stdin {id} {exec_id}");
+        wait_for(|| e.fake.calls().contains(&closed)).await;
+        assert!(e.fake.exec_stdin(&id, &exec_id).1, "the shim's side closed");
+        e.fake.exec_exit(&id, &exec_id, 0);
+        let status = session.await.map_err(|e| Error::Internal(e.to_string()))?;
+        assert_eq!(status, ExitStatus::Success);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn attach_gets_live_output_feeds_stdin_once_and_ends_with_the_exit() -> Result<()> {
+        let e = env();
+        let sandbox = e.run("web").await?;
+        let mut req = container("app");
+        req.stdin = true;
+        req.stdin_once = true;
+        let id = e
+            .pods
+            .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, req)
+            .await?;
+        e.pods.start_container(&id).await?;
+        let (mut in_w, in_r) = tokio::io::duplex(1 << 16);
+        let (out_w, mut out_r) = tokio::io::duplex(1 << 16);
+        let io = Io {
+            stdin: Some(Box::pin(in_r)),
+            stdout: Some(Box::pin(out_w)),
+            stderr: None,
+            resize: None,
+        };
+        let streams = e.pods.streams();
+        let attach = AttachRequest {
+            container_id: id.clone(),
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        };
+        let session = tokio::spawn(async move { streams.attach(attach, io).await });
+        // Output written from now on reaches the client.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while !got.ends_with(b"hello\n") {
+            e.fake.task_write(&id, 0, b"hello\n")?;
+            let n = tokio::time::timeout(Duration::from_millis(200), out_r.read(&mut buf))
+                .await
+                .unwrap_or(Ok(0))
+                .map_err(|e| Error::io("stdout", e))?;
+            got.extend_from_slice(&buf[..n]);
+        }
+        in_w.write_all(b"input\n")
+            .await
+            .map_err(|e| Error::io("stdin", e))?;
+        let fed = std::sync::Mutex::new(Vec::new());
+        wait_for(|| {
+            let (data, _) = e.fake.exec_stdin(&id, "");
+            let mut g = crate::lock(&fed);
+            g.extend(data);
+            *g == b"input\n"
+        })
+        .await;
+        // stdin_once, no tty: the client's EOF closes the container's stdin
+        // and the client stays attached.
+        drop(in_w);
+        let closed = format!("exec_close_stdin {id} ");
+        wait_for(|| {
+            e.fake
+                .calls()
+                .iter()
+                .any(|c| c.starts_with(closed.trim_end()))
+        })
+        .await;
+        assert!(!session.is_finished(), "still attached until the exit");
+        e.fake.exit(&id, 5);
+        let status = tokio::time::timeout(Duration::from_secs(10), session)
+            .await
+            .map_err(|_| Error::Internal("attach did not end with the exit".into()))?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        assert!(
+            matches!(status, ExitStatus::ExitCode { code: 5, .. }),
+            "{status:?}"
+        );
+        Ok(())
+    }
+
+    /// A listener on the loopback of a real pinned namespace where the
+    /// pod's record says its namespace is (needs root; skipped otherwise).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_reaches_the_pods_loopback_and_a_closed_port_errors_clearly() -> Result<()> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return Ok(());
+        }
+        let e = env();
+        let sandbox = e.run("web").await?;
+        let dir = e.config.state_dir.join("netns");
+        let ns = crius_network::netns::create(&dir, &sandbox)?;
+        let _pin = Unpin(ns.clone(), dir);
+        let up = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(["ip", "link", "set", "lo", "up"])
+            .status()
+            .map_err(|e| Error::io("nsenter", e))?;
+        assert!(up.success());
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let ns_file = std::fs::File::open(&ns).map_err(|e| Error::io("netns", e))?;
+        let server = std::thread::spawn(move || -> std::io::Result<()> {
+            nix::sched::setns(&ns_file, nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let _ = port_tx.send(l.local_addr()?.port());
+            let (mut conn, _) = l.accept()?;
+            std::io::Write::write_all(&mut conn, b"from the pod")
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut conn = e
+            .pods
+            .streams()
+            .connect(&sandbox, port)
+            .await
+            .map_err(|e| Error::io("connect", e))?;
+        let mut got = String::new();
+        conn.read_to_string(&mut got)
+            .await
+            .map_err(|e| Error::io("read", e))?;
+        assert_eq!(got, "from the pod");
+        assert!(server.join().is_ok_and(|r| r.is_ok()));
+        let err = match e.pods.streams().connect(&sandbox, port).await {
+            Ok(_) => panic!("the listener is closed"),
+            Err(err) => err,
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("connection refused to port {port}")) && msg.contains(&sandbox),
+            "{msg}"
+        );
+        Ok(())
+    }
+
+    /// Removes a pinned namespace and its directory's mount when dropped.
+    struct Unpin(std::path::PathBuf, std::path::PathBuf);
+
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            let _ = crius_network::netns::remove(&self.0);
+            while nix::mount::umount2(&self.1, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+        }
+    }
+}

@@ -108,6 +108,8 @@ fn container_meta(plan: &Plan<'_>, spec: &oci_spec::runtime::Spec) -> Result<Con
         annotations: req.annotations.clone(),
         log_path,
         tty: req.tty,
+        stdin: req.stdin,
+        stdin_once: req.stdin_once,
         stop_signal: plan.image_cfg.stop_signal.clone(),
         mounts: req.mounts.iter().map(MountRecord::from).collect(),
         resources: Some(container::resources_in_force(spec)),

@@ -97,6 +97,14 @@ pub struct ContainerMeta {
     /// Absolute log file path ("" when the pod or container sets none).
     pub log_path: String,
     pub tty: bool,
+    /// The main process has a stdin crius keeps open for Attach (CRI
+    /// `stdin`; `false` in records written before it was kept).
+    #[serde(default)]
+    pub stdin: bool,
+    /// The container's stdin is closed once the first attached client's
+    /// stdin ends (CRI `stdin_once`).
+    #[serde(default)]
+    pub stdin_once: bool,
     pub stop_signal: String,
     /// The request's mounts, as `ContainerStatus` gives them back.
     #[serde(deserialize_with = "mounts_of_any_record")]
@@ -198,6 +206,9 @@ pub struct Container {
     transition: tokio::sync::Mutex<()>,
     pub(crate) op: tokio::sync::Mutex<()>,
     log: Mutex<Option<Arc<crius_logs::LogHandle>>>,
+    /// The write end of the main process' stdin FIFO (containers with
+    /// `stdin`, while it is open); attached clients write through it.
+    pub(crate) stdin: tokio::sync::Mutex<Option<tokio::net::unix::pipe::Sender>>,
     /// Turns true once an exit is recorded and its task deleted.
     exit_recorded: tokio::sync::watch::Sender<bool>,
 }
@@ -210,6 +221,7 @@ impl Container {
             transition: tokio::sync::Mutex::new(()),
             op: tokio::sync::Mutex::new(()),
             log: Mutex::new(None),
+            stdin: tokio::sync::Mutex::new(None),
             exit_recorded: tokio::sync::watch::Sender::new(false),
         }
     }

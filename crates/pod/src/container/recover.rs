@@ -58,6 +58,13 @@ impl Containers {
                         Ok(h) => c.set_log(Some(Arc::new(h))),
                         Err(e) => tracing::warn!(container = %meta.id, "logs not reattached: {e}"),
                     }
+                    // The FIFO is still there; the shim's side saw EOF
+                    // when the previous daemon's end closed, so this only
+                    // keeps attach working for a shim that kept it open.
+                    match self.open_stdin(&c, &self.containers_dir().join(&meta.id)) {
+                        Ok(tx) => *c.stdin.lock().await = tx.map(|(_, tx)| tx),
+                        Err(e) => tracing::warn!(container = %meta.id, "stdin not reopened: {e}"),
+                    }
                     self.watch_exit(c.clone());
                 }
                 Some(TaskStatus::Stopped) if status.state != ContainerState::Exited => {

@@ -93,9 +93,21 @@ impl Containers {
             c.meta.snapshotter.clone()
         };
         let mounts = self.containerd.snapshot_mounts(&snapshotter, id).await?;
-        let fifos = crius_logs::create_fifos(&self.containers_dir().join(id), id, c.meta.tty)?;
+        let dir = self.containers_dir().join(id);
+        let fifos = crius_logs::create_fifos(&dir, id, c.meta.tty)?;
         let log = self.log_writer(&c.meta)?.start(&fifos)?;
-        let stdio = super::fifo_stdio(&fifos, c.meta.tty);
+        let mut stdio = super::fifo_stdio(&fifos, c.meta.tty);
+        let stdin = match self.open_stdin(c, &dir) {
+            Ok(stdin) => stdin,
+            Err(e) => {
+                log.stop();
+                let _ = crius_logs::remove_fifos(&fifos);
+                return Err(e);
+            }
+        };
+        if let Some((path, _)) = &stdin {
+            stdio.stdin = path.display().to_string();
+        }
         match self
             .containerd
             .task_create(id, mounts, &stdio, &c.meta.runtime_path)
@@ -103,14 +115,34 @@ impl Containers {
         {
             Ok(_) => {
                 c.set_log(Some(Arc::new(log)));
+                *c.stdin.lock().await = stdin.map(|(_, tx)| tx);
                 Ok(())
             }
             Err(e) => {
                 log.stop();
                 let _ = crius_logs::remove_fifos(&fifos);
+                if let Some((path, _)) = stdin {
+                    let _ = std::fs::remove_file(path);
+                }
                 Err(e)
             }
         }
+    }
+
+    /// A container with `stdin`: its stdin FIFO in `dir`, with the write
+    /// end crius keeps open (so the process never reads EOF until an
+    /// attach with `stdin_once` ends, or the container does).
+    pub(crate) fn open_stdin(
+        &self,
+        c: &Container,
+        dir: &std::path::Path,
+    ) -> Result<Option<(std::path::PathBuf, tokio::net::unix::pipe::Sender)>> {
+        if !c.meta.stdin {
+            return Ok(None);
+        }
+        let path = crius_logs::create_stdin_fifo(dir, &c.meta.id)?;
+        let tx = crate::streaming::open_stdin_sender(&path)?;
+        Ok(Some((path, tx)))
     }
 
     /// Waits for the container's task to exit and records it.
@@ -147,6 +179,8 @@ impl Containers {
         if let Some(log) = c.log() {
             let _ = tokio::time::timeout(LOG_DRAIN_WAIT, wait_log(log)).await;
         }
+        // No one can write to a process that is gone.
+        *c.stdin.lock().await = None;
         let oom = self.oom_killed(&c.meta.id).await;
         // As containerd does: the task goes at once (its rootfs unmounted,
         // the shim's resources freed), not at RemoveContainer; and before
