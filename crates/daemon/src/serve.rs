@@ -66,6 +66,7 @@ async fn serve(
     background.spawn("config reloader", reload_on_sighup(state.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);
     background.spawn("containerd connector", connect_containerd(state.clone()));
+    start_streaming(&state, &config).await?;
     let pods_of = state.clone();
 
     let services = crius_server::services(state);
@@ -101,6 +102,31 @@ async fn serve(
         backend.pods.shutdown(BACKGROUND_GRACE).await;
     }
     result
+}
+
+/// Binds the streaming server (Exec, Attach, PortForward URLs) and runs it
+/// until shutdown begins; it then ends its sessions (exec processes are
+/// killed) and stops.
+async fn start_streaming(state: &Arc<State>, config: &Config) -> anyhow::Result<()> {
+    let s = &config.streaming;
+    let ip: std::net::IpAddr = s
+        .address
+        .parse()
+        .with_context(|| format!("streaming.address {:?}", s.address))?;
+    let server_config = crius_stream::server::ServerConfig {
+        addr: std::net::SocketAddr::new(ip, s.port),
+        token_ttl: Duration::from_secs(s.token_ttl_secs),
+        idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+        max_sessions: s.max_sessions,
+        ..Default::default()
+    };
+    let backend = Arc::new(crius_server::streaming::PodsBackend(state.clone()));
+    let (server, addr) = crius_stream::server::StreamServer::bind(server_config, backend).await?;
+    state.set_streams(Arc::new(server.urls()));
+    tracing::info!(%addr, "serving exec, attach and port-forward streams");
+    let background = state.background();
+    background.spawn_to_end(server.serve(background.stopping()));
+    Ok(())
 }
 
 /// How long shutdown waits for each set of background tasks to stop.

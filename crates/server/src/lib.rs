@@ -12,7 +12,7 @@ mod image;
 mod runtime;
 mod service;
 pub mod state;
-mod streaming;
+pub mod streaming;
 
 use std::sync::Arc;
 

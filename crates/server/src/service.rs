@@ -235,7 +235,11 @@ impl State {
         let crius_stream::backend::Request::PortForward(p) = request else {
             return Ok(());
         };
-        let status = self.backend()?.pods.status(&p.pod_sandbox_id, false).await?;
+        let status = self
+            .backend()?
+            .pods
+            .status(&p.pod_sandbox_id, false)
+            .await?;
         if status.state == crius_core::sandbox::SandboxState::Ready {
             Ok(())
         } else {

@@ -13,6 +13,9 @@
 //! - [`server`]: the HTTP/1.1 streaming server itself.
 //! - [`client`]: exec and port-forward clients (crius' CLI, tests).
 
+/// The attribute [`backend::Backend`]'s implementations take.
+pub use async_trait::async_trait;
+
 pub mod backend;
 pub mod channel;
 pub mod client;

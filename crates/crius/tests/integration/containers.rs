@@ -38,14 +38,14 @@ crate::tests![
     stats_under_the_systemd_driver,
 ];
 
-struct Pod {
-    env: PodEnv,
-    id: String,
-    image: String,
-    logs: tempfile::TempDir,
+pub(crate) struct Pod {
+    pub(crate) env: PodEnv,
+    pub(crate) id: String,
+    pub(crate) image: String,
+    pub(crate) logs: tempfile::TempDir,
 }
 
-async fn pod(env: &Env, name: &str) -> anyhow::Result<Pod> {
+pub(crate) async fn pod(env: &Env, name: &str) -> anyhow::Result<Pod> {
     let mut p = PodEnv::start(env).await?;
     let logs = tempfile::tempdir()?;
     let mut c = config(name);

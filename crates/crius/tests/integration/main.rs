@@ -15,6 +15,7 @@ mod relaxed;
 mod runtimes;
 mod secrets;
 mod security;
+mod streaming;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -127,6 +128,7 @@ fn main() {
         .chain(compat::all())
         .chain(secrets::all())
         .chain(kubelet::all())
+        .chain(streaming::all())
         .chain(relaxed::all())
     {
         let env = env.clone();

@@ -1,0 +1,275 @@
+//! Issue 12: Exec, Attach and PortForward through criusd's streaming
+//! server, driven with crius' own client (crius-stream) over SPDY and
+//! WebSocket, as kubelet's proxy and kubectl reach it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use crius_cri_api::v1;
+use crius_stream::channel::ExitStatus;
+use crius_stream::client::{self, ExecOptions, Transport};
+use crius_testkit::client::Cri;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::Env;
+use crate::containers::{container, create, pod, start};
+
+crate::tests![
+    exec_over_spdy_and_websocket_passes_streams_and_exit_codes,
+    exec_with_a_tty_and_a_lost_client,
+    port_forward_reaches_a_server_in_the_pod,
+    streaming_requests_are_checked_before_a_url,
+];
+
+const SLEEPER: &[&str] = &["sh", "-c", "sleep 1000"];
+
+async fn exec_url(cri: &mut Cri, id: &str, cmd: &[&str], tty: bool) -> anyhow::Result<String> {
+    let url = cri
+        .runtime
+        .exec(v1::ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin: true,
+            stdout: true,
+            stderr: !tty,
+        })
+        .await?
+        .into_inner()
+        .url;
+    ensure!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/exec/"),
+        "{url}"
+    );
+    Ok(url)
+}
+
+async fn read_all(r: Option<crius_stream::backend::Reader>) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    if let Some(mut r) = r {
+        tokio::time::timeout(Duration::from_secs(20), r.read_to_end(&mut out)).await??;
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+async fn exec_over_spdy_and_websocket_passes_streams_and_exit_codes(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let mut p = pod(&env, "stream-exec").await?;
+    let cri = &mut p.env.cri;
+    let id = create(cri, &p.id, container("app", &p.image, SLEEPER)).await?;
+    start(cri, &id).await?;
+    let script = ["sh", "-c", "read x; echo got-$x; echo oops >&2; exit 3"];
+    let options = ExecOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    for transport in [Transport::Spdy, Transport::WebSocket] {
+        let url = exec_url(cri, &id, &script, false).await?;
+        let mut s = client::exec(&url, options, transport).await?;
+        let mut stdin = s.stdin.take().context("stdin")?;
+        stdin.write_all(b"hello\n").await?;
+        stdin.shutdown().await?;
+        let (out, err) = tokio::join!(read_all(s.stdout.take()), read_all(s.stderr.take()));
+        let status = tokio::time::timeout(Duration::from_secs(20), s.wait()).await??;
+        ensure!(out? == "got-hello\n", "{transport:?} stdout");
+        ensure!(err? == "oops\n", "{transport:?} stderr");
+        ensure!(
+            matches!(status, ExitStatus::ExitCode { code: 3, .. }),
+            "{transport:?}: {status:?}"
+        );
+        // A token is good for one session.
+        let again = client::exec(&url, options, transport).await;
+        ensure!(again.is_err(), "{transport:?}: a token was used twice");
+    }
+    let url = exec_url(cri, &id, &["true"], false).await?;
+    let s = client::exec(&url, options, Transport::Spdy).await?;
+    let status = tokio::time::timeout(Duration::from_secs(20), s.wait()).await??;
+    ensure!(status == ExitStatus::Success, "{status:?}");
+    p.env.remove_all_and_check().await
+}
+
+async fn exec_with_a_tty_and_a_lost_client(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "stream-tty").await?;
+    let cri = &mut p.env.cri;
+    let id = create(cri, &p.id, container("app", &p.image, SLEEPER)).await?;
+    start(cri, &id).await?;
+    let options = ExecOptions {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    // The size may arrive just after the process started: it polls.
+    let script = "[ -t 0 ] && echo a-tty; for i in $(seq 100); do \
+                  s=$(stty size 2>/dev/null); [ -n \"$s\" ] && [ \"$s\" != '0 0' ] && break; \
+                  sleep 0.05; done; echo \"size $s\"";
+    let url = exec_url(cri, &id, &["sh", "-c", script], true).await?;
+    let mut s = client::exec(&url, options, Transport::Spdy).await?;
+    if let Some(resize) = &s.resize {
+        resize
+            .send(crius_stream::channel::TerminalSize {
+                width: 123,
+                height: 45,
+            })
+            .await?;
+    }
+    let out = read_all(s.stdout.take()).await?;
+    let status = tokio::time::timeout(Duration::from_secs(20), s.wait()).await??;
+    ensure!(out.contains("a-tty"), "{out:?}");
+    ensure!(
+        out.contains("size 45 123"),
+        "the resize reached the terminal: {out:?}"
+    );
+    ensure!(status == ExitStatus::Success, "{status:?}");
+
+    // A client that goes away mid-exec: the exec process is killed soon after.
+    let marker = "crius-lost-client-marker";
+    // The shell is the exec process (the marker is in its command line).
+    let cmd = ["sh", "-c", &format!("while :; do sleep 1; done # {marker}")];
+    let url = exec_url(cri, &id, &cmd, true).await?;
+    let s = client::exec(&url, options, Transport::WebSocket).await?;
+    let found = wait_for_process(marker, true).await;
+    ensure!(found, "the exec process never ran");
+    drop(s);
+    ensure!(
+        wait_for_process(marker, false).await,
+        "the exec process outlived its client"
+    );
+    p.env.remove_all_and_check().await
+}
+
+/// Waits up to 10 s for a process whose command line holds `marker` to be
+/// there (`present`) or gone.
+async fn wait_for_process(marker: &str, present: bool) -> bool {
+    for _ in 0..200 {
+        let seen = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                    .unwrap_or(false)
+            });
+        if seen == present {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn port_forward_reaches_a_server_in_the_pod(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "stream-pf").await?;
+    let cri = &mut p.env.cri;
+    let server = [
+        "sh",
+        "-c",
+        "while true; do nc -l -p 8080 -e echo hello-from-the-pod; done",
+    ];
+    let id = create(cri, &p.id, container("web", &p.image, &server)).await?;
+    start(cri, &id).await?;
+    let url = cri
+        .runtime
+        .port_forward(v1::PortForwardRequest {
+            pod_sandbox_id: p.id.clone(),
+            port: vec![8080],
+        })
+        .await?
+        .into_inner()
+        .url;
+    ensure!(url.contains("/portforward/"), "{url}");
+    let forwarder = client::PortForwarder::open(&url).await?;
+    let mut answer = String::new();
+    for _ in 0..50 {
+        let mut conn = forwarder.connect(8080).await?;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+        answer = String::from_utf8_lossy(&buf).into_owned();
+        if answer.contains("hello-from-the-pod") {
+            break;
+        }
+        // nc not listening yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(answer.contains("hello-from-the-pod"), "{answer:?}");
+    // Nobody listens on 9: the error stream says so.
+    let mut closed = forwarder.connect(9).await?;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), closed.read_to_end(&mut buf)).await;
+    let error = tokio::time::timeout(Duration::from_secs(5), closed.error()).await??;
+    ensure!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains('9') && e.contains("refused")),
+        "{error:?}"
+    );
+    drop(forwarder);
+    p.env.remove_all_and_check().await
+}
+
+async fn streaming_requests_are_checked_before_a_url(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "stream-bad").await?;
+    let cri = &mut p.env.cri;
+    let id = create(cri, &p.id, container("app", &p.image, SLEEPER)).await?;
+    let code = |r: Result<tonic::Response<v1::ExecResponse>, tonic::Status>| {
+        r.map(|_| tonic::Code::Ok).unwrap_or_else(|s| s.code())
+    };
+    let exec = |id: &str, tty: bool, stderr: bool, cmd: &[&str]| v1::ExecRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin: false,
+        stdout: true,
+        stderr,
+    };
+    // Created, not running.
+    let r = cri.runtime.exec(exec(&id, false, true, &["true"])).await;
+    ensure!(
+        code(r) == tonic::Code::FailedPrecondition,
+        "exec of a created container"
+    );
+    start(cri, &id).await?;
+    for (req, want) in [
+        (
+            exec(&id, true, true, &["true"]),
+            tonic::Code::InvalidArgument,
+        ),
+        (exec(&id, false, true, &[]), tonic::Code::InvalidArgument),
+        (
+            exec("no-such-container", false, true, &["true"]),
+            tonic::Code::NotFound,
+        ),
+        (exec(&id, false, true, &["true"]), tonic::Code::Ok),
+    ] {
+        let got = code(cri.runtime.exec(req.clone()).await);
+        ensure!(got == want, "{req:?}: {got:?}, want {want:?}");
+    }
+    let pf = cri
+        .runtime
+        .port_forward(v1::PortForwardRequest {
+            pod_sandbox_id: "no-such-pod".into(),
+            port: vec![80],
+        })
+        .await;
+    ensure!(
+        pf.as_ref().err().map(|s| s.code()) == Some(tonic::Code::NotFound),
+        "{pf:?}"
+    );
+    let pf = cri
+        .runtime
+        .port_forward(v1::PortForwardRequest {
+            pod_sandbox_id: p.id.clone(),
+            port: vec![70000],
+        })
+        .await;
+    ensure!(
+        pf.as_ref().err().map(|s| s.code()) == Some(tonic::Code::InvalidArgument),
+        "{pf:?}"
+    );
+    p.env.remove_all_and_check().await
+}
