@@ -725,6 +725,21 @@ conf_dir = "/etc/cni/net.d"
 # Where CNI plugin binaries are looked up, in order.
 bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 
+[streaming]
+# The server kubelet proxies exec, attach and port-forward to (the URLs the
+# Exec, Attach and PortForward RPCs answer). Loopback is enough for kubelet;
+# a node IP makes it reachable from the network, without TLS or auth: only
+# on a trusted network.
+address = "127.0.0.1"
+# TCP port; 0 = a free one picked at start-up.
+port = 0
+# A session that moves no bytes for this long is closed, in seconds.
+idle_timeout_secs = 14400
+# How long a URL stays valid (single use), in seconds.
+token_ttl_secs = 60
+# Sessions open at once; more are refused.
+max_sessions = 256
+
 [images]
 # Registry hosts in containerd's layout: <dir>/<registry-host>/hosts.toml
 # (server, [host."…"] mirrors with capabilities, skip_verify, ca).

@@ -20,6 +20,7 @@ crate::tests![
     exec_with_a_tty_and_a_lost_client,
     port_forward_reaches_a_server_in_the_pod,
     streaming_requests_are_checked_before_a_url,
+    attach_with_stdin_once_feeds_the_main_process,
 ];
 
 const SLEEPER: &[&str] = &["sh", "-c", "sleep 1000"];
@@ -271,5 +272,49 @@ async fn streaming_requests_are_checked_before_a_url(env: Arc<Env>) -> anyhow::R
         pf.as_ref().err().map(|s| s.code()) == Some(tonic::Code::InvalidArgument),
         "{pf:?}"
     );
+    p.env.remove_all_and_check().await
+}
+
+async fn attach_with_stdin_once_feeds_the_main_process(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "stream-attach").await?;
+    let cri = &mut p.env.cri;
+    let mut c = container("reader", &p.image, &["sh", "-c", "read x; echo got-$x; exit 4"]);
+    c.stdin = true;
+    c.stdin_once = true;
+    let id = create(cri, &p.id, c).await?;
+    start(cri, &id).await?;
+    let url = cri
+        .runtime
+        .attach(v1::AttachRequest {
+            container_id: id.clone(),
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            tty: false,
+        })
+        .await?
+        .into_inner()
+        .url;
+    ensure!(url.contains("/attach/"), "{url}");
+    let options = ExecOptions {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+    };
+    let mut s = client::exec(&url, options, Transport::Spdy).await?;
+    let mut stdin = s.stdin.take().context("stdin")?;
+    stdin.write_all(b"attached\n").await?;
+    stdin.shutdown().await?;
+    let out = read_all(s.stdout.take()).await?;
+    let status = tokio::time::timeout(Duration::from_secs(20), s.wait()).await??;
+    ensure!(out.contains("got-attached"), "{out:?}");
+    ensure!(
+        matches!(status, ExitStatus::ExitCode { code: 4, .. }),
+        "the attach ends with the container's exit: {status:?}"
+    );
+    // The CRI log got the output too.
+    let log = std::fs::read_to_string(p.logs.path().join("reader.log")).unwrap_or_default();
+    ensure!(log.contains("got-attached"), "{log:?}");
     p.env.remove_all_and_check().await
 }
