@@ -24,6 +24,7 @@ mod probe;
 mod report;
 mod setup;
 mod stats;
+mod streaming;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -115,6 +116,8 @@ enum Scenario {
     Footprint,
     /// `runc run` of the same container from a bundle.
     Floor,
+    /// Exec round trips (SPDY, WebSocket) and port-forward throughput.
+    Streaming,
     /// Every scenario.
     All,
 }
@@ -372,8 +375,10 @@ async fn compare(a: CompareArgs) -> Result<Report> {
         )
     })?;
     let cache_dir = a.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let pod_scenarios =
-        a.wants(Scenario::PodStart) || a.wants(Scenario::Churn) || a.wants(Scenario::Scale);
+    let pod_scenarios = a.wants(Scenario::PodStart)
+        || a.wants(Scenario::Churn)
+        || a.wants(Scenario::Scale)
+        || a.wants(Scenario::Streaming);
 
     // Locals drop in reverse order: logs, criusd, its containerd, the CRI
     // containerd, bridges and cgroups, the registry, the lock.
@@ -504,6 +509,9 @@ async fn compare(a: CompareArgs) -> Result<Report> {
             .collect();
         out.push(serial);
         out.push(pods::pod_start_parallel(&targets, &w, ps).await);
+    }
+    if a.wants(Scenario::Streaming) && a.n > 0 {
+        out.push(streaming::streaming(&targets, &w, a.n, ps.warmup).await);
     }
     if a.wants(Scenario::Floor) {
         eprintln!("crius-bench: floor: runc run x {}", a.n.max(1));

@@ -192,6 +192,14 @@ fn compare_every_scenario_with_tiny_sizes() -> Result<()> {
         footprint,
         "RSS after churn: CRI daemon + containerd",
     )?)?;
+    let streaming = scenario("streaming")?;
+    for m in [
+        "exec round trip, SPDY",
+        "exec round trip, WebSocket",
+        "port-forward, one stream",
+    ] {
+        both(&metric(streaming, m)?)?;
+    }
     let floor = scenario("floor")?;
     let run = metric(floor, "runc run")?;
     ensure!(

@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Env;
 use crate::containers::{container, create, pod, start};
+use crate::pods::{PodEnv, config, run};
 
 crate::tests![
     exec_over_spdy_and_websocket_passes_streams_and_exit_codes,
@@ -21,6 +22,7 @@ crate::tests![
     port_forward_reaches_a_server_in_the_pod,
     streaming_requests_are_checked_before_a_url,
     attach_with_stdin_once_feeds_the_main_process,
+    port_forward_reaches_a_host_network_pod_and_exec_without_stdin,
 ];
 
 const SLEEPER: &[&str] = &["sh", "-c", "sleep 1000"];
@@ -278,7 +280,11 @@ async fn streaming_requests_are_checked_before_a_url(env: Arc<Env>) -> anyhow::R
 async fn attach_with_stdin_once_feeds_the_main_process(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = pod(&env, "stream-attach").await?;
     let cri = &mut p.env.cri;
-    let mut c = container("reader", &p.image, &["sh", "-c", "read x; echo got-$x; exit 4"]);
+    let mut c = container(
+        "reader",
+        &p.image,
+        &["sh", "-c", "read x; echo got-$x; exit 4"],
+    );
     c.stdin = true;
     c.stdin_once = true;
     let id = create(cri, &p.id, c).await?;
@@ -317,4 +323,90 @@ async fn attach_with_stdin_once_feeds_the_main_process(env: Arc<Env>) -> anyhow:
     let log = std::fs::read_to_string(p.logs.path().join("reader.log")).unwrap_or_default();
     ensure!(log.contains("got-attached"), "{log:?}");
     p.env.remove_all_and_check().await
+}
+
+async fn port_forward_reaches_a_host_network_pod_and_exec_without_stdin(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let mut c = config("stream-hostnet");
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            namespace_options: Some(v1::NamespaceOption {
+                network: v1::NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod_id = run(&mut p.cri, c).await?;
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    // A free port of the host, which is the pod's.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let serve = format!("while true; do nc -l -p {port} -e echo hello-from-the-host-net; done");
+    let id = create(
+        &mut p.cri,
+        &pod_id,
+        container("web", &image, &["sh", "-c", &serve]),
+    )
+    .await?;
+    start(&mut p.cri, &id).await?;
+    // An exec with stdout only (no stdin, no stderr).
+    let url = p
+        .cri
+        .runtime
+        .exec(v1::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["echo".into(), "only-out".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .url;
+    let options = ExecOptions {
+        stdout: true,
+        ..Default::default()
+    };
+    let mut s = client::exec(&url, options, Transport::WebSocket).await?;
+    ensure!(
+        s.stdin.is_none() && s.stderr.is_none(),
+        "streams not asked for"
+    );
+    let out = read_all(s.stdout.take()).await?;
+    let status = tokio::time::timeout(Duration::from_secs(20), s.wait()).await??;
+    ensure!(
+        out == "only-out\n" && status == ExitStatus::Success,
+        "{out:?} {status:?}"
+    );
+
+    let url = p
+        .cri
+        .runtime
+        .port_forward(v1::PortForwardRequest {
+            pod_sandbox_id: pod_id.clone(),
+            port: vec![i32::from(port)],
+        })
+        .await?
+        .into_inner()
+        .url;
+    let forwarder = client::PortForwarder::open(&url).await?;
+    let mut answer = String::new();
+    for _ in 0..50 {
+        let mut conn = forwarder.connect(port).await?;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+        answer = String::from_utf8_lossy(&buf).into_owned();
+        if answer.contains("hello-from-the-host-net") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(answer.contains("hello-from-the-host-net"), "{answer:?}");
+    drop(forwarder);
+    p.remove_all_and_check().await
 }
