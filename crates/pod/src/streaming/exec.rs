@@ -19,6 +19,7 @@ use crius_core::{Error, Result};
 use crius_stream::backend::{ExecRequest, Io, Reader};
 use crius_stream::channel::ExitStatus;
 use tokio::net::unix::pipe;
+use tokio::sync::watch;
 
 use super::{Streams, failure, forward_resizes, pump_output};
 use crate::container::Exec;
@@ -31,6 +32,9 @@ pub(crate) const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// How long a clean-up waits for a killed exec to exit before deleting it.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a clean-up waits for a create and start in flight to end.
+const SETUP_WAIT: Duration = Duration::from_secs(30);
+
 /// What one exec made: its ids and FIFOs.
 #[derive(Debug)]
 struct ExecFiles {
@@ -38,6 +42,9 @@ struct ExecFiles {
     exec_id: String,
     fifos: crius_logs::Fifos,
     stdin: Option<PathBuf>,
+    /// Turns true once the create and start (run to their end even when
+    /// the session is dropped meanwhile) answered.
+    setup: Option<watch::Receiver<bool>>,
 }
 
 /// Owns an exec's clean-up (see the [module docs](self)).
@@ -81,8 +88,17 @@ impl Drop for ExecGuard {
 
 /// Kills (when `kill`) and deletes the exec and removes its FIFOs; each
 /// step goes on whatever the previous one answered.
-async fn clean_up(ctx: &Ctx, f: ExecFiles, kill: bool) {
+async fn clean_up(ctx: &Ctx, mut f: ExecFiles, kill: bool) {
     let c = &ctx.containerd;
+    // A create dropped mid-call would still make the exec in the shim
+    // after this clean-up looked: its end comes first.
+    if let Some(setup) = f.setup.as_mut()
+        && tokio::time::timeout(SETUP_WAIT, setup.wait_for(|done| *done))
+            .await
+            .is_err()
+    {
+        tracing::warn!(container = %f.id, exec_id = %f.exec_id, "the exec's create and start did not answer within {SETUP_WAIT:?}");
+    }
     if kill {
         match c.exec_kill(&f.id, &f.exec_id, 9).await {
             Ok(()) => {
@@ -161,7 +177,7 @@ impl Streams {
         };
         let mut process = exec.exec_process(&id, req.cmd.clone()).await?;
         process.set_terminal(Some(req.tty));
-        let (guard, pipes) = self.exec_files(&id, &req)?;
+        let (mut guard, pipes) = self.exec_files(&id, &req)?;
         let f = guard.files()?;
         let stdio = Stdio {
             stdin: f
@@ -179,15 +195,44 @@ impl Streams {
             terminal: req.tty,
         };
         let exec_id = f.exec_id.clone();
-        self.ctx
-            .containerd
-            .exec_create(&id, &exec_id, &process, &stdio)
+        let pid = self
+            .create_and_start(&mut guard, &id, &exec_id, process, stdio)
             .await?;
-        let pid = self.ctx.containerd.exec_start(&id, &exec_id).await?;
         tracing::debug!(container = %id, exec_id, pid, "exec started");
         let code = self.pump(&id, &exec_id, io, pipes).await?;
         guard.finish().await;
         Ok(code)
+    }
+
+    /// Creates and starts the exec in a task of its own, so that a session
+    /// dropped meanwhile cannot cut the two calls off half-way; the guard's
+    /// clean-up waits for them. The exec's pid.
+    async fn create_and_start(
+        &self,
+        guard: &mut ExecGuard,
+        id: &str,
+        exec_id: &str,
+        process: oci_spec::runtime::Process,
+        stdio: Stdio,
+    ) -> Result<u32> {
+        let (done, setup) = watch::channel(false);
+        if let Some(f) = guard.files.as_mut() {
+            f.setup = Some(setup);
+        }
+        let containerd = self.ctx.containerd.clone();
+        let (id, exec_id) = (id.to_string(), exec_id.to_string());
+        crius_rt::detached("exec create and start", async move {
+            let started = async {
+                containerd
+                    .exec_create(&id, &exec_id, &process, &stdio)
+                    .await?;
+                containerd.exec_start(&id, &exec_id).await
+            }
+            .await;
+            let _ = done.send(true);
+            started
+        })
+        .await
     }
 
     /// The exec's FIFOs under the container's directory, owned by a guard
@@ -204,6 +249,7 @@ impl Streams {
                 exec_id: exec_id.clone(),
                 fifos: fifos.clone(),
                 stdin: None,
+                setup: None,
             }),
         };
         let stdin = if req.stdin {
