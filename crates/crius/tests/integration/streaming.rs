@@ -278,7 +278,11 @@ async fn streaming_requests_are_checked_before_a_url(env: Arc<Env>) -> anyhow::R
 async fn attach_with_stdin_once_feeds_the_main_process(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = pod(&env, "stream-attach").await?;
     let cri = &mut p.env.cri;
-    let mut c = container("reader", &p.image, &["sh", "-c", "read x; echo got-$x; exit 4"]);
+    let mut c = container(
+        "reader",
+        &p.image,
+        &["sh", "-c", "read x; echo got-$x; exit 4"],
+    );
     c.stdin = true;
     c.stdin_once = true;
     let id = create(cri, &p.id, c).await?;
