@@ -252,14 +252,7 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(|| format!("run-{:x}", nanos & 0xffff_ffff));
     // Everything the command line says is checked before anything is made.
-    let port_mappings = publish
-        .iter()
-        .map(|p| parse_publish(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mounts = volume
-        .iter()
-        .map(|v| parse_volume(v))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (port_mappings, mounts) = parse_run_specs(publish, volume)?;
     // Attached (-i, -t): a tty only where ours is one.
     let attach = (!*detach && (*interactive || *tty))
         .then(|| Interactive::new(*interactive, *tty, Transport::Spdy));
@@ -301,15 +294,41 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<i32> {
         None => follow_until_exit(cri, &id, &log).await?,
     };
     if *rm {
-        cri.runtime
-            .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await
-            .context("RemovePodSandbox")?;
-        let _ = std::fs::remove_dir_all(&logs);
+        remove_run(cri, pod, &logs).await?;
     }
     Ok(exit_code)
+}
+
+/// `run --rm`: the pod and its log directory go.
+async fn remove_run(
+    cri: &mut client::Cri,
+    pod: String,
+    logs: &std::path::Path,
+) -> anyhow::Result<()> {
+    cri.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .context("RemovePodSandbox")?;
+    let _ = std::fs::remove_dir_all(logs);
+    Ok(())
+}
+
+/// `--publish` and `--volume` of `crius run`.
+fn parse_run_specs(
+    publish: &[String],
+    volume: &[String],
+) -> anyhow::Result<(Vec<v1::PortMapping>, Vec<v1::Mount>)> {
+    let port_mappings = publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mounts = volume
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((port_mappings, mounts))
 }
 
 /// `run -i/-t`: attaches to the started container; its exit code. A
