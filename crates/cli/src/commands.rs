@@ -6,55 +6,88 @@ use anyhow::Context;
 use crius_cri_api::v1;
 use serde_json::{Value, json};
 
+use crate::interactive::Interactive;
 use crate::{Cli, Command, ImageCommand, Output, PodCommand, client, podspec};
 
-pub async fn run(cli: &Cli) -> anyhow::Result<()> {
+/// Runs the command; crius' exit code (the remote command's for exec,
+/// attach and run).
+pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
     let mut cri = client::connect(&cli.socket_path(), Duration::from_secs(cli.timeout)).await?;
     match &cli.command {
-        Command::Version => version(cli, &mut cri).await,
-        Command::Info => info(cli, &mut cri).await,
-        Command::Pull { image, creds } => pull(cli, &mut cri, image, creds.as_deref()).await,
-        Command::Images { image, quiet } => images(cli, &mut cri, image.as_deref(), *quiet).await,
-        Command::Rmi { images } => rmi(&mut cri, images).await,
-        Command::Pods { quiet, label } => pods(cli, &mut cri, *quiet, label).await,
-        Command::Ps { all, quiet, pod } => {
-            crate::containers::ps(cli, &mut cri, *all, *quiet, pod.as_deref()).await
+        Command::Exec {
+            interactive,
+            tty,
+            transport,
+            id,
+            cmd,
+            ..
+        } if *interactive || *tty => {
+            let how = Interactive::new(*interactive, *tty, (*transport).into());
+            crate::interactive::exec(&mut cri, id, cmd, how).await
         }
-        Command::Inspect { id } => crate::containers::inspect(&mut cri, id).await,
+        Command::Exec {
+            id,
+            cmd_timeout,
+            cmd,
+            ..
+        } => crate::containers::exec(&mut cri, id, cmd, *cmd_timeout).await,
+        Command::Attach {
+            no_stdin,
+            transport,
+            id,
+        } => crate::interactive::attach(&mut cri, id, *no_stdin, (*transport).into()).await,
+        Command::PortForward { pod, ports } => {
+            crate::portforward::port_forward(&cri, pod, ports).await?;
+            Ok(0)
+        }
+        Command::Run { .. } => crate::containers::run(cli, &mut cri).await,
+        _ => run_other(cli, &mut cri).await.map(|()| 0),
+    }
+}
+
+/// The commands that either succeed or fail.
+async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Version => version(cli, cri).await,
+        Command::Info => info(cli, cri).await,
+        Command::Pull { image, creds } => pull(cli, cri, image, creds.as_deref()).await,
+        Command::Images { image, quiet } => images(cli, cri, image.as_deref(), *quiet).await,
+        Command::Rmi { images } => rmi(cri, images).await,
+        Command::Pods { quiet, label } => pods(cli, cri, *quiet, label).await,
+        Command::Ps { all, quiet, pod } => {
+            crate::containers::ps(cli, cri, *all, *quiet, pod.as_deref()).await
+        }
+        Command::Inspect { id } => crate::containers::inspect(cri, id).await,
         Command::Logs {
             id,
             follow,
             tail,
             timestamps,
-        } => crate::containers::logs(&mut cri, id, *follow, *tail, *timestamps).await,
-        Command::Exec {
-            id,
-            cmd_timeout,
-            cmd,
-        } => crate::containers::exec(&mut cri, id, cmd, *cmd_timeout).await,
-        Command::Create { pod, file } => create(cli, &mut cri, pod, file).await,
-        Command::Start { ids } => crate::containers::start(&mut cri, ids).await,
-        Command::Stop { grace, ids } => crate::containers::stop(&mut cri, ids, *grace).await,
-        Command::Rm { ids, .. } => crate::containers::rm(&mut cri, ids).await,
-        Command::Run { .. } => crate::containers::run(cli, &mut cri).await,
+        } => crate::containers::logs(cri, id, *follow, *tail, *timestamps).await,
+        Command::Create { pod, file } => create(cli, cri, pod, file).await,
+        Command::Start { ids } => crate::containers::start(cri, ids).await,
+        Command::Stop { grace, ids } => crate::containers::stop(cri, ids, *grace).await,
+        Command::Rm { ids, .. } => crate::containers::rm(cri, ids).await,
+        Command::Exec { .. }
+        | Command::Attach { .. }
+        | Command::PortForward { .. }
+        | Command::Run { .. } => anyhow::bail!("run() handles this command"),
         Command::Config {
             command: crate::ConfigCommand::Reload,
-        } => reload_config(cli, &mut cri).await,
+        } => reload_config(cli, cri).await,
         Command::Pod { command } => match command {
-            PodCommand::Run { file, runtime } => pod_run(cli, &mut cri, file, runtime).await,
-            PodCommand::Inspect { id } => pod_inspect(&mut cri, id).await,
-            PodCommand::Stop { ids } => pod_stop(&mut cri, ids).await,
-            PodCommand::Rm { ids, .. } => pod_rm(&mut cri, ids).await,
-            PodCommand::Ls { quiet } => pods(cli, &mut cri, *quiet, &[]).await,
+            PodCommand::Run { file, runtime } => pod_run(cli, cri, file, runtime).await,
+            PodCommand::Inspect { id } => pod_inspect(cri, id).await,
+            PodCommand::Stop { ids } => pod_stop(cri, ids).await,
+            PodCommand::Rm { ids, .. } => pod_rm(cri, ids).await,
+            PodCommand::Ls { quiet } => pods(cli, cri, *quiet, &[]).await,
         },
         Command::Image { command } => match command {
-            ImageCommand::Inspect { image } => inspect_image(&mut cri, image).await,
-            ImageCommand::Ls { quiet } => images(cli, &mut cri, None, *quiet).await,
-            ImageCommand::Rm { images } => rmi(&mut cri, images).await,
-            ImageCommand::Pull { image, creds } => {
-                pull(cli, &mut cri, image, creds.as_deref()).await
-            }
-            ImageCommand::Import { file } => import(cli, &mut cri, file).await,
+            ImageCommand::Inspect { image } => inspect_image(cri, image).await,
+            ImageCommand::Ls { quiet } => images(cli, cri, None, *quiet).await,
+            ImageCommand::Rm { images } => rmi(cri, images).await,
+            ImageCommand::Pull { image, creds } => pull(cli, cri, image, creds.as_deref()).await,
+            ImageCommand::Import { file } => import(cli, cri, file).await,
         },
     }
 }

@@ -6,6 +6,9 @@ use anyhow::{Context, bail};
 use crius_cri_api::v1;
 use serde_json::{Value, json};
 
+use crius_stream::client::Transport;
+
+use crate::interactive::Interactive;
 use crate::{Cli, Command, Output, client};
 
 fn state_name(s: i32) -> &'static str {
@@ -156,12 +159,14 @@ pub async fn logs(
     }
 }
 
+/// `crius exec ID -- CMD...` (ExecSync): the output at its end; the
+/// command's exit code.
 pub async fn exec(
     cri: &mut client::Cri,
     id: &str,
     cmd: &[String],
     timeout: i64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<i32> {
     let r = cri
         .runtime
         .exec_sync(v1::ExecSyncRequest {
@@ -175,10 +180,7 @@ pub async fn exec(
     use std::io::Write;
     std::io::stdout().write_all(&r.stdout)?;
     std::io::stderr().write_all(&r.stderr)?;
-    if r.exit_code != 0 {
-        std::process::exit(r.exit_code.clamp(1, 255));
-    }
-    Ok(())
+    Ok(r.exit_code)
 }
 
 pub async fn start(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
@@ -221,10 +223,13 @@ pub async fn rm(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `crius run`: a pod and one container in one step.
-pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
+/// `crius run`: a pod and one container in one step; the container's
+/// exit code (0 with `--detach`).
+pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<i32> {
     let Command::Run {
         detach,
+        interactive,
+        tty,
         rm,
         env,
         volume,
@@ -247,14 +252,11 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("run-{:x}", nanos & 0xffff_ffff));
     // Everything the command line says is checked before anything is made.
-    let port_mappings = publish
-        .iter()
-        .map(|p| parse_publish(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mounts = volume
-        .iter()
-        .map(|v| parse_volume(v))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (port_mappings, mounts) = parse_run_specs(publish, volume)?;
+    // Attached (-i, -t): a tty only where ours is one.
+    let attach = (!*detach && (*interactive || *tty))
+        .then(|| Interactive::new(*interactive, *tty, Transport::Spdy));
+    let (stdin, tty) = attach.map_or((*interactive, *tty), |a| (a.stdin, a.tty));
     let logs = std::path::PathBuf::from("/var/log/crius/pods").join(&name);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let pod_config = pod_config(&name, nanos, &logs, port_mappings, *privileged);
@@ -266,7 +268,8 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         }
     };
     let security = security_context(user.as_deref(), *privileged, *read_only);
-    let config = container_config(&name, image, cmd, env, mounts, security);
+    let mut config = container_config(&name, image, cmd, env, mounts, security);
+    (config.stdin, config.stdin_once, config.tty) = (stdin, stdin, tty);
     let started = async {
         ensure_image(cri, image).await?;
         create_and_start(cri, &pod, config, pod_config).await
@@ -283,22 +286,71 @@ pub async fn run(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     };
     if *detach {
         println!("{id}");
-        return Ok(());
+        return Ok(0);
     }
-    let exit_code = follow_until_exit(cri, &id, &logs.join(format!("{name}.log"))).await?;
+    let log = logs.join(format!("{name}.log"));
+    let exit_code = match attach {
+        Some(how) => attach_until_exit(cri, &id, how, &log).await?,
+        None => follow_until_exit(cri, &id, &log).await?,
+    };
     if *rm {
-        cri.runtime
-            .remove_pod_sandbox(v1::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await
-            .context("RemovePodSandbox")?;
-        let _ = std::fs::remove_dir_all(&logs);
+        remove_run(cri, pod, &logs).await?;
     }
-    if exit_code != 0 {
-        std::process::exit(exit_code.clamp(1, 255));
-    }
+    Ok(exit_code)
+}
+
+/// `run --rm`: the pod and its log directory go.
+async fn remove_run(
+    cri: &mut client::Cri,
+    pod: String,
+    logs: &std::path::Path,
+) -> anyhow::Result<()> {
+    cri.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .context("RemovePodSandbox")?;
+    let _ = std::fs::remove_dir_all(logs);
     Ok(())
+}
+
+/// `--publish` and `--volume` of `crius run`.
+fn parse_run_specs(
+    publish: &[String],
+    volume: &[String],
+) -> anyhow::Result<(Vec<v1::PortMapping>, Vec<v1::Mount>)> {
+    let port_mappings = publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mounts = volume
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((port_mappings, mounts))
+}
+
+/// `run -i/-t`: attaches to the started container; its exit code. A
+/// container that exited before the attach got there has its log
+/// printed instead.
+async fn attach_until_exit(
+    cri: &mut client::Cri,
+    id: &str,
+    how: Interactive,
+    log: &std::path::Path,
+) -> anyhow::Result<i32> {
+    let attached = crate::interactive::attach_with(cri, id, how).await;
+    let s = status(cri, id).await?.0;
+    let exited = s.state == v1::ContainerState::ContainerExited as i32;
+    match attached {
+        // The attach ends with the exit, or detached (0): the status,
+        // where it has the exit, knows better.
+        Ok(code) if exited && code == 0 => Ok(s.exit_code),
+        Ok(code) => Ok(code),
+        Err(_) if exited => follow_until_exit(cri, id, log).await,
+        Err(e) => Err(e),
+    }
 }
 
 /// The pod of `crius run`: named like the container, in `default`, its

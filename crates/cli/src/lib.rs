@@ -5,8 +5,12 @@ mod client;
 mod commands;
 mod containers;
 mod containerspec;
+mod interactive;
 mod podspec;
+mod portforward;
 mod progress;
+mod session;
+mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,14 +118,45 @@ pub enum Command {
         #[arg(short, long)]
         timestamps: bool,
     },
-    /// Run a command in a running container and print its output (ExecSync).
+    /// Run a command in a running container: with -i or -t interactively
+    /// over the streaming server (Exec), else its output at its end
+    /// (ExecSync). Exits with the command's exit code.
     Exec {
+        /// Forward stdin to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// A terminal for the command (ours made raw while it runs).
+        #[arg(short, long)]
+        tty: bool,
+        /// Streaming protocol (with -i or -t).
+        #[arg(long, value_enum, default_value_t)]
+        transport: session::TransportArg,
         id: String,
-        /// Seconds before the command is killed (0: no limit).
+        /// Seconds before the command is killed (0: no limit; ExecSync only).
         #[arg(long = "cmd-timeout", default_value_t = 0)]
         cmd_timeout: i64,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
+    },
+    /// Attach to a running container's main process: its output, our stdin
+    /// (if it was created with one), its tty (if it has one). Exits with
+    /// its exit code when it ends, 0 when detached (our stdin ended).
+    Attach {
+        /// Do not forward stdin.
+        #[arg(long)]
+        no_stdin: bool,
+        /// Streaming protocol.
+        #[arg(long, value_enum, default_value_t)]
+        transport: session::TransportArg,
+        id: String,
+    },
+    /// Forward local ports to a pod: [LOCAL:]REMOTE, as kubectl's
+    /// (`:REMOTE` or `0:REMOTE` picks a free local port); until Ctrl-C.
+    PortForward {
+        /// The pod sandbox's id.
+        pod: String,
+        #[arg(required = true)]
+        ports: Vec<String>,
     },
     /// Create a container in a pod from a ContainerConfig (JSON or YAML,
     /// CRI field names, as crictl takes them); prints its id.
@@ -159,6 +194,12 @@ pub enum Command {
         /// Return at once, leaving it running.
         #[arg(short, long)]
         detach: bool,
+        /// Keep stdin open: the container gets ours (then attached).
+        #[arg(short, long)]
+        interactive: bool,
+        /// A terminal for the container (ours made raw while attached).
+        #[arg(short, long)]
+        tty: bool,
         /// Remove the pod when the command exits.
         #[arg(long)]
         rm: bool,
@@ -277,12 +318,25 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(&cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = runtime.block_on(commands::run(&cli));
+    // Nothing left to wait for (a read of stdin on the blocking pool).
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => exit_code(code),
         Err(e) => {
             eprintln!("crius: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A process exit code for a command's: 0 is success, any other code
+/// clamped into 1..=255 (never a false success).
+fn exit_code(code: i32) -> ExitCode {
+    match code {
+        0 => ExitCode::SUCCESS,
+        // The clamp makes it fit.
+        c => ExitCode::from(u8::try_from(c.clamp(1, 255)).unwrap_or(1)),
     }
 }
 
@@ -296,6 +350,11 @@ mod tests {
         // Global flags and subcommand flags of the same name must not clash.
         for args in [
             vec!["crius", "exec", "x", "--cmd-timeout", "5", "--", "true"],
+            vec!["crius", "exec", "-it", "x", "--", "sh"],
+            vec!["crius", "exec", "-i", "--transport", "websocket", "x", "sh"],
+            vec!["crius", "attach", "--no-stdin", "x"],
+            vec!["crius", "port-forward", "pod", "8080", ":80", "9000:90"],
+            vec!["crius", "run", "-it", "--rm", "busybox", "sh"],
             vec!["crius", "stop", "-t", "0", "x"],
             vec!["crius", "--timeout", "3", "ps", "-a"],
             vec![
@@ -307,5 +366,66 @@ mod tests {
             <super::Cli as clap::FromArgMatches>::from_arg_matches(&m.expect("parsed"))
                 .expect("typed");
         }
+    }
+
+    #[test]
+    fn streaming_flags() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "crius",
+            "exec",
+            "-it",
+            "--transport",
+            "websocket",
+            "c1",
+            "--",
+            "sh",
+            "-c",
+            "x -i",
+        ])
+        .expect("exec");
+        let super::Command::Exec {
+            interactive,
+            tty,
+            transport,
+            id,
+            cmd,
+            ..
+        } = cli.command
+        else {
+            panic!("not exec: {:?}", cli.command);
+        };
+        assert!(interactive && tty);
+        assert_eq!(transport, crate::session::TransportArg::Websocket);
+        assert_eq!(
+            (id.as_str(), cmd),
+            ("c1", vec!["sh".into(), "-c".into(), "x -i".into()])
+        );
+        // Flags of the command stay the command's.
+        let cli = super::Cli::try_parse_from(["crius", "exec", "c1", "ls", "-t"]).expect("exec");
+        let super::Command::Exec { tty, cmd, .. } = cli.command else {
+            panic!("not exec");
+        };
+        assert!(!tty);
+        assert_eq!(cmd, vec!["ls".to_string(), "-t".into()]);
+        let cli =
+            super::Cli::try_parse_from(["crius", "run", "-i", "busybox", "cat"]).expect("run");
+        let super::Command::Run {
+            interactive, tty, ..
+        } = cli.command
+        else {
+            panic!("not run");
+        };
+        assert!(interactive && !tty);
+        assert!(super::Cli::try_parse_from(["crius", "port-forward", "pod"]).is_err());
+    }
+
+    #[test]
+    fn exit_codes() {
+        use std::process::ExitCode;
+        assert_eq!(super::exit_code(0), ExitCode::SUCCESS);
+        assert_eq!(super::exit_code(7), ExitCode::from(7));
+        assert_eq!(super::exit_code(256), ExitCode::from(255));
+        assert_eq!(super::exit_code(-1), ExitCode::from(1));
     }
 }

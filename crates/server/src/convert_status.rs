@@ -249,6 +249,9 @@ pub(crate) fn container_status_response(
             "sandboxID": meta.sandbox_id,
             "imageId": meta.image_id,
             "logPath": meta.log_path,
+            // What an attach can ask for (crius attach reads them).
+            "stdin": meta.stdin,
+            "tty": meta.tty,
         });
         info.insert("info".to_string(), report.to_string());
     }

@@ -5,6 +5,7 @@
 //! need a daemon of their own (bad config, signals, containerd down) start
 //! one. Needs root; fails (never skips) without it.
 
+mod cli_streaming;
 mod compat;
 mod containers;
 mod foundation;
@@ -129,6 +130,7 @@ fn main() {
         .chain(secrets::all())
         .chain(kubelet::all())
         .chain(streaming::all())
+        .chain(cli_streaming::all())
         .chain(relaxed::all())
     {
         let env = env.clone();
