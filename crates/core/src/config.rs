@@ -133,6 +133,15 @@ pub struct StreamingConfig {
     pub token_ttl_secs: u64,
     /// Sessions open at once; more are refused (503).
     pub max_sessions: usize,
+    /// Serve over TLS (URLs are then `https://`), as containerd's
+    /// `enable_tls_streaming`: with the two files below, or, with neither,
+    /// a self-signed certificate made at start-up and held in memory only.
+    pub tls: bool,
+    /// PEM certificate chain (leaf first); "" = none. Only with `tls`, and
+    /// with `tls_key_file`.
+    pub tls_cert_file: PathBuf,
+    /// PEM private key (PKCS#8, RSA or EC) of `tls_cert_file`; "" = none.
+    pub tls_key_file: PathBuf,
 }
 
 impl Default for StreamingConfig {
@@ -143,6 +152,9 @@ impl Default for StreamingConfig {
             idle_timeout_secs: 4 * 3600,
             token_ttl_secs: 60,
             max_sessions: 256,
+            tls: false,
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
         }
     }
 }
@@ -382,6 +394,39 @@ impl StreamingConfig {
         ] {
             if !(1..=max).contains(&value) {
                 problems.push(format!("streaming.{name}: {value} is outside 1..={max}"));
+            }
+        }
+        self.check_tls(problems);
+    }
+
+    /// The TLS files: both or neither, absolute, only with `tls` (as
+    /// containerd refuses `x509_key_pair_streaming` without
+    /// `enable_tls_streaming`).
+    fn check_tls(&self, problems: &mut Vec<String>) {
+        let (cert, key) = (&self.tls_cert_file, &self.tls_key_file);
+        let files = [
+            ("tls_cert_file", cert, "tls_key_file", key),
+            ("tls_key_file", key, "tls_cert_file", cert),
+        ];
+        let set = |p: &Path| !p.as_os_str().is_empty();
+        for (name, path, other, other_path) in files {
+            if !set(path) {
+                continue;
+            }
+            if !self.tls {
+                problems.push(format!(
+                    "streaming.{name}: {path:?} is set but streaming.tls is false"
+                ));
+            }
+            if !path.is_absolute() {
+                problems.push(format!(
+                    "streaming.{name}: {path:?} must be an absolute path"
+                ));
+            }
+            if !set(other_path) {
+                problems.push(format!(
+                    "streaming.{other}: must be set with streaming.{name} (both or neither)"
+                ));
             }
         }
     }
@@ -728,8 +773,8 @@ bin_dirs = ["/opt/cni/bin", "/usr/lib/cni"]
 [streaming]
 # The server kubelet proxies exec, attach and port-forward to (the URLs the
 # Exec, Attach and PortForward RPCs answer). Loopback is enough for kubelet;
-# a node IP makes it reachable from the network, without TLS or auth: only
-# on a trusted network.
+# a node IP makes it reachable from the network, without auth (and, unless
+# tls = true, without TLS): only on a trusted network.
 address = "127.0.0.1"
 # TCP port; 0 = a free one picked at start-up.
 port = 0
@@ -739,6 +784,16 @@ idle_timeout_secs = 14400
 token_ttl_secs = 60
 # Sessions open at once; more are refused.
 max_sessions = 256
+# TLS (https:// URLs), as containerd's enable_tls_streaming. With both
+# files (PEM; the key PKCS#8, RSA or EC) they are used; with neither, a
+# self-signed certificate for the address, the hostname and the node's IPs
+# is made at start-up (in memory only). kubelet checks the certificate
+# against the node's system roots, so a self-signed one only suits clients
+# that skip verification (crictl); kubelet proxies, so plain HTTP on
+# loopback is what containerd recommends.
+tls = false
+tls_cert_file = ""
+tls_key_file = ""
 
 [images]
 # Registry hosts in containerd's layout: <dir>/<registry-host>/hosts.toml
@@ -1022,6 +1077,42 @@ mod tests {
                 "streaming.address: \"node\" is not an IP address",
                 "streaming.token_ttl_secs: 0 is outside 1..=3600",
                 "streaming.max_sessions: 0 is outside 1..=65536",
+            ]
+        );
+    }
+
+    #[test]
+    fn streaming_tls_is_off_by_default_and_its_files_go_together() {
+        let c = Config::parse("").expect("defaults");
+        assert!(!c.streaming.tls);
+        assert_eq!(c.streaming.tls_cert_file, PathBuf::new());
+        let self_signed = Config::parse("[streaming]\ntls = true\n").expect("self-signed");
+        assert!(self_signed.streaming.tls);
+        let files = Config::parse(
+            "[streaming]\ntls = true\ntls_cert_file = \"/etc/crius/s.crt\"\n\
+             tls_key_file = \"/etc/crius/s.key\"\n",
+        )
+        .expect("files");
+        assert_eq!(
+            files.streaming.tls_key_file,
+            PathBuf::from("/etc/crius/s.key")
+        );
+        assert_eq!(
+            invalid("[streaming]\ntls = true\ntls_cert_file = \"/c.pem\"\n"),
+            ["streaming.tls_key_file: must be set with streaming.tls_cert_file (both or neither)"]
+        );
+        assert_eq!(
+            invalid("[streaming]\ntls = true\ntls_key_file = \"k.pem\"\n"),
+            [
+                "streaming.tls_key_file: \"k.pem\" must be an absolute path",
+                "streaming.tls_cert_file: must be set with streaming.tls_key_file (both or neither)",
+            ]
+        );
+        assert_eq!(
+            invalid("[streaming]\ntls_cert_file = \"/c\"\ntls_key_file = \"/k\"\n"),
+            [
+                "streaming.tls_cert_file: \"/c\" is set but streaming.tls is false",
+                "streaming.tls_key_file: \"/k\" is set but streaming.tls is false",
             ]
         );
     }

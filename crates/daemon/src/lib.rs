@@ -8,6 +8,7 @@ mod deadline;
 mod logging;
 mod serve;
 mod socket;
+mod streaming_tls;
 
 use std::process::ExitCode;
 

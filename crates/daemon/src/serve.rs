@@ -113,11 +113,17 @@ async fn start_streaming(state: &Arc<State>, config: &Config) -> anyhow::Result<
         .address
         .parse()
         .with_context(|| format!("streaming.address {:?}", s.address))?;
+    let tls_config = s.clone();
+    let tls =
+        tokio::task::spawn_blocking(move || crate::streaming_tls::server_tls(&tls_config, ip))
+            .await
+            .context("setting up streaming TLS")??;
     let server_config = crius_stream::server::ServerConfig {
         addr: std::net::SocketAddr::new(ip, s.port),
         token_ttl: Duration::from_secs(s.token_ttl_secs),
         idle_timeout: Duration::from_secs(s.idle_timeout_secs),
         max_sessions: s.max_sessions,
+        tls,
         ..Default::default()
     };
     let backend = Arc::new(crius_server::streaming::PodsBackend(state.clone()));

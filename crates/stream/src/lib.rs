@@ -10,6 +10,7 @@
 //! - [`backend`]: the seam to the runtime: cached requests, the client's
 //!   side of a session ([`backend::Io`]) and the [`backend::Backend`] trait.
 //! - [`tokens`]: the single-use, expiring tokens behind streaming URLs.
+//! - [`tls`]: optional TLS of both (certificate files or self-signed).
 //! - [`server`]: the HTTP/1.1 streaming server itself.
 //! - [`client`]: exec and port-forward clients (crius' CLI, tests).
 
@@ -21,6 +22,7 @@ pub mod channel;
 pub mod client;
 pub mod server;
 pub mod spdy;
+pub mod tls;
 pub mod tokens;
 pub mod upgrade;
 pub mod ws;
@@ -28,6 +30,8 @@ mod wsio;
 
 #[cfg(test)]
 mod server_tests;
+#[cfg(test)]
+mod tls_tests;
 #[cfg(test)]
 mod upgrade_tests;
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::channel::{ExitStatus, TerminalSize};
 use crate::client::{self, ClientError, ExecOptions, PortForwarder, Transport};
 use crate::server::{ServerConfig, StreamServer, Urls};
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 const FLOOD: usize = 64 << 20;
 
 /// Sets its flag when dropped: shows a backend future was dropped.
@@ -37,8 +37,8 @@ impl Drop for OnDrop {
 
 /// Runs commands by name; records calls, drops and bytes written.
 #[derive(Default)]
-struct Fake {
-    calls: AtomicUsize,
+pub(crate) struct Fake {
+    pub(crate) calls: AtomicUsize,
     dropped: Arc<AtomicBool>,
     written: Arc<AtomicUsize>,
     flood_done: AtomicBool,
@@ -137,14 +137,14 @@ impl Backend for Fake {
     }
 }
 
-struct Harness {
-    urls: Urls,
-    fake: Arc<Fake>,
-    stop: CancellationToken,
-    served: JoinHandle<()>,
+pub(crate) struct Harness {
+    pub(crate) urls: Urls,
+    pub(crate) fake: Arc<Fake>,
+    pub(crate) stop: CancellationToken,
+    pub(crate) served: JoinHandle<()>,
 }
 
-async fn start(config: ServerConfig) -> Harness {
+pub(crate) async fn start(config: ServerConfig) -> Harness {
     let fake = Arc::new(Fake::default());
     let (server, addr) = StreamServer::bind(config, fake.clone())
         .await
@@ -161,7 +161,7 @@ async fn start(config: ServerConfig) -> Harness {
     }
 }
 
-fn exec_request(cmd: &[&str], stdin: bool, tty: bool) -> Request {
+pub(crate) fn exec_request(cmd: &[&str], stdin: bool, tty: bool) -> Request {
     Request::Exec(ExecRequest {
         container_id: "c1".into(),
         cmd: cmd.iter().map(|s| s.to_string()).collect(),
@@ -172,7 +172,7 @@ fn exec_request(cmd: &[&str], stdin: bool, tty: bool) -> Request {
     })
 }
 
-fn options(stdin: bool, tty: bool) -> ExecOptions {
+pub(crate) fn options(stdin: bool, tty: bool) -> ExecOptions {
     ExecOptions {
         stdin,
         stdout: true,
@@ -181,7 +181,7 @@ fn options(stdin: bool, tty: bool) -> ExecOptions {
     }
 }
 
-async fn read_to_end(r: Option<crate::backend::Reader>) -> String {
+pub(crate) async fn read_to_end(r: Option<crate::backend::Reader>) -> String {
     let mut out = Vec::new();
     let mut r = r.expect("a stream");
     timeout(WAIT, r.read_to_end(&mut out))
@@ -425,7 +425,7 @@ async fn an_unknown_protocol_gets_403_and_calls_nothing() {
         ("upgrade", "SPDY/3.1".to_owned()),
         ("x-stream-protocol-version", "v9.bogus.k8s.io".to_owned()),
     ];
-    let (status, body) = refused(client::upgrade(&url, Method::POST, &headers).await);
+    let (status, body) = refused(client::upgrade(&url, Method::POST, &headers, None).await);
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("unable to negotiate protocol"), "{body}");
     assert_eq!(h.fake.calls.load(Ordering::SeqCst), 0);
@@ -523,7 +523,7 @@ async fn a_client_that_opens_no_streams_is_dropped_after_the_timeout() {
         ("upgrade", "SPDY/3.1".to_owned()),
         ("x-stream-protocol-version", "v4.channel.k8s.io".to_owned()),
     ];
-    let up = client::upgrade(&url, Method::POST, &headers)
+    let up = client::upgrade(&url, Method::POST, &headers, None)
         .await
         .expect("101");
     let session = crate::spdy::Session::spawn(

@@ -12,7 +12,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
 
-use super::{ClientError, Transport, upgrade};
+use super::{ClientError, ClientTls, Transport, upgrade};
 use crate::backend::{Reader, Writer};
 use crate::channel::wire::ChannelMessage;
 use crate::channel::{ExecVersion, ExitStatus, STREAM_TYPE_HEADER, StreamType, TerminalSize};
@@ -92,19 +92,42 @@ fn parse_status(version: ExecVersion, bytes: &[u8]) -> Result<ExitStatus, Client
     })
 }
 
-/// Starts an exec (or attach) at `url`.
+/// Starts an exec (or attach) at an `http://` `url`.
 pub async fn exec(
     url: &str,
     options: ExecOptions,
     transport: Transport,
 ) -> Result<ClientSession, ClientError> {
+    exec_with(url, options, transport, None).await
+}
+
+/// Starts an exec (or attach) at `url`, `https://` ones over TLS with `tls`.
+pub async fn exec_tls(
+    url: &str,
+    options: ExecOptions,
+    transport: Transport,
+    tls: &ClientTls,
+) -> Result<ClientSession, ClientError> {
+    exec_with(url, options, transport, Some(tls)).await
+}
+
+async fn exec_with(
+    url: &str,
+    options: ExecOptions,
+    transport: Transport,
+    tls: Option<&ClientTls>,
+) -> Result<ClientSession, ClientError> {
     match transport {
-        Transport::Spdy => spdy_exec(url, options).await,
-        Transport::WebSocket => ws_exec(url, options).await,
+        Transport::Spdy => spdy_exec(url, options, tls).await,
+        Transport::WebSocket => ws_exec(url, options, tls).await,
     }
 }
 
-async fn spdy_exec(url: &str, options: ExecOptions) -> Result<ClientSession, ClientError> {
+async fn spdy_exec(
+    url: &str,
+    options: ExecOptions,
+    tls: Option<&ClientTls>,
+) -> Result<ClientSession, ClientError> {
     let offered = [ExecVersion::V5, ExecVersion::V4, ExecVersion::V3];
     let names: Vec<&str> = offered.iter().map(|v| v.name()).collect();
     let headers = [
@@ -112,7 +135,7 @@ async fn spdy_exec(url: &str, options: ExecOptions) -> Result<ClientSession, Cli
         ("upgrade", "SPDY/3.1".to_owned()),
         (PROTOCOL_VERSION_HEADER, names.join(", ")),
     ];
-    let up = upgrade(url, Method::POST, &headers).await?;
+    let up = upgrade(url, Method::POST, &headers, tls).await?;
     let chosen = up.headers.get(PROTOCOL_VERSION_HEADER);
     let version = chosen
         .and_then(|v| v.to_str().ok())
@@ -176,7 +199,11 @@ async fn write_resizes<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<T
     let _ = w.shutdown().await;
 }
 
-async fn ws_exec(url: &str, options: ExecOptions) -> Result<ClientSession, ClientError> {
+async fn ws_exec(
+    url: &str,
+    options: ExecOptions,
+    tls: Option<&ClientTls>,
+) -> Result<ClientSession, ClientError> {
     let mut key = [0u8; 16];
     getrandom::fill(&mut key).map_err(|e| ClientError::Upgrade(e.to_string()))?;
     let key = STANDARD.encode(key);
@@ -190,7 +217,7 @@ async fn ws_exec(url: &str, options: ExecOptions) -> Result<ClientSession, Clien
             "v5.channel.k8s.io, v4.channel.k8s.io".to_owned(),
         ),
     ];
-    let up = upgrade(url, Method::GET, &headers).await?;
+    let up = upgrade(url, Method::GET, &headers, tls).await?;
     let protocol = ws_answer(&up.headers, &key)?;
     let Protocol::Exec(version) = protocol.protocol else {
         return Err(ClientError::Upgrade("not an exec protocol".into()));

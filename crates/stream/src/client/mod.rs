@@ -1,6 +1,8 @@
 //! A client of streaming URLs, for crius' CLI and tests: [`exec`] over
 //! SPDY or WebSocket (attach URLs work the same), [`port_forward`] over
-//! SPDY. The HTTP/1.1 upgrade goes through hyper's client connection.
+//! SPDY. The HTTP/1.1 upgrade goes through hyper's client connection,
+//! over TLS for `https://` URLs ([`exec_tls`], [`PortForwarder::open_tls`],
+//! [`port_forward_tls`] with a [`ClientTls`]).
 //!
 //! Read stdout and stderr while waiting for the exit: like kubectl, the
 //! client holds at most a window of unread output, and a server whose
@@ -9,8 +11,10 @@
 mod exec;
 mod portforward;
 
-pub use exec::{ClientSession, ExecOptions, Exit, exec};
-pub use portforward::{Forwarded, PortForwarder, port_forward};
+pub use exec::{ClientSession, ExecOptions, Exit, exec, exec_tls};
+pub use portforward::{Forwarded, PortForwarder, port_forward, port_forward_tls};
+
+pub use crate::tls::ClientTls;
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -19,6 +23,7 @@ use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::channel::ChannelError;
@@ -37,12 +42,18 @@ pub enum Transport {
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL is not `http://host:port/path`.
+    /// The URL is not `http://host:port/path` or `https://host:port/path`.
     #[error("bad streaming URL {0:?}")]
     Url(String),
+    /// An `https://` URL, but no [`ClientTls`] to connect with.
+    #[error("streaming URL {0:?} is https: it needs TLS settings (exec_tls, open_tls)")]
+    NeedsTls(String),
     /// TCP failed.
     #[error("connecting to the streaming server: {0}")]
     Connect(#[from] std::io::Error),
+    /// The TLS handshake failed (e.g. a certificate not trusted).
+    #[error("TLS handshake with the streaming server: {0}")]
+    Handshake(std::io::Error),
     /// HTTP failed.
     #[error("HTTP: {0}")]
     Http(#[from] hyper::Error),
@@ -77,24 +88,59 @@ pub(crate) struct Upgrade {
     pub headers: HeaderMap,
 }
 
+/// A connection to the server, plain or TLS.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// Connects to the server of `uri` (TLS for `https`); answers the
+/// connection and the `Host` header.
+async fn connect(
+    url: &str,
+    uri: &Uri,
+    tls: Option<&ClientTls>,
+) -> Result<(Box<dyn Conn>, String), ClientError> {
+    let bad = || ClientError::Url(url.into());
+    let authority = uri.authority().ok_or_else(bad)?;
+    let (default_port, tls) = match (uri.scheme_str(), tls) {
+        (Some("http"), _) => (80, None),
+        (Some("https"), Some(tls)) => (443, Some(tls)),
+        (Some("https"), None) => return Err(ClientError::NeedsTls(url.into())),
+        _ => return Err(bad()),
+    };
+    // `host()` keeps an IPv6 address' brackets.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(default_port);
+    let tcp = TcpStream::connect((host, port)).await?;
+    let Some(tls) = tls else {
+        return Ok((Box::new(tcp), authority.to_string()));
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|_| bad())?;
+    let stream = tls
+        .connector()
+        .connect(name, tcp)
+        .await
+        .map_err(ClientError::Handshake)?;
+    Ok((Box::new(stream), authority.to_string()))
+}
+
 /// Sends `method url` with `headers` and waits for the 101.
 pub(crate) async fn upgrade(
     url: &str,
     method: Method,
     headers: &[(&str, String)],
+    tls: Option<&ClientTls>,
 ) -> Result<Upgrade, ClientError> {
     let uri: Uri = url.parse().map_err(|_| ClientError::Url(url.into()))?;
-    let authority = match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(authority)) => authority.clone(),
-        _ => return Err(ClientError::Url(url.into())),
-    };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let tcp = TcpStream::connect(authority.as_str()).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    let (conn, authority) = connect(url, &uri, tls).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(conn)).await?;
     let mut builder = Request::builder()
         .method(method)
         .uri(path)
-        .header(http::header::HOST, authority.as_str());
+        .header(http::header::HOST, authority);
     for (name, value) in headers {
         builder = builder.header(*name, value.as_str());
     }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use http::Method;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{ClientError, upgrade};
+use super::{ClientError, ClientTls, upgrade};
 use crate::channel::portforward::{PORT_FORWARD_PROTOCOL, PortStream, PortStreamType};
 use crate::spdy::{self, RecvHalf, Role, SendHalf, Session};
 use crate::upgrade::PROTOCOL_VERSION_HEADER;
@@ -24,14 +24,24 @@ pub struct PortForwarder {
 }
 
 impl PortForwarder {
-    /// Upgrades `url` to a port-forward session.
+    /// Upgrades an `http://` `url` to a port-forward session.
     pub async fn open(url: &str) -> Result<Self, ClientError> {
+        Self::open_with(url, None).await
+    }
+
+    /// Upgrades `url` to a port-forward session, `https://` ones over TLS
+    /// with `tls`.
+    pub async fn open_tls(url: &str, tls: &ClientTls) -> Result<Self, ClientError> {
+        Self::open_with(url, Some(tls)).await
+    }
+
+    async fn open_with(url: &str, tls: Option<&ClientTls>) -> Result<Self, ClientError> {
         let headers = [
             ("connection", "Upgrade".to_owned()),
             ("upgrade", "SPDY/3.1".to_owned()),
             (PROTOCOL_VERSION_HEADER, PORT_FORWARD_PROTOCOL.to_owned()),
         ];
-        let up = upgrade(url, Method::POST, &headers).await?;
+        let up = upgrade(url, Method::POST, &headers, tls).await?;
         let session = Session::spawn(up.io, Role::Client, spdy::Config::default());
         Ok(Self {
             session,
@@ -77,6 +87,21 @@ impl Drop for PortForwarder {
 /// One connection `url` forwards to `port`, in a session of its own.
 pub async fn port_forward(url: &str, port: u16) -> Result<Forwarded, ClientError> {
     let forwarder = PortForwarder::open(url).await?;
+    owned(forwarder, port).await
+}
+
+/// [`port_forward`] for `https://` URLs, over TLS with `tls`.
+pub async fn port_forward_tls(
+    url: &str,
+    port: u16,
+    tls: &ClientTls,
+) -> Result<Forwarded, ClientError> {
+    let forwarder = PortForwarder::open_tls(url, tls).await?;
+    owned(forwarder, port).await
+}
+
+/// A connection that owns its session.
+async fn owned(forwarder: PortForwarder, port: u16) -> Result<Forwarded, ClientError> {
     let mut forwarded = forwarder.connect(port).await?;
     forwarded._owner = Some(forwarder);
     Ok(forwarded)

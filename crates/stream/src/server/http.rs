@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -26,8 +27,78 @@ use crate::upgrade::{Decision, Endpoint, negotiate};
 
 type Body = Full<Bytes>;
 
-/// Serves one TCP connection in a tracked task that ends on shutdown.
-pub(super) fn spawn_connection(ctx: &Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
+/// Serves one accepted TCP connection in a tracked task that ends on
+/// shutdown; with TLS, after the handshake (bounded by the header read
+/// timeout).
+pub(super) fn accept(ctx: &Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
+    let cancel = ctx.cancel.clone();
+    let Some(tls) = &ctx.config.tls else {
+        let served = serve(ctx.clone(), tcp, peer);
+        ctx.tracker.spawn(async move {
+            tokio::select! {
+                () = served => {}
+                () = cancel.cancelled() => {}
+            }
+        });
+        return;
+    };
+    let acceptor = tls.acceptor();
+    let conn_ctx = ctx.clone();
+    let limit = ctx.config.header_read_timeout;
+    ctx.tracker.spawn(async move {
+        let work = async {
+            let handshake = tokio::time::timeout(limit, handshake(acceptor, tcp, peer));
+            match handshake.await {
+                Ok(Some(stream)) => serve(conn_ctx, stream, peer).await,
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::info!(%peer, ?limit, "streaming TLS handshake timed out: closed")
+                }
+            }
+        };
+        tokio::select! {
+            () = work => {}
+            () = cancel.cancelled() => {}
+        }
+    });
+}
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The TLS handshake of one connection; `None` (logged) when it fails or
+/// the client does not speak TLS at all (plain HTTP on the TLS port).
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(0) | Err(_) => return None,
+        Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => {
+            tracing::info!(
+                %peer,
+                "a client that does not speak TLS (plain HTTP?) on the TLS streaming port: closed"
+            );
+            return None;
+        }
+        Ok(_) => {}
+    }
+    match acceptor.accept(tcp).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "streaming TLS handshake failed: closed");
+            None
+        }
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one connection until it ends.
+async fn serve<I>(ctx: Arc<Ctx>, io: I, peer: SocketAddr)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let conn_ctx = ctx.clone();
     let service = service_fn(move |req| {
         let ctx = conn_ctx.clone();
@@ -36,17 +107,11 @@ pub(super) fn spawn_connection(ctx: &Arc<Ctx>, tcp: TcpStream, peer: SocketAddr)
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(ctx.config.header_read_timeout)
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
-    let cancel = ctx.cancel.clone();
-    ctx.tracker.spawn(async move {
-        tokio::select! {
-            served = conn => if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "streaming connection failed");
-            },
-            () = cancel.cancelled() => {}
-        }
-    });
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "streaming connection failed");
+    }
 }
 
 fn respond(status: StatusCode, headers: HeaderMap, body: String) -> Response<Body> {

@@ -1,7 +1,10 @@
 //! The streaming server kubelet proxies Exec, Attach and PortForward to.
 //!
 //! [`StreamServer::url`] caches a request under a fresh token and answers
-//! `http://<addr>/{exec,attach,portforward}/<token>`. A request to such a
+//! `http://<addr>/{exec,attach,portforward}/<token>` (`https://` with
+//! [`ServerConfig::tls`]: each connection's TLS handshake runs first, in
+//! its own task; one that fails, or a client that speaks plain HTTP to the
+//! TLS port, is logged and closed). A request to such a
 //! URL takes its token (404 for one unknown, expired or used), negotiates
 //! SPDY or WebSocket ([`crate::upgrade::negotiate`]), answers 101 and runs
 //! the session on the upgraded connection: [`exec`] for exec and attach,
@@ -25,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backend::{Backend, Request};
 use crate::spdy;
+use crate::tls::ServerTls;
 use crate::tokens::{self, TokenCache, TokenError};
 
 /// Limits and addresses of the server.
@@ -52,6 +56,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Frame, header and stream limits of SPDY sessions.
     pub spdy: spdy::Config,
+    /// TLS on every connection (URLs are then `https://`); `None`: plain
+    /// HTTP (default).
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +74,7 @@ impl Default for ServerConfig {
             linger: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(30),
             spdy: spdy::Config::default(),
+            tls: None,
         }
     }
 }
@@ -136,7 +144,12 @@ impl StreamServer {
         };
         let listener = TcpListener::bind(config.addr).await.map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
-        let base = format!("http://{}", advertised(&config, addr));
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let base = format!("{scheme}://{}", advertised(&config, addr));
         let tokens = Arc::new(TokenCache::new(config.token_ttl, config.max_tokens));
         let ctx = Arc::new(Ctx {
             backend,
@@ -177,7 +190,7 @@ impl StreamServer {
                 () = shutdown.cancelled() => break,
             };
             match accepted {
-                Ok((tcp, peer)) => http::spawn_connection(&ctx, tcp, peer),
+                Ok((tcp, peer)) => http::accept(&ctx, tcp, peer),
                 Err(e) => {
                     tracing::warn!(error = %e, "streaming server: accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
