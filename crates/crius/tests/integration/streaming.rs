@@ -23,6 +23,7 @@ crate::tests![
     streaming_requests_are_checked_before_a_url,
     attach_with_stdin_once_feeds_the_main_process,
     port_forward_reaches_a_host_network_pod_and_exec_without_stdin,
+    exec_over_tls_with_a_self_signed_certificate,
 ];
 
 const SLEEPER: &[&str] = &["sh", "-c", "sleep 1000"];
@@ -408,5 +409,59 @@ async fn port_forward_reaches_a_host_network_pod_and_exec_without_stdin(
     }
     ensure!(answer.contains("hello-from-the-host-net"), "{answer:?}");
     drop(forwarder);
+    p.remove_all_and_check().await
+}
+
+async fn exec_over_tls_with_a_self_signed_certificate(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start_with(&env, None, "", "[streaming]\ntls = true\n").await?;
+    let pod_id = run(&mut p.cri, config("stream-tls")).await?;
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let id = create(&mut p.cri, &pod_id, container("app", &image, SLEEPER)).await?;
+    start(&mut p.cri, &id).await?;
+    let url = p
+        .cri
+        .runtime
+        .exec(v1::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "echo over-tls; exit 2".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .url;
+    ensure!(url.starts_with("https://"), "{url}");
+    let options = ExecOptions {
+        stdout: true,
+        ..Default::default()
+    };
+    // A plain client is told the URL needs TLS; one that skips the check
+    // of the self-signed certificate (as crictl does) runs the exec.
+    ensure!(
+        client::exec(&url, options, Transport::Spdy).await.is_err(),
+        "plain on https"
+    );
+    let url = p
+        .cri
+        .runtime
+        .exec(v1::ExecRequest {
+            container_id: id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "echo over-tls; exit 2".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .url;
+    let tls = crius_stream::tls::ClientTls::insecure()?;
+    let mut s = client::exec_tls(&url, options, Transport::Spdy, &tls).await?;
+    let out = read_all(s.stdout.take()).await?;
+    let status = tokio::time::timeout(Duration::from_secs(20), s.wait()).await??;
+    ensure!(out == "over-tls\n", "{out:?}");
+    ensure!(
+        matches!(status, ExitStatus::ExitCode { code: 2, .. }),
+        "{status:?}"
+    );
     p.remove_all_and_check().await
 }
