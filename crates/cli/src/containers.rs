@@ -84,7 +84,7 @@ pub async fn ps(
     Ok(())
 }
 
-async fn status(
+pub(crate) async fn status(
     cri: &mut client::Cri,
     id: &str,
 ) -> anyhow::Result<(v1::ContainerStatus, HashMap<String, String>)> {

@@ -100,16 +100,7 @@ pub async fn attach_with(cri: &mut client::Cri, id: &str, how: Interactive) -> a
 /// Whether container `id` was created with a stdin and with a tty, as its
 /// verbose status says (false where it says nothing).
 async fn streams_of(cri: &mut client::Cri, id: &str) -> anyhow::Result<(bool, bool)> {
-    let info = cri
-        .runtime
-        .container_status(v1::ContainerStatusRequest {
-            container_id: id.to_string(),
-            verbose: true,
-        })
-        .await
-        .context("ContainerStatus")?
-        .into_inner()
-        .info;
+    let (_, info) = crate::containers::status(cri, id).await?;
     Ok(parse_streams(info.get("info").map(String::as_str)))
 }
 

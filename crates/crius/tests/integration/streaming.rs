@@ -419,18 +419,13 @@ async fn exec_over_tls_with_a_self_signed_certificate(env: Arc<Env>) -> anyhow::
     crate::images::pull(&mut p.cri, &image).await?;
     let id = create(&mut p.cri, &pod_id, container("app", &image, SLEEPER)).await?;
     start(&mut p.cri, &id).await?;
-    let url = p
-        .cri
-        .runtime
-        .exec(v1::ExecRequest {
-            container_id: id.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "echo over-tls; exit 2".into()],
-            stdout: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .url;
+    let exec = v1::ExecRequest {
+        container_id: id.clone(),
+        cmd: vec!["sh".into(), "-c".into(), "echo over-tls; exit 2".into()],
+        stdout: true,
+        ..Default::default()
+    };
+    let url = p.cri.runtime.exec(exec.clone()).await?.into_inner().url;
     ensure!(url.starts_with("https://"), "{url}");
     let options = ExecOptions {
         stdout: true,
@@ -442,18 +437,7 @@ async fn exec_over_tls_with_a_self_signed_certificate(env: Arc<Env>) -> anyhow::
         client::exec(&url, options, Transport::Spdy).await.is_err(),
         "plain on https"
     );
-    let url = p
-        .cri
-        .runtime
-        .exec(v1::ExecRequest {
-            container_id: id.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "echo over-tls; exit 2".into()],
-            stdout: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .url;
+    let url = p.cri.runtime.exec(exec).await?.into_inner().url;
     let tls = crius_stream::tls::ClientTls::insecure()?;
     let mut s = client::exec_tls(&url, options, Transport::Spdy, &tls).await?;
     let out = read_all(s.stdout.take()).await?;
