@@ -201,6 +201,33 @@ async fn port_forward_reaches_a_server_in_the_pod(env: Arc<Env>) -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ensure!(answer.contains("hello-from-the-pod"), "{answer:?}");
+    // The same over WebSocket, with a URL of its own.
+    let url = cri
+        .runtime
+        .port_forward(v1::PortForwardRequest {
+            pod_sandbox_id: p.id.clone(),
+            port: vec![8080],
+        })
+        .await?
+        .into_inner()
+        .url;
+    let mut ws = client::port_forward_ws(&url, 8080, None).await?;
+    let mut buf = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 256];
+        while !String::from_utf8_lossy(&buf).contains("hello-from-the-pod") {
+            match ws.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    ensure!(
+        String::from_utf8_lossy(&buf).contains("hello-from-the-pod"),
+        "over WebSocket: {buf:?}"
+    );
+    drop(ws);
     // Nobody listens on 9: the error stream says so.
     let mut closed = forwarder.connect(9).await?;
     let mut buf = Vec::new();

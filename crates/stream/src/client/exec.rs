@@ -204,9 +204,7 @@ async fn ws_exec(
     options: ExecOptions,
     tls: Option<&ClientTls>,
 ) -> Result<ClientSession, ClientError> {
-    let mut key = [0u8; 16];
-    getrandom::fill(&mut key).map_err(|e| ClientError::Upgrade(e.to_string()))?;
-    let key = STANDARD.encode(key);
+    let key = ws_key()?;
     let headers = [
         ("connection", "Upgrade".to_owned()),
         ("upgrade", "websocket".to_owned()),
@@ -259,8 +257,24 @@ async fn ws_exec(
     })
 }
 
+/// A fresh `Sec-WebSocket-Key`.
+pub(super) fn ws_key() -> Result<String, ClientError> {
+    let mut key = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|e| ClientError::Upgrade(e.to_string()))?;
+    Ok(STANDARD.encode(key))
+}
+
 /// The subprotocol a 101 chose, after checking its accept key.
 fn ws_answer(headers: &http::HeaderMap, key: &str) -> Result<WsProtocol, ClientError> {
+    ws_answer_for(Endpoint::Exec, headers, key)
+}
+
+/// [`ws_answer`] for `endpoint`'s subprotocols.
+pub(super) fn ws_answer_for(
+    endpoint: Endpoint,
+    headers: &http::HeaderMap,
+    key: &str,
+) -> Result<WsProtocol, ClientError> {
     let accept = headers
         .get(http::header::SEC_WEBSOCKET_ACCEPT)
         .and_then(|v| v.to_str().ok());
@@ -271,7 +285,7 @@ fn ws_answer(headers: &http::HeaderMap, key: &str) -> Result<WsProtocol, ClientE
         .get(http::header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    ws_protocols(Endpoint::Exec)
+    ws_protocols(endpoint)
         .into_iter()
         .find(|p| p.name == name)
         .ok_or_else(|| ClientError::Upgrade(format!("subprotocol {name:?}")))

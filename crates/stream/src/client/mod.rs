@@ -1,6 +1,6 @@
 //! A client of streaming URLs, for crius' CLI and tests: [`exec`] over
 //! SPDY or WebSocket (attach URLs work the same), [`port_forward`] over
-//! SPDY. The HTTP/1.1 upgrade goes through hyper's client connection,
+//! SPDY and [`port_forward_ws`] over WebSocket. The HTTP/1.1 upgrade goes through hyper's client connection,
 //! over TLS for `https://` URLs ([`exec_tls`], [`PortForwarder::open_tls`],
 //! [`port_forward_tls`] with a [`ClientTls`]).
 //!
@@ -10,9 +10,11 @@
 
 mod exec;
 mod portforward;
+mod ws_portforward;
 
 pub use exec::{ClientSession, ExecOptions, Exit, exec, exec_tls};
 pub use portforward::{Forwarded, PortForwarder, port_forward, port_forward_tls};
+pub use ws_portforward::{WsForwarded, port_forward_ws};
 
 pub use crate::tls::ClientTls;
 
