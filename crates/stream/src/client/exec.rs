@@ -183,11 +183,29 @@ async fn read_status(
     version: ExecVersion,
     tx: oneshot::Sender<Result<ExitStatus, ClientError>>,
 ) {
-    let status = match recv.read_to_end(STATUS_LIMIT).await {
-        Ok(bytes) => parse_status(version, &bytes),
-        Err(e) => Err(e.into()),
-    };
-    let _ = tx.send(status);
+    let _ = tx.send(status_of(&mut recv, version).await);
+}
+
+/// The error stream to its end. A reset after a status was received ends
+/// it too: that is how Go's spdystream (containerd's and kubelet's
+/// streaming servers) closes a session after writing the status.
+async fn status_of(recv: &mut RecvHalf, version: ExecVersion) -> Result<ExitStatus, ClientError> {
+    let mut bytes = Vec::new();
+    loop {
+        match recv.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= STATUS_LIMIT => {
+                bytes.extend_from_slice(&chunk)
+            }
+            Ok(Some(_)) => {
+                let why = format!("more than {STATUS_LIMIT} bytes on the error stream");
+                return Err(spdy::Error::Protocol(why).into());
+            }
+            Ok(None) => break,
+            Err(spdy::Error::Reset(_)) if !bytes.is_empty() => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    parse_status(version, &bytes)
 }
 
 async fn write_resizes<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<TerminalSize>) {

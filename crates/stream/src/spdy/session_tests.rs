@@ -480,6 +480,35 @@ async fn reset_reaches_the_other_side() {
 }
 
 #[tokio::test]
+async fn data_sent_before_a_reset_is_still_read() {
+    // Go's spdystream ends a session so: the exit status written on the
+    // error stream, then RST_STREAM CANCEL instead of a FIN.
+    let (client, server) = pair(Config::default(), Config::default());
+    let opening = tokio::spawn({
+        let client = client.clone();
+        async move { client.open(typed("error"), false).await.expect("open") }
+    });
+    let mut accepted = accept(&server).await;
+    let mut opened = opening.await.expect("opened");
+    accepted
+        .send
+        .write_all(b"{\"status\":\"Success\"}")
+        .await
+        .expect("write");
+    accepted.send.flush().await.expect("flush");
+    // The data is on its way before the reset is sent.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    accepted.send.reset(RstStatus::CANCEL);
+    let first = timeout(WAIT, opened.recv.chunk()).await.expect("in time");
+    assert_eq!(
+        first.ok().flatten().as_deref(),
+        Some(&b"{\"status\":\"Success\"}"[..])
+    );
+    let then = timeout(WAIT, opened.recv.chunk()).await.expect("in time");
+    assert_eq!(then, Err(Error::Reset(RstStatus::CANCEL)));
+}
+
+#[tokio::test]
 async fn half_close_leaves_the_other_direction_open() {
     let (client, server) = pair(Config::default(), Config::default());
     let opening = tokio::spawn({

@@ -109,13 +109,16 @@ impl RecvHalf {
         let Some(stream) = inner.streams.get_mut(&self.id) else {
             return Poll::Ready(Err(Error::Closed("the stream is gone".into())));
         };
-        if let Some(status) = stream.reset {
-            return Poll::Ready(Err(Error::Reset(status)));
-        }
+        // What arrived before a reset is still read: Go's spdystream ends
+        // a session by resetting (CANCEL) streams it has written to but
+        // not closed, e.g. the error stream right after the exit status.
         if let Some(chunk) = stream.recv.pop_front() {
             stream.recv_len -= chunk.len();
             inner.credit_stream(self.id, chunk.len());
             return Poll::Ready(Ok(Some(chunk)));
+        }
+        if let Some(status) = stream.reset {
+            return Poll::Ready(Err(Error::Reset(status)));
         }
         if stream.remote_fin {
             return Poll::Ready(Ok(None));
