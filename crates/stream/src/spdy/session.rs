@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::config::{Config, Role};
+use super::config::{Config, DEFAULT_WINDOW, Role};
 use super::error::Error;
 use super::frame::setting;
 use super::frame::{Decoded, Frame, FrameDecoder, FrameEncoder, GoAwayStatus, RstStatus, Setting};
@@ -53,6 +53,16 @@ impl Session {
                 },
             ],
         });
+        if let Some(delta) = config
+            .session_window
+            .checked_sub(DEFAULT_WINDOW)
+            .filter(|d| *d > 0)
+        {
+            shared.lock().send_ctrl(Frame::WindowUpdate {
+                stream_id: 0,
+                delta,
+            });
+        }
         tokio::spawn(read_loop(shared.clone(), read, config));
         tokio::spawn(write_loop(shared.clone(), write));
         Session { shared }

@@ -171,7 +171,8 @@ async fn a_reader_that_never_reads_holds_the_writer_within_the_window() {
     let mut stream = client.open(typed("stdin"), false).await.expect("open");
     let (mut peer, _server) = accepting.await.expect("accepted");
     let data = vec![1u8; 1 << 20];
-    // The peer's window is 64 KiB and it reads nothing: the write stalls.
+    // The peer's window is smaller than the data and it reads nothing:
+    // the write stalls.
     let stalled = timeout(Duration::from_millis(300), stream.send.write_all(&data)).await;
     assert!(
         stalled.is_err(),
@@ -182,7 +183,7 @@ async fn a_reader_that_never_reads_holds_the_writer_within_the_window() {
     assert_eq!(window, 0);
     let server_buffered = _server.shared.lock().streams[&peer.id()].recv_len;
     assert!(
-        server_buffered <= DEFAULT_WINDOW as usize,
+        server_buffered <= Config::default().initial_window as usize,
         "{server_buffered} bytes buffered"
     );
     // Once the peer reads, the writer goes on to the end.
@@ -225,7 +226,7 @@ async fn a_peer_that_ignores_windows_is_held_back_by_the_transport() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let buffered = server.shared.lock().streams[&1].recv_len;
     assert!(
-        buffered <= DEFAULT_WINDOW as usize + 16 * 1024,
+        buffered <= Config::default().initial_window as usize + 16 * 1024,
         "{buffered} bytes buffered"
     );
     assert!(!flood.is_finished(), "1 MiB went in without anyone reading");

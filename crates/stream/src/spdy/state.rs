@@ -404,7 +404,7 @@ impl Inner {
 
     /// Sends the session-level WINDOW_UPDATE once half the window is owed.
     pub fn credit_session(&mut self) {
-        if self.session_recv_unacked >= DEFAULT_WINDOW / 2 {
+        if self.session_recv_unacked >= self.config.session_window.max(DEFAULT_WINDOW) / 2 {
             let delta = std::mem::take(&mut self.session_recv_unacked);
             self.send_ctrl(Frame::WindowUpdate {
                 stream_id: 0,
