@@ -16,7 +16,7 @@ use crate::backend::{Io, Request};
 use crate::channel::wire::ChannelMessage;
 use crate::channel::{ExecVersion, ExitStatus, ResizeDecoder, STREAM_TYPE_HEADER, StreamType};
 use crate::channel::{TerminalSize, portforward::PORT_FORWARD_PROTOCOL};
-use crate::spdy::{RecvHalf, Role, RstStatus, Session, Stream};
+use crate::spdy::{RecvHalf, Role, RstStatus, SendHalf, Session, Stream};
 use crate::upgrade::{Protocol, WsProtocol};
 use crate::ws::{WsChannels, WsReceiver};
 use crate::wsio::{self, ChannelWriter, Out};
@@ -93,7 +93,7 @@ where
         return;
     };
     let mut tasks = JoinSet::new();
-    let io = spdy_io(&mut streams, wanted, &mut tasks);
+    let (io, _open) = spdy_io(&mut streams, wanted, &mut tasks);
     let status = tokio::select! {
         status = call(ctx, request, io) => status,
         reason = session.closed() => {
@@ -134,28 +134,41 @@ async fn accept_streams(session: &Session, expected: usize) -> Option<HashMap<St
     Some(streams)
 }
 
-/// The backend's view of the streams; a resize stream gets a decoding
-/// task in `tasks`.
+/// The backend's view of the streams (a resize stream gets a decoding
+/// task in `tasks`), and the send halves of the streams only read from,
+/// to be kept open until the session ends: a FIN on the stdin stream is
+/// client-go's sign to close its stdin (`copyStdin` waits for the server
+/// to close remoteStdin), which would end an attach with `stdin_once`.
 fn spdy_io(
     streams: &mut HashMap<StreamType, Stream>,
     wanted: Wanted,
     tasks: &mut JoinSet<()>,
-) -> Io {
+) -> (Io, Vec<SendHalf>) {
     let mut take = |kind, wanted: bool| streams.remove(&kind).filter(|_| wanted);
     let stdin = take(StreamType::Stdin, wanted.stdin);
     let stdout = take(StreamType::Stdout, wanted.stdout);
     let stderr = take(StreamType::Stderr, wanted.stderr);
-    let resize = take(StreamType::Resize, wanted.tty).map(|stream| {
+    let resize = take(StreamType::Resize, wanted.tty);
+    let mut open = Vec::new();
+    let resize = resize.map(|stream| {
+        let (recv, send) = stream.split();
+        open.push(send);
         let (tx, rx) = mpsc::channel(RESIZE_QUEUE);
-        tasks.spawn(read_resizes(stream.recv, tx));
+        tasks.spawn(read_resizes(recv, tx));
         rx
     });
-    Io {
-        stdin: stdin.map(|s| Box::pin(s.recv) as _),
+    let stdin = stdin.map(|stream| {
+        let (recv, send) = stream.split();
+        open.push(send);
+        Box::pin(recv) as _
+    });
+    let io = Io {
+        stdin,
         stdout: stdout.map(|s| Box::pin(s.send) as _),
         stderr: stderr.map(|s| Box::pin(s.send) as _),
         resize,
-    }
+    };
+    (io, open)
 }
 
 async fn read_resizes(mut recv: RecvHalf, tx: mpsc::Sender<TerminalSize>) {
@@ -265,5 +278,51 @@ async fn demux<T>(
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::spdy::{Config, Headers};
+
+    #[tokio::test]
+    async fn the_stdin_stream_stays_open_towards_the_client_until_the_session_ends() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let client = Session::spawn(a, Role::Client, Config::default());
+        let server = Session::spawn(b, Role::Server, Config::default());
+        let opening = tokio::spawn({
+            let client = client.clone();
+            async move {
+                let headers = Headers::new().with(STREAM_TYPE_HEADER, "stdin");
+                client.open(headers, false).await.expect("open")
+            }
+        });
+        let accepted = server.accept().await.expect("a stream");
+        let mut client_stdin = opening.await.expect("opened");
+        let mut streams = HashMap::from([(StreamType::Stdin, accepted)]);
+        let wanted = Wanted {
+            stdin: true,
+            stdout: false,
+            stderr: false,
+            tty: false,
+        };
+        let mut tasks = JoinSet::new();
+        let (io, open) = spdy_io(&mut streams, wanted, &mut tasks);
+        assert!(io.stdin.is_some());
+        // client-go reads its stdin stream until the server closes it, then
+        // closes its stdin: nothing may arrive while the session runs.
+        let early =
+            tokio::time::timeout(Duration::from_millis(200), client_stdin.recv.chunk()).await;
+        assert!(
+            early.is_err(),
+            "the server ended the stdin stream early: {early:?}"
+        );
+        drop(open);
+        let end =
+            tokio::time::timeout(Duration::from_secs(5), client_stdin.recv.read_to_end(16)).await;
+        assert!(matches!(&end, Ok(Ok(rest)) if rest.is_empty()), "{end:?}");
     }
 }
