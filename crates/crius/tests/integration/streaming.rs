@@ -27,6 +27,8 @@ crate::tests![
 ];
 
 const SLEEPER: &[&str] = &["sh", "-c", "sleep 1000"];
+/// An HTTP/1.0 request: the server answers and closes.
+const HTTP_GET: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
 
 async fn exec_url(cri: &mut Cri, id: &str, cmd: &[&str], tty: bool) -> anyhow::Result<String> {
     let url = cri
@@ -170,10 +172,12 @@ async fn wait_for_process(marker: &str, present: bool) -> bool {
 async fn port_forward_reaches_a_server_in_the_pod(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = pod(&env, "stream-pf").await?;
     let cri = &mut p.env.cri;
+    // An HTTP server on the pod's port 8080 (busybox httpd).
     let server = [
         "sh",
         "-c",
-        "while true; do nc -l -p 8080 -e echo hello-from-the-pod; done",
+        "mkdir -p /tmp/www && echo hello-from-the-pod > /tmp/www/index.html && \
+         exec httpd -f -p 8080 -h /tmp/www",
     ];
     let id = create(cri, &p.id, container("web", &p.image, &server)).await?;
     start(cri, &id).await?;
@@ -191,16 +195,22 @@ async fn port_forward_reaches_a_server_in_the_pod(env: Arc<Env>) -> anyhow::Resu
     let mut answer = String::new();
     for _ in 0..50 {
         let mut conn = forwarder.connect(8080).await?;
+        let _ = conn.write_all(HTTP_GET).await;
         let mut buf = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
         answer = String::from_utf8_lossy(&buf).into_owned();
         if answer.contains("hello-from-the-pod") {
             break;
         }
-        // nc not listening yet.
+        // httpd not listening yet.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    ensure!(answer.contains("hello-from-the-pod"), "{answer:?}");
+    ensure!(
+        answer.starts_with("HTTP/1.")
+            && answer.contains(" 200 ")
+            && answer.contains("hello-from-the-pod"),
+        "{answer:?}"
+    );
     // The same over WebSocket, with a URL of its own.
     let url = cri
         .runtime
@@ -212,6 +222,7 @@ async fn port_forward_reaches_a_server_in_the_pod(env: Arc<Env>) -> anyhow::Resu
         .into_inner()
         .url;
     let mut ws = client::port_forward_ws(&url, 8080, None).await?;
+    ws.write_all(HTTP_GET).await?;
     let mut buf = Vec::new();
     let read = async {
         let mut chunk = [0u8; 256];
