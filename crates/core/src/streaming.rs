@@ -36,10 +36,14 @@ pub fn check_streams(
 /// An Exec needs a command (containerd's exec refuses an empty process
 /// args the same way, only later, on the stream).
 pub fn check_command(cmd: &[String]) -> Result<()> {
-    if cmd.is_empty() {
-        return Err(Error::invalid("cmd", "must name a command"));
+    match cmd.first() {
+        None => Err(Error::invalid("cmd", "must name a command")),
+        Some(program) if program.is_empty() => Err(Error::invalid(
+            "cmd",
+            "the program (cmd[0]) must not be empty",
+        )),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// Exec and Attach reach a running container only, as in containerd.
@@ -94,6 +98,7 @@ mod tests {
             "stdin"
         );
         assert_eq!(field(check_command(&[])), "cmd");
+        assert_eq!(field(check_command(&[String::new()])), "cmd");
     }
 
     #[test]

@@ -447,6 +447,28 @@ async fn exec_sync_runs_in_a_running_container_only() -> Result<()> {
         ["exec_create", "exec_start", "exec_wait", "exec_delete"],
         "the exec is deleted after it ran"
     );
+    match e.pods.exec_sync(&id, vec![String::new()], 5).await {
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "cmd"),
+        other => panic!("an empty program: {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_container_of_a_stopped_pod_does_not_start_and_stays_created() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    e.pods.stop(&e.config, &sandbox).await?;
+    let tasks_before = e.fake.ops().iter().filter(|o| *o == "task_create").count();
+    match e.pods.start_container(&id).await {
+        Err(Error::FailedPrecondition(m)) => assert!(m.contains("not ready"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let tasks_after = e.fake.ops().iter().filter(|o| *o == "task_create").count();
+    assert_eq!(tasks_before, tasks_after, "no task was made");
+    let (_, status) = e.pods.container_status(&id)?;
+    assert_eq!(status.state, ContainerState::Created);
     Ok(())
 }
 

@@ -33,6 +33,7 @@ crate::tests![
     image_volumes_are_writable_copies,
     resources_are_seen_in_the_cgroup,
     tty_output_is_logged_as_stdout,
+    a_container_of_a_stopped_pod_does_not_start,
     stats_of_running_containers,
     stats_of_a_pod,
     stats_under_the_systemd_driver,
@@ -1596,4 +1597,32 @@ async fn pod_stats(cri: &mut Cri, id: &str) -> anyhow::Result<v1::PodSandboxStat
         .into_inner()
         .stats
         .context("no pod stats")
+}
+
+/// StartContainer in a stopped pod: FAILED_PRECONDITION, not the runtime's
+/// failure to join namespaces that are gone (INTERNAL before); the
+/// container stays CREATED, as in containerd.
+async fn a_container_of_a_stopped_pod_does_not_start(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = pod(&env, "stopped-pod").await?;
+    let cri = &mut p.env.cri;
+    let id = create(cri, &p.id, container("late", &p.image, &["true"])).await?;
+    cri.runtime
+        .stop_pod_sandbox(v1::StopPodSandboxRequest {
+            pod_sandbox_id: p.id.clone(),
+        })
+        .await?;
+    let err = cri
+        .runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect_err("a start in a stopped pod");
+    ensure!(err.code() == tonic::Code::FailedPrecondition, "{err:?}");
+    let s = status(cri, &id).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerCreated as i32,
+        "{s:?}"
+    );
+    p.env.remove_all_and_check().await
 }

@@ -92,6 +92,13 @@ impl Exec {
         if cmd.is_empty() {
             return Err(Error::invalid("cmd", "must not be empty"));
         }
+        // Impossible too: an empty program name is never found.
+        if cmd[0].is_empty() {
+            return Err(Error::invalid(
+                "cmd",
+                "the program (cmd[0]) must not be empty",
+            ));
+        }
         let c = self.find_container(id)?;
         let id = c.meta.id.clone();
         let process = self.exec_process(&id, cmd).await?;
@@ -124,6 +131,21 @@ impl Exec {
             stderr: err,
             exit_code: result?,
         })
+    }
+
+    /// Why an exec did not start: a container that stopped meanwhile (an
+    /// exec racing the exit: runc's "broken pipe", "process already
+    /// finished") is the client's precondition, not crius' fault.
+    async fn exec_start_error(&self, id: &str, e: Error) -> Error {
+        let running = matches!(
+            self.containerd.task_get(id).await,
+            Ok(Some(t)) if t.status == TaskStatus::Running
+        );
+        if running {
+            e
+        } else {
+            Error::FailedPrecondition(format!("container {id} is not running (it stopped): {e}"))
+        }
     }
 
     /// The process of an exec in running container `id`: its own, with
@@ -167,10 +189,16 @@ impl Exec {
         stdio: &Stdio,
         timeout: i64,
     ) -> Result<i32> {
-        self.containerd
-            .exec_create(id, exec_id, process, stdio)
-            .await?;
-        self.containerd.exec_start(id, exec_id).await?;
+        let started = async {
+            self.containerd
+                .exec_create(id, exec_id, process, stdio)
+                .await?;
+            self.containerd.exec_start(id, exec_id).await
+        }
+        .await;
+        if let Err(e) = started {
+            return Err(self.exec_start_error(id, e).await);
+        }
         let wait = self.containerd.exec_wait(id, exec_id);
         let exit = if timeout > 0 {
             match tokio::time::timeout(Duration::from_secs(timeout as u64), wait).await {

@@ -26,6 +26,7 @@ impl Containers {
                 c.meta.id, st.state
             )));
         }
+        self.require_ready_pod(&c)?;
         let started_at = now_ns();
         if let Err(e) = self.create_task(&c).await {
             // The runtime refused (e.g. the command does not exist).
@@ -66,6 +67,24 @@ impl Containers {
                 self.start_failed(&c, &e).await;
                 Err(e)
             }
+        }
+    }
+
+    /// A container starts only in a ready pod, as in containerd: a
+    /// stopped pod's namespaces are gone (the runtime would fail joining
+    /// them). The container stays CREATED.
+    fn require_ready_pod(&self, c: &Container) -> Result<()> {
+        let ready = self
+            .store
+            .find(&c.meta.sandbox_id)?
+            .is_some_and(|s| s.state() == crius_core::sandbox::SandboxState::Ready);
+        if ready {
+            Ok(())
+        } else {
+            Err(Error::FailedPrecondition(format!(
+                "pod sandbox {} of container {} is not ready",
+                c.meta.sandbox_id, c.meta.id
+            )))
         }
     }
 
