@@ -634,6 +634,28 @@ async fn reopen_log_and_update_resources(env: Arc<Env>) -> anyhow::Result<()> {
         limit == (64u64 << 20).to_string(),
         "limit inside: {limit:?} {r:?}"
     );
+    // Values the runtime refuses are the client's: INVALID_ARGUMENT with
+    // runc's reason (INTERNAL before), and the container keeps running.
+    let refused = cri
+        .runtime
+        .update_container_resources(v1::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(v1::LinuxContainerResources {
+                cpu_shares: 1_000_000_000_000_000_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("cpu shares of 10^18");
+    ensure!(
+        refused.code() == tonic::Code::InvalidArgument && refused.message().contains("linux"),
+        "{refused:?}"
+    );
+    ensure!(
+        status(cri, &id).await?.state == v1::ContainerState::ContainerRunning as i32,
+        "still running"
+    );
     cri.runtime
         .stop_container(v1::StopContainerRequest {
             container_id: id.clone(),

@@ -35,6 +35,14 @@ impl Containers {
         out
     }
 
+    /// Whether `id`'s task runs now.
+    async fn task_running(&self, id: &str) -> bool {
+        matches!(
+            self.containerd.task_get(id).await,
+            Ok(Some(t)) if t.status == crius_containerd::TaskStatus::Running
+        )
+    }
+
     /// Applies new resources to a running container, through its runtime.
     pub async fn update_container_resources(
         &self,
@@ -43,16 +51,22 @@ impl Containers {
     ) -> Result<()> {
         let c = self.find_container(id)?;
         let r = crius_core::container::linux_resources(resources, &self.host)?;
-        match self
-            .containerd
-            .task_update_resources(&c.meta.id, &r)
-            .await?
-        {
-            Found::Here(()) => Ok(()),
-            Found::Gone => Err(Error::FailedPrecondition(format!(
-                "container {} is not running",
-                c.meta.id
-            ))),
+        let not_running =
+            || Error::FailedPrecondition(format!("container {} is not running", c.meta.id));
+        match self.containerd.task_update_resources(&c.meta.id, &r).await {
+            Ok(Found::Here(())) => Ok(()),
+            Ok(Found::Gone) => Err(not_running()),
+            // The update raced the container's end ("cannot update a
+            // deleted process"): the client's precondition.
+            Err(_) if !self.task_running(&c.meta.id).await => Err(not_running()),
+            // A running task whose runtime refused the values (runc: a
+            // cpuset the kernel does not take, a memory limit below what
+            // it uses): what the client sent, as containerd passes them
+            // on unchecked too.
+            Err(e) => Err(Error::invalid(
+                "linux",
+                format!("the runtime refused these resources: {e}"),
+            )),
         }
     }
 
