@@ -67,6 +67,10 @@ pub(crate) enum ImageError {
     /// that is no JSON).
     #[error("{0}")]
     Inconsistent(String),
+    /// Another client's call on the same image got in between (a removal
+    /// during a pull): theirs to retry.
+    #[error("{0}")]
+    Raced(String),
     /// A fault of crius' own: a lost blocking task, a poisoned lock, a
     /// document it built that does not serialize.
     #[error("{0}")]
@@ -133,7 +137,7 @@ impl From<ImageError> for Error {
             ImageError::ArchiveIo { context, source } => Error::io(context, source),
             e @ ImageError::Corrupt { .. } => Error::DataLoss(e.to_string()),
             e @ ImageError::NoPlatform { .. } => Error::not_found(e.to_string()),
-            ImageError::Inconsistent(m) => Error::FailedPrecondition(m),
+            ImageError::Inconsistent(m) | ImageError::Raced(m) => Error::FailedPrecondition(m),
             ImageError::Internal(m) => Error::Internal(m),
         }
     }
@@ -258,6 +262,14 @@ mod tests {
             "the first failure is kept"
         );
         assert!(failure.take().is_none());
+    }
+
+    #[test]
+    fn a_pull_that_lost_a_race_with_a_removal_is_a_precondition() {
+        let raced = ImageError::Raced("busybox was removed while it was being pulled".into());
+        assert!(
+            matches!(Error::from(raced), Error::FailedPrecondition(m) if m.contains("removed"))
+        );
     }
 
     #[test]

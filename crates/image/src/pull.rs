@@ -190,7 +190,13 @@ impl Images {
         self.find(query)
             .await
             .map_err(ImageError::lookup("reading the stored image"))?
-            .ok_or_else(|| ImageError::Internal(format!("{name} was stored but cannot be found")))
+            // Removed by a RemoveImage that raced this pull: the client's
+            // race, not crius' fault.
+            .ok_or_else(|| {
+                ImageError::Raced(format!(
+                    "{name} was removed while it was being pulled; pull it again"
+                ))
+            })
     }
 }
 
