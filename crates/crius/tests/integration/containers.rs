@@ -894,6 +894,10 @@ async fn failing_start_reports_and_cleans_up(env: Arc<Env>) -> anyhow::Result<()
         err.message().contains("/no/such/command"),
         "the runtime's error should name it: {err:?}"
     );
+    ensure!(
+        err.code() == tonic::Code::FailedPrecondition,
+        "the client's command, not crius' fault: {err:?}"
+    );
     let s = status(cri, &id).await?;
     ensure!(
         s.state == v1::ContainerState::ContainerExited as i32 && s.reason == "StartError",

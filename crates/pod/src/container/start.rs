@@ -14,6 +14,18 @@ use super::{
 use crate::now_ns;
 use crate::ports::Found;
 
+/// runc's refusal to run the container's command (missing, not
+/// executable) is the client's: the command and image are what it sent.
+/// Every other failure stays what it is.
+fn command_refused(e: Error) -> Error {
+    let message = e.to_string();
+    if message.contains("unable to start container process: exec:") {
+        Error::FailedPrecondition(format!("the container's command cannot run: {message}"))
+    } else {
+        e
+    }
+}
+
 impl Containers {
     /// Starts a created container and watches for its exit.
     pub async fn start_container(&self, id: &str) -> Result<()> {
@@ -31,7 +43,7 @@ impl Containers {
         if let Err(e) = self.create_task(&c).await {
             // The runtime refused (e.g. the command does not exist).
             self.start_failed(&c, &e).await;
-            return Err(e);
+            return Err(command_refused(e));
         }
         match self.containerd.task_start(&c.meta.id).await {
             Ok(pid) => {
@@ -65,7 +77,7 @@ impl Containers {
                     tracing::warn!(container = %c.meta.id, "after a failed start: FIFOs: {d}");
                 }
                 self.start_failed(&c, &e).await;
-                Err(e)
+                Err(command_refused(e))
             }
         }
     }
@@ -254,5 +266,30 @@ impl Containers {
                     .any(|l| l.starts_with("oom_kill ") && !l.ends_with(" 0"))
             })
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_runc_cannot_run_is_the_clients() {
+        let runc = Error::Containerd {
+            op: "task create",
+            message: "failed to create shim task: OCI runtime create failed: runc create failed: \
+                      unable to start container process: exec: \"/no/such\": stat /no/such: \
+                      no such file or directory: unknown"
+                .into(),
+        };
+        match command_refused(runc) {
+            Error::FailedPrecondition(m) => assert!(m.contains("/no/such"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let other = Error::Containerd {
+            op: "task create",
+            message: "failed to mount rootfs".into(),
+        };
+        assert!(matches!(command_refused(other), Error::Containerd { .. }));
     }
 }
