@@ -324,6 +324,7 @@ pub fn log_path_beneath(log_path: &str) -> Result<String, String> {
     if log_path.is_empty() || matches!(log_path.rsplit('/').next(), Some("" | "." | "..")) {
         return Err(format!("{log_path:?} names a directory, not a file"));
     }
+    crate::sandbox::validate::check_name_lengths(log_path)?;
     let mut parts: Vec<&str> = Vec::new();
     for c in log_path.split('/') {
         match c {
@@ -798,6 +799,9 @@ mod tests {
             ("config.log_path", |r| r.log_path = "app/../../x.log".into()),
             ("config.log_path", |r| r.log_path = "app/\0.log".into()),
             ("config.log_path", |r| r.log_path = "app/".into()),
+            ("config.log_path", |r| {
+                r.log_path = format!("{}/0.log", "d".repeat(256))
+            }),
             ("config.log_path", |r| r.log_path = "app/.".into()),
             ("config.log_path", |r| r.log_path = "app/..".into()),
             ("config.log_path", |r| r.log_path = "/".into()),

@@ -105,7 +105,23 @@ fn check_absolute_path(path: &str) -> Result<(), String> {
     if path.contains('\0') {
         return Err("NUL is not allowed in a path".into());
     }
-    Ok(())
+    check_name_lengths(path)
+}
+
+/// The longest name of a file or directory (Linux' NAME_MAX, in bytes).
+pub(crate) const NAME_MAX: usize = 255;
+
+/// impossible: the kernel refuses a longer component (ENAMETOOLONG) when
+/// the directory or file is made, at StartContainer; refused here instead.
+pub(crate) fn check_name_lengths(path: &str) -> Result<(), String> {
+    match path.split('/').find(|c| c.len() > NAME_MAX) {
+        Some(c) => Err(format!(
+            "a name in the path is {} bytes long, more than the {NAME_MAX} a file name may have: {:?}...",
+            c.len(),
+            c.chars().take(16).collect::<String>()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `path` cleaned lexically, as Go's `path.Clean`: `//` squeezed, `.`
@@ -482,11 +498,16 @@ mod tests {
 
     #[test]
     fn log_directory_is_absolute() {
-        for bad in ["var/log", "./var/log", "/var/log\0"] {
+        let too_long = format!("/var/log/pods/{}", "x".repeat(256));
+        for bad in ["var/log", "./var/log", "/var/log\0", too_long.as_str()] {
             let mut req = request();
             req.log_directory = bad.into();
             assert_eq!(refused_field(&req), "config.log_directory", "{bad:?}");
         }
+        // Long as a whole is fine; only a name over 255 bytes cannot be.
+        let mut req = request();
+        req.log_directory = format!("/var/log/{}/{}", "a".repeat(255), "b".repeat(255));
+        assert!(validate(&req).is_ok());
         for (ok, clean) in [
             ("/var/log/../log/pods/x", "/var/log/pods/x"),
             ("/var/log/./pods//x/", "/var/log/pods/x"),
