@@ -48,6 +48,8 @@ pub(crate) struct PodEnv {
     bridge: String,
     subnet: String,
     pub(crate) containerd: crius_containerd::Containerd,
+    /// Its containerd namespace (of its own: a shim's command line names it).
+    pub(crate) namespace: String,
 }
 
 impl PodEnv {
@@ -113,6 +115,7 @@ impl PodEnv {
             bridge,
             subnet,
             containerd,
+            namespace: opts.namespace.clone(),
         })
     }
 
