@@ -682,9 +682,8 @@ async fn stdio_variants() -> Result<()> {
         c.task_create(&id, rootfs, &stdio).await?;
         c.task_start(&id).await?;
         assert_eq!(c.task_wait(&id).await?.exit_status, 0);
-        c.task_delete(&id).await?;
-        // The shim copies both streams into the file on its own time:
-        // stderr may land a moment after the task is gone.
+        // The shim copies both streams into the file on its own time, and
+        // a delete ends its copies: the task stays until both are there.
         // Up to 10 s: on a loaded machine (2 cores, compiles beside) the
         // shim's copy has been seen to take over 2 s.
         let mut text = String::new();
@@ -695,6 +694,7 @@ async fn stdio_variants() -> Result<()> {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        c.task_delete(&id).await?;
         ensure!(
             text.contains("to-out\n") && text.contains("to-err\n"),
             "{text:?}"
