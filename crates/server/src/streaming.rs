@@ -32,26 +32,19 @@ impl PodsBackend {
     }
 }
 
-fn not_ready(e: &Error) -> ExitStatus {
-    ExitStatus::Failure {
-        message: e.to_string(),
-        reason: None,
-    }
-}
-
 #[crius_stream::async_trait]
 impl Backend for PodsBackend {
     async fn exec(&self, req: ExecRequest, io: Io) -> ExitStatus {
         match self.streams() {
             Ok(s) => s.exec(req, io).await,
-            Err(e) => not_ready(&e),
+            Err(e) => crius_pod::streaming::failure(&e),
         }
     }
 
     async fn attach(&self, req: AttachRequest, io: Io) -> ExitStatus {
         match self.streams() {
             Ok(s) => s.attach(req, io).await,
-            Err(e) => not_ready(&e),
+            Err(e) => crius_pod::streaming::failure(&e),
         }
     }
 

@@ -38,7 +38,7 @@ async fn run_with(
         .map(|r| r.into_inner().pod_sandbox_id)
 }
 
-fn host_network(mut c: v1::PodSandboxConfig) -> v1::PodSandboxConfig {
+pub(crate) fn host_network(mut c: v1::PodSandboxConfig) -> v1::PodSandboxConfig {
     c.linux = Some(v1::LinuxPodSandboxConfig {
         security_context: Some(v1::LinuxSandboxSecurityContext {
             namespace_options: Some(v1::NamespaceOption {

@@ -27,6 +27,15 @@ crate::tests![
 ];
 
 const SLEEPER: &[&str] = &["sh", "-c", "sleep 1000"];
+/// A PortForward URL for `port` of `pod`.
+async fn port_forward_url(cri: &mut Cri, pod: &str, port: u16) -> anyhow::Result<String> {
+    let request = v1::PortForwardRequest {
+        pod_sandbox_id: pod.into(),
+        port: vec![i32::from(port)],
+    };
+    Ok(cri.runtime.port_forward(request).await?.into_inner().url)
+}
+
 /// An HTTP/1.0 request: the server answers and closes.
 const HTTP_GET: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
 
@@ -181,15 +190,7 @@ async fn port_forward_reaches_a_server_in_the_pod(env: Arc<Env>) -> anyhow::Resu
     ];
     let id = create(cri, &p.id, container("web", &p.image, &server)).await?;
     start(cri, &id).await?;
-    let url = cri
-        .runtime
-        .port_forward(v1::PortForwardRequest {
-            pod_sandbox_id: p.id.clone(),
-            port: vec![8080],
-        })
-        .await?
-        .into_inner()
-        .url;
+    let url = port_forward_url(cri, &p.id, 8080).await?;
     ensure!(url.contains("/portforward/"), "{url}");
     let forwarder = client::PortForwarder::open(&url).await?;
     let mut answer = String::new();
@@ -212,15 +213,7 @@ async fn port_forward_reaches_a_server_in_the_pod(env: Arc<Env>) -> anyhow::Resu
         "{answer:?}"
     );
     // The same over WebSocket, with a URL of its own.
-    let url = cri
-        .runtime
-        .port_forward(v1::PortForwardRequest {
-            pod_sandbox_id: p.id.clone(),
-            port: vec![8080],
-        })
-        .await?
-        .into_inner()
-        .url;
+    let url = port_forward_url(cri, &p.id, 8080).await?;
     let mut ws = client::port_forward_ws(&url, 8080, None).await?;
     ws.write_all(HTTP_GET).await?;
     let mut buf = Vec::new();
@@ -368,17 +361,7 @@ async fn port_forward_reaches_a_host_network_pod_and_exec_without_stdin(
     env: Arc<Env>,
 ) -> anyhow::Result<()> {
     let mut p = PodEnv::start(&env).await?;
-    let mut c = config("stream-hostnet");
-    c.linux = Some(v1::LinuxPodSandboxConfig {
-        security_context: Some(v1::LinuxSandboxSecurityContext {
-            namespace_options: Some(v1::NamespaceOption {
-                network: v1::NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let c = crate::runtimes::host_network(config("stream-hostnet"));
     let pod_id = run(&mut p.cri, c).await?;
     let image = env.images.reference(crius_testkit::images::BUSYBOX);
     crate::images::pull(&mut p.cri, &image).await?;
@@ -423,16 +406,7 @@ async fn port_forward_reaches_a_host_network_pod_and_exec_without_stdin(
         "{out:?} {status:?}"
     );
 
-    let url = p
-        .cri
-        .runtime
-        .port_forward(v1::PortForwardRequest {
-            pod_sandbox_id: pod_id.clone(),
-            port: vec![i32::from(port)],
-        })
-        .await?
-        .into_inner()
-        .url;
+    let url = port_forward_url(&mut p.cri, &pod_id, port).await?;
     let forwarder = client::PortForwarder::open(&url).await?;
     let mut answer = String::new();
     for _ in 0..50 {

@@ -52,7 +52,7 @@ impl Backend for Streams {
 }
 
 /// How a failure before or around the process reaches the client.
-fn failure(e: &crius_core::Error) -> ExitStatus {
+pub fn failure(e: &crius_core::Error) -> ExitStatus {
     ExitStatus::Failure {
         message: e.to_string(),
         reason: None,
