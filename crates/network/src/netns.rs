@@ -60,31 +60,10 @@ static DIR_SETUP: Mutex<()> = Mutex::new(());
 /// spawn, `unshare` and two mounts: about a millisecond, more on a busy
 /// kernel); async callers should use `spawn_blocking`.
 pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(Error::invalid(
-            "netns name",
-            format!("{name:?} is not a file name"),
-        ));
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(|e| Error::io(format!("create netns directory {}", dir.display()), e))?;
-    make_shared_mount(dir)?;
-
+    check_name("netns name", name)?;
+    make_pin_dir(dir)?;
     let path = dir.join(name);
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(&path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => Error::AlreadyExists {
-                what: format!("network namespace {}", path.display()),
-            },
-            _ => Error::io(format!("create netns mount point {}", path.display()), e),
-        })?;
+    make_pin_file(&path, "network namespace")?;
 
     let target = path.clone();
     let pinned = std::thread::Builder::new()
@@ -108,6 +87,46 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
             Err(e)
         }
     }
+}
+
+/// Creates `dir` (mode 0755) if needed and makes it a shared mount point
+/// (see the module docs).
+pub(crate) fn make_pin_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| Error::io(format!("create namespace directory {}", dir.display()), e))?;
+    make_shared_mount(dir)
+}
+
+/// Creates the empty mount point (mode 0444) of a pin of a `what`; fails
+/// with `AlreadyExists` if `path` exists.
+pub(crate) fn make_pin_file(path: &Path, what: &str) -> Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(path)
+        .map(drop)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                what: format!("{what} {}", path.display()),
+            },
+            _ => Error::io(format!("create {what} mount point {}", path.display()), e),
+        })
+}
+
+/// Refuses a `name` that is not a plain file name (`field` names it in the
+/// error): pins are `dir/name`, and nothing may climb out of `dir`.
+pub(crate) fn check_name(field: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::invalid(
+            field,
+            format!("{name:?} is not a file name"),
+        ));
+    }
+    Ok(())
 }
 
 /// Body of the dedicated thread: moves this thread (only) into a new network
@@ -142,7 +161,7 @@ fn pin_new_netns(target: &Path) -> Result<()> {
 
 /// Makes `dir` a mount point with shared propagation, bind-mounting it onto
 /// itself first when it is not a mount point (what `ip netns add` does).
-fn make_shared_mount(dir: &Path) -> Result<()> {
+pub(crate) fn make_shared_mount(dir: &Path) -> Result<()> {
     let _guard = DIR_SETUP.lock().unwrap_or_else(|p| p.into_inner());
     let make_shared = || {
         nix::mount::mount(
@@ -188,7 +207,8 @@ fn make_shared_mount(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Unpins and deletes a namespace created by [`create`]: lazily unmounts
+/// Unpins and deletes a namespace created by [`create`] (or an IPC or UTS
+/// pin made by [`crate::pins::pin`]): lazily unmounts
 /// (`MNT_DETACH`) every mount on `path`, then unlinks it. Idempotent: a
 /// missing path, or a file that is no longer a mount point, is fine. The
 /// namespace itself disappears once no process and no other pin uses it.
