@@ -6,6 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "run as root: the integration tests run containerd" >&2; exit 1; }
 
+# Disk: a clean build without incremental artefacts is about 2 GiB (with
+# them 4 GiB; CI builds once, so they are only weight), and the tests' own
+# containerd roots under /tmp hold a few hundred MiB at a time. A full disk
+# fails dozens of tests at once with ENOSPC; say so first.
+export CARGO_INCREMENTAL=0
+for dir in "${CARGO_TARGET_DIR:-target}" "${TMPDIR:-/tmp}"; do
+    mkdir -p "$dir"
+    free_mib=$(df -Pm "$dir" | awk 'NR == 2 { print $4 }')
+    echo "disk: ${free_mib} MiB free for $dir"
+    if (( free_mib < 3072 )); then
+        echo "only ${free_mib} MiB free for $dir: the build and the tests need about 3 GiB" >&2
+        exit 1
+    fi
+done
+
 hack/deps.sh --test
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
