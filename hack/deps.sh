@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(containerd runc containernetworking-plugins protobuf-compiler iproute2 iptables gcc libc6-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(docker-registry busybox-static skopeo umoci openssl)
+  packages+=(docker-registry busybox-static skopeo umoci openssl python3)
 fi
 
 missing=()

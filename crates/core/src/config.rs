@@ -296,6 +296,41 @@ pub struct RuntimeHandler {
     /// The pause image of this handler's pods (default: `sandbox_image`).
     #[serde(default)]
     pub sandbox_image: String,
+    /// What a pod sandbox of this handler is: a pause task, or pinned
+    /// namespaces without a process (runc-family handlers only).
+    #[serde(default)]
+    pub sandbox_mode: SandboxMode,
+}
+
+/// `[runtimes.<handler>] sandbox_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// Pinned namespaces where the pod allows it (a runc-family handler,
+    /// no shared PID namespace), else a pause task.
+    #[default]
+    Auto,
+    /// Always a pause task.
+    Pause,
+    /// Never a pause task: a pod that needs one (a shared PID namespace
+    /// needs its PID 1) is refused. runc-family handlers only.
+    Pinned,
+}
+
+impl SandboxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxMode::Auto => "auto",
+            SandboxMode::Pause => "pause",
+            SandboxMode::Pinned => "pinned",
+        }
+    }
+}
+
+/// A handler of the runc shim family (`io.containerd.runc.*`): its
+/// containers can join namespaces by path, so its pods need no pause task.
+pub fn is_runc_family(runtime_type: &str) -> bool {
+    runtime_type.starts_with("io.containerd.runc.")
 }
 
 fn yes() -> bool {
@@ -329,6 +364,7 @@ impl Default for Config {
                 runtime_path: String::new(),
                 snapshotter: String::new(),
                 sandbox_image: String::new(),
+                sandbox_mode: SandboxMode::Auto,
             },
         );
         Config {
@@ -659,6 +695,15 @@ impl RuntimeHandler {
                 self.runtime_type
             ));
         }
+        // impossible: only runc-family shims join namespaces by path; the
+        // sandbox task of a VM runtime is the VM.
+        if self.sandbox_mode == SandboxMode::Pinned && !is_runc_family(&self.runtime_type) {
+            problems.push(format!(
+                "runtimes.{name}.sandbox_mode: \"pinned\" needs a runc-family handler \
+                 (io.containerd.runc.*), not {:?}",
+                self.runtime_type
+            ));
+        }
     }
 }
 
@@ -832,6 +877,11 @@ runtime_path = ""
 snapshotter = ""
 # Pause image of this handler's pods ("" = sandbox_image).
 sandbox_image = ""
+# A pod sandbox: "auto" (pinned namespaces, no pause process, for
+# runc-family handlers when the pod shares no PID namespace; else a pause
+# task), "pause" (always a pause task) or "pinned" (never; pods that share
+# their PID namespace are refused; runc-family handlers only).
+sandbox_mode = "auto"
 
 [runtimes.runc.options]
 # OCI runtime binary run by the shim ("" = runc on the shim's PATH).

@@ -2,7 +2,7 @@
 //! untrusted-workload annotation, the default, and the trusted runtime for
 //! privileged pods; and which names may reach containerd at all.
 
-use crate::config::{Config, RuncOptions};
+use crate::config::{Config, RuncOptions, SandboxMode, is_runc_family};
 use crate::names::ShimName;
 use crate::{Error, Result};
 
@@ -85,6 +85,9 @@ pub struct Selection {
     pub sandbox_image: Option<String>,
     /// Privileged containers get no host devices.
     pub privileged_without_host_devices: bool,
+    /// The handler's `sandbox_mode` (a bare shim name: a pause task, as
+    /// nothing says the shim can join namespaces by path).
+    pub sandbox_mode: SandboxMode,
 }
 
 impl Selection {
@@ -99,6 +102,7 @@ impl Selection {
             snapshotter: None,
             sandbox_image: None,
             privileged_without_host_devices: false,
+            sandbox_mode: SandboxMode::Pause,
         }
     }
 }
@@ -118,15 +122,17 @@ fn configured(config: &Config, name: &str) -> Option<Selection> {
     config.runtimes.get(name).map(|h| Selection {
         handler: name.to_string(),
         runtime_type: h.runtime_type.clone(),
-        options: h
-            .runtime_type
-            .starts_with("io.containerd.runc.")
-            .then(|| h.options.clone()),
+        options: is_runc_family(&h.runtime_type).then(|| h.options.clone()),
         trusted: false,
         runtime_path: non_empty(&h.runtime_path),
         snapshotter: non_empty(&h.snapshotter),
         sandbox_image: non_empty(&h.sandbox_image),
         privileged_without_host_devices: h.privileged_without_host_devices,
+        sandbox_mode: if is_runc_family(&h.runtime_type) {
+            h.sandbox_mode
+        } else {
+            SandboxMode::Pause
+        },
     })
 }
 

@@ -188,6 +188,7 @@ fn handlers_info(config: &Config, shims: &HashMap<String, Option<PathBuf>>) -> s
                 "privileged_without_host_devices": h.privileged_without_host_devices,
                 "snapshotter": h.snapshotter,
                 "sandbox_image": h.sandbox_image,
+                "sandbox_mode": h.sandbox_mode.as_str(),
                 "default": *name == config.default_runtime,
                 "trusted": *name == config.trusted_runtime,
                 "shim_found": shim.is_some(),

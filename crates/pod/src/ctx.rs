@@ -52,6 +52,12 @@ impl Ctx {
         self.state_dir.join("netns")
     }
 
+    /// Where pinned pods' IPC and UTS namespaces are pinned
+    /// (`<id>.ipc`, `<id>.uts`).
+    pub(crate) fn pins_dir(&self) -> PathBuf {
+        self.state_dir.join("pins")
+    }
+
     /// Forgets the CPU sample of a removed container or pod.
     pub(crate) fn forget_cpu_sample(&self, id: &str) {
         crate::lock(&self.cpu_samples).remove(id);

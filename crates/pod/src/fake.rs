@@ -23,6 +23,7 @@ use crius_core::{Error, Result};
 use crius_image::Query;
 use crius_network::cni::{NetworkConfig, NotReady};
 use crius_network::exec::Attachment;
+use crius_network::pins::{PinPlan, Pins};
 use futures::stream::BoxStream;
 use tokio::sync::watch;
 
@@ -856,6 +857,47 @@ impl ports::Network for Fake {
     }
     fn netns_is_pinned(&self, path: &Path) -> bool {
         self.world().netns.contains(path)
+    }
+    async fn pin_namespaces(&self, dir: &Path, name: &str, plan: &PinPlan) -> Result<Pins> {
+        let sysctls: Vec<String> = plan
+            .sysctls
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        self.call(
+            "pin",
+            format_args!(
+                "{name} ipc={} uts={} hostname={} {}",
+                plan.ipc,
+                plan.uts,
+                plan.hostname.as_deref().unwrap_or(""),
+                sysctls.join(",")
+            ),
+        )?;
+        let pin = |on: bool, kind: &str| on.then(|| dir.join(format!("{name}.{kind}")));
+        let pins = Pins {
+            ipc: pin(plan.ipc, "ipc"),
+            uts: pin(plan.uts, "uts"),
+        };
+        let mut world = self.world();
+        world
+            .netns
+            .extend(pins.ipc.iter().chain(&pins.uts).cloned());
+        Ok(pins)
+    }
+    async fn net_sysctls(&self, netns: &Path, sysctls: &[(String, String)]) -> Result<()> {
+        let s: Vec<String> = sysctls.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        self.call(
+            "net_sysctls",
+            format_args!("{} {}", netns.display(), s.join(",")),
+        )
+    }
+    async fn net_dev(&self, netns: &Path) -> Result<Option<String>> {
+        self.call("net_dev", format_args!("{}", netns.display()))?;
+        Ok(self.world().netns.contains(netns).then(|| {
+            "Inter-|   Receive\n face |bytes\n  eth0: 10 1 0 0 0 0 0 0 20 2 0 0 0 0 0 0\n"
+                .to_string()
+        }))
     }
 }
 

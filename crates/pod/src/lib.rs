@@ -27,6 +27,8 @@ mod exits;
 pub mod fake;
 mod host;
 mod meta;
+#[cfg(test)]
+mod pinned_tests;
 mod podfs;
 pub mod ports;
 mod real;
@@ -35,6 +37,7 @@ pub mod registrar;
 mod rootfs;
 mod sandbox;
 mod stats;
+mod steps;
 mod store;
 pub mod streaming;
 #[cfg(test)]

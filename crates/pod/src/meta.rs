@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crius_core::sandbox::NamespaceMode;
+use crius_core::sandbox::mode::PinPaths;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +65,18 @@ pub struct SandboxMeta {
     /// The pod's handler keeps host devices out of privileged containers.
     #[serde(default)]
     pub privileged_without_host_devices: bool,
+    /// A pinned pod (no pause task): the pins of its IPC and UTS
+    /// namespaces. `None`: a pause task holds the pod's namespaces.
+    #[serde(default)]
+    pub pinned: Option<PinPaths>,
 }
+
+/// The extension a pinned pod's record gets when StopPodSandbox begins (a
+/// pause pod's state is its task's): READY until then, NOTREADY after,
+/// also across restarts.
+pub const STOPPED_EXTENSION: &str = "io.crius.sandbox.stopped";
+/// Its type URL (the value is `true`).
+pub const STOPPED_TYPE_URL: &str = "io.crius/SandboxStopped";
 
 /// A namespace mode as a sandbox record names it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

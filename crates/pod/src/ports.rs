@@ -22,6 +22,7 @@ use crius_core::image::CriImage;
 use crius_image::Query;
 use crius_network::cni::{NetworkConfig, NotReady};
 use crius_network::exec::Attachment;
+use crius_network::pins::{PinPlan, Pins};
 use futures::stream::BoxStream;
 
 /// containerd's container records.
@@ -156,10 +157,19 @@ pub trait Network: Send + Sync {
     async fn del(&self, net: &NetworkConfig, att: &Attachment) -> Result<()>;
     /// Creates and pins the network namespace `dir/name`.
     async fn netns_create(&self, dir: &Path, name: &str) -> Result<PathBuf>;
-    /// Unpins and removes a network namespace; absent is fine.
+    /// Unpins and removes a pinned namespace (network, IPC or UTS);
+    /// absent is fine.
     async fn netns_remove(&self, path: &Path) -> Result<()>;
-    /// Whether `path` is a pinned network namespace.
+    /// Whether `path` is a pinned namespace.
     fn netns_is_pinned(&self, path: &Path) -> bool;
+    /// Creates the IPC and UTS namespaces `plan` asks for, with its
+    /// hostname and sysctls set inside, pinned at `dir/<name>.{ipc,uts}`;
+    /// nothing is left when it fails.
+    async fn pin_namespaces(&self, dir: &Path, name: &str, plan: &PinPlan) -> Result<Pins>;
+    /// Writes `net.*` sysctls inside the network namespace at `netns`.
+    async fn net_sysctls(&self, netns: &Path, sysctls: &[(String, String)]) -> Result<()>;
+    /// `/proc/net/dev` as seen in the network namespace at `netns`.
+    async fn net_dev(&self, netns: &Path) -> Result<Option<String>>;
 }
 
 /// The image store.

@@ -17,6 +17,7 @@ use crius_core::{Error, Result};
 use crius_image::{Images, Query};
 use crius_network::cni::{NetworkConfig, NotReady};
 use crius_network::exec::{Attachment, Cni};
+use crius_network::pins::{PinPlan, Pins};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
@@ -262,6 +263,30 @@ impl ports::Network for Network {
     }
     fn netns_is_pinned(&self, path: &Path) -> bool {
         crius_network::netns::is_pinned(path)
+    }
+    async fn pin_namespaces(&self, dir: &Path, name: &str, plan: &PinPlan) -> Result<Pins> {
+        let (dir, name, plan) = (dir.to_path_buf(), name.to_string(), plan.clone());
+        crius_rt::blocking("namespace pinning task", move || {
+            crius_network::pins::pin(&dir, &name, &plan)
+        })
+        .await
+    }
+    async fn net_sysctls(&self, netns: &Path, sysctls: &[(String, String)]) -> Result<()> {
+        if sysctls.is_empty() {
+            return Ok(());
+        }
+        let (netns, sysctls) = (netns.to_path_buf(), sysctls.to_vec());
+        crius_rt::blocking("sysctl task", move || {
+            crius_network::pins::net_sysctls(&netns, &sysctls)
+        })
+        .await
+    }
+    async fn net_dev(&self, netns: &Path) -> Result<Option<String>> {
+        let netns = netns.to_path_buf();
+        crius_rt::blocking("stats task", move || {
+            crius_network::pins::read_in_netns(&netns, Path::new("/proc/thread-self/net/dev"))
+        })
+        .await
     }
 }
 

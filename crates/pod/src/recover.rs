@@ -60,6 +60,10 @@ impl Recovery {
                         return Ok(None);
                     }
                 };
+                if meta.pinned.is_some() {
+                    let stopped = r.extensions.contains_key(meta::STOPPED_EXTENSION);
+                    return Ok(Some(self.recovered_pinned(meta, stopped)));
+                }
                 let task = self.containerd.task_get(&r.id).await?;
                 let pid = task
                     .filter(|t| t.status == TaskStatus::Running)
@@ -104,6 +108,23 @@ impl Recovery {
         Ok(())
     }
 
+    /// A pinned pod as its record says: READY unless it was stopped or a
+    /// pin of it is gone (its namespaces then are no longer whole).
+    fn recovered_pinned(&self, meta: SandboxMeta, stopped: bool) -> Sandbox {
+        let pins = meta.pinned.clone().unwrap_or_default();
+        let whole = pins
+            .ipc
+            .iter()
+            .chain(&pins.uts)
+            .chain(&meta.netns)
+            .all(|p| self.net.netns_is_pinned(Path::new(p)));
+        let sandbox = Sandbox::new(meta, SandboxState::recovered(Some(whole && !stopped)));
+        if stopped {
+            sandbox.set_marked_stopped();
+        }
+        sandbox
+    }
+
     /// Pod directories and network namespaces no sandbox record owns: the
     /// remains of runs interrupted before their record was written.
     async fn remove_orphans(&self, config: &Config) -> usize {
@@ -130,16 +151,7 @@ impl Recovery {
             }
             removed += 1;
         }
-        for entry in self.dir_names(&self.netns_dir()) {
-            if known(&entry) {
-                continue;
-            }
-            let path = self.netns_dir().join(&entry);
-            if let Err(e) = self.net.netns_remove(&path).await {
-                tracing::warn!(netns = %path.display(), "orphan netns: {e}");
-            }
-            removed += 1;
-        }
+        removed += self.remove_orphan_pins(&known).await;
         // Containers: FIFO directories, rootfs scratch mounts (`<id>.rootfs`)
         // and image volumes of creates cut short.
         let known_container = |id: &str| {
@@ -171,6 +183,29 @@ impl Recovery {
                         tracing::warn!(path = %path.display(), "orphan container files: {e}")
                     }
                 }
+            }
+        }
+        removed
+    }
+
+    /// Network namespaces and IPC/UTS pins (`<id>.ipc`, `<id>.uts`) no
+    /// known sandbox owns.
+    async fn remove_orphan_pins(&self, known: &impl Fn(&str) -> bool) -> usize {
+        let mut removed = 0;
+        for dir in [self.netns_dir(), self.pins_dir()] {
+            for entry in self.dir_names(&dir) {
+                let id = entry
+                    .strip_suffix(".ipc")
+                    .or_else(|| entry.strip_suffix(".uts"))
+                    .unwrap_or(&entry);
+                if known(id) {
+                    continue;
+                }
+                let path = dir.join(&entry);
+                if let Err(e) = self.net.netns_remove(&path).await {
+                    tracing::warn!(pin = %path.display(), "orphan namespace: {e}");
+                }
+                removed += 1;
             }
         }
         removed

@@ -198,16 +198,26 @@ impl Stats {
         let cgroup = cgroup::pod_cgroup_path(driver, &sandbox.meta.cgroup_parent)
             .map(|path| Cgroup::new(path, unified));
         let pid = sandbox.pid();
-        let (cpu_ns, memory, processes, interfaces) = crius_rt::blocking("stats task", move || {
-            let (cpu, memory) = cgroup_usage(cgroup.as_ref());
-            let processes = cgroup.as_ref().and_then(Cgroup::processes);
-            let interfaces = pid
-                .and_then(|pid| read(Path::new(&format!("/proc/{pid}/net/dev"))))
+        let (cpu_ns, memory, processes, mut interfaces) =
+            crius_rt::blocking("stats task", move || {
+                let (cpu, memory) = cgroup_usage(cgroup.as_ref());
+                let processes = cgroup.as_ref().and_then(Cgroup::processes);
+                let interfaces = pid
+                    .and_then(|pid| read(Path::new(&format!("/proc/{pid}/net/dev"))))
+                    .map(|t| stats::net_dev(&t))
+                    .unwrap_or_default();
+                Ok((cpu, memory, processes, interfaces))
+            })
+            .await?;
+        // A pinned pod has no process to read through: its netns is read.
+        if let (Some(_), Some(netns)) = (&sandbox.meta.pinned, &sandbox.meta.netns) {
+            interfaces = self
+                .net
+                .net_dev(Path::new(netns))
+                .await?
                 .map(|t| stats::net_dev(&t))
                 .unwrap_or_default();
-            Ok((cpu, memory, processes, interfaces))
-        })
-        .await?;
+        }
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&sandbox.meta.id, timestamp, now));
         let mut containers = Vec::new();
         for c in self.containers.all() {

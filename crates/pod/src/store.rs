@@ -24,6 +24,9 @@ pub struct Sandbox {
     /// need not run CNI DEL again. Not persisted: after a restart DEL runs
     /// once more, which is harmless.
     network_down: std::sync::atomic::AtomicBool,
+    /// A pinned pod's record says it was stopped
+    /// ([`crate::meta::STOPPED_EXTENSION`]).
+    marked_stopped: std::sync::atomic::AtomicBool,
     /// Held by stop and remove for their whole duration.
     pub(crate) op: tokio::sync::Mutex<()>,
 }
@@ -35,6 +38,7 @@ impl Sandbox {
             state: Mutex::new(state),
             pid: Default::default(),
             network_down: Default::default(),
+            marked_stopped: Default::default(),
             op: tokio::sync::Mutex::new(()),
         }
     }
@@ -54,6 +58,16 @@ impl Sandbox {
 
     pub(crate) fn set_network_down(&self) {
         self.network_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn marked_stopped(&self) -> bool {
+        self.marked_stopped
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_marked_stopped(&self) {
+        self.marked_stopped
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 

@@ -16,10 +16,10 @@ use crate::fake::{self, Fake};
 
 const BUSYBOX: &str = "docker.io/library/busybox:latest";
 
-struct Env {
-    fake: Fake,
-    pods: Arc<Pods>,
-    config: Arc<Config>,
+pub(crate) struct Env {
+    pub(crate) fake: Fake,
+    pub(crate) pods: Arc<Pods>,
+    pub(crate) config: Arc<Config>,
     _tmp: tempfile::TempDir,
 }
 
@@ -35,7 +35,7 @@ fn host() -> HostFacts {
     }
 }
 
-fn env() -> Env {
+pub(crate) fn env() -> Env {
     let fake = Fake::new();
     fake.add_image(fake::image("sha256:b0b0", BUSYBOX));
     let tmp = tempfile::tempdir().expect("a scratch directory");
@@ -60,7 +60,7 @@ fn env() -> Env {
 
 impl Env {
     /// The same world under a new daemon (a restart).
-    fn restarted(&self) -> Arc<Pods> {
+    pub(crate) fn restarted(&self) -> Arc<Pods> {
         Arc::new(Pods::with_ports(
             self.fake.ports(),
             self.config.state_dir.clone(),
@@ -75,7 +75,7 @@ impl Env {
             .await
     }
 
-    async fn create(&self, sandbox: &str, name: &str) -> Result<String> {
+    pub(crate) async fn create(&self, sandbox: &str, name: &str) -> Result<String> {
         self.pods
             .create_container(
                 self.config.clone(),
@@ -87,7 +87,7 @@ impl Env {
     }
 }
 
-fn pod(name: &str) -> PodSandboxRequest {
+pub(crate) fn pod(name: &str) -> PodSandboxRequest {
     PodSandboxRequest {
         name: name.into(),
         uid: format!("uid-{name}"),
@@ -420,7 +420,7 @@ async fn a_failed_start_is_recorded_and_leaves_no_task() -> Result<()> {
 }
 
 /// Waits (up to 10 s) for `cond`.
-async fn wait_for(cond: impl Fn() -> bool) {
+pub(crate) async fn wait_for(cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !cond() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -16,8 +16,9 @@ use serde_json::Value;
 use super::{
     CapabilityChanges, ContainerNamespaces, ContainerProcess, ContainerRequest, ContainerResources,
     ContainerSpecInput, Device, HostDevice, HostDeviceKind, HostFacts, HostPath, HostPropagation,
-    ImageConfig, Mount, NamespaceMode, PodFiles, Propagation, SecurityContext, SecurityProfile,
-    User, capabilities_from_mask, container_spec, image_process, resolve_user, seccomp,
+    ImageConfig, Mount, NamespaceMode, PodFiles, PodNamespaces, Propagation, SecurityContext,
+    SecurityProfile, User, capabilities_from_mask, container_spec, image_process, resolve_user,
+    seccomp,
 };
 use crate::cgroup::CgroupDriver;
 use crate::sandbox::golden::{canonicalize, compare};
@@ -130,7 +131,7 @@ fn input<'a>(
         sandbox_id: SANDBOX_ID.into(),
         request: req,
         sandbox,
-        sandbox_pid: 4242,
+        pod_namespaces: PodNamespaces::Pause(4242),
         netns_path: Some("/var/run/netns/cni-4f1b2c3d-0000-4000-8000-000000000001".into()),
         target_pid: None,
         process,

@@ -49,7 +49,7 @@ pub use mounts::image_volume_paths;
 pub use process::{ContainerProcess, DEFAULT_PATH_ENV, image_process};
 pub use spec::{
     ContainerSpecInput, HostDevice, HostDeviceKind, HostFacts, HostPath, HostPropagation, PodFiles,
-    container_spec, linux_resources, log_file_path,
+    PodNamespaces, container_spec, linux_resources, log_file_path,
 };
 pub use state::{ContainerEvent, ContainerState, ContainerStatus};
 pub use user::{MAX_ETC_FILE_SIZE, User, resolve_user};

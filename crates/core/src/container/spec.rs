@@ -50,6 +50,7 @@ use super::{ContainerRequest, ContainerResources, SecurityProfile};
 use crate::cgroup::CgroupDriver;
 use crate::sandbox::annotations as ann;
 use crate::sandbox::id::is_valid_id;
+use crate::sandbox::mode::PinPaths;
 use crate::sandbox::spec::{MASKED_PATHS, OCI_VERSION, READONLY_PATHS, ROOTFS_PATH, cgroups_path};
 use crate::sandbox::{NamespaceMode, PodSandboxRequest};
 use crate::{Error, Result};
@@ -126,6 +127,17 @@ pub struct HostDevice {
     pub gid: u32,
 }
 
+/// Where a container joins its pod's namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodNamespaces {
+    /// The pause process: `/proc/<pid>/ns/*`.
+    Pause(u32),
+    /// Pinned namespaces (no pause process; the pod shares no PID
+    /// namespace): their paths, `None` for what the pod shares with the
+    /// host.
+    Pinned(PinPaths),
+}
+
 /// Everything [`container_spec`] needs; the caller resolves what takes I/O.
 #[derive(Debug, Clone)]
 pub struct ContainerSpecInput<'a> {
@@ -136,9 +148,8 @@ pub struct ContainerSpecInput<'a> {
     pub request: &'a ContainerRequest,
     /// The sandbox's request (its namespaces, cgroup parent, privileged...).
     pub sandbox: &'a PodSandboxRequest,
-    /// The pause process: the container joins its namespaces through
-    /// `/proc/<pid>/ns/*`.
-    pub sandbox_pid: u32,
+    /// Where the container joins the pod's namespaces from.
+    pub pod_namespaces: PodNamespaces,
     /// The pod's network namespace (bind-mounted file), joined rather than
     /// the pause's; `None` for host networking (or to use the pause's).
     pub netns_path: Option<String>,
@@ -436,6 +447,11 @@ fn pid_namespace(input: &ContainerSpecInput<'_>) -> Result<Option<LinuxNamespace
             if input.sandbox.linux.namespaces.pid == NamespaceMode::Node {
                 return Ok(None);
             }
+            // A pinned pod has no PID namespace to share: each container
+            // has its own, as the pod asked (its PID mode is not POD).
+            if let PodNamespaces::Pinned(_) = input.pod_namespaces {
+                return new_namespace(LinuxNamespaceType::Pid).map(Some);
+            }
             join_namespace(LinuxNamespaceType::Pid, pause_namespace(input, "pid")?).map(Some)
         }
     }
@@ -465,14 +481,21 @@ fn network_namespace(input: &ContainerSpecInput<'_>) -> Result<Option<LinuxNames
     join_namespace(LinuxNamespaceType::Network, path).map(Some)
 }
 
-/// The path of the pause process' namespace `ns`.
+/// The path of the pod's namespace `ns`: the pause process', or its pin.
 fn pause_namespace(input: &ContainerSpecInput<'_>, ns: &str) -> Result<String> {
-    if input.sandbox_pid == 0 {
-        return Err(Error::Internal(
-            "joining the pod's namespaces needs the pause process' pid".into(),
-        ));
-    }
-    Ok(format!("/proc/{}/ns/{ns}", input.sandbox_pid))
+    let pin = match &input.pod_namespaces {
+        PodNamespaces::Pause(0) => {
+            return Err(Error::Internal(
+                "joining the pod's namespaces needs the pause process' pid".into(),
+            ));
+        }
+        PodNamespaces::Pause(pid) => return Ok(format!("/proc/{pid}/ns/{ns}")),
+        PodNamespaces::Pinned(pins) if ns == "ipc" => &pins.ipc,
+        PodNamespaces::Pinned(pins) if ns == "uts" => &pins.uts,
+        PodNamespaces::Pinned(_) => &None,
+    };
+    pin.clone()
+        .ok_or_else(|| Error::Internal(format!("the pinned pod has no {ns} namespace to join")))
 }
 
 fn join_namespace(typ: LinuxNamespaceType, path: String) -> Result<LinuxNamespace> {
@@ -813,7 +836,7 @@ mod tests {
             sandbox_id: "a".repeat(64),
             request: req,
             sandbox,
-            sandbox_pid: 100,
+            pod_namespaces: PodNamespaces::Pause(100),
             netns_path: Some("/var/run/netns/cni-1".into()),
             target_pid: None,
             process: ContainerProcess {
@@ -887,6 +910,42 @@ mod tests {
         let resources = linux(&spec).resources().clone().unwrap_or_default();
         assert!(resources.cpu().is_none() && resources.memory().is_none());
         assert_eq!(resources.devices().as_ref().map(Vec::len), Some(1));
+        Ok(())
+    }
+
+    #[test]
+    fn a_pinned_pod_is_joined_by_its_pins_with_a_pid_namespace_per_container() -> Result<()> {
+        let host = host();
+        let mut req = request();
+        let sb = sandbox();
+        let ns = |t: &str, p: Option<&str>| (t.to_string(), p.map(str::to_string));
+        let mut i = input(&req, &sb, &host);
+        i.pod_namespaces = PodNamespaces::Pinned(PinPaths {
+            ipc: Some("/run/crius/pins/a.ipc".into()),
+            uts: Some("/run/crius/pins/a.uts".into()),
+        });
+        let pinned = i.pod_namespaces.clone();
+        assert_eq!(
+            namespaces(&container_spec(&i)?),
+            [
+                ns("Pid", None),
+                ns("Ipc", Some("/run/crius/pins/a.ipc")),
+                ns("Uts", Some("/run/crius/pins/a.uts")),
+                ns("Mount", None),
+                ns("Network", Some("/var/run/netns/cni-1")),
+            ]
+        );
+        // Whatever PID mode the container names, it gets its own.
+        req.linux.security.namespace_options.pid = NamespaceMode::Container;
+        let mut i = input(&req, &sb, &host);
+        i.pod_namespaces = pinned;
+        assert_eq!(namespaces(&container_spec(&i)?)[0], ns("Pid", None));
+        // A pin the pod lacks is an internal error, never the host's.
+        i.pod_namespaces = PodNamespaces::Pinned(PinPaths {
+            ipc: None,
+            uts: Some("/u".into()),
+        });
+        assert!(matches!(container_spec(&i), Err(Error::Internal(_))));
         Ok(())
     }
 
@@ -975,7 +1034,7 @@ mod tests {
         assert!(matches!(container_spec(&i), Err(Error::Internal(_))));
         i.netns_path = None;
         i.files.shm = None;
-        i.sandbox_pid = 0;
+        i.pod_namespaces = PodNamespaces::Pause(0);
         let spec = container_spec(&i)?;
         assert_eq!(namespaces(&spec), [ns("Mount", None)]);
         assert_eq!(spec.hostname(), &None);

@@ -62,6 +62,7 @@ fn base_input(request: &PodSandboxRequest) -> SandboxSpecInput<'_> {
         annotations: BTreeMap::new(),
         localhost_seccomp: None,
         kernel_version: None,
+        pinned: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod annotations;
 pub mod files;
 pub mod id;
 pub mod labels;
+pub mod mode;
 pub mod spec;
 pub mod state;
 mod sysctl;

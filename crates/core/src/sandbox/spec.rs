@@ -20,6 +20,7 @@ use oci_spec::runtime::{
 
 use super::annotations as ann;
 use super::id::is_valid_id;
+use super::mode::PinPaths;
 use super::validate::{to_id, validate};
 use super::{LinuxSandbox, NamespaceMode, PodSandboxRequest, SecurityProfile, sysctl};
 use crate::cgroup::CgroupDriver;
@@ -131,6 +132,11 @@ pub struct SandboxSpecInput<'a> {
     pub localhost_seccomp: Option<String>,
     /// `(major, minor)` of the running kernel, for the profile's `minKernel`.
     pub kernel_version: Option<(u32, u32)>,
+    /// A pinned pod (no pause task): its record's spec has no process and
+    /// no root, only what the pod is (namespaces by path, hostname,
+    /// sysctls, annotations, resources), for verbose status and for VM
+    /// runtimes' tooling.
+    pub pinned: Option<PinPaths>,
 }
 
 /// The OCI spec of the pause container of `input.request` (which is
@@ -148,11 +154,15 @@ pub fn sandbox_spec(input: &SandboxSpecInput<'_>) -> Result<Spec> {
         .readonly(true)
         .build()
         .map_err(oci)?;
+    let (root, process) = match input.pinned {
+        None => (Some(root), Some(process(input)?)),
+        Some(_) => (None, None),
+    };
     let mut spec = Spec::default();
     spec.set_version(OCI_VERSION.to_string())
-        .set_root(Some(root))
+        .set_root(root)
         .set_mounts(Some(mounts(input)?))
-        .set_process(Some(process(input)?))
+        .set_process(process)
         .set_hostname(spec_hostname(input)?)
         .set_domainname(None)
         .set_hooks(None)
@@ -496,14 +506,23 @@ fn namespaces(input: &SandboxSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
     let host_net = host_network(input.request);
     let new = |typ: LinuxNamespaceType| LinuxNamespaceBuilder::default().typ(typ).build();
     let mut out = Vec::with_capacity(5);
-    if ns.pid != NamespaceMode::Node {
+    // A pinned pod's namespaces are its pins.
+    let pinned = |typ: LinuxNamespaceType, pin: Option<&String>| -> Result<LinuxNamespace> {
+        let mut b = LinuxNamespaceBuilder::default().typ(typ);
+        if let Some(path) = pin {
+            b = b.path(path);
+        }
+        b.build().map_err(oci)
+    };
+    let pins = input.pinned.clone().unwrap_or_default();
+    if ns.pid != NamespaceMode::Node && input.pinned.is_none() {
         out.push(new(LinuxNamespaceType::Pid).map_err(oci)?);
     }
     if ns.ipc != NamespaceMode::Node {
-        out.push(new(LinuxNamespaceType::Ipc).map_err(oci)?);
+        out.push(pinned(LinuxNamespaceType::Ipc, pins.ipc.as_ref())?);
     }
     if !host_net {
-        out.push(new(LinuxNamespaceType::Uts).map_err(oci)?);
+        out.push(pinned(LinuxNamespaceType::Uts, pins.uts.as_ref())?);
     }
     out.push(new(LinuxNamespaceType::Mount).map_err(oci)?);
     match (host_net, input.netns_path.as_deref()) {
@@ -609,7 +628,48 @@ mod tests {
             annotations: BTreeMap::new(),
             localhost_seccomp: None,
             kernel_version: None,
+            pinned: None,
         }
+    }
+
+    #[test]
+    fn a_pinned_pods_spec_has_no_process_and_names_its_pins() -> Result<()> {
+        let req = request();
+        let mut i = input(&req);
+        i.image_config = ImageProcess::default();
+        i.pinned = Some(PinPaths {
+            ipc: Some("/run/crius/pins/a.ipc".into()),
+            uts: Some("/run/crius/pins/a.uts".into()),
+        });
+        let spec = sandbox_spec(&i)?;
+        assert!(spec.process().is_none() && spec.root().is_none());
+        let ns: Vec<(String, Option<String>)> = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|n| {
+                let path = n.path().as_ref().map(|p| p.display().to_string());
+                (format!("{:?}", n.typ()), path)
+            })
+            .collect();
+        let pin = |t: &str, p: Option<&str>| (t.to_string(), p.map(str::to_string));
+        assert_eq!(
+            ns,
+            [
+                pin("Ipc", Some("/run/crius/pins/a.ipc")),
+                pin("Uts", Some("/run/crius/pins/a.uts")),
+                pin("Mount", None),
+                pin("Network", Some("/var/run/netns/cni-1")),
+            ]
+        );
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        assert_eq!(
+            annotations.get(ann::CONTAINER_TYPE).map(String::as_str),
+            Some(ann::CONTAINER_TYPE_SANDBOX)
+        );
+        Ok(())
     }
 
     fn oom(daemon: i32, sandbox: i32) -> Result<Option<i32>> {

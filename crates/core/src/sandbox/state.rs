@@ -4,11 +4,11 @@
 //! sandbox is recorded only once that succeeded, so a sandbox is born
 //! [`Ready`](SandboxState::Ready). After that:
 //!
-//! | state      | [`Stopped`](SandboxEvent::Stopped) | [`TaskExited`](SandboxEvent::TaskExited) |
-//! |------------|----------|------------|
-//! | `Ready`    | NotReady | NotReady   |
-//! | `NotReady` | NotReady | NotReady   |
-//! | `Unknown`  | NotReady | NotReady   |
+//! | state      | [`Stopped`](SandboxEvent::Stopped) | [`TaskExited`](SandboxEvent::TaskExited) | [`PinLost`](SandboxEvent::PinLost) |
+//! |------------|----------|------------|------------|
+//! | `Ready`    | NotReady | NotReady   | NotReady   |
+//! | `NotReady` | NotReady | NotReady   | NotReady   |
+//! | `Unknown`  | NotReady | NotReady   | NotReady   |
 //!
 //! `Unknown` only comes from recovery, when crius restarted and could not
 //! learn whether the pause task still runs. Stop and remove work from any
@@ -35,6 +35,8 @@ pub enum SandboxEvent {
     Stopped,
     /// The pause task exited on its own (or was killed behind crius' back).
     TaskExited,
+    /// A pinned pod's namespace pin is gone (unmounted behind crius' back).
+    PinLost,
 }
 
 impl SandboxState {
@@ -51,7 +53,9 @@ impl SandboxState {
     /// The state after `event` (see the module table).
     pub fn after(self, event: SandboxEvent) -> Self {
         match event {
-            SandboxEvent::Stopped | SandboxEvent::TaskExited => SandboxState::NotReady,
+            SandboxEvent::Stopped | SandboxEvent::TaskExited | SandboxEvent::PinLost => {
+                SandboxState::NotReady
+            }
         }
     }
 
@@ -69,7 +73,11 @@ mod tests {
     #[test]
     fn transition_table() {
         for state in [Ready, NotReady, Unknown] {
-            for event in [SandboxEvent::Stopped, SandboxEvent::TaskExited] {
+            for event in [
+                SandboxEvent::Stopped,
+                SandboxEvent::TaskExited,
+                SandboxEvent::PinLost,
+            ] {
                 assert_eq!(state.after(event), NotReady, "{state:?} {event:?}");
             }
         }

@@ -125,6 +125,17 @@ fn normalize_name(name: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
+/// `(name, value)` pairs.
+pub(crate) type Sysctls = Vec<(String, String)>;
+
+/// Splits validated, normalized sysctls into those of the IPC and UTS
+/// namespaces and those of the network namespace (`net.*`).
+pub(crate) fn split_net(sysctls: BTreeMap<String, String>) -> (Sysctls, Sysctls) {
+    sysctls
+        .into_iter()
+        .partition(|(name, _)| owner(name) != Some(Owner::Net))
+}
+
 fn owner(name: &str) -> Option<Owner> {
     if IPC_SYSCTLS.contains(&name) || name.starts_with("fs.mqueue.") {
         Some(Owner::Ipc)

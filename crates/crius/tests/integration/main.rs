@@ -11,6 +11,7 @@ mod containers;
 mod foundation;
 mod images;
 mod kubelet;
+mod pinned;
 mod pods;
 mod relaxed;
 mod runtimes;
@@ -132,6 +133,7 @@ fn main() {
         .chain(streaming::all())
         .chain(cli_streaming::all())
         .chain(relaxed::all())
+        .chain(pinned::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");

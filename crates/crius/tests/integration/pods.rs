@@ -41,6 +41,10 @@ crate::tests![
 
 static NEXT: AtomicUsize = AtomicUsize::new(1);
 
+/// The default handler with a pause process for every pod.
+pub(crate) const PAUSE_HANDLER: &str =
+    "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\nsandbox_mode = \"pause\"\n";
+
 /// A daemon with a CNI network of its own.
 pub(crate) struct PodEnv {
     pub(crate) daemon: Option<Criusd>,
@@ -131,6 +135,11 @@ impl PodEnv {
         self.daemon().dir().join("state").join("netns")
     }
 
+    /// Where pinned pods' IPC and UTS namespaces are pinned.
+    pub(crate) fn pins_dir(&self) -> PathBuf {
+        self.daemon().dir().join("state").join("pins")
+    }
+
     /// Removes every pod, then checks nothing is left: no sandbox, netns,
     /// pod directory, allocated IP, containerd container, snapshot of a
     /// sandbox, or shim.
@@ -159,6 +168,8 @@ impl PodEnv {
             "netns left: {:?}",
             entries(self.netns_dir())
         );
+        let pins = entries(self.pins_dir());
+        ensure!(pins.is_empty(), "namespace pins left: {pins:?}");
         let pod_dirs = entries(self.daemon().dir().join("state").join("sandboxes"));
         ensure!(pod_dirs.is_empty(), "pod directories left: {pod_dirs:?}");
         let ips: Vec<_> = entries(self.ipam_dir())
@@ -167,11 +178,13 @@ impl PodEnv {
             .collect();
         ensure!(ips.is_empty(), "IPs still allocated: {ips:?}");
         let state = self.daemon().dir().join("state").display().to_string();
-        let netns_dir = self.netns_dir().display().to_string();
+        // The pin directories stay mount points of their own (as `ip netns`
+        // leaves /run/netns); the pins in them must be gone.
+        let pin_dirs = [self.netns_dir(), self.pins_dir()].map(|d| d.display().to_string());
         let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")?
             .lines()
             .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&state) && *m != netns_dir)
+            .filter(|m| m.starts_with(&state) && !pin_dirs.contains(m))
             .collect();
         ensure!(
             mounts.is_empty(),
@@ -893,15 +906,18 @@ async fn daemon_restart_keeps_pods_running(env: Arc<Env>) -> anyhow::Result<()> 
 async fn killed_mid_run_leaves_nothing(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = PodEnv::start(&env).await?;
     // Kill the daemon at different points of a burst of runs: some finish,
-    // some have a containerd record but no task, some only a netns.
-    for (round, delay_ms) in [100u64, 500, 1000].into_iter().enumerate() {
+    // some have a containerd record but no task, some only a netns; of the
+    // pinned ones (every other), some only pins, or pins but no network.
+    for (round, delay_ms) in [30u64, 100, 500, 1000].into_iter().enumerate() {
         let mut tasks = Vec::new();
         for i in 0..6 {
             let mut cri = p.cri.clone();
             let name = format!("doomed-{round}-{i}");
-            tasks.push(tokio::spawn(
-                async move { run(&mut cri, config(&name)).await },
-            ));
+            let c = match i % 2 {
+                0 => config(&name),
+                _ => crate::pinned::pinned_config(&name),
+            };
+            tasks.push(tokio::spawn(async move { run(&mut cri, c).await }));
         }
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let daemon = p.daemon.as_mut().context("no daemon")?;
@@ -1081,7 +1097,9 @@ async fn sandbox_image_is_unpacked_lazily(env: Arc<Env>) -> anyhow::Result<()> {
 }
 
 async fn host_pid_and_ipc_and_cgroup_parent(env: Arc<Env>) -> anyhow::Result<()> {
-    let mut p = PodEnv::start(&env).await?;
+    // The pause process' namespaces: a handler that always has one (a
+    // host-PID pod is otherwise pinned; pinned.rs tests those).
+    let mut p = PodEnv::start_with(&env, None, "", PAUSE_HANDLER).await?;
     let ns = |pid: u64, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}"));
     let me = std::process::id() as u64;
 

@@ -9,8 +9,8 @@ use crius_containerd::{ContainerRecord, TaskStatus};
 use crius_core::cgroup::CgroupDriver;
 use crius_core::config::Config;
 use crius_core::container::{
-    self, ContainerRequest, ContainerSpecInput, ImageConfig, PodFiles, container_labels,
-    container_name_key,
+    self, ContainerRequest, ContainerSpecInput, ImageConfig, PodFiles, PodNamespaces,
+    container_labels, container_name_key,
 };
 use crius_core::image::CriImage;
 use crius_core::sandbox::{PodSandboxRequest, SandboxState};
@@ -43,8 +43,8 @@ struct Plan<'a> {
 
 /// The process of a container and the namespaces it joins.
 struct RunAs {
-    /// The pause process (whose namespaces are joined).
-    sandbox_pid: u32,
+    /// Where the pod's namespaces are joined from.
+    pod_namespaces: PodNamespaces,
     /// The target container's init process (PID mode Target).
     target_pid: Option<u32>,
     process: container::ContainerProcess,
@@ -206,10 +206,13 @@ impl Containers {
         undo: &mut Undo,
     ) -> Result<Container> {
         let sandbox = &pod_sandbox.meta;
-        // The pause process' pid, from memory: its namespaces are joined.
-        let sandbox_pid = pod_sandbox.pid().ok_or_else(|| {
-            Error::FailedPrecondition(format!("pod sandbox {} is not running", sandbox.id))
-        })?;
+        // The pins, or the pause process' pid from memory.
+        let pod_namespaces = match &sandbox.pinned {
+            Some(pins) => PodNamespaces::Pinned(pins.clone()),
+            None => PodNamespaces::Pause(pod_sandbox.pid().ok_or_else(|| {
+                Error::FailedPrecondition(format!("pod sandbox {} is not running", sandbox.id))
+            })?),
+        };
         let plan = self.plan(config, driver, sandbox, req, id).await?;
         let process = container::image_process(&plan.image_cfg, req)?;
         let lease = format!("crius-sandbox-c-{id}");
@@ -230,7 +233,7 @@ impl Containers {
         let target_pid = self.target_pid(req, &sandbox.id).await?;
         let lookup = self.host_lookup(req, sandbox).await?;
         let run_as = RunAs {
-            sandbox_pid,
+            pod_namespaces,
             target_pid,
             process,
             user,
@@ -400,7 +403,7 @@ impl Containers {
             sandbox_id: sandbox.id.clone(),
             request: req,
             sandbox: &plan.pod,
-            sandbox_pid: run_as.sandbox_pid,
+            pod_namespaces: run_as.pod_namespaces,
             netns_path: sandbox.netns.clone(),
             target_pid: run_as.target_pid,
             process: run_as.process,

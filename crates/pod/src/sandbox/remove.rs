@@ -7,6 +7,7 @@ use crius_core::config::Config;
 use crius_core::sandbox::labels;
 
 use super::Sandboxes;
+use crate::store::Sandbox;
 
 impl Sandboxes {
     /// Removes a sandbox, stopping it first. Unknown ids are fine.
@@ -26,6 +27,29 @@ impl Sandboxes {
         self.container_ops.remove_containers_of(config, &id).await?;
         self.containerd.container_delete(&id).await?;
         self.forget_cpu_sample(&id);
+        if sandbox.meta.pinned.is_none() {
+            self.remove_pause_remains(config, &sandbox).await?;
+        }
+        if let Some(netns) = &sandbox.meta.netns {
+            self.net.netns_remove(Path::new(netns)).await?;
+        }
+        self.fs.remove_pod_dir(&self.pods_dir().join(&id))?;
+        let key = labels::sandbox_name_key(
+            &sandbox.meta.name,
+            &sandbox.meta.uid,
+            &sandbox.meta.namespace,
+            sandbox.meta.attempt,
+        );
+        self.store.names.release(&key, &id);
+        self.store.remove(&id);
+        tracing::info!(sandbox = %id, "sandbox removed");
+        Ok(())
+    }
+
+    /// What a pause pod leaves besides its record: a shim containerd lost,
+    /// the pause image's view.
+    async fn remove_pause_remains(&self, config: &Config, sandbox: &Sandbox) -> Result<()> {
+        let id = sandbox.meta.id.clone();
         // A shim containerd lost while its start was cut short (a daemon
         // killed mid-run) would otherwise run forever.
         let containerd = self.containerd.clone();
@@ -42,20 +66,6 @@ impl Sandboxes {
                 sandbox.meta.snapshotter_or(&config.containerd.snapshotter),
                 &id,
             )
-            .await?;
-        if let Some(netns) = &sandbox.meta.netns {
-            self.net.netns_remove(Path::new(netns)).await?;
-        }
-        self.fs.remove_pod_dir(&self.pods_dir().join(&id))?;
-        let key = labels::sandbox_name_key(
-            &sandbox.meta.name,
-            &sandbox.meta.uid,
-            &sandbox.meta.namespace,
-            sandbox.meta.attempt,
-        );
-        self.store.names.release(&key, &id);
-        self.store.remove(&id);
-        tracing::info!(sandbox = %id, "sandbox removed");
-        Ok(())
+            .await
     }
 }

@@ -11,12 +11,15 @@ use crius_core::cgroup::CgroupDriver;
 use crius_core::config::Config;
 use crius_core::image::{BUILTIN_SANDBOX_IMAGE, CriImage};
 use crius_core::runtime::Selection;
+use crius_core::sandbox::mode::{self, PinPaths, PinnedPlan, Shape};
 use crius_core::sandbox::{
-    self, NamespaceMode, PodSandboxRequest, SandboxSpecInput, SandboxState, files, labels,
+    self, ImageProcess, NamespaceMode, PodSandboxRequest, SandboxSpecInput, SandboxState, files,
+    labels,
 };
 use crius_core::{Error, Result};
 use crius_image::Query;
 use crius_network::exec::Attachment;
+use crius_network::pins::PinPlan;
 
 use super::{
     Sandboxes, attachment, fingerprint, image_process, port_mappings, random_id, select_runtime,
@@ -24,6 +27,7 @@ use super::{
 use crate::ctx::Rootfs;
 use crate::meta::{self, NamespaceRecord, PortRecord, SandboxMeta};
 use crate::registrar::Reserve;
+use crate::steps::{Steps, timed};
 use crate::store::Sandbox;
 use crate::{now_ns, podfs};
 
@@ -34,11 +38,21 @@ const CREATE_LEASE: Duration = Duration::from_secs(600);
 /// kubelet's and containerd's oom_score_adj for the pause process.
 const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
 
+/// What a run was asked for.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    req: &'a PodSandboxRequest,
+    selection: &'a Selection,
+    shape: &'a Shape,
+}
+
 /// What a failed run must undo.
 #[derive(Default)]
 struct Undo {
     pod_dir: Option<PathBuf>,
     netns: Option<PathBuf>,
+    /// The pins of a pinned pod's IPC and UTS namespaces.
+    pins: Vec<PathBuf>,
     network: Option<(crius_network::cni::NetworkConfig, Attachment)>,
     snapshot: Option<(String, String)>,
     container: Option<String>,
@@ -72,8 +86,15 @@ fn sandbox_record(
             options,
         },
         spec,
-        snapshotter: meta.snapshotter.clone(),
-        snapshot_key: meta.id.clone(),
+        // A pinned pod has no root file system.
+        snapshotter: match meta.pinned {
+            None => meta.snapshotter.clone(),
+            Some(_) => String::new(),
+        },
+        snapshot_key: match meta.pinned {
+            None => meta.id.clone(),
+            Some(_) => String::new(),
+        },
         extensions: HashMap::from([(meta::EXTENSION.to_string(), meta.to_any()?)]),
         ..Default::default()
     })
@@ -93,6 +114,7 @@ impl Sandboxes {
         // Before anything exists: a name containerd could take as a path
         // never gets further than this.
         let selection = select_runtime(&config, &req)?;
+        let shape = mode::shape(selection.sandbox_mode, &selection.handler, &req)?;
         let key = labels::sandbox_name_key(&req.name, &req.uid, &req.namespace, req.attempt);
         let id = random_id();
         let reservation = match self
@@ -111,8 +133,11 @@ impl Sandboxes {
                 .create(
                     &config,
                     driver,
-                    &req,
-                    &selection,
+                    Asked {
+                        req: &req,
+                        selection: &selection,
+                        shape: &shape,
+                    },
                     reservation.id(),
                     &mut undo,
                 )
@@ -120,7 +145,9 @@ impl Sandboxes {
             {
                 Ok(sandbox) => {
                     let id = sandbox.meta.id.clone();
-                    pods.watch_pause(sandbox.clone());
+                    if sandbox.meta.pinned.is_none() {
+                        pods.watch_pause(sandbox.clone());
+                    }
                     pods.store.insert(sandbox);
                     reservation.commit();
                     Ok(id)
@@ -188,28 +215,129 @@ impl Sandboxes {
         &self,
         config: &Config,
         driver: CgroupDriver,
-        req: &PodSandboxRequest,
-        selection: &Selection,
+        asked: Asked<'_>,
         id: &str,
         undo: &mut Undo,
     ) -> Result<Arc<Sandbox>> {
+        let Asked { req, selection, .. } = asked;
         let snapshotter = selection
             .snapshotter
             .clone()
             .unwrap_or_else(|| config.containerd.snapshotter.clone());
-        let image = self.sandbox_image(config, selection, &snapshotter).await?;
-        let image_config = self.images.config(&image).await?;
-        let mut meta = self.new_meta(req, selection, id, &image, &snapshotter);
-        let pod_dir = self.pods_dir().join(id);
-        // The directory first: its intent record lets start-up undo the rest.
+        let plan = match asked.shape {
+            Shape::Pinned(plan) => plan,
+            Shape::Pause => return self.create_paused(config, driver, asked, id, undo).await,
+        };
+        let mut steps = Steps::new();
+        let mut meta = self.new_meta(req, selection, id, String::new(), &snapshotter);
+        meta.pinned = Some(PinPaths::default());
+        let pod_dir = self.begin(&meta, undo)?;
+        steps.mark("pod_dir");
+        let (ips, [cni, pins]) = self
+            .network_and_pins(config, plan, &mut meta, &pod_dir, undo)
+            .await?;
+        steps.beside("netns_and_cni", cni);
+        steps.beside("pins", pins);
+        steps.mark("network_and_pins");
+        self.write_pod_files(req, &mut meta, &pod_dir, &ips)?;
+        steps.mark("files");
+        let spec = self.sandbox_spec(config, driver, req, selection, &meta, &Default::default())?;
+        let record = sandbox_record(req, selection, &meta, spec)?;
+        steps.mark("spec");
+        self.containerd.container_create(&record).await?;
+        undo.container = Some(id.to_string());
+        steps.mark("record");
+        tracing::debug!(sandbox = id, "pinned run steps: {steps}");
+        tracing::info!(sandbox = id, pod = %req.name, namespace = %req.namespace, "sandbox ready (pinned namespaces)");
+        Ok(Arc::new(Sandbox::new(meta, SandboxState::Ready)))
+    }
+
+    /// The pod directory and its intent record, first: the record lets
+    /// start-up undo the rest.
+    fn begin(&self, meta: &SandboxMeta, undo: &mut Undo) -> Result<PathBuf> {
+        let pod_dir = self.pods_dir().join(&meta.id);
         self.fs.create_dir(&pod_dir)?;
         undo.pod_dir = Some(pod_dir.clone());
-        podfs::write_intent(&*self.fs, &pod_dir, &meta)?;
+        podfs::write_intent(&*self.fs, &pod_dir, meta)?;
+        Ok(pod_dir)
+    }
+
+    /// A pinned pod's network (CNI ADD) and its pinned IPC and UTS
+    /// namespaces, at once; then the `net.*` sysctls, which may name the
+    /// interfaces CNI made. Returns the pod's IPs and how long the network
+    /// and the pinning took.
+    async fn network_and_pins(
+        &self,
+        config: &Config,
+        plan: &PinnedPlan,
+        meta: &mut SandboxMeta,
+        pod_dir: &Path,
+        undo: &mut Undo,
+    ) -> Result<(Vec<IpAddr>, [Duration; 2])> {
+        let pin_plan = PinPlan {
+            ipc: plan.ipc,
+            uts: plan.uts,
+            hostname: plan.hostname.clone(),
+            sysctls: plan.sysctls.clone(),
+        };
+        let (pins_dir, id) = (self.pins_dir(), meta.id.clone());
+        let ((ips, cni), (pins, pinning)) = tokio::join!(
+            timed(self.set_up_network(config, meta, pod_dir, undo)),
+            timed(self.net.pin_namespaces(&pins_dir, &id, &pin_plan)),
+        );
+        // The pins go into undo before any error returns.
+        let pins = pins?;
+        undo.pins.extend(pins.ipc.iter().chain(&pins.uts).cloned());
+        let ips = ips?;
+        let text = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        meta.pinned = Some(PinPaths {
+            ipc: text(&pins.ipc),
+            uts: text(&pins.uts),
+        });
+        if let Some(netns) = &meta.netns {
+            self.net
+                .net_sysctls(Path::new(netns), &plan.net_sysctls)
+                .await?;
+        }
+        Ok((ips, [cni, pinning]))
+    }
+
+    /// A pod with a pause task: the pause image's view, the record, the
+    /// task.
+    async fn create_paused(
+        &self,
+        config: &Config,
+        driver: CgroupDriver,
+        asked: Asked<'_>,
+        id: &str,
+        undo: &mut Undo,
+    ) -> Result<Arc<Sandbox>> {
+        let Asked { req, selection, .. } = asked;
+        let snapshotter = selection
+            .snapshotter
+            .clone()
+            .unwrap_or_else(|| config.containerd.snapshotter.clone());
+        let mut steps = Steps::new();
+        let image = self.sandbox_image(config, selection, &snapshotter).await?;
+        let image_config = self.images.config(&image).await?;
+        steps.mark("image");
+        let image_name = image
+            .repo_tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| image.id.clone());
+        let mut meta = self.new_meta(req, selection, id, image_name, &snapshotter);
+        let pod_dir = self.begin(&meta, undo)?;
+        steps.mark("pod_dir");
         let ips = self
             .set_up_network(config, &mut meta, &pod_dir, undo)
             .await?;
+        steps.mark("netns_and_cni");
         self.write_pod_files(req, &mut meta, &pod_dir, &ips)?;
-        let spec = self.sandbox_spec(config, driver, req, selection, &meta, &image_config)?;
+        steps.mark("files");
+        let process = image_process(&image_config);
+        let spec = self.sandbox_spec(config, driver, req, selection, &meta, &process)?;
+        steps.mark("spec");
         let lease = format!("crius-sandbox-{id}");
         let c = self
             .take_lease(&lease, CREATE_LEASE, &mut undo.lease)
@@ -218,13 +346,18 @@ impl Sandboxes {
             .rootfs_snapshot(&*c, Rootfs::View, &image, &snapshotter, id)
             .await?;
         undo.snapshot = Some((snapshotter.clone(), id.to_string()));
+        steps.mark("snapshot");
         let record = sandbox_record(req, selection, &meta, spec)?;
         c.container_create(&record).await?;
         undo.container = Some(id.to_string());
         undo.task = Some(id.to_string());
+        steps.mark("record");
         c.task_create(id, mounts, &Stdio::null(), &meta.runtime_path)
             .await?;
+        steps.mark("task_create");
         let pid = c.task_start(id).await?;
+        steps.mark("task_start");
+        tracing::debug!(sandbox = id, "pause run steps: {steps}");
         if let Err(e) = self.containerd.lease_delete(&lease).await {
             tracing::warn!(
                 lease,
@@ -244,7 +377,7 @@ impl Sandboxes {
         req: &PodSandboxRequest,
         selection: &Selection,
         id: &str,
-        image: &CriImage,
+        image: String,
         snapshotter: &str,
     ) -> SandboxMeta {
         let ns = req.linux.namespaces;
@@ -280,11 +413,7 @@ impl Sandboxes {
                 pid: ns.pid.into(),
                 ipc: ns.ipc.into(),
             },
-            image: image
-                .repo_tags
-                .first()
-                .cloned()
-                .unwrap_or_else(|| image.id.clone()),
+            image,
             port_mappings: port_mappings(req)
                 .into_iter()
                 .map(|p| PortRecord {
@@ -300,6 +429,7 @@ impl Sandboxes {
             snapshotter: snapshotter.to_string(),
             runtime_path: selection.runtime_path.clone().unwrap_or_default(),
             privileged_without_host_devices: selection.privileged_without_host_devices,
+            pinned: None,
         }
     }
 
@@ -381,7 +511,7 @@ impl Sandboxes {
         req: &PodSandboxRequest,
         selection: &Selection,
         meta: &SandboxMeta,
-        image_config: &serde_json::Value,
+        process: &ImageProcess,
     ) -> Result<oci_spec::runtime::Spec> {
         // Pod annotations reach the spec only through the handler's
         // allow-list; the CRI ones are always there.
@@ -394,7 +524,7 @@ impl Sandboxes {
         sandbox::sandbox_spec(&SandboxSpecInput {
             id: meta.id.clone(),
             request: req,
-            image_config: image_process(image_config),
+            image_config: process.clone(),
             netns_path: meta.netns.clone(),
             pod_shm: meta.shm.clone(),
             hostname: req.hostname.clone(),
@@ -406,6 +536,7 @@ impl Sandboxes {
                 self.fs.read_text(p)
             })?,
             kernel_version: self.host.kernel_version,
+            pinned: meta.pinned.clone(),
         })
     }
 
@@ -431,10 +562,10 @@ impl Sandboxes {
         {
             tracing::warn!(container = %att.container_id, "undo: CNI DEL: {e}");
         }
-        if let Some(path) = &undo.netns
-            && let Err(e) = self.net.netns_remove(path).await
-        {
-            tracing::warn!("undo: netns: {e}");
+        for path in undo.pins.iter().chain(&undo.netns) {
+            if let Err(e) = self.net.netns_remove(path).await {
+                tracing::warn!(pin = %path.display(), "undo: namespace: {e}");
+            }
         }
         if let Some(dir) = &undo.pod_dir
             && let Err(e) = self.fs.remove_pod_dir(dir)

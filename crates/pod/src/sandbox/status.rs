@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crius_containerd::TaskStatus;
-use crius_core::sandbox::SandboxState;
+use crius_core::sandbox::{SandboxEvent, SandboxState};
 use crius_core::{Error, Result};
+use std::path::Path;
 
 use super::{ListFilter, SandboxStatus, Sandboxes};
 use crate::store::Sandbox;
@@ -22,7 +23,8 @@ impl Sandboxes {
         // From memory: the pause process' watcher turns the sandbox NOTREADY
         // when it exits (kubelet asks for every pod's status every second).
         // A verbose status also asks containerd.
-        if verbose {
+        self.check_pins(&sandbox);
+        if verbose && sandbox.meta.pinned.is_none() {
             let running = self
                 .containerd
                 .task_get(&sandbox.meta.id)
@@ -61,6 +63,7 @@ impl Sandboxes {
                     &s.meta.labels,
                 )
             })
+            .inspect(|s| self.check_pins(s))
             .filter(|s| filter.state.is_none_or(|st| s.state() == st))
             .map(|s| {
                 let state = s.state();
@@ -69,6 +72,23 @@ impl Sandboxes {
             .collect();
         out.sort_by_key(|(s, _)| s.meta.created_at);
         out
+    }
+
+    /// A ready pinned pod whose namespace pins (or network namespace) are
+    /// gone turns NOTREADY: nothing else would notice, as no process of
+    /// its own watches them. A few `statfs` calls.
+    fn check_pins(&self, sandbox: &Sandbox) {
+        let Some(pins) = &sandbox.meta.pinned else {
+            return;
+        };
+        if sandbox.state() != SandboxState::Ready {
+            return;
+        }
+        let mut paths = pins.ipc.iter().chain(&pins.uts).chain(&sandbox.meta.netns);
+        if let Some(lost) = paths.find(|p| !self.net.netns_is_pinned(Path::new(p))) {
+            tracing::warn!(sandbox = %sandbox.meta.id, pin = %lost, "a pinned namespace of the pod is gone");
+            sandbox.apply(SandboxEvent::PinLost);
+        }
     }
 
     /// Waits for the pause process to exit and turns the sandbox NOTREADY,

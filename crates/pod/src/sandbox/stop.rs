@@ -7,6 +7,7 @@ use crius_core::config::Config;
 use crius_core::sandbox::SandboxEvent;
 
 use super::{Sandboxes, attachment};
+use crate::meta;
 use crate::store::Sandbox;
 
 impl Sandboxes {
@@ -27,9 +28,23 @@ impl Sandboxes {
 
     pub(crate) async fn stop_locked(&self, config: &Config, sandbox: &Sandbox) -> Result<()> {
         let id = &sandbox.meta.id;
+        // A pinned pod is NOTREADY from here on, also after a restart.
+        if sandbox.meta.pinned.is_some() {
+            self.mark_stopped(sandbox).await?;
+        }
         self.container_ops.stop_containers_of(id).await?;
-        self.kill_and_delete_task(id).await?;
-        sandbox.pause_exited();
+        match &sandbox.meta.pinned {
+            Some(pins) => {
+                for pin in pins.ipc.iter().chain(&pins.uts) {
+                    self.net.netns_remove(Path::new(pin)).await?;
+                }
+                sandbox.apply(SandboxEvent::Stopped);
+            }
+            None => {
+                self.kill_and_delete_task(id).await?;
+                sandbox.pause_exited();
+            }
+        }
         if sandbox.network_down() {
             tracing::debug!(sandbox = %id, "network already torn down");
         } else if let (Some(network), Some(netns)) = (&sandbox.meta.network, &sandbox.meta.netns) {
@@ -57,6 +72,23 @@ impl Sandboxes {
         sandbox.set_network_down();
         sandbox.apply(SandboxEvent::Stopped);
         tracing::info!(sandbox = %id, "sandbox stopped");
+        Ok(())
+    }
+
+    /// Records on a pinned pod's containerd record that it was stopped
+    /// (once: a repeated stop finds it there).
+    async fn mark_stopped(&self, sandbox: &Sandbox) -> Result<()> {
+        if sandbox.marked_stopped() {
+            return Ok(());
+        }
+        let any = prost_types::Any {
+            type_url: meta::STOPPED_TYPE_URL.into(),
+            value: b"true".to_vec(),
+        };
+        self.containerd
+            .container_set_extension(&sandbox.meta.id, meta::STOPPED_EXTENSION, any)
+            .await?;
+        sandbox.set_marked_stopped();
         Ok(())
     }
 }
