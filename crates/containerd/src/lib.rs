@@ -213,18 +213,25 @@ impl Containerd {
     }
 
     /// Kills the shim processes of this containerd and namespace that serve
-    /// container `id` (their `-namespace`, `-id` and `-address` arguments):
+    /// one of the containers `ids` (their `-namespace`, `-id` and `-address`
+    /// arguments; a grouped shim is named after the first container it
+    /// started, the pause task or a pinned pod's first container):
     /// for after the container's task and record are gone, when containerd
     /// lost a shim it was starting as its client went away (containerd 1.6
     /// keeps no handle on a shim whose start was cancelled half-way).
     /// Returns how many were killed. Blocking: reads `/proc`.
-    pub fn kill_lost_shims(&self, id: &str) -> usize {
+    pub fn kill_lost_shims(&self, ids: &[String]) -> usize {
         let address = self.address.display().to_string();
         let wanted = [
             ("-namespace", self.namespace.as_str()),
-            ("-id", id),
             ("-address", address.as_str()),
         ];
+        let serves = |args: &[&[u8]]| {
+            args.windows(2)
+                .find(|w| w[0] == b"-id")
+                .and_then(|w| ids.iter().find(|id| w[1] == id.as_bytes()))
+                .cloned()
+        };
         let Ok(entries) = std::fs::read_dir("/proc") else {
             return 0;
         };
@@ -244,15 +251,16 @@ impl Containerd {
                 args.windows(2)
                     .any(|w| w[0] == flag.as_bytes() && w[1] == value.as_bytes())
             });
-            if is_shim
-                && matches
-                && nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .is_ok()
+            let Some(id) = serves(&args).filter(|_| is_shim && matches) else {
+                continue;
+            };
+            if nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
             {
-                tracing::warn!(container = id, pid, "killed a shim containerd had lost");
+                tracing::warn!(container = %id, pid, "killed a shim containerd had lost");
                 killed += 1;
             }
         }

@@ -808,8 +808,8 @@ impl ports::Containerd for Fake {
             rx.recv().await.map(|e| (Ok(e), rx))
         })))
     }
-    fn kill_lost_shims(&self, id: &str) -> usize {
-        let _ = self.call("kill_lost_shims", format_args!("{id}"));
+    fn kill_lost_shims(&self, ids: &[String]) -> usize {
+        let _ = self.call("kill_lost_shims", format_args!("{}", ids.join(",")));
         0
     }
 }

@@ -185,9 +185,11 @@ fn ports_of_any_record<'de, D: serde::Deserializer<'de>>(
 }
 
 impl SandboxMeta {
-    /// 2: named namespace modes and port mappings (1: CRI enum values and
-    /// tuples, still read).
-    pub const VERSION: u32 = 2;
+    /// 3: pinned pods (`pinned`; a version 2 criusd would read them as
+    /// pause pods with a dead task, and leave their pins: drain a node
+    /// before going back). 2: named namespace modes and port mappings (1:
+    /// CRI enum values and tuples, still read).
+    pub const VERSION: u32 = 3;
 
     /// The pod's snapshotter, or `default` for records that name none.
     pub fn snapshotter_or<'a>(&'a self, default: &'a str) -> &'a str {

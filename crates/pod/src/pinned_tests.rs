@@ -207,11 +207,8 @@ async fn recovery_finds_pinned_pods_ready_stopped_or_with_a_pin_lost() -> Result
     let pin = e.config.state_dir.join("pins").join(format!("{ready}.ipc"));
     e.fake.world().netns.remove(&pin);
     let listed = pods.list(&Default::default());
-    assert!(
-        listed.iter().all(|(_, s)| *s == SandboxState::NotReady),
-        "{}",
-        listed.len()
-    );
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|(_, s)| *s == SandboxState::NotReady));
     for id in [&ready, &stopped, &lost] {
         pods.remove(&e.config, id).await?;
     }
@@ -280,5 +277,70 @@ async fn a_pinned_pods_network_stats_are_read_in_its_netns() -> Result<()> {
         e.fake.calls()
     );
     assert_eq!(usage.interfaces.len(), 1, "{:?}", usage.interfaces);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pod_with_nothing_pinned_is_not_ready_after_a_reboot() -> Result<()> {
+    let e = env();
+    let mut req = pinned_pod("host");
+    req.linux.namespaces.network = NamespaceMode::Node;
+    req.linux.namespaces.ipc = NamespaceMode::Node;
+    let id = run(&e, req).await?;
+    assert!(!e.fake.calls().iter().any(|c| c.starts_with("netns_create")));
+    e.pods.shutdown(Duration::from_secs(1)).await;
+    let pods = e.restarted();
+    pods.recover(&e.config).await?;
+    assert_eq!(pods.status(&id, false).await?.state, SandboxState::Ready);
+    pods.shutdown(Duration::from_secs(1)).await;
+    // A reboot: state_dir (a tmpfs) is empty, containerd's record is not.
+    {
+        let mut w = e.fake.world();
+        w.files.clear();
+        w.dirs.clear();
+        w.mounts.clear();
+    }
+    let pods = e.restarted();
+    pods.recover(&e.config).await?;
+    assert_eq!(pods.status(&id, false).await?.state, SandboxState::NotReady);
+    pods.remove(&e.config, &id).await?;
+    assert_eq!(e.fake.leftovers(), Vec::<String>::new());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_record_removed_behind_our_back_still_stops_and_removes() -> Result<()> {
+    let e = env();
+    let sandbox = run(&e, pinned_pod("web")).await?;
+    e.fake.world().containers.remove(&sandbox);
+    e.pods.stop(&e.config, &sandbox).await?;
+    assert_eq!(
+        e.pods.status(&sandbox, false).await?.state,
+        SandboxState::NotReady
+    );
+    e.pods.remove(&e.config, &sandbox).await?;
+    assert_eq!(e.fake.leftovers(), Vec::<String>::new());
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_lost_shims_of_a_pinned_pod_are_looked_for_by_its_containers() -> Result<()> {
+    let e = env();
+    let sandbox = run(&e, pinned_pod("web")).await?;
+    let a = e.create(&sandbox, "a").await?;
+    let b = e.create(&sandbox, "b").await?;
+    e.pods.remove(&e.config, &sandbox).await?;
+    let looked: Vec<String> = e
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("kill_lost_shims "))
+        .collect();
+    assert_eq!(looked.len(), 1, "{looked:?}");
+    assert!(
+        looked[0].contains(&a) && looked[0].contains(&b),
+        "{looked:?}"
+    );
+    assert!(!looked[0].contains(&sandbox), "{looked:?}");
     Ok(())
 }

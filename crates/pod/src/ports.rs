@@ -137,9 +137,9 @@ pub trait Containerd: Containers + Tasks + Snapshots + Leases {
     /// Subscribes to the events `filters` select; the stream ends (after
     /// an error) when the subscription breaks.
     async fn subscribe(&self, filters: Vec<String>) -> Result<BoxStream<'static, Result<Event>>>;
-    /// Kills shims containerd lost for container `id` (blocking: reads
-    /// `/proc`).
-    fn kill_lost_shims(&self, id: &str) -> usize;
+    /// Kills shims containerd lost for one of the containers `ids`
+    /// (blocking: reads `/proc`).
+    fn kill_lost_shims(&self, ids: &[String]) -> usize;
 }
 
 /// The pod network: CNI and pinned network namespaces.

@@ -227,8 +227,8 @@ impl ports::Containerd for Containerd {
         let events = self.0.events_subscribe(filters).await?;
         Ok(events.map(|e| e.map_err(Error::from)).boxed())
     }
-    fn kill_lost_shims(&self, id: &str) -> usize {
-        self.0.kill_lost_shims(id)
+    fn kill_lost_shims(&self, ids: &[String]) -> usize {
+        self.0.kill_lost_shims(ids)
     }
 }
 

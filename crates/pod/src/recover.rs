@@ -108,16 +108,20 @@ impl Recovery {
         Ok(())
     }
 
-    /// A pinned pod as its record says: READY unless it was stopped or a
-    /// pin of it is gone (its namespaces then are no longer whole).
+    /// A pinned pod as its record says: READY unless it was stopped, a pin
+    /// of it is gone (its namespaces then are no longer whole) or its
+    /// `/etc` files are (`state_dir` is a tmpfs: after a reboot the record
+    /// outlives them, also for a pod with nothing pinned).
     fn recovered_pinned(&self, meta: SandboxMeta, stopped: bool) -> Sandbox {
         let pins = meta.pinned.clone().unwrap_or_default();
-        let whole = pins
-            .ipc
-            .iter()
-            .chain(&pins.uts)
-            .chain(&meta.netns)
-            .all(|p| self.net.netns_is_pinned(Path::new(p)));
+        let hostname = self.pods_dir().join(&meta.id).join("hostname");
+        let whole = self.fs.read(&hostname).is_some()
+            && pins
+                .ipc
+                .iter()
+                .chain(&pins.uts)
+                .chain(&meta.netns)
+                .all(|p| self.net.netns_is_pinned(Path::new(p)));
         let sandbox = Sandbox::new(meta, SandboxState::recovered(Some(whole && !stopped)));
         if stopped {
             sandbox.set_marked_stopped();

@@ -210,13 +210,15 @@ impl Stats {
             })
             .await?;
         // A pinned pod has no process to read through: its netns is read.
+        // Best effort, as a pause pod's /proc/<pid>/net/dev is.
         if let (Some(_), Some(netns)) = (&sandbox.meta.pinned, &sandbox.meta.netns) {
-            interfaces = self
-                .net
-                .net_dev(Path::new(netns))
-                .await?
-                .map(|t| stats::net_dev(&t))
-                .unwrap_or_default();
+            interfaces = match self.net.net_dev(Path::new(netns)).await {
+                Ok(text) => text.map(|t| stats::net_dev(&t)).unwrap_or_default(),
+                Err(e) => {
+                    tracing::debug!(sandbox = %sandbox.meta.id, "network stats: {e}");
+                    Vec::new()
+                }
+            };
         }
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&sandbox.meta.id, timestamp, now));
         let mut containers = Vec::new();

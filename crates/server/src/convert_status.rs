@@ -157,6 +157,8 @@ pub(crate) fn pod_sandbox_status_response(
             "network": st.meta.network,
             "ips": st.meta.ips,
             "pid": st.pid,
+            // A pinned pod (no pause process): its IPC and UTS pins.
+            "pinned": st.meta.pinned,
             "image": st.meta.image,
             "runtimeSpec": st.spec,
         });

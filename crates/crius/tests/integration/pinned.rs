@@ -133,7 +133,24 @@ async fn containers_of_a_pinned_pod_share_network_ipc_and_uts(env: Arc<Env>) -> 
         "a sandbox task exists"
     );
     let ipc_pin = p.pins_dir().join(format!("{pod}.ipc"));
-    ensure!(ipc_pin.exists() && p.pins_dir().join(format!("{pod}.uts")).exists());
+    let uts_pin = p.pins_dir().join(format!("{pod}.uts"));
+    ensure!(
+        info["pinned"]["ipc"] == ipc_pin.display().to_string(),
+        "{info}"
+    );
+    ensure!(
+        info["pinned"]["uts"] == uts_pin.display().to_string(),
+        "{info}"
+    );
+    // The pin holds the hostname itself (runc sets it again per container).
+    let out = Command::new("nsenter")
+        .arg(format!("--uts={}", uts_pin.display()))
+        .arg("hostname")
+        .output()?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).trim() == "pinned",
+        "{out:?}"
+    );
     let key = 305_419_896_u32;
     shm_segment_in(&ipc_pin, key)?;
     let [one, two] = two_sleepers(&mut p, &env, &pod).await?;

@@ -7,7 +7,6 @@ use crius_core::config::Config;
 use crius_core::sandbox::labels;
 
 use super::Sandboxes;
-use crate::store::Sandbox;
 
 impl Sandboxes {
     /// Removes a sandbox, stopping it first. Unknown ids are fine.
@@ -24,11 +23,22 @@ impl Sandboxes {
         // Both steps are idempotent.
         self.stop_locked(config, &sandbox).await?;
         let id = sandbox.meta.id.clone();
+        // A pinned pod's shim is named after its first container.
+        let shim_ids = match sandbox.meta.pinned {
+            None => vec![id.clone()],
+            Some(_) => self.container_ids_of(&id),
+        };
         self.container_ops.remove_containers_of(config, &id).await?;
         self.containerd.container_delete(&id).await?;
         self.forget_cpu_sample(&id);
+        self.kill_lost_shims(&id, shim_ids).await;
         if sandbox.meta.pinned.is_none() {
-            self.remove_pause_remains(config, &sandbox).await?;
+            self.containerd
+                .snapshot_remove(
+                    sandbox.meta.snapshotter_or(&config.containerd.snapshotter),
+                    &id,
+                )
+                .await?;
         }
         if let Some(netns) = &sandbox.meta.netns {
             self.net.netns_remove(Path::new(netns)).await?;
@@ -46,26 +56,30 @@ impl Sandboxes {
         Ok(())
     }
 
-    /// What a pause pod leaves besides its record: a shim containerd lost,
-    /// the pause image's view.
-    async fn remove_pause_remains(&self, config: &Config, sandbox: &Sandbox) -> Result<()> {
-        let id = sandbox.meta.id.clone();
-        // A shim containerd lost while its start was cut short (a daemon
-        // killed mid-run) would otherwise run forever.
-        let containerd = self.containerd.clone();
-        let shim_of = id.clone();
-        let killed = crius_rt::blocking("shim clean-up", move || {
-            Ok(containerd.kill_lost_shims(&shim_of))
-        })
-        .await;
-        if let Err(e) = killed {
-            tracing::warn!(sandbox = %id, "looking for lost shims: {e}");
+    /// The ids of the pod's containers.
+    fn container_ids_of(&self, sandbox_id: &str) -> Vec<String> {
+        let all = self.containers.all().into_iter();
+        all.filter(|c| c.meta.sandbox_id == sandbox_id)
+            .map(|c| c.meta.id.clone())
+            .collect()
+    }
+
+    /// A shim containerd lost while its start was cut short (a daemon
+    /// killed mid-run) would otherwise run forever: those of `ids`, once
+    /// their tasks and records are gone.
+    async fn kill_lost_shims(&self, sandbox: &str, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
         }
-        self.containerd
-            .snapshot_remove(
-                sandbox.meta.snapshotter_or(&config.containerd.snapshotter),
-                &id,
+        let containerd = self.containerd.clone();
+        let killed =
+            crius_rt::blocking(
+                "shim clean-up",
+                move || Ok(containerd.kill_lost_shims(&ids)),
             )
-            .await
+            .await;
+        if let Err(e) = killed {
+            tracing::warn!(sandbox, "looking for lost shims: {e}");
+        }
     }
 }

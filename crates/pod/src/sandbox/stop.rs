@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crius_core::Result;
 use crius_core::config::Config;
 use crius_core::sandbox::SandboxEvent;
+use crius_core::{Error, Result};
 
 use super::{Sandboxes, attachment};
 use crate::meta;
@@ -85,9 +85,15 @@ impl Sandboxes {
             type_url: meta::STOPPED_TYPE_URL.into(),
             value: b"true".to_vec(),
         };
-        self.containerd
+        match self
+            .containerd
             .container_set_extension(&sandbox.meta.id, meta::STOPPED_EXTENSION, any)
-            .await?;
+            .await
+        {
+            // A record removed behind crius' back: nothing can be ready.
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
         sandbox.set_marked_stopped();
         Ok(())
     }
