@@ -327,6 +327,18 @@ impl SandboxMode {
     }
 }
 
+impl RuntimeHandler {
+    /// The sandbox mode in force: the configured one for the runc family,
+    /// else `pause` (a VM runtime's sandbox task is the VM).
+    pub fn effective_sandbox_mode(&self) -> SandboxMode {
+        if is_runc_family(&self.runtime_type) {
+            self.sandbox_mode
+        } else {
+            SandboxMode::Pause
+        }
+    }
+}
+
 /// A handler of the runc shim family (`io.containerd.runc.*`): its
 /// containers can join namespaces by path, so its pods need no pause task.
 pub fn is_runc_family(runtime_type: &str) -> bool {
@@ -1015,6 +1027,18 @@ mod tests {
         assert!(p[0].starts_with("runtimes.kata.runtime_type:"), "{p:?}");
         let p = invalid("[runtimes.Bad_Name]\nruntime_type = \"io.containerd.runc.v2\"");
         assert!(p[0].starts_with("runtimes.Bad_Name:"), "{p:?}");
+        // Only the runc family joins namespaces by path.
+        let p = invalid(
+            "[runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\nsandbox_mode = \"pinned\"",
+        );
+        assert!(p[0].starts_with("runtimes.kata.sandbox_mode:"), "{p:?}");
+        let unknown = Config::parse(
+            "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\nsandbox_mode = \"never\"",
+        );
+        assert!(
+            matches!(&unknown, Err(ConfigError::Parse(m)) if m.contains("`auto`, `pause`, `pinned`")),
+            "{unknown:?}"
+        );
         let p =
             invalid("[images]\nmax_concurrent_downloads = 0\nplain_http_hosts = [\"http://x\"]");
         assert!(

@@ -128,11 +128,7 @@ fn configured(config: &Config, name: &str) -> Option<Selection> {
         snapshotter: non_empty(&h.snapshotter),
         sandbox_image: non_empty(&h.sandbox_image),
         privileged_without_host_devices: h.privileged_without_host_devices,
-        sandbox_mode: if is_runc_family(&h.runtime_type) {
-            h.sandbox_mode
-        } else {
-            SandboxMode::Pause
-        },
+        sandbox_mode: h.effective_sandbox_mode(),
     })
 }
 

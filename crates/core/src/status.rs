@@ -188,7 +188,7 @@ fn handlers_info(config: &Config, shims: &HashMap<String, Option<PathBuf>>) -> s
                 "privileged_without_host_devices": h.privileged_without_host_devices,
                 "snapshotter": h.snapshotter,
                 "sandbox_image": h.sandbox_image,
-                "sandbox_mode": h.sandbox_mode.as_str(),
+                "sandbox_mode": h.effective_sandbox_mode().as_str(),
                 "default": *name == config.default_runtime,
                 "trusted": *name == config.trusted_runtime,
                 "shim_found": shim.is_some(),
@@ -336,6 +336,9 @@ mod tests {
             "/usr/bin/containerd-shim-runc-v2"
         );
         assert_eq!(by_name("kata")["shim_found"], false);
+        // The mode in force: a VM runtime's pods always have a pause task.
+        assert_eq!(by_name("runc")["sandbox_mode"], "auto");
+        assert_eq!(by_name("kata")["sandbox_mode"], "pause");
         assert_eq!(info["podCIDR"], "10.88.0.0/16");
         let containerd: serde_json::Value =
             serde_json::from_str(&info["containerd"]).expect("JSON");
