@@ -684,7 +684,8 @@ async fn host_port_reaches_the_pod(env: Arc<Env>) -> anyhow::Result<()> {
     let host_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut c = config("hostport");
+    // A pinned pod (kubelet's default shape); the mapping is CNI's either way.
+    let mut c = crate::pinned::pinned_config("hostport");
     c.port_mappings = vec![v1::PortMapping {
         protocol: v1::Protocol::Tcp as i32,
         container_port: 8080,
