@@ -25,6 +25,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crius_core::sandbox::{SysctlNamespace, sysctl_namespace};
 use crius_core::{Error, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -55,37 +56,6 @@ pub struct PinPlan {
 pub struct Pins {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
-}
-
-/// The namespace a sysctl belongs to (crius-core's list of the namespaced
-/// sysctls a pod may set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    Ipc,
-    Uts,
-    Net,
-}
-
-fn owner(name: &str) -> Option<Owner> {
-    const IPC: [&str; 8] = [
-        "kernel.shmall",
-        "kernel.shmmax",
-        "kernel.shmmni",
-        "kernel.shm_rmid_forced",
-        "kernel.msgmax",
-        "kernel.msgmnb",
-        "kernel.msgmni",
-        "kernel.sem",
-    ];
-    if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
-        Some(Owner::Ipc)
-    } else if name == "kernel.domainname" {
-        Some(Owner::Uts)
-    } else if name.starts_with("net.") {
-        Some(Owner::Net)
-    } else {
-        None
-    }
 }
 
 /// Creates the namespaces of `plan`, sets its hostname and sysctls in them
@@ -145,12 +115,18 @@ fn plan_sysctls(plan: &PinPlan) -> Result<Vec<Sysctl<'_>>> {
         .iter()
         .map(|(name, value)| {
             let sysctl = Sysctl::new(name, value)?;
-            let refused = match owner(name) {
-                Some(Owner::Ipc) if plan.ipc => None,
-                Some(Owner::Uts) if plan.uts => None,
-                Some(Owner::Ipc) => Some("needs a new IPC namespace, which the plan lacks"),
-                Some(Owner::Uts) => Some("needs a new UTS namespace, which the plan lacks"),
-                Some(Owner::Net) => Some("belongs to the network namespace (net_sysctls)"),
+            let refused = match sysctl_namespace(name) {
+                Some(SysctlNamespace::Ipc) if plan.ipc => None,
+                Some(SysctlNamespace::Uts) if plan.uts => None,
+                Some(SysctlNamespace::Ipc) => {
+                    Some("needs a new IPC namespace, which the plan lacks")
+                }
+                Some(SysctlNamespace::Uts) => {
+                    Some("needs a new UTS namespace, which the plan lacks")
+                }
+                Some(SysctlNamespace::Net) => {
+                    Some("belongs to the network namespace (net_sysctls)")
+                }
                 None => Some("is not a namespaced sysctl"),
             };
             if let Some(why) = refused {
@@ -219,8 +195,8 @@ pub fn net_sysctls(netns: &Path, sysctls: &[(String, String)]) -> Result<()> {
     }
     let sysctls = sysctls
         .iter()
-        .map(|(name, value)| match owner(name) {
-            Some(Owner::Net) => Sysctl::new(name, value),
+        .map(|(name, value)| match sysctl_namespace(name) {
+            Some(SysctlNamespace::Net) => Sysctl::new(name, value),
             _ => Err(Error::Internal(format!(
                 "sysctl {name} does not belong to the network namespace"
             ))),

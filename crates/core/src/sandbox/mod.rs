@@ -27,6 +27,7 @@ pub(crate) mod golden;
 
 pub use spec::{ImageProcess, SandboxSpecInput, sandbox_spec};
 pub use state::{SandboxEvent, SandboxState};
+pub use sysctl::{Owner as SysctlNamespace, owner as sysctl_namespace};
 pub use validate::{normalized, validate};
 
 /// A pod sandbox as requested by `RunPodSandbox` (CRI `PodSandboxConfig`

@@ -41,7 +41,7 @@ const IPC_SYSCTLS: [&str; 8] = [
 
 /// The namespace a sysctl belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
+pub enum Owner {
     Ipc,
     Net,
     Uts,
@@ -136,7 +136,8 @@ pub(crate) fn split_net(sysctls: BTreeMap<String, String>) -> (Sysctls, Sysctls)
         .partition(|(name, _)| owner(name) != Some(Owner::Net))
 }
 
-fn owner(name: &str) -> Option<Owner> {
+/// The namespace of sysctl `name` (dotted), when it is one a pod may set.
+pub fn owner(name: &str) -> Option<Owner> {
     if IPC_SYSCTLS.contains(&name) || name.starts_with("fs.mqueue.") {
         Some(Owner::Ipc)
     } else if name.starts_with("net.") {

@@ -38,6 +38,14 @@ const CREATE_LEASE: Duration = Duration::from_secs(600);
 /// kubelet's and containerd's oom_score_adj for the pause process.
 const SANDBOX_OOM_SCORE_ADJ: i32 = -998;
 
+/// The snapshotter of a pod's snapshots: its handler's, else the default.
+fn snapshotter_of(config: &Config, selection: &Selection) -> String {
+    selection
+        .snapshotter
+        .clone()
+        .unwrap_or_else(|| config.containerd.snapshotter.clone())
+}
+
 /// What a run was asked for.
 #[derive(Clone, Copy)]
 struct Asked<'a> {
@@ -220,10 +228,7 @@ impl Sandboxes {
         undo: &mut Undo,
     ) -> Result<Arc<Sandbox>> {
         let Asked { req, selection, .. } = asked;
-        let snapshotter = selection
-            .snapshotter
-            .clone()
-            .unwrap_or_else(|| config.containerd.snapshotter.clone());
+        let snapshotter = snapshotter_of(config, selection);
         let plan = match asked.shape {
             Shape::Pinned(plan) => plan,
             Shape::Pause => return self.create_paused(config, driver, asked, id, undo).await,
@@ -313,10 +318,7 @@ impl Sandboxes {
         undo: &mut Undo,
     ) -> Result<Arc<Sandbox>> {
         let Asked { req, selection, .. } = asked;
-        let snapshotter = selection
-            .snapshotter
-            .clone()
-            .unwrap_or_else(|| config.containerd.snapshotter.clone());
+        let snapshotter = snapshotter_of(config, selection);
         let mut steps = Steps::new();
         let image = self.sandbox_image(config, selection, &snapshotter).await?;
         let image_config = self.images.config(&image).await?;
