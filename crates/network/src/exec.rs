@@ -680,6 +680,50 @@ async fn spawn_plugin(
     }
 }
 
+/// Kills the CNI plugins a previous daemon left running for the pods
+/// `ids`: a daemon killed during an ADD leaves its plugin (in a process
+/// group of its own) running, and an ADD that finishes after start-up's
+/// DEL of the pod would leak what it made (an address, port mappings).
+/// Finds processes whose environment holds `CNI_CONTAINERID=<id>` and
+/// SIGKILLs their process groups. Returns how many groups. Blocking: reads
+/// `/proc`.
+pub fn kill_lost_plugins(ids: &[String]) -> usize {
+    if ids.is_empty() {
+        return 0;
+    }
+    let wanted: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| format!("CNI_CONTAINERID={id}").into_bytes())
+        .collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let own = nix::unistd::getpgrp();
+    let mut groups = std::collections::BTreeSet::new();
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !environ
+            .split(|b| *b == 0)
+            .any(|v| wanted.iter().any(|w| w == v))
+        {
+            continue;
+        }
+        match nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))) {
+            Ok(pgid) if pgid != own && pgid.as_raw() > 1 => {
+                groups.insert(pgid.as_raw());
+            }
+            _ => {}
+        }
+    }
+    for pgid in &groups {
+        tracing::warn!(pgid, "killing a CNI plugin a previous criusd left running");
+        kill_group(*pgid as u32);
+    }
+    groups.len()
+}
+
 /// SIGKILLs the process group `pgid` (a timed-out plugin and its children).
 fn kill_group(pgid: u32) {
     let Ok(pgid) = i32::try_from(pgid) else {

@@ -892,6 +892,10 @@ impl ports::Network for Fake {
             format_args!("{} {}", netns.display(), s.join(",")),
         )
     }
+    fn kill_lost_plugins(&self, ids: &[String]) -> usize {
+        let _ = self.call("kill_lost_plugins", format_args!("{}", ids.join(",")));
+        0
+    }
     async fn net_dev(&self, netns: &Path) -> Result<Option<String>> {
         self.call("net_dev", format_args!("{}", netns.display()))?;
         Ok(self.world().netns.contains(netns).then(|| {

@@ -227,6 +227,15 @@ async fn recovery_removes_the_pins_of_a_run_cut_short() -> Result<()> {
     pods.recover(&e.config).await?;
     assert!(pods.status(&sandbox, false).await.is_err());
     assert_eq!(e.fake.leftovers(), Vec::<String>::new());
+    // A plugin still running its ADD is killed before the DEL.
+    let calls = e.fake.calls();
+    let kill = calls
+        .iter()
+        .position(|c| *c == format!("kill_lost_plugins {sandbox}"));
+    let del = calls
+        .iter()
+        .rposition(|c| *c == format!("cni_del {sandbox}"));
+    assert!(kill.is_some() && kill < del, "{calls:?}");
     Ok(())
 }
 

@@ -170,6 +170,9 @@ pub trait Network: Send + Sync {
     async fn net_sysctls(&self, netns: &Path, sysctls: &[(String, String)]) -> Result<()>;
     /// `/proc/net/dev` as seen in the network namespace at `netns`.
     async fn net_dev(&self, netns: &Path) -> Result<Option<String>>;
+    /// Kills the CNI plugins a previous daemon left running for the pods
+    /// `ids` (blocking: reads `/proc`); returns how many.
+    fn kill_lost_plugins(&self, ids: &[String]) -> usize;
 }
 
 /// The image store.

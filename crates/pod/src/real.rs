@@ -281,6 +281,9 @@ impl ports::Network for Network {
         })
         .await
     }
+    fn kill_lost_plugins(&self, ids: &[String]) -> usize {
+        crius_network::exec::kill_lost_plugins(ids)
+    }
     async fn net_dev(&self, netns: &Path) -> Result<Option<String>> {
         let netns = netns.to_path_buf();
         crius_rt::blocking("stats task", move || {

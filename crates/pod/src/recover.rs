@@ -140,10 +140,22 @@ impl Recovery {
                 .flatten()
                 .is_some_and(|s| s.meta.id == id)
         };
-        for entry in self.dir_names(&self.pods_dir()) {
-            if known(&entry) {
-                continue;
-            }
+        let orphans: Vec<String> = self
+            .dir_names(&self.pods_dir())
+            .into_iter()
+            .filter(|e| !known(e))
+            .collect();
+        // A plugin still running an ADD would finish it after the DEL below.
+        let net = self.net.clone();
+        let ids = orphans.clone();
+        if let Err(e) = crius_rt::blocking("CNI plugin clean-up", move || {
+            Ok(net.kill_lost_plugins(&ids))
+        })
+        .await
+        {
+            tracing::warn!("looking for lost CNI plugins: {e}");
+        }
+        for entry in orphans {
             let dir = self.pods_dir().join(&entry);
             if let Some(meta) = podfs::read_intent(&*self.fs, &dir)
                 && let Err(e) = self.teardown_network(config, &meta).await

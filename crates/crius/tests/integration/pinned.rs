@@ -24,6 +24,7 @@ crate::tests![
     a_shared_pid_namespace_gets_a_pause_process,
     pinned_pods_survive_a_killed_daemon_and_stop_for_good,
     host_namespaces_of_a_pinned_pod_are_the_hosts,
+    killed_between_pinning_and_cni_leaves_nothing,
 ];
 
 /// kubelet's default pod: each container its own PID namespace.
@@ -318,4 +319,90 @@ async fn host_namespaces_of_a_pinned_pod_are_the_hosts(env: Arc<Env>) -> anyhow:
         );
     }
     p.remove_all_and_check().await
+}
+
+/// A CNI directory whose IPAM plugin (host-local, run by bridge once the
+/// pod's veth exists) sleeps `secs` before each ADD.
+fn slow_ipam(secs: u32) -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("crius-slow-cni-")
+        .tempdir_in("/tmp")?;
+    for plugin in ["bridge", "portmap", "loopback"] {
+        std::os::unix::fs::symlink(format!("/usr/lib/cni/{plugin}"), dir.path().join(plugin))?;
+    }
+    let ipam = dir.path().join("host-local");
+    std::fs::write(
+        &ipam,
+        format!(
+            "#!/bin/sh\n[ \"$CNI_COMMAND\" = ADD ] && sleep {secs}\nexec /usr/lib/cni/host-local \"$@\"\n"
+        ),
+    )?;
+    std::fs::set_permissions(&ipam, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+async fn killed_between_pinning_and_cni_leaves_nothing(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let cni = slow_ipam(4)?;
+    // The [cni] table is the config file's last: a line appended joins it.
+    let config = p.daemon().dir().join("config.toml");
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!(
+        "bin_dirs = [{:?}]\n",
+        cni.path().display().to_string()
+    ));
+    std::fs::write(&config, text)?;
+    let daemon = p.daemon.as_mut().context("no daemon")?;
+    daemon.restart(Signal::SIGTERM)?;
+    daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
+    p.cri = client::connect(p.daemon().socket()).await?;
+    let mut cri = p.cri.clone();
+    let doomed = tokio::spawn(async move { run(&mut cri, pinned_config("doomed")).await });
+    // Pinned, and the ADD is sleeping: kill the daemon in that window.
+    let mut pinned = false;
+    for _ in 0..100 {
+        pinned = std::fs::read_dir(p.pins_dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".ipc"))
+            })
+            .unwrap_or(false);
+        if pinned {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ensure!(pinned, "the run never pinned its namespaces");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(adds_running() > 0, "no CNI ADD in flight at the kill");
+    let daemon = p.daemon.as_mut().context("no daemon")?;
+    daemon.restart(Signal::SIGKILL)?;
+    ensure!(doomed.await?.is_err(), "the run finished despite the kill");
+    daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
+    p.cri = client::connect(p.daemon().socket()).await?;
+    // Start-up killed the ADD the dead daemon left running (it sleeps 4 s):
+    // finishing after start-up's DEL, an IPAM that keeps its own books
+    // (Calico, Cilium...) would leak the pod's address.
+    ensure!(
+        adds_running() == 0,
+        "a CNI ADD of the killed daemon still runs"
+    );
+    let left = crate::pods::list_pods_pub(&mut p.cri).await?;
+    ensure!(left.is_empty(), "{left:?}");
+    p.remove_all_and_check().await
+}
+
+/// Processes running a CNI ADD (their environment says `CNI_COMMAND=ADD`).
+fn adds_running() -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == b"CNI_COMMAND=ADD"))
+        })
+        .count()
 }
