@@ -204,7 +204,7 @@ impl Images {
 struct Pull<'a> {
     config: &'a ImagesConfig,
     snapshotter: &'a str,
-    reference: &'a oci_spec::distribution::Reference,
+    reference: &'a crius_registry::Reference,
     /// The normalized reference.
     name: &'a str,
     progress: Option<&'a watch::Sender<Progress>>,
@@ -254,7 +254,7 @@ fn registry_config(c: &ImagesConfig) -> RegistryConfig {
 
 /// The names of an image's records: (repo digest, repo tag if any, id).
 fn record_names(
-    reference: &oci_spec::distribution::Reference,
+    reference: &crius_registry::Reference,
     resolved: &Resolved,
 ) -> (String, Option<String>, String) {
     let digest = resolved.top.descriptor.digest().to_string();
