@@ -67,7 +67,8 @@ impl Reference {
 
     /// The registry under the name Docker's v1 index gives it:
     /// `index.docker.io` for `docker.io`, any other registry itself (as
-    /// oci-spec's `Reference::resolve_registry`, without mirrors).
+    /// oci-spec's `Reference::resolve_registry`, without mirrors). Images
+    /// are stored and looked up under [`Reference::registry`].
     pub fn resolve_registry(&self) -> &str {
         if self.registry == DOCKER_HUB {
             DOCKER_HUB_LEGACY
