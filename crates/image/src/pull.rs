@@ -204,7 +204,7 @@ impl Images {
 struct Pull<'a> {
     config: &'a ImagesConfig,
     snapshotter: &'a str,
-    reference: &'a oci_spec::distribution::Reference,
+    reference: &'a crius_registry::Reference,
     /// The normalized reference.
     name: &'a str,
     progress: Option<&'a watch::Sender<Progress>>,
@@ -252,17 +252,15 @@ fn registry_config(c: &ImagesConfig) -> RegistryConfig {
     }
 }
 
-/// The names of an image's records: (repo digest, repo tag if any, id).
+/// The names of an image's records: (repo digest, repo tag if any, id),
+/// under the normalized registry (`docker.io`, which lookups by reference
+/// use, not `index.docker.io`).
 fn record_names(
-    reference: &oci_spec::distribution::Reference,
+    reference: &crius_registry::Reference,
     resolved: &Resolved,
 ) -> (String, Option<String>, String) {
     let digest = resolved.top.descriptor.digest().to_string();
-    let repo = format!(
-        "{}/{}",
-        reference.resolve_registry(),
-        reference.repository()
-    );
+    let repo = crius_registry::repository_name(reference);
     let repo_digest = format!("{repo}@{digest}");
     let tag = match (reference.tag(), reference.digest()) {
         (Some(tag), None) => Some(format!("{repo}:{tag}")),
@@ -628,5 +626,41 @@ mod tests {
             check_layers("x", &layers, &diff_ids[..1]),
             Err(ImageError::Inconsistent(_))
         ));
+    }
+
+    #[test]
+    fn records_are_named_as_lookups_by_reference_name_them() -> crius_core::Result<()> {
+        use oci_spec::image::MediaType;
+        let config = blob(MediaType::ImageConfig, b"{}");
+        let manifest = blob(MediaType::ImageManifest, b"{}");
+        let resolved = Resolved {
+            name: "docker.io/library/busybox:latest".into(),
+            top: manifest.clone(),
+            manifest: manifest.clone(),
+            config: config.clone(),
+            layers: vec![],
+            diff_ids: vec![],
+        };
+        let top = manifest.descriptor.digest().to_string();
+        let id = config.descriptor.digest().to_string();
+        let reference = crius_registry::parse_reference("busybox")?;
+        let (repo_digest, tag, image_id) = record_names(&reference, &resolved);
+        assert_eq!(repo_digest, format!("docker.io/library/busybox@{top}"));
+        assert_eq!(tag.as_deref(), Some("docker.io/library/busybox:latest"));
+        assert_eq!(image_id, id);
+        assert_eq!(repo_digest, resolved.repo_digest());
+        let by_tag = crate::store::Query::parse("busybox")?;
+        assert_eq!(
+            by_tag,
+            crate::store::Query::Name {
+                name: "docker.io/library/busybox:latest".into(),
+                is_tag: true
+            }
+        );
+        let reference = crius_registry::parse_reference(&format!("quay.io/a/b:v1@{top}"))?;
+        let (repo_digest, tag, _) = record_names(&reference, &resolved);
+        assert_eq!(repo_digest, format!("quay.io/a/b@{top}"));
+        assert_eq!(tag, None);
+        Ok(())
     }
 }
