@@ -351,7 +351,9 @@ async fn malformed_reference_is_invalid_argument(env: Arc<Env>) -> anyhow::Resul
     let mut cri = env.cri().await?;
     for bad in [
         "",
-        "UPPER/case:tag",
+        // Upper case in the repository (`UPPER/case` alone names a
+        // registry host `UPPER`, as for Docker and containerd).
+        "docker.io/UPPER/case:tag",
         "busybox@sha256:123",
         "a b",
         "busybox:",
