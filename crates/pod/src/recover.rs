@@ -146,15 +146,7 @@ impl Recovery {
             .filter(|e| !known(e))
             .collect();
         // A plugin still running an ADD would finish it after the DEL below.
-        let net = self.net.clone();
-        let ids = orphans.clone();
-        if let Err(e) = crius_rt::blocking("CNI plugin clean-up", move || {
-            Ok(net.kill_lost_plugins(&ids))
-        })
-        .await
-        {
-            tracing::warn!("looking for lost CNI plugins: {e}");
-        }
+        self.kill_lost_plugins(orphans.clone()).await;
         for entry in orphans {
             let dir = self.pods_dir().join(&entry);
             if let Some(meta) = podfs::read_intent(&*self.fs, &dir)
@@ -202,6 +194,20 @@ impl Recovery {
             }
         }
         removed
+    }
+
+    /// Kills the CNI plugins a killed daemon left running for `ids`.
+    async fn kill_lost_plugins(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let net = self.net.clone();
+        let killed = crius_rt::blocking("CNI plugin clean-up", move || {
+            Ok(net.kill_lost_plugins(&ids))
+        });
+        if let Err(e) = killed.await {
+            tracing::warn!("looking for lost CNI plugins: {e}");
+        }
     }
 
     /// Network namespaces and IPC/UTS pins (`<id>.ipc`, `<id>.uts`) no
