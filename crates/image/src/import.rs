@@ -451,7 +451,8 @@ async fn layers_missing(
 }
 
 /// The archive reader's side: each entry of `wanted`, as a channel of its
-/// bytes. Stops when the async side hangs up; a read error breaks that
+/// bytes. Stops when the async side hangs up (an entry whose bytes it
+/// stops taking is skipped, not the rest); a read error breaks that
 /// entry's stream off (containerd then aborts its ingest) and is the
 /// reader's answer.
 fn send_entries(
@@ -475,8 +476,12 @@ fn send_entries(
                     return Err(ImageError::archive(path, format!("reading {name}: {e}")));
                 }
             };
+            // The writer needs no more of this entry (the blob turned up in
+            // the store meanwhile, e.g. shared from another namespace, and
+            // was committed without reading it): on to the next one. Only a
+            // closed `tx` ends the walk.
             if chunk_tx.blocking_send(Ok(chunk)).is_err() {
-                return Ok(false);
+                return Ok(!tx.is_closed());
             }
         }
     })
@@ -623,6 +628,30 @@ mod tests {
 
     fn code(e: ImageError) -> Error {
         Error::from(e)
+    }
+
+    #[tokio::test]
+    async fn an_entry_the_writer_stops_taking_does_not_end_the_walk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Larger than one read, so the writer's hang-up is seen mid-entry.
+        let big = vec![7u8; 3 << 20];
+        let path = archive(dir.path(), "a.tar", &[("a", &big), ("b", b"bee")], false);
+        let (tx, mut rx) = mpsc::channel(1);
+        let wanted = vec!["a".to_string(), "b".to_string()];
+        let reader = std::thread::spawn(move || send_entries(&path, &wanted, tx));
+        // `a` turned up in the store meanwhile: its bytes are not read.
+        let (name, a) = rx.recv().await.expect("entry a");
+        assert_eq!(name, "a");
+        drop(a);
+        let (name, mut b) = rx.recv().await.expect("entry b after a skipped one");
+        assert_eq!(name, "b");
+        let mut got = Vec::new();
+        while let Some(chunk) = b.recv().await {
+            got.extend_from_slice(&chunk.expect("chunk"));
+        }
+        assert_eq!(got, b"bee");
+        assert!(rx.recv().await.is_none());
+        assert!(matches!(reader.join(), Ok(Ok(()))));
     }
 
     #[test]
