@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 
 use crate::Env;
 use crate::containers::{container, create, start, status};
-use crate::pods::{PodEnv, config, run};
+use crate::pods::{PodEnv, config, ready, run, status as verbose_status};
 
 crate::tests![
     containers_of_a_pinned_pod_share_network_ipc_and_uts,
@@ -45,29 +45,6 @@ pub(crate) fn pinned_config(name: &str) -> v1::PodSandboxConfig {
         ..Default::default()
     });
     c
-}
-
-async fn verbose(
-    cri: &mut Cri,
-    id: &str,
-) -> anyhow::Result<(v1::PodSandboxStatus, serde_json::Value)> {
-    let resp = cri
-        .runtime
-        .pod_sandbox_status(v1::PodSandboxStatusRequest {
-            pod_sandbox_id: id.into(),
-            verbose: true,
-        })
-        .await?
-        .into_inner();
-    let info = resp.info.get("info").context("no verbose info")?;
-    Ok((
-        resp.status.context("no status")?,
-        serde_json::from_str(info)?,
-    ))
-}
-
-fn ready(s: &v1::PodSandboxStatus) -> bool {
-    s.state == v1::PodSandboxState::SandboxReady as i32
 }
 
 async fn exec(cri: &mut Cri, id: &str, script: &str) -> anyhow::Result<String> {
@@ -123,7 +100,7 @@ fn shm_segment_in(pin: &Path, key: u32) -> anyhow::Result<()> {
 async fn containers_of_a_pinned_pod_share_network_ipc_and_uts(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = PodEnv::start(&env).await?;
     let pod = run(&mut p.cri, pinned_config("pinned")).await?;
-    let (s, info) = verbose(&mut p.cri, &pod).await?;
+    let (s, info) = verbose_status(&mut p.cri, &pod).await?;
     ensure!(ready(&s), "{s:?}");
     ensure!(
         info["pid"].as_u64().is_none(),
@@ -220,7 +197,7 @@ async fn a_shared_pid_namespace_gets_a_pause_process(env: Arc<Env>) -> anyhow::R
         ns.pid = v1::NamespaceMode::Pod as i32;
     }
     let pod = run(&mut p.cri, c).await?;
-    let (s, info) = verbose(&mut p.cri, &pod).await?;
+    let (s, info) = verbose_status(&mut p.cri, &pod).await?;
     ensure!(ready(&s), "{s:?}");
     ensure!(
         info["pid"].as_u64().is_some_and(|p| p > 0),
@@ -264,8 +241,8 @@ async fn pinned_pods_survive_a_killed_daemon_and_stop_for_good(
         daemon.restart(Signal::SIGKILL)?;
         daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
         p.cri = client::connect(p.daemon().socket()).await?;
-        let (k, _) = verbose(&mut p.cri, &kept).await?;
-        let (s, _) = verbose(&mut p.cri, &stopped).await?;
+        let (k, _) = verbose_status(&mut p.cri, &kept).await?;
+        let (s, _) = verbose_status(&mut p.cri, &stopped).await?;
         ensure!(ready(&k) && !ready(&s), "round {round}: {k:?} {s:?}");
         let c = status(&mut p.cri, &one).await?;
         ensure!(
@@ -302,7 +279,7 @@ async fn host_namespaces_of_a_pinned_pod_are_the_hosts(env: Arc<Env>) -> anyhow:
         ..Default::default()
     });
     let pod = run(&mut p.cri, c).await?;
-    let (s, info) = verbose(&mut p.cri, &pod).await?;
+    let (s, info) = verbose_status(&mut p.cri, &pod).await?;
     ensure!(ready(&s) && info["pid"].as_u64().is_none(), "{info}");
     ensure!(
         !p.pins_dir().join(format!("{pod}.ipc")).exists(),

@@ -255,7 +255,7 @@ pub(crate) async fn run(
         .map(|r| r.into_inner().pod_sandbox_id)
 }
 
-async fn status(
+pub(crate) async fn status(
     cri: &mut Cri,
     id: &str,
 ) -> anyhow::Result<(v1::PodSandboxStatus, serde_json::Value)> {
@@ -287,7 +287,7 @@ async fn list_pods(cri: &mut Cri) -> anyhow::Result<Vec<v1::PodSandbox>> {
         .items)
 }
 
-fn ready(s: &v1::PodSandboxStatus) -> bool {
+pub(crate) fn ready(s: &v1::PodSandboxStatus) -> bool {
     s.state == v1::PodSandboxState::SandboxReady as i32
 }
 
