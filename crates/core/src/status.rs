@@ -107,6 +107,32 @@ pub struct Facts {
     pub pod_cidr: String,
     /// The CRI API version served.
     pub cri_api_version: &'static str,
+    /// What start-up recovery did and still does.
+    pub recovery: RecoveryReport,
+}
+
+/// Where start-up recovery is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecoveryPhase {
+    #[default]
+    Waiting,
+    Running,
+    Done,
+}
+
+/// What start-up recovery did (the verbose report's `recovery`): how long
+/// it took, what it found, and the objects whose shim had not answered
+/// when it ended (asked again in the background until they do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecoveryReport {
+    pub phase: RecoveryPhase,
+    /// Milliseconds from its start to serving, once done.
+    pub took_ms: Option<u64>,
+    pub sandboxes: usize,
+    pub containers: usize,
+    /// Ids of sandboxes and containers whose task state is still unknown.
+    pub waiting_for_shims: Vec<String>,
 }
 
 /// Everything `Status` answers.
@@ -169,6 +195,9 @@ pub fn verbose_info(
     info.insert("version".to_string(), version.to_string());
     info.insert("podCIDR".to_string(), facts.pod_cidr.clone());
     info.insert("apparmor".to_string(), apparmor_info(apparmor).to_string());
+    let recovery =
+        serde_json::to_string(&facts.recovery).map_err(|e| Error::Internal(e.to_string()))?;
+    info.insert("recovery".to_string(), recovery);
     Ok(info)
 }
 

@@ -79,6 +79,12 @@ async fn serve(
             let _ = stop_rx.changed().await;
         });
     tracing::info!(socket = %socket.display(), version = crius_core::RUNTIME_VERSION, "serving CRI v1");
+    if crius_rt::fault::COMPILED_IN {
+        tracing::warn!(
+            "a test build: fault points are compiled in ({} kills criusd where it names)",
+            crius_rt::fault::ENV
+        );
+    }
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r.context("serving the CRI socket"),

@@ -38,6 +38,8 @@ pub(crate) struct Ctx {
     /// cumulative ns), for the CPU rate of the next one; removals forget
     /// theirs.
     pub(crate) cpu_samples: Mutex<HashMap<String, (i64, u64)>>,
+    /// What start-up recovery did and still does (`Status` reports it).
+    pub(crate) recovery: Mutex<crius_core::status::RecoveryReport>,
 }
 
 /// How long a stop waits for a task to die after SIGKILL.
@@ -61,6 +63,27 @@ impl Ctx {
     /// Forgets the CPU sample of a removed container or pod.
     pub(crate) fn forget_cpu_sample(&self, id: &str) {
         crate::lock(&self.cpu_samples).remove(id);
+    }
+
+    /// A task's state as containerd has it from the task's shim, if it
+    /// answers within `wait` (`Some(None)`: there is no task). A shim that
+    /// hangs, or an error, gives `None`: the caller goes on without it.
+    pub(crate) async fn ask_task(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Option<Option<crius_containerd::TaskInfo>> {
+        match tokio::time::timeout(wait, self.containerd.task_get(id)).await {
+            Ok(Ok(task)) => Some(task),
+            Ok(Err(e)) => {
+                tracing::warn!(id, "the state of the task: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(id, ?wait, "the task's shim did not answer");
+                None
+            }
+        }
     }
 
     /// Kills a task (all its processes), waits for it, deletes it. Absent is fine.

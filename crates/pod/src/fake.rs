@@ -97,6 +97,9 @@ pub struct World {
     /// Tasks whose shim died before anyone waited: Wait answers NotFound at
     /// once, and the exit event is the test's to publish.
     gone_at_wait: BTreeSet<String>,
+    /// Tasks whose shim does not answer: `task_get` hangs until the test
+    /// lets it ([`Fake::silence`]).
+    silent_shims: BTreeSet<String>,
     /// The live event subscriptions.
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
@@ -153,6 +156,15 @@ impl Fake {
         let mut w = self.world();
         let done = w.counts.get(op).copied().unwrap_or(0);
         w.failures.push((op.to_string(), done + nth));
+    }
+
+    /// Makes `id`'s shim silent (`task_get` hangs) or lets it answer again.
+    pub fn silence(&self, id: &str, silent: bool) {
+        let mut w = self.world();
+        match silent {
+            true => w.silent_shims.insert(id.to_string()),
+            false => w.silent_shims.remove(id),
+        };
     }
 
     /// Every call so far, in order.
@@ -447,6 +459,9 @@ impl ports::Tasks for Fake {
     }
     async fn task_get(&self, id: &str) -> Result<Option<TaskInfo>> {
         self.call("task_get", format_args!("{id}"))?;
+        while self.world().silent_shims.contains(id) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let w = self.world();
         Ok(w.tasks.get(id).map(|t| {
             let exit = *t.exit.borrow();

@@ -33,6 +33,8 @@ mod podfs;
 pub mod ports;
 mod real;
 mod recover;
+#[cfg(test)]
+mod recovery_tests;
 pub mod registrar;
 mod rootfs;
 mod sandbox;
@@ -146,6 +148,7 @@ impl Pods {
             containers: store::Store::default(),
             exits: Arc::default(),
             cpu_samples: Default::default(),
+            recovery: Default::default(),
         });
         let containers = Containers { ctx: ctx.clone() };
         let sandboxes = Sandboxes {
@@ -185,6 +188,11 @@ impl Pods {
     /// leftovers of interrupted runs (start-up).
     pub async fn recover(self: &Arc<Self>, config: &Config) -> Result<()> {
         self.recovery.recover(config).await
+    }
+
+    /// What start-up recovery did and still does.
+    pub fn recovery_report(&self) -> crius_core::status::RecoveryReport {
+        crate::lock(&self.ctx.recovery).clone()
     }
 
     /// Runs a sandbox; returns its id. An identical retry of a request in

@@ -3,10 +3,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crius_containerd::TaskStatus;
+use crius_containerd::{ContainerRecord, TaskInfo, TaskStatus};
 use crius_core::config::Config;
-use crius_core::sandbox::{SandboxState, labels};
+use crius_core::sandbox::{SandboxEvent, SandboxState, labels};
+use crius_core::status::{RecoveryPhase, RecoveryReport};
 use crius_core::{Error, Result};
 use futures::StreamExt;
 
@@ -38,76 +40,174 @@ impl std::ops::Deref for Recovery {
     }
 }
 
+/// How long start-up waits for one task's state (containerd asks its
+/// shim) before it goes on without it.
+pub(crate) const TASK_STATE_WAIT: Duration = Duration::from_millis(500);
+/// How long a question asked again in the background may take.
+pub(crate) const TASK_STATE_RETRY_WAIT: Duration = Duration::from_secs(5);
+/// The first pause before asking again; doubled up to [`RETRY_MAX`].
+pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(30);
+
 impl Recovery {
     /// Rebuilds the index from containerd's records (bounded concurrency),
-    /// reports sandboxes whose pause task died meanwhile as NOTREADY, and
-    /// removes the leftovers of interrupted runs.
+    /// reconciles each sandbox with its pause task, and removes the
+    /// leftovers of interrupted runs. A shim that does not answer holds
+    /// up nothing: its sandbox is UNKNOWN until it does.
     pub async fn recover(&self, config: &Config) -> Result<()> {
+        let began = Instant::now();
+        self.report(|r| r.phase = RecoveryPhase::Running);
         crate::exits::Exits::follow(&self.exits, self.containerd.clone(), &self.background);
         self.sandbox_ops.ensure_pause_image(config).await?;
         let filter = format!("labels.\"{}\"=={}", labels::KIND, labels::KIND_SANDBOX);
         let records = self.containerd.container_list(&[filter]).await?;
-        let loaded: Vec<Result<Option<Sandbox>>> = futures::stream::iter(records)
-            .map(|r| async move {
-                let Some(any) = r.extensions.get(meta::EXTENSION) else {
-                    tracing::warn!(id = %r.id, "sandbox record without crius metadata; ignoring it");
-                    return Ok(None);
-                };
-                let meta = match SandboxMeta::from_any(any) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(id = %r.id, "unreadable sandbox metadata; ignoring it: {e}");
-                        return Ok(None);
-                    }
-                };
-                if meta.pinned.is_some() {
-                    let stopped = r.extensions.contains_key(meta::STOPPED_EXTENSION);
-                    return Ok(Some(self.recovered_pinned(meta, stopped)));
-                }
-                let task = self.containerd.task_get(&r.id).await?;
-                let pid = task
-                    .filter(|t| t.status == TaskStatus::Running)
-                    .map(|t| t.pid);
-                let sandbox = Sandbox::new(meta, SandboxState::recovered(Some(pid.is_some())));
-                if let Some(pid) = pid {
-                    sandbox.set_pid(pid);
-                }
-                Ok(Some(sandbox))
-            })
+        let loaded: Vec<Option<Sandbox>> = futures::stream::iter(records)
+            .map(|r| self.load_sandbox(r))
             .buffer_unordered(RECOVERY_CONCURRENCY)
             .collect()
             .await;
         let (mut ready, mut not_ready) = (0, 0);
-        let mut running = Vec::new();
-        for s in loaded {
-            let Some(s) = s? else { continue };
+        let (mut running, mut unknown) = (Vec::new(), Vec::new());
+        for s in loaded.into_iter().flatten() {
             let m = &s.meta;
             let key = labels::sandbox_name_key(&m.name, &m.uid, &m.namespace, m.attempt);
             self.store.names.insert_taken(&key, &m.id);
-            if s.state() == SandboxState::Ready {
-                ready += 1;
-            } else {
-                not_ready += 1;
+            match s.state() {
+                SandboxState::Ready => ready += 1,
+                _ => not_ready += 1,
             }
             let s = Arc::new(s);
             if s.pid().is_some() {
                 running.push(s.clone());
+            } else if s.state() == SandboxState::Unknown {
+                unknown.push(s.clone());
             }
             self.store.insert(s);
         }
         for lease in self.containerd.lease_list_prefix("crius-sandbox-").await? {
             self.containerd.lease_delete(&lease).await?;
         }
-        self.container_ops.recover_containers().await?;
+        let containers = self.container_ops.recover_containers().await?;
         // Watchers last: nothing above can fail any more.
         for s in running {
             self.sandbox_ops.watch_pause(s);
         }
+        for s in unknown {
+            self.learn_later(s);
+        }
         let orphans = self.remove_orphans(config).await;
-        tracing::info!(ready, not_ready, orphans, "sandboxes recovered");
+        let took = began.elapsed();
+        self.report(|r| {
+            r.phase = RecoveryPhase::Done;
+            r.took_ms = Some(took.as_millis() as u64);
+            r.sandboxes = ready + not_ready;
+            r.containers = containers;
+        });
+        tracing::info!(
+            ready,
+            not_ready,
+            containers,
+            orphans,
+            ?took,
+            "sandboxes recovered"
+        );
         Ok(())
     }
 
+    /// Changes the recovery report.
+    fn report(&self, f: impl FnOnce(&mut RecoveryReport)) {
+        f(&mut crate::lock(&self.recovery));
+    }
+
+    /// One sandbox from its record (`None`: not crius', or unreadable).
+    async fn load_sandbox(&self, r: ContainerRecord) -> Option<Sandbox> {
+        let Some(any) = r.extensions.get(meta::EXTENSION) else {
+            tracing::warn!(id = %r.id, "sandbox record without crius metadata; ignoring it");
+            return None;
+        };
+        let meta = match SandboxMeta::from_any(any) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(id = %r.id, "unreadable sandbox metadata; ignoring it: {e}");
+                return None;
+            }
+        };
+        if meta.pinned.is_some() {
+            let stopped = r.extensions.contains_key(meta::STOPPED_EXTENSION);
+            return Some(self.recovered_pinned(meta, stopped));
+        }
+        let Some(task) = self.ask_task(&r.id, TASK_STATE_WAIT).await else {
+            return Some(Sandbox::new(meta, SandboxState::Unknown));
+        };
+        let pid = self.pause_pid(&r.id, task).await;
+        let sandbox = Sandbox::new(meta, SandboxState::recovered(Some(pid.is_some())));
+        if let Some(pid) = pid {
+            sandbox.set_pid(pid);
+        }
+        Some(sandbox)
+    }
+
+    /// The pause process of a pod from its task, while it runs. A task
+    /// created but never started (a run cut short between the two) is
+    /// killed and deleted, as containerd does: its `runc init` would
+    /// otherwise wait forever behind a NOTREADY pod.
+    async fn pause_pid(&self, id: &str, task: Option<TaskInfo>) -> Option<u32> {
+        match task {
+            Some(t) if t.status == TaskStatus::Running => Some(t.pid),
+            Some(t) if t.status == TaskStatus::Created => {
+                tracing::info!(
+                    sandbox = id,
+                    "a run cut short before its pause task started: deleting the task"
+                );
+                if let Err(e) = self.kill_and_delete_task(id).await {
+                    tracing::warn!(sandbox = id, "deleting the unstarted pause task: {e}");
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Asks again, in the background, about a sandbox whose pause task's
+    /// shim did not answer at start-up, until it does.
+    fn learn_later(&self, s: Arc<Sandbox>) {
+        let this = self.clone();
+        let id = s.meta.id.clone();
+        self.report(|r| r.waiting_for_shims.push(id.clone()));
+        self.background
+            .spawn("recovery: a silent shim", async move {
+                let task = this.ask_until_answered(&id).await;
+                let pid = this.pause_pid(&id, task).await;
+                s.apply(SandboxEvent::Learned(pid.is_some()));
+                let current = this.store.find(&id).ok().flatten();
+                if let Some(pid) = pid
+                    && s.state() == SandboxState::Ready
+                    && current.is_some_and(|c| Arc::ptr_eq(&c, &s))
+                {
+                    s.set_pid(pid);
+                    this.sandbox_ops.watch_pause(s);
+                }
+                this.report(|r| r.waiting_for_shims.retain(|w| *w != id));
+                tracing::info!(sandbox = %id, "the pause task's shim answered at last");
+            });
+    }
+}
+
+impl Ctx {
+    /// Asks about a task until its shim answers, with a growing pause.
+    pub(crate) async fn ask_until_answered(&self, id: &str) -> Option<TaskInfo> {
+        let mut delay = RETRY_FIRST;
+        loop {
+            tokio::time::sleep(delay).await;
+            if let Some(task) = self.ask_task(id, TASK_STATE_RETRY_WAIT).await {
+                return task;
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+}
+
+impl Recovery {
     /// A pinned pod as its record says: READY unless it was stopped, a pin
     /// of it is gone (its namespaces then are no longer whole) or its
     /// `/etc` files are (`state_dir` is a tmpfs: after a reboot the record

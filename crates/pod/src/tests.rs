@@ -69,7 +69,7 @@ impl Env {
         ))
     }
 
-    async fn run(&self, name: &str) -> Result<String> {
+    pub(crate) async fn run(&self, name: &str) -> Result<String> {
         self.pods
             .run(self.config.clone(), CgroupDriver::Cgroupfs, pod(name))
             .await

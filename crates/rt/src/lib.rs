@@ -5,6 +5,9 @@
 //! - [`Background`]: the daemon's background tasks (exit watchers, lease
 //!   clean-up, event followers), owned by one tracker and stopped at
 //!   shutdown instead of detached.
+//! - [`fault`]: fault points for crash tests (feature `fault-points`).
+
+pub mod fault;
 
 use std::future::Future;
 use std::time::Duration;

@@ -84,6 +84,10 @@ impl State {
             shims,
             pod_cidr: self.pod_cidr(),
             cri_api_version: CRI_API_VERSION,
+            recovery: match self.backend() {
+                Ok(b) => b.pods.recovery_report(),
+                Err(_) => Default::default(),
+            },
         }
     }
 

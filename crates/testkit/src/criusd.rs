@@ -38,6 +38,8 @@ pub struct Criusd {
     child: Option<Child>,
     socket: PathBuf,
     namespace: String,
+    /// The fault point armed at the next launch (`crius_rt::fault`).
+    fault_point: Option<String>,
 }
 
 impl Criusd {
@@ -72,13 +74,14 @@ impl Criusd {
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config)?;
-        let child = launch(&opts.binary, dir.path())?;
+        let child = launch(&opts.binary, dir.path(), None)?;
         Ok(Criusd {
             binary: opts.binary.clone(),
             dir,
             child: Some(child),
             socket,
             namespace: opts.namespace.clone(),
+            fault_point: None,
         })
     }
 
@@ -88,8 +91,32 @@ impl Criusd {
         if self.child.is_some() {
             self.signal_and_wait(signal, Duration::from_secs(15))?;
         }
-        self.child = Some(launch(&self.binary, self.dir.path())?);
+        let fault = self.fault_point.as_deref();
+        self.child = Some(launch(&self.binary, self.dir.path(), fault)?);
         self.wait_for_socket()
+    }
+
+    /// Arms the fault point `point` (`None`: none) from the next
+    /// [`Criusd::restart`] on: the daemon kills itself when it gets there.
+    /// Needs a test build of `criusd` (feature `fault-points`).
+    pub fn set_fault_point(&mut self, point: Option<&str>) {
+        self.fault_point = point.map(str::to_string);
+    }
+
+    /// Waits (at most `timeout`) for the daemon to exit on its own (a
+    /// fault point); its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("criusd did not exit within {timeout:?}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until the CRI socket accepts connections.
@@ -212,13 +239,17 @@ impl Drop for Criusd {
 const RUNC_STATE_ROOT: &str = "/run/containerd/runc";
 
 /// Starts `criusd` on the config in `dir`, logging to `dir/criusd.log`.
-fn launch(binary: &Path, dir: &Path) -> anyhow::Result<Child> {
+fn launch(binary: &Path, dir: &Path, fault_point: Option<&str>) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("criusd.log"))?;
-    Command::new(binary)
-        .arg("--config")
+    let mut cmd = Command::new(binary);
+    match fault_point {
+        Some(point) => cmd.env("CRIUS_FAULT_POINT", point),
+        None => cmd.env_remove("CRIUS_FAULT_POINT"),
+    };
+    cmd.arg("--config")
         .arg(dir.join("config.toml"))
         .arg("--log-level")
         .arg("debug")

@@ -14,6 +14,7 @@ mod kubelet;
 mod pinned;
 mod pods;
 mod relaxed;
+mod reliability;
 mod runtimes;
 mod secrets;
 mod security;
@@ -134,6 +135,7 @@ fn main() {
         .chain(cli_streaming::all())
         .chain(relaxed::all())
         .chain(pinned::all())
+        .chain(reliability::all())
     {
         let env = env.clone();
         let name = name.trim_start_matches("integration::");

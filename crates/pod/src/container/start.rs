@@ -45,8 +45,10 @@ impl Containers {
             self.start_failed(&c, &e).await;
             return Err(command_refused(e));
         }
+        crius_rt::fault::point("container-task-created");
         match self.containerd.task_start(&c.meta.id).await {
             Ok(pid) => {
+                crius_rt::fault::point("container-task-started");
                 // The exit follower may have recorded a quick exit already:
                 // the state machine keeps it.
                 self.record(

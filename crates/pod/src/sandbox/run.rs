@@ -252,6 +252,7 @@ impl Sandboxes {
         self.containerd.container_create(&record).await?;
         undo.container = Some(id.to_string());
         steps.mark("record");
+        crius_rt::fault::point("sandbox-pinned-recorded");
         tracing::debug!(sandbox = id, "pinned run steps: {steps}");
         tracing::info!(sandbox = id, pod = %req.name, namespace = %req.namespace, "sandbox ready (pinned namespaces)");
         Ok(Arc::new(Sandbox::new(meta, SandboxState::Ready)))
@@ -357,8 +358,10 @@ impl Sandboxes {
         c.task_create(id, mounts, &Stdio::null(), &meta.runtime_path)
             .await?;
         steps.mark("task_create");
+        crius_rt::fault::point("sandbox-task-created");
         let pid = c.task_start(id).await?;
         steps.mark("task_start");
+        crius_rt::fault::point("sandbox-task-started");
         tracing::debug!(sandbox = id, "pause run steps: {steps}");
         if let Err(e) = self.containerd.lease_delete(&lease).await {
             tracing::warn!(
