@@ -15,6 +15,12 @@ use tokio::sync::watch;
 /// First and longest pause between attempts to reach containerd.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// RPCs one client connection may have in flight (HTTP/2
+/// SETTINGS_MAX_CONCURRENT_STREAMS): one more is refused by the client's
+/// own HTTP/2 layer (REFUSED_STREAM, retried by gRPC clients) instead of
+/// each taking memory and a task. kubelet multiplexes all its calls over
+/// one connection, a few dozen at once even on a full node.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 
 /// Runs the daemon until a termination signal; returns when the socket is gone.
 pub fn run(config: Config, args: crate::Args) -> anyhow::Result<()> {
@@ -71,6 +77,7 @@ async fn serve(
 
     let services = crius_server::services(state);
     let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
         .layer(crate::deadline::DeadlineLayer)
         .add_service(services.runtime)
         .add_service(services.image)

@@ -33,11 +33,23 @@ pub struct Services {
     pub admin: AdminServer<AdminSvc>,
 }
 
+/// The largest message crius takes or sends: containerd's CRI server and
+/// kubelet's client use 16 MiB both ways (tonic's default would take only
+/// 4 MiB). A larger request is refused before it is read whole
+/// (OUT_OF_RANGE, naming both sizes).
+pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
+
 /// All services, ready to add to a tonic router.
 pub fn services(state: Arc<State>) -> Services {
     Services {
-        runtime: RuntimeServiceServer::new(RuntimeSvc::new(state.clone())),
-        image: ImageServiceServer::new(ImageSvc::new(state.clone())),
-        admin: AdminServer::new(AdminSvc::new(state)),
+        runtime: RuntimeServiceServer::new(RuntimeSvc::new(state.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        image: ImageServiceServer::new(ImageSvc::new(state.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        admin: AdminServer::new(AdminSvc::new(state))
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE),
     }
 }

@@ -46,8 +46,9 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     refuse_cdi_devices(req)?;
     // Labels become containerd labels (the pod's rules); annotations are
     // kept in crius' own record and reach the spec without empty keys, so
-    // any is taken.
+    // any is taken, up to a size.
     crate::sandbox::validate::validate_labels(&req.labels)?;
+    crate::sandbox::validate::validate_annotations(&req.annotations)?;
     check_log_path(&req.log_path).map_err(|r| Error::invalid("config.log_path", r))?;
     if let Some(r) = &req.linux.resources {
         validate_resources(r)?;
@@ -810,6 +811,11 @@ mod tests {
             }),
             ("config.labels[\"k\"]", |r| {
                 r.labels.insert("k".into(), "x".repeat(4096));
+            }),
+            ("config.annotations", |r| {
+                for i in 0..3 {
+                    r.annotations.insert(format!("a{i}"), "x".repeat(400 << 10));
+                }
             }),
         ]);
         // Annotations are crius' own to keep: any key; a label with an

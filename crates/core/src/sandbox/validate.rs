@@ -18,6 +18,13 @@ const MAX_NAME_LEN: usize = 4000;
 const MAX_HOSTNAME_LEN: usize = 64;
 /// containerd's limit on a label's key plus value.
 const MAX_LABEL_SIZE: usize = 4096;
+/// The most bytes of annotations (keys and values) a pod or container may
+/// carry. containerd has no limit but the message size (16 MiB); crius
+/// keeps them in memory and in every record write, so a client could make
+/// each pod cost megabytes. Kubernetes caps a pod's annotations at 256 KiB
+/// (`TotalAnnotationSizeLimitB`) and kubelet adds a few of its own: this
+/// never refuses what kubelet sends.
+pub(crate) const MAX_ANNOTATIONS_SIZE: usize = 1 << 20;
 
 /// Checks `req` before anything is created. Host networking makes the
 /// hostname irrelevant (it is ignored, not checked).
@@ -39,6 +46,7 @@ pub fn validate(req: &PodSandboxRequest) -> Result<()> {
     }
     validate_port_mappings(&req.port_mappings)?;
     validate_labels(&req.labels)?;
+    validate_annotations(&req.annotations)?;
     validate_linux(&req.linux)
 }
 
@@ -265,6 +273,18 @@ pub(crate) fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Annotations: any key and value, up to [`MAX_ANNOTATIONS_SIZE`] in all.
+pub(crate) fn validate_annotations(annotations: &BTreeMap<String, String>) -> Result<()> {
+    let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if size > MAX_ANNOTATIONS_SIZE {
+        return Err(Error::invalid(
+            "config.annotations",
+            format!("{size} bytes of keys and values; at most {MAX_ANNOTATIONS_SIZE} are taken"),
+        ));
     }
     Ok(())
 }
@@ -668,6 +688,17 @@ mod tests {
         req.labels.insert("k\tx".into(), String::new());
         assert!(validate(&req).is_ok());
         assert_eq!(normalized(req).labels.keys().collect::<Vec<_>>(), ["k\tx"]);
+    }
+
+    #[test]
+    fn annotations_are_bounded_in_all() {
+        let mut req = request();
+        // What Kubernetes lets a pod have (256 KiB) and more is taken.
+        req.annotations
+            .insert("big".into(), "x".repeat(MAX_ANNOTATIONS_SIZE - 3));
+        assert!(validate(&req).is_ok());
+        req.annotations.insert("b".into(), String::new());
+        assert_eq!(refused_field(&req), "config.annotations");
     }
 
     #[test]

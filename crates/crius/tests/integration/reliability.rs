@@ -26,6 +26,9 @@ crate::tests![
     a_silent_shim_does_not_hold_up_a_restart,
     ready_within_a_second_with_a_hundred_pods,
     churn_and_kill_leaves_true_states_and_nothing_behind,
+    oversized_requests_are_refused_clearly,
+    many_calls_in_flight_on_one_connection,
+    exec_of_a_missing_binary_is_the_clients,
 ];
 
 /// A second handler whose pods always get pinned namespaces.
@@ -349,7 +352,11 @@ async fn churn(socket: std::path::PathBuf, image: String, w: usize, stop: Arc<At
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let handler = if (w + n).is_multiple_of(2) { "pinned" } else { "" };
+        let handler = if (w + n).is_multiple_of(2) {
+            "pinned"
+        } else {
+            ""
+        };
         let _ = cycle(&mut cri, &image, &format!("churn-{w}-{n}"), handler, n).await;
     }
 }
@@ -483,4 +490,112 @@ async fn churn_and_kill_leaves_true_states_and_nothing_behind(env: Arc<Env>) -> 
     let leases = p.containerd.lease_list_prefix("crius-").await?;
     ensure!(leases.is_empty(), "leases left: {leases:?}");
     Ok(())
+}
+
+async fn oversized_requests_are_refused_clearly(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let with_annotation = |size: usize| {
+        let mut c = pinned_config("big");
+        c.annotations.insert("big".into(), "x".repeat(size));
+        c
+    };
+    // Over tonic's default 4 MiB but within containerd's 16: read whole,
+    // then refused for what it asks (1 MiB of annotations at most).
+    let err = run(&mut p.cri, with_annotation(6 << 20))
+        .await
+        .expect_err("6 MiB of annotations");
+    ensure!(
+        err.code() == tonic::Code::InvalidArgument && err.message().contains("config.annotations"),
+        "{err:?}"
+    );
+    // Over 16 MiB: refused before it is read whole, saying why.
+    let err = run(&mut p.cri, with_annotation(17 << 20))
+        .await
+        .expect_err("a 17 MiB request");
+    ensure!(
+        err.code() == tonic::Code::OutOfRange && err.message().contains("too large"),
+        "{err:?}"
+    );
+    // A label containerd could not store: refused by name, not INTERNAL.
+    let mut c = pinned_config("label");
+    c.labels.insert("long".into(), "x".repeat(5000));
+    let err = run(&mut p.cri, c).await.expect_err("a 5000-byte label");
+    ensure!(
+        err.code() == tonic::Code::InvalidArgument && err.message().contains("config.labels"),
+        "{err:?}"
+    );
+    // Nothing of them is left; the daemon serves on.
+    let ok = run(&mut p.cri, with_annotation(200 << 10)).await?;
+    ensure!(ready(&pod_status(&mut p.cri, &ok).await?.0));
+    p.remove_all_and_check().await
+}
+
+async fn many_calls_in_flight_on_one_connection(env: Arc<Env>) -> anyhow::Result<()> {
+    let p = PodEnv::start(&env).await?;
+    // More than the daemon takes at once on one connection: the client
+    // waits for room; every call is answered.
+    let calls: Vec<_> = (0..1500)
+        .map(|_| {
+            let mut cri = p.cri.clone();
+            tokio::spawn(async move {
+                cri.runtime
+                    .list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+                    .await
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for c in calls {
+        if let Err(e) = c.await? {
+            failed.push(e);
+        }
+    }
+    ensure!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+    Ok(())
+}
+
+async fn exec_of_a_missing_binary_is_the_clients(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let image = env.images.reference(ti::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let pod = run(&mut p.cri, pinned_config("exec-missing")).await?;
+    let id = create(&mut p.cri, &pod, container("c", &image, &["sleep", "1000"])).await?;
+    start(&mut p.cri, &id).await?;
+    for cmd in ["/no/such/binary", "no-such-command-on-path"] {
+        let err = p
+            .cri
+            .runtime
+            .exec_sync(v1::ExecSyncRequest {
+                container_id: id.clone(),
+                cmd: vec![cmd.into()],
+                timeout: 10,
+            })
+            .await
+            .expect_err("a missing binary");
+        ensure!(
+            err.code() == tonic::Code::FailedPrecondition && err.message().contains(cmd),
+            "{cmd}: {err:?}"
+        );
+    }
+    // The container runs on, and an exec that can run does.
+    let out = p
+        .cri
+        .runtime
+        .exec_sync(v1::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["echo".into(), "still here".into()],
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).trim() == "still here",
+        "{out:?}"
+    );
+    p.remove_all_and_check().await
 }

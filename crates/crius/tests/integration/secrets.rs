@@ -1,5 +1,7 @@
 //! Issue 11: registry secrets reach the registry and nothing else: not
-//! `Status`, not `criusd config check`, not criusd's (debug) log.
+//! `Status`, not `criusd config check`, not criusd's (debug) log; issue 18:
+//! not any file crius writes (its state and root directories) nor
+//! containerd's metadata, where crius' records go.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -74,7 +76,74 @@ async fn registry_secrets_stay_out_of_status_config_check_and_log(
         "no debug log of the pulls: {log}"
     );
     ensure!(!has_secret(&log), "a secret in criusd's log:\n{log}");
+    // A pod (host network: this daemon has no CNI config) and a container
+    // of an image from the real test registry, so that crius writes state.
+    let mut pod = crate::pinned::pinned_config("secrets");
+    if let Some(ns) = pod
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.network = v1::NamespaceMode::Node as i32;
+    }
+    if let Some(l) = pod.linux.as_mut() {
+        l.sysctls.clear();
+    }
+    let logs = tempfile::tempdir_in(daemon.dir())?;
+    pod.log_directory = logs.path().display().to_string();
+    let pod = crate::pods::run(&mut cri, pod).await?;
+    let busybox = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut cri, &busybox).await?;
+    let c = crate::containers::container("c", &busybox, &["echo", "hello"]);
+    let id = crate::containers::create(&mut cri, &pod, c).await?;
+    crate::containers::start(&mut cri, &id).await?;
+    crate::containers::wait_exited(&mut cri, &id).await?;
+    // Every file crius wrote, but the operator's own config file.
+    let config = daemon.dir().join("config.toml");
+    // The check sees a secret where one is: in the operator's file.
+    ensure!(has_secret(&std::fs::read_to_string(&config)?));
+    let mut files = files_under(daemon.dir());
+    files.retain(|f| *f != config);
+    ensure!(files.len() > 3, "too few files to look at: {files:?}");
+    // containerd's metadata holds crius' records (images, leases, pods).
+    files.extend(files_under(
+        &env.containerd.root().join("io.containerd.metadata.v1.bolt"),
+    ));
+    ensure!(
+        files.iter().any(|f| f.ends_with("meta.db")),
+        "no meta.db in {files:?}"
+    );
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        ensure!(
+            !has_secret(&String::from_utf8_lossy(&bytes)),
+            "a secret in {}",
+            file.display()
+        );
+    }
+    cri.runtime
+        .remove_pod_sandbox(v1::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await?;
     Ok(())
+}
+
+/// Every regular file below `dir` (no symlink followed).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                Ok(t) if t.is_file() => files.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    files
 }
 
 async fn status_redacts(cri: &mut crius_testkit::client::Cri) -> anyhow::Result<()> {

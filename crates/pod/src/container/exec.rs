@@ -135,14 +135,15 @@ impl Exec {
 
     /// Why an exec did not start: a container that stopped meanwhile (an
     /// exec racing the exit: runc's "broken pipe", "process already
-    /// finished") is the client's precondition, not crius' fault.
+    /// finished") is the client's precondition, not crius' fault; so is a
+    /// command runc cannot run (missing, not executable).
     async fn exec_start_error(&self, id: &str, e: Error) -> Error {
         let running = matches!(
             self.containerd.task_get(id).await,
             Ok(Some(t)) if t.status == TaskStatus::Running
         );
         if running {
-            e
+            super::command_refused(e)
         } else {
             Error::FailedPrecondition(format!("container {id} is not running (it stopped): {e}"))
         }

@@ -45,6 +45,18 @@ pub(crate) struct Containers {
     pub(crate) ctx: Arc<Ctx>,
 }
 
+/// runc's refusal to run a command (missing, not executable), at
+/// StartContainer or an exec, is the client's: the command and image are
+/// what it sent. Every other failure stays what it is.
+pub(crate) fn command_refused(e: crius_core::Error) -> crius_core::Error {
+    let message = e.to_string();
+    if message.contains("unable to start container process: exec:") {
+        crius_core::Error::FailedPrecondition(format!("the command cannot run: {message}"))
+    } else {
+        e
+    }
+}
+
 /// The operations read the shared ports, directories and indexes as if
 /// they were the service's own.
 impl std::ops::Deref for Containers {

@@ -8,23 +8,11 @@ use crius_core::cgroup::{CgroupDriver, Controller};
 use crius_core::{Error, Result};
 
 use super::{
-    Container, ContainerEvent, ContainerState, Containers, EXIT_EVENT_WAIT, LOG_DRAIN_WAIT, ns_of,
-    wait_log,
+    Container, ContainerEvent, ContainerState, Containers, EXIT_EVENT_WAIT, LOG_DRAIN_WAIT,
+    command_refused, ns_of, wait_log,
 };
 use crate::now_ns;
 use crate::ports::Found;
-
-/// runc's refusal to run the container's command (missing, not
-/// executable) is the client's: the command and image are what it sent.
-/// Every other failure stays what it is.
-fn command_refused(e: Error) -> Error {
-    let message = e.to_string();
-    if message.contains("unable to start container process: exec:") {
-        Error::FailedPrecondition(format!("the container's command cannot run: {message}"))
-    } else {
-        e
-    }
-}
 
 impl Containers {
     /// Starts a created container and watches for its exit.
