@@ -67,13 +67,23 @@ impl Ctx {
 
     /// A task's state as containerd has it from the task's shim, if it
     /// answers within `wait` (`Some(None)`: there is no task). A shim that
-    /// hangs, or an error, gives `None`: the caller goes on without it.
+    /// hangs (containerd waiting for it, or saying UNKNOWN), or an error,
+    /// gives `None`: the caller goes on without it.
     pub(crate) async fn ask_task(
         &self,
         id: &str,
         wait: Duration,
     ) -> Option<Option<crius_containerd::TaskInfo>> {
         match tokio::time::timeout(wait, self.containerd.task_get(id)).await {
+            // containerd answers UNKNOWN when the shim did not answer it
+            // (within its own 2 s): no answer either.
+            Ok(Ok(Some(t))) if t.status == TaskStatus::Unknown => {
+                tracing::warn!(
+                    id,
+                    "containerd does not know the task's state: its shim did not answer"
+                );
+                None
+            }
             Ok(Ok(task)) => Some(task),
             Ok(Err(e)) => {
                 tracing::warn!(id, "the state of the task: {e}");

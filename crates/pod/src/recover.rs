@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crius_containerd::{ContainerRecord, TaskInfo, TaskStatus};
 use crius_core::config::Config;
-use crius_core::sandbox::{SandboxEvent, SandboxState, labels};
+use crius_core::sandbox::{SandboxState, labels};
 use crius_core::status::{RecoveryPhase, RecoveryReport};
 use crius_core::{Error, Result};
 use futures::StreamExt;
@@ -53,7 +53,8 @@ impl Recovery {
     /// Rebuilds the index from containerd's records (bounded concurrency),
     /// reconciles each sandbox with its pause task, and removes the
     /// leftovers of interrupted runs. A shim that does not answer holds
-    /// up nothing: its sandbox is UNKNOWN until it does.
+    /// up nothing: its sandbox keeps its last known state (READY) until it
+    /// does, and `Status` lists it as waiting.
     pub async fn recover(&self, config: &Config) -> Result<()> {
         let began = Instant::now();
         self.report(|r| r.phase = RecoveryPhase::Running);
@@ -61,14 +62,14 @@ impl Recovery {
         self.sandbox_ops.ensure_pause_image(config).await?;
         let filter = format!("labels.\"{}\"=={}", labels::KIND, labels::KIND_SANDBOX);
         let records = self.containerd.container_list(&[filter]).await?;
-        let loaded: Vec<Option<Sandbox>> = futures::stream::iter(records)
+        let loaded: Vec<Option<(Sandbox, bool)>> = futures::stream::iter(records)
             .map(|r| self.load_sandbox(r))
             .buffer_unordered(RECOVERY_CONCURRENCY)
             .collect()
             .await;
         let (mut ready, mut not_ready) = (0, 0);
         let (mut running, mut unknown) = (Vec::new(), Vec::new());
-        for s in loaded.into_iter().flatten() {
+        for (s, answered) in loaded.into_iter().flatten() {
             let m = &s.meta;
             let key = labels::sandbox_name_key(&m.name, &m.uid, &m.namespace, m.attempt);
             self.store.names.insert_taken(&key, &m.id);
@@ -77,10 +78,10 @@ impl Recovery {
                 _ => not_ready += 1,
             }
             let s = Arc::new(s);
-            if s.pid().is_some() {
-                running.push(s.clone());
-            } else if s.state() == SandboxState::Unknown {
+            if !answered {
                 unknown.push(s.clone());
+            } else if s.pid().is_some() {
+                running.push(s.clone());
             }
             self.store.insert(s);
         }
@@ -119,8 +120,10 @@ impl Recovery {
         f(&mut crate::lock(&self.recovery));
     }
 
-    /// One sandbox from its record (`None`: not crius', or unreadable).
-    async fn load_sandbox(&self, r: ContainerRecord) -> Option<Sandbox> {
+    /// One sandbox from its record (`None`: not crius', or unreadable), and
+    /// whether its state is known: a pause pod whose shim did not answer
+    /// is READY as it last was (not stopped, or its task would be gone).
+    async fn load_sandbox(&self, r: ContainerRecord) -> Option<(Sandbox, bool)> {
         let Some(any) = r.extensions.get(meta::EXTENSION) else {
             tracing::warn!(id = %r.id, "sandbox record without crius metadata; ignoring it");
             return None;
@@ -134,17 +137,17 @@ impl Recovery {
         };
         if meta.pinned.is_some() {
             let stopped = r.extensions.contains_key(meta::STOPPED_EXTENSION);
-            return Some(self.recovered_pinned(meta, stopped));
+            return Some((self.recovered_pinned(meta, stopped), true));
         }
         let Some(task) = self.ask_task(&r.id, TASK_STATE_WAIT).await else {
-            return Some(Sandbox::new(meta, SandboxState::Unknown));
+            return Some((Sandbox::new(meta, SandboxState::Ready), false));
         };
         let pid = self.pause_pid(&r.id, task).await;
         let sandbox = Sandbox::new(meta, SandboxState::recovered(Some(pid.is_some())));
         if let Some(pid) = pid {
             sandbox.set_pid(pid);
         }
-        Some(sandbox)
+        Some((sandbox, true))
     }
 
     /// The pause process of a pod from its task, while it runs. A task
@@ -178,14 +181,17 @@ impl Recovery {
             .spawn("recovery: a silent shim", async move {
                 let task = this.ask_until_answered(&id).await;
                 let pid = this.pause_pid(&id, task).await;
-                s.apply(SandboxEvent::Learned(pid.is_some()));
                 let current = this.store.find(&id).ok().flatten();
-                if let Some(pid) = pid
-                    && s.state() == SandboxState::Ready
-                    && current.is_some_and(|c| Arc::ptr_eq(&c, &s))
+                // A stop or removal meanwhile has the last word.
+                if current.is_some_and(|c| Arc::ptr_eq(&c, &s)) && s.state() == SandboxState::Ready
                 {
-                    s.set_pid(pid);
-                    this.sandbox_ops.watch_pause(s);
+                    match pid {
+                        Some(pid) => {
+                            s.set_pid(pid);
+                            this.sandbox_ops.watch_pause(s);
+                        }
+                        None => s.pause_exited(),
+                    }
                 }
                 this.report(|r| r.waiting_for_shims.retain(|w| *w != id));
                 tracing::info!(sandbox = %id, "the pause task's shim answered at last");

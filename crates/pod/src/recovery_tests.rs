@@ -112,7 +112,8 @@ async fn a_silent_shim_holds_up_nothing_and_is_reconciled_when_it_answers() -> R
         pods.container_status(&other)?.1.state,
         ContainerState::Running
     );
-    assert_eq!(pods.status(&web, false).await?.state, SandboxState::Unknown);
+    // Its last known state: READY (it was not stopped).
+    assert_eq!(pods.status(&web, false).await?.state, SandboxState::Ready);
     assert_eq!(
         pods.container_status(&app)?.1.state,
         ContainerState::Running
@@ -131,5 +132,55 @@ async fn a_silent_shim_holds_up_nothing_and_is_reconciled_when_it_answers() -> R
     wait_for(|| pods.recovery_report().waiting_for_shims.is_empty()).await;
     assert_eq!(pods.status(&web, false).await?.state, SandboxState::Ready);
     assert_eq!(pods.container_status(&app)?.1.state, ContainerState::Exited);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_shim_that_does_not_know_is_no_exit() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    // A shim still busy after a restart answers UNKNOWN: the pod is as it was.
+    if let Some(t) = e.fake.world().tasks.get_mut(&sandbox) {
+        t.status = TaskStatus::Unknown;
+    }
+    assert_eq!(
+        e.pods.status(&sandbox, true).await?.state,
+        SandboxState::Ready
+    );
+    if let Some(t) = e.fake.world().tasks.get_mut(&sandbox) {
+        t.status = TaskStatus::Running;
+    }
+    e.fake.exit(&sandbox, 0);
+    assert_eq!(
+        e.pods.status(&sandbox, true).await?.state,
+        SandboxState::NotReady
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_task_state_is_asked_again() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    e.pods.shutdown(Duration::from_secs(1)).await;
+    // containerd says UNKNOWN when the shim did not answer it in time.
+    if let Some(t) = e.fake.world().tasks.get_mut(&sandbox) {
+        t.status = TaskStatus::Unknown;
+    }
+    let pods = e.restarted();
+    pods.recover(&e.config).await?;
+    assert_eq!(
+        pods.recovery_report().waiting_for_shims,
+        vec![sandbox.clone()]
+    );
+    // The answer, at last: it had stopped meanwhile.
+    if let Some(t) = e.fake.world().tasks.get_mut(&sandbox) {
+        t.status = TaskStatus::Stopped;
+    }
+    wait_for(|| pods.recovery_report().waiting_for_shims.is_empty()).await;
+    assert_eq!(
+        pods.status(&sandbox, false).await?.state,
+        SandboxState::NotReady
+    );
     Ok(())
 }

@@ -85,7 +85,11 @@ impl Sandbox {
     /// states are not persisted: recovery reads them from the pause task.
     pub(crate) fn apply(&self, event: SandboxEvent) {
         let mut state = crate::lock(&self.state);
-        *state = state.after(event);
+        let next = state.after(event);
+        if next != *state {
+            tracing::debug!(sandbox = %self.meta.id, from = ?*state, to = ?next, ?event, "sandbox state");
+        }
+        *state = next;
     }
 }
 

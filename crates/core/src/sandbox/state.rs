@@ -10,10 +10,10 @@
 //! | `NotReady` | NotReady | NotReady   | NotReady   |
 //! | `Unknown`  | NotReady | NotReady   | NotReady   |
 //!
-//! `Unknown` only comes from recovery, when crius restarted and the pause
-//! task's shim did not answer in time; [`Learned`](SandboxEvent::Learned)
-//! (the shim answered later) then gives `Ready` or `NotReady`, and changes
-//! nothing in any other state (a stop meanwhile stays a stop). Stop and remove work from any
+//! `Unknown` is for a sandbox whose state crius cannot learn. A pause pod
+//! whose shim does not answer at recovery is not one: it keeps its last
+//! known state (`Ready`: it was not stopped, or its task would be gone)
+//! until the shim answers, as its containers keep theirs. Stop and remove work from any
 //! state (both are idempotent; `RemovePodSandbox` always stops first, as
 //! containerd does). A sandbox never goes back to `Ready`: kubelet makes a
 //! new one (next `attempt`) instead.
@@ -39,9 +39,6 @@ pub enum SandboxEvent {
     TaskExited,
     /// A pinned pod's namespace pin is gone (unmounted behind crius' back).
     PinLost,
-    /// A sandbox recovered as `Unknown`: its pause task's shim answered at
-    /// last, and the task runs (`true`) or not.
-    Learned(bool),
 }
 
 impl SandboxState {
@@ -61,10 +58,6 @@ impl SandboxState {
             SandboxEvent::Stopped | SandboxEvent::TaskExited | SandboxEvent::PinLost => {
                 SandboxState::NotReady
             }
-            SandboxEvent::Learned(running) if self == SandboxState::Unknown => {
-                SandboxState::recovered(Some(running))
-            }
-            SandboxEvent::Learned(_) => self,
         }
     }
 
@@ -90,13 +83,6 @@ mod tests {
                 assert_eq!(state.after(event), NotReady, "{state:?} {event:?}");
             }
         }
-        for state in [Ready, NotReady] {
-            for running in [true, false] {
-                assert_eq!(state.after(SandboxEvent::Learned(running)), state);
-            }
-        }
-        assert_eq!(Unknown.after(SandboxEvent::Learned(true)), Ready);
-        assert_eq!(Unknown.after(SandboxEvent::Learned(false)), NotReady);
         assert!(Ready.is_ready());
         assert!(!NotReady.is_ready() && !Unknown.is_ready());
     }

@@ -5,7 +5,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -344,7 +344,13 @@ async fn ready_within_a_second_with_a_hundred_pods(env: Arc<Env>) -> anyhow::Res
 
 /// One churn worker: run, create, start, stop, remove, over and over
 /// until `stop`; errors (the daemon being killed) only make it reconnect.
-async fn churn(socket: std::path::PathBuf, image: String, w: usize, stop: Arc<AtomicBool>) {
+async fn churn(
+    socket: std::path::PathBuf,
+    image: String,
+    w: usize,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+) {
     let mut n = 0;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
@@ -357,7 +363,12 @@ async fn churn(socket: std::path::PathBuf, image: String, w: usize, stop: Arc<At
         } else {
             ""
         };
-        let _ = cycle(&mut cri, &image, &format!("churn-{w}-{n}"), handler, n).await;
+        if cycle(&mut cri, &image, &format!("churn-{w}-{n}"), handler, n)
+            .await
+            .is_ok()
+        {
+            done.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -446,46 +457,107 @@ async fn untrue_states(p: &mut PodEnv) -> anyhow::Result<Vec<String>> {
     Ok(untrue)
 }
 
+/// A number from the environment (for long local runs), else `default`.
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The p50 and the max of `times`.
+fn p50_max(times: &mut [Duration]) -> (Duration, Duration) {
+    times.sort();
+    let at = |i: usize| times.get(i).copied().unwrap_or_default();
+    (at(times.len() / 2), at(times.len().saturating_sub(1)))
+}
+
+/// Waits (at most 5 s: exits of stops cut short by the kill may still be
+/// on their way) until every state the daemon reports is true; how long
+/// (zero: true at the first look).
+async fn states_settle(p: &mut PodEnv, round: u32) -> anyhow::Result<Duration> {
+    let (began, mut first) = (Instant::now(), true);
+    loop {
+        let untrue = untrue_states(p).await?;
+        if untrue.is_empty() {
+            return Ok(if first {
+                Duration::ZERO
+            } else {
+                began.elapsed()
+            });
+        }
+        if first {
+            eprintln!("round {round}: not yet true: {untrue:?}");
+            first = false;
+        }
+        if began.elapsed() > Duration::from_secs(5) {
+            // What the daemon said of them (its directory goes with the test).
+            let log = p.daemon().log();
+            let about: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    untrue
+                        .iter()
+                        .any(|u| u.split(' ').nth(1).is_some_and(|id| l.contains(id)))
+                })
+                .collect();
+            anyhow::bail!(
+                "round {round}: untrue states: {untrue:#?}\n{}",
+                about.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// CI-sized by default; `CRIUS_CHURN_KILLS` and `CRIUS_CHURN_WORKERS` make
+/// it the long run of the issue (8 kills, 6 workers).
 async fn churn_and_kill_leaves_true_states_and_nothing_behind(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p =
         PodEnv::start_with(&env, None, "", &format!("{PAUSE_HANDLER}{PINNED_HANDLER}")).await?;
     let image = env.images.reference(ti::BUSYBOX);
     crate::images::pull(&mut p.cri, &image).await?;
-    let (kills, mut ready_after) = (4, Vec::new());
+    let (kills, workers) = (
+        env_or("CRIUS_CHURN_KILLS", 4),
+        env_or("CRIUS_CHURN_WORKERS", 3),
+    );
+    let (mut ready_after, mut settled) = (Vec::new(), Vec::new());
+    let done = Arc::new(AtomicUsize::new(0));
+    let began = Instant::now();
     for round in 0..kills {
         let stop = Arc::new(AtomicBool::new(false));
         let socket = p.daemon().socket().to_path_buf();
-        let workers: Vec<_> = (0..3)
-            .map(|w| tokio::spawn(churn(socket.clone(), image.clone(), w, stop.clone())))
+        let tasks: Vec<_> = (0..workers as usize)
+            .map(|w| {
+                let (socket, image, stop, done) =
+                    (socket.clone(), image.clone(), stop.clone(), done.clone());
+                tokio::spawn(churn(socket, image, w, stop, done))
+            })
             .collect();
-        tokio::time::sleep(Duration::from_millis(2500 + 700 * round)).await;
+        tokio::time::sleep(Duration::from_millis(2500 + 700 * u64::from(round % 8))).await;
         let daemon = p.daemon.as_mut().context("no daemon")?;
-        let began = Instant::now();
+        let killed = Instant::now();
         daemon.restart(Signal::SIGKILL)?;
         daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
-        ready_after.push(began.elapsed());
+        ready_after.push(killed.elapsed());
         tokio::time::sleep(Duration::from_millis(1000)).await;
         stop.store(true, Ordering::SeqCst);
-        for w in workers {
-            w.await?;
+        for t in tasks {
+            t.await?;
         }
         p.cri = client::connect(p.daemon().socket()).await?;
-        // Exits of stops cut short may still be on their way.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let untrue = untrue_states(&mut p).await?;
-            if untrue.is_empty() {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "round {round}: untrue states: {untrue:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        settled.push(states_settle(&mut p, round).await?);
     }
     let pods = crate::pods::list_pods_pub(&mut p.cri).await?.len();
-    eprintln!("{kills} kills under churn; ready after {ready_after:?}; {pods} pods left to remove");
+    let (ready_p50, ready_max) = p50_max(&mut ready_after);
+    let (_, settle_max) = p50_max(&mut settled);
+    eprintln!(
+        "churn and kill: {kills} kills, {workers} workers, {:?}; {} pod cycles completed; \
+         ready after a kill p50 {ready_p50:?} max {ready_max:?}; states untrue after a kill for at most {settle_max:?}; \
+         {pods} pods left to remove",
+        began.elapsed(),
+        done.load(Ordering::SeqCst),
+    );
     p.remove_all_and_check().await?;
     let leases = p.containerd.lease_list_prefix("crius-").await?;
     ensure!(leases.is_empty(), "leases left: {leases:?}");

@@ -24,13 +24,15 @@ impl Sandboxes {
         // when it exits (kubelet asks for every pod's status every second).
         // A verbose status also asks containerd.
         self.check_pins(&sandbox);
+        // Only a task that is gone or stopped is an exit: a shim that does
+        // not know (UNKNOWN, a shim still busy after a restart) is no news.
         if verbose && sandbox.meta.pinned.is_none() {
-            let running = self
+            let ended = self
                 .containerd
                 .task_get(&sandbox.meta.id)
                 .await?
-                .is_some_and(|t| t.status == TaskStatus::Running);
-            if !running {
+                .is_none_or(|t| t.status == TaskStatus::Stopped);
+            if ended {
                 sandbox.pause_exited();
             }
         }
