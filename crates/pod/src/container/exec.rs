@@ -11,8 +11,22 @@ use std::sync::Arc;
 use super::KILL_WAIT;
 use crate::ctx::Ctx;
 
-/// Most output ExecSync keeps per stream; the rest is read and dropped.
-pub const EXEC_OUTPUT_CAP: usize = 16 << 20;
+/// Most output ExecSync keeps, both streams together; the rest is read and
+/// dropped. The answer must fit the 16 MiB message kubelet reads (and
+/// crius sends): 1 KiB is left for the rest of it.
+pub const EXEC_OUTPUT_CAP: usize = (16 << 20) - 1024;
+
+/// Trims an exec's output to `cap` bytes in all: stderr keeps what it
+/// has up to half of it (more if stdout leaves room), stdout the rest.
+fn fit(mut out: Vec<u8>, mut err: Vec<u8>, cap: usize) -> (Vec<u8>, Vec<u8>) {
+    if out.len() + err.len() <= cap {
+        return (out, err);
+    }
+    let err_keep = (cap / 2).max(cap.saturating_sub(out.len()));
+    err.truncate(err_keep);
+    out.truncate(cap - err.len());
+    (out, err)
+}
 
 /// What ExecSync returns.
 #[derive(Debug, Clone)]
@@ -67,8 +81,8 @@ impl std::ops::Deref for Exec {
 }
 
 impl Exec {
-    /// Runs `cmd` in a running container and returns its output (each
-    /// stream capped at [`EXEC_OUTPUT_CAP`]) and exit code. `timeout`
+    /// Runs `cmd` in a running container and returns its output (capped
+    /// at [`EXEC_OUTPUT_CAP`] in all) and exit code. `timeout`
     /// seconds (0: none) bound the command; on expiry it is killed.
     /// Runs in a task of its own: a client that gives up does not leave the
     /// exec process or its FIFOs behind.
@@ -121,8 +135,11 @@ impl Exec {
             tokio::time::sleep(EXEC_DRAIN_WAIT).await;
             stop_tx.send_replace(true);
         });
-        let out = stdout.await.unwrap_or_default();
-        let err = stderr.await.unwrap_or_default();
+        let (out, err) = fit(
+            stdout.await.unwrap_or_default(),
+            stderr.await.unwrap_or_default(),
+            EXEC_OUTPUT_CAP,
+        );
         timer.abort();
         let _ = self.containerd.exec_delete(&id, &exec_id).await;
         let _ = crius_logs::remove_fifos(&fifos);
@@ -217,5 +234,25 @@ impl Exec {
             wait.await?
         };
         Ok(exit.exit_status as i32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    #[test]
+    fn output_fits_the_cap_in_all() {
+        let (a, b) = fit(vec![1; 5], vec![2; 3], 10);
+        assert_eq!((a.len(), b.len()), (5, 3));
+        // stdout alone over: stdout gets it all.
+        let (a, b) = fit(vec![1; 20], vec![], 10);
+        assert_eq!((a.len(), b.len()), (10, 0));
+        // Both over: stderr half, stdout the rest.
+        let (a, b) = fit(vec![1; 20], vec![2; 20], 10);
+        assert_eq!((a.len(), b.len()), (5, 5));
+        // A little stdout leaves stderr more room.
+        let (a, b) = fit(vec![1; 2], vec![2; 20], 10);
+        assert_eq!((a.len(), b.len()), (2, 8));
     }
 }
