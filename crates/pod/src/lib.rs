@@ -96,6 +96,11 @@ pub struct Ports {
 }
 
 /// Pod sandboxes and their containers in one containerd namespace.
+///
+/// Every call that changes something runs in a task of its own
+/// (`crius_rt::detached`): a client that gives up (its deadline, a
+/// dropped connection) does not cut a task create, a kill or a removal
+/// short halfway, which would leave a half-made shim for the next call.
 pub struct Pods {
     ctx: Arc<Ctx>,
     sandboxes: Sandboxes,
@@ -213,12 +218,18 @@ impl Pods {
 
     /// Stops a sandbox (idempotent; unknown ids are fine).
     pub async fn stop(&self, config: &Config, id: &str) -> Result<()> {
-        self.sandboxes.stop(config, id).await
+        let (ops, config, id) = (self.sandboxes.clone(), config.clone(), id.to_string());
+        crius_rt::detached("sandbox stop", async move { ops.stop(&config, &id).await }).await
     }
 
     /// Removes a sandbox, stopping it first (unknown ids are fine).
     pub async fn remove(&self, config: &Config, id: &str) -> Result<()> {
-        self.sandboxes.remove(config, id).await
+        let (ops, config, id) = (self.sandboxes.clone(), config.clone(), id.to_string());
+        crius_rt::detached(
+            "sandbox removal",
+            async move { ops.remove(&config, &id).await },
+        )
+        .await
     }
 
     /// A sandbox's status.
@@ -246,18 +257,31 @@ impl Pods {
 
     /// Starts a created container and watches for its exit.
     pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
-        self.containers.start_container(id).await
+        let (ops, id) = (self.containers.clone(), id.to_string());
+        crius_rt::detached(
+            "container start",
+            async move { ops.start_container(&id).await },
+        )
+        .await
     }
 
     /// Stops a container: its stop signal, then SIGKILL after `timeout`
     /// seconds (idempotent; unknown ids are fine).
     pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
-        self.containers.stop_container(id, timeout).await
+        let (ops, id) = (self.containers.clone(), id.to_string());
+        crius_rt::detached("container stop", async move {
+            ops.stop_container(&id, timeout).await
+        })
+        .await
     }
 
     /// Removes a container, killing it first (unknown ids are fine).
     pub async fn remove_container(&self, config: &Config, id: &str) -> Result<()> {
-        self.containers.remove_container(config, id).await
+        let (ops, config, id) = (self.containers.clone(), config.clone(), id.to_string());
+        crius_rt::detached("container removal", async move {
+            ops.remove_container(&config, &id).await
+        })
+        .await
     }
 
     /// A container's metadata and status.
@@ -289,9 +313,11 @@ impl Pods {
         id: &str,
         resources: &ContainerResources,
     ) -> Result<()> {
-        self.containers
-            .update_container_resources(id, resources)
-            .await
+        let (ops, id, resources) = (self.containers.clone(), id.to_string(), resources.clone());
+        crius_rt::detached("container update", async move {
+            ops.update_container_resources(&id, &resources).await
+        })
+        .await
     }
 
     /// Reopens a running container's log file.

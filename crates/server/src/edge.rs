@@ -23,7 +23,29 @@ pub fn to_status(e: Error) -> Status {
         Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
         Error::Containerd { .. } | Error::Io { .. } | Error::Internal(_) => Code::Internal,
     };
-    Status::new(code, e.to_string())
+    Status::new(code, bounded(e.to_string()))
+}
+
+/// The most bytes of an error message sent. It travels in the
+/// `grpc-message` trailer, percent-encoded (up to 3 bytes per byte); a
+/// message quoting a huge input would pass the 16 KiB of headers a client
+/// takes (grpc-go, h2), and the client would see a protocol error instead.
+const MAX_MESSAGE: usize = 2048;
+
+/// `message`, cut at [`MAX_MESSAGE`] bytes (on a character boundary),
+/// saying how much was cut.
+fn bounded(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let total = message.len();
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push_str(&format!("… ({} more bytes)", total - end));
+    message
 }
 
 /// Runs one RPC's body inside a span, logs its outcome once and maps its error.
@@ -99,5 +121,31 @@ mod tests {
         assert_eq!(s.message(), "invalid metadata.name: must not be empty");
         let s = to_status(Error::Unimplemented { rpc: "ExecSync" });
         assert!(s.message().contains("ExecSync"));
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn messages_quoting_huge_input_are_cut() {
+        let short = to_status(Error::not_found("container abc"));
+        assert_eq!(short.message(), "container abc not found");
+        let huge = to_status(Error::not_found(format!(
+            "container {}",
+            "é".repeat(100_000)
+        )));
+        assert!(
+            huge.message().len() < MAX_MESSAGE + 40,
+            "{}",
+            huge.message().len()
+        );
+        assert!(
+            huge.message().ends_with("more bytes)"),
+            "{}",
+            &huge.message()[2000..]
+        );
+        assert_eq!(huge.code(), Code::NotFound);
     }
 }

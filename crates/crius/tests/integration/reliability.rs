@@ -29,6 +29,7 @@ crate::tests![
     oversized_requests_are_refused_clearly,
     many_calls_in_flight_on_one_connection,
     exec_of_a_missing_binary_is_the_clients,
+    fuzzer_findings_are_answered_clearly,
 ];
 
 /// A second handler whose pods always get pinned namespaces.
@@ -668,6 +669,75 @@ async fn exec_of_a_missing_binary_is_the_clients(env: Arc<Env>) -> anyhow::Resul
     ensure!(
         String::from_utf8_lossy(&out.stdout).trim() == "still here",
         "{out:?}"
+    );
+    p.remove_all_and_check().await
+}
+
+/// What the CRI fuzzer found, each answered as it should be now.
+async fn fuzzer_findings_are_answered_clearly(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let image = env.images.reference(ti::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    // A huge unknown id: NOT_FOUND with a bounded message, not a protocol
+    // error from a trailer over the client's header limit.
+    let err = p
+        .cri
+        .runtime
+        .container_status(v1::ContainerStatusRequest {
+            container_id: "x".repeat(300_000),
+            verbose: false,
+        })
+        .await
+        .expect_err("an unknown id");
+    ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
+    ensure!(err.message().len() < 3000, "{} bytes", err.message().len());
+    let pod = run(&mut p.cri, pinned_config("findings")).await?;
+    // A start the client gives up on goes on; a retry finds it started.
+    let id = create(
+        &mut p.cri,
+        &pod,
+        container("given-up", &image, &["sleep", "1000"]),
+    )
+    .await?;
+    let mut req = tonic::Request::new(v1::StartContainerRequest {
+        container_id: id.clone(),
+    });
+    req.set_timeout(Duration::from_millis(5));
+    let _ = p.cri.runtime.start_container(req).await;
+    let again = p
+        .cri
+        .runtime
+        .start_container(v1::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await;
+    if let Err(e) = &again {
+        ensure!(e.code() == tonic::Code::FailedPrecondition, "{e:?}");
+    }
+    let s = status(&mut p.cri, &id).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerRunning as i32,
+        "{s:?}"
+    );
+    // A config runc refuses (a directory mounted over /dev/null): the
+    // client's, FAILED_PRECONDITION with runc's reason.
+    let dir = tempfile::tempdir()?;
+    let mut c = container("over-null", &image, &["sleep", "1000"]);
+    c.mounts.push(v1::Mount {
+        container_path: "/dev/null".into(),
+        host_path: dir.path().display().to_string(),
+        ..Default::default()
+    });
+    let id = create(&mut p.cri, &pod, c).await?;
+    let err = p
+        .cri
+        .runtime
+        .start_container(v1::StartContainerRequest { container_id: id })
+        .await
+        .expect_err("a directory over /dev/null");
+    ensure!(
+        err.code() == tonic::Code::FailedPrecondition && err.message().contains("/dev/null"),
+        "{err:?}"
     );
     p.remove_all_and_check().await
 }

@@ -47,11 +47,19 @@ pub(crate) struct Containers {
 
 /// runc's refusal to run a command (missing, not executable), at
 /// StartContainer or an exec, is the client's: the command and image are
-/// what it sent. Every other failure stays what it is.
+/// what it sent. So is runc refusing to create the container as its
+/// config asks (a mount over `/dev/null`, a working directory whose name
+/// is too long, a memory limit below what it uses, a cgroup parent the
+/// kernel cannot make): crius builds the spec from that config and passes
+/// such values on as containerd does. Every other failure stays what it is.
 pub(crate) fn command_refused(e: crius_core::Error) -> crius_core::Error {
     let message = e.to_string();
     if message.contains("unable to start container process: exec:") {
         crius_core::Error::FailedPrecondition(format!("the command cannot run: {message}"))
+    } else if message.contains("runc create failed:") {
+        crius_core::Error::FailedPrecondition(format!(
+            "the runtime cannot create the container as configured: {message}"
+        ))
     } else {
         e
     }

@@ -276,6 +276,17 @@ mod tests {
             Error::FailedPrecondition(m) => assert!(m.contains("/no/such"), "{m}"),
             other => panic!("{other:?}"),
         }
+        let init = Error::Containerd {
+            op: "task create",
+            message: "failed to create shim task: OCI runtime create failed: runc create failed: \
+                      unable to start container process: error during container init: \
+                      error reopening /dev/null inside container: open /dev/null: is a directory"
+                .into(),
+        };
+        assert!(matches!(
+            command_refused(init),
+            Error::FailedPrecondition(_)
+        ));
         let other = Error::Containerd {
             op: "task create",
             message: "failed to mount rootfs".into(),
