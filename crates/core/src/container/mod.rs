@@ -53,7 +53,9 @@ pub use spec::{
 };
 pub use state::{ContainerEvent, ContainerState, ContainerStatus};
 pub use user::{MAX_ETC_FILE_SIZE, User, resolve_user};
-pub use validate::{MAX_ID, log_path_beneath, normalized, validate};
+pub use validate::{
+    MAX_ID, MAX_PATH_LEN, log_path_beneath, normalized, validate, validate_exec_cmd,
+};
 
 /// A container as requested by `CreateContainer` (CRI `ContainerConfig`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

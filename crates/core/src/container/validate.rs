@@ -74,17 +74,8 @@ fn validate_image(image: &str) -> Result<()> {
 
 /// The command, args, working directory and environment.
 fn validate_process(req: &ContainerRequest) -> Result<()> {
-    for (list, items) in [("command", &req.command), ("args", &req.args)] {
-        for (i, arg) in items.iter().enumerate() {
-            // impossible: execve cannot carry NUL.
-            if arg.contains('\0') {
-                return Err(Error::invalid(
-                    format!("config.{list}[{i}]"),
-                    "NUL is not allowed",
-                ));
-            }
-        }
-    }
+    check_argv("config.command", &req.command)?;
+    check_argv("config.args", &req.args)?;
     if !req.working_dir.is_empty() {
         check_path(&req.working_dir).map_err(|r| Error::invalid("config.working_dir", r))?;
     }
@@ -176,12 +167,62 @@ fn check_target(path: &str) -> Result<(), String> {
     check_no_nul(path)
 }
 
+/// The longest path the kernel takes (`PATH_MAX` less its NUL).
+pub const MAX_PATH_LEN: usize = 4095;
+
 fn check_no_nul(path: &str) -> Result<(), String> {
     // impossible: no path holds NUL.
     if path.contains('\0') {
         return Err("NUL is not allowed in a path".into());
     }
+    // impossible: the kernel refuses a longer path (ENAMETOOLONG). Refused
+    // here as well because runc's error quoting such a path can fill the
+    // 64 KiB pipe it reports through, and then it hangs holding the
+    // shim's lock: the container wedges (runc#2530).
+    if path.len() > MAX_PATH_LEN {
+        return Err(format!(
+            "{} bytes: longer than any path Linux takes ({MAX_PATH_LEN})",
+            path.len()
+        ));
+    }
     Ok(())
+}
+
+/// The program a process runs (its `argv[0]`) and its arguments.
+fn check_argv(field: &str, argv: &[String]) -> Result<()> {
+    for (i, arg) in argv.iter().enumerate() {
+        // impossible: execve cannot carry NUL.
+        if arg.contains('\0') {
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                "NUL is not allowed",
+            ));
+        }
+    }
+    // impossible, and a hang of runc: see check_no_nul.
+    match argv.first() {
+        Some(program) if program.len() > MAX_PATH_LEN => Err(Error::invalid(
+            format!("{field}[0]"),
+            format!(
+                "the program's name has {} bytes: longer than any path Linux takes ({MAX_PATH_LEN})",
+                program.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The command of an exec (ExecSync, Exec): a program, then its
+/// arguments, as containerd takes them.
+pub fn validate_exec_cmd(cmd: &[String]) -> Result<()> {
+    // impossible: there is nothing to execute (containerd's runtime
+    // refuses an empty process args too).
+    match cmd.first() {
+        None => Err(Error::invalid("cmd", "must not be empty")),
+        // impossible too: an empty program name is never found.
+        Some(p) if p.is_empty() => Err(Error::invalid("cmd[0]", "the program must not be empty")),
+        Some(_) => check_argv("cmd", cmd),
+    }
 }
 
 /// `path` as an absolute path inside the container, cleaned lexically
@@ -653,7 +694,28 @@ mod tests {
             ("config.working_dir", |r| r.working_dir = "rel".into()),
             ("config.working_dir", |r| r.working_dir = "./a".into()),
             ("config.working_dir", |r| r.working_dir = "/a\0".into()),
+            ("config.working_dir", |r| {
+                r.working_dir = format!("/{}", "d".repeat(MAX_PATH_LEN))
+            }),
+            ("config.command[0]", |r| {
+                r.command = vec!["p".repeat(70_000)]
+            }),
+            ("config.args[0]", |r| {
+                r.args = vec!["p".repeat(MAX_PATH_LEN + 1)]
+            }),
+            ("config.mounts[0].host_path", |r| {
+                r.mounts = vec![Mount {
+                    container_path: "/m".into(),
+                    host_path: format!("/{}", "h".repeat(70_000)),
+                    ..Default::default()
+                }]
+            }),
         ]);
+        // An argument may be long (execve takes up to 128 KiB each).
+        let mut req = request();
+        req.command = vec!["echo".into(), "a".repeat(100_000)];
+        req.working_dir = format!("/{}", "d".repeat(MAX_PATH_LEN - 1));
+        assert!(validate(&req).is_ok());
         // `..` and control characters cannot leave the container's root:
         // cleaned, not refused.
         let mut req = request();
@@ -1128,5 +1190,27 @@ mod tests {
         ] {
             assert!(!is_cgroup_file_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn exec_commands() {
+        let field = |cmd: &[&str]| {
+            let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+            match validate_exec_cmd(&cmd) {
+                Err(Error::InvalidArgument { field, .. }) => field,
+                other => panic!("{cmd:?}: {other:?}"),
+            }
+        };
+        assert_eq!(field(&[]), "cmd");
+        assert_eq!(field(&[""]), "cmd[0]");
+        assert_eq!(field(&["echo", "a\0b"]), "cmd[1]");
+        assert_eq!(field(&[&"n".repeat(70_000)]), "cmd[0]");
+        let ok = |cmd: &[&str]| {
+            let cmd: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+            validate_exec_cmd(&cmd).is_ok()
+        };
+        assert!(ok(&["sh", "-c", "exit 3"]));
+        assert!(ok(&[&"n".repeat(300)]), "runc's to refuse: not found");
+        assert!(ok(&["echo", &"a".repeat(100_000)]));
     }
 }

@@ -472,7 +472,7 @@ async fn daemon_restart_keeps_containers(env: Arc<Env>) -> anyhow::Result<()> {
     p.env.remove_all_and_check().await
 }
 
-async fn exec(
+pub(crate) async fn exec(
     cri: &mut Cri,
     id: &str,
     cmd: &[&str],

@@ -719,6 +719,28 @@ async fn fuzzer_findings_are_answered_clearly(env: Arc<Env>) -> anyhow::Result<(
         s.state == v1::ContainerState::ContainerRunning as i32,
         "{s:?}"
     );
+    // Programs that cannot run: answered at once, and the container is
+    // still usable. A name over 64 KiB wedged the container (runc hung
+    // writing its error quoting the name); one that cannot exist is
+    // runc's to refuse, without the 2 s wait for output that never comes.
+    for (program, code) in [
+        ("n".repeat(300), tonic::Code::FailedPrecondition),
+        ("x".repeat(70_000), tonic::Code::InvalidArgument),
+        ("a\0b".into(), tonic::Code::InvalidArgument),
+    ] {
+        let t = std::time::Instant::now();
+        let mut req = tonic::Request::new(v1::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec![program.clone()],
+            timeout: 5,
+        });
+        req.set_timeout(Duration::from_secs(20));
+        let err = p.cri.runtime.exec_sync(req).await.expect_err("cannot run");
+        ensure!(err.code() == code, "{} bytes: {err:?}", program.len());
+        ensure!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    let out = crate::containers::exec(&mut p.cri, &id, &["echo", "still"], 10).await?;
+    ensure!(out.stdout == b"still\n", "{out:?}");
     // A config runc refuses (a directory mounted over /dev/null): the
     // client's, FAILED_PRECONDITION with runc's reason.
     let dir = tempfile::tempdir()?;

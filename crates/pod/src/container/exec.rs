@@ -101,18 +101,7 @@ impl Exec {
         cmd: Vec<String>,
         timeout: i64,
     ) -> Result<ExecOutput> {
-        // Impossible: there is nothing to execute (containerd's runtime
-        // refuses an empty process args too).
-        if cmd.is_empty() {
-            return Err(Error::invalid("cmd", "must not be empty"));
-        }
-        // Impossible too: an empty program name is never found.
-        if cmd[0].is_empty() {
-            return Err(Error::invalid(
-                "cmd",
-                "the program (cmd[0]) must not be empty",
-            ));
-        }
+        crius_core::container::validate_exec_cmd(&cmd)?;
         let c = self.find_container(id)?;
         let id = c.meta.id.clone();
         let process = self.exec_process(&id, cmd).await?;
@@ -131,8 +120,14 @@ impl Exec {
             .await;
         // The output of the command is in the pipes by now; what a process
         // it left behind may still write is cut off after a grace period.
+        // Without an exit code there is no output to give: no grace.
+        let grace = if result.is_ok() {
+            EXEC_DRAIN_WAIT
+        } else {
+            Duration::ZERO
+        };
         let timer = tokio::spawn(async move {
-            tokio::time::sleep(EXEC_DRAIN_WAIT).await;
+            tokio::time::sleep(grace).await;
             stop_tx.send_replace(true);
         });
         let (out, err) = fit(

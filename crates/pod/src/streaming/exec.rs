@@ -167,9 +167,7 @@ impl Streams {
 
     /// Creates, starts and runs the exec to its exit; its exit code.
     async fn run_exec(&self, req: ExecRequest, io: Io) -> Result<i32> {
-        if req.cmd.is_empty() {
-            return Err(Error::invalid("cmd", "must not be empty"));
-        }
+        crius_core::container::validate_exec_cmd(&req.cmd)?;
         let c = self.ctx.find_container(&req.container_id)?;
         let id = c.meta.id.clone();
         let exec = Exec {
