@@ -448,7 +448,7 @@ async fn exec_sync_runs_in_a_running_container_only() -> Result<()> {
         "the exec is deleted after it ran"
     );
     match e.pods.exec_sync(&id, vec![String::new()], 5).await {
-        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "cmd"),
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "cmd[0]"),
         other => panic!("an empty program: {other:?}"),
     }
     Ok(())

@@ -741,6 +741,28 @@ async fn fuzzer_findings_are_answered_clearly(env: Arc<Env>) -> anyhow::Result<(
     }
     let out = crate::containers::exec(&mut p.cri, &id, &["echo", "still"], 10).await?;
     ensure!(out.stdout == b"still\n", "{out:?}");
+    // A graceful stop whose signal is ignored (PID 1 without a handler)
+    // does not hold up a stop without grace period: kubelet shortens a
+    // grace period so, and a client that gave up leaves the first going.
+    let mut req = tonic::Request::new(v1::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 300,
+    });
+    req.set_timeout(Duration::from_secs(1));
+    let _ = p.cri.runtime.stop_container(req).await;
+    let t = std::time::Instant::now();
+    let mut req = tonic::Request::new(v1::StopContainerRequest {
+        container_id: id.clone(),
+        timeout: 0,
+    });
+    req.set_timeout(Duration::from_secs(30));
+    p.cri.runtime.stop_container(req).await?;
+    ensure!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let s = status(&mut p.cri, &id).await?;
+    ensure!(
+        s.state == v1::ContainerState::ContainerExited as i32,
+        "{s:?}"
+    );
     // A config runc refuses (a directory mounted over /dev/null): the
     // client's, FAILED_PRECONDITION with runc's reason.
     let dir = tempfile::tempdir()?;

@@ -24,7 +24,7 @@ impl Containers {
         c: &Container,
     ) -> Result<()> {
         let id = c.meta.id.clone();
-        self.stop_container_locked(c, 0).await?;
+        self.stop_container_locked(c).await?;
         if let Err(e) = self.containerd.task_delete(&id).await {
             // The exit watcher may have deleted it meanwhile.
             if self.containerd.task_get(&id).await?.is_some() {

@@ -18,12 +18,48 @@ impl Containers {
             );
             return Ok(());
         };
+        // The grace period runs outside the operation lock: a stop with a
+        // shorter one (kubelet's way of cutting a pod's grace period short)
+        // or a removal kills at once meanwhile, as with containerd. Held
+        // through it, a stop signal the process ignores (PID 1 ignores
+        // SIGTERM without a handler) kept every other call on the
+        // container waiting for the whole timeout.
+        if timeout > 0 {
+            self.stop_gracefully(&c, timeout).await?;
+        }
         let _op = c.op.lock().await;
-        self.stop_container_locked(&c, timeout).await
+        self.stop_container_locked(&c).await
     }
 
-    pub(crate) async fn stop_container_locked(&self, c: &Container, timeout: i64) -> Result<()> {
-        self.stop_task(c, timeout).await?;
+    /// Sends `c`'s stop signal and waits up to `timeout` seconds for its
+    /// exit; the SIGKILL is the caller's.
+    async fn stop_gracefully(&self, c: &Container, timeout: i64) -> Result<()> {
+        let id = &c.meta.id;
+        if !self.task_alive(id).await? {
+            return Ok(());
+        }
+        let signal = parse_signal(&c.meta.stop_signal).unwrap_or(15);
+        // A task gone already is what the wait below finds.
+        self.containerd.task_kill(id, signal, false).await?;
+        self.wait_task_exit(id, Duration::from_secs(timeout as u64))
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether `id`'s task is there and not stopped.
+    async fn task_alive(&self, id: &str) -> Result<bool> {
+        Ok(self.containerd.task_get(id).await?.is_some_and(|t| {
+            matches!(
+                t.status,
+                TaskStatus::Running | TaskStatus::Paused | TaskStatus::Created
+            )
+        }))
+    }
+
+    /// Kills `c` (held under its operation lock) and waits for its exit
+    /// to be recorded.
+    pub(crate) async fn stop_container_locked(&self, c: &Container) -> Result<()> {
+        self.kill_task(c).await?;
         // Answer once the exit is recorded, as containerd does: a status
         // asked for next says EXITED.
         if c.status().state == ContainerState::Running {
@@ -33,27 +69,11 @@ impl Containers {
         Ok(())
     }
 
-    pub(crate) async fn stop_task(&self, c: &Container, timeout: i64) -> Result<()> {
+    /// SIGKILLs `c`'s task, if alive, and waits for it to die.
+    pub(crate) async fn kill_task(&self, c: &Container) -> Result<()> {
         let id = &c.meta.id;
-        let running = self.containerd.task_get(id).await?.is_some_and(|t| {
-            matches!(
-                t.status,
-                TaskStatus::Running | TaskStatus::Paused | TaskStatus::Created
-            )
-        });
-        if !running {
+        if !self.task_alive(id).await? {
             return Ok(());
-        }
-        if timeout > 0 {
-            let signal = parse_signal(&c.meta.stop_signal).unwrap_or(15);
-            // A task gone already is what the wait below finds.
-            self.containerd.task_kill(id, signal, false).await?;
-            if self
-                .wait_task_exit(id, Duration::from_secs(timeout as u64))
-                .await?
-            {
-                return Ok(());
-            }
         }
         self.containerd.task_kill(id, 9, true).await?;
         if self.wait_task_exit(id, KILL_WAIT).await? {
@@ -89,7 +109,7 @@ impl Containers {
             .filter(|c| c.meta.sandbox_id == sandbox_id)
         {
             let _op = c.op.lock().await;
-            self.stop_container_locked(&c, 0).await?;
+            self.stop_container_locked(&c).await?;
         }
         Ok(())
     }
