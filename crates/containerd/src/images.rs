@@ -117,37 +117,52 @@ impl Containerd {
     }
 
     /// Creates the record, or when one of that name exists, replaces its
-    /// target and labels (all of them).
+    /// target and labels (all of them). A record deleted between the two
+    /// (a removal racing the pull) is created again.
     pub async fn image_put(&self, record: ImageRecord) -> Result<()> {
         let image = record.to_image();
-        let created = self
-            .images()
-            .create(self.request(CreateImageRequest {
-                image: Some(image.clone()),
-                source_date_epoch: None,
-            }))
-            .await;
-        match created {
-            Ok(_) => {
-                tracing::debug!(image = %record.name, target = %record.target.digest(), "image record created");
-                Ok(())
+        for _ in 0..3 {
+            let created = self
+                .images()
+                .create(self.request(CreateImageRequest {
+                    image: Some(image.clone()),
+                    source_date_epoch: None,
+                }))
+                .await;
+            match created {
+                Ok(_) => {
+                    tracing::debug!(image = %record.name, target = %record.target.digest(), "image record created");
+                    return Ok(());
+                }
+                Err(s) if s.code() == tonic::Code::AlreadyExists => {}
+                Err(s) => return Err(map_status("image create")(s)),
             }
-            Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                self.images()
-                    .update(self.request(UpdateImageRequest {
-                        image: Some(image),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["target".into(), "labels".into()],
-                        }),
-                        source_date_epoch: None,
-                    }))
-                    .await
-                    .map_err(map_status("image update"))?;
-                tracing::debug!(image = %record.name, target = %record.target.digest(), "image record updated");
-                Ok(())
+            let updated = self
+                .images()
+                .update(self.request(UpdateImageRequest {
+                    image: Some(image.clone()),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["target".into(), "labels".into()],
+                    }),
+                    source_date_epoch: None,
+                }))
+                .await;
+            match updated {
+                Ok(_) => {
+                    tracing::debug!(image = %record.name, target = %record.target.digest(), "image record updated");
+                    return Ok(());
+                }
+                Err(s) if s.code() == tonic::Code::NotFound => {}
+                Err(s) => return Err(map_status("image update")(s)),
             }
-            Err(s) => Err(map_status("image create")(s)),
         }
+        Err(Error::Malformed {
+            op: "image put",
+            what: format!(
+                "the record {:?} kept being created and deleted by others",
+                record.name
+            ),
+        })
     }
 
     /// Deletes the record `name` (not what it points at: that is left to

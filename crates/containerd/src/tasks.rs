@@ -218,22 +218,28 @@ impl Containerd {
         runtime_path: &str,
     ) -> Result<u32> {
         let stdio = stdio.for_shim();
-        let resp = self
-            .tasks()
-            .create(self.request(CreateTaskRequest {
-                container_id: id.to_string(),
-                rootfs,
-                stdin: stdio.stdin,
-                stdout: stdio.stdout,
-                stderr: stdio.stderr,
-                terminal: stdio.terminal,
-                checkpoint: None,
-                options: None,
-                runtime_path: runtime_path.to_string(),
-            }))
-            .await
-            .map_err(map_status("task create"))?
-            .into_inner();
+        let request = CreateTaskRequest {
+            container_id: id.to_string(),
+            rootfs,
+            stdin: stdio.stdin,
+            stdout: stdio.stdout,
+            stderr: stdio.stderr,
+            terminal: stdio.terminal,
+            checkpoint: None,
+            options: None,
+            runtime_path: runtime_path.to_string(),
+        };
+        let mut tries = 0;
+        let resp = loop {
+            tries += 1;
+            match self.tasks().create(self.request(request.clone())).await {
+                Err(s) if tries < SHIM_RACE_TRIES && shim_went_away(&s) => {
+                    tracing::debug!(container = id, "the pod's shim was exiting: again");
+                    tokio::time::sleep(SHIM_RACE_PAUSE).await;
+                }
+                r => break r.map_err(map_status("task create"))?.into_inner(),
+            }
+        };
         tracing::debug!(container = id, pid = resp.pid, "task created");
         Ok(resp.pid)
     }
@@ -563,6 +569,21 @@ impl Containerd {
     }
 }
 
+/// Tries of a task create that met a shim on its way out.
+const SHIM_RACE_TRIES: u32 = 3;
+const SHIM_RACE_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether a task create failed because the shim it was to join (a pod's
+/// shim, shared by its containers) exited meanwhile: the shim found its
+/// socket taken by a running shim, which then shut down (its last task
+/// gone) before containerd connected. A new shim starts on the next try.
+fn shim_went_away(s: &tonic::Status) -> bool {
+    let m = s.message();
+    m.contains("failed to start shim")
+        && (m.contains("connect: no such file or directory")
+            || m.contains("connect: connection refused"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,5 +637,21 @@ mod tests {
             TaskStatus::Stopped
         );
         assert_eq!(TaskStatus::from(42), TaskStatus::Unknown);
+    }
+
+    #[test]
+    fn a_shim_that_went_away_is_told_from_other_failures() {
+        let gone = tonic::Status::unknown(
+            "failed to start shim: start failed: dial unix /run/containerd/s/8202: connect: no such file or directory: unknown",
+        );
+        assert!(shim_went_away(&gone));
+        let refused = tonic::Status::unknown(
+            "failed to start shim: start failed: dial unix /run/containerd/s/8202: connect: connection refused",
+        );
+        assert!(shim_went_away(&refused));
+        let other = tonic::Status::unknown("failed to start shim: mkdir /run/x: file exists");
+        assert!(!shim_went_away(&other));
+        let runc = tonic::Status::unknown("OCI runtime create failed: no such file or directory");
+        assert!(!shim_went_away(&runc));
     }
 }

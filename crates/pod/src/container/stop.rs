@@ -32,15 +32,20 @@ impl Containers {
     }
 
     /// Sends `c`'s stop signal and waits up to `timeout` seconds for its
-    /// exit; the SIGKILL is the caller's.
+    /// exit; the SIGKILL is the caller's. The signal is sent under the
+    /// operation lock, so it never reaches a task that a start has created
+    /// but not started yet (runc would kill it, and the start fail).
     async fn stop_gracefully(&self, c: &Container, timeout: i64) -> Result<()> {
         let id = &c.meta.id;
-        if !self.task_alive(id).await? {
-            return Ok(());
+        {
+            let _op = c.op.lock().await;
+            if !self.task_alive(id).await? {
+                return Ok(());
+            }
+            let signal = parse_signal(&c.meta.stop_signal).unwrap_or(15);
+            // A task gone already is what the wait below finds.
+            self.containerd.task_kill(id, signal, false).await?;
         }
-        let signal = parse_signal(&c.meta.stop_signal).unwrap_or(15);
-        // A task gone already is what the wait below finds.
-        self.containerd.task_kill(id, signal, false).await?;
         self.wait_task_exit(id, Duration::from_secs(timeout as u64))
             .await
             .map(|_| ())
