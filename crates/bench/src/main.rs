@@ -2,6 +2,8 @@
 //!
 //! * `crius-bench pull --endpoint A=unix:///a.sock --endpoint B=unix:///b.sock --image REF`
 //!   drives endpoints that already run.
+//! * `crius-bench fuzz --seed N --secs N --workers N [--endpoint SOCKET]`
+//!   runs the seeded CRI fuzzer (see `fuzz.rs`).
 //! * `crius-bench compare` sets everything up on this machine: a local
 //!   registry with a ~100 MB image, busybox and a pause image, `criusd` on a
 //!   private containerd (endpoint A) and containerd's own CRI plugin on a
@@ -17,6 +19,7 @@
 mod bench;
 mod floor;
 mod footprint;
+mod fuzz;
 mod images;
 mod machine;
 mod pods;
@@ -55,6 +58,9 @@ enum Cmd {
     /// Start crius (A) and containerd's CRI plugin (B) on this machine, with a
     /// local registry, and compare them. Needs root.
     Compare(CompareArgs),
+    /// Run the seeded CRI fuzzer against crius started here (and containerd's
+    /// CRI plugin, --target both), or a running --endpoint. Needs root.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -180,13 +186,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let output = match &cli.command {
+    let command = match cli.command {
+        Cmd::Fuzz(a) => return rt.block_on(fuzz::main(a)),
+        other => other,
+    };
+    let output = match &command {
         Cmd::Pull(a) => a.common.output,
         Cmd::Compare(a) => a.common.output,
+        Cmd::Fuzz(_) => Output::Table,
     };
     let result = rt.block_on(async {
         tokio::select! {
-            r = run(cli.command) => r,
+            r = run(command) => r,
             r = interrupted() => r,
         }
     });
@@ -235,6 +246,7 @@ async fn run(cmd: Cmd) -> Result<Report> {
     match cmd {
         Cmd::Pull(a) => pull(a).await,
         Cmd::Compare(a) => compare(a).await,
+        Cmd::Fuzz(_) => bail!("the fuzz command runs on its own"),
     }
 }
 
@@ -353,6 +365,24 @@ impl CompareArgs {
     }
 }
 
+/// The criusd binary: `given`, else `criusd` next to this executable.
+pub(crate) fn criusd_binary(given: Option<&std::path::Path>) -> Result<PathBuf> {
+    let bin = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .context("locating this executable")?
+            .parent()
+            .context("this executable has no directory")?
+            .join("criusd"),
+    };
+    bin.canonicalize().with_context(|| {
+        format!(
+            "criusd binary {} (build it, or pass --criusd)",
+            bin.display()
+        )
+    })
+}
+
 async fn compare(a: CompareArgs) -> Result<Report> {
     let s = a.common.settings();
     check_settings(s)?;
@@ -360,20 +390,7 @@ async fn compare(a: CompareArgs) -> Result<Report> {
         bail!("-c/--concurrency must be at least 1");
     }
     crius_testkit::require_root()?;
-    let criusd_bin = match &a.criusd {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .context("locating this executable")?
-            .parent()
-            .context("this executable has no directory")?
-            .join("criusd"),
-    };
-    let criusd_bin = criusd_bin.canonicalize().with_context(|| {
-        format!(
-            "criusd binary {} (build it, or pass --criusd)",
-            criusd_bin.display()
-        )
-    })?;
+    let criusd_bin = criusd_binary(a.criusd.as_deref())?;
     let cache_dir = a.cache_dir.clone().unwrap_or_else(default_cache_dir);
     let pod_scenarios = a.wants(Scenario::PodStart)
         || a.wants(Scenario::Churn)

@@ -139,19 +139,6 @@ impl HostGuard {
     }
 }
 
-/// Removes `dir` and every directory below it, deepest first (cgroupfs
-/// directories can only be rmdir'ed, and only when empty).
-fn rmdir_tree(dir: &Path) -> bool {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                rmdir_tree(&e.path());
-            }
-        }
-    }
-    std::fs::remove_dir(dir).is_ok() || !dir.exists()
-}
-
 impl Drop for HostGuard {
     fn drop(&mut self) {
         for b in &self.bridges {
@@ -174,7 +161,7 @@ impl Drop for HostGuard {
         // Killed processes leave their cgroups a moment later.
         let deadline = Instant::now() + Duration::from_secs(5);
         for d in dirs {
-            while !rmdir_tree(&d) && Instant::now() < deadline {
+            while !crius_testkit::rmdir_tree(&d) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }

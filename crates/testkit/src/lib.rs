@@ -8,6 +8,7 @@
 pub mod client;
 pub mod containerd;
 pub mod criusd;
+pub mod fuzz;
 pub mod images;
 pub mod registry;
 
@@ -42,6 +43,19 @@ pub(crate) fn kill_and_reap(mut child: Child, signal: Signal) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Removes `dir` and the directories below it, deepest first (cgroupfs
+/// directories go with rmdir only, and only when empty); whether it is gone.
+pub fn rmdir_tree(dir: &std::path::Path) -> bool {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                rmdir_tree(&e.path());
+            }
+        }
+    }
+    std::fs::remove_dir(dir).is_ok() || !dir.exists()
 }
 
 /// Pids of processes with `arg` as one of their command-line arguments.

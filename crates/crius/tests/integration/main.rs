@@ -9,6 +9,7 @@ mod cli_streaming;
 mod compat;
 mod containers;
 mod foundation;
+mod fuzz;
 mod images;
 mod kubelet;
 mod pinned;
@@ -135,6 +136,7 @@ fn main() {
         .chain(cli_streaming::all())
         .chain(relaxed::all())
         .chain(pinned::all())
+        .chain(fuzz::all())
         .chain(reliability::all())
     {
         let env = env.clone();
