@@ -75,6 +75,9 @@ pub struct World {
     /// Execs run until [`Fake::exec_exit`] or a kill; otherwise (the
     /// default) each exits with 0 as soon as it starts.
     pub hold_execs: bool,
+    /// A task's exit takes its execs' waits down with it (their shim went
+    /// away: containerd's "ttrpc: closed") instead of ending them with 137.
+    pub exec_waits_break: bool,
     /// `(snapshotter, key)`.
     pub snapshots: BTreeSet<(String, String)>,
     pub leases: BTreeSet<String>,
@@ -100,6 +103,8 @@ pub struct World {
     /// Tasks whose shim does not answer: `task_get` hangs until the test
     /// lets it ([`Fake::silence`]).
     silent_shims: BTreeSet<String>,
+    /// Tasks whose start hangs until the test lets it ([`Fake::hold_start`]).
+    held_starts: BTreeSet<String>,
     /// The live event subscriptions.
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
@@ -167,6 +172,16 @@ impl Fake {
         };
     }
 
+    /// Makes `id`'s task start hang (`held`) until called again with
+    /// false: a start caught half-way, its task created.
+    pub fn hold_start(&self, id: &str, held: bool) {
+        let mut w = self.world();
+        match held {
+            true => w.held_starts.insert(id.to_string()),
+            false => w.held_starts.remove(id),
+        };
+    }
+
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<String> {
         self.world().calls.clone()
@@ -190,6 +205,9 @@ impl Fake {
     /// Makes the process of `id`'s task exit with `code` (its execs die
     /// with it, as its PID namespace goes).
     pub fn exit(&self, id: &str, code: u32) {
+        if self.world().exec_waits_break {
+            self.world().execs.retain(|(c, _), _| c != id);
+        }
         for exec_id in self.exec_ids(id) {
             self.exec_exit(id, &exec_id, 137);
         }
@@ -427,6 +445,9 @@ impl ports::Tasks for Fake {
     }
     async fn task_start(&self, id: &str) -> Result<u32> {
         self.call("task_start", format_args!("{id}"))?;
+        while self.world().held_starts.contains(id) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let mut w = self.world();
         let t = w
             .tasks

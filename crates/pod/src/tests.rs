@@ -991,3 +991,74 @@ mod streaming {
         }
     }
 }
+
+/// A graceful stop arriving while a start is half-way (task created, not
+/// started) waits for the start: its signal would kill the created task
+/// and fail the start. Found by the fuzzer.
+#[tokio::test]
+async fn a_graceful_stop_does_not_signal_a_start_half_way() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    e.fake.hold_start(&id, true);
+    let pods = e.pods.clone();
+    let started = tokio::spawn({
+        let id = id.clone();
+        async move { pods.start_container(&id).await }
+    });
+    while !e.fake.ops().iter().any(|o| o == "task_start") {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let pods = e.pods.clone();
+    let stopped = tokio::spawn({
+        let id = id.clone();
+        async move { pods.stop_container(&id, 30).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !e.fake.ops().iter().any(|o| o == "task_kill"),
+        "a signal reached the half-made task: {:?}",
+        e.fake.calls()
+    );
+    e.fake.hold_start(&id, false);
+    started.await.expect("no panic")?;
+    stopped.await.expect("no panic")?;
+    let ops = e.fake.ops();
+    let start = ops.iter().position(|o| o == "task_start");
+    let kill = ops.iter().position(|o| o == "task_kill");
+    assert!(start < kill, "{ops:?}");
+    Ok(())
+}
+
+/// An ExecSync whose container stops while the command runs, its shim
+/// gone with it: the client's race (FAILED_PRECONDITION), not crius'
+/// fault. Found by the fuzzer ("containerd exec wait: ttrpc: closed").
+#[tokio::test]
+async fn an_exec_cut_off_by_the_container_stopping_is_a_precondition() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    e.pods.start_container(&id).await?;
+    {
+        let mut w = e.fake.world();
+        w.hold_execs = true;
+        w.exec_waits_break = true;
+    }
+    let pods = e.pods.clone();
+    let exec = tokio::spawn({
+        let id = id.clone();
+        async move {
+            pods.exec_sync(&id, vec!["sleep".into(), "9".into()], 0)
+                .await
+        }
+    });
+    while !e.fake.ops().iter().any(|o| o == "exec_wait") {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    e.pods.stop_container(&id, 0).await?;
+    match exec.await.expect("no panic") {
+        Err(Error::FailedPrecondition(m)) => assert!(m.contains("stopped"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}

@@ -25,6 +25,7 @@ crate::tests![
     multi_platform_index_picks_amd64,
     zstd_uncompressed_and_docker_schema2_layers,
     concurrent_pulls_of_one_image,
+    pulls_racing_removals_of_one_image,
     malformed_reference_is_invalid_argument,
     unknown_tag_is_not_found,
     registry_down_is_unavailable_naming_it,
@@ -344,6 +345,45 @@ async fn concurrent_pulls_of_one_image(env: Arc<Env>) -> anyhow::Result<()> {
     }
     let mut cri = cri.clone();
     ensure!(list(&mut cri).await?.len() == 1);
+    Ok(())
+}
+
+/// Pulls and removals of one image at once: each answers OK (or NOT_FOUND
+/// for a removal that lost), never INTERNAL (the fuzzer found "image
+/// update: not found" when a removal came between a pull's create and
+/// update of the record), and a last pull leaves the image there.
+async fn pulls_racing_removals_of_one_image(env: Arc<Env>) -> anyhow::Result<()> {
+    let (_d, cri) = env.isolated().await?;
+    let reference = env.images.reference(ti::DISTINCT_A);
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let mut cri = cri.clone();
+        let reference = reference.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..6 {
+                let answer = if (worker + round) % 2 == 0 {
+                    pull(&mut cri, &reference).await.map(|_| ())
+                } else {
+                    cri.image
+                        .remove_image(v1::RemoveImageRequest {
+                            image: spec(&reference),
+                        })
+                        .await
+                        .map(|_| ())
+                };
+                if let Err(e) = answer {
+                    ensure!(e.code() == tonic::Code::NotFound, "round {round}: {e:?}");
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut cri = cri.clone();
+    pull(&mut cri, &reference).await?;
+    ensure!(status(&mut cri, &reference).await?.is_some());
     Ok(())
 }
 

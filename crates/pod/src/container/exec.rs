@@ -161,6 +161,18 @@ impl Exec {
         }
     }
 
+    /// Why waiting for an exec failed: the container stopped meanwhile (its
+    /// shim gone with it: "ttrpc: closed") is the client's race, not
+    /// crius' fault.
+    async fn exec_wait_error(&self, id: &str, e: Error) -> Error {
+        match self.containerd.task_get(id).await {
+            Ok(Some(t)) if t.status == TaskStatus::Running => e,
+            _ => Error::FailedPrecondition(format!(
+                "container {id} stopped while the command ran: {e}"
+            )),
+        }
+    }
+
     /// The process of an exec in running container `id`: its own, with
     /// `cmd` as arguments and no terminal.
     pub(crate) async fn exec_process(
@@ -215,7 +227,8 @@ impl Exec {
         let wait = self.containerd.exec_wait(id, exec_id);
         let exit = if timeout > 0 {
             match tokio::time::timeout(Duration::from_secs(timeout as u64), wait).await {
-                Ok(r) => r?,
+                Ok(Ok(exit)) => exit,
+                Ok(Err(e)) => return Err(self.exec_wait_error(id, e).await),
                 Err(_) => {
                     let _ = self.containerd.exec_kill(id, exec_id, 9).await;
                     let _ = tokio::time::timeout(KILL_WAIT, self.containerd.exec_wait(id, exec_id))
@@ -226,7 +239,10 @@ impl Exec {
                 }
             }
         } else {
-            wait.await?
+            match wait.await {
+                Ok(exit) => exit,
+                Err(e) => return Err(self.exec_wait_error(id, e).await),
+            }
         };
         Ok(exit.exit_status as i32)
     }
