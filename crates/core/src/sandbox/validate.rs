@@ -119,9 +119,17 @@ fn check_absolute_path(path: &str) -> Result<(), String> {
 /// The longest name of a file or directory (Linux' NAME_MAX, in bytes).
 pub(crate) const NAME_MAX: usize = 255;
 
-/// impossible: the kernel refuses a longer component (ENAMETOOLONG) when
-/// the directory or file is made, at StartContainer; refused here instead.
+/// impossible: the kernel refuses a longer component, or a longer path
+/// (ENAMETOOLONG) when the directory or file is made or opened, at
+/// StartContainer; refused here instead.
 pub(crate) fn check_name_lengths(path: &str) -> Result<(), String> {
+    let max = crate::container::MAX_PATH_LEN;
+    if path.len() > max {
+        return Err(format!(
+            "{} bytes: longer than any path Linux takes ({max})",
+            path.len()
+        ));
+    }
     match path.split('/').find(|c| c.len() > NAME_MAX) {
         Some(c) => Err(format!(
             "a name in the path is {} bytes long, more than the {NAME_MAX} a file name may have: {:?}...",
@@ -513,6 +521,15 @@ mod tests {
         // With host networking the hostname is ignored, as containerd (and
         // kubelet, which never sends one then) does.
         req.linux.namespaces.network = NamespaceMode::Node;
+        assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn log_directory_fits_a_path() {
+        let mut req = request();
+        req.log_directory = "/abc".repeat(1200);
+        assert_eq!(refused_field(&req), "config.log_directory");
+        req.log_directory = "/abc".repeat(1000);
         assert!(validate(&req).is_ok());
     }
 

@@ -65,6 +65,10 @@ async fn drain(path: PathBuf, cap: usize, mut stop: tokio::sync::watch::Receiver
 /// process it left in the background may hold the pipes open).
 const EXEC_DRAIN_WAIT: Duration = Duration::from_secs(2);
 
+/// How long after runc failed to join a container's namespaces its task's
+/// state is asked again (a dying container's task is stopped by then).
+const SETNS_RECHECK: Duration = Duration::from_millis(300);
+
 /// ExecSync: commands run in containers. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Exec {
@@ -150,10 +154,14 @@ impl Exec {
     /// finished") is the client's precondition, not crius' fault; so is a
     /// command runc cannot run (missing, not executable).
     async fn exec_start_error(&self, id: &str, e: Error) -> Error {
-        let running = matches!(
-            self.containerd.task_get(id).await,
-            Ok(Some(t)) if t.status == TaskStatus::Running
-        );
+        let mut running = self.task_running(id).await;
+        // runc could not join the container's namespaces: its process is
+        // going (a stop or removal racing the exec), or something is wrong;
+        // the task's state a moment later tells which.
+        if running && e.to_string().contains("error executing setns process") {
+            tokio::time::sleep(SETNS_RECHECK).await;
+            running = self.task_running(id).await;
+        }
         if running {
             super::command_refused(e)
         } else {
@@ -161,15 +169,21 @@ impl Exec {
         }
     }
 
+    async fn task_running(&self, id: &str) -> bool {
+        matches!(
+            self.containerd.task_get(id).await,
+            Ok(Some(t)) if t.status == TaskStatus::Running
+        )
+    }
+
     /// Why waiting for an exec failed: the container stopped meanwhile (its
     /// shim gone with it: "ttrpc: closed") is the client's race, not
     /// crius' fault.
     async fn exec_wait_error(&self, id: &str, e: Error) -> Error {
-        match self.containerd.task_get(id).await {
-            Ok(Some(t)) if t.status == TaskStatus::Running => e,
-            _ => Error::FailedPrecondition(format!(
-                "container {id} stopped while the command ran: {e}"
-            )),
+        if self.task_running(id).await {
+            e
+        } else {
+            Error::FailedPrecondition(format!("container {id} stopped while the command ran: {e}"))
         }
     }
 
