@@ -666,7 +666,7 @@ mod tests {
             (kv.key, kv.value)
         };
         assert_eq!(kv("A=b=c"), ("A".into(), "b=c".into()));
-        assert_eq!(kv("A"), ("A".into(), String::new()));
+        assert_eq!(kv("A"), ("A".into(), Vec::new()));
         let sc = security_context(Some("1000"), true, true);
         assert_eq!(sc.run_as_user.map(|u| u.value), Some(1000));
         assert!(sc.run_as_username.is_empty() && sc.privileged && sc.readonly_rootfs);

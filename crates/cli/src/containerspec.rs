@@ -183,7 +183,7 @@ pub fn parse(text: &str) -> anyhow::Result<v1::ContainerConfig> {
             .into_iter()
             .map(|e| v1::KeyValue {
                 key: e.key,
-                value: e.value,
+                value: e.value.into(),
             })
             .collect(),
         mounts: c

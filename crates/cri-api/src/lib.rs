@@ -8,41 +8,26 @@
 /// Generated `runtime.v1` messages, `RuntimeService` and `ImageService`.
 pub mod v1 {
     tonic::include_proto!("runtime.v1");
+    include!(concat!(env!("OUT_DIR"), "/runtime.v1.debug.rs"));
 }
 
 /// crius' own admin API (`crius.v1.Admin`), served beside CRI for the CLI.
 pub mod admin {
     tonic::include_proto!("crius.v1");
+    include!(concat!(env!("OUT_DIR"), "/crius.v1.debug.rs"));
 }
 
 /// What `Debug` shows instead of a secret.
 const REDACTED: &str = "<redacted>";
 
-/// A secret field as `Debug` shows it: whether it is set, never its value.
-fn shown(secret: &str) -> &'static str {
-    if secret.is_empty() { "" } else { REDACTED }
-}
+/// A secret field (upstream marks it `debug_redact`) as the generated
+/// `Debug` shows it: whether it is set, never its value.
+struct Secret<'a>(&'a str);
 
-impl std::fmt::Debug for v1::AuthConfig {
+impl std::fmt::Debug for Secret<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field("username", &self.username)
-            .field("password", &shown(&self.password))
-            .field("auth", &shown(&self.auth))
-            .field("server_address", &self.server_address)
-            .field("identity_token", &shown(&self.identity_token))
-            .field("registry_token", &shown(&self.registry_token))
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for admin::PullImageRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PullImageRequest")
-            .field("image", &self.image)
-            .field("username", &self.username)
-            .field("password", &shown(&self.password))
-            .finish()
+        let shown = if self.0.is_empty() { "" } else { REDACTED };
+        std::fmt::Debug::fmt(shown, f)
     }
 }
 

@@ -54,7 +54,10 @@ fn version_response() -> v1::VersionResponse {
 struct TestRuntime;
 
 macro_rules! test_runtime {
-    ($($method:ident($request:ident) -> $response:ident;)*) => {
+    (
+        unary { $($method:ident($request:ident) -> $response:ident;)* }
+        streams { $($smethod:ident($srequest:ident) -> $stype:ident($sresponse:ident);)* }
+    ) => {
         #[tonic::async_trait]
         impl RuntimeService for TestRuntime {
             async fn version(
@@ -82,11 +85,23 @@ macro_rules! test_runtime {
                     Err(Status::unimplemented(stringify!($method)))
                 }
             )*
+
+            $(
+                type $stype = tokio_stream::Empty<Result<v1::$sresponse, Status>>;
+
+                async fn $smethod(
+                    &self,
+                    _: Request<v1::$srequest>,
+                ) -> Result<Response<Self::$stype>, Status> {
+                    Err(Status::unimplemented(stringify!($smethod)))
+                }
+            )*
         }
     };
 }
 
 test_runtime! {
+    unary {
     run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse;
     stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse;
     remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse;
@@ -114,6 +129,15 @@ test_runtime! {
     list_metric_descriptors(ListMetricDescriptorsRequest) -> ListMetricDescriptorsResponse;
     list_pod_sandbox_metrics(ListPodSandboxMetricsRequest) -> ListPodSandboxMetricsResponse;
     runtime_config(RuntimeConfigRequest) -> RuntimeConfigResponse;
+    update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest) -> UpdatePodSandboxResourcesResponse;
+    }
+    streams {
+        stream_pod_sandboxes(StreamPodSandboxesRequest) -> StreamPodSandboxesStream(StreamPodSandboxesResponse);
+        stream_containers(StreamContainersRequest) -> StreamContainersStream(StreamContainersResponse);
+        stream_container_stats(StreamContainerStatsRequest) -> StreamContainerStatsStream(StreamContainerStatsResponse);
+        stream_pod_sandbox_stats(StreamPodSandboxStatsRequest) -> StreamPodSandboxStatsStream(StreamPodSandboxStatsResponse);
+        stream_pod_sandbox_metrics(StreamPodSandboxMetricsRequest) -> StreamPodSandboxMetricsStream(StreamPodSandboxMetricsResponse);
+    }
 }
 
 /// A tonic server on a unix socket in a temporary directory.

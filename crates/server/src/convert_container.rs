@@ -228,7 +228,8 @@ pub fn container_request(config: Option<v1::ContainerConfig>) -> Result<Containe
         command: c.command,
         args: c.args,
         working_dir: c.working_dir,
-        envs: c.envs.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+        stop_signal: stop_signal(c.stop_signal)?,
+        envs: envs(c.envs)?,
         mounts,
         devices: c
             .devices
@@ -270,6 +271,37 @@ pub(crate) fn mount(m: &MountRecord) -> v1::Mount {
     }
 }
 
+/// `config.stop_signal` by name (`SIGUSR1`); empty for the runtime's
+/// default. A number outside the enum names no signal: refused.
+fn stop_signal(n: i32) -> Result<String, Error> {
+    match v1::Signal::try_from(n) {
+        Ok(v1::Signal::RuntimeDefault) => Ok(String::new()),
+        Ok(s) => Ok(s.as_str_name().to_string()),
+        Err(_) => Err(Error::invalid(
+            "config.stop_signal",
+            format!("{n} is not a signal"),
+        )),
+    }
+}
+
+/// The environment. A value that is not UTF-8 is refused: impossible, the
+/// runtime spec is JSON, whose strings are UTF-8 (containerd's encoder
+/// would replace the bytes without a word, changing the value).
+fn envs(kvs: Vec<v1::KeyValue>) -> Result<Vec<(String, String)>, Error> {
+    kvs.into_iter()
+        .enumerate()
+        .map(|(i, kv)| {
+            let value = String::from_utf8(kv.value).map_err(|_| {
+                Error::invalid(
+                    format!("config.envs[{i}].value"),
+                    "not UTF-8: the runtime spec (JSON) cannot carry it",
+                )
+            })?;
+            Ok((kv.key, value))
+        })
+        .collect()
+}
+
 fn uint64(value: u64) -> Option<v1::UInt64Value> {
     Some(v1::UInt64Value { value })
 }
@@ -280,6 +312,7 @@ fn cpu_usage(timestamp: i64, cpu_ns: Option<u64>, nano_cores: Option<u64>) -> Op
         timestamp,
         usage_core_nano_seconds: uint64(ns),
         usage_nano_cores: nano_cores.and_then(uint64),
+        psi: None,
     })
 }
 
@@ -293,6 +326,7 @@ fn memory_usage(timestamp: i64, m: &crius_core::stats::Memory) -> v1::MemoryUsag
         rss_bytes: uint64(m.rss),
         page_faults: uint64(m.page_faults),
         major_page_faults: uint64(m.major_page_faults),
+        psi: None,
     }
 }
 
@@ -321,6 +355,7 @@ pub fn container_stats(u: &crius_pod::ContainerUsage, fs_mountpoint: &str) -> v1
             inodes_used: uint64(inodes),
         }),
         swap: None,
+        io: None,
     }
 }
 
@@ -352,6 +387,8 @@ pub fn pod_sandbox_stats(u: &crius_pod::PodUsage, roots: &[String]) -> v1::PodSa
             annotations: m.annotations.clone().into_iter().collect(),
         }),
         linux: Some(v1::LinuxPodSandboxStats {
+            // PSI needs cgroup v2; this node's cgroups may be v1.
+            io: None,
             cpu: cpu_usage(u.timestamp, u.cpu_ns, u.nano_cores),
             memory: u.memory.map(|m| memory_usage(u.timestamp, &m)),
             network: (!interfaces.is_empty()).then(|| v1::NetworkUsage {

@@ -86,6 +86,8 @@ pub(crate) fn status_response(s: RuntimeStatus) -> v1::StatusResponse {
             .collect(),
         features: Some(v1::RuntimeFeatures {
             supplemental_groups_policy: s.features.supplemental_groups_policy,
+            // user namespaces are not advertised at all yet
+            user_namespaces_host_network: false,
         }),
     }
 }
@@ -293,8 +295,19 @@ fn container_status(meta: &ContainerMeta, st: &ContainerStatus) -> v1::Container
         mounts: meta.mounts.iter().map(convert_container::mount).collect(),
         log_path: meta.log_path.clone(),
         image_id: meta.image_id.clone(),
+        stop_signal: stop_signal(&meta.stop_signal) as i32,
         ..Default::default()
     }
+}
+
+/// The signal StopContainer sends first, as CRI names it: the container's
+/// or its image's, else SIGTERM.
+fn stop_signal(name: &str) -> v1::Signal {
+    use crius_core::container::signal::{cri_signal_name, signal_number};
+    signal_number(name)
+        .and_then(cri_signal_name)
+        .and_then(|n| v1::Signal::from_str_name(&n))
+        .unwrap_or(v1::Signal::Sigterm)
 }
 
 #[cfg(test)]

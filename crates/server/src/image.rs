@@ -11,7 +11,7 @@ use crius_registry::Credentials;
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
-use crate::edge::respond;
+use crate::edge::{not_yet, respond};
 use crate::state::State;
 
 /// The image service.
@@ -48,6 +48,18 @@ impl ImageSvc {
 
 #[tonic::async_trait]
 impl ImageService for ImageSvc {
+    // KEP-5825 (alpha in 1.36): kubelet falls back to ListImages.
+    type StreamImagesStream = std::pin::Pin<
+        Box<dyn futures_core::Stream<Item = Result<v1::StreamImagesResponse, Status>> + Send>,
+    >;
+
+    async fn stream_images(
+        &self,
+        _req: Request<v1::StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        not_yet("StreamImages").await
+    }
+
     async fn image_fs_info(
         &self,
         _req: Request<v1::ImageFsInfoRequest>,

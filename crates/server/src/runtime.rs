@@ -46,8 +46,9 @@ impl RuntimeSvc {
     }
 }
 
-type EventStream =
-    Pin<Box<dyn futures_core::Stream<Item = Result<v1::ContainerEventResponse, Status>> + Send>>;
+/// The answers of a server-streaming RPC.
+type Answers<T> = Pin<Box<dyn futures_core::Stream<Item = Result<T, Status>> + Send>>;
+type EventStream = Answers<v1::ContainerEventResponse>;
 
 #[tonic::async_trait]
 impl RuntimeService for RuntimeSvc {
@@ -376,6 +377,62 @@ impl RuntimeService for RuntimeSvc {
         not_yet("GetContainerEvents").await
     }
 
+    // The list-streaming RPCs (KEP-5825, alpha in 1.36): kubelet falls back
+    // to the List RPCs when they are Unimplemented.
+    type StreamPodSandboxesStream = Answers<v1::StreamPodSandboxesResponse>;
+
+    async fn stream_pod_sandboxes(
+        &self,
+        _req: Request<v1::StreamPodSandboxesRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+        not_yet("StreamPodSandboxes").await
+    }
+
+    type StreamContainersStream = Answers<v1::StreamContainersResponse>;
+
+    async fn stream_containers(
+        &self,
+        _req: Request<v1::StreamContainersRequest>,
+    ) -> Result<Response<Self::StreamContainersStream>, Status> {
+        not_yet("StreamContainers").await
+    }
+
+    type StreamContainerStatsStream = Answers<v1::StreamContainerStatsResponse>;
+
+    async fn stream_container_stats(
+        &self,
+        _req: Request<v1::StreamContainerStatsRequest>,
+    ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+        not_yet("StreamContainerStats").await
+    }
+
+    type StreamPodSandboxStatsStream = Answers<v1::StreamPodSandboxStatsResponse>;
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        _req: Request<v1::StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+        not_yet("StreamPodSandboxStats").await
+    }
+
+    type StreamPodSandboxMetricsStream = Answers<v1::StreamPodSandboxMetricsResponse>;
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _req: Request<v1::StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+        not_yet("StreamPodSandboxMetrics").await
+    }
+
+    /// In-place resize of a pod (1.35+): kubelet goes on without it when
+    /// Unimplemented.
+    async fn update_pod_sandbox_resources(
+        &self,
+        _req: Request<v1::UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> {
+        not_yet("UpdatePodSandboxResources").await
+    }
+
     async fn exec(
         &self,
         req: Request<v1::ExecRequest>,
@@ -571,7 +628,8 @@ mod tests {
         assert_eq!(
             s.features,
             Some(v1::RuntimeFeatures {
-                supplemental_groups_policy: false
+                supplemental_groups_policy: false,
+                user_namespaces_host_network: false,
             })
         );
         assert!(s.info.is_empty());

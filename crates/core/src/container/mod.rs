@@ -31,6 +31,7 @@ pub mod labels;
 mod mounts;
 mod process;
 pub mod seccomp;
+pub mod signal;
 mod spec;
 pub mod state;
 mod user;
@@ -73,6 +74,9 @@ pub struct ContainerRequest {
     pub args: Vec<String>,
     /// Absolute, or empty for the image's (else `/`).
     pub working_dir: String,
+    /// `stop_signal`: what StopContainer sends first (`SIGUSR1`); empty:
+    /// the image's `STOPSIGNAL`, else SIGTERM.
+    pub stop_signal: String,
     /// `(key, value)` in the request's order; they override the image's.
     pub envs: Vec<(String, String)>,
     pub mounts: Vec<Mount>,

@@ -193,6 +193,26 @@ struct Rpc {
 
 type Answer = Result<Value, tonic::Status>;
 
+/// `request` with each `config.envs[].value` in the proto3 JSON form of
+/// bytes (base64): the recording's cri-api had them as strings (the same
+/// bytes on the wire), crius' v0.36 has them as bytes.
+fn env_values_as_bytes(request: &Value) -> Value {
+    use base64::Engine as _;
+    let mut request = request.clone();
+    if let Some(envs) = request
+        .pointer_mut("/config/envs")
+        .and_then(Value::as_array_mut)
+    {
+        for kv in envs {
+            if let Some(v) = kv.get("value").and_then(Value::as_str) {
+                let b = base64::engine::general_purpose::STANDARD.encode(v);
+                kv["value"] = Value::String(b);
+            }
+        }
+    }
+    request
+}
+
 impl Rpc {
     fn new(channel: Channel) -> anyhow::Result<Rpc> {
         Ok(Rpc {
@@ -215,7 +235,7 @@ impl Rpc {
             .methods()
             .find(|m| m.name() == name)
             .with_context(|| format!("no method {method}"))?;
-        let message = DynamicMessage::deserialize(desc.input(), request.clone())
+        let message = DynamicMessage::deserialize(desc.input(), env_values_as_bytes(request))
             .with_context(|| format!("{method}: the request is no {}", desc.input().full_name()))?;
         let mut grpc = self.grpc.clone();
         grpc.ready().await.context("the CRI channel")?;

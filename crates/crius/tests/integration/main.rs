@@ -8,6 +8,7 @@
 mod cli_streaming;
 mod compat;
 mod containers;
+mod cri036;
 mod foundation;
 mod fuzz;
 mod images;
@@ -127,6 +128,7 @@ fn main() {
         .chain(images::all())
         .chain(pods::all())
         .chain(containers::all())
+        .chain(cri036::all())
         .chain(runtimes::all())
         .chain(security::all())
         .chain(compat::all())

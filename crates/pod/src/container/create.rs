@@ -110,7 +110,12 @@ fn container_meta(plan: &Plan<'_>, spec: &oci_spec::runtime::Spec) -> Result<Con
         tty: req.tty,
         stdin: req.stdin,
         stdin_once: req.stdin_once,
-        stop_signal: plan.image_cfg.stop_signal.clone(),
+        // The config's, else the image's (SIGTERM when neither names one).
+        stop_signal: if req.stop_signal.is_empty() {
+            plan.image_cfg.stop_signal.clone()
+        } else {
+            req.stop_signal.clone()
+        },
         mounts: req.mounts.iter().map(MountRecord::from).collect(),
         resources: Some(container::resources_in_force(spec)),
         created_at: now_ns(),

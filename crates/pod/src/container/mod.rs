@@ -332,20 +332,6 @@ pub(crate) fn image_config(v: &serde_json::Value) -> ImageConfig {
     }
 }
 
-/// A signal by name (`SIGTERM`, `TERM`) or number.
-pub fn parse_signal(s: &str) -> Option<u32> {
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(n) = s.parse::<u32>() {
-        return Some(n);
-    }
-    let name = s.trim_start_matches("SIG");
-    nix::sys::signal::Signal::iterator()
-        .find(|sig| sig.as_str().trim_start_matches("SIG") == name)
-        .map(|sig| sig as i32 as u32)
-}
-
 async fn wait_log(log: Arc<crius_logs::LogHandle>) {
     log.done().await;
 }

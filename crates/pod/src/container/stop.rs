@@ -5,7 +5,8 @@ use std::time::Duration;
 use crius_containerd::TaskStatus;
 use crius_core::{Error, Result};
 
-use super::{Container, ContainerState, Containers, KILL_WAIT, LOG_DRAIN_WAIT, parse_signal};
+use super::{Container, ContainerState, Containers, KILL_WAIT, LOG_DRAIN_WAIT};
+use crius_core::container::signal::signal_number;
 
 impl Containers {
     /// Stops a container: its stop signal, then SIGKILL after `timeout`
@@ -42,7 +43,7 @@ impl Containers {
             if !self.task_alive(id).await? {
                 return Ok(());
             }
-            let signal = parse_signal(&c.meta.stop_signal).unwrap_or(15);
+            let signal = signal_number(&c.meta.stop_signal).unwrap_or(15);
             // A task gone already is what the wait below finds.
             self.containerd.task_kill(id, signal, false).await?;
         }

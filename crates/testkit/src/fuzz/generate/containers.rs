@@ -95,7 +95,7 @@ fn config(cx: &mut Ctx<'_>, pod: Option<&v1::PodSandboxConfig>) -> v1::Container
         command,
         envs: vec![v1::KeyValue {
             key: "FUZZ".into(),
-            value: cx.s.seed.to_string(),
+            value: cx.s.seed.to_string().into(),
         }],
         labels: HashMap::from([("io.kubernetes.container.name".into(), name.clone())]),
         log_path: format!("{name}/0.log"),
@@ -298,10 +298,17 @@ fn bad_envs(c: &mut v1::ContainerConfig, cx: &mut Ctx<'_>) -> String {
         key: k.into(),
         value: v.into(),
     };
-    match cx.g.below(5) {
+    match cx.g.below(6) {
         0 => {
             c.envs = vec![kv("", "x")];
             "empty key".into()
+        }
+        5 => {
+            c.envs = vec![v1::KeyValue {
+                key: "A".into(),
+                value: vec![b'a', 0xff, 0xfe],
+            }];
+            "a value that is not UTF-8".into()
         }
         1 => {
             c.envs = vec![kv("A=B", "x")];
