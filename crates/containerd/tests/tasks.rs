@@ -669,10 +669,15 @@ async fn stdio_variants() -> Result<()> {
         assert_eq!(read_until(&mut out_rx, "to-out\n").await?, "to-out\n");
         env.remove(&id).await?;
 
-        // file://: both into one file the shim creates.
+        // file://: both into one file the shim creates. containerd 1.6's
+        // shim closes that shared file when stdout's copy ends (the process'
+        // exit), even if stderr's copy has not written yet: stderr was lost
+        // about one run in five. The process lingers after writing, so
+        // both copies are done before it exits.
         let id = unique_id("file-uri");
+        let lingering = format!("{script}; sleep 0.5");
         let rootfs = env
-            .container(&id, &["sh", "-c", script], env.runc())
+            .container(&id, &["sh", "-c", &lingering], env.runc())
             .await?;
         let log = env.dir.path().join("logs/file-uri.log");
         let stdio = Stdio {
