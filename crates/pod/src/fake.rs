@@ -66,7 +66,8 @@ pub struct World {
     /// Every call, in order: `"op arg…"` (with `lease=…` when leased).
     pub calls: Vec<String>,
     /// `(op, nth)`: the nth call (from 1) of `op` fails.
-    failures: Vec<(String, usize)>,
+    /// `(op, nth call, message)`.
+    failures: Vec<(String, usize, String)>,
     counts: BTreeMap<String, usize>,
     pub containers: BTreeMap<String, ContainerRecord>,
     pub tasks: BTreeMap<String, FakeTask>,
@@ -158,9 +159,15 @@ impl Fake {
     /// Makes the `nth` call (from 1, counted from now) of `op` fail with
     /// `Internal("injected …")`.
     pub fn fail(&self, op: &str, nth: usize) {
+        self.fail_with(op, nth, &format!("injected failure of {op}"));
+    }
+
+    /// [`Fake::fail`] with `Internal(message)`.
+    pub fn fail_with(&self, op: &str, nth: usize, message: &str) {
         let mut w = self.world();
         let done = w.counts.get(op).copied().unwrap_or(0);
-        w.failures.push((op.to_string(), done + nth));
+        w.failures
+            .push((op.to_string(), done + nth, message.to_string()));
     }
 
     /// Makes `id`'s shim silent (`task_get` hangs) or lets it answer again.
@@ -295,10 +302,10 @@ impl Fake {
             *c += 1;
             *c
         };
-        match w.failures.iter().position(|(o, at)| o == op && *at == n) {
+        match w.failures.iter().position(|(o, at, _)| o == op && *at == n) {
             Some(i) => {
-                w.failures.remove(i);
-                Err(Error::Internal(format!("injected failure of {op}")))
+                let (_, _, message) = w.failures.remove(i);
+                Err(Error::Internal(message))
             }
             None => Ok(()),
         }

@@ -1062,3 +1062,42 @@ async fn an_exec_cut_off_by_the_container_stopping_is_a_precondition() -> Result
     }
     Ok(())
 }
+
+/// runc cannot join a container's namespaces ("error executing setns
+/// process"): the client's race when the container is going away (a
+/// moment later its task is stopped), crius' or runc's fault otherwise.
+/// Found by the fuzzer (an ExecSync racing a RemoveContainer).
+#[tokio::test]
+async fn a_failed_setns_blames_a_dying_container_only() -> Result<()> {
+    const SETNS: &str = "OCI runtime exec failed: error executing setns process: exit status 1";
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    e.pods.start_container(&id).await?;
+    e.fake.fail_with("exec_start", 1, SETNS);
+    match e.pods.exec_sync(&id, vec!["true".into()], 5).await {
+        Err(Error::Internal(m)) => assert!(m.contains("setns"), "{m}"),
+        other => panic!("a running container: {other:?}"),
+    }
+    e.fake.fail_with("exec_start", 1, SETNS);
+    let fake = e.fake.clone();
+    let dying = id.clone();
+    let killer = tokio::spawn(async move {
+        while fake
+            .ops()
+            .iter()
+            .filter(|o| *o == "exec_start")
+            .nth(1)
+            .is_none()
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        fake.exit(&dying, 137);
+    });
+    match e.pods.exec_sync(&id, vec!["true".into()], 5).await {
+        Err(Error::FailedPrecondition(m)) => assert!(m.contains("not running"), "{m}"),
+        other => panic!("a dying container: {other:?}"),
+    }
+    killer.await.expect("no panic");
+    Ok(())
+}
