@@ -35,7 +35,7 @@ pub mod signal;
 mod spec;
 pub mod state;
 mod user;
-mod validate;
+pub(crate) mod validate;
 
 #[cfg(test)]
 mod golden;

@@ -1,7 +1,7 @@
 //! The container's process from the request and the image config, with
 //! Kubernetes' rules for command and args.
 
-use super::validate::check_path;
+use super::validate::{check_path, check_program};
 use super::{ContainerRequest, ImageConfig};
 use crate::{Error, Result};
 
@@ -54,6 +54,18 @@ pub fn image_process(config: &ImageConfig, req: &ContainerRequest) -> Result<Con
                 req.image
             ),
         ));
+    }
+
+    // impossible, and a hang of runc: see `validate::check_path_len`.
+    // Checked here, where it is known which field names the program.
+    if let Err(reason) = check_program(&args[0]) {
+        return Err(if !req.command.is_empty() {
+            Error::invalid("config.command[0]", reason)
+        } else if entrypoint.is_empty() && !req.args.is_empty() {
+            Error::invalid("config.args[0]", reason)
+        } else {
+            Error::FailedPrecondition(format!("the entrypoint of image {:?}: {reason}", req.image))
+        });
     }
 
     let mut env = config.env.clone();
@@ -201,5 +213,35 @@ mod tests {
             Err(Error::FailedPrecondition(_))
         ));
         Ok(())
+    }
+
+    #[test]
+    fn a_program_longer_than_a_path_is_refused_where_it_is_named() {
+        let long = || "p".repeat(super::super::MAX_PATH_LEN + 1);
+        let field = |req: &ContainerRequest, config: &ImageConfig| match image_process(config, req)
+        {
+            Err(Error::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let req = ContainerRequest {
+            command: vec![long()],
+            ..Default::default()
+        };
+        assert_eq!(field(&req, &image()), "config.command[0]");
+        let req = ContainerRequest {
+            args: vec![long()],
+            ..Default::default()
+        };
+        assert_eq!(field(&req, &ImageConfig::default()), "config.args[0]");
+        // After an entrypoint, args[0] is an argument: it may be long.
+        assert!(image_process(&image(), &req).is_ok());
+        let config = ImageConfig {
+            entrypoint: vec![long()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            image_process(&config, &ContainerRequest::default()),
+            Err(Error::FailedPrecondition(_))
+        ));
     }
 }

@@ -123,13 +123,7 @@ pub(crate) const NAME_MAX: usize = 255;
 /// (ENAMETOOLONG) when the directory or file is made or opened, at
 /// StartContainer; refused here instead.
 pub(crate) fn check_name_lengths(path: &str) -> Result<(), String> {
-    let max = crate::container::MAX_PATH_LEN;
-    if path.len() > max {
-        return Err(format!(
-            "{} bytes: longer than any path Linux takes ({max})",
-            path.len()
-        ));
-    }
+    crate::container::validate::check_path_len(path)?;
     match path.split('/').find(|c| c.len() > NAME_MAX) {
         Some(c) => Err(format!(
             "a name in the path is {} bytes long, more than the {NAME_MAX} a file name may have: {:?}...",
