@@ -39,7 +39,9 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 pub use containerd_client::types::Mount;
-pub use containers::{ContainerRecord, RUNC_V2, RuncOptions, Runtime, runc_options};
+pub use containers::{
+    ContainerRecord, RUNC_V2, RuncOptions, Runtime, decode_runc_options, runc_options,
+};
 pub use content::ContentInfo;
 pub use events::{Event, EventKind, Followed};
 pub use images::ImageRecord;

@@ -31,23 +31,69 @@ pub fn filter_annotations(
 }
 
 /// What crius supports on a runtime handler (CRI `RuntimeHandlerFeatures`).
-/// kubelet gates pod features on these, so each says what crius does,
-/// not what the runtime underneath could.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// kubelet gates pod features on these, so each says what works end to
+/// end on the handler, not what the runtime underneath might do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HandlerFeatures {
-    /// Recursive read-only mounts: crius does not implement them (it
-    /// refuses such mounts) on any handler.
+    /// Recursive read-only mounts (`rro`): the handler's OCI runtime says
+    /// it knows the option and the kernel has `mount_setattr` (5.12).
     pub recursive_read_only_mounts: bool,
     /// User namespaces with idmapped mounts, as Kubernetes uses them:
     /// crius does not implement them on any handler.
     pub user_namespaces: bool,
 }
 
-/// The features of a handler (`None`: a shim name passed through, or the
-/// default handler when `default_runtime` is one).
-pub fn handler_features(_handler: Option<&crate::config::RuntimeHandler>) -> HandlerFeatures {
+/// The first kernel with `mount_setattr(2)`, which `rro` needs.
+pub const RRO_MIN_KERNEL: (u32, u32) = (5, 12);
+
+/// What an OCI runtime said about itself (`<runtime> features`, the OCI
+/// runtime-spec's features document), as far as crius reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OciFeatures {
+    /// The mount options it recognizes (`None`: it did not say).
+    pub mount_options: Option<std::collections::BTreeSet<String>>,
+}
+
+impl OciFeatures {
+    /// Parses the features document a runtime printed.
+    pub fn parse(json: &[u8]) -> Result<Self> {
+        let f: oci_spec::runtime::Features = serde_json::from_slice(json)
+            .map_err(|e| Error::Internal(format!("the runtime's features document: {e}")))?;
+        Ok(OciFeatures {
+            mount_options: f
+                .mount_options()
+                .as_ref()
+                .map(|o| o.iter().cloned().collect()),
+        })
+    }
+
+    fn knows_mount_option(&self, option: &str) -> bool {
+        self.mount_options
+            .as_ref()
+            .is_some_and(|o| o.contains(option))
+    }
+}
+
+/// The OCI runtime a shim runs, when crius can ask it what it supports:
+/// the runc family's shims run `binary_name` (default `runc`, looked up on
+/// PATH as the shim does). Other shims (VM runtimes) run a runtime crius
+/// cannot ask through containerd 1.6, so their features stay off.
+pub fn oci_runtime_binary(runtime_type: &str, binary_name: &str) -> Option<String> {
+    if !is_runc_family(runtime_type) {
+        return None;
+    }
+    Some(match binary_name {
+        "" => "runc".to_string(),
+        name => name.to_string(),
+    })
+}
+
+/// The features of a handler whose OCI runtime said `oci` (`None`: it
+/// could not be asked, or did not answer) on a kernel of `kernel`.
+pub fn handler_features(oci: Option<&OciFeatures>, kernel: Option<(u32, u32)>) -> HandlerFeatures {
     HandlerFeatures {
-        recursive_read_only_mounts: false,
+        recursive_read_only_mounts: oci.is_some_and(|f| f.knows_mount_option("rro"))
+            && kernel.is_some_and(|k| k >= RRO_MIN_KERNEL),
         user_namespaces: false,
     }
 }
@@ -261,18 +307,45 @@ mod tests {
     }
 
     #[test]
-    fn features_are_only_what_crius_implements() {
-        // Neither rro mounts nor user namespaces, on runc or a VM runtime.
-        let c = config(
-            "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
-             [runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n",
-        );
-        for handler in [c.runtimes.get("runc"), c.runtimes.get("kata"), None] {
-            let f = handler_features(handler);
-            assert!(!f.recursive_read_only_mounts, "{handler:?}");
-            assert!(!f.user_namespaces, "{handler:?}");
-        }
+    fn rro_needs_the_runtime_to_say_so_and_a_kernel_with_mount_setattr() {
+        let runc = OciFeatures::parse(br#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2-dev","mountOptions":["ro","rro","rbind"]}"#)
+            .expect("runc 1.1's document");
+        let old = OciFeatures::parse(
+            br#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2","mountOptions":["ro","rbind"]}"#,
+        )
+        .expect("a runtime without rro");
+        let silent = OciFeatures::parse(br#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2"}"#)
+            .expect("a runtime that lists no options");
+        let rro =
+            |oci: Option<&OciFeatures>, k| handler_features(oci, k).recursive_read_only_mounts;
+        assert!(rro(Some(&runc), Some((6, 1))));
+        assert!(rro(Some(&runc), Some((5, 12))));
+        assert!(!rro(Some(&runc), Some((5, 11))), "no mount_setattr");
+        assert!(!rro(Some(&runc), None), "kernel unknown");
+        assert!(!rro(Some(&old), Some((6, 1))));
+        assert!(!rro(Some(&silent), Some((6, 1))), "unknown is not support");
+        assert!(!rro(None, Some((6, 1))), "not asked");
+        assert!(!handler_features(Some(&runc), Some((6, 1))).user_namespaces);
+        assert!(OciFeatures::parse(b"runc: unknown command").is_err());
         const { assert!(!RUNTIME_FEATURES.supplemental_groups_policy) };
+    }
+
+    #[test]
+    fn only_runc_family_runtimes_are_asked() {
+        assert_eq!(
+            oci_runtime_binary("io.containerd.runc.v2", ""),
+            Some("runc".into())
+        );
+        assert_eq!(
+            oci_runtime_binary("io.containerd.runc.v2", "/usr/local/bin/crun"),
+            Some("/usr/local/bin/crun".into())
+        );
+        assert_eq!(
+            oci_runtime_binary("io.containerd.runc.v1", ""),
+            Some("runc".into())
+        );
+        assert_eq!(oci_runtime_binary("io.containerd.kata.v2", ""), None);
+        assert_eq!(oci_runtime_binary("io.containerd.runsc.v1", "runsc"), None);
     }
 
     fn pick(c: &Config, requested: &str, privileged: bool, untrusted: bool) -> Result<Selection> {

@@ -13,7 +13,10 @@ use serde_json::json;
 
 use crate::apparmor::Mode as AppArmor;
 use crate::config::Config;
-use crate::runtime::{HandlerFeatures, RUNTIME_FEATURES, RuntimeFeatures, handler_features};
+use crate::runtime::{
+    HandlerFeatures, OciFeatures, RUNTIME_FEATURES, RuntimeFeatures, handler_features,
+    oci_runtime_binary,
+};
 use crate::{Error, RUNTIME_NAME, RUNTIME_VERSION, Result};
 
 /// The condition kubelet reads to decide whether the runtime works.
@@ -73,17 +76,43 @@ pub fn network_condition(not_ready: Option<String>) -> Condition {
     }
 }
 
+/// The OCI runtime binary the handler `name` runs, when crius can ask it
+/// (see [`crate::runtime::oci_runtime_binary`]); `name` may be the default
+/// runtime's bare shim name.
+pub fn handler_runtime_binary(config: &Config, name: &str) -> Option<String> {
+    match config.runtimes.get(name) {
+        Some(h) => oci_runtime_binary(&h.runtime_type, &h.options.binary_name),
+        None => oci_runtime_binary(name, ""),
+    }
+}
+
+/// The OCI runtimes to ask for their features before [`advertised_handlers`].
+pub fn runtimes_to_ask(config: &Config) -> std::collections::BTreeSet<String> {
+    std::iter::once(config.default_runtime.as_str())
+        .chain(config.runtimes.keys().map(String::as_str))
+        .filter_map(|name| handler_runtime_binary(config, name))
+        .collect()
+}
+
 /// The handlers `Status` tells kubelet about: the default handler first,
 /// under the empty name as kubelet looks it up, then every configured
-/// handler (in the config's order); each with what crius supports on it.
-pub fn advertised_handlers(config: &Config) -> Vec<(String, HandlerFeatures)> {
-    let default = config.runtimes.get(&config.default_runtime);
-    std::iter::once((String::new(), handler_features(default)))
+/// handler (in the config's order); each with what works on it, from what
+/// its OCI runtime said (`oci`, by binary) and the kernel.
+pub fn advertised_handlers(
+    config: &Config,
+    oci: &HashMap<String, OciFeatures>,
+    kernel: Option<(u32, u32)>,
+) -> Vec<(String, HandlerFeatures)> {
+    let features = |name: &str| {
+        let said = handler_runtime_binary(config, name).and_then(|b| oci.get(&b));
+        handler_features(said, kernel)
+    };
+    std::iter::once((String::new(), features(&config.default_runtime)))
         .chain(
             config
                 .runtimes
-                .iter()
-                .map(|(name, h)| (name.clone(), handler_features(Some(h)))),
+                .keys()
+                .map(|name| (name.clone(), features(name))),
         )
         .collect()
 }
@@ -145,12 +174,13 @@ pub struct RuntimeStatus {
     pub info: HashMap<String, String>,
 }
 
-/// The `Status` answer from its conditions; `verbose` carries the facts of
-/// the report when one was asked for.
+/// The `Status` answer from its conditions and the handlers'
+/// features ([`advertised_handlers`]); `verbose` carries the facts of the
+/// report when one was asked for.
 pub fn runtime_status(
     config: &Config,
-    runtime: Condition,
-    network: Condition,
+    [runtime, network]: [Condition; 2],
+    handlers: Vec<(String, HandlerFeatures)>,
     verbose: Option<(&Facts, &AppArmor)>,
 ) -> Result<RuntimeStatus> {
     let info = match verbose {
@@ -159,7 +189,7 @@ pub fn runtime_status(
     };
     Ok(RuntimeStatus {
         conditions: vec![runtime, network],
-        handlers: advertised_handlers(config),
+        handlers,
         features: RUNTIME_FEATURES,
         info,
     })
@@ -331,8 +361,45 @@ mod tests {
             "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
              [runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n",
         );
-        let names: Vec<String> = advertised_handlers(&c).into_iter().map(|h| h.0).collect();
+        let names: Vec<String> = advertised_handlers(&c, &HashMap::new(), Some((6, 1)))
+            .into_iter()
+            .map(|h| h.0)
+            .collect();
         assert_eq!(names, ["", "kata", "runc"]);
+    }
+
+    #[test]
+    fn each_handler_has_the_features_of_the_runtime_it_runs() {
+        let c = config(
+            "default_runtime = \"io.containerd.runc.v2\"\n\
+             [runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+             [runtimes.old]\nruntime_type = \"io.containerd.runc.v2\"\n\
+             [runtimes.old.options]\nbinary_name = \"/opt/old-runc\"\n\
+             [runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n",
+        );
+        assert_eq!(
+            runtimes_to_ask(&c).into_iter().collect::<Vec<_>>(),
+            ["/opt/old-runc", "runc"]
+        );
+        let rro = OciFeatures {
+            mount_options: Some(["ro".to_string(), "rro".to_string()].into()),
+        };
+        let oci = HashMap::from([
+            ("runc".to_string(), rro),
+            ("/opt/old-runc".to_string(), OciFeatures::default()),
+        ]);
+        let got: Vec<(String, bool)> = advertised_handlers(&c, &oci, Some((6, 1)))
+            .into_iter()
+            .map(|(n, f)| (n, f.recursive_read_only_mounts))
+            .collect();
+        let want = [("", true), ("kata", false), ("old", false), ("runc", true)];
+        assert_eq!(got, want.map(|(n, b)| (n.to_string(), b)));
+        // A kernel without mount_setattr: nowhere.
+        assert!(
+            advertised_handlers(&c, &oci, Some((5, 10)))
+                .iter()
+                .all(|(_, f)| !f.recursive_read_only_mounts)
+        );
     }
 
     #[test]

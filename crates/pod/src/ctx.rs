@@ -24,6 +24,7 @@ pub(crate) struct Ctx {
     pub(crate) images: Arc<dyn ports::ImageStore>,
     pub(crate) net: Arc<dyn ports::Network>,
     pub(crate) fs: Arc<dyn ports::HostFs>,
+    pub(crate) runtimes: Arc<dyn ports::OciRuntimes>,
     /// Exit watchers and event followers: stopped at shutdown.
     pub(crate) background: crius_rt::Background,
     pub(crate) state_dir: PathBuf,
@@ -58,6 +59,25 @@ impl Ctx {
     /// (`<id>.ipc`, `<id>.uts`).
     pub(crate) fn pins_dir(&self) -> PathBuf {
         self.state_dir.join("pins")
+    }
+
+    /// What works on the runtime a pod runs on (its containerd record's):
+    /// its OCI runtime asked what it supports.
+    pub(crate) async fn pod_runtime_features(
+        &self,
+        runtime: &crius_containerd::Runtime,
+    ) -> crius_core::runtime::HandlerFeatures {
+        let binary_name = runtime
+            .options
+            .as_ref()
+            .and_then(crius_containerd::decode_runc_options)
+            .map(|o| o.binary_name)
+            .unwrap_or_default();
+        let oci = match crius_core::runtime::oci_runtime_binary(&runtime.name, &binary_name) {
+            Some(binary) => self.runtimes.features(&binary).await,
+            None => None,
+        };
+        crius_core::runtime::handler_features(oci.as_ref(), self.host.kernel_version)
     }
 
     /// Forgets the CPU sample of a removed container or pod.

@@ -110,6 +110,9 @@ pub struct World {
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
     pub rootfs_etc: (Option<String>, Option<String>),
+    /// What each OCI runtime binary says it supports (absent: it cannot
+    /// say); `runc` knows `rro` unless a test changes it.
+    pub oci_runtimes: BTreeMap<String, crius_core::runtime::OciFeatures>,
     next_pid: u32,
 }
 
@@ -129,8 +132,12 @@ impl Default for Fake {
 impl Fake {
     /// An empty world with a CNI network named `fake-net`.
     pub fn new() -> Self {
+        let runc = crius_core::runtime::OciFeatures {
+            mount_options: Some(["ro", "rro", "rbind"].map(String::from).into()),
+        };
         let world = World {
             network: Some("fake-net".into()),
+            oci_runtimes: BTreeMap::from([("runc".to_string(), runc)]),
             next_pid: 100,
             ..Default::default()
         };
@@ -147,6 +154,7 @@ impl Fake {
             images: Arc::new(self.clone()),
             network: Arc::new(self.clone()),
             fs: Arc::new(self.clone()),
+            runtimes: Arc::new(self.clone()),
         }
     }
 
@@ -1025,6 +1033,14 @@ pub fn image(id: &str, name: &str) -> CriImage {
         chain_id: format!("chain-{id}"),
         pinned: false,
         record_names: vec![name.to_string(), id.to_string()],
+    }
+}
+
+#[async_trait]
+impl ports::OciRuntimes for Fake {
+    async fn features(&self, binary: &str) -> Option<crius_core::runtime::OciFeatures> {
+        self.call("oci_features", format_args!("{binary}")).ok()?;
+        self.world().oci_runtimes.get(binary).cloned()
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use crius_core::container::{
     HostDevice, HostDeviceKind, HostFacts, HostPath, HostPropagation, capabilities_from_mask,
 };
+use crius_core::runtime::OciFeatures;
 
 /// Reads the host facts (capabilities, cgroup controllers, swap, kernel);
 /// AppArmor is what the daemon's start-up decided. Missing information
@@ -275,6 +276,59 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// How long an OCI runtime may take to print its features.
+const FEATURES_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The OCI runtimes of this host, asked what they support (`runc
+/// features`, runc 1.1 and later) once per binary: the answer changes
+/// only when the binary does, and `Status` asks every few seconds.
+#[derive(Default)]
+pub struct OciRuntimes {
+    known: std::sync::Mutex<std::collections::HashMap<String, OciFeatures>>,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::OciRuntimes for OciRuntimes {
+    async fn features(&self, binary: &str) -> Option<OciFeatures> {
+        if let Some(f) = crate::lock(&self.known).get(binary) {
+            return Some(f.clone());
+        }
+        match ask_features(binary).await {
+            Ok(f) => {
+                tracing::info!(runtime = binary, mount_options = ?f.mount_options, "OCI runtime features");
+                crate::lock(&self.known).insert(binary.to_string(), f.clone());
+                Some(f)
+            }
+            Err(why) => {
+                tracing::warn!(
+                    runtime = binary,
+                    "cannot learn what the OCI runtime supports: {why}"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Runs `<binary> features` and parses what it prints.
+async fn ask_features(binary: &str) -> Result<OciFeatures, String> {
+    let run = tokio::process::Command::new(binary)
+        .arg("features")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(FEATURES_TIMEOUT, run).await {
+        Err(_) => return Err(format!("no answer within {FEATURES_TIMEOUT:?}")),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(out)) => out,
+    };
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{}: {}", out.status, stderr.trim()));
+    }
+    OciFeatures::parse(&out.stdout).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +440,50 @@ mod tests {
             HostPropagation::Private
         );
         assert_eq!(unescape_mountinfo("a\\134b\\011"), "a\\b\t");
+    }
+
+    /// An executable script in `dir` that counts its runs in `dir/runs`.
+    fn script(dir: &Path, name: &str, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        let text = format!("#!/bin/sh\necho run >> {}/runs\n{body}\n", dir.display());
+        std::fs::write(&path, text).expect("write the script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        path.display().to_string()
+    }
+
+    #[tokio::test]
+    async fn runtimes_are_asked_once_and_failures_again() {
+        use crate::ports::OciRuntimes as _;
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let runs = || {
+            std::fs::read_to_string(dir.path().join("runs"))
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        let runtimes = OciRuntimes::default();
+        let good = script(
+            dir.path(),
+            "good",
+            r#"[ "$1" = features ] && echo '{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2","mountOptions":["ro","rro"]}'"#,
+        );
+        for _ in 0..3 {
+            let f = runtimes.features(&good).await.expect("it answers");
+            assert!(f.mount_options.is_some_and(|o| o.contains("rro")));
+        }
+        assert_eq!(runs(), 1, "asked once");
+        let old = script(
+            dir.path(),
+            "old",
+            "echo 'unknown command features' >&2; exit 1",
+        );
+        assert_eq!(runtimes.features(&old).await, None);
+        assert_eq!(runtimes.features(&old).await, None);
+        assert_eq!(runs(), 3, "a failure is asked again");
+        let junk = script(dir.path(), "junk", "echo not json");
+        assert_eq!(runtimes.features(&junk).await, None);
+        let missing = dir.path().join("missing").display().to_string();
+        assert_eq!(runtimes.features(&missing).await, None);
     }
 }

@@ -93,6 +93,7 @@ pub struct Ports {
     pub images: Arc<dyn ports::ImageStore>,
     pub network: Arc<dyn ports::Network>,
     pub fs: Arc<dyn ports::HostFs>,
+    pub runtimes: Arc<dyn ports::OciRuntimes>,
 }
 
 /// Pod sandboxes and their containers in one containerd namespace.
@@ -129,6 +130,7 @@ impl Pods {
                 state_dir.join("cni-cache"),
             ))),
             fs: Arc::new(real::HostFs),
+            runtimes: Arc::new(host::OciRuntimes::default()),
         };
         Self::with_ports(ports, state_dir, pause, host::facts(apparmor))
     }
@@ -145,6 +147,7 @@ impl Pods {
             images: ports.images,
             net: ports.network,
             fs: ports.fs,
+            runtimes: ports.runtimes,
             background: crius_rt::Background::new(),
             state_dir,
             host,
@@ -193,6 +196,21 @@ impl Pods {
     /// leftovers of interrupted runs (start-up).
     pub async fn recover(self: &Arc<Self>, config: &Config) -> Result<()> {
         self.recovery.recover(config).await
+    }
+
+    /// The handlers `Status` advertises, with what works on each (their
+    /// OCI runtimes asked, once each, what they support).
+    pub async fn advertised_handlers(
+        &self,
+        config: &Config,
+    ) -> Vec<(String, crius_core::runtime::HandlerFeatures)> {
+        let mut oci = std::collections::HashMap::new();
+        for binary in crius_core::status::runtimes_to_ask(config) {
+            if let Some(f) = self.ctx.runtimes.features(&binary).await {
+                oci.insert(binary, f);
+            }
+        }
+        crius_core::status::advertised_handlers(config, &oci, self.ctx.host.kernel_version)
     }
 
     /// What start-up recovery did and still does.

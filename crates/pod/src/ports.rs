@@ -1,6 +1,7 @@
 //! The boundaries `pod` works across, as narrow traits: containerd
 //! (containers, tasks, snapshots, leases, events), the pod network (CNI and
-//! network namespaces), the image store and the host's file system.
+//! network namespaces), the image store, the host's file system and the
+//! OCI runtimes installed on it.
 //!
 //! [`Pods::new`](crate::Pods::new) builds the real adapters
 //! ([`crate::real`]); tests build [`Pods`](crate::Pods) over recording fakes
@@ -245,4 +246,14 @@ pub trait HostFs: Send + Sync {
         paths: &[String],
         all_devices: bool,
     ) -> Result<HostLookup>;
+}
+
+/// The OCI runtimes the shims run (runc and its kin), as they describe
+/// themselves.
+#[async_trait]
+pub trait OciRuntimes: Send + Sync {
+    /// What `binary` says it supports (`<binary> features`), asked once
+    /// and remembered; `None` when it cannot say (absent, too old, no
+    /// answer), asked again next time.
+    async fn features(&self, binary: &str) -> Option<crius_core::runtime::OciFeatures>;
 }

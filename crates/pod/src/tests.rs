@@ -36,6 +36,11 @@ fn host() -> HostFacts {
 }
 
 pub(crate) fn env() -> Env {
+    env_on(host())
+}
+
+/// [`env`] on a host with `host`'s facts.
+fn env_on(host: HostFacts) -> Env {
     let fake = Fake::new();
     fake.add_image(fake::image("sha256:b0b0", BUSYBOX));
     let tmp = tempfile::tempdir().expect("a scratch directory");
@@ -48,7 +53,7 @@ pub(crate) fn env() -> Env {
         fake.ports(),
         config.state_dir.clone(),
         b"pause",
-        host(),
+        host,
     ));
     Env {
         fake,
@@ -1099,5 +1104,88 @@ async fn a_failed_setns_blames_a_dying_container_only() -> Result<()> {
         other => panic!("a dying container: {other:?}"),
     }
     killer.await.expect("no panic");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_recursive_read_only_mount_needs_a_runtime_and_kernel_that_can() -> Result<()> {
+    let rro = |mut req: ContainerRequest| {
+        req.mounts = vec![crius_core::container::Mount {
+            container_path: "/data".into(),
+            host_path: "/srv".into(),
+            readonly: true,
+            recursive_read_only: true,
+            ..Default::default()
+        }];
+        req
+    };
+    // runc (the fake's) lists rro, the kernel has mount_setattr.
+    let e = env_on(HostFacts {
+        kernel_version: Some((6, 1)),
+        ..host()
+    });
+    let sandbox = e.run("web").await?;
+    let id = e
+        .pods
+        .create_container(
+            e.config.clone(),
+            CgroupDriver::Cgroupfs,
+            &sandbox,
+            rro(container("app")),
+        )
+        .await?;
+    let (meta, _) = e.pods.container_status(&id)?;
+    assert!(meta.mounts[0].recursive_read_only);
+    assert!(e.fake.calls().contains(&"oci_features runc".to_string()));
+    // A runtime that does not list it: refused, nothing left.
+    e.fake.world().oci_runtimes.clear();
+    let before = e.fake.leftovers();
+    match e
+        .pods
+        .create_container(
+            e.config.clone(),
+            CgroupDriver::Cgroupfs,
+            &sandbox,
+            rro(container("b")),
+        )
+        .await
+    {
+        Err(Error::InvalidArgument { field, reason }) => {
+            assert_eq!(field, "config.mounts[0].recursive_read_only");
+            assert!(reason.contains("does not support"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        e.fake.leftovers(),
+        before,
+        "a refused create leaves nothing"
+    );
+    // An old kernel: refused however runc answers.
+    let old = env();
+    let sandbox = old.run("web").await?;
+    let refused = old
+        .pods
+        .create_container(
+            old.config.clone(),
+            CgroupDriver::Cgroupfs,
+            &sandbox,
+            rro(container("c")),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(Error::InvalidArgument { .. })),
+        "{refused:?}"
+    );
+    // What Status advertises says the same.
+    let handlers = e.pods.advertised_handlers(&e.config).await;
+    assert!(handlers.iter().all(|(_, f)| !f.recursive_read_only_mounts));
+    e.fake.world().oci_runtimes = Fake::new().world().oci_runtimes.clone();
+    let handlers = e.pods.advertised_handlers(&e.config).await;
+    assert!(!handlers.is_empty());
+    assert!(
+        handlers.iter().all(|(_, f)| f.recursive_read_only_mounts),
+        "{handlers:?}"
+    );
     Ok(())
 }

@@ -38,7 +38,13 @@ impl State {
             false => None,
         };
         let verbose = facts.as_ref().map(|f| (f, self.apparmor()));
-        status::runtime_status(&config, runtime, network, verbose)
+        // Until start-up is done nothing is advertised (kubelet asks
+        // again every few seconds).
+        let handlers = match self.backend() {
+            Ok(b) => b.pods.advertised_handlers(&config).await,
+            Err(_) => status::advertised_handlers(&config, &HashMap::new(), None),
+        };
+        status::runtime_status(&config, [runtime, network], handlers, verbose)
     }
 
     /// `RuntimeReady`: start-up finished and containerd answers now (then

@@ -30,6 +30,17 @@ pub fn require_root() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the running kernel is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> anyhow::Result<bool> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (got_major, got_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    Ok((got_major, got_minor) >= (major, minor))
+}
+
 /// Sends `signal`, waits up to 10 s, then SIGKILLs and reaps.
 pub(crate) fn kill_and_reap(mut child: Child, signal: Signal) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);

@@ -55,7 +55,8 @@ pub use spec::{
 pub use state::{ContainerEvent, ContainerState, ContainerStatus};
 pub use user::{MAX_ETC_FILE_SIZE, User, resolve_user};
 pub use validate::{
-    MAX_ID, MAX_PATH_LEN, log_path_beneath, normalized, validate, validate_exec_cmd,
+    MAX_ID, MAX_PATH_LEN, check_handler_features, log_path_beneath, normalized, validate,
+    validate_exec_cmd,
 };
 
 /// A container as requested by `CreateContainer` (CRI `ContainerConfig`).

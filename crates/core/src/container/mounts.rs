@@ -86,10 +86,20 @@ fn request_binds(input: &ContainerSpecInput<'_>) -> Result<(Vec<Bind>, Option<&'
         binds.push(Bind {
             container_path: clean(&m.container_path),
             source,
-            options: vec!["rbind", propagation, if m.readonly { "ro" } else { "rw" }],
+            options: bind_options(propagation, m),
         });
     }
     Ok((binds, rootfs_propagation))
+}
+
+/// A request mount's options: `rro` (validated read-only and private)
+/// makes the mounts below it read-only too; plain `ro` only the top one.
+fn bind_options(propagation: &'static str, m: &super::Mount) -> Vec<&'static str> {
+    let mut options = vec!["rbind", propagation, if m.readonly { "ro" } else { "rw" }];
+    if m.recursive_read_only {
+        options.push("rro");
+    }
+    options
 }
 
 /// The root filesystem's propagation once a mount with `propagation` is

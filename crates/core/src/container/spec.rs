@@ -1147,6 +1147,33 @@ mod tests {
     }
 
     #[test]
+    fn recursive_read_only_mounts_get_rro_and_plain_ones_ro() -> Result<()> {
+        let host = host();
+        let sb = sandbox();
+        let mut req = request();
+        let m = |path: &str, recursive_read_only| Mount {
+            container_path: path.into(),
+            host_path: "/srv".into(),
+            readonly: true,
+            recursive_read_only,
+            ..Default::default()
+        };
+        req.mounts = vec![m("/rro", true), m("/ro", false)];
+        let spec = container_spec(&input(&req, &sb, &host))?;
+        let options = |dest: &str| {
+            spec.mounts()
+                .iter()
+                .flatten()
+                .find(|m| m.destination().to_string_lossy() == dest)
+                .and_then(|m| m.options().clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(options("/rro"), ["rbind", "rprivate", "ro", "rro"]);
+        assert_eq!(options("/ro"), ["rbind", "rprivate", "ro"]);
+        Ok(())
+    }
+
+    #[test]
     fn a_request_mount_of_dev_replaces_everything_under_it() -> Result<()> {
         let host = host();
         let sb = sandbox();

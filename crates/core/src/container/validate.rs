@@ -287,14 +287,11 @@ fn validate_mounts(req: &ContainerRequest) -> Result<()> {
     for (i, m) in req.mounts.iter().enumerate() {
         let field = |f: &str| format!("config.mounts[{i}].{f}");
         check_target(&m.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
+        check_recursive_read_only(m)
+            .map_err(|r| Error::invalid(field("recursive_read_only"), r))?;
         // security: each of these asks for less access than a plain bind
         // mount gives; ignoring it would hand the container more.
         for (asked, name, what) in [
-            (
-                m.recursive_read_only,
-                "recursive_read_only",
-                "recursive read-only mounts",
-            ),
             (!m.image.is_empty(), "image", "image volumes"),
             (m.id_mapped, "uidMappings", "idmapped mounts"),
         ] {
@@ -308,6 +305,50 @@ fn validate_mounts(req: &ContainerRequest) -> Result<()> {
         check_path(&m.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
     }
     Ok(())
+}
+
+/// A recursive read-only mount is read-only all the way down, so it must
+/// be read-only itself and private: a propagated mount would appear below
+/// it after the runtime made everything read-only (containerd and CRI-O
+/// refuse the same, and kubelet never sends them).
+fn check_recursive_read_only(m: &super::Mount) -> std::result::Result<(), String> {
+    if !m.recursive_read_only {
+        return Ok(());
+    }
+    if !m.readonly {
+        return Err("a recursive read-only mount must be read-only (readonly: true)".into());
+    }
+    if m.propagation != super::Propagation::Private {
+        return Err(format!(
+            "a recursive read-only mount must have private propagation, not {:?}",
+            m.propagation
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses what the request asks of its pod's runtime handler that the
+/// handler cannot do (`features`, as `Status` advertises them).
+pub fn check_handler_features(
+    req: &ContainerRequest,
+    handler: &str,
+    features: &crate::runtime::HandlerFeatures,
+) -> Result<()> {
+    if features.recursive_read_only_mounts {
+        return Ok(());
+    }
+    match req.mounts.iter().position(|m| m.recursive_read_only) {
+        // security: a plain read-only bind leaves the mounts below it
+        // writable; the request asked that they not be.
+        Some(i) => Err(Error::invalid(
+            format!("config.mounts[{i}].recursive_read_only"),
+            format!(
+                "the pod's runtime handler {handler:?} does not support recursive read-only \
+                 mounts (its OCI runtime does not list rro, or the kernel lacks mount_setattr)"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Device targets may repeat (the later node wins, every cgroup rule is
@@ -640,7 +681,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::container::{Device, Mount};
+    use crate::container::{Device, Mount, Propagation};
 
     fn request() -> ContainerRequest {
         ContainerRequest {
@@ -748,16 +789,13 @@ mod tests {
             edit(&mut m);
             m
         }
-        let cases: [(&str, Edit); 7] = [
+        let cases: [(&str, Edit); 6] = [
             ("config.CDI_devices[0].name", |r| {
                 r.cdi_devices = vec!["vendor.com/gpu=0".into()]
             }),
             ("config.annotations[\"cdi.k8s.io/gpu\"]", |r| {
                 r.annotations
                     .insert("cdi.k8s.io/gpu".into(), "vendor.com/gpu=0".into());
-            }),
-            ("config.mounts[0].recursive_read_only", |r| {
-                r.mounts = vec![m(|m| m.recursive_read_only = true)]
             }),
             ("config.mounts[0].image", |r| {
                 r.mounts = vec![m(|m| {
@@ -783,6 +821,59 @@ mod tests {
         req.linux.security.user_namespace = Some(NamespaceMode::Node);
         req.mounts = vec![m(|_| {})];
         assert!(validate(&req).is_ok());
+    }
+
+    #[test]
+    fn recursive_read_only_mounts_are_read_only_and_private() {
+        fn rro(edit: fn(&mut Mount)) -> ContainerRequest {
+            let mut m = Mount {
+                container_path: "/data".into(),
+                host_path: "/srv".into(),
+                readonly: true,
+                recursive_read_only: true,
+                ..Default::default()
+            };
+            edit(&mut m);
+            ContainerRequest {
+                mounts: vec![m],
+                ..request()
+            }
+        }
+        for (req, why) in [
+            (rro(|m| m.readonly = false), "must be read-only"),
+            (
+                rro(|m| m.propagation = Propagation::HostToContainer),
+                "private propagation",
+            ),
+            (
+                rro(|m| m.propagation = Propagation::Bidirectional),
+                "private propagation",
+            ),
+        ] {
+            match validate(&req) {
+                Err(Error::InvalidArgument { field, reason }) => {
+                    assert_eq!(field, "config.mounts[0].recursive_read_only");
+                    assert!(reason.contains(why), "{reason}");
+                }
+                other => panic!("{req:?}: {other:?}"),
+            }
+        }
+        let ok = rro(|_| {});
+        assert!(validate(&ok).is_ok());
+        // Whether the pod's handler can do it is asked at create.
+        let yes = crate::runtime::HandlerFeatures {
+            recursive_read_only_mounts: true,
+            ..Default::default()
+        };
+        assert!(check_handler_features(&ok, "runc", &yes).is_ok());
+        match check_handler_features(&ok, "kata", &Default::default()) {
+            Err(Error::InvalidArgument { field, reason }) => {
+                assert_eq!(field, "config.mounts[0].recursive_read_only");
+                assert!(reason.contains("\"kata\" does not support"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(check_handler_features(&request(), "kata", &Default::default()).is_ok());
     }
 
     #[test]

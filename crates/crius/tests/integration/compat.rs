@@ -371,15 +371,6 @@ async fn features_crius_lacks_are_refused(env: Arc<Env>) -> anyhow::Result<()> {
             }),
         ),
         (
-            "recursive_read_only",
-            Box::new(move |c| {
-                c.mounts = bind(|m| {
-                    m.readonly = true;
-                    m.recursive_read_only = true
-                })
-            }),
-        ),
-        (
             "mounts[0].image",
             Box::new(|c| {
                 c.mounts = vec![v1::Mount {

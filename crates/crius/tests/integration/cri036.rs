@@ -9,9 +9,11 @@ use anyhow::ensure;
 use crius_cri_api::v1;
 
 use crate::Env;
-use crate::containers::{container, create, pod, start, status, wait_exited};
+use crate::containers::{container, create, exec, pod, start, status, wait_exited};
+use crate::pods::{PodEnv, config, run};
 
 crate::tests![
+    recursive_read_only_mounts_where_the_runtime_can,
     a_config_stop_signal_is_sent_and_reported,
     env_values_are_bytes_and_must_be_utf8,
     new_rpcs_answer_unimplemented,
@@ -119,4 +121,193 @@ async fn new_rpcs_answer_unimplemented(env: Arc<Env>) -> anyhow::Result<()> {
             .map(|_| ()),
         "StreamImages",
     )
+}
+
+/// A host directory with a tmpfs mounted below it (`<dir>/tmpfs`), as the
+/// validation suite builds one; unmounted on drop.
+struct SubMounted(tempfile::TempDir);
+
+impl SubMounted {
+    fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let sub = dir.path().join("tmpfs");
+        std::fs::create_dir(&sub)?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "none"])
+            .arg(&sub)
+            .output()?;
+        ensure!(out.status.success(), "mount tmpfs: {out:?}");
+        Ok(SubMounted(dir))
+    }
+}
+
+impl Drop for SubMounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path().join("tmpfs"))
+            .status();
+    }
+}
+
+/// An OCI runtime that is runc in everything but its features, where it
+/// leaves out `rro` (as runc 1.0 would).
+fn runc_without_rro(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runc = crius_testkit::require_binary("runc", "runc")?;
+    let path = dir.join("runc-without-rro");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = features ]; then {} features | grep -v '\"rro\"'; exit 0; fi\nexec {} \"$@\"\n",
+        runc.display(),
+        runc.display()
+    );
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// The mount the validation suite sends, on `host` at `/mnt`.
+fn ro_mount(host: &std::path::Path, recursive: bool) -> v1::Mount {
+    v1::Mount {
+        container_path: "/mnt".into(),
+        host_path: host.display().to_string(),
+        readonly: true,
+        recursive_read_only: recursive,
+        selinux_relabel: true,
+        ..Default::default()
+    }
+}
+
+/// `Status` says rro works where runc lists it and the kernel has
+/// `mount_setattr`, and not on a handler whose runtime leaves it out; an
+/// rro mount makes the tmpfs below it read-only, a plain read-only one
+/// does not; the combinations kubelet refuses are refused.
+async fn recursive_read_only_mounts_where_the_runtime_can(env: Arc<Env>) -> anyhow::Result<()> {
+    let bin = tempfile::tempdir()?;
+    let old = runc_without_rro(bin.path())?;
+    let tables = format!(
+        "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+         [runtimes.old]\nruntime_type = \"io.containerd.runc.v2\"\n\
+         [runtimes.old.options]\nbinary_name = \"{}\"\n",
+        old.display()
+    );
+    let mut p = PodEnv::start_with(&env, None, "", &tables).await?;
+    let answer = p
+        .cri
+        .runtime
+        .status(v1::StatusRequest { verbose: false })
+        .await?;
+    let rro: Vec<(String, bool)> = answer
+        .into_inner()
+        .runtime_handlers
+        .iter()
+        .map(|h| {
+            let f = h.features.unwrap_or_default();
+            (h.name.clone(), f.recursive_read_only_mounts)
+        })
+        .collect();
+    let kernel_can = crius_testkit::kernel_at_least(5, 12)?;
+    let want = [("", kernel_can), ("old", false), ("runc", kernel_can)];
+    ensure!(
+        rro == want.map(|(n, b)| (n.to_string(), b)),
+        "advertised: {rro:?}"
+    );
+    ensure!(
+        kernel_can,
+        "this kernel has no mount_setattr: rro cannot be tried"
+    );
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let host = SubMounted::new()?;
+    let id = run(&mut p.cri, config("rro")).await?;
+    let sleeper = |name: &str, recursive| {
+        let mut c = container(name, &image, &["sleep", "600"]);
+        c.mounts = vec![ro_mount(host.0.path(), recursive)];
+        c
+    };
+    // Recursive: the tmpfs below is read-only too.
+    let rro = create(&mut p.cri, &id, sleeper("rro", true)).await?;
+    start(&mut p.cri, &rro).await?;
+    let s = status(&mut p.cri, &rro).await?;
+    ensure!(
+        s.mounts.first().is_some_and(|m| m.recursive_read_only),
+        "{s:?}"
+    );
+    let touch = exec(&mut p.cri, &rro, &["touch", "/mnt/tmpfs/file"], 10).await?;
+    let err = String::from_utf8_lossy(&touch.stderr);
+    ensure!(
+        touch.exit_code != 0 && err.contains("Read-only file system"),
+        "rro: {touch:?}"
+    );
+    // Plain read-only: only the top.
+    let ro = create(&mut p.cri, &id, sleeper("ro", false)).await?;
+    start(&mut p.cri, &ro).await?;
+    let touch = exec(&mut p.cri, &ro, &["touch", "/mnt/tmpfs/file"], 10).await?;
+    ensure!(
+        touch.exit_code == 0,
+        "ro: the tmpfs below should be writable: {touch:?}"
+    );
+    let top = exec(&mut p.cri, &ro, &["touch", "/mnt/file"], 10).await?;
+    ensure!(
+        top.exit_code != 0,
+        "ro: the top should be read-only: {top:?}"
+    );
+    // What is refused, naming the field.
+    let before = p.containerd.container_list(&[]).await?.len();
+    let refused = |edit: fn(&mut v1::Mount)| {
+        let mut c = sleeper("refused", true);
+        c.mounts.iter_mut().for_each(edit);
+        c
+    };
+    for (what, c) in [
+        ("read-write", refused(|m| m.readonly = false)),
+        (
+            "host-to-container",
+            refused(|m| m.propagation = v1::MountPropagation::PropagationHostToContainer as i32),
+        ),
+        (
+            "bidirectional",
+            refused(|m| m.propagation = v1::MountPropagation::PropagationBidirectional as i32),
+        ),
+    ] {
+        let err = create(&mut p.cri, &id, c).await.expect_err(what);
+        ensure!(
+            err.code() == tonic::Code::InvalidArgument
+                && err
+                    .message()
+                    .contains("config.mounts[0].recursive_read_only"),
+            "{what}: {err:?}"
+        );
+    }
+    // A handler whose runtime does not list rro: refused there.
+    let mut on_old = config("old-runtime");
+    on_old.metadata.get_or_insert_default().uid = "old-runtime-uid".into();
+    let old_pod = p
+        .cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(on_old),
+            runtime_handler: "old".into(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let before_old = p.containerd.container_list(&[]).await?.len();
+    ensure!(before_old == before + 1, "{before} -> {before_old}");
+    let err = create(&mut p.cri, &old_pod, sleeper("on-old", true))
+        .await
+        .expect_err("old runtime");
+    ensure!(
+        err.code() == tonic::Code::InvalidArgument
+            && err.message().contains("\"old\" does not support"),
+        "{err:?}"
+    );
+    ensure!(
+        p.containerd.container_list(&[]).await?.len() == before_old,
+        "a refusal left a record"
+    );
+    // ...and a plain read-only mount runs there.
+    let plain = create(&mut p.cri, &old_pod, sleeper("plain-on-old", false)).await?;
+    start(&mut p.cri, &plain).await?;
+    p.remove_all_and_check().await
 }

@@ -218,6 +218,7 @@ impl Containers {
                 Error::FailedPrecondition(format!("pod sandbox {} is not running", sandbox.id))
             })?),
         };
+        self.check_pod_runtime(sandbox, req).await?;
         let plan = self.plan(config, driver, sandbox, req, id).await?;
         let process = container::image_process(&plan.image_cfg, req)?;
         let lease = format!("crius-sandbox-c-{id}");
@@ -260,6 +261,26 @@ impl Containers {
         undo.lease = None;
         tracing::info!(container = id, name = %req.name, sandbox = %sandbox.id, "container created");
         Ok(Container::new(meta, status))
+    }
+
+    /// Refuses what the pod's runtime cannot do, before anything is made
+    /// (asked only of requests that need a feature).
+    async fn check_pod_runtime(&self, sandbox: &SandboxMeta, req: &ContainerRequest) -> Result<()> {
+        if !req.mounts.iter().any(|m| m.recursive_read_only) {
+            return Ok(());
+        }
+        let runtime = self
+            .containerd
+            .container_get(&sandbox.id)
+            .await?
+            .map(|r| r.runtime)
+            .ok_or_else(|| Error::not_found(format!("pod sandbox {}", sandbox.id)))?;
+        let features = self.pod_runtime_features(&runtime).await;
+        let handler = match sandbox.runtime_handler.as_str() {
+            "" => &runtime.name,
+            h => h,
+        };
+        container::check_handler_features(req, handler, &features)
     }
 
     /// The image and snapshotter of a create.
