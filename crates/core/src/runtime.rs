@@ -101,15 +101,14 @@ pub fn handler_features(oci: Option<&OciFeatures>, kernel: Option<(u32, u32)>) -
 /// What crius supports whatever the handler (CRI `RuntimeFeatures`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuntimeFeatures {
-    /// `SupplementalGroupsPolicy` `Strict` and the container's user in
-    /// `ContainerStatus`: not implemented (crius merges the image's groups,
-    /// the `Merge` policy).
+    /// `SupplementalGroupsPolicy` (`Merge` and `Strict`) and the
+    /// container's user (uid, gid, groups) in `ContainerStatus`.
     pub supplemental_groups_policy: bool,
 }
 
 /// The features of crius itself.
 pub const RUNTIME_FEATURES: RuntimeFeatures = RuntimeFeatures {
-    supplemental_groups_policy: false,
+    supplemental_groups_policy: true,
 };
 
 /// The runtime a pod runs on.
@@ -327,7 +326,6 @@ mod tests {
         assert!(!rro(None, Some((6, 1))), "not asked");
         assert!(!handler_features(Some(&runc), Some((6, 1))).user_namespaces);
         assert!(OciFeatures::parse(b"runc: unknown command").is_err());
-        const { assert!(!RUNTIME_FEATURES.supplemental_groups_policy) };
     }
 
     #[test]

@@ -296,7 +296,13 @@ fn container_status(meta: &ContainerMeta, st: &ContainerStatus) -> v1::Container
         log_path: meta.log_path.clone(),
         image_id: meta.image_id.clone(),
         stop_signal: stop_signal(&meta.stop_signal) as i32,
-        ..Default::default()
+        user: meta.user.as_ref().map(|u| v1::ContainerUser {
+            linux: Some(v1::LinuxContainerUser {
+                uid: u.uid.into(),
+                gid: u.gid.into(),
+                supplemental_groups: u.additional_gids.iter().map(|&g| g.into()).collect(),
+            }),
+        }),
     }
 }
 

@@ -628,7 +628,7 @@ mod tests {
         assert_eq!(
             s.features,
             Some(v1::RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
                 user_namespaces_host_network: false,
             })
         );

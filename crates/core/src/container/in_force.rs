@@ -1,11 +1,22 @@
-//! What `ContainerStatus.resources` reports: the resources in force, read
-//! back from the container's OCI spec (what runc applied), as containerd
-//! reports them. Limits crius left out (hugepages without a hugetlb
+//! What `ContainerStatus.resources` and `.user` report: the resources in
+//! force and the process' identity, read back from the container's OCI
+//! spec (what runc applied), as containerd reports them. Limits crius left out (hugepages without a hugetlb
 //! controller, swap without swap accounting) are not reported.
 
 use oci_spec::runtime::Spec;
 
-use super::ContainerResources;
+use super::{ContainerResources, User};
+
+/// The uid, gid and groups the container's process runs with (`None`: the
+/// spec has no process).
+pub fn user_in_force(spec: &Spec) -> Option<User> {
+    let user = spec.process().as_ref()?.user();
+    Some(User {
+        uid: user.uid(),
+        gid: user.gid(),
+        additional_gids: user.additional_gids().clone().unwrap_or_default(),
+    })
+}
 
 /// The CRI resources of `spec`: CPU, cpuset, memory, swap, hugepages and
 /// unified from `linux.resources`, `oom_score_adj` from the process.
@@ -51,6 +62,25 @@ pub fn resources_in_force(spec: &Spec) -> ContainerResources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_is_the_specs_process_user() -> Result<(), serde_json::Error> {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2-dev",
+            "process": {"cwd": "/", "user": {"uid": 1000, "gid": 1000, "additionalGids": [1000, 1234]}},
+        }))?;
+        assert_eq!(
+            user_in_force(&spec),
+            Some(User {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![1000, 1234]
+            })
+        );
+        let bare: Spec = serde_json::from_value(serde_json::json!({"ociVersion": "1.0.2-dev"}))?;
+        assert_eq!(user_in_force(&bare), None);
+        Ok(())
+    }
 
     #[test]
     fn read_back_from_a_spec() -> Result<(), serde_json::Error> {

@@ -44,7 +44,7 @@ pub use caps::{
     ALL_CAPABILITIES, capabilities_from_mask, capability_name, parse_capability,
     unknown_capabilities,
 };
-pub use in_force::resources_in_force;
+pub use in_force::{resources_in_force, user_in_force};
 pub use labels::{container_labels, container_name_key};
 pub use mounts::image_volume_paths;
 pub use process::{ContainerProcess, DEFAULT_PATH_ENV, image_process};
@@ -191,7 +191,8 @@ pub struct SecurityContext {
     /// The user namespace mode, when the request gives one; anything but
     /// `Node` is refused by [`validate`] until crius does user namespaces.
     pub user_namespace: Option<NamespaceMode>,
-    /// `supplemental_groups_policy = Strict`; refused by [`validate`].
+    /// `supplemental_groups_policy = Strict`: the groups of the image's
+    /// `/etc/group` are not added (see [`resolve_user`]).
     pub strict_supplemental_groups: bool,
 }
 

@@ -11,13 +11,13 @@ use crate::{Error, Result};
 pub const MAX_ETC_FILE_SIZE: u64 = 1 << 20;
 
 /// Who the container's process is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub uid: u32,
     pub gid: u32,
     /// The primary gid first (containerd's fix for CVE-2023-25173), then the
-    /// groups of `/etc/group` that list the user, then the request's
-    /// `supplemental_groups`; without duplicates.
+    /// groups of `/etc/group` that list the user (policy Merge only), then
+    /// the request's `supplemental_groups`; without duplicates.
     pub additional_gids: Vec<u32>,
 }
 
@@ -58,7 +58,8 @@ impl Source<'_> {
 ///   when the uid is not in it;
 /// - supplementary groups: see [`User::additional_gids`]; the user's name
 ///   (for a numeric uid, the name `passwd` gives it) is looked up in the
-///   member lists of `group`, skipping a group named like the user.
+///   member lists of `group`, skipping a group named like the user; not
+///   with `supplemental_groups_policy = Strict`, as in containerd 2.
 ///
 /// Errors: an unknown name, or an id outside 0..=2^31-1, is an
 /// [`Error::InvalidArgument`] naming the request field it came from, or an
@@ -88,7 +89,9 @@ pub fn resolve_user(
     let (uid, primary_gid, name) = resolve_uid(&user_spec, &passwd)?;
     let gid = resolve_gid(&group_spec, &groups, primary_gid)?;
     let mut additional = vec![gid];
-    if let Some(name) = &name {
+    // Strict (KEP-3619): only the request's groups, so an image cannot
+    // give its user more than the pod spec says.
+    if let Some(name) = name.as_ref().filter(|_| !sc.strict_supplemental_groups) {
         add_member_groups(&mut additional, name, &groups);
     }
     add_supplemental_groups(&mut additional, &sc.supplemental_groups)?;
@@ -500,6 +503,31 @@ users:x:100:nobody
         let mut additional = vec![1000];
         add_member_groups(&mut additional, "app", &groups);
         assert_eq!(additional, [1000, 30]);
+    }
+
+    #[test]
+    fn strict_takes_only_the_requests_groups() -> Result<()> {
+        // The validation suite's case: uid 1000 is a member of image groups.
+        let mut req = request();
+        req.linux.security.run_as_user = Some(1000);
+        req.linux.security.supplemental_groups = vec![1234];
+        assert_eq!(
+            ids(&user(&req, "")?),
+            (1000, 1000, vec![1000, 1, 10, 50, 1234]),
+            "Merge"
+        );
+        req.linux.security.strict_supplemental_groups = true;
+        assert_eq!(
+            ids(&user(&req, "")?),
+            (1000, 1000, vec![1000, 1234]),
+            "Strict"
+        );
+        // The primary gid still comes from passwd, and the image's USER
+        // still counts.
+        let mut req = request();
+        req.linux.security.strict_supplemental_groups = true;
+        assert_eq!(ids(&user(&req, "app")?), (1000, 1000, vec![1000]));
+        Ok(())
     }
 
     #[test]

@@ -581,11 +581,7 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
                 .map_err(|r| Error::invalid(security_field(&format!("{name}[{i}]")), r))?;
         }
     }
-    crate::sandbox::validate::not_yet(
-        "config.linux.security_context",
-        sc.user_namespace,
-        sc.strict_supplemental_groups,
-    )?;
+    crate::sandbox::validate::not_yet("config.linux.security_context", sc.user_namespace)?;
     validate_profiles(sc)
 }
 
@@ -789,7 +785,7 @@ mod tests {
             edit(&mut m);
             m
         }
-        let cases: [(&str, Edit); 6] = [
+        let cases: [(&str, Edit); 5] = [
             ("config.CDI_devices[0].name", |r| {
                 r.cdi_devices = vec!["vendor.com/gpu=0".into()]
             }),
@@ -809,10 +805,6 @@ mod tests {
             (
                 "config.linux.security_context.namespace_options.userns_options.mode",
                 |r| r.linux.security.user_namespace = Some(NamespaceMode::Pod),
-            ),
-            (
-                "config.linux.security_context.supplemental_groups_policy",
-                |r| r.linux.security.strict_supplemental_groups = true,
             ),
         ];
         check(&cases);

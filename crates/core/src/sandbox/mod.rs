@@ -119,7 +119,9 @@ pub struct LinuxSandbox {
     /// The user namespace mode, when the request gives one; anything but
     /// `Node` is refused by [`validate`] until crius does user namespaces.
     pub user_namespace: Option<NamespaceMode>,
-    /// `supplemental_groups_policy = Strict`; refused by [`validate`].
+    /// `supplemental_groups_policy = Strict`: the pod's processes get the
+    /// request's groups only. The pause process never gets its image's
+    /// `/etc/group` memberships, so for the sandbox it changes nothing.
     pub strict_supplemental_groups: bool,
 }
 

@@ -295,11 +295,7 @@ fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
     // Namespace modes: only NODE is special, as in containerd (a pod's
     // CONTAINER or TARGET network/IPC and TARGET PID behave as POD: the pod
     // gets its own), so there is nothing to refuse.
-    not_yet(
-        "config.linux.security_context",
-        linux.user_namespace,
-        linux.strict_supplemental_groups,
-    )?;
+    not_yet("config.linux.security_context", linux.user_namespace)?;
     check_cgroup_parent(&linux.cgroup_parent)
         .map_err(|r| Error::invalid("config.linux.cgroup_parent", r))?;
     sysctl::validate(&linux.sysctls, &linux.namespaces)?;
@@ -311,28 +307,17 @@ fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
 }
 
 /// Refuses what asks for a feature crius does not have yet (user
-/// namespaces, the `Strict` supplemental-groups policy), for a pod or a
-/// container (`sc` is the field of its security context). security:
-/// ignoring them would run the workload with less isolation than it asked
-/// for, without telling anyone (user namespace modes CONTAINER and TARGET:
-/// containerd refuses them too, "unsupported user namespace mode"). What
-/// asks for nothing passes (kubelet sends `userns_options { mode: NODE }`
-/// for every pod).
-pub(crate) fn not_yet(
-    sc: &str,
-    user_namespace: Option<NamespaceMode>,
-    strict_supplemental_groups: bool,
-) -> Result<()> {
+/// namespaces), for a pod or a container (`sc` is the field of its
+/// security context). security: ignoring it would run the workload with
+/// less isolation than it asked for, without telling anyone (user
+/// namespace modes CONTAINER and TARGET: containerd refuses them too,
+/// "unsupported user namespace mode"). What asks for nothing passes
+/// (kubelet sends `userns_options { mode: NODE }` for every pod).
+pub(crate) fn not_yet(sc: &str, user_namespace: Option<NamespaceMode>) -> Result<()> {
     if let Some(mode) = user_namespace.filter(|m| *m != NamespaceMode::Node) {
         return Err(Error::invalid(
             format!("{sc}.namespace_options.userns_options.mode"),
             format!("{mode:?}: crius does not do user namespaces yet (only NODE)"),
-        ));
-    }
-    if strict_supplemental_groups {
-        return Err(Error::invalid(
-            format!("{sc}.supplemental_groups_policy"),
-            "Strict is not supported yet (only Merge)",
         ));
     }
     Ok(())
@@ -794,12 +779,10 @@ mod tests {
             refused_field(&req),
             format!("{sc}.namespace_options.userns_options.mode")
         );
+        // Strict is done (the pause process has no image groups to merge).
         let mut req = request();
         req.linux.strict_supplemental_groups = true;
-        assert_eq!(
-            refused_field(&req),
-            format!("{sc}.supplemental_groups_policy")
-        );
+        assert!(validate(&req).is_ok());
     }
 
     #[test]

@@ -310,22 +310,13 @@ async fn features_crius_lacks_are_refused(env: Arc<Env>) -> anyhow::Result<()> {
     };
     // Pods.
     let before = records(&p).await?;
-    let pod_cases = [
-        (
-            "userns_options.mode",
-            v1::LinuxSandboxSecurityContext {
-                namespace_options: userns(v1::NamespaceMode::Pod),
-                ..Default::default()
-            },
-        ),
-        (
-            "supplemental_groups_policy",
-            v1::LinuxSandboxSecurityContext {
-                supplemental_groups_policy: v1::SupplementalGroupsPolicy::Strict as i32,
-                ..Default::default()
-            },
-        ),
-    ];
+    let pod_cases = [(
+        "userns_options.mode",
+        v1::LinuxSandboxSecurityContext {
+            namespace_options: userns(v1::NamespaceMode::Pod),
+            ..Default::default()
+        },
+    )];
     for (field, sc) in pod_cases {
         let mut c = config("lacking");
         c.linux = Some(v1::LinuxPodSandboxConfig {
@@ -401,18 +392,6 @@ async fn features_crius_lacks_are_refused(env: Arc<Env>) -> anyhow::Result<()> {
                 c.linux = Some(v1::LinuxContainerConfig {
                     security_context: Some(v1::LinuxContainerSecurityContext {
                         namespace_options: userns(v1::NamespaceMode::Pod),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                })
-            }),
-        ),
-        (
-            "supplemental_groups_policy",
-            Box::new(|c| {
-                c.linux = Some(v1::LinuxContainerConfig {
-                    security_context: Some(v1::LinuxContainerSecurityContext {
-                        supplemental_groups_policy: v1::SupplementalGroupsPolicy::Strict as i32,
                         ..Default::default()
                     }),
                     ..Default::default()

@@ -14,6 +14,7 @@ use crate::pods::{PodEnv, config, run};
 
 crate::tests![
     recursive_read_only_mounts_where_the_runtime_can,
+    supplemental_groups_policies_and_the_user_reported,
     a_config_stop_signal_is_sent_and_reported,
     env_values_are_bytes_and_must_be_utf8,
     new_rpcs_answer_unimplemented,
@@ -310,4 +311,100 @@ async fn recursive_read_only_mounts_where_the_runtime_can(env: Arc<Env>) -> anyh
     let plain = create(&mut p.cri, &old_pod, sleeper("plain-on-old", false)).await?;
     start(&mut p.cri, &plain).await?;
     p.remove_all_and_check().await
+}
+
+/// The validation suite's case on our busybox: alice (uid 1234, primary
+/// gid 1234) is a member of `staff` (gid 50) in the image's `/etc/group`.
+/// Merge adds it, Strict does not; `ContainerStatus.user` says what the
+/// process got (also for an exec, also after a restart of criusd).
+async fn supplemental_groups_policies_and_the_user_reported(env: Arc<Env>) -> anyhow::Result<()> {
+    use crius_testkit::images::ALICE_UID;
+    let mut p = PodEnv::start(&env).await?;
+    let answer = p
+        .cri
+        .runtime
+        .status(v1::StatusRequest { verbose: false })
+        .await?;
+    let features = answer.into_inner().features.unwrap_or_default();
+    ensure!(features.supplemental_groups_policy, "{features:?}");
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let extra: i64 = 4321;
+    let mut pod_config = config("groups");
+    // The pod asks for Strict too: accepted (the pause has no image groups).
+    pod_config.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            supplemental_groups_policy: v1::SupplementalGroupsPolicy::Strict as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod = run(&mut p.cri, pod_config).await?;
+    let mut ids = Vec::new();
+    for policy in [
+        v1::SupplementalGroupsPolicy::Merge,
+        v1::SupplementalGroupsPolicy::Strict,
+    ] {
+        let mut c = container(
+            &format!("{policy:?}").to_lowercase(),
+            &image,
+            &["sleep", "600"],
+        );
+        c.linux = Some(v1::LinuxContainerConfig {
+            security_context: Some(v1::LinuxContainerSecurityContext {
+                run_as_user: Some(v1::Int64Value {
+                    value: ALICE_UID.into(),
+                }),
+                supplemental_groups: vec![extra],
+                supplemental_groups_policy: policy as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let id = create(&mut p.cri, &pod, c).await?;
+        start(&mut p.cri, &id).await?;
+        ids.push((policy, id));
+    }
+    check_groups(&mut p, &ids, extra, false).await?;
+    p.restart_daemon().await?;
+    check_groups(&mut p, &ids, extra, true).await?;
+    p.remove_all_and_check().await
+}
+
+/// Each container's reported user and `id -G` of an exec in it, as
+/// `policy` and the request (alice, `extra`) make them.
+async fn check_groups(
+    p: &mut PodEnv,
+    ids: &[(v1::SupplementalGroupsPolicy, String)],
+    extra: i64,
+    restarted: bool,
+) -> anyhow::Result<()> {
+    use crius_testkit::images::{ALICE_GID, ALICE_UID, STAFF_GID};
+    let (uid, gid, staff) = (
+        i64::from(ALICE_UID),
+        i64::from(ALICE_GID),
+        i64::from(STAFF_GID),
+    );
+    for (policy, id) in ids {
+        let groups = match policy {
+            v1::SupplementalGroupsPolicy::Merge => vec![gid, staff, extra],
+            _ => vec![gid, extra],
+        };
+        let s = status(&mut p.cri, id).await?;
+        let user = s.user.and_then(|u| u.linux).unwrap_or_default();
+        ensure!(
+            (user.uid, user.gid, &user.supplemental_groups) == (uid, gid, &groups),
+            "{policy:?} (restarted: {restarted}): {user:?}"
+        );
+        let got = exec(&mut p.cri, id, &["id", "-G"], 10).await?;
+        let mut seen: Vec<i64> = String::from_utf8_lossy(&got.stdout)
+            .split_whitespace()
+            .filter_map(|g| g.parse().ok())
+            .collect();
+        seen.sort_unstable();
+        let mut groups = groups;
+        groups.sort_unstable();
+        ensure!(seen == groups, "{policy:?}: id -G {got:?}");
+    }
+    Ok(())
 }

@@ -127,6 +127,16 @@ impl PodEnv {
         self.daemon.as_ref().expect("daemon running")
     }
 
+    /// SIGKILLs criusd, starts it again on the same state and reconnects.
+    pub(crate) async fn restart_daemon(&mut self) -> anyhow::Result<()> {
+        let daemon = self.daemon.as_mut().context("daemon")?;
+        daemon.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
+        daemon.restart(Signal::SIGKILL)?;
+        daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
+        self.cri = client::connect(daemon.socket()).await?;
+        Ok(())
+    }
+
     fn ipam_dir(&self) -> PathBuf {
         self.daemon().dir().join("ipam").join("crius-test")
     }

@@ -118,6 +118,7 @@ fn container_meta(plan: &Plan<'_>, spec: &oci_spec::runtime::Spec) -> Result<Con
         },
         mounts: req.mounts.iter().map(MountRecord::from).collect(),
         resources: Some(container::resources_in_force(spec)),
+        user: container::user_in_force(spec),
         created_at: now_ns(),
         snapshotter: plan.snapshotter.clone(),
         runtime_path: sandbox.runtime_path.clone(),

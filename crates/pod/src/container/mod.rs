@@ -145,6 +145,10 @@ pub struct ContainerMeta {
     /// before it was kept).
     #[serde(default)]
     pub cgroups_path: String,
+    /// The process' uid, gid and groups, read back from the spec (`None`
+    /// in records written before they were kept).
+    #[serde(default)]
+    pub user: Option<container::User>,
 }
 
 impl ContainerMeta {
