@@ -300,6 +300,20 @@ impl Containerd {
         .await
     }
 
+    /// Replaces the record's OCI spec (a task created later runs with it).
+    pub async fn container_set_spec(&self, id: &str, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        self.container_update(
+            "container set spec",
+            Container {
+                id: id.to_string(),
+                spec: Some(spec_to_any(spec)?),
+                ..Default::default()
+            },
+            vec!["spec".to_string()],
+        )
+        .await
+    }
+
     async fn container_update(
         &self,
         op: &'static str,

@@ -110,6 +110,8 @@ pub struct World {
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
     pub rootfs_etc: (Option<String>, Option<String>),
+    /// The resources each task was last updated with.
+    pub task_resources: BTreeMap<String, oci_spec::runtime::LinuxResources>,
     /// What each OCI runtime binary says it supports (absent: it cannot
     /// say); `runc` knows `rro` unless a test changes it.
     pub oci_runtimes: BTreeMap<String, crius_core::runtime::OciFeatures>,
@@ -412,6 +414,16 @@ impl ports::Containers for Fake {
         r.extensions.insert(name.to_string(), value);
         Ok(())
     }
+    async fn container_set_spec(&self, id: &str, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        self.call("container_set_spec", format_args!("{id}"))?;
+        let mut w = self.world();
+        let r = w
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| not_found(format!("container {id}")))?;
+        r.spec = spec.clone();
+        Ok(())
+    }
     async fn container_delete(&self, id: &str) -> Result<()> {
         self.call("container_delete", format_args!("{id}"))?;
         let mut w = self.world();
@@ -535,10 +547,12 @@ impl ports::Tasks for Fake {
     async fn task_update_resources(
         &self,
         id: &str,
-        _resources: &oci_spec::runtime::LinuxResources,
+        resources: &oci_spec::runtime::LinuxResources,
     ) -> Result<Found<()>> {
         self.call("task_update_resources", format_args!("{id}"))?;
-        if self.world().tasks.contains_key(id) {
+        let mut w = self.world();
+        if w.tasks.contains_key(id) {
+            w.task_resources.insert(id.to_string(), resources.clone());
             Ok(Found::Here(()))
         } else {
             Ok(Found::Gone)

@@ -38,6 +38,8 @@ pub trait Containers: Send + Sync {
         name: &str,
         value: prost_types::Any,
     ) -> Result<()>;
+    /// Replaces the record's OCI spec.
+    async fn container_set_spec(&self, id: &str, spec: &oci_spec::runtime::Spec) -> Result<()>;
     async fn container_delete(&self, id: &str) -> Result<()>;
 }
 

@@ -53,6 +53,12 @@ impl ports::Containers for Containerd {
             .await
             .map_err(Error::from)
     }
+    async fn container_set_spec(&self, id: &str, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        self.0
+            .container_set_spec(id, spec)
+            .await
+            .map_err(Error::from)
+    }
     async fn container_delete(&self, id: &str) -> Result<()> {
         self.0.container_delete(id).await.map_err(Error::from)
     }

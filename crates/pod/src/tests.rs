@@ -490,12 +490,24 @@ async fn a_stopped_pod_takes_no_new_container_and_shutdown_stops_the_watchers() 
         e.create(&sandbox, "late").await,
         Err(Error::FailedPrecondition(_))
     ));
-    // A container that no longer runs takes no resources.
-    let resources = crius_core::container::ContainerResources::default();
-    assert!(matches!(
-        e.pods.update_container_resources(&id, &resources).await,
-        Err(Error::FailedPrecondition(_))
-    ));
+    // A container that no longer runs keeps new resources on record (as
+    // in containerd), its task untouched.
+    let resources = crius_core::container::ContainerResources {
+        cpu_shares: 256,
+        ..Default::default()
+    };
+    let updates = |e: &Env| {
+        e.fake
+            .ops()
+            .iter()
+            .filter(|o| *o == "task_update_resources")
+            .count()
+    };
+    let before = updates(&e);
+    e.pods.update_container_resources(&id, &resources).await?;
+    assert_eq!(updates(&e), before);
+    let (meta, _) = e.pods.container_status(&id)?;
+    assert_eq!(meta.resources.map(|r| r.cpu_shares), Some(256));
     assert_eq!(e.pods.shutdown(Duration::from_secs(5)).await, 0);
     Ok(())
 }
@@ -1187,5 +1199,78 @@ async fn a_recursive_read_only_mount_needs_a_runtime_and_kernel_that_can() -> Re
         handlers.iter().all(|(_, f)| f.recursive_read_only_mounts),
         "{handlers:?}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_resize_is_in_the_spec_the_task_and_the_status_and_survives_a_restart() -> Result<()> {
+    use crius_core::container::{ContainerResources, resources_in_force};
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let id = e.create(&sandbox, "app").await?;
+    let spec_of = |e: &Env| {
+        e.fake
+            .world()
+            .containers
+            .get(&id)
+            .map(|r| resources_in_force(&r.spec))
+    };
+    // Created: the spec changes, so the task starts with it.
+    let cpu = ContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 50_000,
+        ..Default::default()
+    };
+    e.pods.update_container_resources(&id, &cpu).await?;
+    assert_eq!(spec_of(&e).map(|r| r.cpu_quota), Some(50_000));
+    assert!(!e.fake.ops().contains(&"task_update_resources".to_string()));
+    // Running: the task gets the merged set; the status reports it.
+    e.pods.start_container(&id).await?;
+    let memory = ContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        ..Default::default()
+    };
+    e.pods.update_container_resources(&id, &memory).await?;
+    let task = e
+        .fake
+        .world()
+        .task_resources
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        task.cpu().as_ref().and_then(|c| c.quota()),
+        Some(50_000),
+        "merged"
+    );
+    assert_eq!(
+        task.memory().as_ref().and_then(|m| m.limit()),
+        Some(64 << 20)
+    );
+    let (meta, _) = e.pods.container_status(&id)?;
+    let r = meta.resources.unwrap_or_default();
+    assert_eq!((r.cpu_quota, r.memory_limit_in_bytes), (50_000, 64 << 20));
+    // A task that refuses: the old spec back, the status unchanged.
+    e.fake.fail("task_update_resources", 1);
+    let big = ContainerResources {
+        memory_limit_in_bytes: 128 << 20,
+        ..Default::default()
+    };
+    assert!(matches!(
+        e.pods.update_container_resources(&id, &big).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert_eq!(spec_of(&e).map(|r| r.memory_limit_in_bytes), Some(64 << 20));
+    let (meta, _) = e.pods.container_status(&id)?;
+    assert_eq!(
+        meta.resources.map(|r| r.memory_limit_in_bytes),
+        Some(64 << 20)
+    );
+    // A restarted daemon reads them from the spec.
+    let pods = e.restarted();
+    pods.recover(&e.config).await?;
+    let (meta, _) = pods.container_status(&id)?;
+    let r = meta.resources.unwrap_or_default();
+    assert_eq!((r.cpu_quota, r.memory_limit_in_bytes), (50_000, 64 << 20));
     Ok(())
 }

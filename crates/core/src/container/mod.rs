@@ -30,6 +30,7 @@ mod in_force;
 pub mod labels;
 mod mounts;
 mod process;
+mod resize;
 pub mod seccomp;
 pub mod signal;
 mod spec;
@@ -48,6 +49,7 @@ pub use in_force::{resources_in_force, user_in_force};
 pub use labels::{container_labels, container_name_key};
 pub use mounts::image_volume_paths;
 pub use process::{ContainerProcess, DEFAULT_PATH_ENV, image_process};
+pub use resize::{resized, task_resources};
 pub use spec::{
     ContainerSpecInput, HostDevice, HostDeviceKind, HostFacts, HostPath, HostPropagation, PodFiles,
     PodNamespaces, container_spec, linux_resources, log_file_path,

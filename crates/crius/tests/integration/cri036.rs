@@ -15,6 +15,7 @@ use crate::pods::{PodEnv, config, run};
 crate::tests![
     recursive_read_only_mounts_where_the_runtime_can,
     supplemental_groups_policies_and_the_user_reported,
+    in_place_resize_is_in_force_and_kept_across_a_restart,
     a_config_stop_signal_is_sent_and_reported,
     env_values_are_bytes_and_must_be_utf8,
     new_rpcs_answer_unimplemented,
@@ -407,4 +408,130 @@ async fn check_groups(
         ensure!(seen == groups, "{policy:?}: id -G {got:?}");
     }
     Ok(())
+}
+
+async fn resize(
+    p: &mut PodEnv,
+    id: &str,
+    linux: v1::LinuxContainerResources,
+) -> anyhow::Result<()> {
+    p.cri
+        .runtime
+        .update_container_resources(v1::UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(linux),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
+/// The resources `ContainerStatus` reports: (cpu quota, memory limit).
+async fn reported(p: &mut PodEnv, id: &str) -> anyhow::Result<(i64, i64)> {
+    let s = status(&mut p.cri, id).await?;
+    let r = s.resources.and_then(|r| r.linux).unwrap_or_default();
+    Ok((r.cpu_quota, r.memory_limit_in_bytes))
+}
+
+/// A cgroup v1 file of the container, read inside it.
+async fn cgroup_value(p: &mut PodEnv, id: &str, file: &str) -> anyhow::Result<i64> {
+    let r = exec(
+        &mut p.cri,
+        id,
+        &["cat", &format!("/sys/fs/cgroup/{file}")],
+        10,
+    )
+    .await?;
+    let text = String::from_utf8_lossy(&r.stdout).trim().to_string();
+    text.parse()
+        .map_err(|e| anyhow::anyhow!("{file}: {text:?} ({e}) {r:?}"))
+}
+
+/// In-place resize (KEP-1287): a created container starts with what an
+/// update gave it, a running one gets it in its cgroup, a stopped one keeps
+/// it on record; `ContainerStatus.resources` reports the values in force,
+/// also after a SIGKILLed criusd came back; a refused value changes nothing.
+async fn in_place_resize_is_in_force_and_kept_across_a_restart(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let pod = run(&mut p.cri, config("resize")).await?;
+    let mut c = container("app", &image, &["sleep", "600"]);
+    c.linux = Some(v1::LinuxContainerConfig {
+        resources: Some(v1::LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 50_000,
+            memory_limit_in_bytes: 128 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(&mut p.cri, &pod, c).await?;
+    let quota = |q| v1::LinuxContainerResources {
+        cpu_quota: q,
+        ..Default::default()
+    };
+    let memory = |m| v1::LinuxContainerResources {
+        memory_limit_in_bytes: m,
+        ..Default::default()
+    };
+    // Created: the start uses it.
+    resize(&mut p, &id, quota(150_000)).await?;
+    ensure!(reported(&mut p, &id).await? == (150_000, 128 << 20));
+    start(&mut p.cri, &id).await?;
+    ensure!(cgroup_value(&mut p, &id, "cpu/cpu.cfs_quota_us").await? == 150_000);
+    // Running: the cgroup changes at once; the rest stays.
+    resize(&mut p, &id, memory(96 << 20)).await?;
+    ensure!(cgroup_value(&mut p, &id, "memory/memory.limit_in_bytes").await? == 96 << 20);
+    ensure!(cgroup_value(&mut p, &id, "cpu/cpu.cfs_quota_us").await? == 150_000);
+    ensure!(reported(&mut p, &id).await? == (150_000, 96 << 20));
+    // Refused by runc (shares beyond what the kernel takes): the old spec
+    // stays and nothing is recorded.
+    let refused = p
+        .cri
+        .runtime
+        .update_container_resources(v1::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(v1::LinuxContainerResources {
+                cpu_shares: 1_000_000_000_000_000_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("shares of 10^18");
+    ensure!(
+        refused.code() == tonic::Code::InvalidArgument,
+        "{refused:?}"
+    );
+    let shares = status(&mut p.cri, &id)
+        .await?
+        .resources
+        .and_then(|r| r.linux)
+        .unwrap_or_default()
+        .cpu_shares;
+    ensure!(
+        shares != 1_000_000_000_000_000_000,
+        "a refused value was recorded"
+    );
+    // A SIGKILLed criusd comes back with the values in force.
+    p.restart_daemon().await?;
+    ensure!(
+        reported(&mut p, &id).await? == (150_000, 96 << 20),
+        "after a restart"
+    );
+    // Stopped: kept on record.
+    p.cri
+        .runtime
+        .stop_container(v1::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await?;
+    wait_exited(&mut p.cri, &id).await?;
+    resize(&mut p, &id, memory(64 << 20)).await?;
+    ensure!(reported(&mut p, &id).await? == (150_000, 64 << 20));
+    p.remove_all_and_check().await
 }

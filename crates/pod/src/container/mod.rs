@@ -129,8 +129,9 @@ pub struct ContainerMeta {
     /// The request's mounts, as `ContainerStatus` gives them back.
     #[serde(deserialize_with = "mounts_of_any_record")]
     pub mounts: Vec<MountRecord>,
-    /// The resources in force, read back from the spec (`None` in records
-    /// written before they were kept).
+    /// The resources in force at create, read back from the spec (`None`
+    /// in records written before they were kept); after an update the
+    /// record's spec is newer, and recovery reads them from there.
     #[serde(default)]
     pub resources: Option<container::ContainerResources>,
     pub created_at: i64,
@@ -225,6 +226,9 @@ fn mounts_of_any_record<'de, D: serde::Deserializer<'de>>(
 pub struct Container {
     pub meta: ContainerMeta,
     status: Mutex<ContainerStatus>,
+    /// The resources in force: `meta.resources` until an update changes
+    /// them (the record's spec holds them; recovery reads them from there).
+    resources: Mutex<Option<container::ContainerResources>>,
     /// Held while a status change is persisted and then published, so
     /// changes apply in order and nobody sees one before it is on record.
     transition: tokio::sync::Mutex<()>,
@@ -240,6 +244,7 @@ pub struct Container {
 impl Container {
     pub(crate) fn new(meta: ContainerMeta, status: ContainerStatus) -> Self {
         Container {
+            resources: Mutex::new(meta.resources.clone()),
             meta,
             status: Mutex::new(status),
             transition: tokio::sync::Mutex::new(()),
@@ -248,6 +253,19 @@ impl Container {
             stdin: tokio::sync::Mutex::new(None),
             exit_recorded: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// The metadata with the resources in force now.
+    pub(crate) fn meta_now(&self) -> ContainerMeta {
+        ContainerMeta {
+            resources: crate::lock(&self.resources).clone(),
+            ..self.meta.clone()
+        }
+    }
+
+    /// Records the resources an update put in force.
+    pub(crate) fn set_resources(&self, resources: container::ContainerResources) {
+        *crate::lock(&self.resources) = Some(resources);
     }
 
     /// Waits (up to `limit`) for the exit watcher to have recorded the exit.

@@ -38,7 +38,11 @@ impl Containers {
                 continue;
             };
             match (from_any::<ContainerMeta>(m), from_any::<ContainerStatus>(s)) {
-                (Ok(m), Ok(s)) => loaded.push(Arc::new(Container::new(m, s))),
+                (Ok(mut m), Ok(s)) => {
+                    // The spec is the truth: an update may have changed it.
+                    m.resources = Some(crius_core::container::resources_in_force(&r.spec));
+                    loaded.push(Arc::new(Container::new(m, s)))
+                }
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!(container = %r.id, "unreadable crius metadata; ignoring the container: {e}");
                 }
