@@ -535,11 +535,22 @@ impl Containerd {
         id: &str,
         resources: &oci_spec::runtime::LinuxResources,
     ) -> Result<()> {
+        self.task_update(id, resources, &Default::default()).await
+    }
+
+    /// [`Containerd::task_update_resources`] with annotations for the shim
+    /// (VM runtimes read the pod's new size from them).
+    pub async fn task_update(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+        annotations: &std::collections::HashMap<String, String>,
+    ) -> Result<()> {
         self.tasks()
             .update(self.request(UpdateTaskRequest {
                 container_id: id.to_string(),
                 resources: Some(json_any(LINUX_RESOURCES_TYPE_URL, resources)?),
-                annotations: Default::default(),
+                annotations: annotations.clone(),
             }))
             .await
             .map_err(map_status("task update"))?;

@@ -110,8 +110,9 @@ pub struct World {
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
     pub rootfs_etc: (Option<String>, Option<String>),
-    /// The resources each task was last updated with.
-    pub task_resources: BTreeMap<String, oci_spec::runtime::LinuxResources>,
+    /// The resources (and annotations) each task was last updated with.
+    pub task_resources:
+        BTreeMap<String, (oci_spec::runtime::LinuxResources, BTreeMap<String, String>)>,
     /// What each OCI runtime binary says it supports (absent: it cannot
     /// say); `runc` knows `rro` unless a test changes it.
     pub oci_runtimes: BTreeMap<String, crius_core::runtime::OciFeatures>,
@@ -548,11 +549,14 @@ impl ports::Tasks for Fake {
         &self,
         id: &str,
         resources: &oci_spec::runtime::LinuxResources,
+        annotations: &std::collections::HashMap<String, String>,
     ) -> Result<Found<()>> {
         self.call("task_update_resources", format_args!("{id}"))?;
         let mut w = self.world();
         if w.tasks.contains_key(id) {
-            w.task_resources.insert(id.to_string(), resources.clone());
+            let annotations = annotations.clone().into_iter().collect();
+            w.task_resources
+                .insert(id.to_string(), (resources.clone(), annotations));
             Ok(Found::Here(()))
         } else {
             Ok(Found::Gone)

@@ -66,7 +66,7 @@ use recover::Recovery;
 use sandbox::Sandboxes;
 use stats::Stats;
 
-pub use meta::{ModeRecord, NamespaceRecord, PortRecord, SandboxMeta};
+pub use meta::{ModeRecord, NamespaceRecord, PodResources, PortRecord, SandboxMeta};
 pub use sandbox::{ListFilter, SandboxStatus};
 pub use stats::{ContainerUsage, PodUsage, StatsFilter};
 pub use store::Sandbox;
@@ -247,6 +247,15 @@ impl Pods {
             "sandbox removal",
             async move { ops.remove(&config, &id).await },
         )
+        .await
+    }
+
+    /// Records a pod's new size (UpdatePodSandboxResources).
+    pub async fn update_sandbox_resources(&self, id: &str, update: PodResources) -> Result<()> {
+        let (ops, id) = (self.sandboxes.clone(), id.to_string());
+        crius_rt::detached("sandbox update", async move {
+            ops.update_resources(&id, update).await
+        })
         .await
     }
 

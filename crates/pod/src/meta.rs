@@ -78,6 +78,19 @@ pub const STOPPED_EXTENSION: &str = "io.crius.sandbox.stopped";
 /// Its type URL (the value is `true`).
 pub const STOPPED_TYPE_URL: &str = "io.crius/SandboxStopped";
 
+/// The extension UpdatePodSandboxResources records on a sandbox's record.
+pub const RESOURCES_EXTENSION: &str = "io.crius.sandbox.resources";
+/// Its type URL (JSON of [`PodResources`]).
+pub const RESOURCES_TYPE_URL: &str = "io.crius/SandboxResources";
+
+/// A pod's size as kubelet last set it (UpdatePodSandboxResources): the
+/// sum of its containers' resources and the sandbox's own overhead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodResources {
+    pub overhead: Option<crius_core::sandbox::Resources>,
+    pub resources: Option<crius_core::sandbox::Resources>,
+}
+
 /// A namespace mode as a sandbox record names it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -58,10 +58,12 @@ pub trait Tasks: Send + Sync {
     async fn task_delete(&self, id: &str) -> Result<Option<TaskExit>>;
     async fn task_get(&self, id: &str) -> Result<Option<TaskInfo>>;
     async fn task_wait(&self, id: &str) -> Result<Found<TaskExit>>;
+    /// Changes a task's resources; `annotations` go to the shim with them.
     async fn task_update_resources(
         &self,
         id: &str,
         resources: &oci_spec::runtime::LinuxResources,
+        annotations: &std::collections::HashMap<String, String>,
     ) -> Result<Found<()>>;
     async fn exec_create(
         &self,

@@ -97,8 +97,9 @@ impl ports::Tasks for Containerd {
         &self,
         id: &str,
         resources: &oci_spec::runtime::LinuxResources,
+        annotations: &HashMap<String, String>,
     ) -> Result<Found<()>> {
-        found(self.0.task_update_resources(id, resources).await)
+        found(self.0.task_update(id, resources, annotations).await)
     }
     async fn exec_create(
         &self,

@@ -135,19 +135,29 @@ impl Recovery {
                 return None;
             }
         };
+        let (sandbox, known) = self.sandbox_state(&r, meta).await;
+        if let Some(resources) = recorded_resources(&r) {
+            sandbox.set_resources(resources);
+        }
+        Some((sandbox, known))
+    }
+
+    /// A sandbox in the state its record or its task says, and whether
+    /// that is known.
+    async fn sandbox_state(&self, r: &ContainerRecord, meta: SandboxMeta) -> (Sandbox, bool) {
         if meta.pinned.is_some() {
             let stopped = r.extensions.contains_key(meta::STOPPED_EXTENSION);
-            return Some((self.recovered_pinned(meta, stopped), true));
+            return (self.recovered_pinned(meta, stopped), true);
         }
         let Some(task) = self.ask_task(&r.id, TASK_STATE_WAIT).await else {
-            return Some((Sandbox::new(meta, SandboxState::Ready), false));
+            return (Sandbox::new(meta, SandboxState::Ready), false);
         };
         let pid = self.pause_pid(&r.id, task).await;
         let sandbox = Sandbox::new(meta, SandboxState::recovered(Some(pid.is_some())));
         if let Some(pid) = pid {
             sandbox.set_pid(pid);
         }
-        Some((sandbox, true))
+        (sandbox, true)
     }
 
     /// The pause process of a pod from its task, while it runs. A task
@@ -370,5 +380,17 @@ impl Recovery {
         let mut names = self.fs.dir_names(dir);
         names.retain(|n| !n.ends_with(".tmp"));
         names
+    }
+}
+
+/// What UpdatePodSandboxResources recorded on a sandbox's record.
+fn recorded_resources(r: &ContainerRecord) -> Option<meta::PodResources> {
+    let any = r.extensions.get(meta::RESOURCES_EXTENSION)?;
+    match meta::from_any(any) {
+        Ok(resources) => Some(resources),
+        Err(e) => {
+            tracing::warn!(id = %r.id, "unreadable pod resources; ignoring them: {e}");
+            None
+        }
     }
 }

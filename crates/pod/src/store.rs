@@ -29,6 +29,8 @@ pub struct Sandbox {
     marked_stopped: std::sync::atomic::AtomicBool,
     /// Held by stop and remove for their whole duration.
     pub(crate) op: tokio::sync::Mutex<()>,
+    /// What UpdatePodSandboxResources last recorded.
+    resources: Mutex<Option<crate::meta::PodResources>>,
 }
 
 impl Sandbox {
@@ -40,7 +42,17 @@ impl Sandbox {
             network_down: Default::default(),
             marked_stopped: Default::default(),
             op: tokio::sync::Mutex::new(()),
+            resources: Mutex::new(None),
         }
+    }
+
+    /// What UpdatePodSandboxResources last recorded (`None`: never asked).
+    pub fn resources(&self) -> Option<crate::meta::PodResources> {
+        *crate::lock(&self.resources)
+    }
+
+    pub(crate) fn set_resources(&self, r: crate::meta::PodResources) {
+        *crate::lock(&self.resources) = Some(r);
     }
 
     /// The pause process' pid while it runs.

@@ -1231,7 +1231,7 @@ async fn a_resize_is_in_the_spec_the_task_and_the_status_and_survives_a_restart(
         ..Default::default()
     };
     e.pods.update_container_resources(&id, &memory).await?;
-    let task = e
+    let (task, _) = e
         .fake
         .world()
         .task_resources
@@ -1272,5 +1272,75 @@ async fn a_resize_is_in_the_spec_the_task_and_the_status_and_survives_a_restart(
     let (meta, _) = pods.container_status(&id)?;
     let r = meta.resources.unwrap_or_default();
     assert_eq!((r.cpu_quota, r.memory_limit_in_bytes), (50_000, 64 << 20));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pods_new_size_is_recorded_and_a_vm_runtime_gets_it() -> Result<()> {
+    use crius_core::sandbox::Resources;
+    let mut e = env();
+    let mut config = (*e.config).clone();
+    config.runtimes.insert(
+        "kata".into(),
+        crius_core::config::Config::parse(
+            "default_runtime = \"kata\"\n[runtimes.kata]\nruntime_type = \"io.containerd.kata.v2\"\n",
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .runtimes["kata"]
+            .clone(),
+    );
+    e.config = Arc::new(config);
+    let size = crate::PodResources {
+        overhead: Some(Resources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        resources: Some(Resources {
+            cpu_period: 100_000,
+            cpu_quota: 200_000,
+            cpu_shares: 2048,
+            memory_limit_in_bytes: 512 << 20,
+        }),
+    };
+    // runc: recorded only (the containers carry the limits).
+    let runc = e.run("web").await?;
+    e.pods.update_sandbox_resources(&runc, size).await?;
+    assert!(!e.fake.world().task_resources.contains_key(&runc));
+    assert_eq!(e.pods.status(&runc, false).await?.resources, Some(size));
+    // A VM runtime: its sandbox task gets the totals and the annotations.
+    let mut req = pod("vm");
+    req.runtime_handler = "kata".into();
+    let vm = e
+        .pods
+        .run(e.config.clone(), CgroupDriver::Cgroupfs, req)
+        .await?;
+    e.pods.update_sandbox_resources(&vm, size).await?;
+    let (linux, annotations) = e
+        .fake
+        .world()
+        .task_resources
+        .get(&vm)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        linux.memory().as_ref().and_then(|m| m.limit()),
+        Some(512 << 20)
+    );
+    assert_eq!(linux.cpu().as_ref().and_then(|c| c.quota()), Some(200_000));
+    assert_eq!(
+        annotations["io.kubernetes.cri.sandbox-memory"],
+        (512u64 << 20).to_string()
+    );
+    assert_eq!(annotations["io.kubernetes.cri.sandbox-cpu-quota"], "200000");
+    assert_eq!(annotations["io.kubernetes.cri.sandbox-cpu-shares"], "2048");
+    // A restart finds what was recorded; an unknown pod is not found.
+    let pods = e.restarted();
+    pods.recover(&e.config).await?;
+    assert_eq!(pods.status(&runc, false).await?.resources, Some(size));
+    assert_eq!(pods.status(&vm, false).await?.resources, Some(size));
+    assert!(matches!(
+        pods.update_sandbox_resources("0123456789ab", size).await,
+        Err(Error::NotFound { .. })
+    ));
     Ok(())
 }

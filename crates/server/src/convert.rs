@@ -75,6 +75,14 @@ fn protocol(field: &str, v: i32) -> Result<Protocol, Error> {
     }
 }
 
+/// UpdatePodSandboxResources' overhead and totals.
+pub(crate) fn pod_resources(req: &v1::UpdatePodSandboxResourcesRequest) -> crius_pod::PodResources {
+    crius_pod::PodResources {
+        overhead: resources(req.overhead.as_ref()),
+        resources: resources(req.resources.as_ref()),
+    }
+}
+
 fn resources(r: Option<&v1::LinuxContainerResources>) -> Option<Resources> {
     r.map(|r| Resources {
         cpu_period: r.cpu_period,

@@ -163,6 +163,8 @@ pub(crate) fn pod_sandbox_status_response(
             "pinned": st.meta.pinned,
             "image": st.meta.image,
             "runtimeSpec": st.spec,
+            // What UpdatePodSandboxResources last recorded.
+            "resources": st.resources,
         });
         info.insert("info".to_string(), report.to_string());
     }

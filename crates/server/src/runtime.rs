@@ -428,9 +428,19 @@ impl RuntimeService for RuntimeSvc {
     /// Unimplemented.
     async fn update_pod_sandbox_resources(
         &self,
-        _req: Request<v1::UpdatePodSandboxResourcesRequest>,
+        req: Request<v1::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<v1::UpdatePodSandboxResourcesResponse>, Status> {
-        not_yet("UpdatePodSandboxResources").await
+        let req = req.into_inner();
+        respond("UpdatePodSandboxResources", async {
+            let update = crate::convert::pod_resources(&req);
+            self.state
+                .backend()?
+                .pods
+                .update_sandbox_resources(&req.pod_sandbox_id, update)
+                .await?;
+            Ok(v1::UpdatePodSandboxResourcesResponse {})
+        })
+        .await
     }
 
     async fn exec(

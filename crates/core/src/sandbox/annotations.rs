@@ -33,3 +33,15 @@ pub const SANDBOX_MEMORY: &str = "io.kubernetes.cri.sandbox-memory";
 pub const CONTAINER_NAME: &str = "io.kubernetes.cri.container-name";
 /// The image the container was created from (containers only).
 pub const IMAGE_NAME: &str = "io.kubernetes.cri.image-name";
+
+/// The pod's resources as VM runtimes read them: at RunPodSandbox in the
+/// sandbox's spec, at UpdatePodSandboxResources with the sandbox task's
+/// update.
+pub fn resource_annotations(r: &super::Resources) -> [(&'static str, String); 4] {
+    [
+        (SANDBOX_CPU_PERIOD, r.cpu_period.to_string()),
+        (SANDBOX_CPU_QUOTA, r.cpu_quota.to_string()),
+        (SANDBOX_CPU_SHARES, r.cpu_shares.to_string()),
+        (SANDBOX_MEMORY, r.memory_limit_in_bytes.to_string()),
+    ]
+}

@@ -160,11 +160,24 @@ pub enum SecurityProfile {
 }
 
 /// The parts of CRI `LinuxContainerResources` a sandbox uses; 0 means unset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Resources {
     pub cpu_period: i64,
     /// -1 also means unlimited.
     pub cpu_quota: i64,
     pub cpu_shares: i64,
     pub memory_limit_in_bytes: i64,
+}
+
+impl Resources {
+    /// As a container's resources (the rest unset), for a task update.
+    pub fn as_container(&self) -> crate::container::ContainerResources {
+        crate::container::ContainerResources {
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpu_shares: self.cpu_shares,
+            memory_limit_in_bytes: self.memory_limit_in_bytes,
+            ..Default::default()
+        }
+    }
 }

@@ -589,10 +589,9 @@ fn annotations(input: &SandboxSpecInput<'_>) -> HashMap<String, String> {
     set(ann::SANDBOX_UID, req.uid.clone());
     set(ann::SANDBOX_LOG_DIRECTORY, req.log_directory.clone());
     if let Some(r) = &req.linux.resources {
-        set(ann::SANDBOX_CPU_PERIOD, r.cpu_period.to_string());
-        set(ann::SANDBOX_CPU_QUOTA, r.cpu_quota.to_string());
-        set(ann::SANDBOX_CPU_SHARES, r.cpu_shares.to_string());
-        set(ann::SANDBOX_MEMORY, r.memory_limit_in_bytes.to_string());
+        for (k, v) in ann::resource_annotations(r) {
+            set(k, v);
+        }
     }
     out
 }

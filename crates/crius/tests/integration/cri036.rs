@@ -1,6 +1,7 @@
 //! Issue 14 (first step): what cri-api v0.36 (Kubernetes 1.36) adds to
 //! the wire: stop signals, environment values as bytes, and the RPCs crius
-//! does not serve yet, which answer Unimplemented so kubelet falls back.
+//! does not serve yet, which answer Unimplemented so kubelet falls back;
+//! recursive read-only mounts, supplemental-groups policies, in-place resize.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ crate::tests![
     recursive_read_only_mounts_where_the_runtime_can,
     supplemental_groups_policies_and_the_user_reported,
     in_place_resize_is_in_force_and_kept_across_a_restart,
+    a_pods_new_size_is_recorded_and_handed_to_a_vm_shim,
     a_config_stop_signal_is_sent_and_reported,
     env_values_are_bytes_and_must_be_utf8,
     new_rpcs_answer_unimplemented,
@@ -109,12 +111,6 @@ async fn new_rpcs_answer_unimplemented(env: Arc<Env>) -> anyhow::Result<()> {
             .await
             .map(|_| ()),
         "StreamContainers",
-    )?;
-    unimplemented(
-        rt.update_pod_sandbox_resources(v1::UpdatePodSandboxResourcesRequest::default())
-            .await
-            .map(|_| ()),
-        "UpdatePodSandboxResources",
     )?;
     unimplemented(
         cri.image
@@ -534,4 +530,116 @@ async fn in_place_resize_is_in_force_and_kept_across_a_restart(
     resize(&mut p, &id, memory(64 << 20)).await?;
     ensure!(reported(&mut p, &id).await? == (150_000, 64 << 20));
     p.remove_all_and_check().await
+}
+
+/// `PodSandboxStatus` verbose `info.resources`.
+async fn recorded_size(p: &mut PodEnv, id: &str) -> anyhow::Result<serde_json::Value> {
+    let s = p
+        .cri
+        .runtime
+        .pod_sandbox_status(v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(s.info.get("info").map_or("{}", |v| v))?;
+    Ok(info["resources"].clone())
+}
+
+/// UpdatePodSandboxResources: recorded for every pod (kept across a
+/// restart of criusd), and handed to the sandbox task of a runtime outside
+/// the runc family (a VM runtime sizes its VM by it). The alias shim is
+/// runc under another name, so the pause's cgroup shows what it got.
+async fn a_pods_new_size_is_recorded_and_handed_to_a_vm_shim(env: Arc<Env>) -> anyhow::Result<()> {
+    use crius_testkit::containerd::ALIAS_SHIM;
+    let tables = format!(
+        "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+         [runtimes.vm]\nruntime_type = \"{ALIAS_SHIM}\"\n"
+    );
+    let mut p = PodEnv::start_with(&env, None, "", &tables).await?;
+    let size = v1::LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: 200_000,
+        cpu_shares: 2048,
+        memory_limit_in_bytes: 512 << 20,
+        ..Default::default()
+    };
+    let update = |id: &str| v1::UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: id.into(),
+        overhead: Some(v1::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        }),
+        resources: Some(size.clone()),
+    };
+    let runc = run(&mut p.cri, config("plain")).await?;
+    let mut vm_config = config("vm");
+    vm_config.metadata.get_or_insert_default().uid = "vm-uid".into();
+    let vm = p
+        .cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(vm_config),
+            runtime_handler: "vm".into(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    for id in [&runc, &vm] {
+        p.cri
+            .runtime
+            .update_pod_sandbox_resources(update(id))
+            .await?;
+    }
+    let want = serde_json::json!({
+        "overhead": {"cpu_period": 0, "cpu_quota": 0, "cpu_shares": 0, "memory_limit_in_bytes": 16 << 20},
+        "resources": {"cpu_period": 100_000, "cpu_quota": 200_000, "cpu_shares": 2048, "memory_limit_in_bytes": 512 << 20},
+    });
+    ensure!(
+        recorded_size(&mut p, &runc).await? == want,
+        "{}",
+        recorded_size(&mut p, &runc).await?
+    );
+    // The VM pod's sandbox task got it: its cgroup says so; the runc
+    // pod's pause was left alone.
+    ensure!(pause_memory_limit(&p, &vm).await? == 512 << 20);
+    ensure!(pause_memory_limit(&p, &runc).await? != 512 << 20);
+    // A restart keeps what was recorded; an unknown pod is not found.
+    p.restart_daemon().await?;
+    ensure!(
+        recorded_size(&mut p, &runc).await? == want,
+        "after a restart"
+    );
+    ensure!(recorded_size(&mut p, &vm).await? == want, "after a restart");
+    let err = p
+        .cri
+        .runtime
+        .update_pod_sandbox_resources(update("0123456789abcdef"))
+        .await
+        .expect_err("unknown pod");
+    ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
+    p.remove_all_and_check().await
+}
+
+/// The memory limit of a pod's pause container (its cgroup v1 file).
+async fn pause_memory_limit(p: &PodEnv, id: &str) -> anyhow::Result<u64> {
+    let record = p
+        .containerd
+        .container_get(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no record of {id}"))?;
+    let cgroup = record
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .ok_or_else(|| anyhow::anyhow!("no cgroups path"))?;
+    let file = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(cgroup.strip_prefix("/").unwrap_or(&cgroup))
+        .join("memory.limit_in_bytes");
+    let text = std::fs::read_to_string(&file)?;
+    text.trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{file:?}: {text:?}: {e}"))
 }

@@ -92,7 +92,11 @@ impl Containers {
             return Ok(());
         }
         let r = crius_core::container::task_resources(spec);
-        match self.containerd.task_update_resources(id, &r).await {
+        match self
+            .containerd
+            .task_update_resources(id, &r, &Default::default())
+            .await
+        {
             Ok(_) => Ok(()),
             // The update raced the container's end ("cannot update a
             // deleted process"), as containerd lets it.

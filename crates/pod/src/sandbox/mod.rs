@@ -1,6 +1,6 @@
 //! Pod sandboxes: RunPodSandbox ([`run`]), StopPodSandbox ([`stop`]),
 //! RemovePodSandbox ([`remove`]), PodSandboxStatus and ListPodSandbox
-//! ([`status`]), served by [`Sandboxes`] over the shared [`Ctx`].
+//! ([`status`]), UpdatePodSandboxResources ([`update`]), served by [`Sandboxes`] over the shared [`Ctx`].
 //!
 //! A run goes: validate → reserve the name → pod directory and intent record
 //! → network namespace → CNI ADD → `/etc` files and `/dev/shm` → OCI spec →
@@ -12,6 +12,7 @@ mod remove;
 mod run;
 mod status;
 mod stop;
+mod update;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,6 +64,8 @@ pub struct SandboxStatus {
     pub pid: Option<u32>,
     /// The OCI spec containerd holds (verbose status).
     pub spec: Option<serde_json::Value>,
+    /// The pod's size as UpdatePodSandboxResources last recorded it.
+    pub resources: Option<crate::meta::PodResources>,
 }
 
 pub(crate) fn random_id() -> String {

@@ -49,6 +49,7 @@ impl Sandboxes {
             state: sandbox.state(),
             pid: sandbox.pid(),
             spec,
+            resources: sandbox.resources(),
         })
     }
 
