@@ -98,6 +98,9 @@ macro_rules! paste_request {
     (UpdateContainerResources) => {
         v1::UpdateContainerResourcesRequest
     };
+    (UpdatePodSandboxResources) => {
+        v1::UpdatePodSandboxResourcesRequest
+    };
     (ReopenContainerLog) => {
         v1::ReopenContainerLogRequest
     };
@@ -151,6 +154,7 @@ rpcs![
     Attach,
     PortForward,
     UpdateContainerResources,
+    UpdatePodSandboxResources,
     ReopenContainerLog,
     ContainerStats,
     ListContainerStats,
@@ -190,6 +194,7 @@ impl Request {
             Request::RemovePodSandbox(q) => &q.pod_sandbox_id,
             Request::PodSandboxStatus(q) => &q.pod_sandbox_id,
             Request::PodSandboxStats(q) => &q.pod_sandbox_id,
+            Request::UpdatePodSandboxResources(q) => &q.pod_sandbox_id,
             Request::PortForward(q) => &q.pod_sandbox_id,
             Request::CreateContainer(q) => &q.pod_sandbox_id,
             Request::StartContainer(q) => &q.container_id,

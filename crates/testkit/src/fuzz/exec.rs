@@ -86,6 +86,9 @@ async fn stats_or_image(
         Request::UpdateContainerResources(q) => {
             rpc!(rt, update_container_resources, q, d).map(done)
         }
+        Request::UpdatePodSandboxResources(q) => {
+            rpc!(rt, update_pod_sandbox_resources, q, d).map(done)
+        }
         Request::ReopenContainerLog(q) => rpc!(rt, reopen_container_log, q, d).map(done),
         Request::ContainerStats(q) => rpc!(rt, container_stats, q, d).map(done),
         Request::ListContainerStats(q) => rpc!(rt, list_container_stats, q, d).map(done),

@@ -133,6 +133,7 @@ fn choose(cx: &mut Ctx<'_>) -> Rpc {
         (Rpc::Attach, 2),
         (Rpc::PortForward, 2),
         (Rpc::UpdateContainerResources, some(running, 3)),
+        (Rpc::UpdatePodSandboxResources, 2),
         (Rpc::ReopenContainerLog, 2),
         (Rpc::ContainerStats, 2),
         (Rpc::ListContainerStats, 2),
@@ -160,6 +161,9 @@ fn build(rpc: Rpc, cx: &mut Ctx<'_>) -> Request {
         Rpc::PodSandboxStatus => Request::PodSandboxStatus(pods::status(cx)),
         Rpc::ListPodSandbox => Request::ListPodSandbox(pods::list(cx)),
         Rpc::PodSandboxStats => Request::PodSandboxStats(pods::stats(cx)),
+        Rpc::UpdatePodSandboxResources => {
+            Request::UpdatePodSandboxResources(pods::update_resources(cx))
+        }
         Rpc::ListPodSandboxStats => Request::ListPodSandboxStats(pods::list_stats(cx)),
         Rpc::PortForward => Request::PortForward(pods::port_forward(cx)),
         Rpc::CreateContainer => Request::CreateContainer(containers::create(cx)),

@@ -482,6 +482,28 @@ pub fn stats(cx: &mut Ctx<'_>) -> v1::PodSandboxStatsRequest {
     q
 }
 
+/// UpdatePodSandboxResources: a pod's new totals (as kubelet sends them
+/// after a resize) and its overhead.
+pub fn update_resources(cx: &mut Ctx<'_>) -> v1::UpdatePodSandboxResourcesRequest {
+    let mut q = v1::UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: cx.pod_id(),
+        overhead: cx.g.chance(0.3).then(|| super::resources::valid(cx)),
+        resources: Some(super::resources::valid(cx)),
+    };
+    cx.mutate(
+        &mut q,
+        &[
+            ("pod_sandbox_id", |q, cx| {
+                bad_pod_id(&mut q.pod_sandbox_id, cx)
+            }),
+            ("resources", |q, cx| {
+                super::resources::spoil(q.resources.get_or_insert_with(Default::default), cx)
+            }),
+        ],
+    );
+    q
+}
+
 /// ListPodSandboxStats, sometimes filtered.
 pub fn list_stats(cx: &mut Ctx<'_>) -> v1::ListPodSandboxStatsRequest {
     let filter = cx.g.chance(0.5).then(|| v1::PodSandboxStatsFilter {
