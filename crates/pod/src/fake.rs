@@ -110,6 +110,8 @@ pub struct World {
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
     pub rootfs_etc: (Option<String>, Option<String>),
+    /// Image sub-paths the fake's images lack.
+    pub missing_sub_paths: BTreeSet<String>,
     /// The resources (and annotations) each task was last updated with.
     pub task_resources:
         BTreeMap<String, (oci_spec::runtime::LinuxResources, BTreeMap<String, String>)>,
@@ -1134,6 +1136,22 @@ impl ports::HostFs for Fake {
             w.dirs.insert(dir.clone());
         }
         Ok(w.rootfs_etc.clone())
+    }
+    fn mount_image_volume(&self, _mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
+        self.call(
+            "mount_image_volume",
+            format_args!("{} {sub_path}", dir.display()),
+        )?;
+        let mut w = self.world();
+        if w.missing_sub_paths.contains(sub_path) {
+            return Err(Error::invalid(
+                "image_sub_path",
+                format!("{sub_path:?} is not in the image"),
+            ));
+        }
+        w.dirs.insert(dir.to_path_buf());
+        w.mounts.insert(dir.to_path_buf());
+        Ok(dir.join(sub_path))
     }
     fn host_lookup(
         &self,

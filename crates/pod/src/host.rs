@@ -253,6 +253,20 @@ fn propagation_of(mountinfo: &str, path: &str) -> HostPropagation {
 
 /// A mountinfo field as the kernel escapes it (space, tab, newline and
 /// backslash as `\ooo` octal) back to the path.
+/// The mount points at or below `path` in `mountinfo`, deepest first (the
+/// order to unmount them in).
+pub(crate) fn mounts_under(mountinfo: &str, path: &str) -> Vec<String> {
+    let path = path.trim_end_matches('/');
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape_mountinfo))
+        .filter(|p| p == path || p.starts_with(&format!("{path}/")))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    points.dedup();
+    points
+}
+
 fn unescape_mountinfo(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -415,6 +429,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn mounts_under_a_path_come_deepest_first() {
+        let info = "22 1 8:1 / / rw shared:1 - ext4 /dev/sda1 rw\n\
+                    30 22 0:5 / /run/c/x/image-volumes/0 ro - overlay overlay ro\n\
+                    31 22 0:6 / /run/c/x rw - tmpfs tmpfs rw\n\
+                    32 22 0:7 / /run/c/xy rw - tmpfs tmpfs rw\n\
+                    33 30 0:8 / /run/c/x/image-volumes/0/a\\040b ro - tmpfs tmpfs ro\n";
+        assert_eq!(
+            mounts_under(info, "/run/c/x/"),
+            [
+                "/run/c/x/image-volumes/0/a b",
+                "/run/c/x/image-volumes/0",
+                "/run/c/x"
+            ]
+        );
+        assert!(mounts_under(info, "/run/none").is_empty());
     }
 
     #[test]

@@ -230,7 +230,8 @@ pub trait HostFs: Send + Sync {
     fn mount_shm(&self, dir: &Path) -> Result<PathBuf>;
     /// Removes a pod directory, its `/dev/shm` unmounted first.
     fn remove_pod_dir(&self, dir: &Path) -> Result<()>;
-    /// Removes a tree (unmounting it first when `unmount`); absent is fine.
+    /// Removes a tree (with `unmount`, everything mounted at or below it is
+    /// unmounted first); absent is fine.
     fn remove_tree(&self, path: &Path, unmount: bool) -> Result<()>;
     /// The node's host name.
     fn node_hostname(&self) -> String;
@@ -242,6 +243,10 @@ pub trait HostFs: Send + Sync {
         scratch: &Path,
         volumes: &[(String, PathBuf)],
     ) -> Result<(Option<String>, Option<String>)>;
+    /// Mounts an image view (`mounts`) read-only at `dir`; the host path of
+    /// its directory `sub_path` (`InvalidArgument` for `image_sub_path`
+    /// when the image has none there).
+    fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf>;
     /// The device nodes, resolved host paths (created when missing) and,
     /// with `all_devices`, every host device a container's spec needs.
     fn host_lookup(

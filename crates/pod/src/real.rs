@@ -364,8 +364,13 @@ impl ports::HostFs for HostFs {
     }
     fn remove_tree(&self, path: &Path, unmount: bool) -> Result<()> {
         if unmount {
-            // Not mounted (the usual case) is fine.
-            let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+            // Everything mounted at or below it (image volumes), deepest
+            // first; nothing mounted is the usual case.
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let points = crate::host::mounts_under(&info, &path.display().to_string());
+            for point in points {
+                let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
         }
         match std::fs::remove_dir_all(path) {
             Ok(()) => Ok(()),
@@ -386,6 +391,9 @@ impl ports::HostFs for HostFs {
         volumes: &[(String, PathBuf)],
     ) -> Result<(Option<String>, Option<String>)> {
         crate::rootfs::read_etc(mounts, scratch, volumes)
+    }
+    fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
+        crate::rootfs::mount_image_volume(mounts, dir, sub_path)
     }
     fn host_lookup(
         &self,

@@ -1,6 +1,6 @@
 //! Reading `/etc/passwd` and `/etc/group` of a container's root filesystem
-//! before it runs, and copying the image's content at its volume paths into
-//! the volumes' host directories: the snapshot is mounted read-only in a
+//! before it runs, copying the image's content at its volume paths into
+//! the volumes' host directories, and mounting image volumes: the snapshot is mounted read-only in a
 //! private directory, paths are opened with `RESOLVE_IN_ROOT` (a symlink can
 //! never lead out of the rootfs), files are read with a size cap, and the
 //! copy never follows a symlink.
@@ -49,6 +49,81 @@ pub fn read_etc(
     let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir(scratch);
     read
+}
+
+/// Mounts the image view `mounts` describe read-only at `dir` (an image
+/// volume) and returns the host path of its directory `sub_path`
+/// (resolved inside the image: no symlink leads out); nothing is left
+/// mounted when it fails. A `sub_path` that is missing or no directory is
+/// the client's: `InvalidArgument` for `image_sub_path`.
+pub fn mount_image_volume(mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
+    let mount = mounts
+        .first()
+        .ok_or_else(|| Error::Internal("an image view without mounts".into()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    if let Err(e) = mount_readonly(mount, dir) {
+        let _ = std::fs::remove_dir(dir);
+        return Err(Error::io(
+            format!("mounting the image at {}", dir.display()),
+            e.into(),
+        ));
+    }
+    let resolved = resolve_dir_in_root(dir, sub_path);
+    if resolved.is_err() {
+        let _ = nix::mount::umount2(dir, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(dir);
+    }
+    resolved
+}
+
+/// The host path of the directory `sub_path` inside the tree at `root`.
+/// The tree is a read-only image, so the path found stays what it is.
+fn resolve_dir_in_root(root: &Path, sub_path: &str) -> Result<PathBuf> {
+    let root = std::fs::canonicalize(root)
+        .map_err(|e| Error::io(format!("resolving {}", root.display()), e))?;
+    let sub = sub_path.trim_start_matches('/');
+    if sub.is_empty() {
+        return Ok(root);
+    }
+    let dir = std::fs::File::open(&root)
+        .map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match nix::fcntl::openat2(&dir, sub, how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => {
+            return Err(Error::invalid(
+                "image_sub_path",
+                format!("{sub_path:?} is not in the image"),
+            ));
+        }
+        Err(nix::errno::Errno::ENOTDIR) => {
+            return Err(Error::invalid(
+                "image_sub_path",
+                format!(
+                    "{sub_path:?} is not a directory of the image (only directories are mounted)"
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("opening {sub_path:?} in the image"),
+                e.into(),
+            ));
+        }
+    };
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| Error::io(format!("resolving {sub_path:?} in the image"), e))?;
+    // RESOLVE_IN_ROOT already kept it inside; this is the belt to its braces.
+    if !path.starts_with(&root) {
+        return Err(Error::invalid(
+            "image_sub_path",
+            format!("{sub_path:?} leads out of the image"),
+        ));
+    }
+    Ok(path)
 }
 
 /// Mounts the rootfs `mount` describes read-only at `scratch`.
@@ -196,4 +271,41 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sub_path_never_leads_out_of_the_image() -> Result<()> {
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let root = tmp.path().join("image");
+        let io = |e| Error::io("building the tree", e);
+        std::fs::create_dir_all(root.join("etc/ssl")).map_err(io)?;
+        std::fs::write(root.join("etc/passwd"), "x").map_err(io)?;
+        std::os::unix::fs::symlink("/etc", root.join("abs")).map_err(io)?;
+        std::os::unix::fs::symlink("../../../..", root.join("up")).map_err(io)?;
+        let root = std::fs::canonicalize(&root).map_err(io)?;
+        assert_eq!(resolve_dir_in_root(&root, "")?, root);
+        assert_eq!(resolve_dir_in_root(&root, "etc/ssl")?, root.join("etc/ssl"));
+        // Symlinks and `..` resolve inside the image, never to the host's.
+        assert_eq!(resolve_dir_in_root(&root, "abs")?, root.join("etc"));
+        assert_eq!(resolve_dir_in_root(&root, "up")?, root);
+        assert_eq!(resolve_dir_in_root(&root, "../../etc")?, root.join("etc"));
+        assert_eq!(resolve_dir_in_root(&root, "/etc")?, root.join("etc"));
+        for (sub, why) in [
+            ("missing", "not in the image"),
+            ("etc/passwd", "not a directory"),
+        ] {
+            match resolve_dir_in_root(&root, sub) {
+                Err(Error::InvalidArgument { field, reason }) => {
+                    assert_eq!(field, "image_sub_path");
+                    assert!(reason.contains(why), "{reason}");
+                }
+                other => panic!("{sub}: {other:?}"),
+            }
+        }
+        Ok(())
+    }
 }

@@ -1344,3 +1344,88 @@ async fn a_pods_new_size_is_recorded_and_a_vm_runtime_gets_it() -> Result<()> {
     ));
     Ok(())
 }
+
+#[tokio::test]
+async fn an_image_volume_is_a_mounted_view_that_goes_with_its_container() -> Result<()> {
+    let e = env();
+    let sandbox = e.run("web").await?;
+    let with_volume = |name: &str, sub: &str| {
+        let mut req = container(name);
+        req.mounts = vec![crius_core::container::Mount {
+            container_path: "/data".into(),
+            image: "busybox".into(),
+            image_sub_path: sub.into(),
+            readonly: true,
+            ..Default::default()
+        }];
+        req
+    };
+    let create = |req| {
+        e.pods
+            .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, req)
+    };
+    let before = e.fake.leftovers();
+    let id = create(with_volume("app", "etc")).await?;
+    let (meta, _) = e.pods.container_status(&id)?;
+    let m = &meta.mounts[0];
+    assert_eq!(
+        (m.image.as_str(), m.image_ref.as_str()),
+        ("busybox", "sha256:b0b0")
+    );
+    assert!(
+        m.host_path.ends_with("/image-volumes/0/etc"),
+        "{}",
+        m.host_path
+    );
+    let v = &meta.image_volumes[0];
+    let record = e
+        .fake
+        .world()
+        .containers
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
+    let gc = format!(
+        "containerd.io/gc.ref.snapshot.{}/image-volume-0",
+        v.snapshotter
+    );
+    assert_eq!(record.labels.get(&gc), Some(&v.key), "{:?}", record.labels);
+    assert!(
+        e.fake
+            .leftovers()
+            .contains(&format!("snapshot {}/{}", v.snapshotter, v.key))
+    );
+    // The spec binds the sub-path read-only.
+    let bind = record
+        .spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination().to_string_lossy() == "/data")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        bind.source().as_ref().map(|p| p.display().to_string()),
+        Some(m.host_path.clone())
+    );
+    assert!(bind.options().iter().flatten().any(|o| o == "ro"));
+    e.pods.remove_container(&e.config, &id).await?;
+    assert_eq!(e.fake.leftovers(), before, "nothing left after removal");
+    // A sub-path the image lacks, an image not there: refused, nothing left.
+    e.fake.world().missing_sub_paths.insert("nope".into());
+    match create(with_volume("b", "nope")).await {
+        Err(Error::InvalidArgument { field, .. }) => {
+            assert_eq!(field, "config.mounts[0].image_sub_path")
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut unknown = with_volume("c", "");
+    unknown.mounts[0].image = "no-such-image".into();
+    assert!(matches!(create(unknown).await, Err(Error::NotFound { .. })));
+    assert_eq!(
+        e.fake.leftovers(),
+        before,
+        "a refused create leaves nothing"
+    );
+    Ok(())
+}

@@ -217,6 +217,7 @@ pub fn container_request(config: Option<v1::ContainerConfig>) -> Result<Containe
                 selinux_relabel: m.selinux_relabel,
                 recursive_read_only: m.recursive_read_only,
                 image: m.image.map(|i| i.image).unwrap_or_default(),
+                image_sub_path: m.image_sub_path,
                 id_mapped: !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty(),
             })
         })
@@ -267,6 +268,13 @@ pub(crate) fn mount(m: &MountRecord) -> v1::Mount {
             Propagation::Bidirectional => v1::MountPropagation::PropagationBidirectional,
         } as i32,
         recursive_read_only: m.recursive_read_only,
+        // An image volume: the image as asked and the one mounted.
+        image: (!m.image.is_empty()).then(|| v1::ImageSpec {
+            image: m.image.clone(),
+            image_ref: m.image_ref.clone(),
+            ..Default::default()
+        }),
+        image_sub_path: m.image_sub_path.clone(),
         ..Default::default()
     }
 }

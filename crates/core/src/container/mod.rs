@@ -107,12 +107,14 @@ pub struct Mount {
     pub propagation: Propagation,
     /// Accepted and ignored: crius does not support SELinux.
     pub selinux_relabel: bool,
-    /// Read-only all the way down (`rro`); refused by [`validate`] until
-    /// crius does it.
+    /// Read-only all the way down (`rro`), where the handler can.
     pub recursive_read_only: bool,
-    /// An image to mount instead of a host path (an image volume); refused
-    /// by [`validate`] until crius does it. Empty for none.
+    /// An image to mount instead of a host path (an image volume, read-only):
+    /// the pod's runtime mounts a view of it and fills `host_path` with
+    /// where. Empty for none.
     pub image: String,
+    /// The directory of the image to mount (image volumes; empty: its root).
+    pub image_sub_path: String,
     /// Whether the mount asks for uid/gid mappings (an idmapped mount);
     /// refused by [`validate`].
     pub id_mapped: bool,

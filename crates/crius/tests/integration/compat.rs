@@ -294,7 +294,7 @@ async fn missing_log_directories_are_created(env: Arc<Env>) -> anyhow::Result<()
 
 /// Requests for what crius does not do are refused, naming the field, and
 /// leave nothing; what asks for nothing (kubelet's `userns_options` with
-/// mode NODE, an empty CDI list, `recursive_read_only: false`) is fine.
+/// mode NODE, an empty CDI list) is fine.
 async fn features_crius_lacks_are_refused(env: Arc<Env>) -> anyhow::Result<()> {
     let mut p = PodEnv::start(&env).await?;
     let image = env.images.reference(ti::BUSYBOX);
@@ -358,19 +358,6 @@ async fn features_crius_lacks_are_refused(env: Arc<Env>) -> anyhow::Result<()> {
             Box::new(|c| {
                 c.cdi_devices = vec![v1::CdiDevice {
                     name: "vendor.com/gpu=0".into(),
-                }]
-            }),
-        ),
-        (
-            "mounts[0].image",
-            Box::new(|c| {
-                c.mounts = vec![v1::Mount {
-                    container_path: "/img".into(),
-                    image: Some(v1::ImageSpec {
-                        image: "busybox".into(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
                 }]
             }),
         ),

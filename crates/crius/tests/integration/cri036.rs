@@ -18,6 +18,7 @@ crate::tests![
     supplemental_groups_policies_and_the_user_reported,
     in_place_resize_is_in_force_and_kept_across_a_restart,
     a_pods_new_size_is_recorded_and_handed_to_a_vm_shim,
+    image_volumes_are_read_only_views_that_go_with_their_container,
     a_config_stop_signal_is_sent_and_reported,
     env_values_are_bytes_and_must_be_utf8,
     new_rpcs_answer_unimplemented,
@@ -642,4 +643,207 @@ async fn pause_memory_limit(p: &PodEnv, id: &str) -> anyhow::Result<u64> {
     text.trim()
         .parse()
         .map_err(|e| anyhow::anyhow!("{file:?}: {text:?}: {e}"))
+}
+
+/// Mount points of this machine under `dir`.
+fn mounts_under(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let dir = dir.display().to_string();
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&dir))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Image volumes (KEP-4639): the pulled image mounted read-only (its
+/// programs run), a sub-path resolved inside the image (`..` cannot climb
+/// out of it), `ContainerStatus` naming the image mounted; a writable one,
+/// a missing sub-path or image refused with nothing left; the mounts and
+/// views outlive a SIGKILLed criusd and go with the container.
+async fn image_volumes_are_read_only_views_that_go_with_their_container(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    let image_id = crate::images::pull(&mut p.cri, &image).await?;
+    let pod = run(&mut p.cri, config("image-volumes")).await?;
+    let volume = |path: &str, sub: &str| v1::Mount {
+        container_path: path.into(),
+        readonly: true,
+        image: Some(v1::ImageSpec {
+            image: image_id.clone(),
+            user_specified_image: image.clone(),
+            ..Default::default()
+        }),
+        image_sub_path: sub.into(),
+        ..Default::default()
+    };
+    let before = p.containerd.container_list(&[]).await?.len();
+    let state = p.daemon().dir().join("state");
+    // Refused, naming the field, leaving nothing.
+    for (field, m) in [
+        (
+            "config.mounts[0].readonly",
+            v1::Mount {
+                readonly: false,
+                ..volume("/iv", "")
+            },
+        ),
+        (
+            "config.mounts[0].image_sub_path",
+            volume("/iv", "not-there"),
+        ),
+        (
+            "config.mounts[0].image_sub_path",
+            volume("/iv", "etc/passwd"),
+        ),
+    ] {
+        let mut c = container("refused", &image, &["sleep", "600"]);
+        c.mounts = vec![m];
+        let err = create(&mut p.cri, &pod, c).await.expect_err(field);
+        ensure!(
+            err.code() == tonic::Code::InvalidArgument && err.message().contains(field),
+            "{field}: {err:?}"
+        );
+    }
+    let mut c = container("refused", &image, &["sleep", "600"]);
+    c.mounts = vec![v1::Mount {
+        image: Some(v1::ImageSpec {
+            image: "crius-test/no-such-image:1".into(),
+            ..Default::default()
+        }),
+        ..volume("/iv", "")
+    }];
+    let err = create(&mut p.cri, &pod, c)
+        .await
+        .expect_err("no such image");
+    ensure!(err.code() == tonic::Code::NotFound, "{err:?}");
+    ensure!(
+        p.containerd.container_list(&[]).await?.len() == before,
+        "a refusal left a record"
+    );
+    ensure!(
+        mounts_under(&state)?
+            .iter()
+            .all(|m| !m.contains("image-volume")),
+        "a refusal left a mount"
+    );
+    // Whole, by sub-path, and by a sub-path that climbs.
+    let mut c = container("app", &image, &["sleep", "600"]);
+    c.mounts = vec![
+        volume("/iv", ""),
+        volume("/iv-etc", "etc"),
+        volume("/iv-up", "../../.."),
+    ];
+    let id = create(&mut p.cri, &pod, c).await?;
+    start(&mut p.cri, &id).await?;
+    let sh = |cmd: &str| vec!["sh".to_string(), "-c".to_string(), cmd.to_string()];
+    for (cmd, want_ok) in [
+        // Its programs run (not noexec, as containerd and the suite want).
+        ("/iv/bin/busybox true", true),
+        ("grep -q alice /iv-etc/passwd", true),
+        // `..` stays in the image: its /etc (alice), not the node's.
+        (
+            "grep -q alice /iv-up/etc/passwd && test -x /iv-up/bin/busybox",
+            true,
+        ),
+        ("touch /iv/new", false),
+        ("touch /iv-etc/new", false),
+    ] {
+        let argv = sh(cmd);
+        let r = exec(
+            &mut p.cri,
+            &id,
+            &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+            10,
+        )
+        .await?;
+        ensure!((r.exit_code == 0) == want_ok, "{cmd}: {r:?}");
+    }
+    let s = status(&mut p.cri, &id).await?;
+    let reported: Vec<(String, String, String)> = s
+        .mounts
+        .iter()
+        .filter_map(|m| {
+            let i = m.image.as_ref()?;
+            Some((
+                m.container_path.clone(),
+                i.image_ref.clone(),
+                m.image_sub_path.clone(),
+            ))
+        })
+        .collect();
+    ensure!(
+        reported
+            == [
+                ("/iv".to_string(), image_id.clone(), String::new()),
+                ("/iv-etc".to_string(), image_id.clone(), "etc".to_string()),
+                (
+                    "/iv-up".to_string(),
+                    image_id.clone(),
+                    "../../..".to_string()
+                ),
+            ],
+        "{reported:?}"
+    );
+    // containerd's garbage collector keeps them (the record refers to them).
+    collect_garbage(&env, &p)?;
+    ensure!(image_views(&p).await? == 3, "three views");
+    ensure!(
+        mounts_under(&state)?
+            .iter()
+            .filter(|m| m.contains("image-volume"))
+            .count()
+            == 3
+    );
+    // A SIGKILLed criusd: the container and its volumes stay.
+    p.restart_daemon().await?;
+    let r = exec(&mut p.cri, &id, &["cat", "/iv-etc/hostname"], 10).await;
+    ensure!(r.is_ok(), "{r:?}");
+    let r = exec(&mut p.cri, &id, &["test", "-x", "/iv/bin/busybox"], 10).await?;
+    ensure!(r.exit_code == 0, "after a restart: {r:?}");
+    // Removal takes the mounts and the views.
+    p.cri
+        .runtime
+        .remove_container(v1::RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await?;
+    ensure!(
+        mounts_under(&state)?
+            .iter()
+            .all(|m| !m.contains("image-volume")),
+        "{:?}",
+        mounts_under(&state)?
+    );
+    ensure!(image_views(&p).await? == 0, "views left");
+    p.remove_all_and_check().await
+}
+
+/// The image volume views in the pod environment's namespace.
+async fn image_views(p: &PodEnv) -> anyhow::Result<usize> {
+    let all = p.containerd.snapshot_list("overlayfs").await?;
+    Ok(all
+        .iter()
+        .filter(|s| s.name.contains("image-volume"))
+        .count())
+}
+
+/// Runs containerd's garbage collection now (a lease deleted with `--sync`).
+fn collect_garbage(env: &Env, p: &PodEnv) -> anyhow::Result<()> {
+    let ctr = crius_testkit::require_binary("ctr", "containerd")?;
+    let socket = env.containerd.socket().display().to_string();
+    for args in [
+        vec!["leases", "create", "--id", "crius-test-gc"],
+        vec!["leases", "delete", "--sync", "crius-test-gc"],
+    ] {
+        let out = std::process::Command::new(&ctr)
+            .args(["--address", &socket, "--namespace", &p.namespace])
+            .args(&args)
+            .output()?;
+        ensure!(out.status.success(), "ctr {args:?}: {out:?}");
+    }
+    Ok(())
 }

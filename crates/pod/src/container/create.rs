@@ -18,8 +18,8 @@ use crius_core::{Error, Result};
 use crius_image::Query;
 
 use super::{
-    Container, ContainerMeta, ContainerStatus, Containers, META_EXTENSION, MountRecord,
-    STATUS_EXTENSION, STATUS_TYPE_URL, TYPE_URL, image_config,
+    Container, ContainerMeta, ContainerStatus, Containers, ImageVolume, META_EXTENSION,
+    MountRecord, STATUS_EXTENSION, STATUS_TYPE_URL, TYPE_URL, image_config,
 };
 use crate::ctx::Rootfs;
 use crate::meta::{SandboxMeta, to_any};
@@ -39,6 +39,8 @@ struct Plan<'a> {
     snapshotter: String,
     image: CriImage,
     image_cfg: ImageConfig,
+    /// The request's image volumes, mounted.
+    image_volumes: Vec<ImageVolume>,
 }
 
 /// The process of a container and the namespaces it joins.
@@ -116,9 +118,10 @@ fn container_meta(plan: &Plan<'_>, spec: &oci_spec::runtime::Spec) -> Result<Con
         } else {
             req.stop_signal.clone()
         },
-        mounts: req.mounts.iter().map(MountRecord::from).collect(),
+        mounts: mount_records(req, &plan.image_volumes),
         resources: Some(container::resources_in_force(spec)),
         user: container::user_in_force(spec),
+        image_volumes: plan.image_volumes.clone(),
         created_at: now_ns(),
         snapshotter: plan.snapshotter.clone(),
         runtime_path: sandbox.runtime_path.clone(),
@@ -131,6 +134,23 @@ fn container_meta(plan: &Plan<'_>, spec: &oci_spec::runtime::Spec) -> Result<Con
     })
 }
 
+/// The request's mounts as the record keeps them: an image volume with
+/// the id of the image mounted.
+fn mount_records(req: &ContainerRequest, volumes: &[ImageVolume]) -> Vec<MountRecord> {
+    req.mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| MountRecord {
+            image_ref: volumes
+                .iter()
+                .find(|v| v.mount == i)
+                .map(|v| v.image_ref.clone())
+                .unwrap_or_default(),
+            ..MountRecord::from(m)
+        })
+        .collect()
+}
+
 /// What a failed create must undo.
 #[derive(Default)]
 struct Undo {
@@ -139,6 +159,9 @@ struct Undo {
     container: Option<String>,
     /// The container's image volumes.
     volumes: Option<PathBuf>,
+    /// Its image volume mounts (`Mount.image`) and their directory.
+    image_mounts: Vec<ImageVolume>,
+    image_mounts_dir: Option<PathBuf>,
 }
 
 impl Containers {
@@ -220,12 +243,18 @@ impl Containers {
             })?),
         };
         self.check_pod_runtime(sandbox, req).await?;
-        let plan = self.plan(config, driver, sandbox, req, id).await?;
-        let process = container::image_process(&plan.image_cfg, req)?;
         let lease = format!("crius-sandbox-c-{id}");
         let c = self
             .take_lease(&lease, Duration::from_secs(600), &mut undo.lease)
             .await?;
+        let snapshotter = sandbox.snapshotter_or(&config.containerd.snapshotter);
+        let (mounted, image_volumes) = self
+            .mount_image_volumes(&*c, snapshotter, req, id, undo)
+            .await?;
+        let req = &mounted;
+        let mut plan = self.plan(config, driver, sandbox, req, id).await?;
+        plan.image_volumes = image_volumes;
+        let process = container::image_process(&plan.image_cfg, req)?;
         let mounts = self
             .rootfs_snapshot(&*c, Rootfs::Writable, &plan.image, &plan.snapshotter, id)
             .await?;
@@ -284,6 +313,62 @@ impl Containers {
         container::check_handler_features(req, handler, &features)
     }
 
+    /// Mounts each image volume of the request (`Mount.image`): a read-only
+    /// view of the image in the pod's snapshotter, mounted under the
+    /// container's directory, its `image_sub_path` resolved inside it. The
+    /// request comes back with those mounts pointing there.
+    async fn mount_image_volumes(
+        &self,
+        c: &dyn crate::ports::Containerd,
+        snapshotter: &str,
+        req: &ContainerRequest,
+        id: &str,
+        undo: &mut Undo,
+    ) -> Result<(ContainerRequest, Vec<ImageVolume>)> {
+        let mut mounted = req.clone();
+        let mut volumes = Vec::new();
+        for (i, m) in mounted.mounts.iter_mut().enumerate() {
+            if m.image.is_empty() {
+                continue;
+            }
+            let field = |f: &str| format!("config.mounts[{i}].{f}");
+            let image = self
+                .images
+                .find(&Query::parse(&m.image).map_err(|e| rename_field(e, &field("image")))?)
+                .await?
+                .ok_or_else(|| {
+                    Error::not_found(format!("image {:?} of {}", m.image, field("image")))
+                })?;
+            let dir = self
+                .containers_dir()
+                .join(id)
+                .join("image-volumes")
+                .join(i.to_string());
+            undo.image_mounts_dir = Some(self.containers_dir().join(id));
+            let key = format!("{id}-image-volume-{i}");
+            let view = self
+                .rootfs_snapshot(c, Rootfs::View, &image, snapshotter, &key)
+                .await?;
+            let volume = ImageVolume {
+                snapshotter: snapshotter.to_string(),
+                key,
+                dir: dir.display().to_string(),
+                mount: i,
+                image_ref: image.id.clone(),
+            };
+            undo.image_mounts.push(volume.clone());
+            let (fs, sub) = (self.fs.clone(), m.image_sub_path.clone());
+            let host_path = crius_rt::blocking("image volume mount", move || {
+                fs.mount_image_volume(&view, &dir, &sub)
+            })
+            .await
+            .map_err(|e| rename_field(e, &field("image_sub_path")))?;
+            m.host_path = host_path.display().to_string();
+            volumes.push(volume);
+        }
+        Ok((mounted, volumes))
+    }
+
     /// The image and snapshotter of a create.
     async fn plan<'a>(
         &self,
@@ -312,6 +397,7 @@ impl Containers {
             snapshotter,
             image_cfg: image_config(&image_json),
             image,
+            image_volumes: Vec::new(),
         })
     }
 
@@ -484,11 +570,24 @@ impl Containers {
             .map(|r| r.runtime)
             .ok_or_else(|| Error::not_found(format!("pod sandbox {}", sandbox.id)))?;
         let image = &plan.image;
+        let mut labels: HashMap<String, String> =
+            container_labels(plan.req, &plan.pod, &sandbox.id, &plan.image_cfg.labels)
+                .into_iter()
+                .collect();
+        // The image volumes' views live as long as the record: containerd's
+        // garbage collector follows these references.
+        for v in &plan.image_volumes {
+            labels.insert(
+                format!(
+                    "containerd.io/gc.ref.snapshot.{}/image-volume-{}",
+                    v.snapshotter, v.mount
+                ),
+                v.key.clone(),
+            );
+        }
         Ok(ContainerRecord {
             id: plan.id.to_string(),
-            labels: container_labels(plan.req, &plan.pod, &sandbox.id, &plan.image_cfg.labels)
-                .into_iter()
-                .collect(),
+            labels,
             image: image
                 .repo_tags
                 .first()
@@ -521,6 +620,8 @@ impl Containers {
         {
             tracing::warn!(key, "undo: snapshot: {e}");
         }
+        self.remove_image_volumes(&undo.image_mounts, undo.image_mounts_dir.as_deref())
+            .await;
         if let Some(lease) = &undo.lease {
             let _ = self.containerd.lease_delete(lease).await;
         }
@@ -530,5 +631,14 @@ impl Containers {
         {
             tracing::warn!(dir = %parent.display(), "undo: volumes: {e}");
         }
+    }
+}
+
+/// `e` naming `field` when it is an `InvalidArgument` (an adapter's
+/// error about one part of a mount).
+fn rename_field(e: Error, field: &str) -> Error {
+    match e {
+        Error::InvalidArgument { reason, .. } => Error::invalid(field.to_string(), reason),
+        e => e,
     }
 }

@@ -150,6 +150,9 @@ pub struct ContainerMeta {
     /// in records written before they were kept).
     #[serde(default)]
     pub user: Option<container::User>,
+    /// Its image volumes, to unmount and remove with it.
+    #[serde(default)]
+    pub image_volumes: Vec<ImageVolume>,
 }
 
 impl ContainerMeta {
@@ -168,7 +171,7 @@ impl ContainerMeta {
 }
 
 /// A mount as the request asked for it (host path unresolved).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountRecord {
     pub container_path: String,
     pub host_path: String,
@@ -179,6 +182,14 @@ pub struct MountRecord {
     pub propagation: container::Propagation,
     #[serde(default)]
     pub recursive_read_only: bool,
+    /// An image volume's image as asked (empty: a bind mount).
+    #[serde(default)]
+    pub image: String,
+    /// The id of the image mounted there.
+    #[serde(default)]
+    pub image_ref: String,
+    #[serde(default)]
+    pub image_sub_path: String,
 }
 
 impl From<&container::Mount> for MountRecord {
@@ -190,8 +201,26 @@ impl From<&container::Mount> for MountRecord {
             selinux_relabel: m.selinux_relabel,
             propagation: m.propagation,
             recursive_read_only: m.recursive_read_only,
+            image: m.image.clone(),
+            image_ref: String::new(),
+            image_sub_path: m.image_sub_path.clone(),
         }
     }
+}
+
+/// An image volume of a container: a read-only view snapshot of the
+/// image, mounted at `dir` (under the container's directory) while the
+/// container exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVolume {
+    pub snapshotter: String,
+    /// The view snapshot's key.
+    pub key: String,
+    pub dir: String,
+    /// The request mount it serves (its index).
+    pub mount: usize,
+    /// The id of the image mounted.
+    pub image_ref: String,
 }
 
 /// Reads the mounts of a record: named, or the `(container path, host
@@ -216,7 +245,7 @@ fn mounts_of_any_record<'de, D: serde::Deserializer<'de>>(
                 readonly,
                 selinux_relabel: false,
                 propagation: container::Propagation::Private,
-                recursive_read_only: false,
+                ..Default::default()
             },
         })
         .collect())
@@ -421,7 +450,7 @@ mod tests {
             readonly: false,
             selinux_relabel: true,
             propagation: container::Propagation::Bidirectional,
-            recursive_read_only: false,
+            ..Default::default()
         };
         let text = serde_json::to_string(&new)?;
         assert!(text.contains(r#""propagation":"bidirectional""#), "{text}");

@@ -35,6 +35,7 @@ impl Containers {
             let _ = tokio::time::timeout(Duration::from_secs(2), wait_log(log)).await;
         }
         c.set_log(None);
+        self.remove_image_volumes(&c.meta.image_volumes, None).await;
         self.containerd.container_delete(&id).await?;
         let snapshotter = if c.meta.snapshotter.is_empty() {
             &config.containerd.snapshotter
@@ -60,6 +61,36 @@ impl Containers {
         self.containers.remove(&id);
         tracing::info!(container = %id, "container removed");
         Ok(())
+    }
+
+    /// Unmounts and removes image volumes and their views (and `dir`, the
+    /// container's directory, when given: a failed create's); what fails is
+    /// logged (a view left behind is containerd's garbage once no record
+    /// refers to it).
+    pub(crate) async fn remove_image_volumes(
+        &self,
+        volumes: &[super::ImageVolume],
+        dir: Option<&std::path::Path>,
+    ) {
+        let dirs: Vec<std::path::PathBuf> = volumes.iter().map(|v| v.dir.clone().into()).collect();
+        let (fs, parent) = (self.fs.clone(), dir.map(std::path::Path::to_path_buf));
+        let unmounted = crius_rt::blocking("image volume unmount", move || {
+            dirs.iter().try_for_each(|d| fs.remove_tree(d, true))?;
+            parent.map_or(Ok(()), |p| fs.remove_tree(&p, false))
+        })
+        .await;
+        if let Err(e) = unmounted {
+            tracing::warn!("image volumes: {e}");
+        }
+        for v in volumes {
+            if let Err(e) = self
+                .containerd
+                .snapshot_remove(&v.snapshotter, &v.key)
+                .await
+            {
+                tracing::warn!(key = %v.key, "image volume view: {e}");
+            }
+        }
     }
 
     /// Removes every container of a sandbox (RemovePodSandbox).
