@@ -73,6 +73,30 @@ pub(crate) async fn respond<T>(
     }
 }
 
+/// A server stream of answers.
+pub(crate) type Answers<T> =
+    std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<T, Status>> + Send>>;
+
+/// How many items one message of a list-streaming RPC carries: far below
+/// gRPC's 4 MiB message limit even for big items (a pod's stats are a few
+/// KiB), which is what the streaming is for.
+pub(crate) const CHUNK: usize = 200;
+
+/// A list answered as the list-streaming RPCs (KEP-5825) want it: every
+/// item in exactly one message, none empty (an empty list: no message),
+/// then the end of the stream.
+pub(crate) fn chunked<I, T>(mut items: Vec<I>, wrap: impl Fn(Vec<I>) -> T) -> Response<Answers<T>>
+where
+    T: Send + 'static,
+{
+    let mut chunks = Vec::with_capacity(items.len().div_ceil(CHUNK));
+    while !items.is_empty() {
+        let rest = items.split_off(items.len().min(CHUNK));
+        chunks.push(Ok(wrap(std::mem::replace(&mut items, rest))));
+    }
+    Response::new(Box::pin(tokio_stream::iter(chunks)))
+}
+
 /// The answer of an RPC crius does not serve yet.
 pub(crate) async fn not_yet<T>(rpc: &'static str) -> Result<Response<T>, Status> {
     respond(rpc, async { Err(Error::Unimplemented { rpc }) }).await
@@ -81,6 +105,26 @@ pub(crate) async fn not_yet<T>(rpc: &'static str) -> Result<Response<T>, Status>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_list_streams_in_chunks_each_item_once() {
+        use tokio_stream::StreamExt as _;
+        for n in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7] {
+            let items: Vec<usize> = (0..n).collect();
+            let mut stream = chunked(items, |v| v).into_inner();
+            let mut seen = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.expect("no error");
+                assert!(
+                    !chunk.is_empty() && chunk.len() <= CHUNK,
+                    "{n}: {}",
+                    chunk.len()
+                );
+                seen.extend(chunk);
+            }
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "{n}");
+        }
+    }
 
     #[test]
     fn every_kind_maps_to_its_code() {

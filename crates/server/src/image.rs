@@ -11,7 +11,7 @@ use crius_registry::Credentials;
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
-use crate::edge::{not_yet, respond};
+use crate::edge::respond;
 use crate::state::State;
 
 /// The image service.
@@ -48,16 +48,22 @@ impl ImageSvc {
 
 #[tonic::async_trait]
 impl ImageService for ImageSvc {
-    // KEP-5825 (alpha in 1.36): kubelet falls back to ListImages.
-    type StreamImagesStream = std::pin::Pin<
-        Box<dyn futures_core::Stream<Item = Result<v1::StreamImagesResponse, Status>> + Send>,
-    >;
+    // KEP-5825 (alpha in 1.36): ListImages in chunks.
+    type StreamImagesStream = crate::edge::Answers<v1::StreamImagesResponse>;
 
     async fn stream_images(
         &self,
-        _req: Request<v1::StreamImagesRequest>,
+        req: Request<v1::StreamImagesRequest>,
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
-        not_yet("StreamImages").await
+        let filter = req.into_inner().filter;
+        let images = self
+            .list_images(Request::new(v1::ListImagesRequest { filter }))
+            .await?
+            .into_inner()
+            .images;
+        Ok(crate::edge::chunked(images, |images| {
+            v1::StreamImagesResponse { images }
+        }))
     }
 
     async fn image_fs_info(

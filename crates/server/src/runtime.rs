@@ -1,7 +1,6 @@
 //! `runtime.v1.RuntimeService`: each handler converts the request, calls
 //! one service method, converts the answer; [`respond`] maps the errors.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use crius_core::cgroup::CgroupDriver;
@@ -13,7 +12,7 @@ use crius_pod::{ListFilter, now_ns};
 use tonic::{Request, Response, Status};
 
 use crate::convert_status::{self, container_state_filter, sandbox_state_filter};
-use crate::edge::{not_yet, respond};
+use crate::edge::{chunked, not_yet, respond};
 use crate::state::State;
 use crate::{convert, convert_container, streaming};
 
@@ -47,7 +46,7 @@ impl RuntimeSvc {
 }
 
 /// The answers of a server-streaming RPC.
-type Answers<T> = Pin<Box<dyn futures_core::Stream<Item = Result<T, Status>> + Send>>;
+use crate::edge::Answers;
 type EventStream = Answers<v1::ContainerEventResponse>;
 
 #[tonic::async_trait]
@@ -377,44 +376,78 @@ impl RuntimeService for RuntimeSvc {
         not_yet("GetContainerEvents").await
     }
 
-    // The list-streaming RPCs (KEP-5825, alpha in 1.36): kubelet falls back
-    // to the List RPCs when they are Unimplemented.
+    // The list-streaming RPCs (KEP-5825, alpha in 1.36): the List answer,
+    // taken at once, sent in chunks (see `crate::edge::chunked`).
     type StreamPodSandboxesStream = Answers<v1::StreamPodSandboxesResponse>;
 
     async fn stream_pod_sandboxes(
         &self,
-        _req: Request<v1::StreamPodSandboxesRequest>,
+        req: Request<v1::StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        not_yet("StreamPodSandboxes").await
+        let filter = req.into_inner().filter;
+        let items = self
+            .list_pod_sandbox(Request::new(v1::ListPodSandboxRequest { filter }))
+            .await?
+            .into_inner()
+            .items;
+        Ok(chunked(items, |pod_sandboxes| {
+            v1::StreamPodSandboxesResponse { pod_sandboxes }
+        }))
     }
 
     type StreamContainersStream = Answers<v1::StreamContainersResponse>;
 
     async fn stream_containers(
         &self,
-        _req: Request<v1::StreamContainersRequest>,
+        req: Request<v1::StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        not_yet("StreamContainers").await
+        let filter = req.into_inner().filter;
+        let items = self
+            .list_containers(Request::new(v1::ListContainersRequest { filter }))
+            .await?
+            .into_inner()
+            .containers;
+        Ok(chunked(items, |containers| v1::StreamContainersResponse {
+            containers,
+        }))
     }
 
     type StreamContainerStatsStream = Answers<v1::StreamContainerStatsResponse>;
 
     async fn stream_container_stats(
         &self,
-        _req: Request<v1::StreamContainerStatsRequest>,
+        req: Request<v1::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        not_yet("StreamContainerStats").await
+        let filter = req.into_inner().filter;
+        let items = self
+            .list_container_stats(Request::new(v1::ListContainerStatsRequest { filter }))
+            .await?
+            .into_inner()
+            .stats;
+        Ok(chunked(items, |container_stats| {
+            v1::StreamContainerStatsResponse { container_stats }
+        }))
     }
 
     type StreamPodSandboxStatsStream = Answers<v1::StreamPodSandboxStatsResponse>;
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _req: Request<v1::StreamPodSandboxStatsRequest>,
+        req: Request<v1::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        not_yet("StreamPodSandboxStats").await
+        let filter = req.into_inner().filter;
+        let items = self
+            .list_pod_sandbox_stats(Request::new(v1::ListPodSandboxStatsRequest { filter }))
+            .await?
+            .into_inner()
+            .stats;
+        Ok(chunked(items, |pod_sandbox_stats| {
+            v1::StreamPodSandboxStatsResponse { pod_sandbox_stats }
+        }))
     }
 
+    // Absent with ListPodSandboxMetrics (issue 15): Unimplemented, so
+    // kubelet falls back as for that one.
     type StreamPodSandboxMetricsStream = Answers<v1::StreamPodSandboxMetricsResponse>;
 
     async fn stream_pod_sandbox_metrics(

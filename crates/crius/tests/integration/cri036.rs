@@ -1,7 +1,7 @@
-//! Issue 14 (first step): what cri-api v0.36 (Kubernetes 1.36) adds to
-//! the wire: stop signals, environment values as bytes, and the RPCs crius
-//! does not serve yet, which answer Unimplemented so kubelet falls back;
-//! recursive read-only mounts, supplemental-groups policies, in-place resize.
+//! Issue 14: what cri-api v0.36 and the kubelets of 1.33-1.36 use: stop
+//! signals, environment values as bytes, recursive read-only mounts,
+//! supplemental-groups policies, in-place resize of containers and pods,
+//! image volumes, list streaming.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ crate::tests![
     image_volumes_are_read_only_views_that_go_with_their_container,
     a_config_stop_signal_is_sent_and_reported,
     env_values_are_bytes_and_must_be_utf8,
-    new_rpcs_answer_unimplemented,
+    list_streams_carry_what_lists_do,
 ];
 
 /// A shell that exits 0 on `signal` and ignores SIGTERM: only the signal
@@ -94,32 +94,110 @@ async fn env_values_are_bytes_and_must_be_utf8(env: Arc<Env>) -> anyhow::Result<
     p.env.remove_all_and_check().await
 }
 
-async fn new_rpcs_answer_unimplemented(env: Arc<Env>) -> anyhow::Result<()> {
-    let (_d, mut cri) = env.isolated().await?;
-    let unimplemented = |r: Result<(), tonic::Status>, rpc: &str| match r {
-        Err(e) if e.code() == tonic::Code::Unimplemented => Ok(()),
-        other => Err(anyhow::anyhow!("{rpc}: {other:?}")),
+/// Each list-streaming RPC (KEP-5825) carries what its List RPC answers,
+/// every item once; the filter is applied; StreamPodSandboxMetrics (with
+/// ListPodSandboxMetrics, issue 15) answers Unimplemented.
+async fn list_streams_carry_what_lists_do(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let mut ids = Vec::new();
+    for name in ["a", "b"] {
+        let mut c = config(name);
+        c.metadata.get_or_insert_default().uid = format!("{name}-uid");
+        let pod = run(&mut p.cri, c).await?;
+        let cid = create(&mut p.cri, &pod, container(name, &image, &["sleep", "600"])).await?;
+        start(&mut p.cri, &cid).await?;
+        ids.push((pod, cid));
+    }
+    let rt = &mut p.cri.runtime;
+    let mut streamed = Vec::new();
+    let mut s = rt
+        .stream_pod_sandboxes(v1::StreamPodSandboxesRequest::default())
+        .await?
+        .into_inner();
+    while let Some(m) = s.message().await? {
+        streamed.extend(m.pod_sandboxes.into_iter().map(|p| p.id));
+    }
+    let listed: Vec<String> = rt
+        .list_pod_sandbox(v1::ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    ensure!(
+        streamed == listed && listed.len() == 2,
+        "{streamed:?} vs {listed:?}"
+    );
+    // Filtered: one pod's containers.
+    let filter = v1::ContainerFilter {
+        pod_sandbox_id: ids[0].0.clone(),
+        ..Default::default()
     };
-    let rt = &mut cri.runtime;
-    unimplemented(
-        rt.stream_pod_sandboxes(v1::StreamPodSandboxesRequest::default())
-            .await
-            .map(|_| ()),
-        "StreamPodSandboxes",
-    )?;
-    unimplemented(
-        rt.stream_containers(v1::StreamContainersRequest::default())
-            .await
-            .map(|_| ()),
-        "StreamContainers",
-    )?;
-    unimplemented(
-        cri.image
-            .stream_images(v1::StreamImagesRequest::default())
-            .await
-            .map(|_| ()),
-        "StreamImages",
-    )
+    let mut s = rt
+        .stream_containers(v1::StreamContainersRequest {
+            filter: Some(filter),
+        })
+        .await?
+        .into_inner();
+    let mut containers = Vec::new();
+    while let Some(m) = s.message().await? {
+        containers.extend(m.containers.into_iter().map(|c| c.id));
+    }
+    ensure!(containers == [ids[0].1.clone()], "{containers:?}");
+    let mut s = rt
+        .stream_container_stats(v1::StreamContainerStatsRequest::default())
+        .await?
+        .into_inner();
+    let mut stats = 0;
+    while let Some(m) = s.message().await? {
+        stats += m.container_stats.len();
+    }
+    ensure!(stats == 2, "{stats} container stats");
+    let mut s = rt
+        .stream_pod_sandbox_stats(v1::StreamPodSandboxStatsRequest::default())
+        .await?
+        .into_inner();
+    let mut pod_stats = 0;
+    while let Some(m) = s.message().await? {
+        pod_stats += m.pod_sandbox_stats.len();
+    }
+    ensure!(pod_stats == 2, "{pod_stats} pod stats");
+    let metrics = rt
+        .stream_pod_sandbox_metrics(v1::StreamPodSandboxMetricsRequest::default())
+        .await;
+    ensure!(
+        matches!(&metrics, Err(e) if e.code() == tonic::Code::Unimplemented),
+        "{:?}",
+        metrics.map(|_| ())
+    );
+    let mut s = p
+        .cri
+        .image
+        .stream_images(v1::StreamImagesRequest::default())
+        .await?
+        .into_inner();
+    let mut images = Vec::new();
+    while let Some(m) = s.message().await? {
+        images.extend(m.images.into_iter().map(|i| i.id));
+    }
+    let listed: Vec<String> = p
+        .cri
+        .image
+        .list_images(v1::ListImagesRequest::default())
+        .await?
+        .into_inner()
+        .images
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    ensure!(
+        images == listed && !images.is_empty(),
+        "{images:?} vs {listed:?}"
+    );
+    p.remove_all_and_check().await
 }
 
 /// A host directory with a tmpfs mounted below it (`<dir>/tmpfs`), as the
