@@ -368,16 +368,30 @@ impl Containerd {
         Ok(plugin.exports)
     }
 
-    /// The directory where `snapshotter` keeps its data.
+    /// The directory where `snapshotter` keeps its data: the root it
+    /// exports, else (the native snapshotter exports none) its directory in
+    /// containerd's root, found next to the content store's, where
+    /// containerd's CRI looks too.
     pub async fn snapshotter_root(&self, snapshotter: &str) -> Result<PathBuf> {
         let exports = self
             .plugin_exports("io.containerd.snapshotter.v1", snapshotter)
             .await?;
-        exports.get("root").map(PathBuf::from).ok_or_else(|| {
-            Error::Precondition(format!(
-                "snapshotter {snapshotter} exports no root directory"
-            ))
-        })
+        if let Some(root) = exports.get("root") {
+            return Ok(PathBuf::from(root));
+        }
+        let content = self
+            .plugin_exports("io.containerd.content.v1", "content")
+            .await?;
+        content
+            .get("root")
+            .and_then(|r| Path::new(r).parent())
+            .map(|dir| dir.join(format!("io.containerd.snapshotter.v1.{snapshotter}")))
+            .filter(|dir| dir.is_dir())
+            .ok_or_else(|| {
+                Error::Precondition(format!(
+                    "snapshotter {snapshotter} exports no root directory"
+                ))
+            })
     }
 }
 

@@ -306,6 +306,18 @@ pub fn container_snapshotter<'a>(recorded: &'a str, config: &'a Config) -> &'a s
     }
 }
 
+/// The snapshotters `ImageFsInfo` reports: the default first (kubelet
+/// reads the first entry), then each handler's own, once each.
+pub fn snapshotters_in_use(config: &Config) -> Vec<String> {
+    let mut out = vec![config.containerd.snapshotter.clone()];
+    for h in config.runtimes.values() {
+        if !h.snapshotter.is_empty() && !out.contains(&h.snapshotter) {
+            out.push(h.snapshotter.clone());
+        }
+    }
+    out
+}
+
 /// The image a container status names: the tag the container was created
 /// from when it named one (kubelet compares it with the pod spec), else
 /// the image as requested.
@@ -353,6 +365,18 @@ mod tests {
             net.failure,
             Some(("NetworkPluginNotReady", "no network config".into()))
         );
+    }
+
+    #[test]
+    fn image_filesystems_are_the_default_snapshotter_then_the_handlers() {
+        let c = config(
+            "[containerd]\nsnapshotter = \"overlayfs\"\n\
+             [runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+             [runtimes.a]\nruntime_type = \"io.containerd.runc.v2\"\nsnapshotter = \"native\"\n\
+             [runtimes.b]\nruntime_type = \"io.containerd.kata.v2\"\nsnapshotter = \"native\"\n\
+             [runtimes.c]\nruntime_type = \"io.containerd.runc.v2\"\nsnapshotter = \"overlayfs\"\n",
+        );
+        assert_eq!(snapshotters_in_use(&c), ["overlayfs", "native"]);
     }
 
     #[test]

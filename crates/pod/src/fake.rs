@@ -1137,6 +1137,9 @@ impl ports::HostFs for Fake {
         }
         Ok(w.rootfs_etc.clone())
     }
+    fn mounted(&self, path: &Path) -> bool {
+        self.world().mounts.contains(path)
+    }
     fn mount_image_volume(&self, _mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         self.call(
             "mount_image_volume",

@@ -243,6 +243,8 @@ pub trait HostFs: Send + Sync {
         scratch: &Path,
         volumes: &[(String, PathBuf)],
     ) -> Result<(Option<String>, Option<String>)>;
+    /// Whether something is mounted at `path`.
+    fn mounted(&self, path: &Path) -> bool;
     /// Mounts an image view (`mounts`) read-only at `dir`; the host path of
     /// its directory `sub_path` (`InvalidArgument` for `image_sub_path`
     /// when the image has none there).

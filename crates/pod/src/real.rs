@@ -392,6 +392,11 @@ impl ports::HostFs for HostFs {
     ) -> Result<(Option<String>, Option<String>)> {
         crate::rootfs::read_etc(mounts, scratch, volumes)
     }
+    fn mounted(&self, path: &Path) -> bool {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let path = path.display().to_string();
+        crate::host::mounts_under(&info, &path).contains(&path)
+    }
     fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         crate::rootfs::mount_image_volume(mounts, dir, sub_path)
     }

@@ -1409,6 +1409,12 @@ async fn an_image_volume_is_a_mounted_view_that_goes_with_its_container() -> Res
         Some(m.host_path.clone())
     );
     assert!(bind.options().iter().flatten().any(|o| o == "ro"));
+    // A reboot took the mount (the state directory is volatile): the start
+    // mounts it again where the spec binds it.
+    let dir = std::path::PathBuf::from(&v.dir);
+    e.fake.world().mounts.remove(&dir);
+    e.pods.start_container(&id).await?;
+    assert!(e.fake.world().mounts.contains(&dir), "mounted again");
     e.pods.remove_container(&e.config, &id).await?;
     assert_eq!(e.fake.leftovers(), before, "nothing left after removal");
     // A sub-path the image lacks, an image not there: refused, nothing left.

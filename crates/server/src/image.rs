@@ -25,23 +25,28 @@ impl ImageSvc {
     }
 
     async fn image_fs_info(&self) -> Result<v1::ImageFsInfoResponse, Error> {
-        let fs = self.state.image_fs().await?;
-        let fs = v1::FilesystemUsage {
-            timestamp: fs.timestamp,
-            fs_id: Some(v1::FilesystemIdentifier {
-                mountpoint: fs.mountpoint,
-            }),
-            used_bytes: Some(v1::UInt64Value {
-                value: fs.usage.bytes,
-            }),
-            inodes_used: Some(v1::UInt64Value {
-                value: fs.usage.inodes,
-            }),
-        };
+        let filesystems: Vec<v1::FilesystemUsage> = self
+            .state
+            .image_fs()
+            .await?
+            .into_iter()
+            .map(|fs| v1::FilesystemUsage {
+                timestamp: fs.timestamp,
+                fs_id: Some(v1::FilesystemIdentifier {
+                    mountpoint: fs.mountpoint,
+                }),
+                used_bytes: Some(v1::UInt64Value {
+                    value: fs.usage.bytes,
+                }),
+                inodes_used: Some(v1::UInt64Value {
+                    value: fs.usage.inodes,
+                }),
+            })
+            .collect();
         Ok(v1::ImageFsInfoResponse {
-            image_filesystems: vec![fs.clone()],
-            // Container root filesystems live in the same snapshotter.
-            container_filesystems: vec![fs],
+            image_filesystems: filesystems.clone(),
+            // Containers' writable layers live in the same snapshotters.
+            container_filesystems: filesystems,
         })
     }
 }

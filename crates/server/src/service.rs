@@ -149,18 +149,33 @@ impl State {
         Ok(stats)
     }
 
-    /// The filesystem of images and containers' writable layers: the
-    /// default snapshotter's root and what its snapshots use.
-    pub(crate) async fn image_fs(&self) -> Result<ImageFs> {
+    /// The filesystems of images and containers' writable layers: each
+    /// snapshotter in use, the default first. Only the default's is
+    /// required: another that containerd cannot serve (not loaded) is left
+    /// out with a warning, so eviction still has the default's numbers.
+    pub(crate) async fn image_fs(&self) -> Result<Vec<ImageFs>> {
         let containerd = &self.backend()?.containerd;
-        let snapshotter = self.config().containerd.snapshotter.clone();
-        let root = containerd.snapshotter_root(&snapshotter).await?;
-        let usage = containerd.snapshots_usage(&snapshotter).await?;
-        Ok(ImageFs {
-            mountpoint: root.display().to_string(),
-            usage,
-            timestamp: now_ns(),
-        })
+        let mut out = Vec::new();
+        for (n, snapshotter) in status::snapshotters_in_use(&self.config())
+            .into_iter()
+            .enumerate()
+        {
+            let fs = async {
+                let root = containerd.snapshotter_root(&snapshotter).await?;
+                let usage = containerd.snapshots_usage(&snapshotter).await?;
+                Ok::<_, crius_containerd::Error>(ImageFs {
+                    mountpoint: root.display().to_string(),
+                    usage,
+                    timestamp: now_ns(),
+                })
+            };
+            match fs.await {
+                Ok(fs) => out.push(fs),
+                Err(e) if n == 0 => return Err(e.into()),
+                Err(e) => tracing::warn!(snapshotter, "ImageFsInfo leaves it out: {e}"),
+            }
+        }
+        Ok(out)
     }
 
     fn roots(&self) -> Roots<'_> {

@@ -22,6 +22,7 @@ crate::tests![
     a_config_stop_signal_is_sent_and_reported,
     env_values_are_bytes_and_must_be_utf8,
     list_streams_carry_what_lists_do,
+    image_fs_info_names_every_snapshotter_in_use,
 ];
 
 /// A shell that exits 0 on `signal` and ignores SIGTERM: only the signal
@@ -924,4 +925,72 @@ fn collect_garbage(env: &Env, p: &PodEnv) -> anyhow::Result<()> {
         ensure!(out.status.success(), "ctr {args:?}: {out:?}");
     }
     Ok(())
+}
+
+/// `ImageFsInfo`: the default snapshotter first (kubelet reads the first
+/// entry), then a handler's own; containers' writable layers in the same.
+async fn image_fs_info_names_every_snapshotter_in_use(env: Arc<Env>) -> anyhow::Result<()> {
+    let tables = "[runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+                  [runtimes.native]\nruntime_type = \"io.containerd.runc.v2\"\nsnapshotter = \"native\"\n\
+                  [runtimes.absent]\nruntime_type = \"io.containerd.runc.v2\"\nsnapshotter = \"no-such-snapshotter\"\n";
+    let mut p = PodEnv::start_with(&env, None, "", tables).await?;
+    let fs = p
+        .cri
+        .image
+        .image_fs_info(v1::ImageFsInfoRequest {})
+        .await?
+        .into_inner();
+    let points: Vec<String> = fs
+        .image_filesystems
+        .iter()
+        .filter_map(|f| f.fs_id.as_ref().map(|i| i.mountpoint.clone()))
+        .collect();
+    ensure!(
+        points.len() == 2,
+        "the absent snapshotter is left out: {points:?}"
+    );
+    ensure!(
+        points[0].ends_with("io.containerd.snapshotter.v1.overlayfs"),
+        "{points:?}"
+    );
+    ensure!(
+        points[1].ends_with("io.containerd.snapshotter.v1.native"),
+        "{points:?}"
+    );
+    ensure!(fs.container_filesystems == fs.image_filesystems, "{fs:?}");
+    // A container on the native handler: its stats name that filesystem
+    // (the native snapshotter exports no root; containerd's root has it).
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let mut c = config("native");
+    c.metadata.get_or_insert_default().uid = "native-uid".into();
+    let pod = p
+        .cri
+        .runtime
+        .run_pod_sandbox(v1::RunPodSandboxRequest {
+            config: Some(c),
+            runtime_handler: "native".into(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let id = create(
+        &mut p.cri,
+        &pod,
+        container("app", &image, &["sleep", "600"]),
+    )
+    .await?;
+    let stats = p
+        .cri
+        .runtime
+        .container_stats(v1::ContainerStatsRequest { container_id: id })
+        .await?
+        .into_inner()
+        .stats
+        .and_then(|s| s.writable_layer)
+        .and_then(|w| w.fs_id)
+        .map(|f| f.mountpoint)
+        .unwrap_or_default();
+    ensure!(stats == points[1], "{stats} vs {points:?}");
+    p.remove_all_and_check().await
 }

@@ -15,6 +15,40 @@ use crate::now_ns;
 use crate::ports::Found;
 
 impl Containers {
+    /// Mounts again the image volumes a reboot took (the state directory is
+    /// volatile; the views are containerd's): each must come back where the
+    /// spec binds it.
+    async fn ensure_image_volumes(&self, c: &Container) -> Result<()> {
+        for v in &c.meta.image_volumes {
+            let (dir, fs) = (std::path::PathBuf::from(&v.dir), self.fs.clone());
+            let probe = dir.clone();
+            if crius_rt::blocking("mount check", move || Ok(fs.mounted(&probe))).await? {
+                continue;
+            }
+            let mount = c.meta.mounts.get(v.mount).cloned().unwrap_or_default();
+            let view = self
+                .containerd
+                .snapshot_mounts(&v.snapshotter, &v.key)
+                .await?;
+            let fs = self.fs.clone();
+            let sub = mount.image_sub_path.clone();
+            let path = crius_rt::blocking("image volume mount", move || {
+                fs.mount_image_volume(&view, &dir, &sub)
+            })
+            .await?;
+            if path.display().to_string() != mount.host_path {
+                return Err(Error::FailedPrecondition(format!(
+                    "image volume {}: mounted again at {}, not at {} where the container binds it",
+                    mount.container_path,
+                    path.display(),
+                    mount.host_path
+                )));
+            }
+            tracing::info!(container = %c.meta.id, dir = %v.dir, "image volume mounted again");
+        }
+        Ok(())
+    }
+
     /// Starts a created container and watches for its exit.
     pub async fn start_container(&self, id: &str) -> Result<()> {
         let c = self.find_container(id)?;
@@ -27,6 +61,7 @@ impl Containers {
             )));
         }
         self.require_ready_pod(&c)?;
+        self.ensure_image_volumes(&c).await?;
         let started_at = now_ns();
         if let Err(e) = self.create_task(&c).await {
             // The runtime refused (e.g. the command does not exist).

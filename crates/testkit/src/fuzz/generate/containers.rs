@@ -154,6 +154,40 @@ fn extras(cx: &mut Ctx<'_>, c: &mut v1::ContainerConfig) {
             ..Default::default()
         });
     }
+    if cx.g.chance(0.1) {
+        // Recursive read-only (the fuzz node's runc and kernel can).
+        let host = format!("{}/mnt/r{}", cx.scratch(), cx.worker);
+        cx.mkdirs.push(host.clone());
+        c.mounts.push(v1::Mount {
+            container_path: "/mnt/fuzz-rro".into(),
+            host_path: host,
+            readonly: true,
+            recursive_read_only: true,
+            ..Default::default()
+        });
+    }
+    if cx.g.chance(0.1) {
+        // An image volume of the fuzz image, whole or a directory of it.
+        c.mounts.push(v1::Mount {
+            container_path: "/mnt/fuzz-image".into(),
+            readonly: true,
+            image: Some(v1::ImageSpec {
+                image: cx.s.image.clone(),
+                ..Default::default()
+            }),
+            image_sub_path: cx.g.pick(&["", "etc", "bin", "../..", "/etc/"]).into(),
+            ..Default::default()
+        });
+    }
+    if let Some(sc) = c
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .filter(|_| cx.g.chance(0.2))
+    {
+        sc.supplemental_groups = vec![1234];
+        sc.supplemental_groups_policy = v1::SupplementalGroupsPolicy::Strict as i32;
+    }
     if cx.g.chance(0.05) {
         c.devices.push(v1::Device {
             container_path: "/dev/fuzz-null".into(),
@@ -340,7 +374,30 @@ fn bad_mount(c: &mut v1::ContainerConfig, cx: &mut Ctx<'_>) -> String {
         host_path: format!("{base}/ok"),
         ..Default::default()
     };
-    let what = match cx.g.below(6) {
+    let what = match cx.g.below(10) {
+        6 => {
+            m.recursive_read_only = true;
+            m.readonly = cx.g.chance(0.5);
+            m.propagation = if m.readonly { 2 } else { 0 };
+            "recursive read-only, read-write or propagated".into()
+        }
+        7..=9 => {
+            m.host_path.clear();
+            m.readonly = true;
+            m.image = Some(v1::ImageSpec {
+                image: cx.s.image.clone(),
+                ..Default::default()
+            });
+            let (sub, what) = cx.g.pick(&[
+                ("no/such/dir", "image_sub_path missing"),
+                ("etc/passwd", "image_sub_path a file"),
+                ("a\0b", "image_sub_path with NUL"),
+                ("", "image volume read-write"),
+            ]);
+            m.readonly = !sub.is_empty();
+            m.image_sub_path = sub.into();
+            what.into()
+        }
         0 | 1 => {
             let b = bad::path(&mut cx.g, &base);
             m.host_path = b.value;
