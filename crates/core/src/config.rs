@@ -736,7 +736,7 @@ fn is_clean_absolute_path(path: &str) -> bool {
 
 /// A TOML error as line, column and message, without the quote of the
 /// offending line toml adds: that line may hold a password.
-fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
+pub(crate) fn parse_error(text: &str, e: &toml::de::Error) -> ConfigError {
     let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
         return ConfigError::Parse(e.message().to_string());
     };

@@ -6,6 +6,7 @@
 pub mod apparmor;
 pub mod cgroup;
 pub mod config;
+pub mod config_files;
 pub mod container;
 pub mod error;
 pub mod filter;

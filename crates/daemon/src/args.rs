@@ -1,10 +1,11 @@
 //! Command-line flags of `criusd`; they override the config file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use crius_core::config::{Config, DEFAULT_CONFIG_PATH, LogFormat, LogLevel, Overrides};
+use crius_core::config_files::{Layer, Layered, parse_layers};
 
 /// criusd: a Kubernetes container runtime (CRI v1) on containerd.
 #[derive(Debug, Parser)]
@@ -57,6 +58,9 @@ pub enum ConfigCommand {
     /// Validate the configuration (file + flags) and print it in full
     /// (passwords and tokens as "<redacted>").
     Check,
+    /// Print the configuration in force (the file, its drop-ins in
+    /// config.d/, the flags), each value with the file that set it.
+    Show,
 }
 
 fn parse_level(s: &str) -> Result<LogLevel, String> {
@@ -92,18 +96,54 @@ impl Args {
         }
     }
 
-    /// Reads the config file, applies the flags and validates the result.
+    /// Reads the config file and its drop-ins, applies the flags and
+    /// validates the result.
     pub fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(self.load_layered()?.config)
+    }
+
+    /// [`Args::load_config`] with each value's source file.
+    pub fn load_layered(&self) -> anyhow::Result<Layered> {
         let (path, explicit) = match &self.config {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
         };
-        let text = match std::fs::read_to_string(&path) {
+        let main = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
             Err(e) => return Err(e).with_context(|| format!("reading config {}", path.display())),
         };
-        Config::parse_with(&text, &self.overrides())
+        let mut files = vec![(path.display().to_string(), main)];
+        files.extend(drop_ins(&path)?);
+        let layers: Vec<Layer<'_>> = files
+            .iter()
+            .map(|(source, text)| Layer { source, text })
+            .collect();
+        parse_layers(&layers, &self.overrides())
             .with_context(|| format!("config {}", path.display()))
     }
+}
+
+/// The drop-ins of the config file at `main`: `config.d/*.toml` beside it,
+/// in name order (none when the directory does not exist).
+fn drop_ins(main: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let dir = main.parent().unwrap_or(Path::new("/")).join("config.d");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            Ok((p.display().to_string(), text))
+        })
+        .collect()
 }

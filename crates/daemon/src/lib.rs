@@ -26,6 +26,25 @@ pub fn main() -> ExitCode {
         print!("{}", crius_core::config::DEFAULT_TOML);
         return ExitCode::SUCCESS;
     }
+    if let Some(args::Command::Config {
+        command: args::ConfigCommand::Show,
+    }) = args.command
+    {
+        return match args
+            .load_layered()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|l| crius_core::config_files::annotated(&l).map_err(|e| e.to_string()))
+        {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("criusd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = match args.load_config() {
         Ok(c) => c,
         Err(e) => {

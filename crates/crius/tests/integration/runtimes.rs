@@ -14,6 +14,7 @@ use crate::Env;
 use crate::pods::{PodEnv, config};
 
 crate::tests![
+    drop_ins_are_merged_refused_whole_and_reloaded,
     shim_names_pass_through,
     paths_are_refused_and_nothing_is_created,
     privileged_pods_go_to_the_trusted_runtime,
@@ -636,5 +637,98 @@ async fn handler_path_snapshotter_pause_image_and_host_devices(
         err.message().contains("containerd-shim-ghost-v1"),
         "{err:?}"
     );
+    p.remove_all_and_check().await
+}
+
+/// `crius config reload` through the CLI: its stderr on failure.
+fn cli_reload(p: &PodEnv) -> anyhow::Result<Result<(), String>> {
+    let out = std::process::Command::new(crate::CRIUS)
+        .arg("--endpoint")
+        .arg(p.daemon().socket())
+        .args(["config", "reload"])
+        .output()?;
+    Ok(match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    })
+}
+
+/// Config drop-ins (`config.d/*.toml` beside the file, in name order):
+/// a handler dropped in is served after a reload, a broken drop-in is
+/// refused naming its file (the old config stays), and `criusd config
+/// show` tells each value's file with secrets redacted.
+async fn drop_ins_are_merged_refused_whole_and_reloaded(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let dir = p.daemon().dir().join("config.d");
+    std::fs::create_dir_all(&dir)?;
+    let kata = dir.join("10-kata.toml");
+    std::fs::write(
+        &kata,
+        format!("[runtimes.kata]\nruntime_type = \"{ALIAS_SHIM}\"\nprivileged = false\n"),
+    )?;
+    let later = dir.join("20-later.toml");
+    std::fs::write(
+        &later,
+        "[runtimes.kata]\npod_annotations = [\"io.katacontainers.*\"]\n\
+         [images.auths.\"registry.example.com\"]\nusername = \"u\"\npassword = \"hunter2\"\n",
+    )?;
+    std::fs::write(dir.join("README"), "not a drop-in")?;
+    cli_reload(&p)?.map_err(anyhow::Error::msg)?;
+    let names = |h: &serde_json::Value| -> Vec<String> {
+        h["handlers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let h = handlers(&mut p).await?;
+    ensure!(names(&h).contains(&"kata".to_string()), "{h}");
+    // The pod runs on the dropped-in handler.
+    let id = run_with(&mut p, config("dropped"), "kata").await?;
+    let rec = p.containerd.container_get(&id).await?.context("record")?;
+    ensure!(rec.runtime.name == ALIAS_SHIM, "{:?}", rec.runtime);
+    // A broken drop-in: refused naming it, the old config stays.
+    let broken = dir.join("30-broken.toml");
+    std::fs::write(&broken, "[runtimes.kata]\nruntime_tpye = \"x\"\n")?;
+    let err = cli_reload(&p)?
+        .err()
+        .context("a broken drop-in was accepted")?;
+    ensure!(
+        err.contains("30-broken.toml") && err.contains("runtime_tpye"),
+        "{err}"
+    );
+    ensure!(names(&handlers(&mut p).await?).contains(&"kata".to_string()));
+    // `criusd config show`: each value's file, the password hidden.
+    let out = std::process::Command::new(crate::CRIUSD)
+        .arg("--config")
+        .arg(p.daemon().dir().join("config.toml"))
+        .args(["config", "show"])
+        .output()?;
+    ensure!(!out.status.success(), "show of a broken drop-in succeeded");
+    std::fs::remove_file(&broken)?;
+    let out = std::process::Command::new(crate::CRIUSD)
+        .arg("--config")
+        .arg(p.daemon().dir().join("config.toml"))
+        .args(["config", "show"])
+        .output()?;
+    let shown = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "{out:?}");
+    ensure!(
+        shown.contains(&format!(
+            "runtime_type = \"{ALIAS_SHIM}\"  # {}",
+            kata.display()
+        )),
+        "{shown}"
+    );
+    ensure!(shown.contains(&format!("# {}", later.display())), "{shown}");
+    ensure!(
+        !shown.contains("hunter2") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    // Removing the drop-ins and reloading takes the handler away.
+    std::fs::remove_dir_all(&dir)?;
+    cli_reload(&p)?.map_err(anyhow::Error::msg)?;
+    ensure!(!names(&handlers(&mut p).await?).contains(&"kata".to_string()));
     p.remove_all_and_check().await
 }
