@@ -189,8 +189,13 @@ mod tests {
         assert_eq!(kata.pod_annotations, ["io.katacontainers.*"]);
         assert!(c.runtimes.contains_key("runc"));
         // A drop-in adding a handler to the defaults keeps the default one.
-        let only = parse_layers(&layers(&[("main.toml", ""), ("10-kata.toml", KATA)]), &Overrides::default())?;
-        assert!(only.config.runtimes.contains_key("runc") && only.config.runtimes.contains_key("kata"));
+        let only = parse_layers(
+            &layers(&[("main.toml", ""), ("10-kata.toml", KATA)]),
+            &Overrides::default(),
+        )?;
+        assert!(
+            only.config.runtimes.contains_key("runc") && only.config.runtimes.contains_key("kata")
+        );
         assert_eq!(l.sources["containerd.snapshotter"], "20-later.toml");
         assert_eq!(l.sources["runtimes.kata.runtime_type"], "10-kata.toml");
         assert_eq!(l.sources["default_runtime"], "main.toml");
