@@ -587,12 +587,17 @@ const SHIM_RACE_PAUSE: std::time::Duration = std::time::Duration::from_millis(50
 /// Whether a task create failed because the shim it was to join (a pod's
 /// shim, shared by its containers) exited meanwhile: the shim found its
 /// socket taken by a running shim, which then shut down (its last task
-/// gone) before containerd connected. A new shim starts on the next try.
+/// gone) before containerd connected, or closed the connection while the
+/// create was under way ("ttrpc: closed", seen by the fuzzer). A new shim
+/// starts on the next try; a pod that stopped meanwhile makes that try
+/// fail in runc, which the caller tells apart.
 fn shim_went_away(s: &tonic::Status) -> bool {
     let m = s.message();
-    m.contains("failed to start shim")
+    let connect = m.contains("failed to start shim")
         && (m.contains("connect: no such file or directory")
-            || m.contains("connect: connection refused"))
+            || m.contains("connect: connection refused"));
+    let closed = m.contains("failed to create shim task") && m.contains("ttrpc: closed");
+    connect || closed
 }
 
 #[cfg(test)]
@@ -660,6 +665,8 @@ mod tests {
             "failed to start shim: start failed: dial unix /run/containerd/s/8202: connect: connection refused",
         );
         assert!(shim_went_away(&refused));
+        let closed = tonic::Status::unknown("failed to create shim task: ttrpc: closed: unknown");
+        assert!(shim_went_away(&closed));
         let other = tonic::Status::unknown("failed to start shim: mkdir /run/x: file exists");
         assert!(!shim_went_away(&other));
         let runc = tonic::Status::unknown("OCI runtime create failed: no such file or directory");

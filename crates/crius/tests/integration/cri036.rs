@@ -360,16 +360,7 @@ async fn recursive_read_only_mounts_where_the_runtime_can(env: Arc<Env>) -> anyh
     // A handler whose runtime does not list rro: refused there.
     let mut on_old = config("old-runtime");
     on_old.metadata.get_or_insert_default().uid = "old-runtime-uid".into();
-    let old_pod = p
-        .cri
-        .runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(on_old),
-            runtime_handler: "old".into(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
+    let old_pod = crate::runtimes::run_with(&mut p, on_old, "old").await?;
     let before_old = p.containerd.container_list(&[]).await?.len();
     ensure!(before_old == before + 1, "{before} -> {before_old}");
     let err = create(&mut p.cri, &old_pod, sleeper("on-old", true))
@@ -656,16 +647,7 @@ async fn a_pods_new_size_is_recorded_and_handed_to_a_vm_shim(env: Arc<Env>) -> a
     let runc = run(&mut p.cri, config("plain")).await?;
     let mut vm_config = config("vm");
     vm_config.metadata.get_or_insert_default().uid = "vm-uid".into();
-    let vm = p
-        .cri
-        .runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(vm_config),
-            runtime_handler: "vm".into(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
+    let vm = crate::runtimes::run_with(&mut p, vm_config, "vm").await?;
     for id in [&runc, &vm] {
         p.cri
             .runtime
@@ -964,16 +946,7 @@ async fn image_fs_info_names_every_snapshotter_in_use(env: Arc<Env>) -> anyhow::
     crate::images::pull(&mut p.cri, &image).await?;
     let mut c = config("native");
     c.metadata.get_or_insert_default().uid = "native-uid".into();
-    let pod = p
-        .cri
-        .runtime
-        .run_pod_sandbox(v1::RunPodSandboxRequest {
-            config: Some(c),
-            runtime_handler: "native".into(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = crate::runtimes::run_with(&mut p, c, "native").await?;
     let id = create(
         &mut p.cri,
         &pod,

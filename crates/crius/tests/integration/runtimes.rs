@@ -24,7 +24,7 @@ crate::tests![
     handler_path_snapshotter_pause_image_and_host_devices,
 ];
 
-async fn run_with(
+pub(crate) async fn run_with(
     p: &mut PodEnv,
     c: v1::PodSandboxConfig,
     handler: &str,

@@ -64,8 +64,11 @@ impl Containers {
         self.ensure_image_volumes(&c).await?;
         let started_at = now_ns();
         if let Err(e) = self.create_task(&c).await {
-            // The runtime refused (e.g. the command does not exist).
+            // The runtime refused (e.g. the command does not exist), or the
+            // pod stopped meanwhile and took its shim along: then that is
+            // the answer.
             self.start_failed(&c, &e).await;
+            self.require_ready_pod(&c)?;
             return Err(command_refused(e));
         }
         crius_rt::fault::point("container-task-created");
