@@ -54,8 +54,20 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         Command::Images { image, quiet } => images(cli, cri, image.as_deref(), *quiet).await,
         Command::Rmi { images } => rmi(cri, images).await,
         Command::Pods { quiet, label } => pods(cli, cri, *quiet, label).await,
-        Command::Ps { all, quiet, pod } => {
-            crate::containers::ps(cli, cri, *all, *quiet, pod.as_deref()).await
+        Command::Ps {
+            all,
+            quiet,
+            pod,
+            state,
+            label,
+        } => {
+            let filter = crate::containers::PsFilter {
+                all: *all,
+                pod: pod.clone(),
+                state: state.clone(),
+                labels: label_selector(label)?,
+            };
+            crate::containers::ps(cli, cri, &filter, *quiet).await
         }
         Command::Inspect { id } => crate::containers::inspect(cri, id).await,
         Command::Logs {
@@ -532,7 +544,9 @@ async fn pods(
 }
 
 /// `--label key=value`s as a label selector.
-fn label_selector(labels: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+pub(crate) fn label_selector(
+    labels: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
     let mut selector = std::collections::HashMap::new();
     for l in labels {
         let (k, v) = l.split_once('=').context("--label takes key=value")?;

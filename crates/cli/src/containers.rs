@@ -24,22 +24,44 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(13)]
 }
 
+/// Which containers `crius ps` lists.
+#[derive(Debug, Clone, Default)]
+pub struct PsFilter {
+    /// Any state (else running ones, unless `state` names one).
+    pub all: bool,
+    pub pod: Option<String>,
+    /// created, running, exited or unknown.
+    pub state: Option<String>,
+    pub labels: std::collections::HashMap<String, String>,
+}
+
+impl PsFilter {
+    /// The CRI filter: a state named, else running unless `all`.
+    fn cri(&self) -> v1::ContainerFilter {
+        let state = match self.state.as_deref() {
+            Some("created") => Some(v1::ContainerState::ContainerCreated),
+            Some("running") => Some(v1::ContainerState::ContainerRunning),
+            Some("exited") => Some(v1::ContainerState::ContainerExited),
+            Some(_) => Some(v1::ContainerState::ContainerUnknown),
+            None if self.all => None,
+            None => Some(v1::ContainerState::ContainerRunning),
+        };
+        v1::ContainerFilter {
+            pod_sandbox_id: self.pod.clone().unwrap_or_default(),
+            state: state.map(|s| v1::ContainerStateValue { state: s as i32 }),
+            label_selector: self.labels.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 pub async fn ps(
     cli: &Cli,
     cri: &mut client::Cri,
-    all: bool,
+    filter: &PsFilter,
     quiet: bool,
-    pod: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut filter = v1::ContainerFilter {
-        pod_sandbox_id: pod.unwrap_or_default().to_string(),
-        ..Default::default()
-    };
-    if !all {
-        filter.state = Some(v1::ContainerStateValue {
-            state: v1::ContainerState::ContainerRunning as i32,
-        });
-    }
+    let filter = filter.cri();
     let list = cri
         .runtime
         .list_containers(v1::ListContainersRequest {
@@ -612,6 +634,34 @@ fn parse_publish(spec: &str) -> anyhow::Result<v1::PortMapping> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_filters_by_state_and_label() {
+        let running = PsFilter::default().cri();
+        assert_eq!(
+            running.state.map(|s| s.state),
+            Some(v1::ContainerState::ContainerRunning as i32)
+        );
+        let all = PsFilter {
+            all: true,
+            ..Default::default()
+        }
+        .cri();
+        assert!(all.state.is_none());
+        let exited = PsFilter {
+            state: Some("exited".into()),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            pod: Some("p1".into()),
+            ..Default::default()
+        }
+        .cri();
+        assert_eq!(
+            exited.state.map(|s| s.state),
+            Some(v1::ContainerState::ContainerExited as i32)
+        );
+        assert_eq!(exited.label_selector["app"], "web");
+        assert_eq!(exited.pod_sandbox_id, "p1");
+    }
 
     #[test]
     fn publish_specs() {

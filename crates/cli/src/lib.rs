@@ -103,6 +103,13 @@ pub enum Command {
         /// Only the containers of this pod.
         #[arg(long)]
         pod: Option<String>,
+        /// Only containers in this state: created, running, exited, unknown
+        /// (any state, like -a, otherwise).
+        #[arg(long, value_parser = ["created", "running", "exited", "unknown"])]
+        state: Option<String>,
+        /// Only containers with this label (key=value; repeat to AND them).
+        #[arg(short, long)]
+        label: Vec<String>,
     },
     /// Show a container's status (verbose).
     Inspect { id: String },

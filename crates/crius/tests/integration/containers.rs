@@ -797,6 +797,22 @@ async fn cli_run_ps_exec_logs_stop_rm(env: Arc<Env>) -> anyhow::Result<()> {
     ensure!(crius(&["stop", "-t", "0", &id])?.status.success());
     let ps = String::from_utf8(crius(&["ps", "-a"])?.stdout)?;
     ensure!(ps.contains("Exited"), "{ps}");
+    // --state and --label filter (a state implies -a).
+    let ids = |args: &[&str]| -> anyhow::Result<String> {
+        let mut all = vec!["ps", "-q"];
+        all.extend_from_slice(args);
+        Ok(String::from_utf8(crius(&all)?.stdout)?.trim().to_string())
+    };
+    ensure!(ids(&["--state", "exited"])? == id, "--state exited");
+    ensure!(ids(&["--state", "running"])?.is_empty(), "--state running");
+    ensure!(
+        ids(&["-a", "--label", "no-such=label"])?.is_empty(),
+        "--label"
+    );
+    ensure!(
+        !crius(&["ps", "--state", "sleeping"])?.status.success(),
+        "a bad state"
+    );
     ensure!(crius(&["rm", &id])?.status.success());
     ensure!(
         String::from_utf8(crius(&["ps", "-a", "-q"])?.stdout)?
