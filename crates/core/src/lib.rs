@@ -19,6 +19,7 @@ pub mod stats;
 pub mod status;
 pub mod streaming;
 pub mod time;
+pub mod userns;
 
 pub use error::{Error, Result};
 

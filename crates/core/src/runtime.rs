@@ -38,8 +38,10 @@ pub struct HandlerFeatures {
     /// Recursive read-only mounts (`rro`): the handler's OCI runtime says
     /// it knows the option and the kernel has `mount_setattr` (5.12).
     pub recursive_read_only_mounts: bool,
-    /// User namespaces with idmapped mounts, as Kubernetes uses them:
-    /// crius does not implement them on any handler.
+    /// User namespaces (mode POD): the handler's OCI runtime knows the
+    /// `user` namespace, and its pods have a pause process to hold it.
+    /// Root filesystems are remapped copies (no idmapped mounts needed);
+    /// volumes are not remapped.
     pub user_namespaces: bool,
 }
 
@@ -52,6 +54,8 @@ pub const RRO_MIN_KERNEL: (u32, u32) = (5, 12);
 pub struct OciFeatures {
     /// The mount options it recognizes (`None`: it did not say).
     pub mount_options: Option<std::collections::BTreeSet<String>>,
+    /// Whether it lists the `user` namespace.
+    pub user_namespace: bool,
 }
 
 impl OciFeatures {
@@ -64,6 +68,11 @@ impl OciFeatures {
                 .mount_options()
                 .as_ref()
                 .map(|o| o.iter().cloned().collect()),
+            user_namespace: f
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().as_ref())
+                .is_some_and(|n| n.contains(&oci_spec::runtime::LinuxNamespaceType::User)),
         })
     }
 
@@ -89,12 +98,17 @@ pub fn oci_runtime_binary(runtime_type: &str, binary_name: &str) -> Option<Strin
 }
 
 /// The features of a handler whose OCI runtime said `oci` (`None`: it
-/// could not be asked, or did not answer) on a kernel of `kernel`.
-pub fn handler_features(oci: Option<&OciFeatures>, kernel: Option<(u32, u32)>) -> HandlerFeatures {
+/// could not be asked, or did not answer) on a kernel of `kernel`; a
+/// handler whose pods are `pinned` (no pause) has no user namespaces.
+pub fn handler_features(
+    oci: Option<&OciFeatures>,
+    kernel: Option<(u32, u32)>,
+    pinned: bool,
+) -> HandlerFeatures {
     HandlerFeatures {
         recursive_read_only_mounts: oci.is_some_and(|f| f.knows_mount_option("rro"))
             && kernel.is_some_and(|k| k >= RRO_MIN_KERNEL),
-        user_namespaces: false,
+        user_namespaces: oci.is_some_and(|f| f.user_namespace) && !pinned,
     }
 }
 
@@ -315,8 +329,9 @@ mod tests {
         .expect("a runtime without rro");
         let silent = OciFeatures::parse(br#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2"}"#)
             .expect("a runtime that lists no options");
-        let rro =
-            |oci: Option<&OciFeatures>, k| handler_features(oci, k).recursive_read_only_mounts;
+        let rro = |oci: Option<&OciFeatures>, k| {
+            handler_features(oci, k, false).recursive_read_only_mounts
+        };
         assert!(rro(Some(&runc), Some((6, 1))));
         assert!(rro(Some(&runc), Some((5, 12))));
         assert!(!rro(Some(&runc), Some((5, 11))), "no mount_setattr");
@@ -324,8 +339,29 @@ mod tests {
         assert!(!rro(Some(&old), Some((6, 1))));
         assert!(!rro(Some(&silent), Some((6, 1))), "unknown is not support");
         assert!(!rro(None, Some((6, 1))), "not asked");
-        assert!(!handler_features(Some(&runc), Some((6, 1))).user_namespaces);
         assert!(OciFeatures::parse(b"runc: unknown command").is_err());
+    }
+
+    #[test]
+    fn user_namespaces_need_the_runtime_to_know_them_and_a_pause() {
+        let runc = OciFeatures::parse(
+            br#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2-dev","linux":{"namespaces":["cgroup","ipc","mount","network","pid","user","uts"]}}"#,
+        )
+        .expect("runc 1.1's document");
+        let without = OciFeatures::parse(
+            br#"{"ociVersionMin":"1.0.0","ociVersionMax":"1.0.2","linux":{"namespaces":["mount","pid"]}}"#,
+        )
+        .expect("a runtime without user namespaces");
+        assert!(handler_features(Some(&runc), Some((6, 1)), false).user_namespaces);
+        assert!(
+            !handler_features(Some(&runc), Some((6, 1)), true).user_namespaces,
+            "pinned"
+        );
+        assert!(!handler_features(Some(&without), Some((6, 1)), false).user_namespaces);
+        assert!(
+            !handler_features(None, Some((6, 1)), false).user_namespaces,
+            "not asked"
+        );
     }
 
     #[test]

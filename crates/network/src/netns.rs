@@ -89,6 +89,32 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
     }
 }
 
+/// Pins the network namespace of process `pid` at `dir/name` and returns
+/// that path: a pod's namespace its pause made inside the pod's user
+/// namespace. Fails with `AlreadyExists` if `dir/name` exists. Blocking.
+pub fn pin_pid(dir: &Path, name: &str, pid: u32) -> Result<PathBuf> {
+    check_name("netns name", name)?;
+    make_pin_dir(dir)?;
+    let path = dir.join(name);
+    make_pin_file(&path, "network namespace")?;
+    let source = format!("/proc/{pid}/ns/net");
+    let bound = nix::mount::mount(
+        Some(source.as_str()),
+        &path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    );
+    if let Err(e) = bound {
+        let _ = std::fs::remove_file(&path);
+        return Err(Error::io(
+            format!("bind-mount {source} onto {}", path.display()),
+            io::Error::from(e),
+        ));
+    }
+    Ok(path)
+}
+
 /// Creates `dir` (mode 0755) if needed and makes it a shared mount point
 /// (see the module docs).
 pub(crate) fn make_pin_dir(dir: &Path) -> Result<()> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crius_containerd::TaskStatus;
 use crius_core::config::Config;
 use crius_core::image::CriImage;
+use crius_core::userns::IdMaps;
 use crius_core::{Error, Result};
 
 use crate::container::Container;
@@ -77,7 +78,7 @@ impl Ctx {
             Some(binary) => self.runtimes.features(&binary).await,
             None => None,
         };
-        crius_core::runtime::handler_features(oci.as_ref(), self.host.kernel_version)
+        crius_core::runtime::handler_features(oci.as_ref(), self.host.kernel_version, false)
     }
 
     /// Forgets the CPU sample of a removed container or pod.
@@ -156,7 +157,8 @@ impl Ctx {
     }
 
     /// The snapshot `key` of `image`'s rootfs (a read-only view or a
-    /// writable snapshot); its mounts.
+    /// writable snapshot); its mounts. In a user namespace (`userns`) its
+    /// parent is the image's remapped copy.
     pub(crate) async fn rootfs_snapshot(
         &self,
         c: &dyn ports::Containerd,
@@ -164,32 +166,93 @@ impl Ctx {
         image: &CriImage,
         snapshotter: &str,
         key: &str,
+        userns: Option<&IdMaps>,
     ) -> Result<Vec<crius_containerd::Mount>> {
-        let make = || async {
-            match kind {
-                Rootfs::View => {
-                    c.snapshot_view(snapshotter, key, Some(&image.chain_id))
-                        .await
-                }
-                Rootfs::Writable => {
-                    c.snapshot_prepare(snapshotter, key, Some(&image.chain_id))
-                        .await
-                }
-            }
+        let Some(maps) = userns else {
+            return self.image_snapshot(c, kind, image, snapshotter, key).await;
         };
-        if let Made::Mounts(m) = make().await? {
+        let parent = self.remapped(c, image, snapshotter, maps).await?;
+        match make_snapshot(c, kind, snapshotter, key, &parent).await? {
+            Made::Mounts(m) => Ok(m),
+            Made::ParentMissing => Err(Error::FailedPrecondition(format!(
+                "image {}: its remapped snapshot {parent} is missing",
+                image.id
+            ))),
+        }
+    }
+
+    /// The snapshot `key` on `image`'s own snapshot; its mounts.
+    async fn image_snapshot(
+        &self,
+        c: &dyn ports::Containerd,
+        kind: Rootfs,
+        image: &CriImage,
+        snapshotter: &str,
+        key: &str,
+    ) -> Result<Vec<crius_containerd::Mount>> {
+        let parent = &image.chain_id;
+        if let Made::Mounts(m) = make_snapshot(c, kind, snapshotter, key, parent).await? {
             return Ok(m);
         }
         // The image's layers are not (or no longer) unpacked: unpack them
         // now, then and only then (lazy unpack).
         c.snapshot_remove(snapshotter, key).await?;
         self.images.ensure_unpacked(image, snapshotter).await?;
-        match make().await? {
+        match make_snapshot(c, kind, snapshotter, key, parent).await? {
             Made::Mounts(m) => Ok(m),
             Made::ParentMissing => Err(Error::FailedPrecondition(format!(
-                "image {}: its snapshot {} is missing right after unpacking it",
-                image.id, image.chain_id
+                "image {}: its snapshot {parent} is missing right after unpacking it",
+                image.id
             ))),
+        }
+    }
+
+    /// The copy of `image`'s snapshot with its files owned by `maps`' host
+    /// ids (what containerd 1.7 does without idmapped mounts): one per
+    /// image and mapping, made once and shared; committed under the
+    /// caller's lease, then kept by its children.
+    async fn remapped(
+        &self,
+        c: &dyn ports::Containerd,
+        image: &CriImage,
+        snapshotter: &str,
+        maps: &IdMaps,
+    ) -> Result<String> {
+        let name = maps.remapped_name(&image.chain_id);
+        if c.snapshot_exists(snapshotter, &name).await? {
+            return Ok(name);
+        }
+        let key = format!("{name}-making-{}", crate::sandbox::random_id());
+        let mounts = self
+            .image_snapshot(c, Rootfs::Writable, image, snapshotter, &key)
+            .await?;
+        let scratch = self.state_dir.join("remap").join(&key[key.len() - 16..]);
+        let (fs, maps_now) = (self.fs.clone(), *maps);
+        let started = std::time::Instant::now();
+        let remapped = crius_rt::blocking("remap task", move || {
+            fs.remap_ids(&mounts, &scratch, &maps_now)
+        })
+        .await;
+        let committed = match remapped {
+            Ok(()) => c.snapshot_commit(snapshotter, &name, &key).await,
+            Err(e) => Err(e),
+        };
+        match committed {
+            Ok(true) => {
+                tracing::info!(image = %image.id, snapshot = %name, ms = started.elapsed().as_millis() as u64, "remapped the image for a user namespace");
+                Ok(name)
+            }
+            // Another pod made it meanwhile.
+            Ok(false) => {
+                c.snapshot_remove(snapshotter, &key).await?;
+                Ok(name)
+            }
+            Err(e) => {
+                if let Err(rm) = c.snapshot_remove(snapshotter, &key).await {
+                    tracing::warn!(key, "cannot remove a half-remapped snapshot: {rm}");
+                }
+                Err(e)
+            }
         }
     }
 
@@ -206,6 +269,20 @@ impl Ctx {
         self.containers
             .find(id)?
             .ok_or_else(|| Error::not_found(format!("container {id}")))
+    }
+}
+
+/// Makes the snapshot `key` of `kind` on `parent`.
+async fn make_snapshot(
+    c: &dyn ports::Containerd,
+    kind: Rootfs,
+    snapshotter: &str,
+    key: &str,
+    parent: &str,
+) -> Result<Made> {
+    match kind {
+        Rootfs::View => c.snapshot_view(snapshotter, key, Some(parent)).await,
+        Rootfs::Writable => c.snapshot_prepare(snapshotter, key, Some(parent)).await,
     }
 }
 

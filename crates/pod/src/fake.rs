@@ -139,6 +139,7 @@ impl Fake {
     pub fn new() -> Self {
         let runc = crius_core::runtime::OciFeatures {
             mount_options: Some(["ro", "rro", "rbind"].map(String::from).into()),
+            user_namespace: true,
         };
         let world = World {
             network: Some("fake-net".into()),
@@ -828,6 +829,32 @@ impl ports::Snapshots for Fake {
             .remove(&(snapshotter.to_string(), key.to_string()));
         Ok(())
     }
+    async fn snapshot_commit(&self, snapshotter: &str, name: &str, key: &str) -> Result<bool> {
+        self.call(
+            "snapshot_commit",
+            format_args!("{snapshotter} {name} {key}"),
+        )?;
+        let mut w = self.world();
+        if w.unpacked.contains(name) {
+            return Ok(false);
+        }
+        if !w
+            .snapshots
+            .remove(&(snapshotter.to_string(), key.to_string()))
+        {
+            return Err(not_found(format!("snapshot {key}")));
+        }
+        // A committed snapshot can be a parent, like an unpacked layer.
+        w.unpacked.insert(name.to_string());
+        Ok(true)
+    }
+    async fn snapshot_exists(&self, snapshotter: &str, key: &str) -> Result<bool> {
+        self.call("snapshot_exists", format_args!("{snapshotter} {key}"))?;
+        let w = self.world();
+        Ok(w.unpacked.contains(key)
+            || w.snapshots
+                .contains(&(snapshotter.to_string(), key.to_string())))
+    }
     async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>> {
         self.call("snapshot_usage", format_args!("{snapshotter} {key}"))?;
         let w = self.world();
@@ -925,6 +952,12 @@ impl ports::Network for Fake {
         self.call("netns_remove", format_args!("{}", path.display()))?;
         self.world().netns.remove(path);
         Ok(())
+    }
+    async fn netns_pin_pid(&self, dir: &Path, name: &str, pid: u32) -> Result<PathBuf> {
+        self.call("netns_pin_pid", format_args!("{name} {pid}"))?;
+        let path = dir.join(name);
+        self.world().netns.insert(path.clone());
+        Ok(path)
     }
     fn netns_is_pinned(&self, path: &Path) -> bool {
         self.world().netns.contains(path)
@@ -1139,6 +1172,17 @@ impl ports::HostFs for Fake {
     }
     fn mounted(&self, path: &Path) -> bool {
         self.world().mounts.contains(path)
+    }
+    fn remap_ids(
+        &self,
+        _mounts: &[Mount],
+        scratch: &Path,
+        maps: &crius_core::userns::IdMaps,
+    ) -> Result<()> {
+        self.call(
+            "remap_ids",
+            format_args!("{} {}", scratch.display(), maps.uids.host_id),
+        )
     }
     fn mount_image_volume(&self, _mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         self.call(

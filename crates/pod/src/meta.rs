@@ -69,6 +69,10 @@ pub struct SandboxMeta {
     /// namespaces. `None`: a pause task holds the pod's namespaces.
     #[serde(default)]
     pub pinned: Option<PinPaths>,
+    /// The pod's user namespace (mode POD): its pause holds it, its
+    /// containers join it, their rootfs are remapped copies.
+    #[serde(default)]
+    pub userns: Option<crius_core::userns::IdMaps>,
 }
 
 /// The extension a pinned pod's record gets when StopPodSandbox begins (a
@@ -236,6 +240,14 @@ impl SandboxMeta {
                     ipc: ipc.into(),
                 },
                 privileged: self.privileged,
+                user_namespace: self.userns.map(|_| crius_core::sandbox::NamespaceMode::Pod),
+                userns_ids: self
+                    .userns
+                    .map(|m| crius_core::userns::Asked {
+                        uids: vec![m.uids],
+                        gids: vec![m.gids],
+                    })
+                    .unwrap_or_default(),
                 ..Default::default()
             },
             ..Default::default()

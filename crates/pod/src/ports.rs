@@ -124,6 +124,11 @@ pub trait Snapshots: Send + Sync {
     async fn snapshot_mounts(&self, snapshotter: &str, key: &str) -> Result<Vec<Mount>>;
     async fn snapshot_remove(&self, snapshotter: &str, key: &str) -> Result<()>;
     async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>>;
+    /// Commits the active snapshot `key` as `name`; `Ok(false)` when
+    /// `name` exists already (`key` is left as it was then).
+    async fn snapshot_commit(&self, snapshotter: &str, name: &str, key: &str) -> Result<bool>;
+    /// Whether the snapshot `key` exists.
+    async fn snapshot_exists(&self, snapshotter: &str, key: &str) -> Result<bool>;
 }
 
 /// containerd's leases.
@@ -165,6 +170,9 @@ pub trait Network: Send + Sync {
     /// Unpins and removes a pinned namespace (network, IPC or UTS);
     /// absent is fine.
     async fn netns_remove(&self, path: &Path) -> Result<()>;
+    /// Pins the network namespace of process `pid` at `dir/name` (a pod's
+    /// whose pause made it in its user namespace).
+    async fn netns_pin_pid(&self, dir: &Path, name: &str, pid: u32) -> Result<PathBuf>;
     /// Whether `path` is a pinned namespace.
     fn netns_is_pinned(&self, path: &Path) -> bool;
     /// Creates the IPC and UTS namespaces `plan` asks for, with its
@@ -249,6 +257,14 @@ pub trait HostFs: Send + Sync {
     /// its directory `sub_path` (`InvalidArgument` for `image_sub_path`
     /// when the image has none there).
     fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf>;
+    /// Shifts the owner of every file of the writable snapshot `mounts`
+    /// describe (mounted at `scratch` meanwhile) into `maps`' host range.
+    fn remap_ids(
+        &self,
+        mounts: &[Mount],
+        scratch: &Path,
+        maps: &crius_core::userns::IdMaps,
+    ) -> Result<()>;
     /// The device nodes, resolved host paths (created when missing) and,
     /// with `all_devices`, every host device a container's spec needs.
     fn host_lookup(

@@ -204,6 +204,26 @@ impl ports::Snapshots for Containerd {
             .await
             .map_err(Error::from)
     }
+    async fn snapshot_commit(&self, snapshotter: &str, name: &str, key: &str) -> Result<bool> {
+        match self
+            .0
+            .snapshot_commit(snapshotter, name, key, HashMap::new())
+            .await
+            .map_err(Error::from)
+        {
+            Ok(()) => Ok(true),
+            Err(Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    async fn snapshot_exists(&self, snapshotter: &str, key: &str) -> Result<bool> {
+        Ok(self
+            .0
+            .snapshot_stat(snapshotter, key)
+            .await
+            .map_err(Error::from)?
+            .is_some())
+    }
     async fn snapshot_usage(&self, snapshotter: &str, key: &str) -> Result<Option<Usage>> {
         self.0
             .snapshot_usage(snapshotter, key)
@@ -267,6 +287,13 @@ impl ports::Network for Network {
     async fn netns_remove(&self, path: &Path) -> Result<()> {
         let path = path.to_path_buf();
         crius_rt::blocking("netns task", move || crius_network::netns::remove(&path)).await
+    }
+    async fn netns_pin_pid(&self, dir: &Path, name: &str, pid: u32) -> Result<PathBuf> {
+        let (dir, name) = (dir.to_path_buf(), name.to_string());
+        crius_rt::blocking("netns task", move || {
+            crius_network::netns::pin_pid(&dir, &name, pid)
+        })
+        .await
     }
     fn netns_is_pinned(&self, path: &Path) -> bool {
         crius_network::netns::is_pinned(path)
@@ -396,6 +423,14 @@ impl ports::HostFs for HostFs {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let path = path.display().to_string();
         crate::host::mounts_under(&info, &path).contains(&path)
+    }
+    fn remap_ids(
+        &self,
+        mounts: &[Mount],
+        scratch: &Path,
+        maps: &crius_core::userns::IdMaps,
+    ) -> Result<()> {
+        crate::rootfs::remap_ids(mounts, scratch, maps)
     }
     fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         crate::rootfs::mount_image_volume(mounts, dir, sub_path)

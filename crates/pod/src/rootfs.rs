@@ -309,3 +309,142 @@ mod tests {
         Ok(())
     }
 }
+
+/// Mounts the writable snapshot `mounts` describe at `scratch`, shifts the
+/// owner of each of its files into `maps`' host range (`i` becomes
+/// `host_id + i`; set-id bits, which a chown clears, are put back) and
+/// unmounts it. Symlinks are changed, never followed. A file owned by an
+/// id the range lacks is refused: it would keep a host id outside the
+/// pod's range.
+pub fn remap_ids(
+    mounts: &[Mount],
+    scratch: &Path,
+    maps: &crius_core::userns::IdMaps,
+) -> Result<()> {
+    let mount = mounts
+        .first()
+        .ok_or_else(|| Error::Internal("a snapshot without mounts".into()))?;
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
+    if let Err(e) = mount_writable(mount, scratch) {
+        let _ = std::fs::remove_dir(scratch);
+        return Err(Error::io(
+            format!("mounting the snapshot to remap at {}", scratch.display()),
+            e.into(),
+        ));
+    }
+    let done = remap_tree(scratch, maps);
+    let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(scratch);
+    done
+}
+
+fn mount_writable(mount: &Mount, scratch: &Path) -> nix::Result<()> {
+    let bind = mount.r#type == "bind" || mount.options.iter().any(|o| o == "bind" || o == "rbind");
+    if bind {
+        return nix::mount::mount(
+            Some(mount.source.as_str()),
+            scratch,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        );
+    }
+    let options: Vec<&str> = mount
+        .options
+        .iter()
+        .map(String::as_str)
+        .filter(|o| *o != "ro" && *o != "rw")
+        .collect();
+    nix::mount::mount(
+        Some(mount.source.as_str()),
+        scratch,
+        Some(mount.r#type.as_str()),
+        MsFlags::empty(),
+        Some(options.join(",").as_str()),
+    )
+}
+
+fn remap_tree(root: &Path, maps: &crius_core::userns::IdMaps) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let (uid, gid) = match (maps.uids.to_host(meta.uid()), maps.gids.to_host(meta.gid())) {
+            (Some(u), Some(g)) => (u, g),
+            _ => {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} is owned by {}:{}, outside the pod's user namespace",
+                    path.display(),
+                    meta.uid(),
+                    meta.gid()
+                )));
+            }
+        };
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+            .map_err(|e| Error::io(format!("chown {}", path.display()), e))?;
+        let mode = meta.mode() & 0o7777;
+        if meta.is_file() && mode & 0o6000 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        }
+        if meta.is_dir() {
+            let entries = std::fs::read_dir(&path)
+                .map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| Error::io(format!("listing {}", path.display()), e))?;
+                todo.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod remap_tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use crius_core::userns::{IdMapping, IdMaps};
+
+    fn maps() -> IdMaps {
+        let m = IdMapping {
+            container_id: 0,
+            host_id: 200_000,
+            length: 65536,
+        };
+        IdMaps { uids: m, gids: m }
+    }
+
+    #[test]
+    fn owners_shift_links_are_not_followed_setid_bits_stay()
+    -> Result<(), Box<dyn std::error::Error>> {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: chown needs root");
+            return Ok(());
+        }
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("bin"))?;
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "x")?;
+        std::fs::write(root.join("bin/su"), "x")?;
+        std::os::unix::fs::lchown(root.join("bin/su"), Some(0), Some(5))?;
+        std::fs::set_permissions(root.join("bin/su"), std::fs::Permissions::from_mode(0o4755))?;
+        std::os::unix::fs::symlink(&outside, root.join("escape"))?;
+        super::remap_tree(&root, &maps())?;
+        let su = std::fs::metadata(root.join("bin/su"))?;
+        assert_eq!((su.uid(), su.gid()), (200_000, 200_005));
+        assert_eq!(su.mode() & 0o7777, 0o4755);
+        let link = std::fs::symlink_metadata(root.join("escape"))?;
+        assert_eq!(link.uid(), 200_000);
+        // The link's target outside the tree is untouched.
+        assert_eq!(std::fs::metadata(&outside)?.uid(), 0);
+        assert_eq!(std::fs::metadata(&root)?.uid(), 200_000);
+        // An owner outside the range is refused.
+        std::os::unix::fs::lchown(&root, Some(70_000), None)?;
+        assert!(super::remap_tree(&root, &maps()).is_err());
+        Ok(())
+    }
+}

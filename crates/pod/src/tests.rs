@@ -1435,3 +1435,125 @@ async fn an_image_volume_is_a_mounted_view_that_goes_with_its_container() -> Res
     );
     Ok(())
 }
+
+/// Tests of pods in a user namespace (mode POD).
+mod userns {
+    use super::*;
+    use crius_core::sandbox::NamespaceMode;
+    use crius_core::userns::{Asked, IdMapping};
+
+    fn mapped(name: &str) -> PodSandboxRequest {
+        let m = IdMapping {
+            container_id: 0,
+            host_id: 300_000,
+            length: 65536,
+        };
+        let mut req = pod(name);
+        req.linux.user_namespace = Some(NamespaceMode::Pod);
+        req.linux.userns_ids = Asked {
+            uids: vec![m],
+            gids: vec![m],
+        };
+        req
+    }
+
+    async fn run(e: &Env, name: &str) -> Result<String> {
+        e.pods
+            .run(e.config.clone(), CgroupDriver::Cgroupfs, mapped(name))
+            .await
+    }
+
+    fn position(ops: &[String], op: &str) -> usize {
+        ops.iter()
+            .position(|o| o == op)
+            .unwrap_or_else(|| panic!("no {op} in {ops:?}"))
+    }
+
+    #[tokio::test]
+    async fn the_pause_makes_the_network_namespace_before_it_starts() -> Result<()> {
+        let e = env();
+        let id = run(&e, "web").await?;
+        let ops = e.fake.ops();
+        assert!(!ops.iter().any(|o| o == "netns_create"), "{ops:?}");
+        let order = [
+            "snapshot_prepare", // the copy to remap
+            "remap_ids",
+            "snapshot_commit",
+            "snapshot_view",
+            "task_create",
+            "netns_pin_pid",
+            "cni_add",
+            "container_set_extension", // the record gets the IPs
+            "task_start",
+        ];
+        let at: Vec<usize> = order.iter().map(|op| position(&ops, op)).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{order:?} at {at:?}");
+        let status = e.pods.status(&id, false).await?;
+        assert_eq!(status.meta.ips, vec!["10.88.0.2".to_string()]);
+        assert!(status.meta.userns.is_some());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failure_at_each_new_step_leaves_nothing() -> Result<()> {
+        for op in [
+            "remap_ids",
+            "snapshot_commit",
+            "netns_pin_pid",
+            "cni_add",
+            "container_set_extension",
+            "task_start",
+        ] {
+            let e = env();
+            e.fake.fail(op, 1);
+            assert!(run(&e, "web").await.is_err(), "{op}");
+            let left = e.fake.leftovers();
+            assert!(left.is_empty(), "{op} left {left:?}");
+            run(&e, "web").await?;
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn containers_share_the_remapped_image_and_stay_in_the_pod() -> Result<()> {
+        let e = env();
+        let sandbox = run(&e, "web").await?;
+        let remaps = || e.fake.ops().iter().filter(|o| *o == "remap_ids").count();
+        let before = remaps();
+        let mut c = container("app");
+        c.linux.security.user_namespace = Some(NamespaceMode::Pod);
+        c.linux.security.userns_ids = mapped("x").linux.userns_ids;
+        e.pods
+            .create_container(
+                e.config.clone(),
+                CgroupDriver::Cgroupfs,
+                &sandbox,
+                c.clone(),
+            )
+            .await?;
+        // busybox is remapped once, then reused.
+        assert_eq!(remaps(), before + 1);
+        c.name = "again".into();
+        e.pods
+            .create_container(
+                e.config.clone(),
+                CgroupDriver::Cgroupfs,
+                &sandbox,
+                c.clone(),
+            )
+            .await?;
+        assert_eq!(remaps(), before + 1);
+        c.name = "leaves".into();
+        c.linux.security.user_namespace = Some(NamespaceMode::Node);
+        c.linux.security.userns_ids = Default::default();
+        let refused = e
+            .pods
+            .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, c)
+            .await;
+        assert!(
+            matches!(refused, Err(Error::InvalidArgument { .. })),
+            "{refused:?}"
+        );
+        Ok(())
+    }
+}

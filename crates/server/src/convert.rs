@@ -50,6 +50,26 @@ pub(crate) fn user_namespace(
         .transpose()
 }
 
+/// The id mappings of `ns`'s user namespace (checked by the core).
+pub(crate) fn userns_ids(ns: &v1::NamespaceOption) -> crius_core::userns::Asked {
+    let list = |l: &[v1::IdMapping]| {
+        l.iter()
+            .map(|m| crius_core::userns::IdMapping {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                length: m.length,
+            })
+            .collect()
+    };
+    ns.userns_options
+        .as_ref()
+        .map(|u| crius_core::userns::Asked {
+            uids: list(&u.uids),
+            gids: list(&u.gids),
+        })
+        .unwrap_or_default()
+}
+
 /// Whether `policy` is `Strict`. Unknown values are refused (security:
 /// reading one as Merge could give the process groups a stricter policy
 /// would not).
@@ -168,6 +188,7 @@ pub fn pod_sandbox_request(
             overhead: resources(linux.overhead.as_ref()),
             resources: resources(linux.resources.as_ref()),
             user_namespace: user_namespace(&format!("{SC}.namespace_options"), &ns)?,
+            userns_ids: userns_ids(&ns),
             strict_supplemental_groups: strict_supplemental_groups(
                 &format!("{SC}.supplemental_groups_policy"),
                 sc.supplemental_groups_policy,

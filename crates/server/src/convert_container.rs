@@ -147,6 +147,7 @@ fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, Er
     let caps = sc.capabilities.unwrap_or_default();
     let ns = sc.namespace_options.unwrap_or_default();
     let user_namespace = crate::convert::user_namespace(&format!("{SC}.namespace_options"), &ns)?;
+    let userns_ids = crate::convert::userns_ids(&ns);
     let seccomp = either_profile(
         "seccomp",
         sc.seccomp.as_ref(),
@@ -182,6 +183,7 @@ fn security(sc: v1::LinuxContainerSecurityContext) -> Result<SecurityContext, Er
         seccomp,
         apparmor,
         user_namespace,
+        userns_ids,
         strict_supplemental_groups: crate::convert::strict_supplemental_groups(
             &format!("{SC}.supplemental_groups_policy"),
             sc.supplemental_groups_policy,
@@ -683,6 +685,7 @@ mod tests {
                 )),
                 apparmor: Some(SecurityProfile::RuntimeDefault),
                 user_namespace: None,
+                userns_ids: Default::default(),
                 strict_supplemental_groups: false,
             }
         );

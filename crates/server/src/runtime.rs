@@ -694,6 +694,7 @@ mod tests {
         }
         let config: serde_json::Value =
             serde_json::from_str(&s.info["config"]).map_err(|e| Error::Internal(e.to_string()))?;
+        assert!(config["stateDir"].as_str().is_some_and(|d| !d.is_empty()));
         let auth = &config["images"]["auths"]["registry.example.com"];
         assert_eq!(auth["username"], "alice");
         assert_eq!(auth["password"], "<redacted>");

@@ -192,9 +192,10 @@ pub struct SecurityContext {
     pub seccomp: Option<SecurityProfile>,
     /// `Localhost` holds the name of a loaded AppArmor profile.
     pub apparmor: Option<SecurityProfile>,
-    /// The user namespace mode, when the request gives one; anything but
-    /// `Node` is refused by [`validate`] until crius does user namespaces.
+    /// The user namespace mode, when the request gives one: its pod's.
     pub user_namespace: Option<NamespaceMode>,
+    /// The user namespace's id mappings (mode POD): its pod's.
+    pub userns_ids: crate::userns::Asked,
     /// `supplemental_groups_policy = Strict`: the groups of the image's
     /// `/etc/group` are not added (see [`resolve_user`]).
     pub strict_supplemental_groups: bool,

@@ -369,11 +369,13 @@ fn linux(
         )
     };
     let (devices, device_rules) = devices(input)?;
+    // runc wants the mappings of a user namespace it joins.
+    let maps = input.sandbox.linux.userns_maps();
     let mut linux = Linux::default();
     linux
         .set_net_devices(None)
-        .set_uid_mappings(None)
-        .set_gid_mappings(None)
+        .set_uid_mappings(maps.map(|m| vec![crate::userns::oci(&m.uids)]))
+        .set_gid_mappings(maps.map(|m| vec![crate::userns::oci(&m.gids)]))
         .set_sysctl(None)
         .set_resources(Some(resources(input, device_rules)?))
         .set_cgroups_path(Some(PathBuf::from(cgroups_path)))
@@ -421,6 +423,12 @@ fn namespaces(input: &ContainerSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
         )?);
     }
     out.push(new_namespace(LinuxNamespaceType::Mount)?);
+    if input.sandbox.linux.userns_maps().is_some() {
+        out.push(join_namespace(
+            LinuxNamespaceType::User,
+            pause_namespace(input, "user")?,
+        )?);
+    }
     out.extend(network_namespace(input)?);
     if input.host.cgroup_unified && !input.request.linux.security.privileged {
         out.push(new_namespace(LinuxNamespaceType::Cgroup)?);

@@ -593,7 +593,12 @@ fn validate_security(sc: &SecurityContext) -> Result<()> {
                 .map_err(|r| Error::invalid(security_field(&format!("{name}[{i}]")), r))?;
         }
     }
-    crate::sandbox::validate::not_yet("config.linux.security_context", sc.user_namespace)?;
+    // Its agreement with the pod's is checked where the pod is known.
+    crate::userns::pod_maps(
+        "config.linux.security_context.namespace_options",
+        sc.user_namespace,
+        &sc.userns_ids,
+    )?;
     validate_profiles(sc)
 }
 
@@ -809,7 +814,7 @@ mod tests {
                 r.mounts = vec![m(|m| m.id_mapped = true)]
             }),
             (
-                "config.linux.security_context.namespace_options.userns_options.mode",
+                "config.linux.security_context.namespace_options.userns_options.uids",
                 |r| r.linux.security.user_namespace = Some(NamespaceMode::Pod),
             ),
         ];

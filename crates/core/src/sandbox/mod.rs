@@ -116,13 +116,23 @@ pub struct LinuxSandbox {
     pub overhead: Option<Resources>,
     /// CRI `resources`: the sum of the pod's container resources.
     pub resources: Option<Resources>,
-    /// The user namespace mode, when the request gives one; anything but
-    /// `Node` is refused by [`validate`] until crius does user namespaces.
+    /// The user namespace mode, when the request gives one.
     pub user_namespace: Option<NamespaceMode>,
+    /// The user namespace's id mappings (mode POD).
+    pub userns_ids: crate::userns::Asked,
     /// `supplemental_groups_policy = Strict`: the pod's processes get the
     /// request's groups only. The pause process never gets its image's
     /// `/etc/group` memberships, so for the sandbox it changes nothing.
     pub strict_supplemental_groups: bool,
+}
+
+impl LinuxSandbox {
+    /// The pod's user namespace mappings (mode POD), once validated.
+    pub fn userns_maps(&self) -> Option<crate::userns::IdMaps> {
+        crate::userns::pod_maps("", self.user_namespace, &self.userns_ids)
+            .ok()
+            .flatten()
+    }
 }
 
 /// CRI `NamespaceOption` (the pod-level part).

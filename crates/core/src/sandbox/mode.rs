@@ -52,9 +52,19 @@ pub struct PinPaths {
 pub fn shape(mode: SandboxMode, handler: &str, req: &PodSandboxRequest) -> Result<Shape> {
     let ns = req.linux.namespaces;
     let shared_pid = ns.pid == NamespaceMode::Pod;
+    // A user namespace is made by the pause process (it needs a process
+    // to own it); a pod with one always has a pause.
+    let userns = req.linux.userns_maps().is_some();
     match mode {
         SandboxMode::Pause => Ok(Shape::Pause),
-        SandboxMode::Auto if shared_pid => Ok(Shape::Pause),
+        SandboxMode::Auto if shared_pid || userns => Ok(Shape::Pause),
+        SandboxMode::Pinned if userns => Err(Error::invalid(
+            "config.linux.security_context.namespace_options.userns_options.mode",
+            format!(
+                "a user namespace needs a pause process to hold it, and runtime handler \
+                 {handler:?} has sandbox_mode \"pinned\""
+            ),
+        )),
         // impossible: a shared PID namespace needs a PID 1, and the
         // operator asked for pods without one.
         SandboxMode::Pinned if shared_pid => Err(Error::invalid(

@@ -445,11 +445,12 @@ fn linux(input: &SandboxSpecInput<'_>) -> Result<Linux> {
     } else {
         (Some(strings(&MASKED_PATHS)), Some(strings(&READONLY_PATHS)))
     };
+    let maps = req.userns_maps();
     let mut linux = Linux::default();
     linux
         .set_net_devices(None)
-        .set_uid_mappings(None)
-        .set_gid_mappings(None)
+        .set_uid_mappings(maps.map(|m| vec![crate::userns::oci(&m.uids)]))
+        .set_gid_mappings(maps.map(|m| vec![crate::userns::oci(&m.gids)]))
         .set_sysctl((!sysctls.is_empty()).then(|| sysctls.into_iter().collect()))
         .set_resources(Some(resources()?))
         .set_cgroups_path(Some(PathBuf::from(cgroups_path)))
@@ -525,8 +526,16 @@ fn namespaces(input: &SandboxSpecInput<'_>) -> Result<Vec<LinuxNamespace>> {
         out.push(pinned(LinuxNamespaceType::Uts, pins.uts.as_ref())?);
     }
     out.push(new(LinuxNamespaceType::Mount).map_err(oci)?);
+    let userns = input.request.linux.userns_maps().is_some();
+    if userns {
+        out.push(new(LinuxNamespaceType::User).map_err(oci)?);
+    }
     match (host_net, input.netns_path.as_deref()) {
         (true, None) => {}
+        // In a user namespace the pause makes the pod's network namespace,
+        // so that the namespace belongs to it (else runc cannot mount
+        // sysfs); it is pinned, then set up, before the pause starts.
+        (false, None) if userns => out.push(new(LinuxNamespaceType::Network).map_err(oci)?),
         (false, Some(path)) if path.starts_with('/') => out.push(
             LinuxNamespaceBuilder::default()
                 .typ(LinuxNamespaceType::Network)

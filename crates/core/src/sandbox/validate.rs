@@ -295,7 +295,7 @@ fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
     // Namespace modes: only NODE is special, as in containerd (a pod's
     // CONTAINER or TARGET network/IPC and TARGET PID behave as POD: the pod
     // gets its own), so there is nothing to refuse.
-    not_yet("config.linux.security_context", linux.user_namespace)?;
+    check_userns(linux)?;
     check_cgroup_parent(&linux.cgroup_parent)
         .map_err(|r| Error::invalid("config.linux.cgroup_parent", r))?;
     sysctl::validate(&linux.sysctls, &linux.namespaces)?;
@@ -306,18 +306,21 @@ fn validate_linux(linux: &LinuxSandbox) -> Result<()> {
     validate_seccomp(linux.seccomp.as_ref())
 }
 
-/// Refuses what asks for a feature crius does not have yet (user
-/// namespaces), for a pod or a container (`sc` is the field of its
-/// security context). security: ignoring it would run the workload with
-/// less isolation than it asked for, without telling anyone (user
-/// namespace modes CONTAINER and TARGET: containerd refuses them too,
-/// "unsupported user namespace mode"). What asks for nothing passes
-/// (kubelet sends `userns_options { mode: NODE }` for every pod).
-pub(crate) fn not_yet(sc: &str, user_namespace: Option<NamespaceMode>) -> Result<()> {
-    if let Some(mode) = user_namespace.filter(|m| *m != NamespaceMode::Node) {
+/// The pod's user namespace (see [`crate::userns::pod_maps`]). One with
+/// a host namespace is refused (impossible: a network, IPC or PID namespace
+/// the host's user namespace owns cannot be set up from inside the pod's;
+/// kubelet refuses these pods too).
+fn check_userns(linux: &LinuxSandbox) -> Result<()> {
+    let sc = "config.linux.security_context.namespace_options";
+    let maps = crate::userns::pod_maps(sc, linux.user_namespace, &linux.userns_ids)?;
+    let ns = &linux.namespaces;
+    let host = [("network", ns.network), ("pid", ns.pid), ("ipc", ns.ipc)]
+        .into_iter()
+        .find(|(_, m)| *m == NamespaceMode::Node);
+    if let (Some(_), Some((name, _))) = (maps, host) {
         return Err(Error::invalid(
-            format!("{sc}.namespace_options.userns_options.mode"),
-            format!("{mode:?}: crius does not do user namespaces yet (only NODE)"),
+            format!("{sc}.userns_options.mode"),
+            format!("a user namespace cannot go with the host's {name} namespace"),
         ));
     }
     Ok(())
@@ -769,16 +772,30 @@ mod tests {
     }
 
     #[test]
-    fn features_crius_lacks_are_refused_not_ignored() {
-        let sc = "config.linux.security_context";
+    fn user_namespaces_of_pods() {
+        let ns = "config.linux.security_context.namespace_options.userns_options";
         let mut req = request();
         req.linux.user_namespace = Some(NamespaceMode::Node);
         assert!(validate(&req).is_ok());
+        // POD without mappings is refused, with one mapping each it passes.
         req.linux.user_namespace = Some(NamespaceMode::Pod);
-        assert_eq!(
-            refused_field(&req),
-            format!("{sc}.namespace_options.userns_options.mode")
-        );
+        assert_eq!(refused_field(&req), format!("{ns}.uids"));
+        let m = crate::userns::IdMapping {
+            container_id: 0,
+            host_id: 100_000,
+            length: 65536,
+        };
+        req.linux.userns_ids = crate::userns::Asked {
+            uids: vec![m],
+            gids: vec![m],
+        };
+        assert!(validate(&req).is_ok());
+        // Not with a host namespace.
+        let mut host = req.clone();
+        host.linux.namespaces.pid = NamespaceMode::Node;
+        assert_eq!(refused_field(&host), format!("{ns}.mode"));
+        req.linux.user_namespace = Some(NamespaceMode::Target);
+        assert_eq!(refused_field(&req), format!("{ns}.mode"));
         // Strict is done (the pause process has no image groups to merge).
         let mut req = request();
         req.linux.strict_supplemental_groups = true;

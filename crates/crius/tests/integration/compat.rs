@@ -310,8 +310,9 @@ async fn features_crius_lacks_are_refused(env: Arc<Env>) -> anyhow::Result<()> {
     };
     // Pods.
     let before = records(&p).await?;
+    // POD without id mappings.
     let pod_cases = [(
-        "userns_options.mode",
+        "userns_options.uids",
         v1::LinuxSandboxSecurityContext {
             namespace_options: userns(v1::NamespaceMode::Pod),
             ..Default::default()
@@ -374,7 +375,7 @@ async fn features_crius_lacks_are_refused(env: Arc<Env>) -> anyhow::Result<()> {
             }),
         ),
         (
-            "userns_options.mode",
+            "userns_options.uids",
             Box::new(move |c| {
                 c.linux = Some(v1::LinuxContainerConfig {
                     security_context: Some(v1::LinuxContainerSecurityContext {

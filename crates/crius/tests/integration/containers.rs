@@ -1099,7 +1099,7 @@ async fn killed_shim_means_exited_137(env: Arc<Env>) -> anyhow::Result<()> {
 }
 
 /// The pid of a running container, from its verbose status.
-async fn status_verbose_pid(cri: &mut Cri, id: &str) -> anyhow::Result<i64> {
+pub(crate) async fn status_verbose_pid(cri: &mut Cri, id: &str) -> anyhow::Result<i64> {
     let r = cri
         .runtime
         .container_status(v1::ContainerStatusRequest {

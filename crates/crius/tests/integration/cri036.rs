@@ -1,7 +1,7 @@
 //! Issue 14: what cri-api v0.36 and the kubelets of 1.33-1.36 use: stop
 //! signals, environment values as bytes, recursive read-only mounts,
 //! supplemental-groups policies, in-place resize of containers and pods,
-//! image volumes, list streaming.
+//! image volumes, list streaming, user namespaces.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ crate::tests![
     env_values_are_bytes_and_must_be_utf8,
     list_streams_carry_what_lists_do,
     image_fs_info_names_every_snapshotter_in_use,
+    a_user_namespaced_pod_is_root_inside_and_unprivileged_outside,
 ];
 
 /// A shell that exits 0 on `signal` and ignores SIGTERM: only the signal
@@ -966,4 +967,155 @@ async fn image_fs_info_names_every_snapshotter_in_use(env: Arc<Env>) -> anyhow::
         .unwrap_or_default();
     ensure!(stats == points[1], "{stats} vs {points:?}");
     p.remove_all_and_check().await
+}
+
+/// `userns_options` of mode `mode` with `uids` as uid and gid mappings.
+fn userns(mode: v1::NamespaceMode, uids: &[(u32, u32, u32)]) -> v1::NamespaceOption {
+    let maps: Vec<v1::IdMapping> = uids
+        .iter()
+        .map(|&(container_id, host_id, length)| v1::IdMapping {
+            container_id,
+            host_id,
+            length,
+        })
+        .collect();
+    v1::NamespaceOption {
+        userns_options: Some(v1::UserNamespace {
+            mode: mode as i32,
+            uids: maps.clone(),
+            gids: maps,
+        }),
+        ..Default::default()
+    }
+}
+
+fn userns_pod(name: &str, ns: v1::NamespaceOption) -> v1::PodSandboxConfig {
+    let mut c = config(name);
+    c.linux = Some(v1::LinuxPodSandboxConfig {
+        security_context: Some(v1::LinuxSandboxSecurityContext {
+            namespace_options: Some(ns),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c
+}
+
+fn in_userns(mut c: v1::ContainerConfig, ns: v1::NamespaceOption) -> v1::ContainerConfig {
+    c.linux = Some(v1::LinuxContainerConfig {
+        security_context: Some(v1::LinuxContainerSecurityContext {
+            namespace_options: Some(ns),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c
+}
+
+/// KEP-127 mode POD: the pod's processes are root inside and the mapped
+/// host id outside; the rootfs (a remapped copy) is theirs to write; the
+/// pod's network works (its namespace belongs to the pod's user
+/// namespace: sysfs shows the pod's devices); all of it after a restart
+/// of criusd. Mappings kubelet and containerd refuse are refused.
+async fn a_user_namespaced_pod_is_root_inside_and_unprivileged_outside(
+    env: Arc<Env>,
+) -> anyhow::Result<()> {
+    const HOST_ID: u32 = 3_000_000;
+    let mut p = PodEnv::start(&env).await?;
+    let answer = p
+        .cri
+        .runtime
+        .status(v1::StatusRequest { verbose: true })
+        .await?;
+    let answer = answer.into_inner();
+    let default = answer.runtime_handlers.iter().find(|h| h.name.is_empty());
+    ensure!(
+        default
+            .and_then(|h| h.features)
+            .is_some_and(|f| f.user_namespaces),
+        "runc 1.1 knows user namespaces: {:?}",
+        answer.runtime_handlers
+    );
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let refused = [
+        userns(
+            v1::NamespaceMode::Pod,
+            &[(0, HOST_ID, 65536), (0, HOST_ID * 2, 65536)],
+        ),
+        userns(v1::NamespaceMode::Pod, &[(1, HOST_ID, 65536)]),
+        userns(v1::NamespaceMode::Node, &[(0, HOST_ID, 65536)]),
+        userns(v1::NamespaceMode::Container, &[]),
+        userns(v1::NamespaceMode::Target, &[]),
+    ];
+    for ns in refused {
+        let err = run(&mut p.cri, userns_pod("userns-bad", ns.clone()))
+            .await
+            .expect_err("refused");
+        ensure!(
+            err.code() == tonic::Code::InvalidArgument && err.message().contains("userns_options"),
+            "{ns:?}: {err:?}"
+        );
+    }
+    let ns = userns(v1::NamespaceMode::Pod, &[(0, HOST_ID, 65536)]);
+    let pod = run(&mut p.cri, userns_pod("userns", ns.clone())).await?;
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let c = in_userns(container(name, &image, &["sleep", "600"]), ns.clone());
+        let id = create(&mut p.cri, &pod, c).await?;
+        start(&mut p.cri, &id).await?;
+        ids.push(id);
+    }
+    // A container cannot leave its pod's user namespace.
+    let node = in_userns(
+        container("leaves", &image, &["true"]),
+        userns(v1::NamespaceMode::Node, &[]),
+    );
+    let err = create(&mut p.cri, &pod, node).await.expect_err("refused");
+    ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    check_userns(&mut p, &ids, HOST_ID).await?;
+    let (s, _) = crate::pods::status(&mut p.cri, &pod).await?;
+    let ip = s.network.map(|n| n.ip).unwrap_or_default();
+    ensure!(!ip.is_empty(), "the pod has no IP");
+    // Its /etc/hosts got the IP, which came after the pause was created.
+    let hosts = exec(&mut p.cri, &ids[0], &["cat", "/etc/hosts"], 10).await?;
+    ensure!(
+        String::from_utf8_lossy(&hosts.stdout).contains(&ip),
+        "{hosts:?}"
+    );
+    p.restart_daemon().await?;
+    check_userns(&mut p, &ids, HOST_ID).await?;
+    p.remove_all_and_check().await
+}
+
+/// Each container: uid 0 inside mapped to `host_id`, its process' uid on
+/// the host `host_id`, its rootfs writable and owned by root inside, the
+/// pod's own network devices in sysfs.
+async fn check_userns(p: &mut PodEnv, ids: &[String], host_id: u32) -> anyhow::Result<()> {
+    for id in ids {
+        let out = |got: &crius_cri_api::v1::ExecSyncResponse| {
+            String::from_utf8_lossy(&got.stdout).trim().to_string()
+        };
+        let map = out(&exec(&mut p.cri, id, &["cat", "/proc/self/uid_map"], 10).await?);
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        let want = ["0".to_string(), host_id.to_string(), "65536".to_string()];
+        ensure!(fields == want, "uid_map {map:?}");
+        let who = out(&exec(&mut p.cri, id, &["id", "-u"], 10).await?);
+        ensure!(who == "0", "id -u: {who}");
+        let owner = out(&exec(&mut p.cri, id, &["stat", "-c", "%u", "/bin"], 10).await?);
+        ensure!(owner == "0", "/bin is owned by {owner} inside");
+        let wrote = exec(&mut p.cri, id, &["sh", "-c", "echo x > /made-here"], 10).await?;
+        ensure!(wrote.exit_code == 0, "rootfs not writable: {wrote:?}");
+        let net = out(&exec(&mut p.cri, id, &["ls", "/sys/class/net"], 10).await?);
+        ensure!(net.split_whitespace().any(|d| d == "eth0"), "sysfs: {net}");
+        let pid = crate::containers::status_verbose_pid(&mut p.cri, id).await?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_default();
+        ensure!(uid == host_id.to_string(), "outside, uid {uid}");
+    }
+    Ok(())
 }

@@ -243,20 +243,34 @@ impl Containers {
             })?),
         };
         self.check_pod_runtime(sandbox, req).await?;
+        let sc = &req.linux.security;
+        crius_core::userns::container_agrees(
+            "config.linux.security_context.namespace_options",
+            sandbox.userns.as_ref(),
+            sc.user_namespace,
+            &sc.userns_ids,
+        )?;
         let lease = format!("crius-sandbox-c-{id}");
         let c = self
             .take_lease(&lease, Duration::from_secs(600), &mut undo.lease)
             .await?;
         let snapshotter = sandbox.snapshotter_or(&config.containerd.snapshotter);
         let (mounted, image_volumes) = self
-            .mount_image_volumes(&*c, snapshotter, req, id, undo)
+            .mount_image_volumes(&*c, snapshotter, req, (id, sandbox.userns.as_ref()), undo)
             .await?;
         let req = &mounted;
         let mut plan = self.plan(config, driver, sandbox, req, id).await?;
         plan.image_volumes = image_volumes;
         let process = container::image_process(&plan.image_cfg, req)?;
         let mounts = self
-            .rootfs_snapshot(&*c, Rootfs::Writable, &plan.image, &plan.snapshotter, id)
+            .rootfs_snapshot(
+                &*c,
+                Rootfs::Writable,
+                &plan.image,
+                &plan.snapshotter,
+                id,
+                sandbox.userns.as_ref(),
+            )
             .await?;
         undo.snapshot = Some((plan.snapshotter.clone(), id.to_string()));
         let facts = self.rootfs_facts(&plan, mounts, undo).await?;
@@ -322,7 +336,7 @@ impl Containers {
         c: &dyn crate::ports::Containerd,
         snapshotter: &str,
         req: &ContainerRequest,
-        id: &str,
+        (id, userns): (&str, Option<&crius_core::userns::IdMaps>),
         undo: &mut Undo,
     ) -> Result<(ContainerRequest, Vec<ImageVolume>)> {
         let mut mounted = req.clone();
@@ -347,7 +361,7 @@ impl Containers {
             undo.image_mounts_dir = Some(self.containers_dir().join(id));
             let key = format!("{id}-image-volume-{i}");
             let view = self
-                .rootfs_snapshot(c, Rootfs::View, &image, snapshotter, &key)
+                .rootfs_snapshot(c, Rootfs::View, &image, snapshotter, &key, userns)
                 .await?;
             let volume = ImageVolume {
                 snapshotter: snapshotter.to_string(),

@@ -288,7 +288,7 @@ impl Sandboxes {
         };
         let (pins_dir, id) = (self.pins_dir(), meta.id.clone());
         let ((ips, cni), (pins, pinning)) = tokio::join!(
-            timed(self.set_up_network(config, meta, pod_dir, undo)),
+            timed(self.set_up_network(config, meta, pod_dir, None, undo)),
             timed(self.net.pin_namespaces(&pins_dir, &id, &pin_plan)),
         );
         // The pins go into undo before any error returns.
@@ -332,9 +332,15 @@ impl Sandboxes {
         let mut meta = self.new_meta(req, selection, id, image_name, &snapshotter);
         let pod_dir = self.begin(&meta, undo)?;
         steps.mark("pod_dir");
-        let ips = self
-            .set_up_network(config, &mut meta, &pod_dir, undo)
-            .await?;
+        // In a user namespace the network waits for the pause (below).
+        let userns = meta.userns;
+        let ips = match userns {
+            None => {
+                self.set_up_network(config, &mut meta, &pod_dir, None, undo)
+                    .await?
+            }
+            Some(_) => vec![],
+        };
         steps.mark("netns_and_cni");
         self.write_pod_files(req, &mut meta, &pod_dir, &ips)?;
         steps.mark("files");
@@ -346,7 +352,7 @@ impl Sandboxes {
             .take_lease(&lease, CREATE_LEASE, &mut undo.lease)
             .await?;
         let mounts = self
-            .rootfs_snapshot(&*c, Rootfs::View, &image, &snapshotter, id)
+            .rootfs_snapshot(&*c, Rootfs::View, &image, &snapshotter, id, userns.as_ref())
             .await?;
         undo.snapshot = Some((snapshotter.clone(), id.to_string()));
         steps.mark("snapshot");
@@ -355,9 +361,15 @@ impl Sandboxes {
         undo.container = Some(id.to_string());
         undo.task = Some(id.to_string());
         steps.mark("record");
-        c.task_create(id, mounts, &Stdio::null(), &meta.runtime_path)
+        let pid = c
+            .task_create(id, mounts, &Stdio::null(), &meta.runtime_path)
             .await?;
         steps.mark("task_create");
+        if userns.is_some() {
+            self.network_of_pause(config, &mut meta, &pod_dir, pid, undo)
+                .await?;
+            steps.mark("userns_netns_and_cni");
+        }
         crius_rt::fault::point("sandbox-task-created");
         let pid = c.task_start(id).await?;
         steps.mark("task_start");
@@ -435,16 +447,45 @@ impl Sandboxes {
             runtime_path: selection.runtime_path.clone().unwrap_or_default(),
             privileged_without_host_devices: selection.privileged_without_host_devices,
             pinned: None,
+            userns: req.linux.userns_maps(),
         }
     }
 
-    /// The pod's network namespace and CNI ADD (none with host network);
-    /// returns the pod's IPs.
+    /// The network of a pod in a user namespace: the namespace the pause
+    /// process `pid` made (created, not started) is pinned and set up; the
+    /// pod's `/etc/hosts` and record then get its IPs.
+    async fn network_of_pause(
+        &self,
+        config: &Config,
+        meta: &mut SandboxMeta,
+        pod_dir: &Path,
+        pid: u32,
+        undo: &mut Undo,
+    ) -> Result<()> {
+        let ips = self
+            .set_up_network(config, meta, pod_dir, Some(pid), undo)
+            .await?;
+        if meta.netns.is_none() {
+            return Ok(());
+        }
+        self.fs.write_atomic(
+            &pod_dir.join("hosts"),
+            files::hosts(&meta.hostname, &ips).as_bytes(),
+            0o644,
+        )?;
+        self.containerd
+            .container_set_extension(&meta.id, meta::EXTENSION, meta.to_any()?)
+            .await
+    }
+
+    /// The pod's network namespace (a new one, or the one process `pid`
+    /// made) and CNI ADD (none with host network); returns the pod's IPs.
     async fn set_up_network(
         &self,
         config: &Config,
         meta: &mut SandboxMeta,
         pod_dir: &Path,
+        made_by: Option<u32>,
         undo: &mut Undo,
     ) -> Result<Vec<IpAddr>> {
         let Some(netns) = meta.netns.clone().map(PathBuf::from) else {
@@ -456,7 +497,14 @@ impl Sandboxes {
             .map_err(|e| Error::FailedPrecondition(format!("pod network is not ready: {e}")))?;
         meta.network = Some(net.name.clone());
         podfs::write_intent(&*self.fs, pod_dir, meta)?;
-        let created = self.net.netns_create(&self.netns_dir(), &meta.id).await?;
+        let created = match made_by {
+            None => self.net.netns_create(&self.netns_dir(), &meta.id).await?,
+            Some(pid) => {
+                self.net
+                    .netns_pin_pid(&self.netns_dir(), &meta.id, pid)
+                    .await?
+            }
+        };
         undo.netns = Some(created);
         let att = attachment(meta, &netns);
         // Before the ADD: a half-done ADD is undone by a DEL.
@@ -530,7 +578,8 @@ impl Sandboxes {
             id: meta.id.clone(),
             request: req,
             image_config: process.clone(),
-            netns_path: meta.netns.clone(),
+            // In a user namespace the pause makes it.
+            netns_path: meta.netns.clone().filter(|_| meta.userns.is_none()),
             pod_shm: meta.shm.clone(),
             hostname: req.hostname.clone(),
             cgroup_driver: driver,

@@ -63,6 +63,19 @@ fn config(cx: &mut Ctx<'_>, dup: Option<usize>) -> v1::PodSandboxConfig {
 fn linux(cx: &mut Ctx<'_>, cgroup_parent: String, varied: bool) -> v1::LinuxPodSandboxConfig {
     let host_net = varied && cx.g.chance(0.05);
     let privileged = varied && cx.g.chance(0.05);
+    // A pod in a user namespace, as kubelet asks for one.
+    let userns = (varied && !host_net && cx.g.chance(0.1)).then(|| {
+        let m = vec![v1::IdMapping {
+            container_id: 0,
+            host_id: 3_200_000,
+            length: 65536,
+        }];
+        v1::UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: m.clone(),
+            gids: m,
+        }
+    });
     let seccomp = if varied {
         cx.g.pick(&[ProfileType::Unconfined, ProfileType::RuntimeDefault])
     } else {
@@ -79,6 +92,7 @@ fn linux(cx: &mut Ctx<'_>, cgroup_parent: String, varied: bool) -> v1::LinuxPodS
                 } as i32,
                 pid: NamespaceMode::Container as i32,
                 ipc: NamespaceMode::Pod as i32,
+                userns_options: userns,
                 ..Default::default()
             }),
             privileged,
