@@ -153,6 +153,30 @@ pub fn container_agrees(
     Ok(())
 }
 
+/// The uid/gid mappings of a container's mounts (`mappings[i]` of mount
+/// `i`): none, or exactly its pod's (kubelet gives every mount of a
+/// container in a user namespace the pod's mappings). Such a mount is a
+/// plain bind mount, since runc 1.1 has no idmapped mounts: its files keep
+/// their host ids, so the container gets less access than an idmapped
+/// mount would give, never more. security: other mappings are refused (an
+/// idmapped mount outside the pod's range, or without a user namespace,
+/// would change whose files the container's ids own).
+pub fn check_mounts(pod: Option<&IdMaps>, mappings: &[&Asked]) -> Result<()> {
+    for (i, asked) in mappings.iter().enumerate() {
+        if asked.uids.is_empty() && asked.gids.is_empty() {
+            continue;
+        }
+        let same = pod.is_some_and(|p| asked.uids == [p.uids] && asked.gids == [p.gids]);
+        if !same {
+            return Err(Error::invalid(
+                format!("config.mounts[{i}].uidMappings"),
+                "idmapped mounts are only taken with the pod's own user namespace mappings",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +288,24 @@ mod tests {
             .is_err()
         );
         assert!(container_agrees("c", None, Some(NamespaceMode::Pod), &same).is_err());
+    }
+
+    #[test]
+    fn mounts_may_carry_the_pods_mappings_only() {
+        let r = m(0, 1000, 65536);
+        let maps = IdMaps { uids: r, gids: r };
+        let none = Asked::default();
+        let pods = asked(vec![r]);
+        let other = asked(vec![m(0, 5000, 65536)]);
+        assert!(check_mounts(None, &[&none]).is_ok());
+        assert!(check_mounts(Some(&maps), &[&none, &pods]).is_ok());
+        match check_mounts(Some(&maps), &[&pods, &other]) {
+            Err(Error::InvalidArgument { field, .. }) => {
+                assert_eq!(field, "config.mounts[1].uidMappings")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(check_mounts(None, &[&pods]).is_err(), "no user namespace");
     }
 
     #[test]

@@ -52,6 +52,17 @@ pub(crate) fn user_namespace(
 
 /// The id mappings of `ns`'s user namespace (checked by the core).
 pub(crate) fn userns_ids(ns: &v1::NamespaceOption) -> crius_core::userns::Asked {
+    ns.userns_options
+        .as_ref()
+        .map(|u| id_mappings(&u.uids, &u.gids))
+        .unwrap_or_default()
+}
+
+/// CRI id mappings as the core sees them.
+pub(crate) fn id_mappings(
+    uids: &[v1::IdMapping],
+    gids: &[v1::IdMapping],
+) -> crius_core::userns::Asked {
     let list = |l: &[v1::IdMapping]| {
         l.iter()
             .map(|m| crius_core::userns::IdMapping {
@@ -61,13 +72,10 @@ pub(crate) fn userns_ids(ns: &v1::NamespaceOption) -> crius_core::userns::Asked 
             })
             .collect()
     };
-    ns.userns_options
-        .as_ref()
-        .map(|u| crius_core::userns::Asked {
-            uids: list(&u.uids),
-            gids: list(&u.gids),
-        })
-        .unwrap_or_default()
+    crius_core::userns::Asked {
+        uids: list(uids),
+        gids: list(gids),
+    }
 }
 
 /// Whether `policy` is `Strict`. Unknown values are refused (security:

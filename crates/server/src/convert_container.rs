@@ -220,7 +220,7 @@ pub fn container_request(config: Option<v1::ContainerConfig>) -> Result<Containe
                 recursive_read_only: m.recursive_read_only,
                 image: m.image.map(|i| i.image).unwrap_or_default(),
                 image_sub_path: m.image_sub_path,
-                id_mapped: !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty(),
+                id_mappings: crate::convert::id_mappings(&m.uid_mappings, &m.gid_mappings),
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -754,7 +754,7 @@ mod tests {
         }))
         .expect("translates");
         let m = &r.mounts[0];
-        assert!(m.recursive_read_only && m.id_mapped && m.image == "busybox");
+        assert!(m.recursive_read_only && !m.id_mappings.uids.is_empty() && m.image == "busybox");
         assert_eq!(r.cdi_devices, ["vendor.com/gpu=0"]);
         assert_eq!(r.linux.security.user_namespace, Some(NamespaceMode::Pod));
         assert!(r.linux.security.strict_supplemental_groups);

@@ -115,9 +115,9 @@ pub struct Mount {
     pub image: String,
     /// The directory of the image to mount (image volumes; empty: its root).
     pub image_sub_path: String,
-    /// Whether the mount asks for uid/gid mappings (an idmapped mount);
-    /// refused by [`validate`].
-    pub id_mapped: bool,
+    /// The uid/gid mappings asked for (an idmapped mount; empty: none);
+    /// see [`crate::userns::check_mounts`].
+    pub id_mappings: crate::userns::Asked,
 }
 
 /// CRI `MountPropagation`.

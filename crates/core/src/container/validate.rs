@@ -289,14 +289,7 @@ fn validate_mounts(req: &ContainerRequest) -> Result<()> {
         check_target(&m.container_path).map_err(|r| Error::invalid(field("container_path"), r))?;
         check_recursive_read_only(m)
             .map_err(|r| Error::invalid(field("recursive_read_only"), r))?;
-        // security: an idmapped mount asks for less access than a plain
-        // bind mount gives; ignoring it would hand the container more.
-        if m.id_mapped {
-            return Err(Error::invalid(
-                field("uidMappings"),
-                "crius does not support idmapped mounts yet",
-            ));
-        }
+        // Mappings are checked against the pod's: crate::userns::check_mounts.
         if m.image.is_empty() {
             check_path(&m.host_path).map_err(|r| Error::invalid(field("host_path"), r))?;
         } else {
@@ -802,16 +795,13 @@ mod tests {
             edit(&mut m);
             m
         }
-        let cases: [(&str, Edit); 4] = [
+        let cases: [(&str, Edit); 3] = [
             ("config.CDI_devices[0].name", |r| {
                 r.cdi_devices = vec!["vendor.com/gpu=0".into()]
             }),
             ("config.annotations[\"cdi.k8s.io/gpu\"]", |r| {
                 r.annotations
                     .insert("cdi.k8s.io/gpu".into(), "vendor.com/gpu=0".into());
-            }),
-            ("config.mounts[0].uidMappings", |r| {
-                r.mounts = vec![m(|m| m.id_mapped = true)]
             }),
             (
                 "config.linux.security_context.namespace_options.userns_options.uids",

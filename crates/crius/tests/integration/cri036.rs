@@ -1059,9 +1059,21 @@ async fn a_user_namespaced_pod_is_root_inside_and_unprivileged_outside(
     }
     let ns = userns(v1::NamespaceMode::Pod, &[(0, HOST_ID, 65536)]);
     let pod = run(&mut p.cri, userns_pod("userns", ns.clone())).await?;
+    // Every mount carries the pod's mappings, as kubelet sends them.
+    let volume = tempfile::tempdir()?;
+    std::fs::write(volume.path().join("data"), "from the host")?;
+    let maps = ns.userns_options.clone().unwrap_or_default();
+    let mount = |uids: Vec<v1::IdMapping>| v1::Mount {
+        container_path: "/vol".into(),
+        host_path: volume.path().display().to_string(),
+        uid_mappings: uids.clone(),
+        gid_mappings: uids,
+        ..Default::default()
+    };
     let mut ids = Vec::new();
     for name in ["first", "second"] {
-        let c = in_userns(container(name, &image, &["sleep", "600"]), ns.clone());
+        let mut c = in_userns(container(name, &image, &["sleep", "600"]), ns.clone());
+        c.mounts = vec![mount(maps.uids.clone())];
         let id = create(&mut p.cri, &pod, c).await?;
         start(&mut p.cri, &id).await?;
         ids.push(id);
@@ -1073,6 +1085,19 @@ async fn a_user_namespaced_pod_is_root_inside_and_unprivileged_outside(
     );
     let err = create(&mut p.cri, &pod, node).await.expect_err("refused");
     ensure!(err.code() == tonic::Code::InvalidArgument, "{err:?}");
+    // Nor mount with other mappings than its pod's.
+    let mut other = in_userns(container("other-map", &image, &["true"]), ns.clone());
+    let shifted = v1::IdMapping {
+        host_id: HOST_ID + 65536,
+        ..maps.uids[0]
+    };
+    other.mounts = vec![mount(vec![shifted])];
+    let err = create(&mut p.cri, &pod, other).await.expect_err("refused");
+    ensure!(err.message().contains("mounts[0].uidMappings"), "{err:?}");
+    // The volume is a plain bind mount: readable, owned by the host's ids
+    // (root's is not mapped: the overflow id).
+    let read = exec(&mut p.cri, &ids[0], &["cat", "/vol/data"], 10).await?;
+    ensure!(read.stdout == b"from the host", "{read:?}");
     check_userns(&mut p, &ids, HOST_ID).await?;
     let (s, _) = crate::pods::status(&mut p.cri, &pod).await?;
     let ip = s.network.map(|n| n.ip).unwrap_or_default();

@@ -250,6 +250,8 @@ impl Containers {
             sc.user_namespace,
             &sc.userns_ids,
         )?;
+        let mappings: Vec<_> = req.mounts.iter().map(|m| &m.id_mappings).collect();
+        crius_core::userns::check_mounts(sandbox.userns.as_ref(), &mappings)?;
         let lease = format!("crius-sandbox-c-{id}");
         let c = self
             .take_lease(&lease, Duration::from_secs(600), &mut undo.lease)
