@@ -51,7 +51,11 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         Command::Version => version(cli, cri).await,
         Command::Info => info(cli, cri).await,
         Command::Pull { image, creds } => pull(cli, cri, image, creds.as_deref()).await,
-        Command::Images { image, quiet } => images(cli, cri, image.as_deref(), *quiet).await,
+        Command::Images {
+            image,
+            quiet,
+            digests,
+        } => images(cli, cri, image.as_deref(), (*quiet, *digests)).await,
         Command::Rmi { images } => rmi(cri, images).await,
         Command::Pods { quiet, label } => pods(cli, cri, *quiet, label).await,
         Command::Ps {
@@ -75,7 +79,16 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
             follow,
             tail,
             timestamps,
-        } => crate::containers::logs(cri, id, *follow, *tail, *timestamps).await,
+            since,
+        } => {
+            let how = crate::containers::LogsHow {
+                follow: *follow,
+                tail: *tail,
+                timestamps: *timestamps,
+                since: *since,
+            };
+            crate::containers::logs(cri, id, &how).await
+        }
         Command::Create { pod, file } => create(cli, cri, pod, file).await,
         Command::Start { ids } => crate::containers::start(cri, ids).await,
         Command::Stop { grace, ids } => crate::containers::stop(cri, ids, *grace).await,
@@ -96,7 +109,7 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         },
         Command::Image { command } => match command {
             ImageCommand::Inspect { image } => inspect_image(cri, image).await,
-            ImageCommand::Ls { quiet } => images(cli, cri, None, *quiet).await,
+            ImageCommand::Ls { quiet, digests } => images(cli, cri, None, (*quiet, *digests)).await,
             ImageCommand::Rm { images } => rmi(cri, images).await,
             ImageCommand::Pull { image, creds } => pull(cli, cri, image, creds.as_deref()).await,
             ImageCommand::Import { file } => import(cli, cri, file).await,
@@ -354,7 +367,7 @@ async fn images(
     cli: &Cli,
     cri: &mut client::Cri,
     image: Option<&str>,
-    quiet: bool,
+    (quiet, digests): (bool, bool),
 ) -> anyhow::Result<()> {
     let images = cri
         .image
@@ -376,38 +389,57 @@ async fn images(
         }
         return Ok(());
     }
+    let digest_head = if digests {
+        format!(" {:<71}", "DIGEST")
+    } else {
+        String::new()
+    };
     println!(
-        "{:<60} {:<15} {:<14} {:>8}",
+        "{:<60} {:<15}{digest_head} {:<14} {:>8}",
         "IMAGE", "TAG", "IMAGE ID", "SIZE"
     );
     for i in &images {
-        let mut names: Vec<(String, String)> = i
-            .repo_tags
-            .iter()
-            .filter_map(|t| {
-                t.rsplit_once(':')
-                    .map(|(r, t)| (r.to_string(), t.to_string()))
-            })
-            .collect();
-        if names.is_empty() {
-            names = i
-                .repo_digests
-                .iter()
-                .filter_map(|d| {
-                    d.split_once('@')
-                        .map(|(r, _)| (r.to_string(), "<none>".to_string()))
-                })
-                .collect();
-        }
-        for (repo, tag) in names {
+        for (repo, tag, digest) in image_rows(i) {
+            let digest = if digests {
+                format!(" {digest:<71}")
+            } else {
+                String::new()
+            };
             println!(
-                "{repo:<60} {tag:<15} {:<14} {:>8}",
+                "{repo:<60} {tag:<15}{digest} {:<14} {:>8}",
                 short_id(&i.id),
                 human_size(i.size)
             );
         }
     }
     Ok(())
+}
+
+/// `(repository, tag, digest)` of each name of `i`: its tags, else its
+/// digests' repositories (tag `<none>`); the digest is the repository's,
+/// else `<none>`.
+fn image_rows(i: &v1::Image) -> Vec<(String, String, String)> {
+    let digest_of = |repo: &str| {
+        i.repo_digests
+            .iter()
+            .find_map(|d| d.split_once('@').filter(|(r, _)| *r == repo))
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_else(|| "<none>".to_string())
+    };
+    let tagged: Vec<(String, String, String)> = i
+        .repo_tags
+        .iter()
+        .filter_map(|t| t.rsplit_once(':'))
+        .map(|(r, t)| (r.to_string(), t.to_string(), digest_of(r)))
+        .collect();
+    if !tagged.is_empty() {
+        return tagged;
+    }
+    i.repo_digests
+        .iter()
+        .filter_map(|d| d.split_once('@'))
+        .map(|(r, d)| (r.to_string(), "<none>".to_string(), d.to_string()))
+        .collect()
 }
 
 async fn rmi(cri: &mut client::Cri, images: &[String]) -> anyhow::Result<()> {
@@ -688,6 +720,25 @@ async fn pod_rm(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_rows_give_each_repository_its_digest() {
+        let i = v1::Image {
+            repo_tags: vec!["reg/a:1".into(), "reg/b:2".into()],
+            repo_digests: vec!["reg/a@sha256:aa".into()],
+            ..Default::default()
+        };
+        let row = |r: &str, t: &str, d: &str| (r.to_string(), t.to_string(), d.to_string());
+        assert_eq!(
+            image_rows(&i),
+            [row("reg/a", "1", "sha256:aa"), row("reg/b", "2", "<none>")]
+        );
+        let untagged = v1::Image {
+            repo_digests: vec!["reg/c@sha256:cc".into()],
+            ..Default::default()
+        };
+        assert_eq!(image_rows(&untagged), [row("reg/c", "<none>", "sha256:cc")]);
+    }
 
     #[test]
     fn info_lines() {

@@ -1,6 +1,7 @@
 //! Container commands: ps, inspect, logs, exec, start, stop, rm, run.
 
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use crius_cri_api::v1;
@@ -152,33 +153,96 @@ fn print_record(r: &crius_logs::Record, timestamps: bool) {
     }
 }
 
-pub async fn logs(
-    cri: &mut client::Cri,
-    id: &str,
-    follow: bool,
-    tail: Option<usize>,
-    timestamps: bool,
-) -> anyhow::Result<()> {
+/// How `crius logs` prints.
+pub struct LogsHow {
+    pub follow: bool,
+    /// Only the last N lines (of those since `since`).
+    pub tail: Option<usize>,
+    pub timestamps: bool,
+    pub since: Option<SystemTime>,
+}
+
+pub async fn logs(cri: &mut client::Cri, id: &str, how: &LogsHow) -> anyhow::Result<()> {
     let (s, _) = status(cri, id).await?;
     if s.log_path.is_empty() {
-        bail!("container {id} has no log file (its pod or config sets no log path)");
+        bail!(
+            "reading the logs of {id}: it has no log file; its pod sets no log directory or \
+             its config no log path"
+        );
     }
     let path = std::path::PathBuf::from(&s.log_path);
-    let n = tail.unwrap_or(usize::MAX);
-    if !follow {
-        for r in crius_logs::tail(&path, n)? {
-            print_record(&r, timestamps);
+    // With --since every record is read, then the old ones dropped.
+    let n = match how.since {
+        Some(_) => usize::MAX,
+        None => how.tail.unwrap_or(usize::MAX),
+    };
+    let shown = |records: Vec<crius_logs::Record>| {
+        let kept = since_and_tail(records, how.since, how.tail);
+        for r in &kept {
+            print_record(r, how.timestamps);
         }
+    };
+    if !how.follow {
+        shown(crius_logs::tail(&path, n)?);
         return Ok(());
     }
     let (records, mut follower) = crius_logs::Follower::tail(&path, n).await?;
-    for r in &records {
-        print_record(r, timestamps);
-    }
+    shown(records);
     loop {
         let r = follower.next().await?;
-        print_record(&r, timestamps);
+        print_record(&r, how.timestamps);
     }
+}
+
+/// The records at or after `since`, then the last `tail` of them.
+fn since_and_tail(
+    mut records: Vec<crius_logs::Record>,
+    since: Option<SystemTime>,
+    tail: Option<usize>,
+) -> Vec<crius_logs::Record> {
+    if let Some(since) = since {
+        records.retain(|r| r.timestamp >= since);
+    }
+    if let Some(n) = tail {
+        let skip = records.len().saturating_sub(n);
+        records.drain(..skip);
+    }
+    records
+}
+
+/// `--since`: an RFC 3339 time, or an age before now (`90s`, `10m`,
+/// `1h30m`: numbers each followed by `h`, `m` or `s`).
+pub fn parse_since(s: &str) -> Result<SystemTime, String> {
+    if let Some(t) = crius_logs::parse_timestamp(s) {
+        return Ok(t);
+    }
+    let age = parse_age(s).ok_or_else(|| {
+        format!("{s:?} is neither an RFC 3339 time (2026-12-02T21:00:00Z) nor an age (10m, 1h30m)")
+    })?;
+    SystemTime::now()
+        .checked_sub(age)
+        .ok_or_else(|| format!("{s:?} reaches before 1970"))
+}
+
+fn parse_age(s: &str) -> Option<std::time::Duration> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        let n: u64 = digits.parse().ok()?;
+        digits.clear();
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    (digits.is_empty() && !s.is_empty()).then(|| std::time::Duration::from_secs(total))
 }
 
 /// `crius exec ID -- CMD...` (ExecSync): the output at its end; the
@@ -634,6 +698,39 @@ fn parse_publish(spec: &str) -> anyhow::Result<v1::PortMapping> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_takes_times_and_ages_then_tail_counts_what_is_left() {
+        use std::time::{Duration, UNIX_EPOCH};
+        assert_eq!(parse_age("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_age("90s"), Some(Duration::from_secs(90)));
+        for bad in ["", "10", "m", "1d", "-5m", "1.5h"] {
+            assert_eq!(parse_age(bad), None, "{bad}");
+        }
+        let t = parse_since("2026-12-02T21:00:00Z").expect("a time");
+        assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1_796_245_200));
+        let ago = parse_since("10m").expect("an age");
+        let age = SystemTime::now().duration_since(ago).expect("in the past");
+        assert!(age >= Duration::from_secs(600) && age < Duration::from_secs(660));
+        assert!(parse_since("yesterday").is_err());
+        let at = |s: u64| crius_logs::Record {
+            timestamp: UNIX_EPOCH + Duration::from_secs(s),
+            stream: crius_logs::Stream::Stdout,
+            partial: false,
+            content: s.to_string(),
+        };
+        let records = || (1..=5).map(at).collect::<Vec<_>>();
+        let since = Some(UNIX_EPOCH + Duration::from_secs(3));
+        let kept =
+            |r: Vec<crius_logs::Record>| r.into_iter().map(|r| r.content).collect::<Vec<_>>();
+        assert_eq!(
+            kept(since_and_tail(records(), since, None)),
+            ["3", "4", "5"]
+        );
+        assert_eq!(kept(since_and_tail(records(), since, Some(2))), ["4", "5"]);
+        assert_eq!(kept(since_and_tail(records(), None, Some(1))), ["5"]);
+        assert_eq!(since_and_tail(records(), None, None).len(), 5);
+    }
 
     #[test]
     fn ps_filters_by_state_and_label() {

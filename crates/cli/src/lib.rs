@@ -69,6 +69,9 @@ pub enum Command {
         /// Show only image ids.
         #[arg(short, long)]
         quiet: bool,
+        /// Show each image's digest too.
+        #[arg(long)]
+        digests: bool,
     },
     /// Remove images (by tag, digest or id).
     Rmi {
@@ -124,6 +127,10 @@ pub enum Command {
         /// Prefix each line with its timestamp.
         #[arg(short, long)]
         timestamps: bool,
+        /// Only lines since this time: RFC 3339 (2026-12-02T21:00:00Z) or
+        /// an age (90s, 10m, 1h30m), as docker's `--since`.
+        #[arg(long, value_parser = crate::containers::parse_since)]
+        since: Option<std::time::SystemTime>,
     },
     /// Run a command in a running container: with -i or -t interactively
     /// over the streaming server (Exec), else its output at its end
@@ -286,6 +293,9 @@ pub enum ImageCommand {
     Ls {
         #[arg(short, long)]
         quiet: bool,
+        /// Show each image's digest too.
+        #[arg(long)]
+        digests: bool,
     },
     /// Remove images.
     Rm {

@@ -775,6 +775,16 @@ async fn cli_run_ps_exec_logs_stop_rm(env: Arc<Env>) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ensure!(logs.trim() == "started", "{logs:?}");
+    // --since: an age keeps the line, a time after it drops it.
+    let recent = String::from_utf8(crius(&["logs", "--since", "1h", &id])?.stdout)?;
+    ensure!(recent.trim() == "started", "{recent:?}");
+    let none = crius(&["logs", "--since", "2999-01-01T00:00:00Z", &id])?;
+    ensure!(none.status.success() && none.stdout.is_empty(), "{none:?}");
+    let digests = String::from_utf8(crius(&["images", "--digests"])?.stdout)?;
+    ensure!(
+        digests.contains("DIGEST") && digests.contains("sha256:"),
+        "{digests}"
+    );
     // -p: the host port reaches the container.
     let mut answer = String::new();
     for _ in 0..50 {
