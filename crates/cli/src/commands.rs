@@ -12,6 +12,10 @@ use crate::{Cli, Command, ImageCommand, Output, PodCommand, client, podspec};
 /// Runs the command; crius' exit code (the remote command's for exec,
 /// attach and run).
 pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
+    // It reports an unreachable criusd rather than failing on it.
+    if let Command::Doctor { kubelet_config } = &cli.command {
+        return crate::doctor::run(cli, kubelet_config.as_deref()).await;
+    }
     let mut cri = client::connect(&cli.socket_path(), Duration::from_secs(cli.timeout)).await?;
     match &cli.command {
         Command::Exec {
@@ -50,6 +54,7 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     match &cli.command {
         Command::Version => version(cli, cri).await,
         Command::Info => info(cli, cri).await,
+        Command::Doctor { .. } => anyhow::bail!("run() handles this command"),
         Command::Pull { image, creds } => pull(cli, cri, image, creds.as_deref()).await,
         Command::Images {
             image,

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod containers;
 mod containerspec;
+mod doctor;
 mod interactive;
 mod podspec;
 mod portforward;
@@ -54,6 +55,13 @@ pub enum Command {
     Version,
     /// Runtime conditions, containerd and runtime handlers.
     Info,
+    /// Check this node before pointing kubelet at it: one line per check
+    /// (ok, warn, FAIL) with what to do; exit code 1 when one fails.
+    Doctor {
+        /// kubelet's config file, to compare its cgroup driver.
+        #[arg(long)]
+        kubelet_config: Option<PathBuf>,
+    },
     /// Pull an image from its registry.
     Pull {
         /// Image reference, e.g. busybox or registry.example.com/app:1.0.

@@ -754,7 +754,7 @@ mod tests {
         }))
         .expect("translates");
         let m = &r.mounts[0];
-        assert!(m.recursive_read_only && !m.id_mappings.uids.is_empty() && m.image == "busybox");
+        assert!(m.recursive_read_only && m.id_mappings.gids.len() == 1 && m.image == "busybox");
         assert_eq!(r.cdi_devices, ["vendor.com/gpu=0"]);
         assert_eq!(r.linux.security.user_namespace, Some(NamespaceMode::Pod));
         assert!(r.linux.security.strict_supplemental_groups);

@@ -370,6 +370,15 @@ async fn containerd_down_at_start_then_recovers(env: Arc<Env>) -> anyhow::Result
         !runtime.status && runtime.reason == "ContainerdUnavailable",
         "{runtime:?}"
     );
+    // crius doctor names it, with the fix.
+    let (code, report) = crate::doctor::doctor(daemon.socket(), false)?;
+    ensure!(
+        code == 1
+            && report
+                .lines()
+                .any(|l| l.starts_with("FAIL  containerd") && l.contains("start containerd")),
+        "{report}"
+    );
     daemon.signal_and_wait(Signal::SIGTERM, Duration::from_secs(15))?;
     Ok(())
 }

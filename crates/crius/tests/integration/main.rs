@@ -9,6 +9,7 @@ mod cli_streaming;
 mod compat;
 mod containers;
 mod cri036;
+mod doctor;
 mod foundation;
 mod fuzz;
 mod images;
@@ -129,6 +130,7 @@ fn main() {
         .chain(pods::all())
         .chain(containers::all())
         .chain(cri036::all())
+        .chain(doctor::all())
         .chain(runtimes::all())
         .chain(security::all())
         .chain(compat::all())
