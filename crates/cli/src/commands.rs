@@ -97,7 +97,7 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         Command::Create { pod, file } => create(cli, cri, pod, file).await,
         Command::Start { ids } => crate::containers::start(cri, ids).await,
         Command::Stop { grace, ids } => crate::containers::stop(cri, ids, *grace).await,
-        Command::Rm { ids, .. } => crate::containers::rm(cri, ids).await,
+        Command::Rm { ids, force } => crate::containers::rm(cri, ids, *force).await,
         Command::Exec { .. }
         | Command::Attach { .. }
         | Command::PortForward { .. }
@@ -109,7 +109,7 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
             PodCommand::Run { file, runtime } => pod_run(cli, cri, file, runtime).await,
             PodCommand::Inspect { id } => pod_inspect(cri, id).await,
             PodCommand::Stop { ids } => pod_stop(cri, ids).await,
-            PodCommand::Rm { ids, .. } => pod_rm(cri, ids).await,
+            PodCommand::Rm { ids, force } => pod_rm(cri, ids, *force).await,
             PodCommand::Ls { quiet } => pods(cli, cri, *quiet, &[]).await,
         },
         Command::Image { command } => match command {
@@ -131,7 +131,7 @@ async fn reload_config(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         .context("ReloadConfig")?
         .into_inner();
     match cli.output {
-        Output::Json => print_json(
+        Output::Json | Output::Yaml => print_json(
             &json!({ "runtimeHandlers": r.runtime_handlers, "defaultRuntime": r.default_runtime }),
         ),
         Output::Text => {
@@ -146,8 +146,7 @@ async fn reload_config(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    crate::print_doc(v)
 }
 
 async fn version(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
@@ -160,7 +159,7 @@ async fn version(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         .context("Version")?
         .into_inner();
     match cli.output {
-        Output::Json => print_json(&json!({
+        Output::Json | Output::Yaml => print_json(&json!({
             "client": { "name": "crius", "version": env!("CARGO_PKG_VERSION") },
             "runtimeName": v.runtime_name,
             "runtimeVersion": v.runtime_version,
@@ -200,7 +199,7 @@ async fn info(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     let version = info_json(&status.info, "version");
     let containerd = info_json(&status.info, "containerd");
     let handlers = info_json(&status.info, "runtimeHandlers");
-    if cli.output == Output::Json {
+    if cli.output.machine() {
         return print_json(&json!({
             "version": version,
             "conditions": conditions,
@@ -329,7 +328,7 @@ async fn pull(
     let last = last.context("the pull ended without a result")?;
     let seconds = started.elapsed().as_secs_f64();
     match cli.output {
-        Output::Json => print_json(
+        Output::Json | Output::Yaml => print_json(
             &json!({ "image": image, "name": last.name, "imageRef": last.image_ref, "seconds": seconds }),
         ),
         Output::Text => {
@@ -385,7 +384,7 @@ async fn images(
         .context("ListImages")?
         .into_inner()
         .images;
-    if cli.output == Output::Json {
+    if cli.output.machine() {
         return print_json(&Value::Array(images.iter().map(image_json).collect()));
     }
     if quiet {
@@ -491,7 +490,7 @@ async fn import(cli: &Cli, cri: &mut client::Cri, file: &std::path::Path) -> any
         .await
         .with_context(|| format!("importing {}", path.display()))?
         .into_inner();
-    if cli.output == Output::Json {
+    if cli.output.machine() {
         let images: Vec<Value> = resp
             .images
             .iter()
@@ -552,7 +551,7 @@ async fn pods(
         .context("ListPodSandbox")?
         .into_inner()
         .items;
-    if cli.output == Output::Json {
+    if cli.output.machine() {
         let out: Vec<Value> = items
             .iter()
             .map(|p| {
@@ -632,7 +631,7 @@ async fn create(
         .into_inner()
         .container_id;
     match cli.output {
-        Output::Json => print_json(&json!({ "id": id })),
+        Output::Json | Output::Yaml => print_json(&json!({ "id": id })),
         Output::Text => {
             println!("{id}");
             Ok(())
@@ -661,7 +660,7 @@ async fn pod_run(
         .into_inner()
         .pod_sandbox_id;
     match cli.output {
-        Output::Json => print_json(&json!({ "id": id })),
+        Output::Json | Output::Yaml => print_json(&json!({ "id": id })),
         Output::Text => {
             println!("{id}");
             Ok(())
@@ -709,8 +708,24 @@ async fn pod_stop(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn pod_rm(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
+async fn pod_rm(cri: &mut client::Cri, ids: &[String], force: bool) -> anyhow::Result<()> {
     for id in ids {
+        let ready = |s: v1::PodSandboxStatusResponse| {
+            s.status
+                .is_some_and(|s| s.state == v1::PodSandboxState::SandboxReady as i32)
+        };
+        let status = v1::PodSandboxStatusRequest {
+            pod_sandbox_id: id.clone(),
+            verbose: false,
+        };
+        if !force
+            && let Ok(s) = cri.runtime.pod_sandbox_status(status).await
+            && ready(s.into_inner())
+        {
+            anyhow::bail!(
+                "removing {id}: it is ready; stop it first (crius pod stop {id}) or use -f"
+            );
+        }
         cri.runtime
             .remove_pod_sandbox(v1::RemovePodSandboxRequest {
                 pod_sandbox_id: id.clone(),

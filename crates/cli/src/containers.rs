@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crius_stream::client::Transport;
 
 use crate::interactive::Interactive;
-use crate::{Cli, Command, Output, client};
+use crate::{Cli, Command, client};
 
 fn state_name(s: i32) -> &'static str {
     match v1::ContainerState::try_from(s) {
@@ -72,7 +72,7 @@ pub async fn ps(
         .context("ListContainers")?
         .into_inner()
         .containers;
-    if cli.output == Output::Json {
+    if cli.output.machine() {
         let out: Vec<Value> = list
             .iter()
             .map(|c| {
@@ -81,7 +81,7 @@ pub async fn ps(
                         "state": state_name(c.state), "createdAt": c.created_at, "labels": c.labels })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        crate::print_doc(&out)?;
         return Ok(());
     }
     if quiet {
@@ -136,7 +136,7 @@ pub async fn inspect(cri: &mut client::Cri, id: &str) -> anyhow::Result<()> {
     if let Some(i) = info.get("info") {
         out["info"] = serde_json::from_str(i).unwrap_or(Value::String(i.clone()));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    crate::print_doc(&out)?;
     Ok(())
 }
 
@@ -296,8 +296,14 @@ pub async fn stop(cri: &mut client::Cri, ids: &[String], timeout: i64) -> anyhow
     Ok(())
 }
 
-pub async fn rm(cri: &mut client::Cri, ids: &[String]) -> anyhow::Result<()> {
+pub async fn rm(cri: &mut client::Cri, ids: &[String], force: bool) -> anyhow::Result<()> {
     for id in ids {
+        if !force
+            && let Ok((s, _)) = status(cri, id).await
+            && s.state == v1::ContainerState::ContainerRunning as i32
+        {
+            bail!("removing {id}: it is running; stop it first (crius stop {id}) or use -f");
+        }
         cri.runtime
             .remove_container(v1::RemoveContainerRequest {
                 container_id: id.clone(),

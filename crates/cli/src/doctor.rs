@@ -11,7 +11,7 @@ use std::time::Duration;
 use crius_cri_api::v1;
 use serde_json::{Value, json};
 
-use crate::{Cli, Output, client};
+use crate::{Cli, client};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +44,9 @@ fn check(name: &str, level: Level, found: impl Into<String>, fix: &str) -> Check
 /// Runs every check and prints them; exit code 1 when one failed.
 pub async fn run(cli: &Cli, kubelet_config: Option<&Path>) -> anyhow::Result<i32> {
     let checks = gather(cli, kubelet_config).await;
-    if cli.output == Output::Json {
+    if cli.output.machine() {
         let lines: Vec<Value> = checks.iter().map(check_json).collect();
-        println!("{}", serde_json::to_string_pretty(&lines)?);
+        crate::print_doc(&lines)?;
     } else {
         for c in &checks {
             println!("{}", line(c));

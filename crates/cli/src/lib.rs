@@ -47,6 +47,27 @@ pub enum Output {
     Text,
     /// For scripts.
     Json,
+    /// For scripts and people.
+    Yaml,
+}
+
+impl Output {
+    /// JSON or YAML: a document rather than text.
+    pub fn machine(self) -> bool {
+        self != Output::Text
+    }
+}
+
+/// The output format of this run, for [`print_doc`].
+static FORMAT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
+
+/// Prints `v` as this run's document format (JSON unless `-o yaml`).
+pub(crate) fn print_doc<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    match FORMAT.get() {
+        Some(Output::Yaml) => print!("{}", serde_yaml_ng::to_string(v)?),
+        _ => println!("{}", serde_json::to_string_pretty(v)?),
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +222,8 @@ pub enum Command {
     },
     /// Remove containers (killing running ones).
     Rm {
+        /// Remove running containers too (they are killed first); without
+        /// it a running container is refused, as docker refuses it.
         #[arg(short, long)]
         force: bool,
         #[arg(required = true)]
@@ -280,7 +303,8 @@ pub enum PodCommand {
     },
     /// Remove pods (stopping them first).
     Rm {
-        /// Accepted for compatibility: running pods are always stopped first.
+        /// Remove ready pods too (stopped first); without it a ready pod is
+        /// refused, as crictl's `rmp` refuses it.
         #[arg(short, long)]
         force: bool,
         #[arg(required = true)]
@@ -333,6 +357,7 @@ impl Cli {
 /// Entry point of the `crius` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = FORMAT.set(cli.output);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -804,6 +804,8 @@ async fn cli_run_ps_exec_logs_stop_rm(env: Arc<Env>) -> anyhow::Result<()> {
     );
     let inspect: serde_json::Value = serde_json::from_slice(&crius(&["inspect", &id])?.stdout)?;
     ensure!(inspect["state"] == "Running", "{inspect}");
+    let yaml = String::from_utf8(crius(&["-o", "yaml", "inspect", &id])?.stdout)?;
+    ensure!(yaml.lines().any(|l| l == "state: Running"), "{yaml}");
     ensure!(crius(&["stop", "-t", "0", &id])?.status.success());
     let ps = String::from_utf8(crius(&["ps", "-a"])?.stdout)?;
     ensure!(ps.contains("Exited"), "{ps}");
@@ -1030,6 +1032,12 @@ async fn cli_create_from_a_config_file(env: Arc<Env>) -> anyhow::Result<()> {
     let out = crius(&["create", &p.id, &file.display().to_string()])?;
     ensure!(
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("comand"),
+        "{out:?}"
+    );
+    // Running: refused without -f, as docker refuses it.
+    let out = crius(&["rm", &id])?;
+    ensure!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("-f"),
         "{out:?}"
     );
     let out = crius(&["rm", "-f", &id])?;

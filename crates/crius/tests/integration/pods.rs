@@ -1014,11 +1014,16 @@ async fn cli_pod_commands(env: Arc<Env>) -> anyhow::Result<()> {
         serde_json::from_str(&crius(&socket, &["pod", "inspect", &id[..12]])?)?;
     ensure!(inspect["status"]["name"] == "cli-pod", "{inspect}");
     ensure!(inspect["info"]["pid"].as_u64().is_some(), "{inspect}");
+    // Ready: refused without -f, as crictl rmp refuses it.
+    ensure!(
+        crius(&socket, &["pod", "rm", &id]).is_err(),
+        "a ready pod was removed"
+    );
     crius(&socket, &["pod", "stop", &id])?;
     let listed: serde_json::Value =
         serde_json::from_str(&crius(&socket, &["pods", "-o", "json"])?)?;
     ensure!(listed[0]["state"] == "NotReady", "{listed}");
-    crius(&socket, &["pod", "rm", "-f", &id])?;
+    crius(&socket, &["pod", "rm", &id])?;
     ensure!(crius(&socket, &["pods", "-q"])?.trim().is_empty());
     p.remove_all_and_check().await
 }
