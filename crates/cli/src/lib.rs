@@ -220,7 +220,7 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Remove containers (killing running ones).
+    /// Remove containers (-f: running ones too, killed first).
     Rm {
         /// Remove running containers too (they are killed first); without
         /// it a running container is refused, as docker refuses it.
@@ -301,7 +301,7 @@ pub enum PodCommand {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Remove pods (stopping them first).
+    /// Remove pods (-f: ready ones too, stopped first).
     Rm {
         /// Remove ready pods too (stopped first); without it a ready pod is
         /// refused, as crictl's `rmp` refuses it.
