@@ -24,31 +24,47 @@ pub fn read_etc(
     scratch: &Path,
     volumes: &[(String, PathBuf)],
 ) -> Result<(Option<String>, Option<String>)> {
+    with_scratch_mount(mounts, scratch, ("the rootfs", mount_readonly), |root| {
+        let etc = (
+            read_in_root(root, "etc/passwd")?,
+            read_in_root(root, "etc/group")?,
+        );
+        for (path, host_dir) in volumes {
+            copy_up(root, path, host_dir)?;
+        }
+        Ok(etc)
+    })
+}
+
+/// How a snapshot is mounted at a scratch directory.
+type MountFn = fn(&Mount, &Path) -> nix::Result<()>;
+
+/// Mounts the first of `mounts` at `scratch` (created) with `how.1`, runs
+/// `body` on it, then unmounts and removes `scratch`, whatever `body`
+/// answered. `how.0` names what is mounted in errors.
+fn with_scratch_mount<T>(
+    mounts: &[Mount],
+    scratch: &Path,
+    how: (&str, MountFn),
+    body: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    let (what, mount_it) = how;
     let mount = mounts
         .first()
         .ok_or_else(|| Error::Internal("a snapshot without mounts".into()))?;
     std::fs::create_dir_all(scratch)
         .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
-    if let Err(e) = mount_readonly(mount, scratch) {
+    if let Err(e) = mount_it(mount, scratch) {
         let _ = std::fs::remove_dir(scratch);
         return Err(Error::io(
-            format!("mounting the rootfs at {}", scratch.display()),
+            format!("mounting {what} at {}", scratch.display()),
             e.into(),
         ));
     }
-    let read = (|| {
-        let etc = (
-            read_in_root(scratch, "etc/passwd")?,
-            read_in_root(scratch, "etc/group")?,
-        );
-        for (path, host_dir) in volumes {
-            copy_up(scratch, path, host_dir)?;
-        }
-        Ok(etc)
-    })();
+    let done = body(scratch);
     let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir(scratch);
-    read
+    done
 }
 
 /// Mounts the image view `mounts` describe read-only at `dir` (an image
@@ -321,22 +337,8 @@ pub fn remap_ids(
     scratch: &Path,
     maps: &crius_core::userns::IdMaps,
 ) -> Result<()> {
-    let mount = mounts
-        .first()
-        .ok_or_else(|| Error::Internal("a snapshot without mounts".into()))?;
-    std::fs::create_dir_all(scratch)
-        .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
-    if let Err(e) = mount_writable(mount, scratch) {
-        let _ = std::fs::remove_dir(scratch);
-        return Err(Error::io(
-            format!("mounting the snapshot to remap at {}", scratch.display()),
-            e.into(),
-        ));
-    }
-    let done = remap_tree(scratch, maps);
-    let _ = nix::mount::umount2(scratch, MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir(scratch);
-    done
+    let how = ("the snapshot to remap", mount_writable as MountFn);
+    with_scratch_mount(mounts, scratch, how, |root| remap_tree(root, maps))
 }
 
 fn mount_writable(mount: &Mount, scratch: &Path) -> nix::Result<()> {

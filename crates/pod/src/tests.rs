@@ -1520,36 +1520,23 @@ mod userns {
         let sandbox = run(&e, "web").await?;
         let remaps = || e.fake.ops().iter().filter(|o| *o == "remap_ids").count();
         let before = remaps();
+        let create = |c: ContainerRequest| {
+            e.pods
+                .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, c)
+        };
         let mut c = container("app");
         c.linux.security.user_namespace = Some(NamespaceMode::Pod);
         c.linux.security.userns_ids = mapped("x").linux.userns_ids;
-        e.pods
-            .create_container(
-                e.config.clone(),
-                CgroupDriver::Cgroupfs,
-                &sandbox,
-                c.clone(),
-            )
-            .await?;
+        create(c.clone()).await?;
         // busybox is remapped once, then reused.
         assert_eq!(remaps(), before + 1);
         c.name = "again".into();
-        e.pods
-            .create_container(
-                e.config.clone(),
-                CgroupDriver::Cgroupfs,
-                &sandbox,
-                c.clone(),
-            )
-            .await?;
+        create(c.clone()).await?;
         assert_eq!(remaps(), before + 1);
         c.name = "leaves".into();
         c.linux.security.user_namespace = Some(NamespaceMode::Node);
         c.linux.security.userns_ids = Default::default();
-        let refused = e
-            .pods
-            .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, c)
-            .await;
+        let refused = create(c).await;
         assert!(
             matches!(refused, Err(Error::InvalidArgument { .. })),
             "{refused:?}"
