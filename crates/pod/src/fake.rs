@@ -56,6 +56,9 @@ pub struct FakeExec {
     /// The write ends of its stdout/stderr FIFOs (as the shim holds them),
     /// stdout first; closed at the exit.
     pipes: Vec<std::fs::File>,
+    /// Its stdout FIFO, which the shim opens again, blocking, at the start
+    /// (`None`: not checked, the fake holds it read-write).
+    stdout: Option<String>,
     /// The read end of its stdin FIFO, as the shim holds it until CloseIO.
     stdin: Option<std::fs::File>,
 }
@@ -106,6 +109,8 @@ pub struct World {
     silent_shims: BTreeSet<String>,
     /// Tasks whose start hangs until the test lets it ([`Fake::hold_start`]).
     held_starts: BTreeSet<String>,
+    /// Exec starts wait until this turns true (a test's gate).
+    pub exec_start_gate: Option<watch::Receiver<bool>>,
     /// The live event subscriptions.
     subscribers: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// What the rootfs reader finds: `(passwd, group)`.
@@ -350,6 +355,17 @@ fn open_pipes_with(stdio: &Stdio, early: bool) -> Result<Vec<std::fs::File>> {
         .collect()
 }
 
+/// Whether the FIFO at `path` has a reader (a non-blocking open for
+/// writing fails with ENXIO when not).
+fn has_reader(path: &str) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .is_ok()
+}
+
 /// Opens the read end of `stdio`'s stdin FIFO (non-blocking), as the shim
 /// does.
 fn open_stdin(stdio: &Stdio) -> Result<Option<std::fs::File>> {
@@ -573,7 +589,13 @@ impl ports::Tasks for Fake {
         stdio: &Stdio,
     ) -> Result<()> {
         self.call("exec_create", format_args!("{id} {exec_id}"))?;
-        let pipes = open_pipes_with(stdio, true)?;
+        // Write-only, as the shim's, when crius' read ends are open already
+        // (the streaming exec): then the start can check they still are.
+        // Else (ExecSync opens them after the create) read-write.
+        let (pipes, stdout) = match open_pipes_with(stdio, false) {
+            Ok(pipes) => (pipes, Some(stdio.stdout.clone())),
+            Err(_) => (open_pipes_with(stdio, true)?, None),
+        };
         let stdin = open_stdin(stdio)?;
         let mut w = self.world();
         if !w.tasks.contains_key(id) {
@@ -592,6 +614,7 @@ impl ports::Tasks for Fake {
             terminal: process.terminal().unwrap_or(false),
             exit: watch::Sender::new(None),
             pipes,
+            stdout,
             stdin,
         };
         w.execs.insert(key, exec);
@@ -599,6 +622,20 @@ impl ports::Tasks for Fake {
     }
     async fn exec_start(&self, id: &str, exec_id: &str) -> Result<u32> {
         self.call("exec_start", format_args!("{id} {exec_id}"))?;
+        let gate = self.world().exec_start_gate.clone();
+        if let Some(mut gate) = gate {
+            let _ = gate.wait_for(|open| *open).await;
+        }
+        let key = (id.to_string(), exec_id.to_string());
+        let stdout = self.world().execs.get(&key).and_then(|e| e.stdout.clone());
+        // The shim opens the stdout FIFO's write end blocking: with no
+        // reader its start would hang for good (here: an error saying so).
+        if let Some(path) = stdout.filter(|p| !has_reader(p)) {
+            self.call("exec_start_hung", format_args!("{id} {exec_id}"))?;
+            return Err(Error::Internal(format!(
+                "the start hangs: no reader of {path}"
+            )));
+        }
         let (pid, hold) = {
             let mut w = self.world();
             let hold = w.hold_execs;

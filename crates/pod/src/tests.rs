@@ -676,6 +676,7 @@ mod streaming {
     use crius_stream::backend::{AttachRequest, Backend, ExecRequest, Io};
     use crius_stream::channel::{ExitStatus, TerminalSize};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::watch;
 
     fn exec_req(id: &str, tty: bool, stdin: bool) -> ExecRequest {
         ExecRequest {
@@ -787,6 +788,48 @@ mod streaming {
             "{calls:?}"
         );
         assert!(calls.contains(&format!("exec_delete {id} {exec_id}")));
+        wait_for(|| exec_files(&e, &id).is_empty()).await;
+        Ok(())
+    }
+
+    /// A client gone while the shim is still starting the exec: crius'
+    /// FIFO ends stay open until the start answered (the shim's blocking
+    /// open of the stdout FIFO needs a reader), then the exec is killed.
+    #[tokio::test]
+    async fn an_exec_dropped_mid_start_keeps_its_fifos_open_until_the_start_answered() -> Result<()>
+    {
+        let e = env();
+        let id = running(&e).await?;
+        let (gate, gated) = watch::channel(false);
+        {
+            let mut w = e.fake.world();
+            w.hold_execs = true;
+            w.exec_start_gate = Some(gated);
+        }
+        let io = Io {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            resize: None,
+        };
+        let streams = e.pods.streams();
+        let req = exec_req(&id, true, true);
+        let session = tokio::spawn(async move { streams.exec(req, io).await });
+        let exec_id = next_exec(&e, &id, &[]).await;
+        wait_for(|| e.fake.calls().iter().any(|c| c.starts_with("exec_start"))).await;
+        session.abort();
+        let _ = session.await;
+        gate.send_replace(true);
+        wait_for(|| e.fake.exec_ids(&id).is_empty()).await;
+        let calls = e.fake.calls();
+        assert!(
+            !calls.iter().any(|c| c.starts_with("exec_start_hung")),
+            "{calls:?}"
+        );
+        assert!(
+            calls.contains(&format!("exec_kill {id} {exec_id} 9")),
+            "{calls:?}"
+        );
         wait_for(|| exec_files(&e, &id).is_empty()).await;
         Ok(())
     }

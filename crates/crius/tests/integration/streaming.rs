@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
 use crius_cri_api::v1;
 use crius_stream::channel::ExitStatus;
 use crius_stream::client::{self, ExecOptions, Transport};
@@ -150,10 +150,14 @@ async fn exec_with_a_tty_and_a_lost_client(env: Arc<Env>) -> anyhow::Result<()> 
     let found = wait_for_process(marker, true).await;
     ensure!(found, "the exec process never ran");
     drop(s);
-    ensure!(
-        wait_for_process(marker, false).await,
-        "the exec process outlived its client"
-    );
+    if !wait_for_process(marker, false).await {
+        let log = p.env.daemon.as_ref().map(|d| d.log()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("exec")).collect();
+        bail!(
+            "the exec process outlived its client; criusd said:\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        );
+    }
     p.env.remove_all_and_check().await
 }
 

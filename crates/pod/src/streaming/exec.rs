@@ -45,6 +45,11 @@ struct ExecFiles {
     /// Turns true once the create and start (run to their end even when
     /// the session is dropped meanwhile) answered.
     setup: Option<watch::Receiver<bool>>,
+    /// crius' ends of the FIFOs until the start answered: the shim opens
+    /// its write ends blocking during the start, so a read end closed
+    /// before that (a client gone mid-setup) would hang the start, and
+    /// with it the kill, in the shim for good.
+    held: Option<Pipes>,
 }
 
 /// Owns an exec's clean-up (see the [module docs](self)).
@@ -58,6 +63,14 @@ impl ExecGuard {
         self.files
             .as_ref()
             .ok_or_else(|| Error::Internal("exec already cleaned up".into()))
+    }
+
+    /// crius' FIFO ends, for the session once the start answered.
+    fn take_pipes(&mut self) -> Result<Pipes> {
+        self.files
+            .as_mut()
+            .and_then(|f| f.held.take())
+            .ok_or_else(|| Error::Internal("exec FIFOs already taken".into()))
     }
 
     /// The normal end: the exec (exited) is deleted, its FIFOs removed.
@@ -116,6 +129,9 @@ async fn clean_up(ctx: &Ctx, mut f: ExecFiles, kill: bool) {
     if let Err(e) = c.exec_delete(&f.id, &f.exec_id).await {
         tracing::warn!(container = %f.id, exec_id = %f.exec_id, "deleting the exec: {e}");
     }
+    // The start answered and the process is gone: the shim needs crius'
+    // ends no more.
+    drop(f.held.take());
     if let Err(e) = crius_logs::remove_fifos(&f.fifos) {
         tracing::warn!(container = %f.id, "removing the exec's FIFOs: {e}");
     }
@@ -128,6 +144,7 @@ async fn clean_up(ctx: &Ctx, mut f: ExecFiles, kill: bool) {
 }
 
 /// The read ends of an exec's output FIFOs and the write end of its stdin.
+#[derive(Debug)]
 struct Pipes {
     stdout: pipe::Receiver,
     stderr: Option<pipe::Receiver>,
@@ -175,7 +192,7 @@ impl Streams {
         };
         let mut process = exec.exec_process(&id, req.cmd.clone()).await?;
         process.set_terminal(Some(req.tty));
-        let (mut guard, pipes) = self.exec_files(&id, &req)?;
+        let mut guard = self.exec_files(&id, &req)?;
         let f = guard.files()?;
         let stdio = Stdio {
             stdin: f
@@ -196,6 +213,7 @@ impl Streams {
         let pid = self
             .create_and_start(&mut guard, &id, &exec_id, process, stdio)
             .await?;
+        let pipes = guard.take_pipes()?;
         tracing::debug!(container = %id, exec_id, pid, "exec started");
         let code = self.pump(&id, &exec_id, io, pipes).await?;
         guard.finish().await;
@@ -235,8 +253,9 @@ impl Streams {
 
     /// The exec's FIFOs under the container's directory, owned by a guard
     /// from now on, with crius' ends open (the read ends non-blocking,
-    /// before the shim opens the others).
-    fn exec_files(&self, id: &str, req: &ExecRequest) -> Result<(ExecGuard, Pipes)> {
+    /// before the shim opens the others) and held by the guard until the
+    /// start answered.
+    fn exec_files(&self, id: &str, req: &ExecRequest) -> Result<ExecGuard> {
         let exec_id = new_exec_id();
         let dir = self.ctx.containers_dir().join(id);
         let fifos = crius_logs::create_fifos(&dir, &exec_id, req.tty)?;
@@ -248,6 +267,7 @@ impl Streams {
                 fifos: fifos.clone(),
                 stdin: None,
                 setup: None,
+                held: None,
             }),
         };
         let stdin = if req.stdin {
@@ -264,7 +284,10 @@ impl Streams {
             stderr: fifos.stderr.as_deref().map(open_receiver).transpose()?,
             stdin,
         };
-        Ok((guard, pipes))
+        if let Some(f) = guard.files.as_mut() {
+            f.held = Some(pipes);
+        }
+        Ok(guard)
     }
 
     /// Moves the bytes until the exec exits and its output is drained
