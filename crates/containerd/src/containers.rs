@@ -13,7 +13,6 @@ use containerd_client::services::v1::{
 };
 use oci_spec::runtime::Spec;
 use prost::Message;
-use tonic::transport::Channel;
 
 use crate::{Containerd, map_status, not_found_as_none, not_found_ok, system_time};
 
@@ -206,7 +205,7 @@ impl ContainerRecord {
 }
 
 impl Containerd {
-    fn containers(&self) -> ContainersClient<Channel> {
+    fn containers(&self) -> ContainersClient<crate::timed::Timed> {
         ContainersClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
     }
 

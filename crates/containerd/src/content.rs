@@ -18,7 +18,6 @@ use containerd_client::services::v1::{
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tonic::codec::Streaming;
-use tonic::transport::Channel;
 
 use crate::{Containerd, map_status, not_found_as_none, not_found_ok};
 
@@ -126,7 +125,7 @@ fn is_locked(s: &tonic::Status) -> bool {
 }
 
 impl Containerd {
-    fn content(&self) -> ContentClient<Channel> {
+    fn content(&self) -> ContentClient<crate::timed::Timed> {
         ContentClient::new(self.channel.clone())
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX)

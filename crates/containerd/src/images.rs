@@ -11,7 +11,6 @@ use containerd_client::services::v1::{
     UpdateImageRequest,
 };
 use oci_spec::image::{Descriptor, Digest, MediaType};
-use tonic::transport::Channel;
 
 use crate::{
     Containerd, from_containerd_descriptor, map_status, not_found_as_none, not_found_ok,
@@ -80,7 +79,7 @@ impl ImageRecord {
 }
 
 impl Containerd {
-    fn images(&self) -> ImagesClient<Channel> {
+    fn images(&self) -> ImagesClient<crate::timed::Timed> {
         ImagesClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
     }
 

@@ -43,7 +43,7 @@ impl Held<'_> {
 }
 
 impl Containerd {
-    fn leases(&self) -> LeasesClient<tonic::transport::Channel> {
+    fn leases(&self) -> LeasesClient<crate::timed::Timed> {
         LeasesClient::new(self.channel.clone())
     }
 

@@ -23,6 +23,7 @@ pub mod leases;
 pub mod snapshots;
 pub mod tasks;
 mod time;
+mod timed;
 pub mod unpack;
 
 use std::collections::HashMap;
@@ -36,7 +37,6 @@ use containerd_client::services::v1::{
 pub use error::{Error, Kind, Result};
 use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde::Serialize;
-use tonic::transport::Channel;
 
 pub use containerd_client::types::Mount;
 pub use containers::{
@@ -76,7 +76,7 @@ pub struct Usage {
 /// by [`Containerd::with_lease`], one lease). Cheap to clone.
 #[derive(Clone)]
 pub struct Containerd {
-    channel: Channel,
+    channel: timed::Timed,
     namespace: String,
     lease: Option<String>,
     address: PathBuf,
@@ -165,7 +165,7 @@ impl Containerd {
             .map_err(|_| unavailable("connection timed out".into()))?
             .map_err(|e| unavailable(format!("cannot connect: {e}")))?;
         let client = Containerd {
-            channel,
+            channel: timed::Timed(channel),
             namespace: namespace.to_string(),
             lease: None,
             address: address.to_path_buf(),

@@ -11,7 +11,6 @@ use containerd_client::services::v1::snapshots::{
 };
 use containerd_client::types::Mount;
 use futures::StreamExt;
-use tonic::transport::Channel;
 
 use crate::{Containerd, Usage, map_status, not_found_as_none, not_found_ok};
 
@@ -62,7 +61,7 @@ impl From<Info> for SnapshotInfo {
 }
 
 impl Containerd {
-    fn snapshots(&self) -> SnapshotsClient<Channel> {
+    fn snapshots(&self) -> SnapshotsClient<crate::timed::Timed> {
         SnapshotsClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
     }
 

@@ -28,7 +28,6 @@ use containerd_client::services::v1::{
 use containerd_client::types::Mount;
 use containerd_client::types::v1::{Process, Status};
 use prost::Message;
-use tonic::transport::Channel;
 
 use crate::{Containerd, map_status, not_found_as_none, system_time};
 
@@ -194,7 +193,7 @@ fn json_any<T: serde::Serialize>(type_url: &str, v: &T) -> Result<prost_types::A
 }
 
 impl Containerd {
-    fn tasks(&self) -> TasksClient<Channel> {
+    fn tasks(&self) -> TasksClient<crate::timed::Timed> {
         TasksClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
     }
 

@@ -45,6 +45,7 @@ pub struct Config {
     pub cni: CniConfig,
     pub images: ImagesConfig,
     pub streaming: StreamingConfig,
+    pub metrics: MetricsConfig,
     /// Runtime handlers by name (the names Kubernetes RuntimeClasses use).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
 }
@@ -156,6 +157,34 @@ impl Default for StreamingConfig {
             tls_cert_file: PathBuf::new(),
             tls_key_file: PathBuf::new(),
         }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint (`GET /metrics`, plain HTTP).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where it listens: "" = no endpoint (the default); `host:port`, or a
+    /// port alone for loopback (`9101` = `127.0.0.1:9101`). Only a
+    /// restart changes it.
+    pub address: String,
+}
+
+impl MetricsConfig {
+    /// The socket address to listen on; `None` when off.
+    pub fn socket_addr(&self) -> Option<Result<std::net::SocketAddr, String>> {
+        let a = self.address.trim();
+        if a.is_empty() {
+            return None;
+        }
+        if let Ok(port) = a.parse::<u16>() {
+            return Some(Ok((std::net::Ipv4Addr::LOCALHOST, port).into()));
+        }
+        Some(a.parse().map_err(|_| {
+            format!(
+                "metrics.address: {a:?} is neither host:port (an IP address and a port) nor a port"
+            )
+        }))
     }
 }
 
@@ -393,6 +422,7 @@ impl Default for Config {
             containerd: ContainerdConfig::default(),
             cni: CniConfig::default(),
             streaming: StreamingConfig::default(),
+            metrics: MetricsConfig::default(),
             images: ImagesConfig::default(),
             runtimes,
         }
@@ -596,6 +626,9 @@ impl Config {
             ));
         }
         self.streaming.check(problems);
+        if let Some(Err(why)) = self.metrics.socket_addr() {
+            problems.push(why);
+        }
         if let Err(e) = validate_namespace(&self.containerd.namespace) {
             problems.push(format!(
                 "containerd.namespace: {:?} is not a valid containerd namespace: {e}",
@@ -852,6 +885,12 @@ tls = false
 tls_cert_file = ""
 tls_key_file = ""
 
+[metrics]
+# The Prometheus endpoint (GET /metrics, plain HTTP, no auth): "" = none;
+# "host:port", or a port alone for loopback ("9101" = "127.0.0.1:9101").
+# Only a restart changes it.
+address = ""
+
 [images]
 # Registry hosts in containerd's layout: <dir>/<registry-host>/hosts.toml
 # (server, [host."…"] mirrors with capabilities, skip_verify, ca).
@@ -967,6 +1006,28 @@ mod tests {
         assert_eq!(auth["password"], REDACTED);
         assert_eq!(auth["registry_token"], "");
         assert_eq!(format!("{:?}", Secret::default()), "\"\"");
+    }
+
+    #[test]
+    fn the_metrics_address_is_off_loopback_or_given() {
+        let at = |a: &str| MetricsConfig { address: a.into() }.socket_addr();
+        assert_eq!(at(""), None);
+        assert_eq!(
+            at("9101"),
+            Some(Ok("127.0.0.1:9101".parse().expect("addr")))
+        );
+        assert_eq!(
+            at("0.0.0.0:9101"),
+            Some(Ok("0.0.0.0:9101".parse().expect("addr")))
+        );
+        assert_eq!(at("[::1]:9"), Some(Ok("[::1]:9".parse().expect("addr"))));
+        let problems = invalid("[metrics]\naddress = \"localhost:9101\"\n");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("metrics.address: \"localhost:9101\"")),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ async fn serve(
     let (stop_tx, mut stop_rx) = watch::channel(false);
     background.spawn("containerd connector", connect_containerd(state.clone()));
     start_streaming(&state, &config).await?;
+    start_metrics(&state, &config).await?;
     let pods_of = state.clone();
 
     let services = crius_server::services(state);
@@ -148,6 +149,25 @@ async fn start_streaming(state: &Arc<State>, config: &Config) -> anyhow::Result<
     Ok(())
 }
 
+/// Serves `GET /metrics` when `[metrics] address` is set, until shutdown.
+async fn start_metrics(state: &Arc<State>, config: &Config) -> anyhow::Result<()> {
+    let metrics = crius_metrics::global();
+    metrics.set_census(Box::new(crius_server::PodCensus(state.clone())));
+    let Some(addr) = config.metrics.socket_addr() else {
+        return Ok(());
+    };
+    let addr = addr.map_err(anyhow::Error::msg)?;
+    let (listener, bound) = crius_metrics::bind(addr).await?;
+    tracing::info!(addr = %bound, "serving metrics at /metrics");
+    let background = state.background();
+    background.spawn_to_end(crius_metrics::serve(
+        listener,
+        metrics,
+        background.stopping(),
+    ));
+    Ok(())
+}
+
 /// How long shutdown waits for each set of background tasks to stop.
 const BACKGROUND_GRACE: Duration = Duration::from_secs(1);
 
@@ -207,8 +227,10 @@ async fn connect_containerd(state: Arc<State>) {
                     state.apparmor().clone(),
                 );
                 state.set_waiting("recovering state from containerd".into());
+                let started = std::time::Instant::now();
                 match recover(&backend, &config).await {
                     Ok(()) => {
+                        crius_metrics::global().recovery(started.elapsed());
                         state.set_ready(backend);
                         return;
                     }

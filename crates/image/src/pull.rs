@@ -89,13 +89,30 @@ impl Images {
         progress: Option<&watch::Sender<Progress>>,
     ) -> Result<CriImage> {
         let reference = crius_registry::parse_reference(image)?;
-        let name = crius_registry::normalized(&reference);
+        let started = std::time::Instant::now();
+        let result = self
+            .pull_reference(config, snapshotter, &reference, credentials, progress)
+            .await;
+        crius_metrics::global().image_pull(result.is_ok(), started.elapsed());
+        result
+    }
+
+    /// [`Images::pull_with_progress`] of a parsed reference, untimed.
+    async fn pull_reference(
+        &self,
+        config: &ImagesConfig,
+        snapshotter: &str,
+        reference: &crius_registry::Reference,
+        credentials: Option<Credentials>,
+        progress: Option<&watch::Sender<Progress>>,
+    ) -> Result<CriImage> {
+        let name = crius_registry::normalized(reference);
         let lock = self.pull_lock(&name)?;
         let guard = lock.lock().await;
         let pull = Pull {
             config,
             snapshotter,
-            reference: &reference,
+            reference,
             name: &name,
             progress,
         };
@@ -496,6 +513,7 @@ async fn put_blob(
             source,
         })?
         .inspect_ok(move |chunk| {
+            crius_metrics::global().pulled_bytes(chunk.len() as u64);
             if let Some((tx, i)) = &progress {
                 count_bytes(tx, *i, chunk.len() as u64);
             }

@@ -35,6 +35,7 @@ pub use crate::error::CniError;
 
 /// Result of a CNI operation.
 pub type Result<T, E = CniError> = std::result::Result<T, E>;
+use crius_metrics::CniOp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
@@ -195,6 +196,14 @@ impl Cni {
     /// Dropping the returned future kills the running plugin and skips the
     /// rollback; call [`Cni::del`] afterwards.
     pub async fn add(&self, net: &NetworkConfig, att: &Attachment) -> Result<CniResult> {
+        let started = Instant::now();
+        let result = self.attach(net, att).await;
+        crius_metrics::global().cni(CniOp::Add, result.is_ok(), started.elapsed());
+        result
+    }
+
+    /// [`Cni::add`], untimed.
+    async fn attach(&self, net: &NetworkConfig, att: &Attachment) -> Result<CniResult> {
         validate(att)?;
         let list = NetList::from_config(net)?;
         if !netns::is_pinned(&att.netns) {
@@ -313,6 +322,14 @@ impl Cni {
     /// plugins are tried even if one fails; the first error is returned and
     /// the cache entry kept, so a retry gets the same input.
     pub async fn del(&self, net: &NetworkConfig, att: &Attachment) -> Result<()> {
+        let started = Instant::now();
+        let result = self.detach(net, att).await;
+        crius_metrics::global().cni(CniOp::Del, result.is_ok(), started.elapsed());
+        result
+    }
+
+    /// [`Cni::del`], untimed.
+    async fn detach(&self, net: &NetworkConfig, att: &Attachment) -> Result<()> {
         validate(att)?;
         if !is_cni_identifier(&net.name) {
             return Err(CniError::Config {

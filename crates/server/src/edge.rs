@@ -55,14 +55,17 @@ pub(crate) async fn respond<T>(
 ) -> Result<Response<T>, Status> {
     let start = Instant::now();
     let result = body.instrument(tracing::debug_span!("rpc", rpc)).await;
-    let elapsed_us = start.elapsed().as_micros() as u64;
+    let elapsed = start.elapsed();
+    let elapsed_us = elapsed.as_micros() as u64;
     match result {
         Ok(v) => {
+            crius_metrics::global().rpc(rpc, code_name(Code::Ok), elapsed);
             tracing::debug!(rpc, elapsed_us, "ok");
             Ok(Response::new(v))
         }
         Err(e) => {
             let status = to_status(e);
+            crius_metrics::global().rpc(rpc, code_name(status.code()), elapsed);
             if matches!(status.code(), Code::Internal | Code::Unknown) {
                 tracing::error!(rpc, elapsed_us, error = status.message(), "failed");
             } else {
@@ -70,6 +73,29 @@ pub(crate) async fn respond<T>(
             }
             Err(status)
         }
+    }
+}
+
+/// A gRPC code as its name (`crius_grpc_requests_total`'s `code`).
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
     }
 }
 

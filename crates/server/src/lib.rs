@@ -4,6 +4,7 @@
 //! error goes through one mapping ([`edge`]) to a gRPC status.
 
 mod admin;
+mod census;
 mod convert;
 mod convert_container;
 mod convert_status;
@@ -21,6 +22,7 @@ use crius_cri_api::v1::image_service_server::ImageServiceServer;
 use crius_cri_api::v1::runtime_service_server::RuntimeServiceServer;
 
 pub use admin::AdminSvc;
+pub use census::PodCensus;
 pub use edge::to_status;
 pub use image::ImageSvc;
 pub use runtime::RuntimeSvc;

@@ -137,9 +137,10 @@ impl State {
                     || config.containerd != old.containerd
                     || config.root_dir != old.root_dir
                     || config.state_dir != old.state_dir
+                    || config.metrics != old.metrics
                 {
                     tracing::warn!(
-                        "socket, containerd and directory settings change only with a restart"
+                        "socket, containerd, metrics and directory settings change only with a restart"
                     );
                 }
                 let handlers: Vec<&String> = config.runtimes.keys().collect();

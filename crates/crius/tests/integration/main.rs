@@ -14,6 +14,7 @@ mod foundation;
 mod fuzz;
 mod images;
 mod kubelet;
+mod metrics;
 mod pinned;
 mod pods;
 mod relaxed;
@@ -136,6 +137,7 @@ fn main() {
         .chain(compat::all())
         .chain(secrets::all())
         .chain(kubelet::all())
+        .chain(metrics::all())
         .chain(streaming::all())
         .chain(cli_streaming::all())
         .chain(relaxed::all())

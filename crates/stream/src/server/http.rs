@@ -198,10 +198,16 @@ fn upgrade(
         }
         Decision::Refuse { status, reason, .. } => return refuse(status, &reason),
     };
+    let kind = match request {
+        Request::Exec(_) => crius_metrics::StreamKind::Exec,
+        Request::Attach(_) => crius_metrics::StreamKind::Attach,
+        Request::PortForward(_) => crius_metrics::StreamKind::PortForward,
+    };
     let ctx2 = ctx.clone();
     let cancel = ctx.cancel.clone();
     ctx.tracker.spawn(async move {
         let _permit = permit;
+        let _open = crius_metrics::global().session(kind);
         tokio::select! {
             () = run(ctx2, req, request, session) => {},
             () = cancel.cancelled() => {},
