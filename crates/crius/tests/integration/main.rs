@@ -14,6 +14,7 @@ mod foundation;
 mod fuzz;
 mod images;
 mod kubelet;
+mod notify;
 mod pinned;
 mod pods;
 mod relaxed;
@@ -131,6 +132,7 @@ fn main() {
         .chain(containers::all())
         .chain(cri036::all())
         .chain(doctor::all())
+        .chain(notify::all())
         .chain(runtimes::all())
         .chain(security::all())
         .chain(compat::all())
