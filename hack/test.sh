@@ -28,3 +28,8 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 hack/deny.sh
 cargo test --workspace
+
+# The Debian package: release binaries, man pages, completions, config and
+# unit, unpacked into a scratch directory and checked.
+deb=$(hack/package.sh | tail -n 1)
+hack/check-package.sh "$deb"
