@@ -72,8 +72,8 @@ writable=$(awk 'substr($1, 6, 1) == "w" || substr($1, 9, 1) == "w"' "$listing")
 grep -qx /etc/crius/config.toml "$ctrl/conffiles" || fail "/etc/crius/config.toml is not a conffile"; ok
 grep -q 'deb-systemd-helper' "$ctrl/postinst" && grep -q 'criusd.service' "$ctrl/postinst" \
     || fail "postinst does not register criusd.service"; ok
-# Not enabled or started at install; restarted on upgrade only if running.
-# (enable only re-applies an earlier choice on a reinstall).
+# Not enabled or started at install (enable only re-applies an earlier
+# choice on a reinstall); restarted on upgrade only if running.
 grep -q 'deb-systemd-helper debian-installed criusd.service' "$ctrl/postinst" \
     || fail "postinst enables criusd on a first install"; ok
 ! grep -Eq '(deb-systemd-invoke|systemctl) (start|restart) ' "$ctrl/postinst" || fail "postinst starts criusd"; ok
