@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(containerd runc containernetworking-plugins protobuf-compiler iproute2 iptables gcc libc6-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(docker-registry busybox-static skopeo umoci openssl python3)
+  # groff-base: hack/check-package.sh renders the man pages.
+  packages+=(docker-registry busybox-static skopeo umoci openssl python3 groff-base)
 fi
 
 missing=()

@@ -16,6 +16,10 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
     if let Command::Doctor { kubelet_config } = &cli.command {
         return crate::doctor::run(cli, kubelet_config.as_deref()).await;
     }
+    if let Command::Completion { shell } = &cli.command {
+        crate::docs::completion(*shell, &mut std::io::stdout());
+        return Ok(0);
+    }
     let mut cri = client::connect(&cli.socket_path(), Duration::from_secs(cli.timeout)).await?;
     match &cli.command {
         Command::Exec {
@@ -54,7 +58,9 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     match &cli.command {
         Command::Version => version(cli, cri).await,
         Command::Info => info(cli, cri).await,
-        Command::Doctor { .. } => anyhow::bail!("run() handles this command"),
+        Command::Doctor { .. } | Command::Completion { .. } => {
+            anyhow::bail!("run() handles this command")
+        }
         Command::Pull { image, creds } => pull(cli, cri, image, creds.as_deref()).await,
         Command::Images {
             image,

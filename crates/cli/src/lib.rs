@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod containers;
 mod containerspec;
+pub mod docs;
 mod doctor;
 mod interactive;
 mod podspec;
@@ -82,6 +83,12 @@ pub enum Command {
         /// kubelet's config file, to compare its cgroup driver.
         #[arg(long)]
         kubelet_config: Option<PathBuf>,
+    },
+    /// Print a shell completion script, e.g.
+    /// `crius completion bash > /etc/bash_completion.d/crius`.
+    Completion {
+        #[arg(value_enum)]
+        shell: docs::Shell,
     },
     /// Pull an image from its registry.
     Pull {

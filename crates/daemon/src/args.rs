@@ -9,7 +9,13 @@ use crius_core::config_files::{Layer, Layered, parse_layers};
 
 /// criusd: a Kubernetes container runtime (CRI v1) on containerd.
 #[derive(Debug, Parser)]
-#[command(name = "criusd", version, about)]
+// Not the crate's description (`criusd --help`, criusd(8)).
+#[command(
+    name = "criusd",
+    version,
+    about = "Kubernetes container runtime (CRI v1) on containerd",
+    long_about = None
+)]
 pub struct Args {
     /// Config file (TOML). A missing default file means all defaults.
     #[arg(long, env = "CRIUS_CONFIG")]

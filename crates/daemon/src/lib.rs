@@ -6,6 +6,7 @@ mod args;
 pub mod authority;
 mod deadline;
 mod logging;
+mod notify;
 mod serve;
 mod socket;
 mod streaming_tls;

@@ -98,6 +98,7 @@ async fn serve(
         r = &mut server => r.context("serving the CRI socket"),
         name = termination() => {
             tracing::info!(signal = name, "shutting down: no new requests, waiting for in-flight ones");
+            crate::notify::stopping();
             let _ = stop_tx.send(true);
             match tokio::time::timeout(shutdown_timeout, &mut server).await {
                 Ok(r) => r.context("serving the CRI socket"),
@@ -226,20 +227,25 @@ async fn connect_containerd(state: Arc<State>) {
                     crius_pause::PAUSE,
                     state.apparmor().clone(),
                 );
-                state.set_waiting("recovering state from containerd".into());
+                waiting(&state, "recovering state from containerd".into());
                 let started = std::time::Instant::now();
                 match recover(&backend, &config).await {
                     Ok(()) => {
                         crius_metrics::global().recovery(started.elapsed());
                         state.set_ready(backend);
+                        // Only now: kubelet's first calls must find it ready.
+                        crate::notify::ready();
                         return;
                     }
                     Err(e) => {
                         attempt += 1;
                         tracing::warn!(attempt, retry_in = ?delay, "recovery failed: {e}");
-                        state.set_waiting(format!(
-                            "recovering state from containerd failed: {e} (attempt {attempt})"
-                        ));
+                        waiting(
+                            &state,
+                            format!(
+                                "recovering state from containerd failed: {e} (attempt {attempt})"
+                            ),
+                        );
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(RETRY_MAX);
                     }
@@ -248,15 +254,24 @@ async fn connect_containerd(state: Arc<State>) {
             Err(e) => {
                 attempt += 1;
                 tracing::warn!(attempt, retry_in = ?delay, "waiting for containerd: {e}");
-                state.set_waiting(format!(
-                    "waiting for containerd: {e} (attempt {attempt}, retrying every {:?} at most)",
-                    RETRY_MAX
-                ));
+                waiting(
+                    &state,
+                    format!(
+                        "waiting for containerd: {e} (attempt {attempt}, retrying every {:?} at most)",
+                        RETRY_MAX
+                    ),
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(RETRY_MAX);
             }
         }
     }
+}
+
+/// Records what start-up waits for, in `Status` and for systemd.
+fn waiting(state: &State, why: String) {
+    crate::notify::status(&why);
+    state.set_waiting(why);
 }
 
 /// Start-up work before serving: clean up after a previous daemon, make

@@ -18,6 +18,8 @@ pub struct CriusdOptions {
     pub namespace: String,
     /// Extra TOML appended to the generated config file.
     pub extra_config: String,
+    /// Extra environment of the daemon, e.g. `NOTIFY_SOCKET`.
+    pub env: Vec<(String, String)>,
 }
 
 impl CriusdOptions {
@@ -27,6 +29,7 @@ impl CriusdOptions {
             containerd_socket: containerd_socket.into(),
             namespace: "crius".into(),
             extra_config: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -40,6 +43,7 @@ pub struct Criusd {
     namespace: String,
     /// The fault point armed at the next launch (`crius_rt::fault`).
     fault_point: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Criusd {
@@ -74,7 +78,7 @@ impl Criusd {
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config)?;
-        let child = launch(&opts.binary, dir.path(), None)?;
+        let child = launch(&opts.binary, dir.path(), None, &opts.env)?;
         Ok(Criusd {
             binary: opts.binary.clone(),
             dir,
@@ -82,6 +86,7 @@ impl Criusd {
             socket,
             namespace: opts.namespace.clone(),
             fault_point: None,
+            env: opts.env.clone(),
         })
     }
 
@@ -92,7 +97,7 @@ impl Criusd {
             self.signal_and_wait(signal, Duration::from_secs(15))?;
         }
         let fault = self.fault_point.as_deref();
-        self.child = Some(launch(&self.binary, self.dir.path(), fault)?);
+        self.child = Some(launch(&self.binary, self.dir.path(), fault, &self.env)?);
         self.wait_for_socket()
     }
 
@@ -239,7 +244,13 @@ impl Drop for Criusd {
 const RUNC_STATE_ROOT: &str = "/run/containerd/runc";
 
 /// Starts `criusd` on the config in `dir`, logging to `dir/criusd.log`.
-fn launch(binary: &Path, dir: &Path, fault_point: Option<&str>) -> anyhow::Result<Child> {
+/// `NOTIFY_SOCKET` only when `env` gives it: never the test runner's own.
+fn launch(
+    binary: &Path,
+    dir: &Path,
+    fault_point: Option<&str>,
+    env: &[(String, String)],
+) -> anyhow::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -249,6 +260,7 @@ fn launch(binary: &Path, dir: &Path, fault_point: Option<&str>) -> anyhow::Resul
         Some(point) => cmd.env("CRIUS_FAULT_POINT", point),
         None => cmd.env_remove("CRIUS_FAULT_POINT"),
     };
+    cmd.env_remove("NOTIFY_SOCKET").envs(env.iter().cloned());
     cmd.arg("--config")
         .arg(dir.join("config.toml"))
         .arg("--log-level")

@@ -15,6 +15,7 @@ mod fuzz;
 mod images;
 mod kubelet;
 mod metrics;
+mod notify;
 mod pinned;
 mod pods;
 mod relaxed;
@@ -132,6 +133,7 @@ fn main() {
         .chain(containers::all())
         .chain(cri036::all())
         .chain(doctor::all())
+        .chain(notify::all())
         .chain(runtimes::all())
         .chain(security::all())
         .chain(compat::all())
