@@ -58,6 +58,7 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
     match &cli.command {
         Command::Version => version(cli, cri).await,
         Command::Info => info(cli, cri).await,
+        Command::Events => crate::events::events(cri, cli.output.machine()).await,
         Command::Doctor { .. } | Command::Completion { .. } => {
             anyhow::bail!("run() handles this command")
         }
@@ -515,7 +516,7 @@ async fn import(cli: &Cli, cri: &mut client::Cri, file: &std::path::Path) -> any
     Ok(())
 }
 
-fn pod_state(state: i32) -> &'static str {
+pub(crate) fn pod_state(state: i32) -> &'static str {
     if state == v1::PodSandboxState::SandboxReady as i32 {
         "Ready"
     } else {

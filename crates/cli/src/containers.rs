@@ -12,7 +12,7 @@ use crius_stream::client::Transport;
 use crate::interactive::Interactive;
 use crate::{Cli, Command, client};
 
-fn state_name(s: i32) -> &'static str {
+pub(crate) fn state_name(s: i32) -> &'static str {
     match v1::ContainerState::try_from(s) {
         Ok(v1::ContainerState::ContainerCreated) => "Created",
         Ok(v1::ContainerState::ContainerRunning) => "Running",

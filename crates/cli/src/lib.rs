@@ -7,6 +7,7 @@ mod containers;
 mod containerspec;
 pub mod docs;
 mod doctor;
+mod events;
 mod interactive;
 mod podspec;
 mod portforward;
@@ -90,6 +91,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: docs::Shell,
     },
+    /// Follow container and pod events (GetContainerEvents): first what is
+    /// there now, then each transition, until interrupted; `-o json`: one
+    /// object per line.
+    Events,
     /// Pull an image from its registry.
     Pull {
         /// Image reference, e.g. busybox or registry.example.com/app:1.0.

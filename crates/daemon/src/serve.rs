@@ -98,6 +98,7 @@ async fn serve(
         r = &mut server => r.context("serving the CRI socket"),
         name = termination() => {
             tracing::info!(signal = name, "shutting down: no new requests, waiting for in-flight ones");
+            pods_of.begin_shutdown();
             crate::notify::stopping();
             let _ = stop_tx.send(true);
             match tokio::time::timeout(shutdown_timeout, &mut server).await {

@@ -15,7 +15,9 @@ use crius_core::userns::IdMaps;
 use crius_core::{Error, Result};
 
 use crate::container::Container;
+use crate::events::{EventKind, Events, PodEvent};
 use crate::ports::Made;
+use crate::sandbox::SandboxStatus;
 use crate::store::{Sandbox, Store};
 use crate::{exits, ports};
 
@@ -42,6 +44,8 @@ pub(crate) struct Ctx {
     pub(crate) cpu_samples: Mutex<HashMap<String, (i64, u64)>>,
     /// What start-up recovery did and still does (`Status` reports it).
     pub(crate) recovery: Mutex<crius_core::status::RecoveryReport>,
+    /// Transitions of containers and pods, for `GetContainerEvents`.
+    pub(crate) events: Events,
 }
 
 /// How long a stop waits for a task to die after SIGKILL.
@@ -270,7 +274,55 @@ impl Ctx {
             .find(id)?
             .ok_or_else(|| Error::not_found(format!("container {id}")))
     }
+
+    /// The pod `sandbox_id` (`None` once gone) and all its containers,
+    /// oldest first, as they are now (from memory).
+    pub(crate) fn pod_now(&self, sandbox_id: &str) -> (Option<SandboxStatus>, PodContainers) {
+        let sandbox = self
+            .store
+            .find(sandbox_id)
+            .ok()
+            .flatten()
+            .map(|s| SandboxStatus {
+                meta: s.meta.clone(),
+                state: s.state(),
+                pid: s.pid(),
+                spec: None,
+                resources: s.resources(),
+            });
+        let mut containers: Vec<_> = self
+            .containers
+            .all()
+            .into_iter()
+            .filter(|c| c.meta.sandbox_id == sandbox_id)
+            .collect();
+        containers.sort_by_key(|c| c.meta.created_at);
+        let containers = containers
+            .into_iter()
+            .map(|c| (c.meta_now(), c.status()))
+            .collect();
+        (sandbox, containers)
+    }
+
+    /// Publishes `kind` of `id`: a container of `sandbox_id`, or the
+    /// sandbox itself (`id == sandbox_id`).
+    pub(crate) fn emit(&self, kind: EventKind, id: &str, sandbox_id: &str) {
+        let (sandbox, containers) = self.pod_now(sandbox_id);
+        self.events.publish(PodEvent {
+            container_id: id.to_string(),
+            kind,
+            at: crate::now_ns(),
+            sandbox,
+            containers,
+        });
+    }
 }
+
+/// A pod's containers with their statuses.
+pub(crate) type PodContainers = Vec<(
+    crate::container::ContainerMeta,
+    crius_core::container::ContainerStatus,
+)>;
 
 /// Makes the snapshot `key` of `kind` on `parent`.
 async fn make_snapshot(

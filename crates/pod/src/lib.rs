@@ -22,6 +22,9 @@
 
 pub mod container;
 mod ctx;
+pub mod events;
+#[cfg(test)]
+mod events_tests;
 mod exits;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
@@ -157,6 +160,7 @@ impl Pods {
             exits: Arc::default(),
             cpu_samples: Default::default(),
             recovery: Default::default(),
+            events: Default::default(),
         });
         let containers = Containers { ctx: ctx.clone() };
         let sandboxes = Sandboxes {
@@ -190,6 +194,37 @@ impl Pods {
     /// running: a restarted daemon recovers them.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.ctx.background.shutdown(grace).await
+    }
+
+    /// A subscription to container and pod events: first one event per
+    /// pod and container saying what it is in now, then every transition
+    /// (see [`events`]).
+    pub fn subscribe_events(
+        &self,
+    ) -> (
+        Vec<events::PodEvent>,
+        tokio::sync::broadcast::Receiver<Arc<events::PodEvent>>,
+    ) {
+        // Subscribed first: a transition during the snapshot is seen twice
+        // at worst, never lost.
+        let rx = self.ctx.events.subscribe();
+        let mut now = Vec::new();
+        for (s, state) in self.sandboxes.list(&ListFilter::default()) {
+            let id = &s.meta.id;
+            let (sandbox, containers) = self.ctx.pod_now(id);
+            let event = |id: &str, kind| events::PodEvent {
+                container_id: id.to_string(),
+                kind,
+                at: now_ns(),
+                sandbox: sandbox.clone(),
+                containers: containers.clone(),
+            };
+            now.push(event(id, events::EventKind::of_sandbox(state)));
+            for (meta, st) in &containers {
+                now.push(event(&meta.id, events::EventKind::of_container(st.state)));
+            }
+        }
+        (now, rx)
     }
 
     /// Rebuilds the indexes from containerd's records and removes the

@@ -147,6 +147,7 @@ pub(crate) fn pod_sandbox(m: &SandboxMeta, state: SandboxState) -> v1::PodSandbo
 /// The `PodSandboxStatus` answer; `verbose` adds the report.
 pub(crate) fn pod_sandbox_status_response(
     st: &SandboxStatus,
+    containers: &[(ContainerMeta, ContainerStatus)],
     verbose: bool,
     timestamp: i64,
 ) -> v1::PodSandboxStatusResponse {
@@ -171,8 +172,34 @@ pub(crate) fn pod_sandbox_status_response(
     v1::PodSandboxStatusResponse {
         status: Some(sandbox_status(&st.meta, st.state)),
         info,
-        containers_statuses: vec![],
+        containers_statuses: containers
+            .iter()
+            .map(|(m, s)| container_status(m, s))
+            .collect(),
         timestamp,
+    }
+}
+
+/// A container or pod event as `GetContainerEvents` sends it: the pod's
+/// whole status and every container's.
+pub(crate) fn event_response(e: &crius_pod::events::PodEvent) -> v1::ContainerEventResponse {
+    use crius_pod::events::EventKind;
+    let kind = match e.kind {
+        EventKind::Created => v1::ContainerEventType::ContainerCreatedEvent,
+        EventKind::Started => v1::ContainerEventType::ContainerStartedEvent,
+        EventKind::Stopped => v1::ContainerEventType::ContainerStoppedEvent,
+        EventKind::Deleted => v1::ContainerEventType::ContainerDeletedEvent,
+    };
+    v1::ContainerEventResponse {
+        container_id: e.container_id.clone(),
+        container_event_type: kind as i32,
+        created_at: e.at,
+        pod_sandbox_status: e.sandbox.as_ref().map(|s| sandbox_status(&s.meta, s.state)),
+        containers_statuses: e
+            .containers
+            .iter()
+            .map(|(m, s)| container_status(m, s))
+            .collect(),
     }
 }
 

@@ -9,6 +9,7 @@ mod convert;
 mod convert_container;
 mod convert_status;
 mod edge;
+mod events;
 mod image;
 mod runtime;
 mod service;

@@ -159,8 +159,14 @@ impl RuntimeService for RuntimeSvc {
                 .pods
                 .status(&req.pod_sandbox_id, req.verbose)
                 .await?;
+            // As the CRI comment asks (and kubelet's evented PLEG reads).
+            let containers = backend.pods.list_containers(&ContainerFilter {
+                sandbox_id: st.meta.id.clone(),
+                ..Default::default()
+            });
             Ok(convert_status::pod_sandbox_status_response(
                 &st,
+                &containers,
                 req.verbose,
                 now_ns(),
             ))
@@ -373,7 +379,16 @@ impl RuntimeService for RuntimeSvc {
         &self,
         _req: Request<v1::GetEventsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        not_yet("GetContainerEvents").await
+        let (now, rx) = respond("GetContainerEvents", async {
+            Ok(self.state.backend()?.pods.subscribe_events())
+        })
+        .await?
+        .into_inner();
+        Ok(Response::new(crate::events::stream(
+            now,
+            rx,
+            self.state.ending(),
+        )))
     }
 
     // The list-streaming RPCs (KEP-5825, alpha in 1.36): the List answer,

@@ -59,6 +59,9 @@ pub struct State {
     apparmor: AppArmor,
     background: Background,
     streams: OnceLock<Arc<dyn StreamUrls>>,
+    /// Fires when shutdown begins: endless server streams (events) end, so
+    /// that the wait for in-flight RPCs does not wait for them.
+    ending: tokio_util::sync::CancellationToken,
 }
 
 /// Hands out the URLs Exec, Attach and PortForward answer (criusd's
@@ -88,7 +91,18 @@ impl State {
             apparmor: AppArmor::Disabled,
             background: Background::new(),
             streams: OnceLock::new(),
+            ending: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Shutdown begins: endless streams end now.
+    pub fn begin_shutdown(&self) {
+        self.ending.cancel();
+    }
+
+    /// Fires when shutdown begins.
+    pub fn ending(&self) -> tokio_util::sync::CancellationToken {
+        self.ending.clone()
     }
 
     /// The streaming server, once criusd has bound it.

@@ -10,6 +10,7 @@ mod compat;
 mod containers;
 mod cri036;
 mod doctor;
+mod events;
 mod foundation;
 mod fuzz;
 mod images;
@@ -140,6 +141,7 @@ fn main() {
         .chain(secrets::all())
         .chain(kubelet::all())
         .chain(metrics::all())
+        .chain(events::all())
         .chain(streaming::all())
         .chain(cli_streaming::all())
         .chain(relaxed::all())

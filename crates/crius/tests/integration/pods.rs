@@ -129,8 +129,8 @@ impl PodEnv {
 
     /// SIGKILLs criusd, starts it again on the same state and reconnects.
     pub(crate) async fn restart_daemon(&mut self) -> anyhow::Result<()> {
+        // SIGKILLs it first, unless the test did.
         let daemon = self.daemon.as_mut().context("daemon")?;
-        daemon.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10))?;
         daemon.restart(Signal::SIGKILL)?;
         daemon.wait_runtime_ready(Duration::from_secs(30)).await?;
         self.cri = client::connect(daemon.socket()).await?;

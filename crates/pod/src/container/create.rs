@@ -22,6 +22,7 @@ use super::{
     MountRecord, STATUS_EXTENSION, STATUS_TYPE_URL, TYPE_URL, image_config,
 };
 use crate::ctx::Rootfs;
+use crate::events::EventKind;
 use crate::meta::{SandboxMeta, to_any};
 use crate::now_ns;
 use crate::ports::HostLookup;
@@ -210,8 +211,10 @@ impl Containers {
             {
                 Ok(c) => {
                     let id = c.meta.id.clone();
+                    let sandbox_id = c.meta.sandbox_id.clone();
                     pods.containers.insert(Arc::new(c));
                     reservation.commit();
+                    pods.emit(EventKind::Created, &id, &sandbox_id);
                     Ok(id)
                 }
                 Err(e) => {

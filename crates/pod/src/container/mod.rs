@@ -25,6 +25,7 @@ pub use exec::{EXEC_OUTPUT_CAP, ExecOutput};
 use crius_core::Result;
 
 use crate::ctx::Ctx;
+use crate::events::EventKind;
 use crate::meta::to_any;
 use crate::now_ns;
 
@@ -394,6 +395,11 @@ impl Containers {
         let next = c.status().after(&event);
         self.persist_status(c, &next).await;
         c.publish(next.clone());
+        self.emit(
+            EventKind::of_container(next.state),
+            &c.meta.id,
+            &c.meta.sandbox_id,
+        );
         next
     }
 

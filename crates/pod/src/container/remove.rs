@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::events::EventKind;
 use crius_core::Result;
 use crius_core::config::Config;
 
@@ -59,6 +60,7 @@ impl Containers {
             self.containers.names.release(&key, &id);
         }
         self.containers.remove(&id);
+        self.emit(EventKind::Deleted, &id, &c.meta.sandbox_id);
         tracing::info!(container = %id, "container removed");
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::events::EventKind;
 use crius_core::Result;
 use crius_core::config::Config;
 use crius_core::sandbox::labels;
@@ -51,6 +52,9 @@ impl Sandboxes {
             sandbox.meta.attempt,
         );
         self.store.names.release(&key, &id);
+        // With its last status: kubelet drops a pod from its cache only for
+        // a DELETED event whose sandbox status names it.
+        self.emit(EventKind::Deleted, &id, &id);
         self.store.remove(&id);
         tracing::info!(sandbox = %id, "sandbox removed");
         Ok(())

@@ -25,6 +25,7 @@ use super::{
     Sandboxes, attachment, fingerprint, image_process, port_mappings, random_id, select_runtime,
 };
 use crate::ctx::Rootfs;
+use crate::events::EventKind;
 use crate::meta::{self, NamespaceRecord, PortRecord, SandboxMeta};
 use crate::registrar::Reserve;
 use crate::steps::{Steps, timed};
@@ -158,6 +159,8 @@ impl Sandboxes {
                     }
                     pods.store.insert(sandbox);
                     reservation.commit();
+                    pods.emit(EventKind::Created, &id, &id);
+                    pods.emit(EventKind::Started, &id, &id);
                     Ok(id)
                 }
                 Err(e) => {

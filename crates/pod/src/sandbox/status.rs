@@ -11,6 +11,7 @@ use crius_core::{Error, Result};
 use std::path::Path;
 
 use super::{ListFilter, SandboxStatus, Sandboxes};
+use crate::events::EventKind;
 use crate::store::Sandbox;
 
 impl Sandboxes {
@@ -91,6 +92,7 @@ impl Sandboxes {
         if let Some(lost) = paths.find(|p| !self.net.netns_is_pinned(Path::new(p))) {
             tracing::warn!(sandbox = %sandbox.meta.id, pin = %lost, "a pinned namespace of the pod is gone");
             sandbox.apply(SandboxEvent::PinLost);
+            self.emit(EventKind::Stopped, &sandbox.meta.id, &sandbox.meta.id);
         }
     }
 
@@ -109,7 +111,9 @@ impl Sandboxes {
                 }
             }
             sandbox.pause_exited();
-            tracing::debug!(sandbox = %sandbox.meta.id, "pause process exited");
+            let id = &sandbox.meta.id;
+            pods.emit(EventKind::of_sandbox(sandbox.state()), id, id);
+            tracing::debug!(sandbox = %id, "pause process exited");
         });
     }
 }

@@ -7,6 +7,7 @@ use crius_core::sandbox::SandboxEvent;
 use crius_core::{Error, Result};
 
 use super::{Sandboxes, attachment};
+use crate::events::EventKind;
 use crate::meta;
 use crate::store::Sandbox;
 
@@ -71,6 +72,7 @@ impl Sandboxes {
         }
         sandbox.set_network_down();
         sandbox.apply(SandboxEvent::Stopped);
+        self.emit(EventKind::Stopped, id, id);
         tracing::info!(sandbox = %id, "sandbox stopped");
         Ok(())
     }
