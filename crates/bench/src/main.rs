@@ -17,6 +17,7 @@
 //! errors, 1 no report (setup failed).
 
 mod bench;
+mod events;
 mod floor;
 mod footprint;
 mod fuzz;
@@ -124,6 +125,9 @@ enum Scenario {
     Floor,
     /// Exec round trips (SPDY, WebSocket) and port-forward throughput.
     Streaming,
+    /// crius alone: the cost of one GetContainerEvents subscriber during
+    /// --churn-secs of pod churn (half without, half with).
+    Events,
     /// Every scenario.
     All,
 }
@@ -545,6 +549,10 @@ async fn compare(a: CompareArgs) -> Result<Report> {
         let (report, outcomes) = pods::churn(&targets, &w, ps).await;
         out.push(report);
         churn = Some(outcomes);
+    }
+    if a.wants(Scenario::Events) && a.churn_secs > 0 {
+        eprintln!("crius-bench: events: churn without, then with a subscriber");
+        out.push(events::subscriber_cost(&targets[0], &w, ps).await);
     }
     if let Some(idle) = &idle {
         out.push(footprint::report(

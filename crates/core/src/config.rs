@@ -46,6 +46,7 @@ pub struct Config {
     pub images: ImagesConfig,
     pub streaming: StreamingConfig,
     pub metrics: MetricsConfig,
+    pub cdi: CdiConfig,
     /// Runtime handlers by name (the names Kubernetes RuntimeClasses use).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
 }
@@ -156,6 +157,24 @@ impl Default for StreamingConfig {
             tls: false,
             tls_cert_file: PathBuf::new(),
             tls_key_file: PathBuf::new(),
+        }
+    }
+}
+
+/// `[cdi]`: CDI device specs (`CDI_devices`, `cdi.k8s.io/*` annotations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdiConfig {
+    /// Directories of spec files (`*.json`, `*.yaml`), read at each
+    /// CreateContainer that names a device; for one device, a later
+    /// directory wins (containerd's `cdi_spec_dirs`).
+    pub spec_dirs: Vec<PathBuf>,
+}
+
+impl Default for CdiConfig {
+    fn default() -> Self {
+        CdiConfig {
+            spec_dirs: vec![PathBuf::from("/etc/cdi"), PathBuf::from("/var/run/cdi")],
         }
     }
 }
@@ -423,6 +442,7 @@ impl Default for Config {
             cni: CniConfig::default(),
             streaming: StreamingConfig::default(),
             metrics: MetricsConfig::default(),
+            cdi: CdiConfig::default(),
             images: ImagesConfig::default(),
             runtimes,
         }
@@ -628,6 +648,11 @@ impl Config {
         self.streaming.check(problems);
         if let Some(Err(why)) = self.metrics.socket_addr() {
             problems.push(why);
+        }
+        for d in &self.cdi.spec_dirs {
+            if !d.is_absolute() {
+                problems.push(format!("cdi.spec_dirs: {d:?} must be an absolute path"));
+            }
         }
         if let Err(e) = validate_namespace(&self.containerd.namespace) {
             problems.push(format!(
@@ -884,6 +909,12 @@ max_sessions = 256
 tls = false
 tls_cert_file = ""
 tls_key_file = ""
+
+[cdi]
+# CDI device spec directories (*.json, *.yaml), read at each CreateContainer
+# that names a device (CDI_devices, cdi.k8s.io/* annotations): a device
+# plugin's new spec needs no restart. For one device a later directory wins.
+spec_dirs = ["/etc/cdi", "/var/run/cdi"]
 
 [metrics]
 # The Prometheus endpoint (GET /metrics, plain HTTP, no auth): "" = none;

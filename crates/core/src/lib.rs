@@ -4,6 +4,7 @@
 //! never the other way round.
 
 pub mod apparmor;
+pub mod cdi;
 pub mod cgroup;
 pub mod config;
 pub mod config_files;

@@ -1237,6 +1237,30 @@ impl ports::HostFs for Fake {
         w.mounts.insert(dir.to_path_buf());
         Ok(dir.join(sub_path))
     }
+    fn cdi_specs(&self, dirs: &[PathBuf]) -> Vec<(usize, PathBuf, String)> {
+        let w = self.world();
+        let mut out = Vec::new();
+        for (i, dir) in dirs.iter().enumerate() {
+            for (path, text) in &w.host_files {
+                if path.parent() == Some(dir.as_path()) {
+                    out.push((i, path.clone(), text.clone()));
+                }
+            }
+        }
+        out
+    }
+    fn device_at(&self, path: &Path) -> Option<crius_core::container::HostDevice> {
+        // The fake host has /dev/null only.
+        (path == Path::new("/dev/null")).then(|| crius_core::container::HostDevice {
+            path: "/dev/null".into(),
+            kind: crius_core::container::HostDeviceKind::Char,
+            major: 1,
+            minor: 3,
+            file_mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
+    }
     fn host_lookup(
         &self,
         devices: &[Device],

@@ -117,9 +117,35 @@ pub fn host_paths(paths: &[String]) -> crius_core::Result<BTreeMap<String, HostP
 /// (containerd skips the same ones).
 const SKIPPED_DEV_DIRS: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
 
+/// CDI spec files of `dirs` (see `ports::HostFs::cdi_specs`).
+pub fn cdi_specs(dirs: &[std::path::PathBuf]) -> Vec<(usize, std::path::PathBuf, String)> {
+    let mut out = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<std::path::PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "json" || e == "yaml" || e == "yml")
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            match std::fs::read_to_string(&f) {
+                Ok(text) => out.push((i, f, text)),
+                Err(e) => tracing::warn!(file = %f.display(), "cannot read a CDI spec: {e}"),
+            }
+        }
+    }
+    out
+}
+
 /// The node at `path` when it is a character or block device (symlinks
 /// not followed).
-fn device_at(path: &Path) -> Option<HostDevice> {
+pub(crate) fn device_at(path: &Path) -> Option<HostDevice> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let md = std::fs::symlink_metadata(path).ok()?;
     let kind = if md.file_type().is_char_device() {

@@ -265,6 +265,12 @@ pub trait HostFs: Send + Sync {
         scratch: &Path,
         maps: &crius_core::userns::IdMaps,
     ) -> Result<()>;
+    /// The CDI spec files (`*.json`, `*.yaml`, `*.yml`) of `dirs`, each
+    /// with the index of its directory, by name within one; unreadable
+    /// ones are skipped.
+    fn cdi_specs(&self, dirs: &[PathBuf]) -> Vec<(usize, PathBuf, String)>;
+    /// The character or block device at `path` (symlinks resolved).
+    fn device_at(&self, path: &Path) -> Option<HostDevice>;
     /// The device nodes, resolved host paths (created when missing) and,
     /// with `all_devices`, every host device a container's spec needs.
     fn host_lookup(

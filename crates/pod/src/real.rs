@@ -435,6 +435,13 @@ impl ports::HostFs for HostFs {
     fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         crate::rootfs::mount_image_volume(mounts, dir, sub_path)
     }
+    fn cdi_specs(&self, dirs: &[PathBuf]) -> Vec<(usize, PathBuf, String)> {
+        crate::host::cdi_specs(dirs)
+    }
+    fn device_at(&self, path: &Path) -> Option<crius_core::container::HostDevice> {
+        let real = std::fs::canonicalize(path).ok()?;
+        crate::host::device_at(&real)
+    }
     fn host_lookup(
         &self,
         devices: &[Device],

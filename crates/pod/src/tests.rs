@@ -1587,3 +1587,101 @@ mod userns {
         Ok(())
     }
 }
+
+mod cdi {
+    use super::*;
+
+    const SPEC: &str = r#"{"cdiVersion": "0.6.0", "kind": "vendor.com/dev",
+        "devices": [{"name": "null", "containerEdits": {
+            "env": ["VENDOR_DEV=null"],
+            "deviceNodes": [{"path": "/dev/vendor-null", "hostPath": "/dev/null"}],
+            "mounts": [{"hostPath": "/srv/vendor", "containerPath": "/vendor", "options": ["ro", "rbind"]}]}}]}"#;
+
+    fn with_device(name: &str) -> ContainerRequest {
+        ContainerRequest {
+            cdi_devices: vec![name.into()],
+            ..container("app")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cdi_device_reaches_the_spec_from_a_spec_file_written_after_start() -> Result<()> {
+        let e = env();
+        let sandbox = e.run("web").await?;
+        // Written after the daemon started: read at the create.
+        e.fake
+            .world()
+            .host_files
+            .insert("/var/run/cdi/vendor.json".into(), SPEC.into());
+        let id = e
+            .pods
+            .create_container(
+                e.config.clone(),
+                CgroupDriver::Cgroupfs,
+                &sandbox,
+                with_device("vendor.com/dev=null"),
+            )
+            .await?;
+        let spec = e.fake.world().containers.get(&id).map(|r| r.spec.clone());
+        let spec = spec.ok_or_else(|| Error::Internal("no record".into()))?;
+        let devices = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default();
+        assert!(
+            devices
+                .iter()
+                .any(|d| d.path() == std::path::Path::new("/dev/vendor-null")
+                    && d.major() == 1
+                    && d.minor() == 3),
+            "{devices:?}"
+        );
+        let env = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().clone())
+            .unwrap_or_default();
+        assert!(env.contains(&"VENDOR_DEV=null".to_string()), "{env:?}");
+        let mounts = spec.mounts().clone().unwrap_or_default();
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.destination() == std::path::Path::new("/vendor"))
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_unknown_cdi_device_is_refused_with_nothing_made() -> Result<()> {
+        let e = env();
+        let sandbox = e.run("web").await?;
+        let before = e.fake.calls().len();
+        let err = e
+            .pods
+            .create_container(
+                e.config.clone(),
+                CgroupDriver::Cgroupfs,
+                &sandbox,
+                with_device("vendor.com/dev=gpu9"),
+            )
+            .await
+            .expect_err("refused");
+        match &err {
+            Error::InvalidArgument { field, reason } => {
+                assert_eq!(field, "config.CDI_devices[0].name");
+                assert!(reason.contains("vendor.com/dev=gpu9"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let calls = e.fake.calls()[before..].to_vec();
+        assert!(
+            !calls.iter().any(|c| c.starts_with("lease_create")
+                || c.starts_with("snapshot")
+                || c.starts_with("container_create")),
+            "{calls:?}"
+        );
+        assert!(e.pods.list_containers(&Default::default()).is_empty());
+        Ok(())
+    }
+}

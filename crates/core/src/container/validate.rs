@@ -33,9 +33,6 @@ const MIN_CPU_QUOTA: i64 = 1_000;
 /// cgroup v1 `cpu.shares` bounds (the kernel clamps, runc then refuses).
 const CPU_SHARES_RANGE: std::ops::RangeInclusive<i64> = 2..=262_144;
 
-/// The prefix of annotations that name CDI devices.
-const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
-
 /// Checks `req` before anything is created.
 pub fn validate(req: &ContainerRequest) -> Result<()> {
     check_name(&req.name).map_err(|r| Error::invalid("config.metadata.name", r))?;
@@ -43,7 +40,7 @@ pub fn validate(req: &ContainerRequest) -> Result<()> {
     validate_process(req)?;
     validate_mounts(req)?;
     validate_devices(req)?;
-    refuse_cdi_devices(req)?;
+    validate_cdi_names(req)?;
     // Labels become containerd labels (the pod's rules); annotations are
     // kept in crius' own record and reach the spec without empty keys, so
     // any is taken, up to a size.
@@ -92,27 +89,11 @@ fn validate_process(req: &ContainerRequest) -> Result<()> {
     Ok(())
 }
 
-/// containerd refuses them too where CDI is disabled ("CDI devices
-/// requested but CDI support is explicitly disabled"), as it is in crius;
-/// ignoring them would run the workload without its devices.
-fn refuse_cdi_devices(req: &ContainerRequest) -> Result<()> {
-    if let Some(name) = req.cdi_devices.first() {
-        return Err(Error::invalid(
-            "config.CDI_devices[0].name",
-            format!("{name:?}: crius does not resolve CDI devices yet"),
-        ));
-    }
-    // The same through annotations (`cdi.k8s.io/<name>: vendor/class=dev`),
-    // which containerd resolves too.
-    if let Some(key) = req
-        .annotations
-        .keys()
-        .find(|k| k.starts_with(CDI_ANNOTATION_PREFIX))
-    {
-        return Err(Error::invalid(
-            format!("config.annotations[{key:?}]"),
-            "crius does not resolve CDI devices yet",
-        ));
+/// CDI device names are fully qualified (`vendor.com/class=name`);
+/// whether they exist is for the spec files, at CreateContainer.
+fn validate_cdi_names(req: &ContainerRequest) -> Result<()> {
+    for (field, name) in crate::cdi::requested(req) {
+        crate::cdi::parse_name(&name).map_err(|why| Error::invalid(field, why))?;
     }
     Ok(())
 }
@@ -797,11 +778,11 @@ mod tests {
         }
         let cases: [(&str, Edit); 3] = [
             ("config.CDI_devices[0].name", |r| {
-                r.cdi_devices = vec!["vendor.com/gpu=0".into()]
+                r.cdi_devices = vec!["gpu0".into()]
             }),
             ("config.annotations[\"cdi.k8s.io/gpu\"]", |r| {
                 r.annotations
-                    .insert("cdi.k8s.io/gpu".into(), "vendor.com/gpu=0".into());
+                    .insert("cdi.k8s.io/gpu".into(), "vendor.com/gpu=0,bad name".into());
             }),
             (
                 "config.linux.security_context.namespace_options.userns_options.uids",

@@ -5,6 +5,7 @@
 //! need a daemon of their own (bad config, signals, containerd down) start
 //! one. Needs root; fails (never skips) without it.
 
+mod cdi;
 mod cli_streaming;
 mod compat;
 mod containers;
@@ -142,6 +143,7 @@ fn main() {
         .chain(kubelet::all())
         .chain(metrics::all())
         .chain(events::all())
+        .chain(cdi::all())
         .chain(streaming::all())
         .chain(cli_streaming::all())
         .chain(relaxed::all())

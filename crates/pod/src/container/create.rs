@@ -255,6 +255,8 @@ impl Containers {
         )?;
         let mappings: Vec<_> = req.mounts.iter().map(|m| &m.id_mappings).collect();
         crius_core::userns::check_mounts(sandbox.userns.as_ref(), &mappings)?;
+        // Before anything is made: an unknown device leaves nothing behind.
+        let cdi = self.cdi_edits(config, req).await?;
         let lease = format!("crius-sandbox-c-{id}");
         let c = self
             .take_lease(&lease, Duration::from_secs(600), &mut undo.lease)
@@ -293,7 +295,9 @@ impl Containers {
             process,
             user,
         };
-        let spec = self.container_spec(&plan, run_as, lookup, &facts)?;
+        let mut spec = self.container_spec(&plan, run_as, lookup, &facts)?;
+        let fs = &self.fs;
+        crius_core::cdi::apply(&mut spec, &cdi, &|p| fs.device_at(p))?;
         let meta = container_meta(&plan, &spec)?;
         let status = ContainerStatus::created();
         let record = self.container_record(&plan, &meta, &status, spec).await?;
@@ -512,6 +516,27 @@ impl Containers {
             fs.host_lookup(&devices, &paths, all_devices)
         })
         .await
+    }
+
+    /// The edits of the CDI devices `req` names, from the spec files as
+    /// they are now (read at each create that names one, so a device
+    /// plugin's new spec needs no restart).
+    async fn cdi_edits(
+        &self,
+        config: &Config,
+        req: &ContainerRequest,
+    ) -> Result<Vec<crius_core::cdi::ContainerEdits>> {
+        let names = crius_core::cdi::requested(req);
+        if names.is_empty() {
+            return Ok(vec![]);
+        }
+        let (fs, dirs) = (self.fs.clone(), config.cdi.spec_dirs.clone());
+        let files = crius_rt::blocking("CDI spec reader", move || Ok(fs.cdi_specs(&dirs))).await?;
+        let registry = crius_core::cdi::Registry::new(files);
+        for (file, why) in &registry.broken {
+            tracing::warn!(file = %file.display(), "CDI spec file skipped: {why}");
+        }
+        registry.resolve(&names)
     }
 
     /// The container's OCI spec.
