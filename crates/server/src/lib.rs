@@ -7,6 +7,7 @@ mod admin;
 mod census;
 mod convert;
 mod convert_container;
+mod convert_metrics;
 mod convert_status;
 mod edge;
 mod events;

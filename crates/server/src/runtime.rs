@@ -461,15 +461,22 @@ impl RuntimeService for RuntimeSvc {
         }))
     }
 
-    // Absent with ListPodSandboxMetrics (issue 15): Unimplemented, so
-    // kubelet falls back as for that one.
     type StreamPodSandboxMetricsStream = Answers<v1::StreamPodSandboxMetricsResponse>;
 
     async fn stream_pod_sandbox_metrics(
         &self,
         _req: Request<v1::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        not_yet("StreamPodSandboxMetrics").await
+        let items = self
+            .list_pod_sandbox_metrics(Request::new(v1::ListPodSandboxMetricsRequest {}))
+            .await?
+            .into_inner()
+            .pod_metrics;
+        Ok(chunked(items, |pod_metrics| {
+            v1::StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics: pod_metrics,
+            }
+        }))
     }
 
     /// In-place resize of a pod (1.35+): kubelet goes on without it when
@@ -609,13 +616,30 @@ impl RuntimeService for RuntimeSvc {
         &self,
         _: Request<v1::ListMetricDescriptorsRequest>,
     ) -> Result<Response<v1::ListMetricDescriptorsResponse>, Status> {
-        not_yet("ListMetricDescriptors").await
+        respond("ListMetricDescriptors", async {
+            Ok(v1::ListMetricDescriptorsResponse {
+                descriptors: crate::convert_metrics::descriptors(),
+            })
+        })
+        .await
     }
     async fn list_pod_sandbox_metrics(
         &self,
         _: Request<v1::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<v1::ListPodSandboxMetricsResponse>, Status> {
-        not_yet("ListPodSandboxMetrics").await
+        respond("ListPodSandboxMetrics", async {
+            let stats = self
+                .state
+                .list_pod_sandbox_stats("", &Default::default())
+                .await?;
+            Ok(v1::ListPodSandboxMetricsResponse {
+                pod_metrics: stats
+                    .iter()
+                    .map(|(u, _)| crate::convert_metrics::pod_metrics(u))
+                    .collect(),
+            })
+        })
+        .await
     }
 }
 

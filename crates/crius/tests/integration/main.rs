@@ -19,6 +19,7 @@ mod kubelet;
 mod metrics;
 mod notify;
 mod pinned;
+mod pod_metrics;
 mod pods;
 mod relaxed;
 mod reliability;
@@ -144,6 +145,7 @@ fn main() {
         .chain(metrics::all())
         .chain(events::all())
         .chain(cdi::all())
+        .chain(pod_metrics::all())
         .chain(streaming::all())
         .chain(cli_streaming::all())
         .chain(relaxed::all())

@@ -1,0 +1,126 @@
+//! Issue 15: ListMetricDescriptors / ListPodSandboxMetrics (kubelet's
+//! CRI-only stats): a busy container's metrics match its cgroup, and every
+//! metric matches a descriptor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use crius_cri_api::v1;
+
+use crate::Env;
+use crate::containers::{container, create, start};
+use crate::pods::{PodEnv, config, run};
+
+crate::tests![a_busy_containers_metrics_match_its_cgroup];
+
+/// A cgroup v1 file of the process `pid` in `controller`.
+fn cgroup_file(pid: i32, controller: &str, file: &str) -> anyhow::Result<u64> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let path = cgroups
+        .lines()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then_some(path)
+        })
+        .with_context(|| format!("no {controller} cgroup for {pid}"))?;
+    // `/sys/fs/cgroup/cpuacct` is the mount, or a link to `cpu,cpuacct`.
+    let text = std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}{path}/{file}"))?;
+    Ok(text.trim().parse()?)
+}
+
+fn value(m: &v1::ContainerMetrics, name: &str) -> Option<u64> {
+    m.metrics
+        .iter()
+        .find(|x| x.name == name)
+        .and_then(|x| x.value.as_ref())
+        .map(|v| v.value)
+}
+
+async fn a_busy_containers_metrics_match_its_cgroup(env: Arc<Env>) -> anyhow::Result<()> {
+    let mut p = PodEnv::start(&env).await?;
+    let image = env.images.reference(crius_testkit::images::BUSYBOX);
+    crate::images::pull(&mut p.cri, &image).await?;
+    let pod = run(&mut p.cri, config("metrics-busy")).await?;
+    let busy = container("busy", &image, &["sh", "-c", "while :; do :; done"]);
+    let id = create(&mut p.cri, &pod, busy).await?;
+    start(&mut p.cri, &id).await?;
+    let status = p
+        .cri
+        .runtime
+        .container_status(v1::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await?
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(status.info.get("info").context("info")?)?;
+    let pid = i32::try_from(info["pid"].as_i64().context("pid")?)?;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let descriptors = p
+        .cri
+        .runtime
+        .list_metric_descriptors(v1::ListMetricDescriptorsRequest {})
+        .await?
+        .into_inner()
+        .descriptors;
+    let cpu_before = cgroup_file(pid, "cpuacct", "cpuacct.usage")?;
+    let metrics = p
+        .cri
+        .runtime
+        .list_pod_sandbox_metrics(v1::ListPodSandboxMetricsRequest {})
+        .await?
+        .into_inner()
+        .pod_metrics;
+    let cpu_after = cgroup_file(pid, "cpuacct", "cpuacct.usage")?;
+    let memory = cgroup_file(pid, "memory", "memory.usage_in_bytes")?;
+    let pm = metrics
+        .iter()
+        .find(|m| m.pod_sandbox_id == pod)
+        .context("the pod's metrics")?;
+    for m in pm
+        .metrics
+        .iter()
+        .chain(pm.container_metrics.iter().flat_map(|c| &c.metrics))
+    {
+        let d = descriptors.iter().find(|d| d.name == m.name);
+        let d = d.with_context(|| format!("{} has no descriptor", m.name))?;
+        ensure!(
+            d.label_keys.len() == m.label_values.len(),
+            "{}: {:?} vs {:?}",
+            m.name,
+            d.label_keys,
+            m.label_values
+        );
+    }
+    let cm = pm
+        .container_metrics
+        .iter()
+        .find(|c| c.container_id == id)
+        .context("the container's")?;
+    let cpu = value(cm, "container_cpu_usage_seconds_total").context("cpu")?;
+    ensure!(
+        cpu >= 1 && cpu >= cpu_before / 1_000_000_000 && cpu <= cpu_after / 1_000_000_000,
+        "cpu {cpu} s, the cgroup {cpu_before}..{cpu_after} ns"
+    );
+    let usage = value(cm, "container_memory_usage_bytes").context("memory")?;
+    ensure!(
+        usage.abs_diff(memory) < 4 << 20,
+        "memory {usage} B, the cgroup {memory} B"
+    );
+    let ws = value(cm, "container_memory_working_set_bytes").context("working set")?;
+    ensure!(ws <= usage && ws > 0, "working set {ws}, usage {usage}");
+    ensure!(
+        pm.metrics
+            .iter()
+            .any(|m| m.name == "container_network_receive_bytes_total"),
+        "the pod's network: {:?}",
+        pm.metrics
+    );
+    p.remove_all_and_check().await
+}
