@@ -13,12 +13,14 @@ use crate::pods::{PodSettings, Workload, start_pod, teardown};
 use crate::report::{EndpointResult, Metric, ScenarioReport};
 
 /// What one half measured.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Half {
     cycles: usize,
     cpu_s: f64,
     rss_kib: u64,
     events: u64,
+    /// The first failure of a worker.
+    error: Option<String>,
 }
 
 /// Pod cycles at concurrency `s.c` for `s.churn / 2` each, without and
@@ -64,7 +66,7 @@ pub async fn subscriber_cost(t: &Target, w: &Workload, s: PodSettings) -> Scenar
         size_bytes: None,
         mb_per_s_p50: None,
         warm_samples: 0,
-        error: None,
+        error: without.error.clone().or(with.error.clone()),
         notes: vec![],
     }];
     ScenarioReport::with_metrics("events", "small", None, detail, results, metrics, vec![])
@@ -93,22 +95,23 @@ async fn churn_half(t: &Target, w: &Workload, c: usize, secs: Duration, subscrib
     };
     let cpu0 = daemon_cpu(t);
     let deadline = Instant::now() + secs;
-    let cycles = futures::future::join_all((0..c.max(1)).map(|_| async {
+    let workers = futures::future::join_all((0..c.max(1)).map(|_| async {
         let mut n = 0;
         while Instant::now() < deadline {
-            let Ok((pod, _)) = start_pod(&t.cri, w, &t.name, "events").await else {
-                break;
+            let pod = match start_pod(&t.cri, w, &t.name, "events").await {
+                Ok((pod, _)) => pod,
+                Err(e) => return (n, Some(e)),
             };
-            if teardown(&t.cri, &pod).await.is_err() {
-                break;
+            if let Err(e) = teardown(&t.cri, &pod).await {
+                return (n, Some(e));
             }
             n += 1;
         }
-        n
+        (n, None)
     }))
-    .await
-    .into_iter()
-    .sum();
+    .await;
+    let cycles = workers.iter().map(|(n, _)| n).sum();
+    let error = workers.into_iter().find_map(|(_, e)| e);
     // The last events arrive just after the last removal.
     tokio::time::sleep(Duration::from_millis(500)).await;
     if let Some(r) = reader {
@@ -123,6 +126,7 @@ async fn churn_half(t: &Target, w: &Workload, c: usize, secs: Duration, subscrib
             .and_then(|l| l.snapshot().daemon)
             .map_or(0, |d| d.rss_kib),
         events: seen.load(Ordering::Relaxed),
+        error,
     }
 }
 

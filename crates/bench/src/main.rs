@@ -399,7 +399,8 @@ async fn compare(a: CompareArgs) -> Result<Report> {
     let pod_scenarios = a.wants(Scenario::PodStart)
         || a.wants(Scenario::Churn)
         || a.wants(Scenario::Scale)
-        || a.wants(Scenario::Streaming);
+        || a.wants(Scenario::Streaming)
+        || a.wants(Scenario::Events);
 
     // Locals drop in reverse order: logs, criusd, its containerd, the CRI
     // containerd, bridges and cgroups, the registry, the lock.

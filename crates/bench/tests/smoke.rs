@@ -210,6 +210,14 @@ fn compare_every_scenario_with_tiny_sizes() -> Result<()> {
         "floor: {run}"
     );
     both(&metric(floor, "pod start (serial p50) / floor")?)?;
+    // crius without, then with, an event subscriber.
+    let events = scenario("events")?;
+    both(&metric(events, "criusd CPU per pod cycle")?)?;
+    let received = metric(events, "events received")?;
+    ensure!(
+        received["values"][1]["value"].as_f64().unwrap_or(0.0) > 0.0,
+        "the subscriber saw no event: {received}"
+    );
     eprintln!(
         "smoke: compare with every scenario took {:.1} s",
         started.elapsed().as_secs_f64()

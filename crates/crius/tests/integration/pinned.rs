@@ -352,7 +352,10 @@ async fn killed_between_pinning_and_cni_leaves_nothing(env: Arc<Env>) -> anyhow:
     }
     ensure!(pinned, "the run never pinned its namespaces");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    ensure!(adds_running() > 0, "no CNI ADD in flight at the kill");
+    ensure!(
+        adds_running(cni.path()) > 0,
+        "no CNI ADD in flight at the kill"
+    );
     let daemon = p.daemon.as_mut().context("no daemon")?;
     daemon.restart(Signal::SIGKILL)?;
     ensure!(doomed.await?.is_err(), "the run finished despite the kill");
@@ -362,7 +365,7 @@ async fn killed_between_pinning_and_cni_leaves_nothing(env: Arc<Env>) -> anyhow:
     // finishing after start-up's DEL, an IPAM that keeps its own books
     // (Calico, Cilium...) would leak the pod's address.
     ensure!(
-        adds_running() == 0,
+        adds_running(cni.path()) == 0,
         "a CNI ADD of the killed daemon still runs"
     );
     let left = crate::pods::list_pods_pub(&mut p.cri).await?;
@@ -371,15 +374,20 @@ async fn killed_between_pinning_and_cni_leaves_nothing(env: Arc<Env>) -> anyhow:
 }
 
 /// Processes running a CNI ADD (their environment says `CNI_COMMAND=ADD`).
-fn adds_running() -> usize {
+/// CNI ADDs running with plugins from `bin_dir` (this test's daemon's:
+/// other tests' pods run their own ADDs meanwhile).
+fn adds_running(bin_dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
+    let path = format!("CNI_PATH={}", bin_dir.display()).into_bytes();
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == b"CNI_COMMAND=ADD"))
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+                vars.contains(&&b"CNI_COMMAND=ADD"[..]) && vars.iter().any(|v| v.starts_with(&path))
+            })
         })
         .count()
 }
