@@ -99,7 +99,7 @@ async fn events_follow_a_pod_through_an_oom_kill_and_a_restart(
     // criusd goes away; meanwhile the app dies. A new subscription first
     // says what is there now: the app is stopped.
     drop(events);
-    let pid = container_pid(&mut p, &app).await?;
+    let pid = i32::try_from(crate::containers::status_verbose_pid(&mut p.cri, &app).await?)?;
     p.daemon
         .as_mut()
         .context("daemon")?
@@ -130,10 +130,12 @@ async fn events_follow_a_pod_through_an_oom_kill_and_a_restart(
         .await?;
     until(&mut events, &pod, Kind::ContainerStoppedEvent, &mut seen).await?;
     let lines = cli.until_stopped(&pod)?;
+    // Its first line says what is there when it subscribed: the pod,
+    // ready or (had the stop come first) already stopped.
     ensure!(
         lines
             .first()
-            .is_some_and(|l| l["type"] == "STARTED" && l["pod"]["id"] == pod),
+            .is_some_and(|l| l["kind"] == "sandbox" && l["id"] == pod && l["pod"]["id"] == pod),
         "crius events first says what is there: {lines:?}"
     );
     p.cri
@@ -209,22 +211,6 @@ fn cli_events(p: &PodEnv) -> anyhow::Result<CliEvents> {
         }
     });
     Ok(CliEvents { child, lines })
-}
-
-/// The pid of a running container (its verbose status).
-async fn container_pid(p: &mut PodEnv, id: &str) -> anyhow::Result<i32> {
-    let s = p
-        .cri
-        .runtime
-        .container_status(v1::ContainerStatusRequest {
-            container_id: id.into(),
-            verbose: true,
-        })
-        .await?
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(s.info.get("info").context("info")?)?;
-    let pid = info["pid"].as_i64().context("pid")?;
-    Ok(i32::try_from(pid)?)
 }
 
 /// criusd's resident memory, in KiB.

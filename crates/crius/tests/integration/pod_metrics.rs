@@ -49,17 +49,7 @@ async fn a_busy_containers_metrics_match_its_cgroup(env: Arc<Env>) -> anyhow::Re
     let busy = container("busy", &image, &["sh", "-c", "while :; do :; done"]);
     let id = create(&mut p.cri, &pod, busy).await?;
     start(&mut p.cri, &id).await?;
-    let status = p
-        .cri
-        .runtime
-        .container_status(v1::ContainerStatusRequest {
-            container_id: id.clone(),
-            verbose: true,
-        })
-        .await?
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(status.info.get("info").context("info")?)?;
-    let pid = i32::try_from(info["pid"].as_i64().context("pid")?)?;
+    let pid = i32::try_from(crate::containers::status_verbose_pid(&mut p.cri, &id).await?)?;
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     let descriptors = p
