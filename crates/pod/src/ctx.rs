@@ -278,18 +278,14 @@ impl Ctx {
     /// The pod `sandbox_id` (`None` once gone) and all its containers,
     /// oldest first, as they are now (from memory).
     pub(crate) fn pod_now(&self, sandbox_id: &str) -> (Option<SandboxStatus>, PodContainers) {
-        let sandbox = self
-            .store
-            .find(sandbox_id)
-            .ok()
-            .flatten()
-            .map(|s| SandboxStatus {
-                meta: s.meta.clone(),
-                state: s.state(),
-                pid: s.pid(),
-                spec: None,
-                resources: s.resources(),
-            });
+        let sandbox = self.store.find(sandbox_id).ok().flatten();
+        let sandbox = sandbox.map(|s| SandboxStatus::of(&s, None));
+        (sandbox, self.containers_now(sandbox_id))
+    }
+
+    /// The containers of the pod `sandbox_id`, oldest first, as they are
+    /// now (from memory).
+    pub(crate) fn containers_now(&self, sandbox_id: &str) -> PodContainers {
         let mut containers: Vec<_> = self
             .containers
             .all()
@@ -297,11 +293,10 @@ impl Ctx {
             .filter(|c| c.meta.sandbox_id == sandbox_id)
             .collect();
         containers.sort_by_key(|c| c.meta.created_at);
-        let containers = containers
+        containers
             .into_iter()
             .map(|c| (c.meta_now(), c.status()))
-            .collect();
-        (sandbox, containers)
+            .collect()
     }
 
     /// Publishes `kind` of `id`: a container of `sandbox_id`, or the

@@ -209,17 +209,19 @@ impl Pods {
         // at worst, never lost.
         let rx = self.ctx.events.subscribe();
         let mut now = Vec::new();
-        for (s, state) in self.sandboxes.list(&ListFilter::default()) {
+        for (s, _) in self.sandboxes.list(&ListFilter::default()) {
             let id = &s.meta.id;
-            let (sandbox, containers) = self.ctx.pod_now(id);
+            let sandbox = SandboxStatus::of(&s, None);
+            let containers = self.ctx.containers_now(id);
+            let kind = events::EventKind::of_sandbox(sandbox.state);
             let event = |id: &str, kind| events::PodEvent {
                 container_id: id.to_string(),
                 kind,
                 at: now_ns(),
-                sandbox: sandbox.clone(),
+                sandbox: Some(sandbox.clone()),
                 containers: containers.clone(),
             };
-            now.push(event(id, events::EventKind::of_sandbox(state)));
+            now.push(event(id, kind));
             for (meta, st) in &containers {
                 now.push(event(&meta.id, events::EventKind::of_container(st.state)));
             }

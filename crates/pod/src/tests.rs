@@ -81,13 +81,13 @@ impl Env {
     }
 
     pub(crate) async fn create(&self, sandbox: &str, name: &str) -> Result<String> {
+        self.create_req(sandbox, container(name)).await
+    }
+
+    /// Creates `req` in `sandbox` (cgroupfs, this env's config).
+    pub(crate) async fn create_req(&self, sandbox: &str, req: ContainerRequest) -> Result<String> {
         self.pods
-            .create_container(
-                self.config.clone(),
-                CgroupDriver::Cgroupfs,
-                sandbox,
-                container(name),
-            )
+            .create_container(self.config.clone(), CgroupDriver::Cgroupfs, sandbox, req)
             .await
     }
 }
@@ -628,15 +628,7 @@ async fn a_localhost_seccomp_profile_is_read_through_the_host_port() -> Result<(
     let mut req = container("app");
     req.linux.security.seccomp = Some(SecurityProfile::Localhost(profile.into()));
     let before = e.fake.leftovers();
-    let missing = e
-        .pods
-        .create_container(
-            e.config.clone(),
-            CgroupDriver::Cgroupfs,
-            &sandbox,
-            req.clone(),
-        )
-        .await;
+    let missing = e.create_req(&sandbox, req.clone()).await;
     match missing {
         Err(Error::InvalidArgument { field, reason }) => {
             assert_eq!(field, "config.linux.security_context.seccomp.localhost_ref");
@@ -654,10 +646,7 @@ async fn a_localhost_seccomp_profile_is_read_through_the_host_port() -> Result<(
         .world()
         .host_files
         .insert(profile.into(), rules.into());
-    let id = e
-        .pods
-        .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, req)
-        .await?;
+    let id = e.create_req(&sandbox, req).await?;
     let record = e.fake.world().containers.get(&id).cloned();
     let seccomp = record
         .and_then(|r| r.spec.linux().clone())
@@ -917,10 +906,7 @@ mod streaming {
         let mut req = container("app");
         req.stdin = true;
         req.stdin_once = true;
-        let id = e
-            .pods
-            .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, req)
-            .await?;
+        let id = e.create_req(&sandbox, req).await?;
         e.pods.start_container(&id).await?;
         let (mut in_w, in_r) = tokio::io::duplex(1 << 16);
         let (out_w, mut out_r) = tokio::io::duplex(1 << 16);
@@ -1180,31 +1166,14 @@ async fn a_recursive_read_only_mount_needs_a_runtime_and_kernel_that_can() -> Re
         ..host()
     });
     let sandbox = e.run("web").await?;
-    let id = e
-        .pods
-        .create_container(
-            e.config.clone(),
-            CgroupDriver::Cgroupfs,
-            &sandbox,
-            rro(container("app")),
-        )
-        .await?;
+    let id = e.create_req(&sandbox, rro(container("app"))).await?;
     let (meta, _) = e.pods.container_status(&id)?;
     assert!(meta.mounts[0].recursive_read_only);
     assert!(e.fake.calls().contains(&"oci_features runc".to_string()));
     // A runtime that does not list it: refused, nothing left.
     e.fake.world().oci_runtimes.clear();
     let before = e.fake.leftovers();
-    match e
-        .pods
-        .create_container(
-            e.config.clone(),
-            CgroupDriver::Cgroupfs,
-            &sandbox,
-            rro(container("b")),
-        )
-        .await
-    {
+    match e.create_req(&sandbox, rro(container("b"))).await {
         Err(Error::InvalidArgument { field, reason }) => {
             assert_eq!(field, "config.mounts[0].recursive_read_only");
             assert!(reason.contains("does not support"), "{reason}");
@@ -1219,15 +1188,7 @@ async fn a_recursive_read_only_mount_needs_a_runtime_and_kernel_that_can() -> Re
     // An old kernel: refused however runc answers.
     let old = env();
     let sandbox = old.run("web").await?;
-    let refused = old
-        .pods
-        .create_container(
-            old.config.clone(),
-            CgroupDriver::Cgroupfs,
-            &sandbox,
-            rro(container("c")),
-        )
-        .await;
+    let refused = old.create_req(&sandbox, rro(container("c"))).await;
     assert!(
         matches!(refused, Err(Error::InvalidArgument { .. })),
         "{refused:?}"
@@ -1403,10 +1364,7 @@ async fn an_image_volume_is_a_mounted_view_that_goes_with_its_container() -> Res
         }];
         req
     };
-    let create = |req| {
-        e.pods
-            .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, req)
-    };
+    let create = |req| e.create_req(&sandbox, req);
     let before = e.fake.leftovers();
     let id = create(with_volume("app", "etc")).await?;
     let (meta, _) = e.pods.container_status(&id)?;
@@ -1563,10 +1521,7 @@ mod userns {
         let sandbox = run(&e, "web").await?;
         let remaps = || e.fake.ops().iter().filter(|o| *o == "remap_ids").count();
         let before = remaps();
-        let create = |c: ContainerRequest| {
-            e.pods
-                .create_container(e.config.clone(), CgroupDriver::Cgroupfs, &sandbox, c)
-        };
+        let create = |c: ContainerRequest| e.create_req(&sandbox, c);
         let mut c = container("app");
         c.linux.security.user_namespace = Some(NamespaceMode::Pod);
         c.linux.security.userns_ids = mapped("x").linux.userns_ids;
@@ -1614,13 +1569,7 @@ mod cdi {
             .host_files
             .insert("/var/run/cdi/vendor.json".into(), SPEC.into());
         let id = e
-            .pods
-            .create_container(
-                e.config.clone(),
-                CgroupDriver::Cgroupfs,
-                &sandbox,
-                with_device("vendor.com/dev=null"),
-            )
+            .create_req(&sandbox, with_device("vendor.com/dev=null"))
             .await?;
         let spec = e.fake.world().containers.get(&id).map(|r| r.spec.clone());
         let spec = spec.ok_or_else(|| Error::Internal("no record".into()))?;
@@ -1658,13 +1607,7 @@ mod cdi {
         let sandbox = e.run("web").await?;
         let before = e.fake.calls().len();
         let err = e
-            .pods
-            .create_container(
-                e.config.clone(),
-                CgroupDriver::Cgroupfs,
-                &sandbox,
-                with_device("vendor.com/dev=gpu9"),
-            )
+            .create_req(&sandbox, with_device("vendor.com/dev=gpu9"))
             .await
             .expect_err("refused");
         match &err {

@@ -68,6 +68,19 @@ pub struct SandboxStatus {
     pub resources: Option<crate::meta::PodResources>,
 }
 
+impl SandboxStatus {
+    /// `sandbox` as it is now in memory, with `spec` (verbose status).
+    pub(crate) fn of(sandbox: &crate::store::Sandbox, spec: Option<serde_json::Value>) -> Self {
+        SandboxStatus {
+            meta: sandbox.meta.clone(),
+            state: sandbox.state(),
+            pid: sandbox.pid(),
+            spec,
+            resources: sandbox.resources(),
+        }
+    }
+}
+
 pub(crate) fn random_id() -> String {
     let mut seed = [0u8; 32];
     // The kernel's randomness; the time and a counter would do, but need not.

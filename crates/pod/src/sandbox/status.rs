@@ -45,13 +45,7 @@ impl Sandboxes {
         } else {
             None
         };
-        Ok(SandboxStatus {
-            meta: sandbox.meta.clone(),
-            state: sandbox.state(),
-            pid: sandbox.pid(),
-            spec,
-            resources: sandbox.resources(),
-        })
+        Ok(SandboxStatus::of(&sandbox, spec))
     }
 
     /// Sandboxes matching `filter`, oldest first, shared (not copied).
