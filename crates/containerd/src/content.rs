@@ -125,7 +125,7 @@ fn is_locked(s: &tonic::Status) -> bool {
 }
 
 impl Containerd {
-    fn content(&self) -> ContentClient<crate::timed::Timed> {
+    pub(crate) fn content(&self) -> ContentClient<crate::timed::Timed> {
         ContentClient::new(self.channel.clone())
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX)

@@ -59,6 +59,13 @@ pub enum Error {
     /// A transfer to containerd broke off on crius' side.
     #[error("{0}")]
     Broken(String),
+    /// A local file the adapter writes what containerd sends into.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The kinds of failure a caller of the adapter can give a meaning to.
@@ -92,7 +99,10 @@ impl Error {
             Error::Unreachable { .. } | Error::StreamEnded(_) => Kind::Unavailable,
             Error::TimedOut(_) => Kind::DeadlineExceeded,
             Error::Invalid { .. } => Kind::InvalidArgument,
-            Error::Malformed { .. } | Error::Encode { .. } | Error::Broken(_) => Kind::Other,
+            Error::Malformed { .. }
+            | Error::Encode { .. }
+            | Error::Broken(_)
+            | Error::Io { .. } => Kind::Other,
         }
     }
 
@@ -131,7 +141,9 @@ impl From<Error> for crius_core::Error {
             }
             Error::TimedOut(m) => E::DeadlineExceeded(m),
             Error::Invalid { field, reason } => E::InvalidArgument { field, reason },
-            e @ (Error::Encode { .. } | Error::Broken(_)) => E::Internal(e.to_string()),
+            e @ (Error::Encode { .. } | Error::Broken(_) | Error::Io { .. }) => {
+                E::Internal(e.to_string())
+            }
         }
     }
 }

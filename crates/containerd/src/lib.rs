@@ -11,8 +11,10 @@
 //! The calls are grouped by containerd service: [`leases`], [`content`],
 //! [`images`], [`snapshots`], [`diff`], plus the [`unpack`] helper built on
 //! snapshots and diff; [`containers`] (records), [`tasks`] (what runs) and
-//! [`events`].
+//! [`events`]; [`checkpoint`] (pause, resume, CRIU checkpoint, a snapshot's
+//! changes as a tar).
 
+pub mod checkpoint;
 pub mod containers;
 pub mod content;
 pub mod diff;

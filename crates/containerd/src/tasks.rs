@@ -193,7 +193,7 @@ fn json_any<T: serde::Serialize>(type_url: &str, v: &T) -> Result<prost_types::A
 }
 
 impl Containerd {
-    fn tasks(&self) -> TasksClient<crate::timed::Timed> {
+    pub(crate) fn tasks(&self) -> TasksClient<crate::timed::Timed> {
         TasksClient::new(self.channel.clone()).max_decoding_message_size(usize::MAX)
     }
 

@@ -6,6 +6,7 @@
 pub mod apparmor;
 pub mod cdi;
 pub mod cgroup;
+pub mod checkpoint;
 pub mod config;
 pub mod config_files;
 pub mod container;

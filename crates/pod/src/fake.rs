@@ -123,6 +123,12 @@ pub struct World {
     /// What each OCI runtime binary says it supports (absent: it cannot
     /// say); `runc` knows `rro` unless a test changes it.
     pub oci_runtimes: BTreeMap<String, crius_core::runtime::OciFeatures>,
+    /// The CRIU version on the fake's `PATH` (`None`: none).
+    pub criu: Option<u32>,
+    /// The parent each snapshot was made on.
+    pub snapshot_parents: BTreeMap<(String, String), String>,
+    /// Archives written: their path and the names in them, sorted.
+    pub archives: BTreeMap<PathBuf, Vec<String>>,
     next_pid: u32,
 }
 
@@ -149,6 +155,7 @@ impl Fake {
         let world = World {
             network: Some("fake-net".into()),
             oci_runtimes: BTreeMap::from([("runc".to_string(), runc)]),
+            criu: Some(40101),
             next_pid: 100,
             ..Default::default()
         };
@@ -814,7 +821,71 @@ impl Fake {
                 what: format!("snapshot {key}"),
             });
         }
+        if let Some(p) = parent {
+            w.snapshot_parents
+                .insert((snapshotter.to_string(), key.to_string()), p.to_string());
+        }
         Ok(true)
+    }
+
+    /// The task of `id` in `from`, moved to `to`; FailedPrecondition as
+    /// containerd when it is in another state.
+    fn task_move(&self, id: &str, from: TaskStatus, to: TaskStatus) -> Result<()> {
+        let mut w = self.world();
+        let t = w
+            .tasks
+            .get_mut(id)
+            .ok_or_else(|| not_found(format!("task {id}")))?;
+        if t.status != from {
+            return Err(Error::FailedPrecondition(format!(
+                "task {id} is {:?}, not {from:?}",
+                t.status
+            )));
+        }
+        t.status = to;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ports::Checkpoints for Fake {
+    async fn task_pause(&self, id: &str) -> Result<()> {
+        self.call("task_pause", format_args!("{id}"))?;
+        self.task_move(id, TaskStatus::Running, TaskStatus::Paused)
+    }
+    async fn task_resume(&self, id: &str) -> Result<()> {
+        self.call("task_resume", format_args!("{id}"))?;
+        self.task_move(id, TaskStatus::Paused, TaskStatus::Running)
+    }
+    /// Writes an image and CRIU's log, as runc's checkpoint does.
+    async fn task_checkpoint(&self, id: &str, image_dir: &Path, work_dir: &Path) -> Result<()> {
+        self.call("task_checkpoint", format_args!("{id}"))?;
+        let mut w = self.world();
+        if !w.tasks.contains_key(id) {
+            return Err(not_found(format!("task {id}")));
+        }
+        w.files
+            .insert(image_dir.join("inventory.img"), b"criu".to_vec());
+        w.files
+            .insert(work_dir.join("dump.log"), b"dumped".to_vec());
+        Ok(())
+    }
+    async fn snapshot_parent(&self, snapshotter: &str, key: &str) -> Result<Option<String>> {
+        self.call("snapshot_parent", format_args!("{snapshotter} {key}"))?;
+        let k = (snapshotter.to_string(), key.to_string());
+        Ok(self.world().snapshot_parents.get(&k).cloned())
+    }
+    async fn diff_to_file(
+        &self,
+        _lower: Vec<Mount>,
+        _upper: Vec<Mount>,
+        dest: &Path,
+    ) -> Result<u64> {
+        self.call("diff_to_file", format_args!("{}", dest.display()))?;
+        self.world()
+            .files
+            .insert(dest.to_path_buf(), b"layer".to_vec());
+        Ok(5)
     }
 }
 
@@ -1132,6 +1203,9 @@ impl ports::OciRuntimes for Fake {
         self.call("oci_features", format_args!("{binary}")).ok()?;
         self.world().oci_runtimes.get(binary).cloned()
     }
+    async fn criu_version(&self) -> Option<u32> {
+        self.world().criu
+    }
 }
 
 impl ports::HostFs for Fake {
@@ -1185,6 +1259,34 @@ impl ports::HostFs for Fake {
         self.call("remove_pod_dir", format_args!("{}", dir.display()))?;
         self.remove_under(dir);
         Ok(())
+    }
+    fn copy_file(&self, from: &Path, to: &Path) -> Result<bool> {
+        self.call(
+            "copy_file",
+            format_args!("{} {}", from.display(), to.display()),
+        )?;
+        let mut w = self.world();
+        let Some(data) = w.files.get(from).cloned() else {
+            return Ok(false);
+        };
+        w.files.insert(to.to_path_buf(), data);
+        Ok(true)
+    }
+    /// Records the names of the files under `dir`.
+    fn write_archive(&self, dir: &Path, dest: &Path) -> Result<u64> {
+        self.call(
+            "write_archive",
+            format_args!("{} {}", dir.display(), dest.display()),
+        )?;
+        let mut w = self.world();
+        let names: Vec<String> = w
+            .files
+            .keys()
+            .filter_map(|p| p.strip_prefix(dir).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        w.archives.insert(dest.to_path_buf(), names);
+        Ok(1)
     }
     fn remove_tree(&self, path: &Path, _unmount: bool) -> Result<()> {
         self.call("remove_tree", format_args!("{}", path.display()))?;

@@ -348,6 +348,30 @@ impl crate::ports::OciRuntimes for OciRuntimes {
             }
         }
     }
+
+    async fn criu_version(&self) -> Option<u32> {
+        ask_criu_version()
+            .await
+            .inspect_err(|why| tracing::info!("no usable CRIU: {why}"))
+            .ok()
+    }
+}
+
+/// Runs `criu --version` (the CRIU runc finds on the same `PATH`).
+async fn ask_criu_version() -> Result<u32, String> {
+    let run = tokio::process::Command::new("criu")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(FEATURES_TIMEOUT, run).await {
+        Err(_) => return Err(format!("no answer within {FEATURES_TIMEOUT:?}")),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(out)) => out,
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    crius_core::checkpoint::criu_version(&text)
+        .ok_or_else(|| format!("unexpected `criu --version` output: {}", text.trim()))
 }
 
 /// Runs `<binary> features` and parses what it prints.

@@ -20,6 +20,9 @@
 //! since a panic cannot leave such a value half-changed. Long operations on one object (stop, remove, a
 //! status change persisted then published) hold that object's tokio mutex.
 
+mod archive;
+#[cfg(test)]
+mod checkpoint_tests;
 pub mod container;
 mod ctx;
 pub mod events;
@@ -49,7 +52,7 @@ pub mod streaming;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -380,6 +383,27 @@ impl Pods {
         let (ops, id, resources) = (self.containers.clone(), id.to_string(), resources.clone());
         crius_rt::detached("container update", async move {
             ops.update_container_resources(&id, &resources).await
+        })
+        .await
+    }
+
+    /// Checkpoints a running container into the archive `location` (an
+    /// absolute path); it keeps running. Returns the archive's size. With a
+    /// `timeout`, nothing is written once it has passed.
+    pub async fn checkpoint_container(
+        &self,
+        id: &str,
+        location: &Path,
+        timeout: Option<Duration>,
+    ) -> Result<u64> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let (ops, id, location) = (
+            self.containers.clone(),
+            id.to_string(),
+            location.to_path_buf(),
+        );
+        crius_rt::detached("container checkpoint", async move {
+            ops.checkpoint_container(&id, &location, deadline).await
         })
         .await
     }

@@ -131,6 +131,24 @@ pub trait Snapshots: Send + Sync {
     async fn snapshot_exists(&self, snapshotter: &str, key: &str) -> Result<bool>;
 }
 
+/// What a checkpoint of a running container needs of containerd.
+#[async_trait]
+pub trait Checkpoints: Send + Sync {
+    /// Freezes the task's processes.
+    async fn task_pause(&self, id: &str) -> Result<()>;
+    /// Thaws them.
+    async fn task_resume(&self, id: &str) -> Result<()>;
+    /// CRIU's images of the running task into `image_dir`, its log and
+    /// statistics into `work_dir`; the task keeps running.
+    async fn task_checkpoint(&self, id: &str, image_dir: &Path, work_dir: &Path) -> Result<()>;
+    /// The parent of snapshot `key` (`None`: it has none, or is missing).
+    async fn snapshot_parent(&self, snapshotter: &str, key: &str) -> Result<Option<String>>;
+    /// What `upper` changed over `lower` as an uncompressed tar in `dest`;
+    /// its size. Call it on a leased clone ([`Containerd::with_lease`]):
+    /// containerd's content store holds the tar on the way.
+    async fn diff_to_file(&self, lower: Vec<Mount>, upper: Vec<Mount>, dest: &Path) -> Result<u64>;
+}
+
 /// containerd's leases.
 #[async_trait]
 pub trait Leases: Send + Sync {
@@ -141,7 +159,7 @@ pub trait Leases: Send + Sync {
 
 /// One containerd namespace: everything `pod` asks of containerd.
 #[async_trait]
-pub trait Containerd: Containers + Tasks + Snapshots + Leases {
+pub trait Containerd: Containers + Tasks + Snapshots + Leases + Checkpoints {
     /// The same connection, with every request carrying lease `id`.
     fn with_lease(&self, id: &str) -> Arc<dyn Containerd>;
     /// Subscribes to the events `filters` select; the stream ends (after
@@ -243,6 +261,13 @@ pub trait HostFs: Send + Sync {
     fn remove_tree(&self, path: &Path, unmount: bool) -> Result<()>;
     /// The node's host name.
     fn node_hostname(&self) -> String;
+    /// Copies the file `from` to a new file `to` (0600); `Ok(false)` when
+    /// `from` does not exist.
+    fn copy_file(&self, from: &Path, to: &Path) -> Result<bool>;
+    /// Writes the tree `dir` as an uncompressed tar to `dest` (0600, its
+    /// missing parents made): all of it or nothing (a temporary file,
+    /// fsynced, renamed over `dest`). Returns the archive's size.
+    fn write_archive(&self, dir: &Path, dest: &Path) -> Result<u64>;
     /// `/etc/passwd` and `/etc/group` of the rootfs `mounts` describe, with
     /// each image volume's content copied to its host directory.
     fn read_rootfs(
@@ -289,4 +314,7 @@ pub trait OciRuntimes: Send + Sync {
     /// and remembered; `None` when it cannot say (absent, too old, no
     /// answer), asked again next time.
     async fn features(&self, binary: &str) -> Option<crius_core::runtime::OciFeatures>;
+    /// The version of the CRIU on the `PATH` (runc checkpoints with it), as
+    /// `major * 10000 + minor * 100 + patch`; `None` when there is none.
+    async fn criu_version(&self) -> Option<u32>;
 }

@@ -233,6 +233,32 @@ impl ports::Snapshots for Containerd {
 }
 
 #[async_trait]
+impl ports::Checkpoints for Containerd {
+    async fn task_pause(&self, id: &str) -> Result<()> {
+        self.0.task_pause(id).await.map_err(Error::from)
+    }
+    async fn task_resume(&self, id: &str) -> Result<()> {
+        self.0.task_resume(id).await.map_err(Error::from)
+    }
+    async fn task_checkpoint(&self, id: &str, image_dir: &Path, work_dir: &Path) -> Result<()> {
+        self.0
+            .task_checkpoint(id, image_dir, work_dir)
+            .await
+            .map_err(Error::from)
+    }
+    async fn snapshot_parent(&self, snapshotter: &str, key: &str) -> Result<Option<String>> {
+        let info = self.0.snapshot_stat(snapshotter, key).await;
+        Ok(info.map_err(Error::from)?.and_then(|i| i.parent))
+    }
+    async fn diff_to_file(&self, lower: Vec<Mount>, upper: Vec<Mount>, dest: &Path) -> Result<u64> {
+        self.0
+            .diff_to_file(lower, upper, dest)
+            .await
+            .map_err(Error::from)
+    }
+}
+
+#[async_trait]
 impl ports::Leases for Containerd {
     async fn lease_create(&self, id: &str, expire: Duration) -> Result<()> {
         self.0.lease_create(id, expire).await.map_err(Error::from)
@@ -388,6 +414,12 @@ impl ports::HostFs for HostFs {
     }
     fn remove_pod_dir(&self, dir: &Path) -> Result<()> {
         crate::podfs::remove_dir(dir)
+    }
+    fn copy_file(&self, from: &Path, to: &Path) -> Result<bool> {
+        crate::archive::copy_file(from, to)
+    }
+    fn write_archive(&self, dir: &Path, dest: &Path) -> Result<u64> {
+        crate::archive::write_archive(dir, dest)
     }
     fn remove_tree(&self, path: &Path, unmount: bool) -> Result<()> {
         if unmount {

@@ -85,8 +85,17 @@ impl Recovery {
             }
             self.store.insert(s);
         }
-        for lease in self.containerd.lease_list_prefix("crius-sandbox-").await? {
-            self.containerd.lease_delete(&lease).await?;
+        // Work directories of checkpoints a dead daemon left (none runs
+        // before recovery ends).
+        let checkpoints = self.state_dir.join("checkpoints");
+        if let Err(e) = self.fs.remove_tree(&checkpoints, false) {
+            tracing::warn!(dir = %checkpoints.display(), "cannot remove old checkpoint work: {e}");
+        }
+        // Leases of creations and checkpoints a dead daemon left.
+        for prefix in ["crius-sandbox-", "crius-checkpoint-"] {
+            for lease in self.containerd.lease_list_prefix(prefix).await? {
+                self.containerd.lease_delete(&lease).await?;
+            }
         }
         let containers = self.container_ops.recover_containers().await?;
         // Watchers last: nothing above can fail any more.

@@ -123,11 +123,6 @@ where
     Response::new(Box::pin(tokio_stream::iter(chunks)))
 }
 
-/// The answer of an RPC crius does not serve yet.
-pub(crate) async fn not_yet<T>(rpc: &'static str) -> Result<Response<T>, Status> {
-    respond(rpc, async { Err(Error::Unimplemented { rpc }) }).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

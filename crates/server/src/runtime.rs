@@ -12,7 +12,7 @@ use crius_pod::{ListFilter, now_ns};
 use tonic::{Request, Response, Status};
 
 use crate::convert_status::{self, container_state_filter, sandbox_state_filter};
-use crate::edge::{chunked, not_yet, respond};
+use crate::edge::{chunked, respond};
 use crate::state::State;
 use crate::{convert, convert_container, streaming};
 
@@ -608,9 +608,24 @@ impl RuntimeService for RuntimeSvc {
     }
     async fn checkpoint_container(
         &self,
-        _: Request<v1::CheckpointContainerRequest>,
+        req: Request<v1::CheckpointContainerRequest>,
     ) -> Result<Response<v1::CheckpointContainerResponse>, Status> {
-        not_yet("CheckpointContainer").await
+        let req = req.into_inner();
+        respond("CheckpointContainer", async {
+            let location = crius_core::checkpoint::location(&req.location)?;
+            // CRI's timeout is in seconds; 0 or less: none.
+            let timeout = u64::try_from(req.timeout)
+                .ok()
+                .filter(|t| *t > 0)
+                .map(std::time::Duration::from_secs);
+            self.state
+                .backend()?
+                .pods
+                .checkpoint_container(&req.container_id, &location, timeout)
+                .await?;
+            Ok(v1::CheckpointContainerResponse {})
+        })
+        .await
     }
     async fn list_metric_descriptors(
         &self,

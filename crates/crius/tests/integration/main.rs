@@ -6,6 +6,7 @@
 //! one. Needs root; fails (never skips) without it.
 
 mod cdi;
+mod checkpoint;
 mod cli_streaming;
 mod compat;
 mod containers;
@@ -145,6 +146,7 @@ fn main() {
         .chain(metrics::all())
         .chain(events::all())
         .chain(cdi::all())
+        .chain(checkpoint::all())
         .chain(pod_metrics::all())
         .chain(streaming::all())
         .chain(cli_streaming::all())

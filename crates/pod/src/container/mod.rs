@@ -1,9 +1,9 @@
 //! Containers: CreateContainer ([`create`]), StartContainer ([`start`]),
 //! StopContainer ([`stop`]), RemoveContainer ([`remove`]),
 //! ContainerStatus, ListContainers, UpdateContainerResources and
-//! ReopenContainerLog ([`status`]), ExecSync ([`exec`]); start-up
-//! recovery of containers ([`recover`]). Served by [`Containers`] over the
-//! shared [`Ctx`].
+//! ReopenContainerLog ([`status`]), ExecSync ([`exec`]), CheckpointContainer
+//! ([`checkpoint`]); start-up recovery of containers ([`recover`]). Served by
+//! [`Containers`] over the shared [`Ctx`].
 //!
 //! Each container is a containerd container record (labels, the OCI spec,
 //! the pod's runtime, extensions `io.crius.container` = [`ContainerMeta`]
@@ -11,6 +11,7 @@
 //! snapshot and a task whose stdout/stderr FIFOs crius copies into the CRI
 //! log file. A watcher per started container records its exit.
 
+mod checkpoint;
 mod create;
 mod exec;
 mod recover;

@@ -79,7 +79,19 @@ impl Containers {
     /// is recorded.
     async fn reconcile(&self, c: &Arc<Container>, task: Option<TaskInfo>) {
         let state = c.status().state;
-        match task.as_ref().map(|t| t.status) {
+        let mut status = task.as_ref().map(|t| t.status);
+        if let Some(TaskStatus::Paused | TaskStatus::Pausing) = status {
+            // crius pauses a task only while it checkpoints it: a daemon
+            // that died meanwhile left it frozen.
+            tracing::info!(container = %c.meta.id, "resuming a task a checkpoint left paused");
+            match self.containerd.task_resume(&c.meta.id).await {
+                Ok(()) => status = Some(TaskStatus::Running),
+                Err(e) => {
+                    tracing::warn!(container = %c.meta.id, "cannot resume the paused task: {e}")
+                }
+            }
+        }
+        match status {
             Some(TaskStatus::Running) => {
                 if let (ContainerState::Created, Some(t)) = (state, &task) {
                     let started = ContainerEvent::Started {
