@@ -86,6 +86,9 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
             crate::containers::ps(cli, cri, &filter, *quiet).await
         }
         Command::Inspect { id } => crate::containers::inspect(cri, id).await,
+        Command::Stats { ids, all, how } => {
+            crate::stats::containers(cri, ids, *all, how, cli.output.machine()).await
+        }
         Command::Logs {
             id,
             follow,
@@ -118,6 +121,9 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
             PodCommand::Stop { ids } => pod_stop(cri, ids).await,
             PodCommand::Rm { ids, force } => pod_rm(cri, ids, *force).await,
             PodCommand::Ls { quiet } => pods(cli, cri, *quiet, &[]).await,
+            PodCommand::Stats { ids, how } => {
+                crate::stats::pods(cri, ids, how, cli.output.machine()).await
+            }
         },
         Command::Image { command } => match command {
             ImageCommand::Inspect { image } => inspect_image(cri, image).await,
@@ -358,12 +364,12 @@ fn image_json(i: &v1::Image) -> Value {
 }
 
 /// `sha256:0123456789ab…` shortened to 13 hex digits, as container tools show ids.
-fn short_id(id: &str) -> &str {
+pub(crate) fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(13)]
 }
 
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
     let mut v = bytes as f64;
     let mut unit = 0;

@@ -13,6 +13,7 @@ mod podspec;
 mod portforward;
 mod progress;
 mod session;
+mod stats;
 mod terminal;
 
 use std::path::PathBuf;
@@ -157,6 +158,20 @@ pub enum Command {
     },
     /// Show a container's status (verbose).
     Inspect { id: String },
+    /// Live resource usage of containers, like `docker stats`: CPU % (of
+    /// one core, between two samples), memory (working set) and its limit,
+    /// the writable layer; redrawn every --interval until Ctrl-C. Running
+    /// containers, -a for all, or those named (in any state). `-o json`:
+    /// one object per sample per line, raw numbers.
+    Stats {
+        /// Containers: ids or unique prefixes (all when none).
+        ids: Vec<String>,
+        /// Stopped containers too (no CPU or memory: their writable layer).
+        #[arg(short, long)]
+        all: bool,
+        #[command(flatten)]
+        how: stats::StatsArgs,
+    },
     /// Print a container's log (CRI log file), optionally following it.
     Logs {
         id: String,
@@ -327,6 +342,16 @@ pub enum PodCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Live resource usage of pods: CPU %, memory (working set), running
+    /// containers, processes, bytes received and sent on the default
+    /// interface; redrawn every --interval until Ctrl-C. Ready pods, or
+    /// those named. `-o json`: one object per sample per line.
+    Stats {
+        /// Pods: ids or unique prefixes (all ready ones when none).
+        ids: Vec<String>,
+        #[command(flatten)]
+        how: stats::StatsArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -420,6 +445,26 @@ mod tests {
             vec!["crius", "stop", "-t", "0", "x"],
             vec!["crius", "--timeout", "3", "ps", "-a"],
             vec![
+                "crius",
+                "stats",
+                "-a",
+                "--no-stream",
+                "--interval",
+                "0.5",
+                "c1",
+                "c2",
+            ],
+            vec![
+                "crius",
+                "-o",
+                "json",
+                "pod",
+                "stats",
+                "--interval",
+                "2",
+                "p1",
+            ],
+            vec![
                 "crius", "run", "-d", "--rm", "-e", "A=b", "busybox", "sh", "-c", "true",
             ],
         ] {
@@ -480,6 +525,23 @@ mod tests {
         };
         assert!(interactive && !tty);
         assert!(super::Cli::try_parse_from(["crius", "port-forward", "pod"]).is_err());
+    }
+
+    #[test]
+    fn stats_flags() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["crius", "stats", "--interval", "0.5", "c1"])
+            .expect("stats");
+        let super::Command::Stats { ids, all, how } = cli.command else {
+            panic!("not stats: {:?}", cli.command);
+        };
+        assert_eq!((ids, all), (vec!["c1".to_string()], false));
+        assert_eq!(how.interval, std::time::Duration::from_millis(500));
+        assert!(!how.no_stream);
+        for bad in ["0", "-1", "abc", "3601", "NaN"] {
+            let args = ["crius", "stats", "--interval", bad];
+            assert!(super::Cli::try_parse_from(args).is_err(), "{bad}");
+        }
     }
 
     #[test]
