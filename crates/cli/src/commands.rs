@@ -20,7 +20,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
         crate::docs::completion(*shell, &mut std::io::stdout());
         return Ok(0);
     }
-    let mut cri = client::connect(&cli.socket_path(), Duration::from_secs(cli.timeout)).await?;
+    let mut cri = client::connect(&cli.socket_path(), answer_timeout(cli)).await?;
     match &cli.command {
         Command::Exec {
             interactive,
@@ -50,6 +50,16 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
         }
         Command::Run { .. } => crate::containers::run(cli, &mut cri).await,
         _ => run_other(cli, &mut cri).await.map(|()| 0),
+    }
+}
+
+/// How long crius waits for each answer: `--timeout`, and for a
+/// checkpoint (whose own timeout that is) a little more.
+fn answer_timeout(cli: &Cli) -> Duration {
+    let timeout = Duration::from_secs(cli.timeout);
+    match cli.command {
+        Command::Checkpoint { .. } => timeout + crate::checkpoint::ANSWER_GRACE,
+        _ => timeout,
     }
 }
 
@@ -88,6 +98,10 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         Command::Inspect { id } => crate::containers::inspect(cri, id).await,
         Command::Stats { ids, all, how } => {
             crate::stats::containers(cri, ids, *all, how, cli.output.machine()).await
+        }
+        Command::Checkpoint { id, export } => {
+            let json = cli.output.machine();
+            crate::checkpoint::checkpoint(cri, id, export.as_deref(), cli.timeout, json).await
         }
         Command::Logs {
             id,
@@ -800,6 +814,16 @@ mod tests {
             "{}",
             handler_line(&runc)
         );
+    }
+
+    #[test]
+    fn a_checkpoint_is_waited_for_longer_than_its_own_timeout() {
+        use clap::Parser;
+        let cli = |args: &[&str]| Cli::try_parse_from(args).expect("parsed");
+        let checkpoint = cli(&["crius", "--timeout", "30", "checkpoint", "c1"]);
+        assert_eq!(answer_timeout(&checkpoint), Duration::from_secs(35));
+        let ps = cli(&["crius", "--timeout", "30", "ps"]);
+        assert_eq!(answer_timeout(&ps), Duration::from_secs(30));
     }
 
     #[test]

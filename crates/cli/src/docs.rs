@@ -100,6 +100,7 @@ mod tests {
             "crius-completion.1",
             "crius-stats.1",
             "crius-pod-stats.1",
+            "crius-checkpoint.1",
         ] {
             assert!(names.contains(&name), "no {name} in {names:?}");
         }

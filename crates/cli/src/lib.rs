@@ -1,6 +1,7 @@
 //! `crius`: the command line for people. It speaks CRI to `criusd` over the
 //! socket, exactly as kubelet does.
 
+mod checkpoint;
 mod client;
 mod commands;
 mod containers;
@@ -256,6 +257,17 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Checkpoint a running container (CheckpointContainer) into a tar
+    /// archive on this node, written by criusd; prints its path. The
+    /// global --timeout is the checkpoint's timeout (crius waits 5 s more
+    /// for the answer).
+    Checkpoint {
+        id: String,
+        /// The archive to write (made absolute against the current
+        /// directory); default ./checkpoint-<name>-<UTC time>.tar.
+        #[arg(long, value_name = "PATH")]
+        export: Option<PathBuf>,
+    },
     /// Daemon configuration.
     Config {
         #[command(subcommand)]
@@ -465,6 +477,15 @@ mod tests {
                 "p1",
             ],
             vec![
+                "crius",
+                "checkpoint",
+                "c1",
+                "--export",
+                "x.tar",
+                "--timeout",
+                "60",
+            ],
+            vec![
                 "crius", "run", "-d", "--rm", "-e", "A=b", "busybox", "sh", "-c", "true",
             ],
         ] {
@@ -528,7 +549,7 @@ mod tests {
     }
 
     #[test]
-    fn stats_flags() {
+    fn stats_and_checkpoint_flags() {
         use clap::Parser;
         let cli = super::Cli::try_parse_from(["crius", "stats", "--interval", "0.5", "c1"])
             .expect("stats");
@@ -542,6 +563,14 @@ mod tests {
             let args = ["crius", "stats", "--interval", bad];
             assert!(super::Cli::try_parse_from(args).is_err(), "{bad}");
         }
+        // The global --timeout, after the command, is the checkpoint's.
+        let cli = super::Cli::try_parse_from(["crius", "checkpoint", "c1", "--timeout", "60"])
+            .expect("checkpoint");
+        assert_eq!(cli.timeout, 60);
+        let super::Command::Checkpoint { id, export } = cli.command else {
+            panic!("not checkpoint");
+        };
+        assert_eq!((id.as_str(), export), ("c1", None));
     }
 
     #[test]
