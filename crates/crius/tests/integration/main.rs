@@ -6,6 +6,7 @@
 //! one. Needs root; fails (never skips) without it.
 
 mod cdi;
+mod cli_stats;
 mod cli_streaming;
 mod compat;
 mod containers;
@@ -148,6 +149,7 @@ fn main() {
         .chain(pod_metrics::all())
         .chain(streaming::all())
         .chain(cli_streaming::all())
+        .chain(cli_stats::all())
         .chain(relaxed::all())
         .chain(pinned::all())
         .chain(fuzz::all())
