@@ -20,7 +20,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
         crate::docs::completion(*shell, &mut std::io::stdout());
         return Ok(0);
     }
-    let mut cri = client::connect(&cli.socket_path(), Duration::from_secs(cli.timeout)).await?;
+    let mut cri = client::connect(&cli.socket_path(), answer_timeout(cli)).await?;
     match &cli.command {
         Command::Exec {
             interactive,
@@ -50,6 +50,16 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
         }
         Command::Run { .. } => crate::containers::run(cli, &mut cri).await,
         _ => run_other(cli, &mut cri).await.map(|()| 0),
+    }
+}
+
+/// How long crius waits for each answer: `--timeout`, and for a
+/// checkpoint (whose own timeout that is) a little more.
+fn answer_timeout(cli: &Cli) -> Duration {
+    let timeout = Duration::from_secs(cli.timeout);
+    match cli.command {
+        Command::Checkpoint { .. } => timeout + crate::checkpoint::ANSWER_GRACE,
+        _ => timeout,
     }
 }
 
@@ -86,6 +96,13 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
             crate::containers::ps(cli, cri, &filter, *quiet).await
         }
         Command::Inspect { id } => crate::containers::inspect(cri, id).await,
+        Command::Stats { ids, all, how } => {
+            crate::stats::containers(cri, ids, *all, how, cli.output.machine()).await
+        }
+        Command::Checkpoint { id, export } => {
+            let json = cli.output.machine();
+            crate::checkpoint::checkpoint(cri, id, export.as_deref(), cli.timeout, json).await
+        }
         Command::Logs {
             id,
             follow,
@@ -118,6 +135,9 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
             PodCommand::Stop { ids } => pod_stop(cri, ids).await,
             PodCommand::Rm { ids, force } => pod_rm(cri, ids, *force).await,
             PodCommand::Ls { quiet } => pods(cli, cri, *quiet, &[]).await,
+            PodCommand::Stats { ids, how } => {
+                crate::stats::pods(cri, ids, how, cli.output.machine()).await
+            }
         },
         Command::Image { command } => match command {
             ImageCommand::Inspect { image } => inspect_image(cri, image).await,
@@ -358,12 +378,12 @@ fn image_json(i: &v1::Image) -> Value {
 }
 
 /// `sha256:0123456789ab…` shortened to 13 hex digits, as container tools show ids.
-fn short_id(id: &str) -> &str {
+pub(crate) fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(13)]
 }
 
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
     let mut v = bytes as f64;
     let mut unit = 0;
@@ -794,6 +814,16 @@ mod tests {
             "{}",
             handler_line(&runc)
         );
+    }
+
+    #[test]
+    fn a_checkpoint_is_waited_for_longer_than_its_own_timeout() {
+        use clap::Parser;
+        let cli = |args: &[&str]| Cli::try_parse_from(args).expect("parsed");
+        let checkpoint = cli(&["crius", "--timeout", "30", "checkpoint", "c1"]);
+        assert_eq!(answer_timeout(&checkpoint), Duration::from_secs(35));
+        let ps = cli(&["crius", "--timeout", "30", "ps"]);
+        assert_eq!(answer_timeout(&ps), Duration::from_secs(30));
     }
 
     #[test]

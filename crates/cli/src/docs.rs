@@ -98,6 +98,9 @@ mod tests {
             "crius-pod-run.1",
             "crius-doctor.1",
             "crius-completion.1",
+            "crius-stats.1",
+            "crius-pod-stats.1",
+            "crius-checkpoint.1",
         ] {
             assert!(names.contains(&name), "no {name} in {names:?}");
         }

@@ -1,6 +1,7 @@
 //! `crius`: the command line for people. It speaks CRI to `criusd` over the
 //! socket, exactly as kubelet does.
 
+mod checkpoint;
 mod client;
 mod commands;
 mod containers;
@@ -13,6 +14,7 @@ mod podspec;
 mod portforward;
 mod progress;
 mod session;
+mod stats;
 mod terminal;
 
 use std::path::PathBuf;
@@ -157,6 +159,20 @@ pub enum Command {
     },
     /// Show a container's status (verbose).
     Inspect { id: String },
+    /// Live resource usage of containers, like `docker stats`: CPU % (of
+    /// one core, between two samples), memory (working set) and its limit,
+    /// the writable layer; redrawn every --interval until Ctrl-C. Running
+    /// containers, -a for all, or those named (in any state). `-o json`:
+    /// one object per sample per line, raw numbers.
+    Stats {
+        /// Containers: ids or unique prefixes (all when none).
+        ids: Vec<String>,
+        /// Stopped containers too (no CPU or memory: their writable layer).
+        #[arg(short, long)]
+        all: bool,
+        #[command(flatten)]
+        how: stats::StatsArgs,
+    },
     /// Print a container's log (CRI log file), optionally following it.
     Logs {
         id: String,
@@ -240,6 +256,17 @@ pub enum Command {
         force: bool,
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+    /// Checkpoint a running container (CheckpointContainer) into a tar
+    /// archive on this node, written by criusd; prints its path. The
+    /// global --timeout is the checkpoint's timeout (crius waits 5 s more
+    /// for the answer).
+    Checkpoint {
+        id: String,
+        /// The archive to write (made absolute against the current
+        /// directory); default ./checkpoint-<name>-<UTC time>.tar.
+        #[arg(long, value_name = "PATH")]
+        export: Option<PathBuf>,
     },
     /// Daemon configuration.
     Config {
@@ -326,6 +353,16 @@ pub enum PodCommand {
     Ls {
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Live resource usage of pods: CPU %, memory (working set), running
+    /// containers, processes, bytes received and sent on the default
+    /// interface; redrawn every --interval until Ctrl-C. Ready pods, or
+    /// those named. `-o json`: one object per sample per line.
+    Stats {
+        /// Pods: ids or unique prefixes (all ready ones when none).
+        ids: Vec<String>,
+        #[command(flatten)]
+        how: stats::StatsArgs,
     },
 }
 
@@ -420,6 +457,35 @@ mod tests {
             vec!["crius", "stop", "-t", "0", "x"],
             vec!["crius", "--timeout", "3", "ps", "-a"],
             vec![
+                "crius",
+                "stats",
+                "-a",
+                "--no-stream",
+                "--interval",
+                "0.5",
+                "c1",
+                "c2",
+            ],
+            vec![
+                "crius",
+                "-o",
+                "json",
+                "pod",
+                "stats",
+                "--interval",
+                "2",
+                "p1",
+            ],
+            vec![
+                "crius",
+                "checkpoint",
+                "c1",
+                "--export",
+                "x.tar",
+                "--timeout",
+                "60",
+            ],
+            vec![
                 "crius", "run", "-d", "--rm", "-e", "A=b", "busybox", "sh", "-c", "true",
             ],
         ] {
@@ -480,6 +546,31 @@ mod tests {
         };
         assert!(interactive && !tty);
         assert!(super::Cli::try_parse_from(["crius", "port-forward", "pod"]).is_err());
+    }
+
+    #[test]
+    fn stats_and_checkpoint_flags() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["crius", "stats", "--interval", "0.5", "c1"])
+            .expect("stats");
+        let super::Command::Stats { ids, all, how } = cli.command else {
+            panic!("not stats: {:?}", cli.command);
+        };
+        assert_eq!((ids, all), (vec!["c1".to_string()], false));
+        assert_eq!(how.interval, std::time::Duration::from_millis(500));
+        assert!(!how.no_stream);
+        for bad in ["0", "-1", "abc", "3601", "NaN"] {
+            let args = ["crius", "stats", "--interval", bad];
+            assert!(super::Cli::try_parse_from(args).is_err(), "{bad}");
+        }
+        // The global --timeout, after the command, is the checkpoint's.
+        let cli = super::Cli::try_parse_from(["crius", "checkpoint", "c1", "--timeout", "60"])
+            .expect("checkpoint");
+        assert_eq!(cli.timeout, 60);
+        let super::Command::Checkpoint { id, export } = cli.command else {
+            panic!("not checkpoint");
+        };
+        assert_eq!((id.as_str(), export), ("c1", None));
     }
 
     #[test]

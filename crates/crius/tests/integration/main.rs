@@ -7,6 +7,7 @@
 
 mod cdi;
 mod checkpoint;
+mod cli_stats;
 mod cli_streaming;
 mod compat;
 mod containers;
@@ -150,6 +151,7 @@ fn main() {
         .chain(pod_metrics::all())
         .chain(streaming::all())
         .chain(cli_streaming::all())
+        .chain(cli_stats::all())
         .chain(relaxed::all())
         .chain(pinned::all())
         .chain(fuzz::all())
