@@ -148,6 +148,25 @@ async fn a_running_container_is_checkpointed_and_runs_on(env: Arc<Env>) -> anyho
         "the container stopped counting: {before} then {after}"
     );
 
+    // `crius checkpoint` makes the same archive in its working directory.
+    let out = std::process::Command::new(crate::CRIUS)
+        .current_dir(out.path())
+        .arg("--endpoint")
+        .arg(p.env.daemon().socket())
+        .args(["checkpoint", &id[..12]])
+        .output()?;
+    ensure!(out.status.success(), "crius checkpoint: {out:?}");
+    let printed = String::from_utf8(out.stdout)?;
+    let printed = Path::new(printed.trim());
+    ensure!(
+        printed.parent() == Some(location.parent().and_then(Path::parent).context("dir")?),
+        "crius checkpoint wrote {}",
+        printed.display()
+    );
+    let files = entries(&mut std::fs::File::open(printed)?)?;
+    ensure!(json(&files, "config.dump")?["id"] == id.as_str());
+    let cri = &mut p.env.cri;
+
     // A retry overwrites the archive.
     let size = std::fs::metadata(&location)?.len();
     checkpoint(cri, &id, &location).await?;
