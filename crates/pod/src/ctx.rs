@@ -264,6 +264,13 @@ impl Ctx {
         self.state_dir.join("containers")
     }
 
+    /// Where idmapped clones of user-namespaced containers' volumes are
+    /// mounted (`<id>/<mount index>`), apart from the container's own
+    /// directory, which is removed without unmounting.
+    pub(crate) fn idmapped_dir(&self) -> PathBuf {
+        self.state_dir.join("idmapped")
+    }
+
     /// Where a container's image volumes live: persistent, under `root_dir`.
     pub(crate) fn volumes_dir(&self, config: &Config, id: &str) -> PathBuf {
         config.root_dir.join("containers").join(id).join("volumes")

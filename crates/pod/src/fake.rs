@@ -127,6 +127,8 @@ pub struct World {
     pub criu: Option<u32>,
     /// The parent each snapshot was made on.
     pub snapshot_parents: BTreeMap<(String, String), String>,
+    /// Idmapped mounts cannot be made (the file system says EINVAL).
+    pub no_idmap: bool,
     /// Archives written: their path and the names in them, sorted.
     pub archives: BTreeMap<PathBuf, Vec<String>>,
     next_pid: u32,
@@ -1322,6 +1324,23 @@ impl ports::HostFs for Fake {
             "remap_ids",
             format_args!("{} {}", scratch.display(), maps.uids.host_id),
         )
+    }
+    fn idmapped_bind(&self, source: &Path, userns: &Path, target: &Path) -> Result<bool> {
+        self.call(
+            "idmapped_bind",
+            format_args!(
+                "{} {} {}",
+                source.display(),
+                userns.display(),
+                target.display()
+            ),
+        )?;
+        let mut w = self.world();
+        if w.no_idmap {
+            return Ok(false);
+        }
+        w.mounts.insert(target.to_path_buf());
+        Ok(true)
     }
     fn mount_image_volume(&self, _mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         self.call(

@@ -96,3 +96,60 @@ pub fn remove_dir(dir: &Path) -> Result<()> {
         Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
     }
 }
+
+/// An idmapped clone of the mount holding `source` at `target` (see
+/// [`HostFs::idmapped_bind`]).
+pub fn idmapped_bind(source: &Path, userns: &Path, target: &Path) -> Result<bool> {
+    let Ok(meta) = std::fs::metadata(source) else {
+        return Ok(false);
+    };
+    let ctx = || {
+        format!(
+            "idmapped mount of {} at {}",
+            source.display(),
+            target.display()
+        )
+    };
+    if let Some(parent) = target.parent() {
+        create_dir(parent)?;
+    }
+    if meta.is_dir() {
+        std::fs::DirBuilder::new().mode(0o700).create(target)
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(target)
+            .map(|_| ())
+    }
+    .map_err(|e| Error::io(ctx(), e))?;
+    match crius_idmap::bind(source, userns, target) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            let _ = std::fs::remove_dir(target).or_else(|_| std::fs::remove_file(target));
+            // The file system cannot be idmapped (overlayfs, NFS, ...), or
+            // the kernel has no idmapped mounts: a plain bind it is.
+            let unsupported = [
+                libc_errno::EINVAL,
+                libc_errno::EPERM,
+                libc_errno::ENOSYS,
+                libc_errno::EOPNOTSUPP,
+            ];
+            if e.raw_os_error().is_some_and(|c| unsupported.contains(&c)) {
+                tracing::info!(source = %source.display(), "no idmapped mount here ({e}): a plain bind mount");
+                Ok(false)
+            } else {
+                Err(Error::io(ctx(), e))
+            }
+        }
+    }
+}
+
+/// The errno values [`idmapped_bind`] tells apart.
+mod libc_errno {
+    pub const EPERM: i32 = nix::errno::Errno::EPERM as i32;
+    pub const EINVAL: i32 = nix::errno::Errno::EINVAL as i32;
+    pub const ENOSYS: i32 = nix::errno::Errno::ENOSYS as i32;
+    pub const EOPNOTSUPP: i32 = nix::errno::Errno::EOPNOTSUPP as i32;
+}

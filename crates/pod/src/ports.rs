@@ -282,6 +282,11 @@ pub trait HostFs: Send + Sync {
     /// its directory `sub_path` (`InvalidArgument` for `image_sub_path`
     /// when the image has none there).
     fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf>;
+    /// Mounts at `target` (made here: a directory, or a file for a file) an
+    /// idmapped clone of the mount holding `source`, through the mappings
+    /// of the user namespace `userns`; `Ok(false)`, with nothing made, when
+    /// `source` is missing or its file system cannot be idmapped.
+    fn idmapped_bind(&self, source: &Path, userns: &Path, target: &Path) -> Result<bool>;
     /// Shifts the owner of every file of the writable snapshot `mounts`
     /// describe (mounted at `scratch` meanwhile) into `maps`' host range.
     fn remap_ids(

@@ -430,6 +430,16 @@ impl ports::HostFs for HostFs {
             for point in points {
                 let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
             }
+            // Never delete through a mount (a volume's files would go).
+            let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            if let Some(left) =
+                crate::host::mounts_under(&info, &path.display().to_string()).first()
+            {
+                return Err(Error::FailedPrecondition(format!(
+                    "{left} is still mounted: {} is not removed",
+                    path.display()
+                )));
+            }
         }
         match std::fs::remove_dir_all(path) {
             Ok(()) => Ok(()),
@@ -463,6 +473,9 @@ impl ports::HostFs for HostFs {
         maps: &crius_core::userns::IdMaps,
     ) -> Result<()> {
         crate::rootfs::remap_ids(mounts, scratch, maps)
+    }
+    fn idmapped_bind(&self, source: &Path, userns: &Path, target: &Path) -> Result<bool> {
+        crate::podfs::idmapped_bind(source, userns, target)
     }
     fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         crate::rootfs::mount_image_volume(mounts, dir, sub_path)

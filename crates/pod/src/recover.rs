@@ -285,8 +285,8 @@ impl Recovery {
             removed += 1;
         }
         removed += self.remove_orphan_pins(&known).await;
-        // Containers: FIFO directories, rootfs scratch mounts (`<id>.rootfs`)
-        // and image volumes of creates cut short.
+        // Containers: FIFO directories, rootfs scratch mounts (`<id>.rootfs`),
+        // image volumes and idmapped volume mounts of creates cut short.
         let known_container = |id: &str| {
             self.containers
                 .find(id)
@@ -297,6 +297,7 @@ impl Recovery {
         for base in [
             self.state_dir.join("containers"),
             config.root_dir.join("containers"),
+            self.idmapped_dir(),
         ] {
             for entry in self.dir_names(&base) {
                 let id = entry.strip_suffix(".rootfs").unwrap_or(&entry);

@@ -1541,6 +1541,95 @@ mod userns {
         );
         Ok(())
     }
+
+    fn with_volume(name: &str, mapped: bool) -> ContainerRequest {
+        let mut c = container(name);
+        c.linux.security.user_namespace = Some(NamespaceMode::Pod);
+        c.linux.security.userns_ids = self::mapped("x").linux.userns_ids;
+        c.mounts = vec![crius_core::container::Mount {
+            container_path: "/data".into(),
+            host_path: "/var/lib/kubelet/pods/p/volumes/data".into(),
+            id_mappings: if mapped {
+                c.linux.security.userns_ids.clone()
+            } else {
+                Default::default()
+            },
+            ..Default::default()
+        }];
+        c
+    }
+
+    fn bind_source(e: &Env, id: &str) -> Option<String> {
+        let w = e.fake.world();
+        let spec = &w.containers.get(id)?.spec;
+        let m = spec
+            .mounts()
+            .as_ref()?
+            .iter()
+            .find(|m| m.destination() == std::path::Path::new("/data"))?;
+        m.source().as_ref().map(|s| s.display().to_string())
+    }
+
+    #[tokio::test]
+    async fn a_mapped_volume_is_bound_through_an_idmapped_clone_gone_with_its_container()
+    -> Result<()> {
+        let e = env();
+        let sandbox = run(&e, "web").await?;
+        let id = e.create_req(&sandbox, with_volume("app", true)).await?;
+        let pid = e.pods.status(&sandbox, false).await?.pid;
+        let call = e
+            .fake
+            .calls()
+            .into_iter()
+            .find(|c| c.starts_with("idmapped_bind"));
+        let call = call.unwrap_or_default();
+        assert!(
+            call.contains(&format!("/proc/{}/ns/user", pid.unwrap_or(0))),
+            "{call}"
+        );
+        let clone = e.config.state_dir.join("idmapped").join(&id).join("0");
+        assert_eq!(bind_source(&e, &id), Some(clone.display().to_string()));
+        assert!(e.fake.world().mounts.contains(&clone));
+        // Without mappings, or where the file system cannot: a plain bind.
+        let plain = e.create_req(&sandbox, with_volume("plain", false)).await?;
+        e.fake.world().no_idmap = true;
+        let fallback = e
+            .create_req(&sandbox, with_volume("fallback", true))
+            .await?;
+        for c in [&plain, &fallback] {
+            let source = bind_source(&e, c);
+            assert_eq!(
+                source.as_deref(),
+                Some("/var/lib/kubelet/pods/p/volumes/data")
+            );
+        }
+        e.pods.remove_container(&e.config, &id).await?;
+        assert!(
+            !e.fake.world().mounts.contains(&clone),
+            "unmounted with its container"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_unmounts_its_idmapped_clones() -> Result<()> {
+        let e = env();
+        let sandbox = run(&e, "web").await?;
+        e.fake.fail("container_create", 1);
+        assert!(
+            e.create_req(&sandbox, with_volume("app", true))
+                .await
+                .is_err()
+        );
+        let idmapped = e.config.state_dir.join("idmapped");
+        let w = e.fake.world();
+        assert!(
+            !w.mounts.iter().any(|m| m.starts_with(&idmapped)),
+            "{:?}",
+            w.mounts
+        );
+        Ok(())
+    }
 }
 
 mod cdi {

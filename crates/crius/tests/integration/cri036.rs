@@ -1062,6 +1062,8 @@ async fn a_user_namespaced_pod_is_root_inside_and_unprivileged_outside(
     // Every mount carries the pod's mappings, as kubelet sends them.
     let volume = tempfile::tempdir()?;
     std::fs::write(volume.path().join("data"), "from the host")?;
+    let plain = tempfile::tempdir()?;
+    std::fs::write(plain.path().join("data"), "plain")?;
     let maps = ns.userns_options.clone().unwrap_or_default();
     let mount = |uids: Vec<v1::IdMapping>| v1::Mount {
         container_path: "/vol".into(),
@@ -1070,10 +1072,15 @@ async fn a_user_namespaced_pod_is_root_inside_and_unprivileged_outside(
         gid_mappings: uids,
         ..Default::default()
     };
+    let plain_mount = v1::Mount {
+        container_path: "/plain".into(),
+        host_path: plain.path().display().to_string(),
+        ..Default::default()
+    };
     let mut ids = Vec::new();
     for name in ["first", "second"] {
         let mut c = in_userns(container(name, &image, &["sleep", "600"]), ns.clone());
-        c.mounts = vec![mount(maps.uids.clone())];
+        c.mounts = vec![mount(maps.uids.clone()), plain_mount.clone()];
         let id = create(&mut p.cri, &pod, c).await?;
         start(&mut p.cri, &id).await?;
         ids.push(id);
@@ -1094,10 +1101,46 @@ async fn a_user_namespaced_pod_is_root_inside_and_unprivileged_outside(
     other.mounts = vec![mount(vec![shifted])];
     let err = create(&mut p.cri, &pod, other).await.expect_err("refused");
     ensure!(err.message().contains("mounts[0].uidMappings"), "{err:?}");
-    // The volume is a plain bind mount: readable, owned by the host's ids
-    // (root's is not mapped: the overflow id).
+    // The volume with the pod's mappings is an idmapped clone (ext4 can
+    // be idmapped): the host's root owns it inside as the pod's root, who
+    // writes it, and the host sees root's files. Without mappings a mount
+    // stays a plain bind, where the host's root is not mapped (the
+    // overflow id) and the pod's root cannot write.
+    let said = |r: &v1::ExecSyncResponse| String::from_utf8_lossy(&r.stdout).trim().to_string();
     let read = exec(&mut p.cri, &ids[0], &["cat", "/vol/data"], 10).await?;
     ensure!(read.stdout == b"from the host", "{read:?}");
+    let owner = exec(&mut p.cri, &ids[0], &["stat", "-c", "%u", "/vol/data"], 10).await?;
+    ensure!(said(&owner) == "0", "/vol/data inside: {owner:?}");
+    let wrote = exec(&mut p.cri, &ids[1], &["sh", "-c", "echo x > /vol/made"], 10).await?;
+    ensure!(
+        wrote.exit_code == 0,
+        "the idmapped volume is not writable: {wrote:?}"
+    );
+    let made = std::fs::metadata(volume.path().join("made"))?;
+    ensure!(
+        std::os::unix::fs::MetadataExt::uid(&made) == 0,
+        "the pod's root wrote as {} on the host",
+        std::os::unix::fs::MetadataExt::uid(&made)
+    );
+    let owner = exec(
+        &mut p.cri,
+        &ids[0],
+        &["stat", "-c", "%u", "/plain/data"],
+        10,
+    )
+    .await?;
+    ensure!(said(&owner) == "65534", "/plain/data inside: {owner:?}");
+    let wrote = exec(
+        &mut p.cri,
+        &ids[0],
+        &["sh", "-c", "echo x > /plain/made"],
+        10,
+    )
+    .await?;
+    ensure!(
+        wrote.exit_code != 0,
+        "a plain bind gave the pod the host's root's files"
+    );
     check_userns(&mut p, &ids, HOST_ID).await?;
     let (s, _) = crate::pods::status(&mut p.cri, &pod).await?;
     let ip = s.network.map(|n| n.ip).unwrap_or_default();

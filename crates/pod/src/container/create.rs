@@ -42,6 +42,8 @@ struct Plan<'a> {
     image_cfg: ImageConfig,
     /// The request's image volumes, mounted.
     image_volumes: Vec<ImageVolume>,
+    /// The idmapped mounts made for its volumes (user-namespaced pods).
+    idmapped: Vec<String>,
 }
 
 /// The process of a container and the namespaces it joins.
@@ -123,6 +125,7 @@ fn container_meta(plan: &Plan<'_>, spec: &oci_spec::runtime::Spec) -> Result<Con
         resources: Some(container::resources_in_force(spec)),
         user: container::user_in_force(spec),
         image_volumes: plan.image_volumes.clone(),
+        idmapped_mounts: plan.idmapped.clone(),
         created_at: now_ns(),
         snapshotter: plan.snapshotter.clone(),
         runtime_path: sandbox.runtime_path.clone(),
@@ -163,6 +166,8 @@ struct Undo {
     /// Its image volume mounts (`Mount.image`) and their directory.
     image_mounts: Vec<ImageVolume>,
     image_mounts_dir: Option<PathBuf>,
+    /// Its idmapped volume mounts.
+    idmapped: Vec<String>,
 }
 
 impl Containers {
@@ -288,7 +293,10 @@ impl Containers {
             facts.group.as_deref(),
         )?;
         let target_pid = self.target_pid(req, &sandbox.id).await?;
-        let lookup = self.host_lookup(req, sandbox).await?;
+        let mut lookup = self.host_lookup(req, sandbox).await?;
+        if let (Some(_), PodNamespaces::Pause(pid)) = (&sandbox.userns, &pod_namespaces) {
+            plan.idmapped = self.idmap_volumes(req, id, *pid, &mut lookup, undo).await?;
+        }
         let run_as = RunAs {
             pod_namespaces,
             target_pid,
@@ -421,6 +429,7 @@ impl Containers {
             image_cfg: image_config(&image_json),
             image,
             image_volumes: Vec::new(),
+            idmapped: Vec::new(),
         })
     }
 
@@ -516,6 +525,54 @@ impl Containers {
             fs.host_lookup(&devices, &paths, all_devices)
         })
         .await
+    }
+
+    /// An idmapped clone, through the pod's user namespace (the pause's,
+    /// `pid`), of each host path a mount carries the pod's mappings for
+    /// (kubelet gives them every mount of a user-namespaced container), so
+    /// the pod's root owns what the host's root owns there, as with
+    /// containerd 2; the spec binds the clone. Where the file system cannot
+    /// be idmapped, the plain bind stays (less access, never more).
+    async fn idmap_volumes(
+        &self,
+        req: &ContainerRequest,
+        id: &str,
+        pid: u32,
+        lookup: &mut HostLookup,
+        undo: &mut Undo,
+    ) -> Result<Vec<String>> {
+        let userns = PathBuf::from(format!("/proc/{pid}/ns/user"));
+        let dir = self.idmapped_dir().join(id);
+        let mut made = Vec::new();
+        for (i, m) in req.mounts.iter().enumerate() {
+            // A propagating mount stays a plain bind: a detached clone
+            // would not receive the host's later mounts.
+            let private = matches!(m.propagation, container::Propagation::Private);
+            if m.id_mappings.uids.is_empty() || !m.image.is_empty() || !private {
+                continue;
+            }
+            let host = lookup.host_paths.entry(m.host_path.clone()).or_insert(
+                crius_core::container::HostPath {
+                    resolved: None,
+                    propagation: crius_core::container::HostPropagation::Private,
+                },
+            );
+            let source = PathBuf::from(host.resolved.as_deref().unwrap_or(&m.host_path));
+            let target = dir.join(i.to_string());
+            let (fs, ns, to) = (self.fs.clone(), userns.clone(), target.clone());
+            let mounted = crius_rt::blocking("idmapped mount", move || {
+                fs.idmapped_bind(&source, &ns, &to)
+            })
+            .await
+            .map_err(|e| rename_field(e, &format!("config.mounts[{i}].host_path")))?;
+            if mounted {
+                let target = target.display().to_string();
+                undo.idmapped.push(target.clone());
+                host.resolved = Some(target.clone());
+                made.push(target);
+            }
+        }
+        Ok(made)
     }
 
     /// The edits of the CDI devices `req` names, from the spec files as
@@ -666,6 +723,7 @@ impl Containers {
         }
         self.remove_image_volumes(&undo.image_mounts, undo.image_mounts_dir.as_deref())
             .await;
+        self.remove_idmapped(&undo.idmapped).await;
         if let Some(lease) = &undo.lease {
             let _ = self.containerd.lease_delete(lease).await;
         }
