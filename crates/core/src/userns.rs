@@ -177,6 +177,43 @@ pub fn check_mounts(pod: Option<&IdMaps>, mappings: &[&Asked]) -> Result<()> {
     Ok(())
 }
 
+/// The name of the extended attribute holding a file's capabilities.
+pub const FILE_CAPS_XATTR: &str = "security.capability";
+
+/// A file's capabilities (`security.capability`, `struct vfs_cap_data` v1,
+/// v2 or v3) made the pod's: as v3, whose root id is the host id the
+/// pod's root maps to (a v1 or v2 set, the image's root's, would be
+/// ignored inside the pod: its root id, the host's root, is not mapped
+/// there). `None`: not a capability set the mapping can carry.
+pub fn remap_file_caps(xattr: &[u8], uids: &IdMapping) -> Option<Vec<u8>> {
+    let word = |i: usize| -> Option<u32> {
+        let b = xattr.get(i * 4..i * 4 + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let magic = word(0)?;
+    let effective = magic & 1;
+    let (data, rootid) = match (magic & 0xFF00_0000, xattr.len()) {
+        // v1: one 32-bit set, no root id.
+        (0x0100_0000, 12) => ([word(1)?, word(2)?, 0, 0], 0),
+        (0x0200_0000, 20) => ([word(1)?, word(2)?, word(3)?, word(4)?], 0),
+        (0x0300_0000, 24) => ([word(1)?, word(2)?, word(3)?, word(4)?], word(5)?),
+        _ => return None,
+    };
+    let host_root = uids.to_host(rootid)?;
+    let mut out = Vec::with_capacity(24);
+    for w in [
+        0x0300_0000 | effective,
+        data[0],
+        data[1],
+        data[2],
+        data[3],
+        host_root,
+    ] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +356,37 @@ mod tests {
             maps.remapped_name("sha256:x"),
             "sha256:x-remap-1000-65536-1000-65536"
         );
+    }
+
+    #[test]
+    fn file_caps_become_the_pods_roots() {
+        let map = IdMapping {
+            container_id: 0,
+            host_id: 200_000,
+            length: 65536,
+        };
+        let words = |w: &[u32]| -> Vec<u8> { w.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        // cap_net_raw+ep as v2: permitted bit 13, effective flag.
+        let v2 = words(&[0x0200_0001, 1 << 13, 0, 0, 0]);
+        let v3 = words(&[0x0300_0001, 1 << 13, 0, 0, 0, 200_000]);
+        assert_eq!(remap_file_caps(&v2, &map), Some(v3.clone()));
+        // A v3 set of a namespace root 5 of the image's: 200005.
+        let ns = words(&[0x0300_0000, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            remap_file_caps(&ns, &map),
+            Some(words(&[0x0300_0000, 1, 2, 3, 4, 200_005]))
+        );
+        let v1 = words(&[0x0100_0000, 7, 8]);
+        assert_eq!(
+            remap_file_caps(&v1, &map),
+            Some(words(&[0x0300_0000, 7, 8, 0, 0, 200_000]))
+        );
+        assert_eq!(remap_file_caps(&v2[..19], &map), None, "truncated");
+        assert_eq!(
+            remap_file_caps(&words(&[0x0400_0000, 0, 0, 0, 0]), &map),
+            None
+        );
+        let outside = words(&[0x0300_0000, 1, 2, 3, 4, 70_000]);
+        assert_eq!(remap_file_caps(&outside, &map), None, "root id not mapped");
     }
 }

@@ -384,12 +384,20 @@ fn remap_tree(root: &Path, maps: &crius_core::userns::IdMaps) -> Result<()> {
                 )));
             }
         };
+        let caps = if meta.is_file() {
+            file_caps(&path)?
+        } else {
+            None
+        };
         std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
             .map_err(|e| Error::io(format!("chown {}", path.display()), e))?;
         let mode = meta.mode() & 0o7777;
         if meta.is_file() && mode & 0o6000 != 0 {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+        }
+        if let Some(caps) = caps {
+            restore_file_caps(&path, &caps, maps)?;
         }
         if meta.is_dir() {
             let entries = std::fs::read_dir(&path)
@@ -402,6 +410,41 @@ fn remap_tree(root: &Path, maps: &crius_core::userns::IdMaps) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A file's capability set (`security.capability`), which a chown clears.
+fn file_caps(path: &Path) -> Result<Option<Vec<u8>>> {
+    let mut buf = [0u8; 64];
+    match rustix::fs::lgetxattr(path, crius_core::userns::FILE_CAPS_XATTR, &mut buf[..]) {
+        Ok(n) => Ok(Some(buf[..n].to_vec())),
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => Ok(None),
+        Err(e) => Err(Error::io(
+            format!("reading the capabilities of {}", path.display()),
+            e.into(),
+        )),
+    }
+}
+
+/// Puts `caps` back on `path`, as the pod's root's (v3, its host root
+/// id), as an idmapped mount would show them; a set the mapping cannot
+/// carry is dropped (fewer privileges, never more).
+fn restore_file_caps(path: &Path, caps: &[u8], maps: &crius_core::userns::IdMaps) -> Result<()> {
+    let Some(v3) = crius_core::userns::remap_file_caps(caps, &maps.uids) else {
+        tracing::warn!(file = %path.display(), "file capabilities the pod's mapping cannot carry: dropped");
+        return Ok(());
+    };
+    rustix::fs::lsetxattr(
+        path,
+        crius_core::userns::FILE_CAPS_XATTR,
+        &v3,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .map_err(|e| {
+        Error::io(
+            format!("setting the capabilities of {}", path.display()),
+            e.into(),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -422,10 +465,8 @@ mod remap_tests {
     #[test]
     fn owners_shift_links_are_not_followed_setid_bits_stay()
     -> Result<(), Box<dyn std::error::Error>> {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: chown needs root");
-            return Ok(());
-        }
+        // chown needs root, as crius does; CI runs as root.
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
         let dir = tempfile::tempdir()?;
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join("bin"))?;
@@ -447,6 +488,30 @@ mod remap_tests {
         // An owner outside the range is refused.
         std::os::unix::fs::lchown(&root, Some(70_000), None)?;
         assert!(super::remap_tree(&root, &maps()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn file_capabilities_stay_the_pods_roots() -> Result<(), Box<dyn std::error::Error>> {
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
+        let dir = tempfile::tempdir()?;
+        let ping = dir.path().join("ping");
+        std::fs::write(&ping, "x")?;
+        // cap_net_raw+ep, v2 (what an image's layer tar carries).
+        let v2: Vec<u8> = [0x0200_0001u32, 1 << 13, 0, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        let name = crius_core::userns::FILE_CAPS_XATTR;
+        rustix::fs::lsetxattr(&ping, name, &v2, rustix::fs::XattrFlags::empty())?;
+        super::remap_tree(dir.path(), &maps())?;
+        let mut buf = [0u8; 64];
+        let n = rustix::fs::lgetxattr(&ping, name, &mut buf[..])?;
+        let words: Vec<u32> = buf[..n]
+            .chunks(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(words, [0x0300_0001, 1 << 13, 0, 0, 0, 200_000]);
         Ok(())
     }
 }
