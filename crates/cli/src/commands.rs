@@ -54,12 +54,13 @@ pub async fn run(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 /// How long crius waits for each answer: `--timeout`, and for a
-/// checkpoint (whose own timeout that is) a little more.
+/// checkpoint its `--wait` and a little more.
 fn answer_timeout(cli: &Cli) -> Duration {
-    let timeout = Duration::from_secs(cli.timeout);
     match cli.command {
-        Command::Checkpoint { .. } => timeout + crate::checkpoint::ANSWER_GRACE,
-        _ => timeout,
+        Command::Checkpoint { wait, .. } => {
+            Duration::from_secs(wait) + crate::checkpoint::ANSWER_GRACE
+        }
+        _ => Duration::from_secs(cli.timeout),
     }
 }
 
@@ -99,9 +100,9 @@ async fn run_other(cli: &Cli, cri: &mut client::Cri) -> anyhow::Result<()> {
         Command::Stats { ids, all, how } => {
             crate::stats::containers(cri, ids, *all, how, cli.output.machine()).await
         }
-        Command::Checkpoint { id, export } => {
+        Command::Checkpoint { id, export, wait } => {
             let json = cli.output.machine();
-            crate::checkpoint::checkpoint(cri, id, export.as_deref(), cli.timeout, json).await
+            crate::checkpoint::checkpoint(cri, id, export.as_deref(), *wait, json).await
         }
         Command::Logs {
             id,
@@ -820,8 +821,16 @@ mod tests {
     fn a_checkpoint_is_waited_for_longer_than_its_own_timeout() {
         use clap::Parser;
         let cli = |args: &[&str]| Cli::try_parse_from(args).expect("parsed");
-        let checkpoint = cli(&["crius", "--timeout", "30", "checkpoint", "c1"]);
-        assert_eq!(answer_timeout(&checkpoint), Duration::from_secs(35));
+        let checkpoint = cli(&[
+            "crius",
+            "--timeout",
+            "30",
+            "checkpoint",
+            "c1",
+            "--wait",
+            "60",
+        ]);
+        assert_eq!(answer_timeout(&checkpoint), Duration::from_secs(65));
         let ps = cli(&["crius", "--timeout", "30", "ps"]);
         assert_eq!(answer_timeout(&ps), Duration::from_secs(30));
     }

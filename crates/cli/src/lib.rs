@@ -258,15 +258,18 @@ pub enum Command {
         ids: Vec<String>,
     },
     /// Checkpoint a running container (CheckpointContainer) into a tar
-    /// archive on this node, written by criusd; prints its path. The
-    /// global --timeout is the checkpoint's timeout (crius waits 5 s more
-    /// for the answer).
+    /// archive on this node, written by criusd; prints its path.
     Checkpoint {
         id: String,
         /// The archive to write (made absolute against the current
         /// directory); default ./checkpoint-<name>-<UTC time>.tar.
         #[arg(long, value_name = "PATH")]
         export: Option<PathBuf>,
+        /// Seconds the checkpoint may take (a dump takes about as long as
+        /// writing the container's memory out); crius waits 5 s more for
+        /// the answer.
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        wait: u64,
     },
     /// Daemon configuration.
     Config {
@@ -563,14 +566,18 @@ mod tests {
             let args = ["crius", "stats", "--interval", bad];
             assert!(super::Cli::try_parse_from(args).is_err(), "{bad}");
         }
-        // The global --timeout, after the command, is the checkpoint's.
-        let cli = super::Cli::try_parse_from(["crius", "checkpoint", "c1", "--timeout", "60"])
+        // A checkpoint has its own time limit, not the answer's --timeout.
+        let cli = super::Cli::try_parse_from(["crius", "checkpoint", "c1", "--wait", "60"])
             .expect("checkpoint");
-        assert_eq!(cli.timeout, 60);
-        let super::Command::Checkpoint { id, export } = cli.command else {
+        let super::Command::Checkpoint { id, export, wait } = cli.command else {
             panic!("not checkpoint");
         };
-        assert_eq!((id.as_str(), export), ("c1", None));
+        assert_eq!((id.as_str(), export, wait), ("c1", None, 60));
+        let cli = super::Cli::try_parse_from(["crius", "checkpoint", "c1"]).expect("checkpoint");
+        assert!(matches!(
+            cli.command,
+            super::Command::Checkpoint { wait: 600, .. }
+        ));
     }
 
     #[test]

@@ -28,15 +28,18 @@ struct MountAttr {
 }
 
 /// Mounts at `target` (an existing directory, or file for a file) a clone
-/// of the mount at `source` (not its submounts) whose ids are shifted by
-/// the mappings of the user namespace `userns` (e.g. `/proc/PID/ns/user`).
-/// `EINVAL` when `source`'s file system cannot be idmapped (overlayfs
-/// cannot); nothing is mounted then.
+/// of the mount at `source` and its submounts (as a recursive bind would),
+/// whose ids are shifted by the mappings of the user namespace `userns`
+/// (e.g. `/proc/PID/ns/user`). `EINVAL` when the file system of `source`,
+/// or of one of its submounts, cannot be idmapped (overlayfs cannot);
+/// nothing is mounted then.
 pub fn bind(source: &Path, userns: &Path, target: &Path) -> io::Result<()> {
     let tree = rustix::mount::open_tree(
         CWD,
         source,
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
     )?;
     let ns = File::open(userns)?;
     set_idmap(&tree, &ns)?;
@@ -50,7 +53,7 @@ pub fn bind(source: &Path, userns: &Path, target: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `mount_setattr(tree, "", AT_EMPTY_PATH, {MOUNT_ATTR_IDMAP, ns})`.
+/// `mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, {MOUNT_ATTR_IDMAP, ns})`.
 fn set_idmap(tree: &OwnedFd, ns: &File) -> io::Result<()> {
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
@@ -70,7 +73,7 @@ fn set_idmap(tree: &OwnedFd, ns: &File) -> io::Result<()> {
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -115,10 +118,8 @@ mod tests {
 
     #[test]
     fn a_tmpfs_seen_through_a_pods_mappings() -> io::Result<()> {
-        if !nix::unistd::geteuid().is_root() {
-            // An idmapped mount needs CAP_SYS_ADMIN; CI runs as root.
-            panic!("this test needs root");
-        }
+        // An idmapped mount needs CAP_SYS_ADMIN; CI runs as root.
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
         let tmp = tempfile::tempdir()?;
         let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
         std::fs::create_dir_all(&src)?;
@@ -147,6 +148,8 @@ mod tests {
 
     #[test]
     fn an_overlay_cannot_be_idmapped_and_nothing_is_mounted() -> io::Result<()> {
+        // Mounting an overlay needs root, as crius has; CI runs as root.
+        assert!(nix::unistd::geteuid().is_root(), "this test needs root");
         let tmp = tempfile::tempdir()?;
         let d = |n: &str| -> io::Result<std::path::PathBuf> {
             let p = tmp.path().join(n);

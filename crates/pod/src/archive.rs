@@ -40,7 +40,7 @@ pub(crate) fn write_archive(dir: &Path, dest: &Path) -> Result<u64> {
             .map_err(|e| Error::io(ctx(), e))?;
     }
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dest.with_file_name(format!(".{name}.crius-tmp"));
+    let tmp = dest.with_file_name(format!(".{name}.{}.crius-tmp", crate::sandbox::random_id()));
     let written = write_tar(dir, &tmp).and_then(|size| {
         std::fs::rename(&tmp, dest).map_err(|e| Error::io(ctx(), e))?;
         Ok(size)
@@ -54,10 +54,10 @@ pub(crate) fn write_archive(dir: &Path, dest: &Path) -> Result<u64> {
 
 fn write_tar(dir: &Path, tmp: &Path) -> Result<u64> {
     let ctx = || format!("writing {}", tmp.display());
+    // A new file of crius' own: never one planted there (nor a link).
     let file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(tmp)
         .map_err(|e| Error::io(ctx(), e))?;

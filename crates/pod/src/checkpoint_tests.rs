@@ -38,7 +38,7 @@ async fn a_checkpoint_pauses_dumps_diffs_resumes_and_archives() -> Result<()> {
     let id = running(&e).await?;
     let before = e.fake.ops().len();
     e.pods
-        .checkpoint_container(&id, Path::new(ARCHIVE), None)
+        .checkpoint_container(&e.config, &id, Path::new(ARCHIVE), None)
         .await?;
     let ops = e.fake.ops()[before..].to_vec();
     let at = |op| position(&ops, op);
@@ -80,7 +80,7 @@ async fn a_failed_dump_resumes_the_task_and_writes_no_archive() -> Result<()> {
         .fail_with("task_checkpoint", 1, "runc did not terminate successfully");
     let err = e
         .pods
-        .checkpoint_container(&id, Path::new(ARCHIVE), None)
+        .checkpoint_container(&e.config, &id, Path::new(ARCHIVE), None)
         .await
         .expect_err("the dump fails");
     assert!(
@@ -93,7 +93,7 @@ async fn a_failed_dump_resumes_the_task_and_writes_no_archive() -> Result<()> {
     e.fake.fail("diff_to_file", 1);
     let err = e
         .pods
-        .checkpoint_container(&id, Path::new(ARCHIVE), None)
+        .checkpoint_container(&e.config, &id, Path::new(ARCHIVE), None)
         .await;
     assert!(err.is_err());
     assert_eq!(task_status(&e, &id), Some(TaskStatus::Running));
@@ -108,9 +108,9 @@ async fn checkpoints_that_cannot_be_made_are_refused_before_the_task_is_touched(
     let created = e.create(&sandbox, "created").await?;
     let refused = |r: Result<u64>| matches!(r, Err(Error::FailedPrecondition(_)));
     let cp = |id: String| {
-        let pods = e.pods.clone();
+        let (pods, config) = (e.pods.clone(), e.config.clone());
         async move {
-            pods.checkpoint_container(&id, Path::new(ARCHIVE), None)
+            pods.checkpoint_container(&config, &id, Path::new(ARCHIVE), None)
                 .await
         }
     };
@@ -139,17 +139,46 @@ async fn checkpoints_that_cannot_be_made_are_refused_before_the_task_is_touched(
 }
 
 #[tokio::test]
+async fn a_resume_that_fails_is_tried_again() -> Result<()> {
+    let e = env();
+    let id = running(&e).await?;
+    e.fake.fail("task_resume", 1);
+    e.pods
+        .checkpoint_container(&e.config, &id, Path::new(ARCHIVE), None)
+        .await?;
+    assert_eq!(task_status(&e, &id), Some(TaskStatus::Running));
+    let resumes = e.fake.ops().iter().filter(|o| *o == "task_resume").count();
+    assert_eq!(resumes, 2);
+    // A pause that failed is followed by a resume all the same.
+    e.fake.fail("task_pause", 1);
+    let r = e
+        .pods
+        .checkpoint_container(&e.config, &id, Path::new(ARCHIVE), None)
+        .await;
+    assert!(r.is_err());
+    let ops = e.fake.ops();
+    let pause = ops.iter().rposition(|o| o == "task_pause");
+    assert_eq!(
+        pause.and_then(|i| ops.get(i + 1)).map(String::as_str),
+        Some("task_resume")
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn past_its_timeout_a_checkpoint_writes_nothing() -> Result<()> {
     let e = env();
     let id = running(&e).await?;
     let err = e
         .pods
-        .checkpoint_container(&id, Path::new(ARCHIVE), Some(Duration::ZERO))
+        .checkpoint_container(&e.config, &id, Path::new(ARCHIVE), Some(Duration::ZERO))
         .await
         .expect_err("no time at all");
     assert!(matches!(err, Error::DeadlineExceeded(_)), "{err:?}");
     assert!(e.fake.world().archives.is_empty());
     assert_eq!(task_status(&e, &id), Some(TaskStatus::Running));
+    // It gave up before pausing anything.
+    assert!(!e.fake.ops().iter().any(|o| o == "task_pause"));
     Ok(())
 }
 

@@ -1290,8 +1290,17 @@ impl ports::HostFs for Fake {
         w.archives.insert(dest.to_path_buf(), names);
         Ok(1)
     }
-    fn remove_tree(&self, path: &Path, _unmount: bool) -> Result<()> {
+    /// As the real one: without `unmount`, a tree with a mount beneath is
+    /// refused (deleting it would delete through the mount).
+    fn remove_tree(&self, path: &Path, unmount: bool) -> Result<()> {
         self.call("remove_tree", format_args!("{}", path.display()))?;
+        let mounted = self.world().mounts.iter().any(|m| m.starts_with(path));
+        if mounted && !unmount {
+            return Err(Error::Internal(format!(
+                "{} holds a mount: removing it would delete through it",
+                path.display()
+            )));
+        }
         self.remove_under(path);
         Ok(())
     }
@@ -1341,6 +1350,11 @@ impl ports::HostFs for Fake {
         }
         w.mounts.insert(target.to_path_buf());
         Ok(true)
+    }
+    fn remove_mount_points(&self, dir: &Path) -> Result<()> {
+        self.call("remove_mount_points", format_args!("{}", dir.display()))?;
+        self.remove_under(dir);
+        Ok(())
     }
     fn mount_image_volume(&self, _mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         self.call(

@@ -359,25 +359,16 @@ impl crate::ports::OciRuntimes for OciRuntimes {
 
 /// Runs `criu --version` (the CRIU runc finds on the same `PATH`).
 async fn ask_criu_version() -> Result<u32, String> {
-    let run = tokio::process::Command::new("criu")
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(FEATURES_TIMEOUT, run).await {
-        Err(_) => return Err(format!("no answer within {FEATURES_TIMEOUT:?}")),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(out)) => out,
-    };
+    let out = probe("criu", "--version").await?;
     let text = String::from_utf8_lossy(&out.stdout);
     crius_core::checkpoint::criu_version(&text)
         .ok_or_else(|| format!("unexpected `criu --version` output: {}", text.trim()))
 }
 
-/// Runs `<binary> features` and parses what it prints.
-async fn ask_features(binary: &str) -> Result<OciFeatures, String> {
+/// What `binary arg` prints, once it succeeded within [`FEATURES_TIMEOUT`].
+async fn probe(binary: &str, arg: &str) -> Result<std::process::Output, String> {
     let run = tokio::process::Command::new(binary)
-        .arg("features")
+        .arg(arg)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -390,6 +381,12 @@ async fn ask_features(binary: &str) -> Result<OciFeatures, String> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(format!("{}: {}", out.status, stderr.trim()));
     }
+    Ok(out)
+}
+
+/// Runs `<binary> features` and parses what it prints.
+async fn ask_features(binary: &str) -> Result<OciFeatures, String> {
+    let out = probe(binary, "features").await?;
     OciFeatures::parse(&out.stdout).map_err(|e| e.to_string())
 }
 

@@ -392,6 +392,7 @@ impl Pods {
     /// `timeout`, nothing is written once it has passed.
     pub async fn checkpoint_container(
         &self,
+        config: &Config,
         id: &str,
         location: &Path,
         timeout: Option<Duration>,
@@ -402,8 +403,10 @@ impl Pods {
             id.to_string(),
             location.to_path_buf(),
         );
+        let work_root = config.root_dir.join("checkpoints");
         crius_rt::detached("container checkpoint", async move {
-            ops.checkpoint_container(&id, &location, deadline).await
+            ops.checkpoint_container(&work_root, &id, (&location, deadline))
+                .await
         })
         .await
     }

@@ -137,7 +137,7 @@ pub fn idmapped_bind(source: &Path, userns: &Path, target: &Path) -> Result<bool
                 libc_errno::EOPNOTSUPP,
             ];
             if e.raw_os_error().is_some_and(|c| unsupported.contains(&c)) {
-                tracing::info!(source = %source.display(), "no idmapped mount here ({e}): a plain bind mount");
+                tracing::warn!(source = %source.display(), "no idmapped mount here ({e}): a plain bind mount, its files keep their host ids");
                 Ok(false)
             } else {
                 Err(Error::io(ctx(), e))
@@ -152,4 +152,33 @@ mod libc_errno {
     pub const EINVAL: i32 = nix::errno::Errno::EINVAL as i32;
     pub const ENOSYS: i32 = nix::errno::Errno::ENOSYS as i32;
     pub const EOPNOTSUPP: i32 = nix::errno::Errno::EOPNOTSUPP as i32;
+}
+
+/// Unmounts each entry of `dir` (mount points crius made) and removes it
+/// and `dir`, never recursively: an entry still mounted stays (EBUSY), and
+/// nothing beneath a mount is deleted. Absent is fine.
+pub fn remove_mount_points(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
+            .path();
+        match nix::mount::umount2(&path, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("unmounting {}", path.display()),
+                    e.into(),
+                ));
+            }
+        }
+        std::fs::remove_dir(&path)
+            .or_else(|_| std::fs::remove_file(&path))
+            .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+    }
+    std::fs::remove_dir(dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
 }

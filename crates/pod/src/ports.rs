@@ -287,6 +287,9 @@ pub trait HostFs: Send + Sync {
     /// of the user namespace `userns`; `Ok(false)`, with nothing made, when
     /// `source` is missing or its file system cannot be idmapped.
     fn idmapped_bind(&self, source: &Path, userns: &Path, target: &Path) -> Result<bool>;
+    /// Unmounts and removes each entry of `dir`, then `dir`; never deletes
+    /// recursively (what is still mounted stays, with an error).
+    fn remove_mount_points(&self, dir: &Path) -> Result<()>;
     /// Shifts the owner of every file of the writable snapshot `mounts`
     /// describe (mounted at `scratch` meanwhile) into `maps`' host range.
     fn remap_ids(

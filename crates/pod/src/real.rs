@@ -424,7 +424,10 @@ impl ports::HostFs for HostFs {
     fn remove_tree(&self, path: &Path, unmount: bool) -> Result<()> {
         if unmount {
             // Everything mounted at or below it (image volumes), deepest
-            // first; nothing mounted is the usual case.
+            // first; nothing mounted is the usual case. mountinfo names
+            // mounts by their real paths.
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let path = real.as_path();
             let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
             let points = crate::host::mounts_under(&info, &path.display().to_string());
             for point in points {
@@ -476,6 +479,9 @@ impl ports::HostFs for HostFs {
     }
     fn idmapped_bind(&self, source: &Path, userns: &Path, target: &Path) -> Result<bool> {
         crate::podfs::idmapped_bind(source, userns, target)
+    }
+    fn remove_mount_points(&self, dir: &Path) -> Result<()> {
+        crate::podfs::remove_mount_points(dir)
     }
     fn mount_image_volume(&self, mounts: &[Mount], dir: &Path, sub_path: &str) -> Result<PathBuf> {
         crate::rootfs::mount_image_volume(mounts, dir, sub_path)

@@ -85,12 +85,6 @@ impl Recovery {
             }
             self.store.insert(s);
         }
-        // Work directories of checkpoints a dead daemon left (none runs
-        // before recovery ends).
-        let checkpoints = self.state_dir.join("checkpoints");
-        if let Err(e) = self.fs.remove_tree(&checkpoints, false) {
-            tracing::warn!(dir = %checkpoints.display(), "cannot remove old checkpoint work: {e}");
-        }
         // Leases of creations and checkpoints a dead daemon left.
         for prefix in ["crius-sandbox-", "crius-checkpoint-"] {
             for lease in self.containerd.lease_list_prefix(prefix).await? {
@@ -297,7 +291,6 @@ impl Recovery {
         for base in [
             self.state_dir.join("containers"),
             config.root_dir.join("containers"),
-            self.idmapped_dir(),
         ] {
             for entry in self.dir_names(&base) {
                 let id = entry.strip_suffix(".rootfs").unwrap_or(&entry);
@@ -317,6 +310,35 @@ impl Recovery {
                         tracing::warn!(path = %path.display(), "orphan container files: {e}")
                     }
                 }
+            }
+        }
+        // Work directories of checkpoints a dead daemon left (none runs
+        // before recovery ends).
+        let (fs, checkpoints) = (self.fs.clone(), config.root_dir.join("checkpoints"));
+        let cleaned = crius_rt::blocking("old checkpoint work", move || {
+            fs.remove_tree(&checkpoints, false)
+        });
+        if let Err(e) = cleaned.await {
+            tracing::warn!("cannot remove old checkpoint work: {e}");
+        }
+        removed + self.remove_orphan_idmapped(&known_container).await
+    }
+
+    /// The idmapped volume mounts of containers that are gone (a create
+    /// cut short), unmounted, never deleted through.
+    async fn remove_orphan_idmapped(&self, known: &(dyn Fn(&str) -> bool + Sync)) -> usize {
+        let mut removed = 0;
+        for id in self.dir_names(&self.idmapped_dir()) {
+            if known(&id) {
+                continue;
+            }
+            let (fs, dir) = (self.fs.clone(), self.idmapped_dir().join(&id));
+            let gone = crius_rt::blocking("orphan idmapped mounts", move || {
+                fs.remove_mount_points(&dir)
+            });
+            match gone.await {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!(container = %id, "orphan idmapped mounts: {e}"),
             }
         }
         removed

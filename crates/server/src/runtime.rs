@@ -621,7 +621,7 @@ impl RuntimeService for RuntimeSvc {
             self.state
                 .backend()?
                 .pods
-                .checkpoint_container(&req.container_id, &location, timeout)
+                .checkpoint_container(&self.state.config(), &req.container_id, &location, timeout)
                 .await?;
             Ok(v1::CheckpointContainerResponse {})
         })

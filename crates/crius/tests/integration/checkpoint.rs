@@ -33,6 +33,10 @@ fn entries(archive: &mut dyn Read) -> anyhow::Result<BTreeMap<String, Vec<u8>>> 
     Ok(out)
 }
 
+fn files_at(archive: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    entries(&mut std::fs::File::open(archive)?)
+}
+
 fn json(files: &BTreeMap<String, Vec<u8>>, name: &str) -> anyhow::Result<serde_json::Value> {
     let data = files.get(name).with_context(|| format!("no {name}"))?;
     serde_json::from_slice(data).with_context(|| format!("{name} is not JSON"))
@@ -167,10 +171,14 @@ async fn a_running_container_is_checkpointed_and_runs_on(env: Arc<Env>) -> anyho
     ensure!(json(&files, "config.dump")?["id"] == id.as_str());
     let cri = &mut p.env.cri;
 
-    // A retry overwrites the archive.
-    let size = std::fs::metadata(&location)?.len();
+    // A retry replaces the archive with a newer checkpoint.
+    let first = json(&files_at(&location)?, "config.dump")?["checkpointedTime"].clone();
     checkpoint(cri, &id, &location).await?;
-    ensure!(std::fs::metadata(&location)?.len() > 0 && size > 0);
+    let second = json(&files_at(&location)?, "config.dump")?["checkpointedTime"].clone();
+    ensure!(
+        first != second && second.is_string(),
+        "{first} then {second}"
+    );
     let left: Vec<_> = std::fs::read_dir(location.parent().context("dir")?)?.collect();
     ensure!(left.len() == 1, "files beside the archive: {left:?}");
     work_is_gone(&p.env).await?;

@@ -22,41 +22,37 @@ use crate::ports;
 /// content store lives, should crius not delete it.
 const LEASE_EXPIRY: Duration = Duration::from_secs(3600);
 
+/// How often a resume is tried before the error is the answer.
+const RESUME_TRIES: u32 = 3;
+
 impl Containers {
     /// Checkpoints running container `id` into the archive `location` (an
-    /// absolute path, validated by the caller); returns the archive's size.
-    /// Past `deadline` no archive is written: the caller has given up.
+    /// absolute path, validated by the caller), working in a directory of
+    /// its own under `work_root` (on disk: CRIU's images are as large as
+    /// the container's memory); returns the archive's size. Past
+    /// `deadline` nothing more is done: the caller has given up.
     pub async fn checkpoint_container(
         &self,
+        work_root: &Path,
         id: &str,
-        location: &Path,
-        deadline: Option<Instant>,
+        (location, deadline): (&Path, Option<Instant>),
     ) -> Result<u64> {
         let c = self.find_container(id)?;
-        let _op = c.op.lock().await;
-        let status = c.status();
-        if status.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {} is {}: only running containers can be checkpointed",
-                c.meta.id,
-                cri_state(status.state).1
-            )));
-        }
         let record = self
             .containerd
             .container_get(&c.meta.id)
             .await?
             .ok_or_else(|| Error::not_found(format!("container {id}")))?;
         self.can_checkpoint(&record).await?;
-        let work = self.state_dir.join("checkpoints").join(format!(
-            "{}-{}",
-            c.meta.id,
-            crate::sandbox::random_id()
-        ));
+        let name = format!("{}-{}", c.meta.id, crate::sandbox::random_id());
+        let work = work_root.join(name);
         let made = self
             .checkpoint_into(&c, &record, &work, (location, deadline))
             .await;
-        if let Err(e) = self.fs.remove_tree(&work, false) {
+        let (fs, dir) = (self.fs.clone(), work.clone());
+        let cleaned =
+            crius_rt::blocking("checkpoint clean-up", move || fs.remove_tree(&dir, false));
+        if let Err(e) = cleaned.await {
             tracing::warn!(container = %c.meta.id, dir = %work.display(), "cannot remove a checkpoint's work directory: {e}");
         }
         made
@@ -81,8 +77,9 @@ impl Containers {
         }
     }
 
-    /// Fills `work` with the checkpoint of `c` (paused meanwhile) and
-    /// archives it at `location`.
+    /// Fills `work` with the checkpoint of `c` (paused meanwhile, under its
+    /// operation lock, so no start, stop or removal runs meanwhile) and
+    /// archives it at `location` (the lock released: the container runs).
     async fn checkpoint_into(
         &self,
         c: &Container,
@@ -93,23 +90,78 @@ impl Containers {
         let id = &c.meta.id;
         let dir = work.join("archive");
         let images = dir.join(cp::IMAGES_DIR);
-        self.fs.create_dir(&images)?;
-        self.containerd.task_pause(id).await?;
-        let dumped = self.dump(record, &images, work, &dir).await;
-        // Resumed before anything else can fail.
-        let resumed = self.containerd.task_resume(id).await;
-        dumped?;
-        resumed?;
-        let at = crius_logs::format_timestamp(std::time::SystemTime::now());
-        self.write_metadata(c, record, work, &dir, at)?;
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            return Err(Error::DeadlineExceeded(format!(
-                "the checkpoint of container {id} took longer than its timeout: no archive written"
-            )));
+        let (fs, made) = (self.fs.clone(), images.clone());
+        crius_rt::blocking("checkpoint directory", move || fs.create_dir(&made)).await?;
+        {
+            let _op = c.op.lock().await;
+            let state = c.status().state;
+            if state != ContainerState::Running {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {id} is {}: only running containers can be checkpointed",
+                    cri_state(state).1
+                )));
+            }
+            past(deadline, id)?;
+            self.frozen(record, &images, work, &dir).await?;
         }
-        let size = self.fs.write_archive(&dir, location)?;
+        let at = crius_logs::format_timestamp(std::time::SystemTime::now());
+        let files = Files::of(c, record, at);
+        let (fs, work, dest) = (self.fs.clone(), work.to_path_buf(), location.to_path_buf());
+        let size = crius_rt::blocking("checkpoint archive", move || {
+            files.write(&*fs, &work, &dir)?;
+            past(deadline, &files.id)?;
+            fs.write_archive(&dir, &dest)
+        })
+        .await?;
         tracing::info!(container = %id, archive = %location.display(), size, "checkpoint written");
         Ok(size)
+    }
+
+    /// The dump and the diff with the task paused; resumed whatever
+    /// happens (also after a pause that failed: one that timed out may
+    /// have frozen it all the same).
+    async fn frozen(
+        &self,
+        record: &ContainerRecord,
+        images: &Path,
+        work: &Path,
+        dir: &Path,
+    ) -> Result<()> {
+        let id = &record.id;
+        if let Err(e) = self.containerd.task_pause(id).await {
+            let _ = self.resume(id).await;
+            return Err(match e {
+                Error::NotFound { .. } => Error::FailedPrecondition(format!(
+                    "container {id} exited: nothing to checkpoint"
+                )),
+                e => e,
+            });
+        }
+        let dumped = self.dump(record, images, work, dir).await;
+        let resumed = self.resume(id).await;
+        dumped.and(resumed)
+    }
+
+    /// Resumes `id`'s task, trying again a few times: a container left
+    /// frozen is worse than a slow answer (recovery resumes it too).
+    async fn resume(&self, id: &str) -> Result<()> {
+        let mut last = Ok(());
+        for attempt in 1..=RESUME_TRIES {
+            match self.containerd.task_resume(id).await {
+                // A task gone has nothing frozen left.
+                Ok(()) | Err(Error::NotFound { .. }) => return Ok(()),
+                Err(e) => {
+                    tracing::error!(
+                        container = id,
+                        attempt,
+                        "cannot resume the task a checkpoint paused: {e}"
+                    );
+                    last = Err(e);
+                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                }
+            }
+        }
+        last
     }
 
     /// CRIU's images into `images` (its log into `work`), then the root
@@ -154,38 +206,58 @@ impl Containers {
         }
         diffed
     }
+}
+
+/// The archive's metadata files, taken from the container as it was at
+/// the checkpoint.
+struct Files {
+    id: String,
+    config: ConfigDump,
+    spec: oci_spec::runtime::Spec,
+    status: serde_json::Value,
+    containerd: ContainerdStatus,
+    log_path: String,
+}
+
+impl Files {
+    fn of(c: &Container, record: &ContainerRecord, checkpointed_at: String) -> Files {
+        let (meta, status) = (c.meta_now(), c.status());
+        Files {
+            id: meta.id.clone(),
+            config: config_dump(&meta, &record.runtime.name, checkpointed_at),
+            spec: record.spec.clone(),
+            status: status_dump(&meta, &status),
+            containerd: containerd_status(&meta, &status),
+            log_path: meta.log_path.clone(),
+        }
+    }
 
     /// config.dump, spec.dump, status.dump, containerd's status, the
-    /// container's log and CRIU's files, into `dir`.
-    fn write_metadata(
-        &self,
-        c: &Container,
-        record: &ContainerRecord,
-        work: &Path,
-        dir: &Path,
-        checkpointed_at: String,
-    ) -> Result<()> {
-        let (meta, status) = (c.meta_now(), c.status());
-        let config = config_dump(&meta, &record.runtime.name, checkpointed_at);
-        self.fs
-            .write_atomic(&dir.join(cp::CONFIG_DUMP), &to_json(&config)?, 0o600)?;
-        self.fs
-            .write_atomic(&dir.join(cp::SPEC_DUMP), &to_json(&record.spec)?, 0o600)?;
-        let cri = status_dump(&meta, &status);
-        self.fs
-            .write_atomic(&dir.join(cp::STATUS_DUMP), &to_json(&cri)?, 0o600)?;
-        let ctrd = containerd_status(&meta, &status);
-        self.fs
-            .write_atomic(&dir.join(cp::CONTAINERD_STATUS), &to_json(&ctrd)?, 0o600)?;
-        if !meta.log_path.is_empty() {
-            self.fs
-                .copy_file(Path::new(&meta.log_path), &dir.join(cp::CONTAINER_LOG))?;
+    /// container's log and CRIU's files (from `work`), into `dir`.
+    fn write(&self, fs: &dyn ports::HostFs, work: &Path, dir: &Path) -> Result<()> {
+        fs.write_atomic(&dir.join(cp::CONFIG_DUMP), &to_json(&self.config)?, 0o600)?;
+        fs.write_atomic(&dir.join(cp::SPEC_DUMP), &to_json(&self.spec)?, 0o600)?;
+        fs.write_atomic(&dir.join(cp::STATUS_DUMP), &to_json(&self.status)?, 0o600)?;
+        let ctrd = to_json(&self.containerd)?;
+        fs.write_atomic(&dir.join(cp::CONTAINERD_STATUS), &ctrd, 0o600)?;
+        if !self.log_path.is_empty() {
+            fs.copy_file(Path::new(&self.log_path), &dir.join(cp::CONTAINER_LOG))?;
         }
         for name in cp::CRIU_FILES {
-            self.fs.copy_file(&work.join(name), &dir.join(name))?;
+            fs.copy_file(&work.join(name), &dir.join(name))?;
         }
         Ok(())
     }
+}
+
+/// `DeadlineExceeded` once `deadline` has passed.
+fn past(deadline: Option<Instant>, id: &str) -> Result<()> {
+    if deadline.is_some_and(|d| Instant::now() > d) {
+        return Err(Error::DeadlineExceeded(format!(
+            "the checkpoint of container {id} took longer than its timeout: no archive written"
+        )));
+    }
+    Ok(())
 }
 
 /// The diff of snapshot `key` over its parent, seen through a view `view`.
@@ -224,6 +296,13 @@ impl Containers {
             errors.join(" | ")
         );
         let last = &errors[errors.len().saturating_sub(3)..];
+        // containerd or its shim not answering is not the runtime's refusal.
+        if !matches!(
+            e,
+            Error::Containerd { .. } | Error::Internal(_) | Error::FailedPrecondition(_)
+        ) {
+            return e;
+        }
         Error::FailedPrecondition(format!(
             "the runtime could not checkpoint container {id}: {e}{}{}",
             if last.is_empty() { "" } else { "; CRIU: " },

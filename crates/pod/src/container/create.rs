@@ -42,8 +42,6 @@ struct Plan<'a> {
     image_cfg: ImageConfig,
     /// The request's image volumes, mounted.
     image_volumes: Vec<ImageVolume>,
-    /// The idmapped mounts made for its volumes (user-namespaced pods).
-    idmapped: Vec<String>,
 }
 
 /// The process of a container and the namespaces it joins.
@@ -125,7 +123,6 @@ fn container_meta(plan: &Plan<'_>, spec: &oci_spec::runtime::Spec) -> Result<Con
         resources: Some(container::resources_in_force(spec)),
         user: container::user_in_force(spec),
         image_volumes: plan.image_volumes.clone(),
-        idmapped_mounts: plan.idmapped.clone(),
         created_at: now_ns(),
         snapshotter: plan.snapshotter.clone(),
         runtime_path: sandbox.runtime_path.clone(),
@@ -155,6 +152,25 @@ fn mount_records(req: &ContainerRequest, volumes: &[ImageVolume]) -> Vec<MountRe
         .collect()
 }
 
+/// Whether mount `i` of `req` is bound through an idmapped clone: it asks
+/// for its pod's mappings (checked before), is private (a detached clone
+/// would not receive the host's later mounts) and no other mount of its
+/// host path differs (the clone replaces the host path's source for all).
+fn idmappable(req: &ContainerRequest, i: usize) -> bool {
+    let wants = |m: &container::Mount| {
+        !m.id_mappings.uids.is_empty()
+            && m.image.is_empty()
+            && matches!(m.propagation, container::Propagation::Private)
+    };
+    let m = &req.mounts[i];
+    wants(m)
+        && req
+            .mounts
+            .iter()
+            .filter(|o| o.host_path == m.host_path)
+            .all(wants)
+}
+
 /// What a failed create must undo.
 #[derive(Default)]
 struct Undo {
@@ -166,8 +182,8 @@ struct Undo {
     /// Its image volume mounts (`Mount.image`) and their directory.
     image_mounts: Vec<ImageVolume>,
     image_mounts_dir: Option<PathBuf>,
-    /// Its idmapped volume mounts.
-    idmapped: Vec<String>,
+    /// The container whose idmapped volume mounts were tried.
+    idmapped: Option<String>,
 }
 
 impl Containers {
@@ -295,7 +311,7 @@ impl Containers {
         let target_pid = self.target_pid(req, &sandbox.id).await?;
         let mut lookup = self.host_lookup(req, sandbox).await?;
         if let (Some(_), PodNamespaces::Pause(pid)) = (&sandbox.userns, &pod_namespaces) {
-            plan.idmapped = self.idmap_volumes(req, id, *pid, &mut lookup, undo).await?;
+            self.idmap_volumes(req, id, *pid, &mut lookup, undo).await?;
         }
         let run_as = RunAs {
             pod_namespaces,
@@ -429,7 +445,6 @@ impl Containers {
             image_cfg: image_config(&image_json),
             image,
             image_volumes: Vec::new(),
-            idmapped: Vec::new(),
         })
     }
 
@@ -540,15 +555,11 @@ impl Containers {
         pid: u32,
         lookup: &mut HostLookup,
         undo: &mut Undo,
-    ) -> Result<Vec<String>> {
+    ) -> Result<()> {
         let userns = PathBuf::from(format!("/proc/{pid}/ns/user"));
         let dir = self.idmapped_dir().join(id);
-        let mut made = Vec::new();
         for (i, m) in req.mounts.iter().enumerate() {
-            // A propagating mount stays a plain bind: a detached clone
-            // would not receive the host's later mounts.
-            let private = matches!(m.propagation, container::Propagation::Private);
-            if m.id_mappings.uids.is_empty() || !m.image.is_empty() || !private {
+            if !idmappable(req, i) {
                 continue;
             }
             let host = lookup.host_paths.entry(m.host_path.clone()).or_insert(
@@ -559,20 +570,17 @@ impl Containers {
             );
             let source = PathBuf::from(host.resolved.as_deref().unwrap_or(&m.host_path));
             let target = dir.join(i.to_string());
+            undo.idmapped = Some(id.to_string());
             let (fs, ns, to) = (self.fs.clone(), userns.clone(), target.clone());
             let mounted = crius_rt::blocking("idmapped mount", move || {
                 fs.idmapped_bind(&source, &ns, &to)
             })
-            .await
-            .map_err(|e| rename_field(e, &format!("config.mounts[{i}].host_path")))?;
+            .await?;
             if mounted {
-                let target = target.display().to_string();
-                undo.idmapped.push(target.clone());
-                host.resolved = Some(target.clone());
-                made.push(target);
+                host.resolved = Some(target.display().to_string());
             }
         }
-        Ok(made)
+        Ok(())
     }
 
     /// The edits of the CDI devices `req` names, from the spec files as
@@ -723,7 +731,9 @@ impl Containers {
         }
         self.remove_image_volumes(&undo.image_mounts, undo.image_mounts_dir.as_deref())
             .await;
-        self.remove_idmapped(&undo.idmapped).await;
+        if let Some(id) = &undo.idmapped {
+            self.remove_idmapped(id).await;
+        }
         if let Some(lease) = &undo.lease {
             let _ = self.containerd.lease_delete(lease).await;
         }

@@ -155,9 +155,6 @@ pub struct ContainerMeta {
     /// Its image volumes, to unmount and remove with it.
     #[serde(default)]
     pub image_volumes: Vec<ImageVolume>,
-    /// The idmapped mounts crius made for its volumes, to unmount with it.
-    #[serde(default)]
-    pub idmapped_mounts: Vec<String>,
 }
 
 impl ContainerMeta {

@@ -84,12 +84,11 @@ impl Containers {
             // crius pauses a task only while it checkpoints it: a daemon
             // that died meanwhile left it frozen.
             tracing::info!(container = %c.meta.id, "resuming a task a checkpoint left paused");
-            match self.containerd.task_resume(&c.meta.id).await {
-                Ok(()) => status = Some(TaskStatus::Running),
-                Err(e) => {
-                    tracing::warn!(container = %c.meta.id, "cannot resume the paused task: {e}")
-                }
+            if let Err(e) = self.containerd.task_resume(&c.meta.id).await {
+                tracing::error!(container = %c.meta.id, "cannot resume the paused task: {e}");
             }
+            // Running either way: its logs and its exit are followed.
+            status = Some(TaskStatus::Running);
         }
         match status {
             Some(TaskStatus::Running) => {

@@ -1,7 +1,6 @@
 //! RemoveContainer: killed first, then its task, record, snapshot and
 //! files removed.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::events::EventKind;
@@ -38,7 +37,7 @@ impl Containers {
         }
         c.set_log(None);
         self.remove_image_volumes(&c.meta.image_volumes, None).await;
-        self.remove_idmapped(&c.meta.idmapped_mounts).await;
+        self.remove_idmapped(&id).await;
         self.containerd.container_delete(&id).await?;
         let snapshotter = if c.meta.snapshotter.is_empty() {
             &config.containerd.snapshotter
@@ -97,21 +96,14 @@ impl Containers {
         }
     }
 
-    /// Unmounts and removes idmapped volume mounts (and their directory,
-    /// the container's under [`Ctx::idmapped_dir`]); a mount that will not
-    /// go is logged and left (never deleted through).
-    pub(crate) async fn remove_idmapped(&self, mounts: &[String]) {
-        let Some(dir) = mounts
-            .first()
-            .and_then(|m| Path::new(m).parent())
-            .map(Path::to_path_buf)
-        else {
-            return;
-        };
-        let fs = self.fs.clone();
-        let removed = crius_rt::blocking("idmapped unmount", move || fs.remove_tree(&dir, true));
+    /// Unmounts and removes the idmapped volume mounts of container `id`
+    /// (its directory under [`Ctx::idmapped_dir`]), never deleting through
+    /// one; a mount that will not go is logged and left.
+    pub(crate) async fn remove_idmapped(&self, id: &str) {
+        let (fs, dir) = (self.fs.clone(), self.idmapped_dir().join(id));
+        let removed = crius_rt::blocking("idmapped unmount", move || fs.remove_mount_points(&dir));
         if let Err(e) = removed.await {
-            tracing::warn!("idmapped mounts: {e}");
+            tracing::warn!(container = id, "idmapped mounts: {e}");
         }
     }
 
