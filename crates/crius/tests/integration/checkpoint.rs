@@ -181,16 +181,20 @@ async fn a_running_container_is_checkpointed_and_runs_on(env: Arc<Env>) -> anyho
     );
     let left: Vec<_> = std::fs::read_dir(location.parent().context("dir")?)?.collect();
     ensure!(left.len() == 1, "files beside the archive: {left:?}");
-    work_is_gone(&p.env).await?;
+    work_is_gone(&p.env, true).await?;
     p.env.remove_all_and_check().await
 }
 
 /// No checkpoint's work directory, lease or view is left.
-async fn work_is_gone(env: &crate::pods::PodEnv) -> anyhow::Result<()> {
-    let work = env.daemon().dir().join("state").join("checkpoints");
-    let left: Vec<_> = std::fs::read_dir(&work)
-        .map(|d| d.collect())
-        .unwrap_or_default();
+async fn work_is_gone(env: &crate::pods::PodEnv, made_one: bool) -> anyhow::Result<()> {
+    // Checkpoints work on disk, under root_dir (CRIU's images are as large
+    // as the container's memory): the directory stays, empty.
+    let work = env.daemon().dir().join("root").join("checkpoints");
+    let left: Vec<_> = match std::fs::read_dir(&work) {
+        Ok(d) => d.collect(),
+        Err(e) if made_one => anyhow::bail!("no {}: {e}", work.display()),
+        Err(_) => vec![],
+    };
     ensure!(left.is_empty(), "work left in {}: {left:?}", work.display());
     let leases = env
         .containerd
@@ -239,6 +243,6 @@ async fn checkpoints_that_cannot_be_made_are_refused_with_nothing_left(
         "{e:?}"
     );
     ensure!(!location.exists(), "an archive of a refused checkpoint");
-    work_is_gone(&p.env).await?;
+    work_is_gone(&p.env, false).await?;
     p.env.remove_all_and_check().await
 }
