@@ -34,6 +34,9 @@ depends=$(field Depends)
 for dep in containerd runc libc6; do
     [[ ", $depends," == *", $dep"[\ ,]* ]] || fail "Depends lacks $dep: $depends"; ok
 done
+# CheckpointContainer needs CRIU (Debian 12's cannot run on kernels >= 6.13:
+# hack/deps.sh builds a newer one there), so it is recommended, not required.
+[[ ", $(field Recommends)," == *", criu,"* ]] || fail "Recommends lacks criu: $(field Recommends)"; ok
 [[ -n $(field Description) ]] || fail "no Description"; ok
 [[ $(field Architecture) == "$(dpkg --print-architecture)" ]] || fail "Architecture $(field Architecture)"; ok
 
