@@ -132,6 +132,63 @@ pub fn net_dev(text: &str) -> Vec<Interface> {
         .collect()
 }
 
+/// Pressure stall information of one resource (`cpu.pressure`,
+/// `memory.pressure`, `io.pressure`): the share of time some, or all,
+/// tasks of the cgroup waited for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Psi {
+    pub some: PsiLine,
+    /// `None` where the kernel has no `full` line (CPU before 5.13).
+    pub full: Option<PsiLine>,
+}
+
+/// One line of a pressure file.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PsiLine {
+    /// Stalled time, ns (the file counts microseconds).
+    pub total_ns: u64,
+    /// Percentages over 10, 60 and 300 seconds.
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+}
+
+/// The cgroup's pressure of each resource, where the kernel has PSI
+/// (cgroup v2 files; on a v1 host, those of its unified hierarchy).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pressure {
+    pub cpu: Option<Psi>,
+    pub memory: Option<Psi>,
+    pub io: Option<Psi>,
+}
+
+/// A pressure file (`some avg10=0.00 avg60=0.00 avg300=0.00 total=12`).
+pub fn psi(text: &str) -> Option<Psi> {
+    let mut some = None;
+    let mut full = None;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let kind = words.next()?;
+        let mut l = PsiLine::default();
+        for w in words {
+            let (k, v) = w.split_once('=')?;
+            match k {
+                "avg10" => l.avg10 = v.parse().ok()?,
+                "avg60" => l.avg60 = v.parse().ok()?,
+                "avg300" => l.avg300 = v.parse().ok()?,
+                "total" => l.total_ns = v.parse::<u64>().ok()?.saturating_mul(1000),
+                _ => {}
+            }
+        }
+        match kind {
+            "some" => some = Some(l),
+            "full" => full = Some(l),
+            _ => {}
+        }
+    }
+    Some(Psi { some: some?, full })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +253,19 @@ mod tests {
                 tx_errors: 1,
             }]
         );
+    }
+
+    #[test]
+    fn pressure_files_in_nanoseconds() {
+        let text = "some avg10=1.50 avg60=0.25 avg300=0.00 total=46141\n\
+                    full avg10=0.00 avg60=0.00 avg300=0.00 total=45146\n";
+        let p = psi(text).expect("parsed");
+        assert_eq!(p.some.total_ns, 46_141_000);
+        assert_eq!((p.some.avg10, p.some.avg60), (1.5, 0.25));
+        assert_eq!(p.full.map(|f| f.total_ns), Some(45_146_000));
+        let cpu_only = psi("some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n").expect("some");
+        assert_eq!(cpu_only.full, None);
+        assert_eq!(psi(""), None);
+        assert_eq!(psi("some avg10=x"), None);
     }
 }

@@ -51,6 +51,8 @@ pub struct ContainerUsage {
     /// CPU use since the previous sample, core-nanoseconds per second.
     pub nano_cores: Option<u64>,
     pub memory: Option<Memory>,
+    /// Pressure stall information, where the kernel has it.
+    pub pressure: stats::Pressure,
     /// Bytes and inodes of the writable layer.
     pub writable_layer: Option<(u64, u64)>,
 }
@@ -65,6 +67,7 @@ pub struct PodUsage {
     pub cpu_ns: Option<u64>,
     pub nano_cores: Option<u64>,
     pub memory: Option<Memory>,
+    pub pressure: stats::Pressure,
     pub interfaces: Vec<stats::Interface>,
     pub processes: Option<u64>,
     pub containers: Vec<ContainerUsage>,
@@ -137,11 +140,35 @@ impl Cgroup {
             stats::memory_v1(&u, &l, &s)
         }
     }
+
+    /// Its pressure stall information: cgroup v2's pressure files, on a v1
+    /// host those of its twin in the unified hierarchy (`unified/`, where
+    /// runc puts it too); none where the kernel has no PSI.
+    fn pressure(&self) -> stats::Pressure {
+        let dir = if self.unified {
+            self.root.join(self.path.trim_start_matches('/'))
+        } else {
+            self.root
+                .join("unified")
+                .join(self.path.trim_start_matches('/'))
+        };
+        let of = |name: &str| read(&dir.join(name)).and_then(|t| stats::psi(&t));
+        stats::Pressure {
+            cpu: of("cpu.pressure"),
+            memory: of("memory.pressure"),
+            io: of("io.pressure"),
+        }
+    }
 }
 
-/// CPU and memory of `cgroup` (none without one).
-fn cgroup_usage(cgroup: Option<&Cgroup>) -> (Option<u64>, Option<Memory>) {
-    cgroup.map_or((None, None), |c| (c.cpu_ns(), c.memory()))
+/// What one sample reads of a cgroup.
+type Usage = (Option<u64>, Option<Memory>, stats::Pressure);
+
+/// CPU, memory and pressure of `cgroup` (none without one).
+fn cgroup_usage(cgroup: Option<&Cgroup>) -> Usage {
+    cgroup.map_or((None, None, stats::Pressure::default()), |c| {
+        (c.cpu_ns(), c.memory(), c.pressure())
+    })
 }
 
 /// Resource usage of pods and containers. Cheap to clone.
@@ -198,15 +225,15 @@ impl Stats {
         let cgroup = cgroup::pod_cgroup_path(driver, &sandbox.meta.cgroup_parent)
             .map(|path| Cgroup::new(path, unified));
         let pid = sandbox.pid();
-        let (cpu_ns, memory, processes, mut interfaces) =
+        let ((cpu_ns, memory, pressure), processes, mut interfaces) =
             crius_rt::blocking("stats task", move || {
-                let (cpu, memory) = cgroup_usage(cgroup.as_ref());
+                let usage = cgroup_usage(cgroup.as_ref());
                 let processes = cgroup.as_ref().and_then(Cgroup::processes);
                 let interfaces = pid
                     .and_then(|pid| read(Path::new(&format!("/proc/{pid}/net/dev"))))
                     .map(|t| stats::net_dev(&t))
                     .unwrap_or_default();
-                Ok((cpu, memory, processes, interfaces))
+                Ok((usage, processes, interfaces))
             })
             .await?;
         // A pinned pod has no process to read through: its netns is read.
@@ -233,6 +260,7 @@ impl Stats {
             cpu_ns,
             nano_cores,
             memory,
+            pressure,
             interfaces,
             processes,
             containers,
@@ -317,11 +345,12 @@ impl Stats {
                 cpu_ns: None,
                 nano_cores: None,
                 memory: None,
+                pressure: stats::Pressure::default(),
                 writable_layer,
             });
         }
         let cgroup = self.container_cgroup(&c).await?;
-        let (cpu_ns, memory) =
+        let (cpu_ns, memory, pressure) =
             crius_rt::blocking("stats task", move || Ok(cgroup_usage(cgroup.as_ref()))).await?;
         let nano_cores = cpu_ns.and_then(|now| self.cpu_rate(&c.meta.id, timestamp, now));
         Ok(ContainerUsage {
@@ -330,6 +359,7 @@ impl Stats {
             cpu_ns,
             nano_cores,
             memory,
+            pressure,
             writable_layer,
         })
     }
@@ -387,14 +417,21 @@ mod tests {
             path: path.clone(),
             unified,
         };
-        let (cpu, memory) = cgroup_usage(Some(&at(&v1, false)));
+        // A v1 host's PSI is in the unified hierarchy's twin.
+        let psi = "some avg10=0.00 avg60=0.00 avg300=0.00 total=9\n";
+        lay_out(&v1.join("unified").join(scope), &[("cpu.pressure", psi)]);
+        lay_out(&v2.join(scope), &[("io.pressure", psi)]);
+        let (cpu, memory, pressure) = cgroup_usage(Some(&at(&v1, false)));
+        assert_eq!(pressure.cpu.map(|p| p.some.total_ns), Some(9000));
+        assert_eq!((pressure.memory, pressure.io), (None, None));
         let memory = memory.expect("v1 memory");
         assert_eq!(
             (cpu, memory.working_set, memory.available),
             (Some(1234), 1000, None)
         );
         assert_eq!(at(&v1, false).processes(), Some(3));
-        let (cpu, memory) = cgroup_usage(Some(&at(&v2, true)));
+        let (cpu, memory, pressure) = cgroup_usage(Some(&at(&v2, true)));
+        assert_eq!(pressure.io.map(|p| p.some.total_ns), Some(9000));
         let memory = memory.expect("v2 memory");
         assert_eq!((cpu, memory.working_set, memory.rss), (Some(5000), 2000, 7));
         assert_eq!(memory.available, Some(4096 - 2000));
@@ -404,7 +441,8 @@ mod tests {
             path: "/kubepods/pod1/abc".into(),
             ..at(&v2, true)
         };
-        assert_eq!(cgroup_usage(Some(&elsewhere)), (None, None));
-        assert_eq!(cgroup_usage(None), (None, None));
+        let nothing = (None, None, stats::Pressure::default());
+        assert_eq!(cgroup_usage(Some(&elsewhere)), nothing);
+        assert_eq!(cgroup_usage(None), nothing);
     }
 }

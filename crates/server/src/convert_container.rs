@@ -8,6 +8,7 @@ use crius_core::container::{
     CapabilityChanges, ContainerNamespaces, ContainerRequest, ContainerResources, Device,
     LinuxContainer, Mount, Propagation, SecurityContext, SecurityProfile,
 };
+use crius_core::stats::Psi;
 use crius_cri_api::v1;
 
 use crius_pod::container::MountRecord;
@@ -317,17 +318,25 @@ fn uint64(value: u64) -> Option<v1::UInt64Value> {
 }
 
 /// CRI `CpuUsage` of a cumulative CPU time and rate, when there is one.
-fn cpu_usage(timestamp: i64, cpu_ns: Option<u64>, nano_cores: Option<u64>) -> Option<v1::CpuUsage> {
+fn cpu_usage(
+    timestamp: i64,
+    (cpu_ns, nano_cores): (Option<u64>, Option<u64>),
+    psi: Option<Psi>,
+) -> Option<v1::CpuUsage> {
     cpu_ns.map(|ns| v1::CpuUsage {
         timestamp,
         usage_core_nano_seconds: uint64(ns),
         usage_nano_cores: nano_cores.and_then(uint64),
-        psi: None,
+        psi: psi.map(|p| psi_stats(&p)),
     })
 }
 
 /// CRI `MemoryUsage` of a cgroup's memory.
-fn memory_usage(timestamp: i64, m: &crius_core::stats::Memory) -> v1::MemoryUsage {
+fn memory_usage(
+    timestamp: i64,
+    m: &crius_core::stats::Memory,
+    psi: Option<Psi>,
+) -> v1::MemoryUsage {
     v1::MemoryUsage {
         timestamp,
         working_set_bytes: uint64(m.working_set),
@@ -336,7 +345,29 @@ fn memory_usage(timestamp: i64, m: &crius_core::stats::Memory) -> v1::MemoryUsag
         rss_bytes: uint64(m.rss),
         page_faults: uint64(m.page_faults),
         major_page_faults: uint64(m.major_page_faults),
-        psi: None,
+        psi: psi.map(|p| psi_stats(&p)),
+    }
+}
+
+/// CRI `IoUsage`: the I/O pressure, where the kernel has PSI.
+fn io_usage(timestamp: i64, psi: Option<Psi>) -> Option<v1::IoUsage> {
+    psi.map(|p| v1::IoUsage {
+        timestamp,
+        psi: Some(psi_stats(&p)),
+    })
+}
+
+/// CRI `PsiStats` (a `full` line the kernel lacks is left out).
+fn psi_stats(p: &Psi) -> v1::PsiStats {
+    let data = |l: &crius_core::stats::PsiLine| v1::PsiData {
+        total: l.total_ns,
+        avg10: l.avg10,
+        avg60: l.avg60,
+        avg300: l.avg300,
+    };
+    v1::PsiStats {
+        full: p.full.as_ref().map(data),
+        some: Some(data(&p.some)),
     }
 }
 
@@ -354,8 +385,10 @@ pub fn container_stats(u: &crius_pod::ContainerUsage, fs_mountpoint: &str) -> v1
             labels: m.labels.clone().into_iter().collect(),
             annotations: m.annotations.clone().into_iter().collect(),
         }),
-        cpu: cpu_usage(u.timestamp, u.cpu_ns, u.nano_cores),
-        memory: u.memory.map(|m| memory_usage(u.timestamp, &m)),
+        cpu: cpu_usage(u.timestamp, (u.cpu_ns, u.nano_cores), u.pressure.cpu),
+        memory: u
+            .memory
+            .map(|m| memory_usage(u.timestamp, &m, u.pressure.memory)),
         writable_layer: u.writable_layer.map(|(bytes, inodes)| v1::FilesystemUsage {
             timestamp: u.timestamp,
             fs_id: Some(v1::FilesystemIdentifier {
@@ -365,7 +398,7 @@ pub fn container_stats(u: &crius_pod::ContainerUsage, fs_mountpoint: &str) -> v1
             inodes_used: uint64(inodes),
         }),
         swap: None,
-        io: None,
+        io: io_usage(u.timestamp, u.pressure.io),
     }
 }
 
@@ -397,10 +430,11 @@ pub fn pod_sandbox_stats(u: &crius_pod::PodUsage, roots: &[String]) -> v1::PodSa
             annotations: m.annotations.clone().into_iter().collect(),
         }),
         linux: Some(v1::LinuxPodSandboxStats {
-            // PSI needs cgroup v2; this node's cgroups may be v1.
-            io: None,
-            cpu: cpu_usage(u.timestamp, u.cpu_ns, u.nano_cores),
-            memory: u.memory.map(|m| memory_usage(u.timestamp, &m)),
+            io: io_usage(u.timestamp, u.pressure.io),
+            cpu: cpu_usage(u.timestamp, (u.cpu_ns, u.nano_cores), u.pressure.cpu),
+            memory: u
+                .memory
+                .map(|m| memory_usage(u.timestamp, &m, u.pressure.memory)),
             network: (!interfaces.is_empty()).then(|| v1::NetworkUsage {
                 timestamp: u.timestamp,
                 // kubelet's default interface name.

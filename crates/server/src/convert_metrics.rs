@@ -4,8 +4,10 @@
 //! (`PodAndContainerStatsFromCRI`) expose as `/metrics/cadvisor`. Every
 //! metric's labels are its descriptor's keys, in order: `id`, `name`,
 //! `image` (as CRI-O has them), then the metric's own. CRI values are
-//! integers: CPU seconds are whole seconds, as in CRI-O. No PSI: it needs
-//! cgroup v2.
+//! integers: CPU seconds are whole seconds, as in CRI-O. Pressure stall
+//! times (PSI) where the kernel has them (cgroup v2, or a v1 host's unified
+//! hierarchy), as cadvisor's `container_pressure_*_seconds_total`: waiting
+//! is PSI's `some`, stalled its `full`, whole seconds too.
 
 use crius_cri_api::v1;
 use crius_pod::{ContainerUsage, PodUsage};
@@ -87,6 +89,42 @@ const METRICS: &[(&str, &str, &[&str], v1::MetricType)] = &[
         &["interface"],
         v1::MetricType::Counter,
     ),
+    (
+        "container_pressure_cpu_waiting_seconds_total",
+        "Total time duration tasks in the container have waited due to CPU congestion.",
+        &[],
+        v1::MetricType::Counter,
+    ),
+    (
+        "container_pressure_cpu_stalled_seconds_total",
+        "Total time duration no tasks in the container could make progress due to CPU congestion.",
+        &[],
+        v1::MetricType::Counter,
+    ),
+    (
+        "container_pressure_memory_waiting_seconds_total",
+        "Total time duration tasks in the container have waited due to memory congestion.",
+        &[],
+        v1::MetricType::Counter,
+    ),
+    (
+        "container_pressure_memory_stalled_seconds_total",
+        "Total time duration no tasks in the container could make progress due to memory congestion.",
+        &[],
+        v1::MetricType::Counter,
+    ),
+    (
+        "container_pressure_io_waiting_seconds_total",
+        "Total time duration tasks in the container have waited due to IO congestion.",
+        &[],
+        v1::MetricType::Counter,
+    ),
+    (
+        "container_pressure_io_stalled_seconds_total",
+        "Total time duration no tasks in the container could make progress due to IO congestion.",
+        &[],
+        v1::MetricType::Counter,
+    ),
 ];
 
 /// The descriptors of every metric crius reports.
@@ -156,6 +194,18 @@ impl Out {
             self.push(failures, &["pgmajfault", "container"], m.major_page_faults);
         }
     }
+
+    /// `container_pressure_<resource>_{waiting,stalled}_seconds_total`.
+    fn pressure(&mut self, p: &crius_core::stats::Pressure) {
+        for (resource, psi) in [("cpu", p.cpu), ("memory", p.memory), ("io", p.io)] {
+            let Some(psi) = psi else { continue };
+            let name = |kind| format!("container_pressure_{resource}_{kind}_seconds_total");
+            self.push(&name("waiting"), &[], psi.some.total_ns / 1_000_000_000);
+            if let Some(full) = psi.full {
+                self.push(&name("stalled"), &[], full.total_ns / 1_000_000_000);
+            }
+        }
+    }
 }
 
 /// One pod's metrics and its containers'.
@@ -163,6 +213,7 @@ pub(crate) fn pod_metrics(u: &PodUsage) -> v1::PodSandboxMetrics {
     let m = &u.sandbox.meta;
     let mut pod = Out::new(&m.id, &m.name, "");
     pod.cpu_and_memory(u.cpu_ns, u.memory.as_ref());
+    pod.pressure(&u.pressure);
     if let Some(n) = u.processes {
         pod.push("container_processes", &[], n);
     }
@@ -192,6 +243,7 @@ fn container_metrics(c: &ContainerUsage) -> v1::ContainerMetrics {
     let meta = &c.container.meta;
     let mut out = Out::new(&meta.id, &meta.name, &meta.image_ref);
     out.cpu_and_memory(c.cpu_ns, c.memory.as_ref());
+    out.pressure(&c.pressure);
     if let Some((bytes, inodes)) = c.writable_layer {
         out.push("container_fs_usage_bytes", &["rootfs"], bytes);
         out.push("container_fs_inodes_used", &["rootfs"], inodes);
@@ -223,7 +275,24 @@ mod tests {
             }),
         );
         out.push("container_network_receive_bytes_total", &["eth0"], 7);
-        assert_eq!(out.metrics.len(), 7);
+        let line = |s: u64| crius_core::stats::PsiLine {
+            total_ns: s * 1_000_000_000,
+            ..Default::default()
+        };
+        let cpu = crius_core::stats::Psi {
+            some: line(4),
+            full: Some(line(3)),
+        };
+        out.pressure(&crius_core::stats::Pressure {
+            cpu: Some(cpu),
+            ..Default::default()
+        });
+        assert_eq!(out.metrics.len(), 9);
+        let stalled = out.metrics.iter().find(|m| m.name.contains("cpu_stalled"));
+        assert_eq!(
+            stalled.and_then(|m| m.value.as_ref()).map(|v| v.value),
+            Some(3)
+        );
         for m in &out.metrics {
             let desc = d.iter().find(|x| x.name == m.name).expect("a descriptor");
             assert_eq!(desc.label_keys.len(), m.label_values.len(), "{}", m.name);

@@ -112,5 +112,85 @@ async fn a_busy_containers_metrics_match_its_cgroup(env: Arc<Env>) -> anyhow::Re
         "the pod's network: {:?}",
         pm.metrics
     );
+    pressure_matches_the_cgroup(&mut p, &id, pid, cm).await?;
     p.remove_all_and_check().await
+}
+
+/// The cgroup v2 pressure file of process `pid` (on a v1 host, in its
+/// unified hierarchy); `None` where the kernel keeps none.
+fn pressure_file(pid: i32, resource: &str) -> anyhow::Result<Option<String>> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let Some(path) = cgroups.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return Ok(None);
+    };
+    for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let file = format!("{root}{path}/{resource}.pressure");
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return Ok(Some(text));
+        }
+    }
+    Ok(None)
+}
+
+/// `some`'s total of a pressure file, ns.
+fn some_total_ns(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("some "))?;
+    let total = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("total="))?;
+    total.parse::<u64>().ok().map(|us| us * 1000)
+}
+
+/// PSI, where this kernel has it for the container's cgroup: in
+/// ContainerStats (CPU, memory, I/O) and as cadvisor's pressure metrics,
+/// within what the cgroup's file says before and after.
+async fn pressure_matches_the_cgroup(
+    p: &mut crate::pods::PodEnv,
+    id: &str,
+    pid: i32,
+    cm: &v1::ContainerMetrics,
+) -> anyhow::Result<()> {
+    let host_has_psi = [
+        "/sys/fs/cgroup/unified/cpu.pressure",
+        "/sys/fs/cgroup/cpu.pressure",
+    ]
+    .iter()
+    .any(|f| std::path::Path::new(f).exists());
+    let Some(before) = pressure_file(pid, "cpu")? else {
+        ensure!(
+            !host_has_psi,
+            "the host keeps PSI, the container's cgroup none"
+        );
+        // No PSI here: nothing may claim it.
+        ensure!(value(cm, "container_pressure_cpu_waiting_seconds_total").is_none());
+        return Ok(());
+    };
+    let before = some_total_ns(&before).context("cpu.pressure")?;
+    let stats = p
+        .cri
+        .runtime
+        .container_stats(v1::ContainerStatsRequest {
+            container_id: id.into(),
+        })
+        .await?
+        .into_inner()
+        .stats
+        .context("stats")?;
+    let after = pressure_file(pid, "cpu")?.and_then(|t| some_total_ns(&t));
+    let cpu = stats.cpu.and_then(|c| c.psi).and_then(|p| p.some);
+    let total = cpu
+        .map(|s| s.total)
+        .context("no CPU PSI in ContainerStats")?;
+    ensure!(
+        before <= total && Some(total) <= after,
+        "CPU PSI {total} ns, the cgroup {before}..{after:?}"
+    );
+    ensure!(stats.memory.and_then(|m| m.psi).is_some(), "no memory PSI");
+    ensure!(stats.io.and_then(|i| i.psi).is_some(), "no I/O PSI");
+    ensure!(
+        value(cm, "container_pressure_cpu_waiting_seconds_total").is_some(),
+        "no pressure metric: {:?}",
+        cm.metrics
+    );
+    Ok(())
 }
