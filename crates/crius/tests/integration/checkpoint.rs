@@ -80,7 +80,10 @@ async fn a_running_container_is_checkpointed_and_runs_on(env: Arc<Env>) -> anyho
     let out = tempfile::tempdir()?;
     // kubelet's directory may not exist yet: crius makes it.
     let location = out.path().join("checkpoints").join("counting.tar");
+    let began = std::time::Instant::now();
     checkpoint(cri, &id, &location).await?;
+    let size = std::fs::metadata(&location)?.len();
+    eprintln!("checkpoint: {:?}, archive {size} bytes", began.elapsed());
     let files = entries(&mut std::fs::File::open(&location)?)?;
     let names: Vec<&String> = files.keys().collect();
     for must in [
