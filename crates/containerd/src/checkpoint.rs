@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
+use containerd_client::services::v1::ResumeTaskRequest;
 use containerd_client::services::v1::diff_client::DiffClient;
 use containerd_client::services::v1::{CheckpointTaskRequest, DiffRequest, PauseTaskRequest};
-use containerd_client::services::v1::{ReadContentRequest, ResumeTaskRequest};
 use containerd_client::types::Mount;
 use futures::StreamExt;
 use prost::Message;
@@ -121,19 +121,10 @@ impl Containerd {
             source,
         };
         let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-        let mut stream = self
-            .content()
-            .read(self.request(ReadContentRequest {
-                digest: digest.to_string(),
-                offset: 0,
-                size: 0,
-            }))
-            .await
-            .map_err(map_status("content read"))?
-            .into_inner();
+        let mut stream = std::pin::pin!(self.content_chunks(digest).await?);
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(map_status("content read"))?;
+            let chunk = chunk?;
             file.write_all(&chunk.data).await.map_err(io)?;
             written += chunk.data.len() as u64;
         }

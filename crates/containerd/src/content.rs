@@ -179,19 +179,10 @@ impl Containerd {
                 info.size
             )));
         }
-        let mut stream = self
-            .content()
-            .read(self.request(ReadContentRequest {
-                digest: digest.to_string(),
-                offset: 0,
-                size: 0,
-            }))
-            .await
-            .map_err(map_status("content read"))?
-            .into_inner();
+        let mut stream = self.content_chunks(digest).await?;
         let mut buf = BytesMut::with_capacity(usize::try_from(info.size).unwrap_or(0));
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(map_status("content read"))?;
+            let chunk = chunk?;
             if buf.len() as u64 + chunk.data.len() as u64 > max_size {
                 return Err(Error::Precondition(format!(
                     "content {digest} is more than the {max_size} bytes allowed"
@@ -207,6 +198,26 @@ impl Containerd {
             )));
         }
         Ok(buf.freeze())
+    }
+
+    /// Blob `digest`, whole, as the chunks containerd sends.
+    pub(crate) async fn content_chunks(
+        &self,
+        digest: &str,
+    ) -> Result<
+        impl Stream<Item = Result<containerd_client::services::v1::ReadContentResponse>> + use<>,
+    > {
+        let stream = self
+            .content()
+            .read(self.request(ReadContentRequest {
+                digest: digest.to_string(),
+                offset: 0,
+                size: 0,
+            }))
+            .await
+            .map_err(map_status("content read"))?
+            .into_inner();
+        Ok(stream.map(|c| c.map_err(map_status("content read"))))
     }
 
     /// Sets `labels` on blob `digest`, keeping its other labels. No labels:
