@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -696,17 +697,28 @@ async fn pod_run(
     }
 }
 
-async fn pod_inspect(cri: &mut client::Cri, id: &str) -> anyhow::Result<()> {
-    let resp = cri
+/// Pod `id`'s status (an id or a unique prefix), with its verbose info
+/// when asked (PodSandboxStatus), as [`crate::containers::status`] for a
+/// container.
+pub(crate) async fn pod_status(
+    cri: &mut client::Cri,
+    id: &str,
+    verbose: bool,
+) -> anyhow::Result<(v1::PodSandboxStatus, HashMap<String, String>)> {
+    let r = cri
         .runtime
         .pod_sandbox_status(v1::PodSandboxStatusRequest {
             pod_sandbox_id: id.to_string(),
-            verbose: true,
+            verbose,
         })
         .await
         .context("PodSandboxStatus")?
         .into_inner();
-    let s = resp.status.context("no status")?;
+    Ok((r.status.context("no status")?, r.info))
+}
+
+async fn pod_inspect(cri: &mut client::Cri, id: &str) -> anyhow::Result<()> {
+    let (s, info) = pod_status(cri, id, true).await?;
     let m = s.metadata.clone().unwrap_or_default();
     let net = s.network.clone().unwrap_or_default();
     let mut out = json!({
@@ -717,7 +729,7 @@ async fn pod_inspect(cri: &mut client::Cri, id: &str) -> anyhow::Result<()> {
             "labels": s.labels, "annotations": s.annotations, "runtimeHandler": s.runtime_handler,
         }
     });
-    if let Some(info) = resp.info.get("info") {
+    if let Some(info) = info.get("info") {
         out["info"] = serde_json::from_str(info).unwrap_or(Value::String(info.clone()));
     }
     print_json(&out)

@@ -62,16 +62,7 @@ pub async fn ps(
     filter: &PsFilter,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let filter = filter.cri();
-    let list = cri
-        .runtime
-        .list_containers(v1::ListContainersRequest {
-            filter: Some(filter),
-        })
-        .await
-        .context("ListContainers")?
-        .into_inner()
-        .containers;
+    let list = list(cri, filter.cri()).await?;
     if cli.output.machine() {
         let out: Vec<Value> = list
             .iter()
@@ -105,6 +96,22 @@ pub async fn ps(
         );
     }
     Ok(())
+}
+
+/// The containers `filter` selects (ListContainers).
+pub(crate) async fn list(
+    cri: &mut client::Cri,
+    filter: v1::ContainerFilter,
+) -> anyhow::Result<Vec<v1::Container>> {
+    Ok(cri
+        .runtime
+        .list_containers(v1::ListContainersRequest {
+            filter: Some(filter),
+        })
+        .await
+        .context("ListContainers")?
+        .into_inner()
+        .containers)
 }
 
 pub(crate) async fn status(

@@ -95,17 +95,7 @@ async fn resolve_containers(cri: &mut Cri, ids: &[String]) -> anyhow::Result<Has
 async fn resolve_pods(cri: &mut Cri, ids: &[String]) -> anyhow::Result<Vec<String>> {
     let mut full = Vec::new();
     for id in ids {
-        let status = cri
-            .runtime
-            .pod_sandbox_status(v1::PodSandboxStatusRequest {
-                pod_sandbox_id: id.clone(),
-                verbose: false,
-            })
-            .await
-            .context("PodSandboxStatus")?
-            .into_inner()
-            .status
-            .context("no status")?;
+        let (status, _) = crate::commands::pod_status(cri, id, false).await?;
         if !full.contains(&status.id) {
             full.push(status.id);
         }
@@ -181,15 +171,7 @@ impl Sampler for Containers {
             state: (!self.all && self.ids.is_none()).then_some(running),
             ..Default::default()
         };
-        let listed = cri
-            .runtime
-            .list_containers(v1::ListContainersRequest {
-                filter: Some(filter),
-            })
-            .await
-            .context("ListContainers")?
-            .into_inner()
-            .containers;
+        let listed = crate::containers::list(cri, filter).await?;
         let pods = list_pods(cri).await?;
         let stats = list_container_stats(cri).await?;
         let mut rows: Vec<ContainerRow> = listed
